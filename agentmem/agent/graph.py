@@ -96,10 +96,9 @@ class MemoryAgent:
 
     def _respond_node(self, state: _TurnState) -> dict[str, Any]:
         blocks = [r.instructions or r.text() for r in state.get("recalls", []) if r.items]
-        system = render("answer_system", memory="\n\n".join(blocks), now=state.get("now"))
         messages = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": render("answer_user", question=state["question"])},
+            {"role": "system", "content": render("answer_system")},
+            {"role": "user", "content": render("answer_user", memory="\n\n".join(blocks), now=state.get("now"), question=state["question"])},
         ]
         text = self.llm.complete(messages, max_tokens=self.max_answer_tokens, caller="agent.respond")
         return {"answer": _clean_answer(text)}

@@ -1,0 +1,441 @@
+"""One LLM client for every backend, through litellm.
+
+``LLM("local")`` runs the embedded default model (llama.cpp, a small instruct
+GGUF, no network and no GPU needed); ``LLM("local/qwen2.5-coder-1.5b")`` picks
+another known GGUF; any other string is a litellm model string
+(``hosted_vllm/Qwen/Qwen3-8B`` with ``api_base=...``, ``openai/gpt-4o-mini``...).
+
+Every call is metered (:class:`~agentmem.llm.meter.Meter`), limited to
+``max_concurrency`` at once, and retried with exponential backoff and jitter on
+transient failures (connection refused, timeouts, 429, 5xx). A deterministic
+call (temperature 0) can be answered from a :class:`CompletionCache` when one
+is attached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from jinja2 import Environment, StrictUndefined
+from pydantic import BaseModel, ValidationError
+
+from agentmem.errors import AgentmemError, LLMError
+from agentmem.llm.meter import Meter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agentmem.config import Settings
+    from agentmem.llm.server import LocalServer
+
+T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger("agentmem.llm")
+
+LOCAL_ALIAS = "local"
+LOCAL_API_KEY = "sk-local"
+
+# -- prompts (Jinja2) ----------------------------------------------------------------
+_jinja = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+SCHEMA_INSTRUCTION = _jinja.from_string(
+    "Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n{{ schema }}"
+)
+REPAIR_REQUEST = _jinja.from_string(
+    "Your reply was not a valid {{ name }} object: {{ error }}\n"
+    "Reply again with only the corrected JSON object that matches the schema."
+)
+
+
+# -- the cache seam --------------------------------------------------------------------
+class CompletionCache(Protocol):
+    """Where deterministic answers may be kept (a disk cache plugs in here).
+
+    ``request`` holds everything that determines the answer: the model's
+    identity, messages, max_tokens, temperature and response_format.
+    """
+
+    def get(self, request: dict[str, Any]) -> str | None: ...
+
+    def put(self, request: dict[str, Any], text: str) -> None: ...
+
+
+# -- litellm, imported lazily ----------------------------------------------------------
+_litellm: Any = None
+_litellm_lock = threading.Lock()
+
+
+def _import_litellm() -> Any:
+    """Import litellm once (slow: seconds), with its network look-ups turned off."""
+    global _litellm
+    with _litellm_lock:
+        if _litellm is None:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("LITELLM_TELEMETRY", "False")
+            import litellm
+
+            litellm.suppress_debug_info = True
+            litellm.telemetry = False
+            litellm.drop_params = True  # a provider that lacks a parameter gets the call without it
+            logging.getLogger("LiteLLM").setLevel(logging.WARNING)
+            _litellm = litellm
+        return _litellm
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: connection problems, timeouts, 429 and 5xx."""
+    litellm = _litellm
+    if litellm is not None:
+        ex = litellm.exceptions
+        retryable = (
+            ex.APIConnectionError,  # includes Timeout
+            ex.Timeout,
+            ex.RateLimitError,
+            ex.InternalServerError,
+            ex.ServiceUnavailableError,
+            ex.BadGatewayError,
+        )
+        if isinstance(exc, retryable):
+            return True
+        if isinstance(exc, (ex.BadRequestError, ex.AuthenticationError, ex.NotFoundError, ex.PermissionDeniedError)):
+            return False
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status == 429 or status >= 500
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text.replace("litellm.", "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _extract_json(text: str) -> str:
+    """The JSON object in a reply, without code fences or surrounding prose."""
+    stripped = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
+    if fence:
+        stripped = fence.group(1).strip()
+    if not stripped.startswith("{"):
+        start, end = stripped.find("{"), stripped.rfind("}")
+        if start != -1 and end > start:
+            stripped = stripped[start : end + 1]
+    return stripped
+
+
+def _validation_summary(exc: ValidationError | ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors()[:3]:
+            loc = ".".join(str(x) for x in err.get("loc", ())) or "(root)"
+            parts.append(f"{loc}: {err.get('msg')}")
+        more = exc.error_count() - len(parts)
+        return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    return _one_line(exc, 200)
+
+
+class LLM:
+    """A metered, retried, concurrency-limited chat model (satisfies :class:`agentmem.toolkit.ChatModel`)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        timeout: float | None = None,
+        settings: "Settings | None" = None,
+        meter: Meter | None = None,
+        cache: CompletionCache | None = None,
+        retry_backoff: float = 0.5,
+        max_backoff: float = 20.0,
+    ) -> None:
+        if settings is None:
+            from agentmem.config import load_settings
+
+            settings = load_settings()
+        self.settings = settings
+        self.model: str = (model or settings.model).strip()
+        self.api_base: str | None = api_base or settings.api_base
+        self.api_key: str | None = api_key or settings.api_key
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.timeout = timeout if timeout is not None else settings.llm_timeout
+        self.meter = meter if meter is not None else Meter()
+        self.cache = cache
+        self.max_retries = settings.max_retries
+        self.retry_backoff = retry_backoff
+        self.max_backoff = max_backoff
+        self._semaphore = threading.BoundedSemaphore(settings.max_concurrency)
+        self._ready_lock = threading.Lock()
+        self._server: LocalServer | None = None
+        self._model_path: Path | None = None
+
+        self.is_local = self.model == "local" or self.model.startswith("local/")
+        if self.is_local:
+            from agentmem.llm.models import DEFAULT_MODEL, get_known
+
+            name = self.model.removeprefix("local/") if self.model.startswith("local/") else DEFAULT_MODEL
+            self.local_name = get_known(name).name  # a clear error now for an unknown name
+
+    # -- description --------------------------------------------------------------
+    def describe(self) -> str:
+        """A short human-readable name of the backend, e.g. ``local qwen2.5-coder-0.5b (llama.cpp)``."""
+        if self.is_local:
+            user_file = self.settings.local_model_path
+            if user_file is not None:
+                from agentmem.llm.models import KNOWN_MODELS
+
+                if not any(m.filename == Path(user_file).name for m in KNOWN_MODELS.values()):
+                    return f"local {Path(user_file).name} (llama.cpp)"
+            return f"local {self.local_name} (llama.cpp)"
+        where = f" at {self.api_base}" if self.api_base else ""
+        return f"{self.model} (litellm{where})"
+
+    def __repr__(self) -> str:
+        return f"LLM({self.describe()})"
+
+    # -- backend --------------------------------------------------------------------
+    def _ensure_ready(self) -> None:
+        """Import litellm and, for the local model, fetch it and start its server (in parallel)."""
+        if _litellm is not None and (not self.is_local or (self._server is not None and self._server.is_running())):
+            return
+        with self._ready_lock:
+            importer = None
+            if _litellm is None:
+                importer = threading.Thread(target=_import_litellm, daemon=True, name="agentmem-import-litellm")
+                importer.start()
+            try:
+                if self.is_local:
+                    self._start_local()
+            finally:
+                if importer is not None:
+                    importer.join()
+            _import_litellm()  # re-raises an import error in this thread, if any
+
+    def _start_local(self) -> None:
+        from agentmem.llm.models import ensure_model
+        from agentmem.llm.server import shared_local_server
+
+        if self._model_path is None:
+            self._model_path = ensure_model(
+                self.local_name,
+                path=self.settings.local_model_path,
+                cache_dir=self.settings.cache_dir,
+                progress=lambda msg: log.info("%s", msg),
+            )
+        self._server = shared_local_server(
+            self._model_path, alias=LOCAL_ALIAS, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads
+        )
+
+    @property
+    def server(self) -> "LocalServer | None":
+        """The local llama.cpp server (started on the first call), or ``None`` for remote models."""
+        return self._server
+
+    def _target(self) -> tuple[str, str | None, str | None]:
+        """(litellm model string, api_base, api_key) for the next attempt."""
+        if self.is_local:
+            assert self._server is not None
+            return f"openai/{LOCAL_ALIAS}", self._server.api_base, LOCAL_API_KEY
+        key = self.api_key
+        if key is None and self.api_base and self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
+            key = "sk-no-key"  # a self-hosted OpenAI-compatible server that needs none; the client insists on one
+        return self.model, self.api_base, key
+
+    def identity(self) -> str:
+        """What determines the answers apart from the request (for cache keys)."""
+        if self.is_local:
+            from agentmem.llm.models import get_known
+
+            if self.settings.local_model_path is not None:
+                return f"local:{Path(self.settings.local_model_path).expanduser().resolve()}"
+            return f"local:{get_known(self.local_name).sha256}"
+        return f"{self.model}@{self.api_base or ''}"
+
+    def _translate_response_format(self, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
+        """llama-cpp-python's server takes ``{"type": "json_object", "schema": ...}``, not OpenAI's json_schema."""
+        if not response_format or not self.is_local:
+            return response_format
+        if response_format.get("type") == "json_schema":
+            inner = response_format.get("json_schema") or {}
+            schema = inner.get("schema", inner)
+            return {"type": "json_object", "schema": schema}
+        return response_format
+
+    # -- calls ------------------------------------------------------------------------
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_format: dict[str, Any] | None = None,
+        caller: str | None = None,
+    ) -> str:
+        """The model's reply text to ``messages`` (OpenAI chat format)."""
+        request = {
+            "messages": messages,
+            "max_tokens": self.max_tokens if max_tokens is None else max_tokens,
+            "temperature": self.temperature if temperature is None else temperature,
+            "response_format": response_format,
+        }
+        cacheable = self.cache is not None and request["temperature"] == 0
+        if cacheable:
+            key = {"model": self.identity(), **request}
+            started = time.monotonic()
+            hit = self.cache.get(key)  # type: ignore[union-attr]
+            if hit is not None:
+                self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
+                return hit
+        text = self._call(request, caller)
+        if cacheable:
+            self.cache.put(key, text)  # type: ignore[union-attr]
+        return text
+
+    def _call(self, request: dict[str, Any], caller: str | None) -> str:
+        """One metered call with retries; returns the reply text or raises :class:`LLMError`."""
+        started = time.monotonic()
+        setup = 0.0  # one-time work (importing litellm, starting the local server) is not the call's latency
+        with self._semaphore:
+            attempts = self.max_retries + 1
+            last: BaseException | None = None
+            base: str | None = self.api_base
+            for attempt in range(attempts):
+                if attempt:
+                    delay = min(self.retry_backoff * (2 ** (attempt - 1)), self.max_backoff)
+                    time.sleep(delay * (0.5 + random.random()))
+                try:
+                    ready_at = time.monotonic()
+                    self._ensure_ready()
+                    setup += time.monotonic() - ready_at
+                    model, base, key = self._target()
+                    with self._server.slots if self._server is not None else contextlib.nullcontext():
+                        response = self._completion(model, base, key, request)
+                except AgentmemError as exc:  # the local model could not be fetched or started
+                    self.meter.record(caller, 0, 0, time.monotonic() - started, error=True)
+                    raise exc
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    last = exc
+                    if _transient(exc) and attempt + 1 < attempts:
+                        log.debug("transient LLM failure (attempt %d/%d): %s", attempt + 1, attempts, _one_line(exc))
+                        continue
+                    self.meter.record(caller, 0, 0, time.monotonic() - started - setup, error=True)
+                    raise self._error(exc, attempt + 1, base) from None
+                usage = getattr(response, "usage", None)
+                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                self.meter.record(caller, prompt_tokens, completion_tokens, time.monotonic() - started - setup)
+                try:
+                    content = response.choices[0].message.content
+                except (AttributeError, IndexError):
+                    content = None
+                return content or ""
+            raise self._error(last or RuntimeError("no attempt made"), attempts, base)  # pragma: no cover
+
+    def _completion(self, model: str, base: str | None, key: str | None, request: dict[str, Any]) -> Any:
+        """The litellm call itself (one attempt, no retries of its own)."""
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": request["messages"],
+            "max_tokens": request["max_tokens"],
+            "temperature": request["temperature"],
+            "timeout": self.timeout,
+            "num_retries": 0,
+            "max_retries": 0,
+        }
+        if base:
+            kwargs["api_base"] = base
+        if key:
+            kwargs["api_key"] = key
+        response_format = self._translate_response_format(request.get("response_format"))
+        if response_format:
+            kwargs["response_format"] = response_format
+        return _litellm.completion(**kwargs)
+
+    def _error(self, exc: BaseException, attempts: int, base: str | None) -> LLMError:
+        where = f" at {base}" if base else ""
+        what = f"LLM call to {self.model}{where}"
+        name = type(exc).__name__
+        detail = _one_line(exc)
+        while detail.startswith(f"{name}: "):  # litellm repeats the class name
+            detail = detail[len(name) + 2 :]
+        detail = f"{name}: {detail}"
+        ex = _litellm.exceptions if _litellm is not None else None
+        if ex is not None and isinstance(exc, ex.ContextWindowExceededError):
+            hint = "the prompt is too long for the model's context: shorten it or raise n_ctx"
+        elif ex is not None and isinstance(exc, (ex.AuthenticationError, ex.PermissionDeniedError)):
+            hint = "check the API key (--api-key / AGENTMEM_API_KEY)"
+        elif ex is not None and isinstance(exc, ex.NotFoundError):
+            hint = "check the model name (--model / AGENTMEM_MODEL) and --api-base"
+        elif ex is not None and isinstance(exc, ex.BadRequestError):
+            hint = "the server rejected the request: check the model string and its parameters"
+        elif self.is_local:
+            log_path = self._server.log_path if self._server is not None else None
+            hint = f"the local llama.cpp server failed (log: {log_path})"
+        else:
+            hint = "check the server is running and --api-base / AGENTMEM_API_BASE"
+        if _transient(exc):
+            return LLMError(f"{what} failed after {attempts} attempt{'s' if attempts != 1 else ''}: {detail}: {hint}")
+        return LLMError(f"{what} failed: {detail}: {hint}")
+
+    # -- structured output -------------------------------------------------------------
+    def _schema_format(self, schema: type[BaseModel]) -> dict[str, Any]:
+        json_schema = schema.model_json_schema()
+        if self.is_local:
+            return {"type": "json_object", "schema": json_schema}
+        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": json_schema}}
+
+    def structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: type[T],
+        *,
+        caller: str | None = None,
+        max_tokens: int | None = None,
+    ) -> T:
+        """The reply parsed into ``schema`` (constrained to its JSON schema where the backend can).
+
+        One repair attempt sends the validation error back to the model; a second
+        invalid reply raises :class:`LLMError`.
+        """
+        limit = max_tokens if max_tokens is not None else max(self.max_tokens, 512)
+        response_format = self._schema_format(schema)
+        instruction = SCHEMA_INSTRUCTION.render(schema=json.dumps(schema.model_json_schema(), separators=(",", ":")))
+        convo = _with_instruction(messages, instruction)
+        error = ""
+        for attempt in range(2):
+            text = self.complete(convo, max_tokens=limit, response_format=response_format, caller=caller)
+            try:
+                return schema.model_validate_json(_extract_json(text))
+            except (ValidationError, ValueError) as exc:
+                error = _validation_summary(exc)
+                if attempt == 0:
+                    convo = [
+                        *convo,
+                        {"role": "assistant", "content": text},
+                        {"role": "user", "content": REPAIR_REQUEST.render(name=schema.__name__, error=error)},
+                    ]
+        raise LLMError(
+            f"{self.describe()} did not return a valid {schema.__name__} after a repair attempt ({error}): "
+            "try a larger model (--model) or simplify the schema"
+        )
+
+
+def _with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
+    """``messages`` with ``instruction`` appended to the last user message (or as a new one)."""
+    out = [dict(m) for m in messages]
+    for message in reversed(out):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            message["content"] = f"{message['content']}\n\n{instruction}"
+            return out
+    out.append({"role": "user", "content": instruction})
+    return out

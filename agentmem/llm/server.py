@@ -1,0 +1,291 @@
+"""The embedded local model: llama.cpp's OpenAI-compatible server as a subprocess.
+
+``python -m llama_cpp.server`` (llama-cpp-python) serves a GGUF file under an
+alias; agentmem talks to it through litellm like to any OpenAI-compatible
+server. The chat template stored in the GGUF file is used (no ``chat_format``
+is forced), and ``response_format={"type": "json_object", "schema": ...}``
+constrains the answer with a grammar built from the JSON schema.
+
+The child runs in its own process group and is stopped with the group
+(SIGTERM, then SIGKILL after a grace period): on :meth:`LocalServer.stop`, at
+interpreter exit, and, through a watchdog thread in the child, when the parent
+process dies without cleaning up. Requests are answered one at a time
+(llama-cpp-python's server holds one model context).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from agentmem.errors import ModelError
+
+# Runs in the child: drop environment variables the server's pydantic settings
+# would read in place of our flags (API_KEY, PORT, MODEL, ...), start a watchdog
+# that exits when the parent dies, then run ``python -m llama_cpp.server``.
+_BOOTSTRAP = """
+import os, runpy, sys, threading, time
+parent = int(sys.argv[1])
+sys.argv = ["llama_cpp.server"] + sys.argv[2:]
+try:
+    from llama_cpp.server.settings import Settings as _S, ConfigFileSettings as _C
+    _names = set(_S.model_fields) | set(_C.model_fields) | {"config_file"}
+except Exception:
+    _names = {"config_file"}
+for _k in list(os.environ):
+    if _k.lower() in _names:
+        del os.environ[_k]
+def _watch():
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+threading.Thread(target=_watch, daemon=True, name="agentmem-parent-watch").start()
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+def default_threads() -> int:
+    """Threads for the model: half the cores (llama.cpp's own default).
+
+    llama.cpp synchronises its threads at every step; on a machine whose cores
+    are also busy with other work, using all of them made generation and prompt
+    processing 2-5x slower (measured on 2 cores), while half of them lose
+    under 2x when the machine is idle.
+    """
+    return max(_cores() // 2, 1)
+
+
+class LocalServer:
+    """A llama.cpp OpenAI-compatible server for one GGUF file, run as a child process."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        n_parallel: int = 1,
+        alias: str = "local",
+        log_path: Path | None = None,
+        n_threads_batch: int | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.host = host
+        self.port = port
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or default_threads()
+        self.n_threads_batch = n_threads_batch or self.n_threads
+        # llama-cpp-python's server has a single context and answers one request at a time;
+        # n_parallel is kept for interface parity with other backends.
+        self.n_parallel = max(1, n_parallel)
+        # clients in this process take a slot per request, so that requests queue here rather than
+        # inside the server, where waiting would count against their timeout
+        self.slots = threading.BoundedSemaphore(self.n_parallel)
+        self.alias = alias
+        self.log_path = log_path
+        self.startup_seconds: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._own_log = log_path is None  # a temporary log we create, and remove after a clean stop
+        self._lock = threading.RLock()
+        self._atexit_registered = False
+
+    # -- properties -----------------------------------------------------------
+    @property
+    def api_base(self) -> str:
+        if self.port is None:
+            raise ModelError("the local model server has not been started: call start() first")
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- lifecycle ----------------------------------------------------------------
+    def start(self, timeout: float = 120) -> "LocalServer":
+        """Start the server and wait until ``GET /v1/models`` answers. Idempotent."""
+        with self._lock:
+            if self.is_running():
+                return self
+            if not self.model_path.is_file():
+                raise ModelError(f"model file {self.model_path} does not exist: run `agentmem models pull`")
+            explicit_port = self.port is not None
+            attempts = 1 if explicit_port else 3
+            for attempt in range(attempts):
+                if not explicit_port:
+                    self.port = free_port(self.host)
+                try:
+                    self._launch_and_wait(timeout)
+                    return self
+                except ModelError as exc:
+                    # another process may have taken the free port between our probe and the bind
+                    if attempt + 1 < attempts and "address already in use" in str(exc).lower():
+                        continue
+                    raise
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _command(self) -> list[str]:
+        return [
+            sys.executable, "-c", _BOOTSTRAP, str(os.getpid()),
+            "--model", str(self.model_path),
+            "--model_alias", self.alias,
+            "--host", self.host,
+            "--port", str(self.port),
+            "--n_ctx", str(self.n_ctx),
+            "--n_threads", str(self.n_threads),
+            "--n_threads_batch", str(self.n_threads_batch),
+            "--use_mlock", "False",
+            "--interrupt_requests", "False",
+            "--verbose", "False",
+        ]  # fmt: skip
+
+    def _launch_and_wait(self, timeout: float) -> None:
+        import httpx
+
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="agentmem-llama-server-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stop() kills the whole group
+                close_fds=True,
+            )
+        if not self._atexit_registered:
+            atexit.register(self.stop)
+            self._atexit_registered = True
+        url = f"http://{self.host}:{self.port}/v1/models"
+        deadline = started + timeout
+        with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5), trust_env=False) as client:
+            while True:
+                code = self._proc.poll()
+                if code is not None:
+                    self._proc = None
+                    raise ModelError(
+                        f"the local llama.cpp server for {self.model_path.name} exited with code {code} while starting: "
+                        f"{self._last_log_line()} (full log: {self.log_path})"
+                    )
+                try:
+                    if client.get(url).status_code == 200:
+                        self.startup_seconds = time.monotonic() - started
+                        return
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise ModelError(
+                        f"the local llama.cpp server for {self.model_path.name} did not answer within {timeout:.0f}s: "
+                        f"see {self.log_path}"
+                    )
+                time.sleep(0.1)
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()] if self.log_path else []
+        except OSError:
+            lines = []
+        return lines[-1] if lines else "no output"
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop the server's process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            clean = proc.poll() is None
+            if clean:
+                _signal_group(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    pass
+            # kill whatever is left in the group (the server, or anything it spawned)
+            _signal_group(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a process that ignores SIGKILL
+                pass
+            if clean and self._own_log and self.log_path is not None:
+                # it ran fine until we stopped it: nothing in its log is worth keeping
+                self.log_path.unlink(missing_ok=True)
+                self.log_path = None
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"running at {self.api_base}" if self.is_running() else "stopped"
+        return f"LocalServer({self.model_path.name}, {state})"
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+_SHARED: dict[tuple[str, str], LocalServer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_local_server(model_path: Path, *, alias: str = "local", timeout: float = 120, **kw: object) -> LocalServer:
+    """The process-wide server for ``model_path`` (started on first use, restarted if it died, stopped at exit)."""
+    key = (str(Path(model_path).resolve()), alias)
+    with _SHARED_LOCK:
+        server = _SHARED.get(key)
+        if server is None:
+            server = LocalServer(Path(model_path), alias=alias, **kw)  # type: ignore[arg-type]
+            _SHARED[key] = server
+    with server._lock:
+        if not server.is_running():
+            server.start(timeout=timeout)
+    return server
+
+
+def stop_shared_servers() -> None:
+    """Stop every shared server (also done at interpreter exit)."""
+    with _SHARED_LOCK:
+        servers = list(_SHARED.values())
+        _SHARED.clear()
+    for server in servers:
+        server.stop()
+
+
+atexit.register(stop_shared_servers)
