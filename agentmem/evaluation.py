@@ -129,9 +129,15 @@ def run_eval(
     seed: int = 0,
     workdir: Path | None = None,
     keep_stores: bool = False,
+    chroma_host: str | None = None,
     progress: Progress | None = None,
 ) -> EvalResult:
-    """Run ``memory`` (plugin names or program paths) through ``env`` and score it."""
+    """Run ``memory`` (plugin names or program paths) through ``env`` and score it.
+
+    Each task gets a fresh private store under ``workdir`` (a temporary
+    directory, removed afterwards unless ``keep_stores``); ``chroma_host``
+    puts the vector collections on a Chroma server instead.
+    """
     from agentmem.embeddings import default_embedder
 
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
@@ -147,7 +153,7 @@ def run_eval(
     done = 0
     try:
         for task in tasks:
-            stores = Stores(root / task.id.replace("/", "_"))
+            stores = Stores(root / task.id.replace("/", "_"), chroma_host=chroma_host)
             scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
             programs = build_memory_stack(memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params)
             agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)

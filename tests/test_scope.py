@@ -51,3 +51,49 @@ def test_memory_persists_across_reopen(tmp_path, embedder):
     reopened = _memory(Stores(tmp_path), embedder, "carol")
     assert "flowerpot" in reopened.recall(Query(text="where is the spare key")).text()
     reopened.close()
+
+
+def test_chroma_server_by_configuration(tmp_path, embedder):
+    """The same memory against a real Chroma server (`chroma run`) instead of the embedded client."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+    import pytest
+
+    chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
+    if not Path(chroma).exists():
+        pytest.skip("the chroma CLI is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [chroma, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "chroma server did not start"
+            time.sleep(0.3)
+        stores = Stores(tmp_path / "local", chroma_host=f"127.0.0.1:{port}")
+        dana = _memory(stores, embedder, "dana")
+        erin = _memory(stores, embedder, "erin")
+        dana.observe(Event.message("My bike lock code is 2291.", speaker="dana", session_id="s1"))
+        assert "2291" in dana.recall(Query(text="bike lock code")).text()
+        assert erin.recall(Query(text="bike lock code")).items == []
+        assert not (tmp_path / "local" / "chroma").exists()  # nothing went to the embedded store
+        dana.close()
+        erin.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

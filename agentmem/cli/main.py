@@ -160,6 +160,7 @@ def eval_command(
         result = run_eval(
             environment, names, llm=llm, params={names[0]: params} if params and names else None,
             split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
+            chroma_host=llm.settings.chroma_host,
         )
     print_result(result)
     out = out or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
