@@ -57,6 +57,9 @@ class Settings(BaseModel):
     max_concurrency: int = Field(4, ge=1, le=1024)
     n_ctx: int = Field(8192, ge=256)
     n_threads: int | None = Field(None, ge=1)
+    cache: bool = Field(True, description="keep deterministic LLM answers in an on-disk cache")
+    cache_path: Path | None = Field(None, description="the LLM cache file (default <cache_dir>/llm-cache.sqlite)")
+    cache_max_mb: int = Field(512, ge=1, description="size bound of the LLM cache; least recently used entries go first")
 
     @field_validator("model")
     @classmethod
@@ -72,7 +75,7 @@ class Settings(BaseModel):
                 raise ValueError(f"unknown local model '{name}'; known: {', '.join(KNOWN_MODELS)}")
         return value
 
-    @field_validator("home", "cache_dir", "local_model_path", "embedding_model_path")
+    @field_validator("home", "cache_dir", "local_model_path", "embedding_model_path", "cache_path")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else Path(os.path.expandvars(str(value))).expanduser()
@@ -89,6 +92,11 @@ class Settings(BaseModel):
     def is_local(self) -> bool:
         """True when the model is the embedded llama.cpp one."""
         return self.model == "local" or self.model.startswith("local/")
+
+    @property
+    def llm_cache_path(self) -> Path:
+        """Where the LLM cache lives: ``cache_path``, else ``<cache_dir>/llm-cache.sqlite``."""
+        return self.cache_path if self.cache_path is not None else self.cache_dir / "llm-cache.sqlite"
 
 
 # environment variable for each field (AGENTMEM_<FIELD>, one shorter alias)
@@ -128,7 +136,7 @@ def _read_file(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         # relative paths in a config file are relative to that file
-        if key in {"home", "cache_dir", "local_model_path", "embedding_model_path"} and isinstance(value, str):
+        if key in {"home", "cache_dir", "local_model_path", "embedding_model_path", "cache_path"} and isinstance(value, str):
             expanded = Path(os.path.expandvars(value)).expanduser()
             value = expanded if expanded.is_absolute() else (path.parent / expanded)
         out[key] = value

@@ -171,11 +171,12 @@ def eval_command(
 
 def print_result(result: Any) -> None:
     """The metrics and cost of an EvalResult as rich tables."""
-    table = Table(title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})")
+    table = Table(title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})", min_width=64)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in result.metrics.items():
-        table.add_row(key, f"{value:.3f}" if isinstance(value, float) else str(value))
+        is_count = key == "questions" or key.startswith("n/")
+        table.add_row(key, str(int(value)) if is_count else f"{value:.3f}")
     console.print(table)
     cost = result.cost
     per_q = cost.tokens / result.questions if result.questions else 0

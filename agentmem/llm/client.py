@@ -8,8 +8,12 @@ another known GGUF; any other string is a litellm model string
 Every call is metered (:class:`~agentmem.llm.meter.Meter`), limited to
 ``max_concurrency`` at once, and retried with exponential backoff and jitter on
 transient failures (connection refused, timeouts, 429, 5xx). A deterministic
-call (temperature 0) can be answered from a :class:`CompletionCache` when one
-is attached.
+call (temperature 0, or a fixed ``seed``) is answered from the on-disk
+:class:`~agentmem.llm.cache.DiskCache` when it was asked before (settings
+``cache`` / ``cache_path``, env ``AGENTMEM_CACHE`` / ``AGENTMEM_CACHE_PATH``;
+``LLM(..., cache=False)`` turns it off); a hit is metered as a call with
+``cache_hit`` and no tokens. Calls are metered under their ``caller`` and the
+tags of the :func:`~agentmem.llm.context.call_context` in force.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ValidationError
 
 from agentmem.errors import AgentmemError, LLMError
+from agentmem.llm.cache import is_deterministic
 from agentmem.llm.meter import Meter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,7 +62,9 @@ class CompletionCache(Protocol):
     """Where deterministic answers may be kept (a disk cache plugs in here).
 
     ``request`` holds everything that determines the answer: the model's
-    identity, messages, max_tokens, temperature and response_format.
+    identity, messages, max_tokens, temperature, response_format and, when
+    set, seed. Only deterministic requests (temperature 0 or a seed) are
+    offered. :class:`agentmem.llm.cache.DiskCache` is the default one.
     """
 
     def get(self, request: dict[str, Any]) -> str | None: ...
@@ -154,10 +161,14 @@ class LLM:
         timeout: float | None = None,
         settings: "Settings | None" = None,
         meter: Meter | None = None,
-        cache: CompletionCache | None = None,
+        cache: CompletionCache | bool | None = None,
+        seed: int | None = None,
         retry_backoff: float = 0.5,
         max_backoff: float = 20.0,
     ) -> None:
+        """``cache``: ``None`` uses the settings' disk cache (on by default), ``False`` none,
+        ``True`` the settings' disk cache even where the settings turn it off, or any
+        :class:`CompletionCache`. ``seed``: the default seed of every call (``None``: none)."""
         if settings is None:
             from agentmem.config import load_settings
 
@@ -170,7 +181,8 @@ class LLM:
         self.max_tokens = max_tokens
         self.timeout = timeout if timeout is not None else settings.llm_timeout
         self.meter = meter if meter is not None else Meter()
-        self.cache = cache
+        self.seed = seed
+        self.cache: CompletionCache | None = self._resolve_cache(cache, settings)
         self.max_retries = settings.max_retries
         self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
@@ -185,6 +197,16 @@ class LLM:
 
             name = self.model.removeprefix("local/") if self.model.startswith("local/") else DEFAULT_MODEL
             self.local_name = get_known(name).name  # a clear error now for an unknown name
+
+    @staticmethod
+    def _resolve_cache(cache: CompletionCache | bool | None, settings: "Settings") -> CompletionCache | None:
+        if cache is False or (cache is None and not settings.cache):
+            return None
+        if cache is None or cache is True:
+            from agentmem.llm.cache import shared_cache
+
+            return shared_cache(settings.llm_cache_path, max_bytes=settings.cache_max_mb * 1024 * 1024)
+        return cache
 
     # -- description --------------------------------------------------------------
     def describe(self) -> str:
@@ -280,25 +302,41 @@ class LLM:
         temperature: float | None = None,
         response_format: dict[str, Any] | None = None,
         caller: str | None = None,
+        seed: int | None = None,
     ) -> str:
-        """The model's reply text to ``messages`` (OpenAI chat format)."""
-        request = {
+        """The model's reply text to ``messages`` (OpenAI chat format).
+
+        A deterministic request (temperature 0, or a ``seed``) is looked up in
+        the cache first, and its answer kept there.
+        """
+        request: dict[str, Any] = {
             "messages": messages,
             "max_tokens": self.max_tokens if max_tokens is None else max_tokens,
             "temperature": self.temperature if temperature is None else temperature,
             "response_format": response_format,
         }
-        cacheable = self.cache is not None and request["temperature"] == 0
-        if cacheable:
+        seed = self.seed if seed is None else seed
+        if seed is not None:
+            request["seed"] = int(seed)
+        cache = self.cache
+        key: dict[str, Any] | None = None
+        if cache is not None and is_deterministic(request):
             key = {"model": self.identity(), **request}
             started = time.monotonic()
-            hit = self.cache.get(key)  # type: ignore[union-attr]
+            try:
+                hit = cache.get(key)
+            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
+                log.warning("LLM cache lookup failed (%s): calling the model", _one_line(exc))
+                hit = None
             if hit is not None:
                 self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
                 return hit
         text = self._call(request, caller)
-        if cacheable:
-            self.cache.put(key, text)  # type: ignore[union-attr]
+        if cache is not None and key is not None:
+            try:
+                cache.put(key, text)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("LLM cache write failed (%s)", _one_line(exc))
         return text
 
     def _call(self, request: dict[str, Any], caller: str | None) -> str:
@@ -359,6 +397,8 @@ class LLM:
         response_format = self._translate_response_format(request.get("response_format"))
         if response_format:
             kwargs["response_format"] = response_format
+        if request.get("seed") is not None:
+            kwargs["seed"] = request["seed"]
         return _litellm.completion(**kwargs)
 
     def _error(self, exc: BaseException, attempts: int, base: str | None) -> LLMError:

@@ -1,16 +1,44 @@
-"""Counting LLM use: calls, tokens, seconds, cache hits and errors, per caller."""
+"""Counting LLM use: calls, tokens, seconds, cache hits and errors, per caller and per tag.
+
+Every call is recorded three ways: in the total, under its ``caller`` string
+(``"episodic.reflect"``), and under each tag of the
+:func:`~agentmem.llm.context.call_context` in force (``env``, ``task``,
+``candidate``, ``plugin``, ``op``...).
+
+What one run spent, exactly, even while other runs share the meter in other
+threads::
+
+    with llm.meter.scope(env="locomo") as spent:   # tags are optional
+        ...                                        # every call made in this context
+    spent.snapshot()                               # {"total": ..., "by_caller": ..., "by_tag": ...}
+
+or, when the work may leave this context (threads started without
+:func:`~agentmem.llm.context.bind`) and nothing else uses the meter meanwhile::
+
+    before = meter.snapshot()
+    ...
+    meter.delta(before)                            # the same shape, only what changed
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
+from agentmem.llm.context import call_context, current_tags
+
 UNTAGGED = "(untagged)"
+
+_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "seconds", "cache_hits", "errors")
 
 
 class CallStats(BaseModel):
-    """Totals for a set of LLM calls."""
+    """Totals for a set of LLM calls (``calls`` counts cache hits and failures too)."""
 
     calls: int = 0
     prompt_tokens: int = 0
@@ -23,6 +51,11 @@ class CallStats(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def model_calls(self) -> int:
+        """Calls that reached the model (or tried to): ``calls`` less cache hits."""
+        return self.calls - self.cache_hits
+
     def add(self, prompt_tokens: int, completion_tokens: int, seconds: float, cache_hit: bool, error: bool) -> None:
         self.calls += 1
         self.prompt_tokens += int(prompt_tokens or 0)
@@ -32,19 +65,26 @@ class CallStats(BaseModel):
         self.errors += int(bool(error))
 
 
-class Meter:
-    """Thread-safe counters of LLM calls, in total and per caller tag.
+# the scopes in force in this context: (the meter they watch, the meter they fill)
+_SCOPES: contextvars.ContextVar[tuple[tuple["Meter", "Meter"], ...]] = contextvars.ContextVar(
+    "agentmem_meter_scopes", default=()
+)
 
-    A caller tag names who asked (``"episodic.reflect"``); calls without one
-    are counted under ``"(untagged)"``. Every call counts once in ``calls``,
-    whether it was answered by the model, by a cache (``cache_hits``) or
-    failed for good (``errors``).
+
+class Meter:
+    """Thread-safe counters of LLM calls: in total, per caller, and per context tag.
+
+    A caller names who asked (``"episodic.reflect"``); calls without one are
+    counted under ``"(untagged)"``. Every call counts once in ``calls``,
+    whether it was answered by the model, by a cache (``cache_hits``, no
+    tokens) or failed for good (``errors``).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._total = CallStats()
         self._by_caller: dict[str, CallStats] = {}
+        self._by_tag: dict[str, dict[str, CallStats]] = {}
 
     def record(
         self,
@@ -54,12 +94,23 @@ class Meter:
         seconds: float,
         cache_hit: bool = False,
         error: bool = False,
+        *,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
+        """Count one call under ``caller`` and ``tags`` (default: the current :func:`call_context`)."""
+        tags = current_tags() if tags is None else dict(tags)
         key = caller or UNTAGGED
+        stats = (prompt_tokens, completion_tokens, seconds, cache_hit, error)
         with self._lock:
-            self._total.add(prompt_tokens, completion_tokens, seconds, cache_hit, error)
-            self._by_caller.setdefault(key, CallStats()).add(prompt_tokens, completion_tokens, seconds, cache_hit, error)
+            self._total.add(*stats)
+            self._by_caller.setdefault(key, CallStats()).add(*stats)
+            for tag, value in tags.items():
+                self._by_tag.setdefault(tag, {}).setdefault(value, CallStats()).add(*stats)
+        for watched, scope in _SCOPES.get():
+            if watched is self:
+                scope.record(caller, *stats, tags=tags)
 
+    # -- reading --------------------------------------------------------------------
     def total(self) -> CallStats:
         with self._lock:
             return self._total.model_copy()
@@ -68,15 +119,91 @@ class Meter:
         with self._lock:
             return {key: stats.model_copy() for key, stats in sorted(self._by_caller.items())}
 
-    def snapshot(self) -> dict:
-        """``{"total": {...}, "by_caller": {name: {...}}}``, JSON-serialisable."""
+    def by_tag(self, key: str) -> dict[str, CallStats]:
+        """Totals per value of tag ``key`` (``by_tag("task")`` → ``{"conv-26": CallStats, ...}``)."""
+        with self._lock:
+            return {value: stats.model_copy() for value, stats in sorted(self._by_tag.get(key, {}).items())}
+
+    def tags(self) -> list[str]:
+        """The tag keys seen so far."""
+        with self._lock:
+            return sorted(self._by_tag)
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"total": {...}, "by_caller": {name: {...}}, "by_tag": {key: {value: {...}}}}``, JSON-serialisable."""
         with self._lock:
             return {
                 "total": self._total.model_dump(),
                 "by_caller": {key: stats.model_dump() for key, stats in sorted(self._by_caller.items())},
+                "by_tag": {
+                    tag: {value: stats.model_dump() for value, stats in sorted(values.items())}
+                    for tag, values in sorted(self._by_tag.items())
+                },
             }
+
+    def delta(self, since: Mapping[str, Any]) -> dict[str, Any]:
+        """What was recorded after ``since`` (an earlier :meth:`snapshot`), in the same shape.
+
+        Callers and tag values with no new call are left out. Calls made by
+        anything else sharing this meter in the meantime are included: use
+        :meth:`scope` where that matters.
+        """
+        now = self.snapshot()
+        out: dict[str, Any] = {"total": _minus(now["total"], since.get("total") or {})}
+        old_callers = since.get("by_caller") or {}
+        out["by_caller"] = {
+            key: diff
+            for key, stats in now["by_caller"].items()
+            if (diff := _minus(stats, old_callers.get(key) or {}))["calls"]
+        }
+        old_tags = since.get("by_tag") or {}
+        by_tag: dict[str, dict[str, Any]] = {}
+        for tag, values in now["by_tag"].items():
+            old_values = old_tags.get(tag) or {}
+            changed = {
+                value: diff
+                for value, stats in values.items()
+                if (diff := _minus(stats, old_values.get(value) or {}))["calls"]
+            }
+            if changed:
+                by_tag[tag] = changed
+        out["by_tag"] = by_tag
+        return out
+
+    @contextlib.contextmanager
+    def scope(self, **tags: Any) -> Iterator["Meter"]:
+        """A fresh :class:`Meter` that receives every call recorded here from this context.
+
+        Exact under concurrency: calls made by other threads or tasks that are
+        not running in this context are not counted (hand worker threads the
+        context with :func:`agentmem.llm.context.bind`). ``tags``, if given,
+        are also applied to the calls, as with :func:`call_context`.
+        """
+        child = Meter()
+        token = _SCOPES.set((*_SCOPES.get(), (self, child)))
+        try:
+            if tags:
+                with call_context(**tags):
+                    yield child
+            else:
+                yield child
+        finally:
+            _SCOPES.reset(token)
 
     def reset(self) -> None:
         with self._lock:
             self._total = CallStats()
             self._by_caller = {}
+            self._by_tag = {}
+
+    def __repr__(self) -> str:
+        t = self.total()
+        return f"Meter(calls={t.calls}, tokens={t.total_tokens}, cache_hits={t.cache_hits}, errors={t.errors})"
+
+
+def _minus(now: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in _FIELDS:
+        value = now.get(field, 0) - before.get(field, 0)
+        out[field] = round(value, 6) if isinstance(value, float) else value
+    return out

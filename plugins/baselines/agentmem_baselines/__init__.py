@@ -1,4 +1,9 @@
-"""Baseline memories: the yardsticks every real memory must beat."""
+"""Baseline memories: the yardsticks every real memory must beat.
+
+* ``none`` - no memory at all;
+* ``full-context`` - every event, truncated to the budget keeping the newest;
+* ``rag`` - vanilla retrieval: overlapping token windows, embedded, top-k.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ from typing import ClassVar
 
 from agentmem.memory import MemoryProgram
 from agentmem.types import Query, Recall
+from agentmem_baselines.full_context import FullContextMemory, FullContextParams
+from agentmem_baselines.rag import Chunk, RAGMemory, RAGParams
 
-__all__ = ["NoMemory"]
+__all__ = ["Chunk", "FullContextMemory", "FullContextParams", "NoMemory", "RAGMemory", "RAGParams"]
 
 
 class NoMemory(MemoryProgram):
