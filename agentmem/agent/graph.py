@@ -14,6 +14,7 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from agentmem.composition import ComposedMemory, Router
 from agentmem.environment import Answer
 from agentmem.memory import MemoryProgram
 from agentmem.prompts import render
@@ -26,6 +27,7 @@ class _TurnState(TypedDict, total=False):
     question: str
     now: str | None
     recalls: list[Recall]
+    recall: Recall
     answer: str
     remember: bool
 
@@ -53,8 +55,10 @@ def build_memory_stack(
 class MemoryAgent:
     """An LLM agent whose every answer is grounded in what its memories recall.
 
-    ``memory`` is a list of memory programs (possibly empty); the token
-    budget is split evenly among them.
+    ``memory`` is a list of memory programs (possibly empty) or one
+    :class:`~agentmem.composition.ComposedMemory`; the token budget is split
+    among them by ``weights`` (evenly by default), and an optional ``router``
+    picks which of them to consult for each question.
     """
 
     def __init__(
@@ -65,11 +69,16 @@ class MemoryAgent:
         budget_tokens: int = 1024,
         max_answer_tokens: int = 48,
         remember_answers: bool = True,
+        weights: dict[str, float] | None = None,
+        router: Router | None = None,
     ) -> None:
         self.llm = llm
-        if memory is None:
-            memory = []
-        self.memory: list[MemoryProgram] = memory if isinstance(memory, list) else [memory]
+        if isinstance(memory, ComposedMemory):
+            self.composed = memory
+        else:
+            programs = [] if memory is None else (memory if isinstance(memory, list) else [memory])
+            self.composed = ComposedMemory(programs, weights=weights, router=router)
+        self.memory: list[MemoryProgram] = self.composed.programs
         self.budget_tokens = budget_tokens
         self.max_answer_tokens = max_answer_tokens
         self.remember_answers = remember_answers
@@ -88,11 +97,10 @@ class MemoryAgent:
         return graph.compile()
 
     def _recall_node(self, state: _TurnState) -> dict[str, Any]:
-        if not self.memory:
-            return {"recalls": []}
-        share = self.budget_tokens // len(self.memory)
-        query = Query(text=state["question"], budget_tokens=share)
-        return {"recalls": [m.recall(query) for m in self.memory]}
+        if not self.composed.programs:
+            return {"recalls": [], "recall": Recall()}
+        merged = self.composed.recall(Query(text=state["question"], budget_tokens=self.budget_tokens))
+        return {"recall": merged, "recalls": list(self.composed.last_recalls.values())}
 
     def _respond_node(self, state: _TurnState) -> dict[str, Any]:
         blocks = [r.instructions or r.text() for r in state.get("recalls", []) if r.items]
@@ -110,29 +118,20 @@ class MemoryAgent:
 
     # -- the AgentLike interface environments use ------------------------------
     def observe(self, event: Event) -> None:
-        for m in self.memory:
-            m.observe(event)
+        self.composed.observe(event)
 
     def end_session(self, episode: Episode) -> None:
-        for m in self.memory:
-            m.reflect(episode)
+        self.composed.reflect(episode)
 
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
         started = time.perf_counter()
         state = self._graph.invoke(
             {"question": question, "now": (context or {}).get("now"), "remember": self.remember_answers}
         )
-        recalls: list[Recall] = state.get("recalls", [])
-        merged = Recall(
-            items=[item for r in recalls for item in r.items],
-            omitted=sum(r.omitted for r in recalls),
-            plugin="+".join(r.plugin for r in recalls),
-        )
-        return Answer(text=state["answer"], recall=merged, seconds=time.perf_counter() - started)
+        return Answer(text=state["answer"], recall=state.get("recall") or Recall(), seconds=time.perf_counter() - started)
 
     def close(self) -> None:
-        for m in self.memory:
-            m.close()
+        self.composed.close()
 
 
 def _clean_answer(text: str) -> str:

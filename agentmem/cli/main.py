@@ -34,6 +34,10 @@ models_app = typer.Typer(help="Local model files: list, pull, verify.", no_args_
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(models_app, name="models")
 
+from agentmem.cli.plugin_new import register as _register_plugin_new  # noqa: E402
+
+_register_plugin_new(app)
+
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)")]
 
