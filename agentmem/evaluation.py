@@ -8,6 +8,7 @@ becomes the cost of the run.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import shutil
 import tempfile
@@ -32,11 +33,13 @@ Progress = Callable[[int, int, dict[str, float]], None]
 class Cost(BaseModel):
     """What a run spent."""
 
-    llm_calls: int = 0
+    llm_calls: int = Field(0, description="calls that reached the model (cache hits excluded)")
+    cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
     by_caller: dict[str, Any] = Field(default_factory=dict)
+    by_tag: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
@@ -139,49 +142,58 @@ def run_eval(
     puts the vector collections on a Chroma server instead.
     """
     from agentmem.embeddings import default_embedder
+    from agentmem.llm.context import call_context
 
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
     tasks = environment.tasks(split=split, limit=limit)
     total = sum(len(t.questions) for t in tasks)
     shared_embedder = embedder or default_embedder()
     meter = getattr(llm, "meter", None)
-    before = meter.total().model_copy() if meter is not None else None
+    # a child meter that sees exactly this run's calls, even when other runs share the LLM
+    metering = meter.scope(env=environment.name) if meter is not None else contextlib.nullcontext(None)
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     root = Path(tempfile.mkdtemp(prefix="agentmem-eval-", dir=workdir))
     results: list[TaskResult] = []
     done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, {})
+
     try:
-        for task in tasks:
-            stores = Stores(root / task.id.replace("/", "_"), chroma_host=chroma_host)
-            scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
-            programs = build_memory_stack(memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params)
-            agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
-
-            def tick() -> None:
-                nonlocal done
-                done += 1
+        with metering as spent:
+            for task in tasks:
+                stores = Stores(root / task.id.replace("/", "_"), chroma_host=chroma_host)
+                scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
+                with call_context(task=task.id):
+                    programs = build_memory_stack(
+                        memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params
+                    )
+                    agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
+                    try:
+                        result = environment.run_task(task, _CountingAgent(agent, tick))
+                    finally:
+                        agent.close()
+                results.append(result)
                 if progress is not None:
-                    progress(done, total, {})
-
-            try:
-                result = environment.run_task(task, _CountingAgent(agent, tick))
-            finally:
-                agent.close()
-            results.append(result)
-            if progress is not None:
-                progress(done, total, environment.aggregate(results))
+                    progress(done, total, environment.aggregate(results))
     finally:
         if not keep_stores:
             shutil.rmtree(root, ignore_errors=True)
     metrics = environment.aggregate(results)
     cost = Cost(seconds=round(time.perf_counter() - started, 2))
-    if meter is not None and before is not None:
-        after = meter.total()
-        cost.llm_calls = after.calls - before.calls
-        cost.prompt_tokens = after.prompt_tokens - before.prompt_tokens
-        cost.completion_tokens = after.completion_tokens - before.completion_tokens
-        cost.by_caller = meter.snapshot().get("by_caller", {})
+    if spent is not None:
+        spent_total = spent.total()
+        snapshot = spent.snapshot()
+        cost.llm_calls = spent_total.model_calls
+        cost.cache_hits = spent_total.cache_hits
+        cost.prompt_tokens = spent_total.prompt_tokens
+        cost.completion_tokens = spent_total.completion_tokens
+        cost.by_caller = snapshot.get("by_caller", {})
+        cost.by_tag = snapshot.get("by_tag", {})
     return EvalResult(
         env=environment.name,
         memory=memory,

@@ -218,11 +218,17 @@ class Toolkit:
 
     def complete(self, messages: list[dict[str, Any]], *, op: str = "llm", **kw: Any) -> str:
         """A metered LLM call tagged with this program and operation."""
-        return self.llm.complete(messages, caller=f"{self.namespace}.{op}", **kw)
+        from agentmem.llm.context import call_context
+
+        with call_context(plugin=self.namespace, op=op):
+            return self.llm.complete(messages, caller=f"{self.namespace}.{op}", **kw)
 
     def structured(self, messages: list[dict[str, Any]], schema: type[T], *, op: str = "llm") -> T:
         """A metered LLM call whose answer is parsed into ``schema``."""
-        return self.llm.structured(messages, schema, caller=f"{self.namespace}.{op}")
+        from agentmem.llm.context import call_context
+
+        with call_context(plugin=self.namespace, op=op):
+            return self.llm.structured(messages, schema, caller=f"{self.namespace}.{op}")
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self.embedder.embed(texts)

@@ -111,7 +111,7 @@ def test_meter_counts_per_caller_and_is_thread_safe():
 
 # -- client plumbing (no model) --------------------------------------------------------
 def _settings(**kw) -> Settings:
-    return Settings(**kw)
+    return Settings(**{"cache": False, **kw})
 
 
 def test_llm_satisfies_chat_model_and_describes_itself():

@@ -35,8 +35,10 @@ app.add_typer(plugins_app, name="plugins")
 app.add_typer(models_app, name="models")
 
 from agentmem.cli.plugin_new import register as _register_plugin_new  # noqa: E402
+from agentmem.cli.serve import register as _register_serve  # noqa: E402
 
 _register_plugin_new(app)
+_register_serve(app)
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)")]
@@ -185,7 +187,8 @@ def print_result(result: Any) -> None:
     cost = result.cost
     per_q = cost.tokens / result.questions if result.questions else 0
     console.print(
-        f"cost: {cost.llm_calls} LLM calls, {cost.prompt_tokens} prompt + {cost.completion_tokens} completion tokens"
+        f"cost: {cost.llm_calls} LLM calls (+{cost.cache_hits} answered from the cache),"
+        f" {cost.prompt_tokens} prompt + {cost.completion_tokens} completion tokens"
         f" ({per_q:.0f} per question), {cost.seconds:.1f} s"
     )
 

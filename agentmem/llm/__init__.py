@@ -5,7 +5,9 @@ first use); any litellm model string (``hosted_vllm/...``, ``openai/...``)
 works the same way. See :mod:`agentmem.llm.client`.
 """
 
+from agentmem.llm.cache import DiskCache
 from agentmem.llm.client import LLM, CompletionCache
+from agentmem.llm.context import bind, call_context
 from agentmem.llm.meter import CallStats, Meter
 from agentmem.llm.models import DEFAULT_MODEL, KNOWN_MODELS, KnownModel, ensure_model, model_status
 from agentmem.llm.server import LocalServer, shared_local_server
@@ -13,6 +15,9 @@ from agentmem.llm.server import LocalServer, shared_local_server
 __all__ = [
     "LLM",
     "CompletionCache",
+    "DiskCache",
+    "bind",
+    "call_context",
     "CallStats",
     "Meter",
     "DEFAULT_MODEL",

@@ -332,7 +332,7 @@ class LLM:
                 self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
                 return hit
         text = self._call(request, caller)
-        if cache is not None and key is not None:
+        if cache is not None and key is not None and text.strip():  # a blank reply is not worth keeping
             try:
                 cache.put(key, text)
             except Exception as exc:  # noqa: BLE001

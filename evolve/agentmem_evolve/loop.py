@@ -99,10 +99,13 @@ def evolve(
     all_candidates: list[Candidate] = []
 
     def score(params: dict[str, Any], generation: int, parent: int | None, on_split: str = split) -> tuple[Candidate, EvalResult]:
-        result = run_eval(
-            environment, [memory], llm=llm, embedder=embedder, params={memory: params},
-            split=on_split, limit=limit, budget_tokens=budget_tokens,  # type: ignore[arg-type]
-        )
+        from agentmem.llm.context import call_context
+
+        with call_context(candidate=str(len(all_candidates))):
+            result = run_eval(
+                environment, [memory], llm=llm, embedder=embedder, params={memory: params},
+                split=on_split, limit=limit, budget_tokens=budget_tokens,  # type: ignore[arg-type]
+            )
         cand = Candidate(
             id=len(all_candidates), generation=generation, parent=parent, params=params,
             score=round(result.primary(metric), 4), tokens=result.cost.tokens,
