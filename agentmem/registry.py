@@ -120,7 +120,8 @@ def load_program_file(path: Path) -> type:
     """Import a memory program from a Python file and return its MemoryProgram subclass.
 
     The file must define exactly one subclass of
-    :class:`~agentmem.memory.MemoryProgram` (or name it ``PROGRAM``).
+    :class:`~agentmem.memory.MemoryProgram` (or name it ``PROGRAM``), or be a
+    program in M*'s format (see :mod:`agentmem.compat.mstar`), which is wrapped.
     """
     from agentmem.memory import MemoryProgram
 
@@ -140,6 +141,12 @@ def load_program_file(path: Path) -> type:
         raise PluginError(f"memory program {path} failed to import: {_one_line(exc)}") from exc
     chosen = getattr(module, "PROGRAM", None)
     if chosen is None:
+        from agentmem.compat.mstar import is_mstar_module, mstar_program_class
+
+        if is_mstar_module(module) and not any(
+            inspect.isclass(o) and issubclass(o, MemoryProgram) and o.__module__ == module_name for o in vars(module).values()
+        ):
+            return mstar_program_class(module, name=path.stem)  # an M*-format program (KnowledgeBase.write/read)
         classes = [
             obj
             for obj in vars(module).values()

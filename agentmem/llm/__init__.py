@@ -11,6 +11,7 @@ from agentmem.llm.context import bind, call_context
 from agentmem.llm.meter import CallStats, Meter
 from agentmem.llm.models import DEFAULT_MODEL, KNOWN_MODELS, KnownModel, ensure_model, model_status
 from agentmem.llm.server import LocalServer, shared_local_server
+from agentmem.llm.tools import ToolCall, ToolCallError, ToolSpec, parse_tool_calls
 
 __all__ = [
     "LLM",
@@ -27,4 +28,8 @@ __all__ = [
     "model_status",
     "LocalServer",
     "shared_local_server",
+    "ToolSpec",
+    "ToolCall",
+    "ToolCallError",
+    "parse_tool_calls",
 ]

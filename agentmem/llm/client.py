@@ -37,7 +37,10 @@ from agentmem.llm.cache import is_deterministic
 from agentmem.llm.meter import Meter
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from agentmem.config import Settings
+    from agentmem.llm.tools import ToolCall, ToolSpec
     from agentmem.llm.server import LocalServer
 
 T = TypeVar("T", bound=BaseModel)
@@ -373,7 +376,12 @@ class LLM:
                 completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
                 self.meter.record(caller, prompt_tokens, completion_tokens, time.monotonic() - started - setup)
                 try:
-                    content = response.choices[0].message.content
+                    message = response.choices[0].message
+                    content = message.content
+                    if request.get("tools"):  # native tool calls come back as <tool_call> blocks
+                        from agentmem.llm.tools import tool_calls_as_text
+
+                        content = tool_calls_as_text(message)
                 except (AttributeError, IndexError):
                     content = None
                 return content or ""
@@ -399,6 +407,9 @@ class LLM:
             kwargs["response_format"] = response_format
         if request.get("seed") is not None:
             kwargs["seed"] = request["seed"]
+        if request.get("tools"):  # native function calling (LLM.call_tool)
+            kwargs["tools"] = request["tools"]
+            kwargs["tool_choice"] = request.get("tool_choice") or "auto"
         return _litellm.completion(**kwargs)
 
     def _error(self, exc: BaseException, attempts: int, base: str | None) -> LLMError:
@@ -468,6 +479,24 @@ class LLM:
             f"{self.describe()} did not return a valid {schema.__name__} after a repair attempt ({error}): "
             "try a larger model (--model) or simplify the schema"
         )
+
+
+    # -- tool calling -------------------------------------------------------------------
+    def call_tool(
+        self,
+        messages: list[dict[str, Any]],
+        tools: "list[ToolSpec | Callable[..., Any]]",
+        *,
+        tool: str | None = None,
+        caller: str | None = None,
+        max_tokens: int | None = None,
+    ) -> "ToolCall":
+        """One validated tool call: JSON-schema constrained output for local models and
+        whenever ``tool`` is named, native function calling otherwise (see
+        :func:`agentmem.llm.tools.call_tool`). Raises :class:`LLMError` after one repair attempt."""
+        from agentmem.llm.tools import call_tool
+
+        return call_tool(self, messages, tools, tool=tool, caller=caller, max_tokens=max_tokens)
 
 
 def _with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:

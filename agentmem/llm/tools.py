@@ -1,0 +1,619 @@
+"""Tool calling that works with small local models as well as with native function calling.
+
+A tool is described by a :class:`ToolSpec` (name, description, JSON schema of
+its arguments), usually built from a plain typed function with
+:meth:`ToolSpec.from_function`. :func:`call_tool` (``LLM.call_tool``) gets one
+:class:`ToolCall` out of a model:
+
+* local models, and any model when the tool is named: JSON-schema constrained
+  output (llama.cpp turns the schema into a grammar). With no tool named, two
+  constrained steps: first the tool's name (an enum of the names), then its
+  arguments (that tool's parameter schema). Each step is fully constrained,
+  which the 0.5B model follows far better than one free-form call object.
+* remote models with no tool named: native function calling (``tools=`` and
+  ``tool_choice="required"``), reading ``message.tool_calls`` and falling back
+  to :func:`parse_tool_calls` on the reply text.
+
+Arguments are validated against the schema; an invalid reply is sent back once
+for repair, then a one-line :class:`~agentmem.errors.LLMError` is raised.
+
+:func:`parse_tool_calls` finds tool calls written as text: JSON objects
+``{"name": ..., "arguments": {...}}`` (also OpenAI's ``{"function": {...}}``
+shape and lists of them), Qwen's ``<tool_call>...</tool_call>`` blocks, and
+python-call style ``book_flight(destination="Lisbon", seat="window")``.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+import typing
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+
+from agentmem.errors import LLMError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agentmem.llm.client import LLM
+
+__all__ = ["ToolSpec", "ToolCall", "ToolCallError", "parse_tool_calls", "call_tool", "as_tool_specs"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
+
+
+class ToolCallError(LLMError):
+    """A tool call that names a known tool but whose arguments do not fit its schema."""
+
+
+# -- specs -------------------------------------------------------------------------------
+class ToolSpec(BaseModel):
+    """A tool the model may call: its name, what it does, and the JSON schema of its arguments."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    _args_model: type[BaseModel] | None = PrivateAttr(default=None)
+    _fn: Callable[..., Any] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_function(cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> "ToolSpec":
+        """The spec of a typed function: parameters from its type hints and defaults,
+        descriptions from its docstring (first paragraph; ``Args:`` or ``:param x:`` lines)."""
+        sig = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn, include_extras=True)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw ones
+            hints = {k: p.annotation for k, p in sig.parameters.items()}
+        summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
+        fields: dict[str, Any] = {}
+        for pname, param in sig.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or pname in ("self", "cls"):
+                continue
+            hint = hints.get(pname, param.annotation)
+            if hint is inspect.Parameter.empty:
+                hint = Any
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[pname] = (hint, Field(default, description=arg_docs.get(pname)))
+        tool_name = name or fn.__name__
+        model = create_model(  # type: ignore[call-overload]
+            f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        spec = cls(name=tool_name, description=description if description is not None else summary,
+                   parameters=_clean_schema(model.model_json_schema()))
+        spec._args_model = model
+        spec._fn = fn
+        return spec
+
+    def openai(self) -> dict[str, Any]:
+        """The OpenAI ``tools=`` entry for this tool."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    def validate_arguments(self, arguments: Any) -> dict[str, Any]:
+        """``arguments`` checked against the schema (coerced by pydantic for function specs);
+        raises :class:`ToolCallError` with a short reason."""
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError as exc:
+                raise ToolCallError(f"{self.name}: arguments are not valid JSON ({exc})") from None
+        if not isinstance(arguments, dict):
+            raise ToolCallError(f"{self.name}: arguments must be an object, got {type(arguments).__name__}")
+        if self._args_model is not None:
+            try:
+                return self._args_model.model_validate(arguments).model_dump(mode="json", exclude_unset=True)
+            except ValidationError as exc:
+                raise ToolCallError(f"{self.name}: {_summary(exc)}") from None
+        problems = _check_schema(arguments, self.parameters, self.parameters, "")
+        if problems:
+            more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise ToolCallError(f"{self.name}: {'; '.join(problems[:3])}{more}")
+        return dict(arguments)
+
+    def __call__(self, **arguments: Any) -> Any:
+        """Run the function this spec was made from."""
+        if self._fn is None:
+            raise TypeError(f"tool {self.name!r} was not made from a function")
+        return self._fn(**arguments)
+
+
+class ToolCall(BaseModel):
+    """One call of a tool: its name and (validated) arguments."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+
+
+def as_tool_specs(tools: Iterable[ToolSpec | Callable[..., Any]]) -> list[ToolSpec]:
+    """``tools`` as specs (functions are described with :meth:`ToolSpec.from_function`)."""
+    specs = [t if isinstance(t, ToolSpec) else ToolSpec.from_function(t) for t in tools]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate tool names: {names}")
+    return specs
+
+
+# -- docstrings and schemas --------------------------------------------------------------
+_PARAM_RE = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
+_ARG_RE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SECTION_RE = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?)\s*:\s*$")
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(summary, {argument: description}) from a Google-style (``Args:``) or reST (``:param x:``) docstring."""
+    lines = doc.splitlines()
+    summary_lines: list[str] = []
+    for line in lines:
+        if not line.strip() or _SECTION_RE.match(line) or line.lstrip().startswith(":"):
+            break
+        summary_lines.append(line.strip())
+    args: dict[str, str] = {}
+    section = ""
+    current: str | None = None
+    indent = 0
+    for line in lines:
+        m = _PARAM_RE.match(line)
+        if m:
+            section, current = "rest", m.group(1)
+            args[current] = m.group(2).strip()
+            continue
+        head = _SECTION_RE.match(line)
+        if head:
+            section, current = head.group(1), None
+            continue
+        if not line.strip():
+            current = None if section != "rest" else current
+            continue
+        if section in ("Args", "Arguments", "Parameters"):
+            m = _ARG_RE.match(line)
+            here = len(line) - len(line.lstrip())
+            if m and (current is None or here <= indent):
+                current, indent = m.group(1), here
+                args[current] = m.group(2).strip()
+            elif current is not None:
+                args[current] = f"{args[current]} {line.strip()}".strip()
+        elif section == "rest" and current is not None and not line.lstrip().startswith(":"):
+            args[current] = f"{args[current]} {line.strip()}".strip()
+        elif line.lstrip().startswith(":"):
+            current = None
+    return " ".join(summary_lines), {k: v for k, v in args.items() if v}
+
+
+def _clean_schema(schema: Any) -> Any:
+    """Drop pydantic's ``title`` noise (not field names) so small models see a short schema."""
+    if isinstance(schema, dict):
+        out = {}
+        for key, value in schema.items():
+            if key == "title" and isinstance(value, str):
+                continue
+            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+                out[key] = {k: _clean_schema(v) for k, v in value.items()}
+            else:
+                out[key] = _clean_schema(value)
+        return out
+    if isinstance(schema, list):
+        return [_clean_schema(v) for v in schema]
+    return schema
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
+def _check_schema(value: Any, schema: Any, root: dict[str, Any], where: str) -> list[str]:
+    """A small JSON-schema check (type, enum, const, required, properties, items, anyOf, $ref)."""
+    if not isinstance(schema, dict):
+        return []
+    at = where or "(root)"
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return _check_schema(value, target, root, where)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            if not any(not _check_schema(value, s, root, where) for s in schema[key]):
+                return [f"{at}: does not match any allowed form"]
+    if "const" in schema and value != schema["const"]:
+        return [f"{at}: must be {schema['const']!r}"]
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{at}: must be one of {schema['enum']}"]
+    kind = schema.get("type")
+    if kind is not None:
+        kinds = kind if isinstance(kind, list) else [kind]
+        if not any(_JSON_TYPES.get(k, lambda v: True)(value) for k in kinds):
+            return [f"{at}: expected {'/'.join(kinds)}, got {type(value).__name__}"]
+    problems: list[str] = []
+    if isinstance(value, dict):
+        props = schema.get("properties", {}) or {}
+        for req in schema.get("required", []) or []:
+            if req not in value:
+                problems.append(f"{where + '.' if where else ''}{req}: Field required")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else key
+            if key in props:
+                problems += _check_schema(item, props[key], root, path)
+            elif extra is False:
+                problems.append(f"{path}: unexpected argument")
+            elif isinstance(extra, dict):
+                problems += _check_schema(item, extra, root, path)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            problems += _check_schema(item, schema["items"], root, f"{where}[{i}]")
+    return problems
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in err.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {err.get('msg')}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+# -- parsing tool calls written as text ----------------------------------------------------
+_TOOL_CALL_BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+_NAME_KEYS = ("name", "tool", "tool_name", "function_name")
+_ARG_KEYS = ("arguments", "parameters", "args", "input")
+
+
+def parse_tool_calls(
+    text: str | None,
+    tools: Iterable[ToolSpec | Callable[..., Any]] | None = None,
+    *,
+    strict: bool = True,
+) -> list[ToolCall]:
+    """The tool calls written in ``text``, in order; ``[]`` when there are none.
+
+    Recognised: ``<tool_call>{...}</tool_call>`` blocks; JSON objects with a
+    ``name`` and ``arguments`` (or ``parameters``; also ``{"function": {...}}``
+    and lists of calls); and python calls ``name(a=1, b="x")`` of known tools.
+    With ``tools`` given, calls to unknown names are ignored and arguments are
+    validated: an invalid call raises :class:`ToolCallError` (``strict``) or is
+    dropped (``strict=False``).
+    """
+    if not text or not text.strip():
+        return []
+    specs = {s.name: s for s in as_tool_specs(tools)} if tools is not None else None
+    raw: list[tuple[str, Any, str | None]] = []
+    blocks = _TOOL_CALL_BLOCK.findall(text)
+    if blocks:
+        for block in blocks:
+            raw += _json_calls(block) or _python_calls(block, specs)
+    else:
+        raw = _json_calls(text) or _python_calls(text, specs)
+    calls: list[ToolCall] = []
+    for name, arguments, call_id in raw:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            continue
+        if specs is None:
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments) if arguments.strip() else {}
+                except ValueError:
+                    if strict:
+                        raise ToolCallError(f"{name}: arguments are not valid JSON") from None
+                    continue
+            if not isinstance(arguments, dict):
+                if strict:
+                    raise ToolCallError(f"{name}: arguments must be an object")
+                continue
+            calls.append(ToolCall(name=name, arguments=arguments, id=call_id))
+            continue
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        try:
+            calls.append(ToolCall(name=name, arguments=spec.validate_arguments(arguments), id=call_id))
+        except ToolCallError:
+            if strict:
+                raise
+    return calls
+
+
+def _json_calls(text: str) -> list[tuple[str, Any, str | None]]:
+    """Call-shaped dicts in every JSON value found in ``text``."""
+    decoder = json.JSONDecoder()
+    found: list[tuple[str, Any, str | None]] = []
+    i = 0
+    while i < len(text):
+        if text[i] not in "{[":
+            i += 1
+            continue
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except ValueError:
+            i += 1
+            continue
+        found += _walk(value)
+        i = end
+    return found
+
+
+def _walk(value: Any) -> list[tuple[str, Any, str | None]]:
+    if isinstance(value, list):
+        return [c for item in value for c in _walk(item)]
+    if not isinstance(value, dict):
+        return []
+    fn = value.get("function")
+    if isinstance(fn, dict) and isinstance(fn.get("name"), str):  # OpenAI's tool_calls entry
+        return [(fn["name"], fn.get("arguments", {}), value.get("id"))]
+    name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
+    if name is not None:
+        args_key = next((k for k in _ARG_KEYS if k in value), None)
+        if args_key is not None or set(value) <= {*_NAME_KEYS, "id", "type"}:
+            return [(name, value.get(args_key, {}) if args_key else {}, value.get("id"))]
+    for key in ("tool_calls", "calls", "tools"):
+        if isinstance(value.get(key), list):
+            return _walk(value[key])
+    return []
+
+
+def _python_calls(text: str, specs: dict[str, ToolSpec] | None) -> list[tuple[str, Any, str | None]]:
+    """``name(a=1, b="x")`` calls of known tools (literal arguments only)."""
+    if not specs:
+        return []
+    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in sorted(specs, key=len, reverse=True)) + r")\s*\(")
+    found: list[tuple[str, Any, str | None]] = []
+    pos = 0
+    while True:
+        m = pattern.search(text, pos)
+        if not m:
+            return found
+        close = _matching_paren(text, m.end() - 1)
+        if close is None:
+            pos = m.end()
+            continue
+        name = m.group(1)
+        args = _literal_arguments(text[m.end() : close], specs[name])
+        if args is not None:
+            found.append((name, args, None))
+        pos = close + 1
+
+
+def _matching_paren(text: str, open_at: int) -> int | None:
+    depth, quote, i = 0, "", open_at
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _literal_arguments(inner: str, spec: ToolSpec) -> dict[str, Any] | None:
+    try:
+        node = ast.parse(f"f({inner})", mode="eval").body
+    except SyntaxError:
+        return None
+    assert isinstance(node, ast.Call)
+    order = list((spec.parameters.get("properties") or {}).keys())
+    args: dict[str, Any] = {}
+    try:
+        for i, arg in enumerate(node.args):
+            if i >= len(order):
+                return None
+            args[order[i]] = _literal(arg)
+        for kw in node.keywords:
+            if kw.arg is None:
+                return None
+            args[kw.arg] = _literal(kw.value)
+    except ValueError:
+        return None
+    return args
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Name) and node.id in ("true", "false", "null"):  # JSON spellings
+        return {"true": True, "false": False, "null": None}[node.id]
+    return ast.literal_eval(node)
+
+
+def tool_calls_as_text(message: Any) -> str:
+    """A reply message's text followed by its native ``tool_calls`` as ``<tool_call>`` blocks
+    (so that :func:`parse_tool_calls` reads both the same way)."""
+    content = getattr(message, "content", None) or ""
+    blocks = []
+    for call in getattr(message, "tool_calls", None) or []:
+        fn = getattr(call, "function", None)
+        name = getattr(fn, "name", None)
+        if not name:
+            continue
+        arguments = getattr(fn, "arguments", None)
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                pass  # left as a string: validation reports it
+        payload = {"name": name, "arguments": arguments if arguments is not None else {}}
+        if getattr(call, "id", None):
+            payload["id"] = call.id
+        blocks.append(f"<tool_call>{json.dumps(payload)}</tool_call>")
+    if not blocks:
+        return content
+    return "\n".join([*([content] if content.strip() else []), *blocks])
+
+
+# -- getting a tool call from a model --------------------------------------------------------
+def _with_user_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
+    out = [dict(m) for m in messages]
+    for message in reversed(out):
+        if message.get("role") == "user" and isinstance(message.get("content"), str):
+            message["content"] = f"{message['content']}\n\n{note}"
+            return out
+    out.append({"role": "user", "content": note})
+    return out
+
+
+def _schema_format(llm: "LLM", name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    if llm.is_local:
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+def _constrained_json(
+    llm: "LLM",
+    messages: list[dict[str, Any]],
+    schema: dict[str, Any],
+    schema_name: str,
+    check: Callable[[Any], Any],
+    caller: str | None,
+    max_tokens: int,
+) -> tuple[Any, str]:
+    """One reply constrained to ``schema`` and passed through ``check``; one repair, then (None, error)."""
+    response_format = _schema_format(llm, schema_name, schema)
+    convo = messages
+    error = ""
+    for attempt in range(2):
+        text = llm.complete(convo, max_tokens=max_tokens, response_format=response_format, caller=caller)
+        try:
+            from agentmem.llm.client import _extract_json
+
+            return check(json.loads(_extract_json(text))), ""
+        except (ValueError, ToolCallError) as exc:
+            error = str(exc) if isinstance(exc, ToolCallError) else f"not valid JSON ({_short(exc)})"
+            if attempt == 0:
+                convo = [
+                    *convo,
+                    {"role": "assistant", "content": text},
+                    {"role": "user", "content": f"That was not valid: {error}\nReply again with only the corrected JSON object."},
+                ]
+    return None, error
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def call_tool(
+    llm: "LLM",
+    messages: list[dict[str, Any]],
+    tools: Iterable[ToolSpec | Callable[..., Any]],
+    *,
+    tool: str | None = None,
+    caller: str | None = None,
+    max_tokens: int | None = None,
+) -> ToolCall:
+    """One validated :class:`ToolCall` from ``llm`` for ``messages`` (see the module's notes)."""
+    specs = as_tool_specs(tools)
+    if not specs:
+        raise ValueError("call_tool needs at least one tool")
+    by_name = {s.name: s for s in specs}
+    if tool is not None and tool not in by_name:
+        raise ValueError(f"unknown tool {tool!r} (known: {', '.join(by_name)})")
+    limit = max_tokens if max_tokens is not None else max(llm.max_tokens, 512)
+
+    if tool is None and not llm.is_local:
+        return _native_call(llm, messages, specs, caller, limit)
+
+    if tool is None:
+        if len(specs) == 1:
+            tool = specs[0].name
+        else:
+            names = [s.name for s in specs]
+            choose = _with_user_note(
+                messages,
+                "Pick the tool for this request. Tools:\n"
+                + "\n".join(f"{s.name} = {s.description or s.name}" for s in specs)
+                + '\nAnswer as {"name": ...}.',
+            )
+            schema = {
+                "type": "object",
+                "properties": {"name": {"type": "string", "enum": names}},
+                "required": ["name"],
+                "additionalProperties": False,
+            }
+
+            def check_name(value: Any) -> str:
+                name = value.get("name") if isinstance(value, dict) else None
+                if name not in by_name:
+                    raise ToolCallError(f"name must be one of {names}")
+                return name
+
+            chosen, error = _constrained_json(llm, choose, schema, "tool_choice", check_name, caller, 64)
+            if chosen is None:
+                raise LLMError(f"{llm.describe()} did not choose one of the tools {names} after a repair attempt ({error})")
+            tool = chosen
+
+    spec = by_name[tool]
+    ask = _with_user_note(
+        messages,
+        f"Fill in the arguments of `{spec.name}` ({spec.description or 'a tool'}) from the request above, "
+        f"copying its words exactly. JSON schema:\n{json.dumps(spec.parameters, separators=(',', ':'))}",
+    )
+    arguments, error = _constrained_json(llm, ask, spec.parameters, spec.name, spec.validate_arguments, caller, limit)
+    if arguments is None:
+        raise LLMError(
+            f"{llm.describe()} did not return valid arguments for tool {spec.name} after a repair attempt ({error})"
+        )
+    return ToolCall(name=spec.name, arguments=arguments)
+
+
+def _native_call(
+    llm: "LLM", messages: list[dict[str, Any]], specs: list[ToolSpec], caller: str | None, max_tokens: int
+) -> ToolCall:
+    """Native function calling (``tools=``), with the reply text parsed as a fallback; one repair."""
+    convo = [dict(m) for m in messages]
+    error = ""
+    for attempt in range(2):
+        request = {
+            "messages": convo,
+            "max_tokens": max_tokens,
+            "temperature": llm.temperature,
+            "response_format": None,
+            "tools": [s.openai() for s in specs],
+            "tool_choice": "required",
+        }
+        if llm.seed is not None:
+            request["seed"] = int(llm.seed)
+        text = llm._call(request, caller)  # the text, with native tool_calls as <tool_call> blocks
+        try:
+            calls = parse_tool_calls(text, specs)
+            if calls:
+                return calls[0]
+            error = "no call of a known tool in the reply"
+        except ToolCallError as exc:
+            error = str(exc)
+        if attempt == 0:
+            convo = [
+                *convo,
+                {"role": "assistant", "content": text},
+                {
+                    "role": "user",
+                    "content": f"That was not a valid tool call: {error}\nCall exactly one of the tools "
+                    f"{[s.name for s in specs]} with arguments matching its schema.",
+                },
+            ]
+    raise LLMError(f"{llm.describe()} did not make a valid tool call after a repair attempt ({error})")
