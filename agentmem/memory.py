@@ -16,6 +16,7 @@ it is given, which is what makes it portable, sandboxable and measurable.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import jinja2
@@ -25,6 +26,12 @@ from agentmem.toolkit import Toolkit
 from agentmem.types import Episode, Event, Query, Recall
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> jinja2.Template:
+    """Templates are compiled once per source text: recall renders one on every call."""
+    return _JINJA.from_string(source)
 
 
 class NoParams(BaseModel):
@@ -74,7 +81,7 @@ class MemoryProgram(ABC):
         source = self.templates.get(template)
         if source is None:
             return ""
-        return _JINJA.from_string(source).render(params=self.params, **context)
+        return _compiled(source).render(params=self.params, **context)
 
     def __enter__(self) -> "MemoryProgram":
         return self

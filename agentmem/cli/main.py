@@ -127,36 +127,57 @@ def models_verify(name: Annotated[str, typer.Argument()] = "qwen2.5-coder-0.5b")
 # -- eval ---------------------------------------------------------------------------
 @app.command("eval")
 def eval_command(
-    env: Annotated[str, typer.Option("--env", "-e", help="environment name (see `agentmem plugins list`)")] = "locomo",
-    memory: Annotated[str, typer.Option("--memory", help="memory plugin name(s), comma-separated, or a program .py path")] = "episodic",
+    env: Annotated[str, typer.Option("--env", "-e", help="environment name(s), comma-separated (see `agentmem plugins list`)")] = "locomo",
+    memory: Annotated[str, typer.Option("--memory", help="memory configuration(s), comma-separated; compose plugins with '+' (episodic+semantic); a program .py path works too")] = "episodic",
     data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="at most this many questions")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="at most this many questions (per cell)")] = None,
     split: Annotated[str, typer.Option("--split", help="train | validation | test | all")] = "all",
     budget: Annotated[int, typer.Option("--budget", help="recall token budget per question")] = 1024,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value (repeatable)")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file (default results/<env>-<memory>-<time>.json)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file of a single run (default results/<env>-<memory>-<time>.json)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="grid directory: cells, grid.json/.csv, report.md/.html; run again with the same directory to resume")] = None,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
 ) -> None:
-    """Run a memory configuration through an environment; print metrics and cost, write a JSON result."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    from agentmem.evaluation import make_environment, run_eval
+    """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and reports)."""
+    from agentmem.evaluation import make_environment
+    from agentmem.grid import parse_configs
 
     if split not in ("train", "validation", "test", "all"):
         raise typer.BadParameter(f"--split must be train, validation, test or all (got '{split}')")
-    names = [m.strip() for m in memory.split(",") if m.strip()]
+    envs = [e.strip() for e in env.split(",") if e.strip()]
+    if not envs:
+        raise typer.BadParameter("--env names no environment; give e.g. --env toolprefs")
+    configs = parse_configs(memory)
     params = parse_params(param)
-    environment = make_environment(env, data=data, seed=seed)
-    console.print(f"[bold]{environment.name}[/] from {getattr(environment, 'source', '?')}; memory: {', '.join(names)}")
+    if len(envs) == 1 and len(configs) == 1 and out_dir is None:
+        _eval_one(make_environment(envs[0], data=data, seed=seed), configs[0], params=params, split=split, limit=limit,
+                  budget=budget, out=out, model=model, api_base=api_base)
+        return
+    _eval_grid(envs, configs, params=params, split=split, limit=limit, budget=budget, data=data, seed=seed,
+               out_dir=out_dir, model=model, api_base=api_base)
+
+
+def _progress_columns() -> list[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[score]}")]
+
+
+def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], split: str, limit: int | None, budget: int,
+              out: Path | None, model: str | None, api_base: str | None) -> None:
+    from rich.progress import Progress
+
+    from agentmem.evaluation import run_eval
+    from agentmem.grid import params_for
+
+    console.print(f"[bold]{environment.name}[/] from {getattr(environment, 'source', '?')}; memory: {'+'.join(names)}")
+    member_params = params_for(names, params)
     llm = make_llm(model, api_base)
     console.print(f"model: {llm.describe() if hasattr(llm, 'describe') else llm.model}")
-    with Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[score]}"), console=console,
-        transient=False,
-    ) as bar:
+    with Progress(*_progress_columns(), console=console, transient=False) as bar:
         job = bar.add_task("questions", total=None, score="")
 
         def progress(done: int, total: int, metrics: dict[str, float]) -> None:
@@ -164,7 +185,7 @@ def eval_command(
             bar.update(job, completed=done, total=total, **({"score": score} if score else {}))
 
         result = run_eval(
-            environment, names, llm=llm, params={names[0]: params} if params and names else None,
+            environment, names, llm=llm, params=member_params,
             split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
             chroma_host=llm.settings.chroma_host,
         )
@@ -173,6 +194,62 @@ def eval_command(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(result.model_dump_json(indent=2))
     console.print(f"result written to {out}")
+
+
+def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, Any], split: str, limit: int | None,
+               budget: int, data: str | None, seed: int, out_dir: Path | None, model: str | None,
+               api_base: str | None) -> None:
+    from rich.progress import Progress
+
+    from agentmem.evaluation import make_environment
+    from agentmem.grid import GridCell, params_for, rows, run_grid
+
+    for members in configs:  # fail fast on a bad name or --param before any model is started
+        params_for(members, params)
+    out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
+    cells = len(envs) * len(configs)
+    console.print(f"grid: {len(envs)} environment(s) x {len(configs)} memory configuration(s) = {cells} cells -> {out_dir}")
+    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
+    totals = {e: sum(len(t.questions) for t in environments[e].tasks(split=split, limit=limit)) for e in envs}  # type: ignore[arg-type]
+    primaries = {e: environments[e].primary_metric for e in envs}
+    llm = make_llm(model, api_base)
+    console.print(f"model: {llm.describe() if hasattr(llm, 'describe') else llm.model}")
+    with Progress(*_progress_columns(), console=console, transient=False) as bar:
+        overall = bar.add_task("grid (questions)", total=sum(totals[e] for e in envs) * len(configs), score="")
+        current = bar.add_task("-", total=None, score="")
+        finished: dict[str, int] = {"questions": 0}
+
+        def start(cell: GridCell, total: int) -> None:
+            bar.reset(current, total=total, description=f"{cell.env} / {cell.label}", score="")
+
+        def progress(cell: GridCell, done: int, total: int, metrics: dict[str, float]) -> None:
+            key = primaries[cell.env]
+            score = f"{key} {metrics[key]:.3f}" if key in metrics else ""  # metrics is {} until a task ends
+            bar.update(current, completed=done, total=total, **({"score": score} if score else {}))
+            bar.update(overall, completed=finished["questions"] + done)
+
+        def done(cell: GridCell, result: Any, resumed: bool) -> None:
+            finished["questions"] += result.questions
+            bar.update(overall, completed=finished["questions"])
+            key = primaries[cell.env]
+            bar.console.print(
+                f"{cell.env} / {cell.label}: {key} {result.metrics.get(key, 0.0):.3f},"
+                f" {result.cost.tokens} tokens, {result.cost.seconds:.0f} s{' (resumed from an earlier run)' if resumed else ''}"
+            )
+
+        grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
+                        budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
+                        on_cell_start=start, progress=progress, on_cell_done=done)
+    table = Table(title=f"grid ({grid.split} split, model {grid.model})")
+    for col in ("env", "memory", "score", "tokens/question", "LLM calls", "seconds"):
+        table.add_column(col, justify="left" if col in ("env", "memory") else "right")
+    for row in rows(grid):
+        table.add_row(row["env"], row["memory"], f"{row['primary_metric']} {row['score']:.3f}",
+                      f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]), f"{row['seconds']:.0f}")
+    console.print(table)
+    if grid.resumed:
+        console.print(f"{len(grid.resumed)} cell(s) resumed from {out_dir / 'cells'}")
+    console.print(f"written: {out_dir / 'grid.json'}, grid.csv, report.md, report.html")
 
 
 def print_result(result: Any) -> None:

@@ -1,0 +1,248 @@
+"""Evaluation grids: every environment x every memory configuration, resumable, with a report.
+
+``agentmem eval --env locomo,toolprefs --memory none,episodic,episodic+semantic``
+runs six cells. A configuration is one memory or several composed with ``+``.
+Each finished cell is written at once to ``<out_dir>/cells/<env>__<config>.json``
+(atomically), so an interrupted grid re-run with the same ``--out-dir`` skips
+the cells already done and redoes none of them; a cell whose file was made
+with another split, limit, model or parameters is run again. When the grid is
+complete, ``grid.json``, ``grid.csv``, ``report.md`` and a self-contained
+``report.html`` (plots of score and cost per configuration) are written beside
+the cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agentmem.errors import ConfigError
+from agentmem.evaluation import EvalResult, make_environment, run_eval
+from agentmem.toolkit import ChatModel, Embedder
+
+__all__ = ["GridCell", "GridResult", "parse_configs", "params_for", "run_grid", "write_outputs"]
+
+CellProgress = Callable[["GridCell", int, int, dict[str, float]], None]
+
+
+class GridCell(BaseModel):
+    """One environment and one memory configuration (members composed in order)."""
+
+    env: str
+    memory: list[str]
+
+    @property
+    def label(self) -> str:
+        return "+".join(Path(m).stem if m.endswith(".py") else m for m in self.memory) or "none"
+
+    @property
+    def key(self) -> str:
+        return f"{_slug(self.env)}__{_slug(self.label)}"
+
+
+class GridResult(BaseModel):
+    """Every cell's result, in grid order, and which were resumed rather than run."""
+
+    split: str
+    limit: int | None
+    model: str
+    cells: list[EvalResult] = Field(default_factory=list)
+    resumed: list[str] = Field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "x"
+
+
+def parse_configs(spec: str) -> list[list[str]]:
+    """``"none,episodic,episodic+semantic"`` -> ``[["none"], ["episodic"], ["episodic", "semantic"]]``."""
+    configs = []
+    for part in spec.split(","):
+        members = [m.strip() for m in part.split("+") if m.strip()]
+        if part.strip() and not members:
+            raise ConfigError(f"--memory: '{part}' names no plugin; write e.g. episodic or episodic+semantic")
+        if members:
+            configs.append(members)
+    if not configs:
+        raise ConfigError("--memory names no plugin; give e.g. --memory episodic or --memory none,episodic")
+    return configs
+
+
+def params_for(members: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """``--param key=value`` pairs given to each member whose ``Params`` declares ``key``.
+
+    A key that no member declares is an error (a typo would otherwise be
+    silently ignored and the run would measure the defaults).
+    """
+    if not params:
+        return None
+    from agentmem.registry import load_memory
+
+    out: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for name in members:
+        fields = load_memory(name).Params.model_fields
+        mine = {k: v for k, v in params.items() if k in fields}
+        if mine:
+            out[name] = mine
+            used.update(mine)
+    unknown = sorted(set(params) - used)
+    if unknown:
+        raise ConfigError(
+            f"--param {', '.join(unknown)}: no parameter of that name in {', '.join(members)}; "
+            "see the plugin's Params (docs/memory-plugins.md) for the names"
+        )
+    return out
+
+
+def _cell_matches(result: EvalResult, *, split: str, limit: int | None, model: str, params: Any) -> bool:
+    return (
+        result.split == split and result.limit == limit and result.model == model and (result.params or {}) == (params or {})
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_grid(
+    envs: list[str],
+    configs: list[list[str]],
+    *,
+    llm: ChatModel,
+    out_dir: Path,
+    split: str = "all",
+    limit: int | None = None,
+    params: dict[str, Any] | None = None,
+    budget_tokens: int = 1024,
+    data: str | None = None,
+    seed: int = 0,
+    embedder: Embedder | None = None,
+    chroma_host: str | None = None,
+    on_cell_start: Callable[[GridCell, int], None] | None = None,
+    progress: CellProgress | None = None,
+    on_cell_done: Callable[[GridCell, EvalResult, bool], None] | None = None,
+) -> GridResult:
+    """Run (or resume) the grid ``envs`` x ``configs`` and write every output into ``out_dir``.
+
+    ``on_cell_start(cell, questions)`` is told how many questions a cell will
+    ask before it runs; ``progress(cell, done, total, metrics)`` after each
+    answer; ``on_cell_done(cell, result, resumed)`` when a cell is finished.
+    """
+    from agentmem.evaluation import CachingEmbedder
+    from agentmem.embeddings import default_embedder
+
+    model = str(getattr(llm, "model", type(llm).__name__))
+    shared = embedder or CachingEmbedder(default_embedder())
+    cells = [GridCell(env=e, memory=c) for e in envs for c in configs]
+    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
+    grid = GridResult(split=split, limit=limit, model=model)
+    for cell in cells:
+        cell_params = params_for(cell.memory, params or {})
+        path = out_dir / "cells" / f"{cell.key}.json"
+        if path.is_file():
+            try:
+                done = EvalResult.model_validate_json(path.read_text())
+            except ValueError:
+                done = None  # a torn or foreign file: run the cell again
+            if done is not None and _cell_matches(done, split=split, limit=limit, model=model, params=cell_params):
+                grid.cells.append(done)
+                grid.resumed.append(cell.key)
+                if on_cell_done:
+                    on_cell_done(cell, done, True)
+                continue
+        environment = environments[cell.env]
+        if on_cell_start:
+            total = sum(len(t.questions) for t in environment.tasks(split=split, limit=limit))  # type: ignore[arg-type]
+            on_cell_start(cell, total)
+        result = run_eval(
+            environment, cell.memory, llm=llm, embedder=shared, params=cell_params, split=split,  # type: ignore[arg-type]
+            limit=limit, budget_tokens=budget_tokens, chroma_host=chroma_host,
+            progress=(lambda d, t, m, _c=cell: progress(_c, d, t, m)) if progress else None,
+        )
+        _write_atomic(path, result.model_dump_json(indent=2))
+        grid.cells.append(result)
+        if on_cell_done:
+            on_cell_done(cell, result, False)
+    write_outputs(grid, out_dir)
+    return grid
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def rows(grid: GridResult) -> list[dict[str, Any]]:
+    """One flat row per cell: quality metrics (without per-category detail) and cost."""
+    out = []
+    for r in grid.cells:
+        env_metric = _primary(r.env)
+        row: dict[str, Any] = {
+            "env": r.env,
+            "memory": "+".join(Path(m).stem if m.endswith(".py") else m for m in r.memory),
+            "primary_metric": env_metric,
+            "score": round(r.metrics.get(env_metric, 0.0), 4),
+            "questions": r.questions,
+        }
+        for key, value in r.metrics.items():
+            if "/" not in key and key != "questions":
+                row[key] = round(value, 4)
+        cost = r.cost
+        row.update(
+            llm_calls=cost.llm_calls, cache_hits=cost.cache_hits, prompt_tokens=cost.prompt_tokens,
+            completion_tokens=cost.completion_tokens,
+            tokens_per_question=round(cost.tokens / r.questions, 1) if r.questions else 0.0,
+            seconds=cost.seconds,
+        )
+        out.append(row)
+    return out
+
+
+def _primary(env: str) -> str:
+    try:
+        from agentmem.registry import load_environment
+
+        return str(load_environment(env).primary_metric)
+    except Exception:  # noqa: BLE001 - an uninstalled environment still has a row
+        return "score"
+
+
+def to_csv(table: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in table:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(table)
+    return buf.getvalue()
+
+
+def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
+    """``grid.json``, ``grid.csv``, ``report.md`` and ``report.html`` in ``out_dir``."""
+    from agentmem.report import grid_html, grid_markdown
+
+    table = rows(grid)
+    paths = {
+        "json": out_dir / "grid.json",
+        "csv": out_dir / "grid.csv",
+        "markdown": out_dir / "report.md",
+        "html": out_dir / "report.html",
+    }
+    summary = {"split": grid.split, "limit": grid.limit, "model": grid.model, "rows": table,
+               "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells]}
+    _write_atomic(paths["json"], json.dumps(summary, indent=2))
+    _write_atomic(paths["csv"], to_csv(table))
+    _write_atomic(paths["markdown"], grid_markdown(grid, table))
+    _write_atomic(paths["html"], grid_html(grid, table))
+    return paths

@@ -1,0 +1,250 @@
+"""Recall latency of every memory plugin's LLM-free read path at 1k, 10k and 100k stored items.
+
+Each plugin is filled through its own LLM-free bulk loader (``import_items``
+or plain ``observe`` for the event stores) with synthetic, varied
+sentences, then asked ``--queries`` questions; the wall time of each
+``recall`` call is recorded and reported as p50 / p99 / mean. Load time (items
+per second) is reported too, for information.
+
+Embeddings: the default ``--embedder hash`` stores and queries with a fast,
+deterministic hashing embedder, so the timings are of retrieval itself (the
+vector index, BM25, SQLite, packing) and 100k items load in minutes; the
+real MiniLM query embedding, a fixed cost per recall that does not grow with
+the store, is timed separately (``query_embedding_ms``) and adds to every
+plugin that embeds the query. ``--embedder minilm`` uses the real model for
+everything (each sentence embedded once, memoised across plugins): slow to
+load at 100k on a small CPU (about 100 sentences/s on 2 busy cores).
+
+Usage::
+
+    python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--plugins episodic,rag,...]
+                                      [--queries 50] [--budget 1024] [--embedder minilm|hash]
+
+Prints a table and writes ``benchmarks/results/recall.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import math
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "recall.json"
+
+NAMES = ["Ann", "Bo", "Caro", "Dev", "Ela", "Finn", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Mo", "Nia", "Oto", "Pia"]
+PLACES = ["Lisbon", "Oslo", "Kyoto", "Lima", "Cairo", "Quebec", "Hanoi", "Porto", "Dakar", "Tbilisi", "Perth", "Bergen"]
+THINGS = [
+    "cello", "sourdough", "chess", "kayak", "watercolours", "marathon", "pottery", "salsa", "astronomy", "beekeeping",
+    "origami", "climbing", "jazz", "gardening", "knitting", "photography", "sailing", "yoga", "poetry", "robotics",
+]
+TEMPLATES = [
+    "{a} told {b} that the trip to {p} is planned for week {n}.",
+    "{a} started learning {t} in {p} and practises {n} hours a week.",
+    "{a} prefers {t} over {u}, especially on rainy days in {p}.",
+    "{a} met {b} at the {t} club; they meet every {n} days.",
+    "{a}'s favourite cafe in {p} serves {t}-themed cakes, table {n}.",
+    "{a} lent {b} a book about {t}; it is due back on day {n}.",
+    "When the task was to book a hotel in {p}, {a} forgot the date format and it failed (attempt {n}).",
+    "{a} fixed the {t} workflow by checking the inventory first, step {n}.",
+]
+
+
+def sentences(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct synthetic memory sentences (names, places, hobbies, numbers), fixed by ``seed``."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        tpl = TEMPLATES[i % len(TEMPLATES)]
+        a, b = rng.sample(NAMES, 2)
+        t, u = rng.sample(THINGS, 2)
+        out.append(tpl.format(a=a, b=b, p=rng.choice(PLACES), t=t, u=u, n=i))
+    return out
+
+
+def queries(n: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    forms = [
+        "What does {a} prefer on rainy days?", "When is the trip to {p}?", "Who did {a} meet at the {t} club?",
+        "What went wrong when booking a hotel in {p}?", "How long does {a} practise {t}?", "Which book did {a} lend?",
+    ]
+    return [rng.choice(forms).format(a=rng.choice(NAMES), p=rng.choice(PLACES), t=rng.choice(THINGS)) for _ in range(n)]
+
+
+class HashEmbedder:
+    """A fast, deterministic bag-of-words hashing embedder (retrieval-only timings)."""
+
+    name = "hash-384"
+    dim = 384
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            vec = [0.0] * self.dim
+            for word in text.lower().split():
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                vec[h % self.dim] += 1.0 if h & 1 else -1.0
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            out.append([v / norm for v in vec])
+        return out
+
+
+# -- loaders: how each plugin takes n items without an LLM ---------------------------------------
+def _events(texts: list[str]) -> list[Any]:
+    from agentmem.types import Event
+
+    start = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    return [
+        Event.message(
+            text, speaker=text.split()[0].rstrip("'s"), session_id=f"s{i // 20}",
+            timestamp=start + timedelta(minutes=10 * i), metadata={"dia_id": f"D{i // 20 + 1}:{i % 20 + 1}"},
+        )
+        for i, text in enumerate(texts)
+    ]
+
+
+def _observe_all(memory: Any, texts: list[str]) -> None:
+    for event in _events(texts):
+        memory.observe(event)
+    memory.reflect(None) if memory.name == "full-context" else None
+    flush = getattr(memory, "_flush", None)
+    if flush is not None:
+        flush()
+
+
+def _import_items(memory: Any, texts: list[str]) -> None:
+    memory.import_items(_events(texts))
+
+
+LOADERS: dict[str, Callable[[Any, list[str]], None]] = {
+    "none": lambda memory, texts: None,
+    "full-context": _observe_all,
+    "rag": _observe_all,
+    "episodic": _import_items,
+}
+
+
+def _memory(name: str, root: Path, embedder: Any) -> Any:
+    from agentmem.registry import load_memory
+    from agentmem.toolkit import Stores, Toolkit
+    from agentmem.types import Scope
+
+    cls = load_memory(name)
+    toolkit = Toolkit(scope=Scope(user_id="bench"), stores=Stores(root), embedder=embedder, namespace=cls.name)
+    return cls(toolkit, None)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    pos = (len(ordered) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder: Any, budget: int) -> dict[str, Any]:
+    from agentmem.types import Query
+
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        memory = _memory(name, root, embedder)
+        started = time.perf_counter()
+        LOADERS[name](memory, texts[:size])
+        load_s = time.perf_counter() - started
+        memory.recall(Query(text="warm-up question", budget_tokens=budget))  # first-use index builds
+        times = []
+        items = []
+        for ask in asks:
+            t0 = time.perf_counter()
+            got = memory.recall(Query(text=ask, budget_tokens=budget))
+            times.append((time.perf_counter() - t0) * 1000.0)
+            items.append(len(got.items))
+        memory.close()
+        return {
+            "plugin": name, "items": size, "load_s": round(load_s, 2),
+            "load_items_per_s": round(size / load_s, 1) if load_s > 0 else None,
+            "p50_ms": round(_percentile(times, 0.5), 2), "p99_ms": round(_percentile(times, 0.99), 2),
+            "mean_ms": round(statistics.fmean(times), 2), "mean_items": round(statistics.fmean(items), 1),
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        gc.collect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--plugins", default=",".join(LOADERS))
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--budget", type=int, default=1024)
+    parser.add_argument("--embedder", choices=["minilm", "hash"], default="hash")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    names = [n for n in args.plugins.split(",") if n]
+    unknown = [n for n in names if n not in LOADERS]
+    if unknown:
+        print(f"no bulk loader for {', '.join(unknown)}; known: {', '.join(LOADERS)}", file=sys.stderr)
+        return 2
+    from agentmem.evaluation import CachingEmbedder
+
+    if args.embedder == "minilm":
+        from agentmem.embeddings import default_embedder
+
+        embedder: Any = CachingEmbedder(default_embedder(), max_items=max(sizes) + 10 * args.queries + 1000)
+    else:
+        embedder = HashEmbedder()
+    texts = sentences(max(sizes))
+    asks = queries(args.queries)
+    if args.embedder == "minilm":  # embed the corpus once, shared by every plugin and size
+        t0 = time.perf_counter()
+        for start in range(0, len(texts), 512):
+            embedder.embed(texts[start : start + 512])
+        print(f"embedded {len(texts)} sentences in {time.perf_counter() - t0:.0f} s", flush=True)
+    from agentmem.embeddings import default_embedder as _minilm
+
+    real = _minilm()
+    real.embed(["warm-up"])
+    query_ms = []
+    for ask in asks:
+        t0 = time.perf_counter()
+        real.embed([ask])
+        query_ms.append((time.perf_counter() - t0) * 1000.0)
+    query_embedding = {"p50_ms": round(_percentile(query_ms, 0.5), 2), "p99_ms": round(_percentile(query_ms, 0.99), 2)}
+    print(f"MiniLM query embedding: p50 {query_embedding['p50_ms']} ms, p99 {query_embedding['p99_ms']} ms", flush=True)
+    rows = []
+    for name in names:
+        for size in sizes:
+            row = bench_one(name, size, texts, asks, embedder, args.budget)
+            rows.append(row)
+            print(
+                f"{name:>13} {size:>7} items: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
+                f"  (load {row['load_s']:.1f} s, {row['mean_items']} items recalled)",
+                flush=True,
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "embedder": args.embedder, "query_embedding_ms": query_embedding, "queries": args.queries, "budget_tokens": args.budget, "results": rows,
+    }, indent=2))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

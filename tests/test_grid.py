@@ -1,0 +1,102 @@
+"""`agentmem eval` over grids: environments x memory configurations, resumable, with reports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from agentmem.errors import ConfigError
+from agentmem.grid import parse_configs, params_for, run_grid
+from tests.conftest import LOCOMO6
+
+
+class ScriptedLLM:
+    """Answers every question with the same phrase and counts its calls (plumbing only)."""
+
+    model = "scripted"
+
+    def __init__(self, reply: str = "Biscuit") -> None:
+        self.reply = reply
+        self.calls = 0
+
+    def complete(self, messages: list[dict[str, Any]], **kw: Any) -> str:
+        self.calls += 1
+        return self.reply
+
+    def structured(self, messages: list[dict[str, Any]], schema: Any, **kw: Any) -> Any:  # pragma: no cover
+        raise AssertionError("no structured calls expected")
+
+
+def test_configs_split_on_commas_and_compose_on_plus():
+    assert parse_configs("none,episodic, episodic+full-context") == [["none"], ["episodic"], ["episodic", "full-context"]]
+    with pytest.raises(ConfigError, match="names no plugin"):
+        parse_configs(" , ")
+
+
+def test_params_go_to_the_members_that_declare_them():
+    assert params_for(["episodic", "full-context"], {"top_k": 3}) == {"episodic": {"top_k": 3}}
+    with pytest.raises(ConfigError, match="top_kk"):
+        params_for(["episodic"], {"top_kk": 3})
+
+
+def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_path, embedder):
+    llm = ScriptedLLM()
+    out = tmp_path / "grid"
+    grid = run_grid(["locomo"], [["none"], ["full-context"]], llm=llm, out_dir=out, split="all", limit=2,
+                    data=str(LOCOMO6), embedder=embedder)
+    assert [c.memory for c in grid.cells] == [["none"], ["full-context"]]
+    assert llm.calls == 4 and grid.resumed == []
+    for name in ("grid.json", "grid.csv", "report.md", "report.html", "cells/locomo__none.json",
+                 "cells/locomo__full-context.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "grid.csv").open()))
+    assert [r["memory"] for r in rows] == ["none", "full-context"]
+    assert {"score", "f1", "evidence_recall", "tokens_per_question", "llm_calls", "seconds"} <= set(rows[0])
+    md = (out / "report.md").read_text()
+    assert "| none |" in md and "| full-context |" in md
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") == 3 and "full-context" in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in html
+
+    # interrupted grid: one cell's file is gone; re-running redoes only that cell
+    (out / "cells" / "locomo__full-context.json").unlink()
+    again = run_grid(["locomo"], [["none"], ["full-context"]], llm=llm, out_dir=out, split="all", limit=2,
+                     data=str(LOCOMO6), embedder=embedder)
+    assert again.resumed == ["locomo__none"]
+    assert llm.calls == 6  # two more answers, for the one missing cell only
+    # a different limit is a different experiment: nothing is reused
+    third = run_grid(["locomo"], [["none"]], llm=llm, out_dir=out, split="all", limit=1, data=str(LOCOMO6), embedder=embedder)
+    assert third.resumed == [] and llm.calls == 7
+
+
+def test_a_torn_cell_file_is_run_again_not_trusted(tmp_path, embedder):
+    llm = ScriptedLLM()
+    out = tmp_path / "grid"
+    (out / "cells").mkdir(parents=True)
+    (out / "cells" / "locomo__none.json").write_text('{"env": "loc')
+    grid = run_grid(["locomo"], [["none"]], llm=llm, out_dir=out, split="all", limit=1, data=str(LOCOMO6), embedder=embedder)
+    assert grid.resumed == [] and llm.calls == 1
+    assert json.loads((out / "cells" / "locomo__none.json").read_text())["questions"] == 1
+
+
+@pytest.mark.llm
+def test_cli_grid_with_the_local_model_resumes_finished_cells(tmp_path):
+    out = tmp_path / "grid"
+    cmd = [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--memory", "none,episodic",
+           "--data", str(LOCOMO6), "--limit", "2", "--out-dir", str(out)]
+    env = dict(os.environ, COLUMNS="200")
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 cells" in first.stdout and "report.html" in first.stdout
+    rows = {r["memory"]: r for r in csv.DictReader((out / "grid.csv").open())}
+    assert set(rows) == {"none", "episodic"}
+    assert float(rows["episodic"]["evidence_recall"]) >= float(rows["none"]["evidence_recall"])
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "2 cell(s) resumed" in second.stdout
