@@ -9,11 +9,14 @@ metrics, an LLM-free proxy where the data allows one, and cost.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
 from agentmem.types import Episode, Event, Recall
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agentmem.llm.tools import ToolSpec
 
 Split = Literal["train", "validation", "test", "all"]
 
@@ -54,6 +57,20 @@ class Answer(BaseModel):
     seconds: float = 0.0
 
 
+class Action(BaseModel):
+    """A tool call the agent decided on for an instruction, and what memory gave it to decide with.
+
+    ``tool`` is empty (and ``error`` says why) when the model produced no valid
+    call: environments score that as a wrong call instead of aborting the run.
+    """
+
+    tool: str = ""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    recall: Recall = Field(default_factory=Recall)
+    seconds: float = 0.0
+    error: str = ""
+
+
 class QuestionResult(BaseModel):
     question_id: str
     category: str
@@ -78,6 +95,16 @@ class AgentLike(Protocol):
     def end_session(self, episode: Episode) -> None: ...
 
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer: ...
+
+
+class ActingAgentLike(AgentLike, Protocol):
+    """An agent that can also act: answer an instruction with one call of one of ``tools``.
+
+    Optional: only environments that score tool calls (``toolprefs``) need it;
+    ``tools`` are :class:`agentmem.llm.tools.ToolSpec` objects.
+    """
+
+    def act(self, instruction: str, tools: list[ToolSpec], *, context: dict[str, Any] | None = None) -> Action: ...
 
 
 class Environment(ABC):

@@ -22,7 +22,8 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 
 from agentmem.agent import MemoryAgent, build_memory_stack
-from agentmem.environment import AgentLike, Answer, Environment, Split, TaskResult
+from agentmem.environment import Action, AgentLike, Answer, Environment, Split, TaskResult
+from agentmem.errors import ConfigError
 from agentmem.registry import load_environment
 from agentmem.toolkit import ChatModel, Embedder, Stores
 from agentmem.types import Episode, Event, Scope
@@ -92,7 +93,7 @@ class CachingEmbedder:
 
 
 class _CountingAgent:
-    """Passes calls through to the agent and reports progress after each answer."""
+    """Passes calls through to the agent and reports progress after each answer (or action)."""
 
     def __init__(self, agent: AgentLike, tick: Callable[[], None]) -> None:
         self._agent = agent
@@ -106,6 +107,15 @@ class _CountingAgent:
 
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
         result = self._agent.answer(question, context=context)
+        self._tick()
+        return result
+
+    def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
+        """One tool call (for environments that score actions); a clear error if the agent cannot act."""
+        act = getattr(self._agent, "act", None)
+        if act is None:
+            raise ConfigError(f"{type(self._agent).__name__} has no act(); this environment needs an agent that calls tools")
+        result = act(instruction, tools, context=context)
         self._tick()
         return result
 

@@ -15,7 +15,8 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from agentmem.composition import ComposedMemory, Router
-from agentmem.environment import Answer
+from agentmem.environment import Action, Answer
+from agentmem.errors import ConfigError, LLMError
 from agentmem.memory import MemoryProgram
 from agentmem.prompts import render
 from agentmem.registry import load_memory
@@ -30,6 +31,8 @@ class _TurnState(TypedDict, total=False):
     recall: Recall
     answer: str
     remember: bool
+    max_tokens: int | None
+    free_form: bool
 
 
 def build_memory_stack(
@@ -104,12 +107,14 @@ class MemoryAgent:
 
     def _respond_node(self, state: _TurnState) -> dict[str, Any]:
         blocks = [r.instructions or r.text() for r in state.get("recalls", []) if r.items]
+        free_form = bool(state.get("free_form"))
         messages = [
-            {"role": "system", "content": render("answer_system")},
-            {"role": "user", "content": render("answer_user", memory="\n\n".join(blocks), now=state.get("now"), question=state["question"])},
+            {"role": "system", "content": render("solve_system" if free_form else "answer_system")},
+            {"role": "user", "content": render("answer_user", memory="\n\n".join(blocks), now=state.get("now"), question=state["question"], free_form=free_form)},
         ]
-        text = self.llm.complete(messages, max_tokens=self.max_answer_tokens, caller="agent.respond")
-        return {"answer": _clean_answer(text)}
+        limit = state.get("max_tokens") or self.max_answer_tokens
+        text = self.llm.complete(messages, max_tokens=limit, caller="agent.respond")
+        return {"answer": text.strip() if free_form else _clean_answer(text)}
 
     def _observe_node(self, state: _TurnState) -> dict[str, Any]:
         self.observe(Event.message(state["question"], speaker="user"))
@@ -125,10 +130,41 @@ class MemoryAgent:
 
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
         started = time.perf_counter()
-        state = self._graph.invoke(
-            {"question": question, "now": (context or {}).get("now"), "remember": self.remember_answers}
-        )
+        context = context or {}
+        state = self._graph.invoke({
+            "question": question, "now": context.get("now"), "remember": self.remember_answers,
+            # environments whose answers are not short phrases (a grid, code) ask for room and every line
+            "max_tokens": context.get("max_tokens"), "free_form": bool(context.get("multiline")),
+        })
         return Answer(text=state["answer"], recall=state.get("recall") or Recall(), seconds=time.perf_counter() - started)
+
+    def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
+        """Answer ``instruction`` with one call of one of ``tools`` (``ToolSpec``s or typed functions).
+
+        Memory is recalled for the instruction (within the budget) and put
+        first in the prompt, which tells the model to fill every parameter the
+        request leaves unstated from the user's remembered preferences (the
+        latest statement wins). The call itself is ``llm.call_tool``: JSON-schema
+        constrained arguments, choose-then-fill when several tools are offered.
+        A model that yields no valid call gives an empty :class:`Action` with
+        the error, so that one bad reply costs one question, not the run.
+        """
+        started = time.perf_counter()
+        call_tool = getattr(self.llm, "call_tool", None)
+        if call_tool is None:
+            raise ConfigError(f"{type(self.llm).__name__} cannot call tools; use agentmem.llm.LLM to let the agent act")
+        state = self._recall_node({"question": instruction})
+        recall = state.get("recall") or Recall()
+        blocks = [r.instructions or r.text() for r in state.get("recalls", []) if r.items]
+        messages = [
+            {"role": "system", "content": render("act_system")},
+            {"role": "user", "content": render("act_user", memory="\n\n".join(blocks), now=(context or {}).get("now"), request=instruction)},
+        ]
+        try:
+            call = call_tool(messages, tools, caller="agent.act")
+        except LLMError as exc:
+            return Action(recall=recall, error=str(exc), seconds=time.perf_counter() - started)
+        return Action(tool=call.name, arguments=dict(call.arguments), recall=recall, seconds=time.perf_counter() - started)
 
     def close(self) -> None:
         self.composed.close()
