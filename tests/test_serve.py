@@ -306,3 +306,47 @@ def test_a_call_succeeds_against_a_server_that_comes_up_late():
     assert str(outcome["text"]).strip() and len(attempts) >= 2
     stats = llm.meter.by_caller()["test.late"]
     assert stats.calls == 1 and stats.errors == 0 and stats.completion_tokens >= 1
+
+
+# -- one local server per machine ------------------------------------------------------------
+_OWNER = """
+import sys, time
+from agentmem.llm import LLM
+llm = LLM("local", cache=False)
+llm.complete([{"role": "user", "content": "Say hi."}], max_tokens=2)
+print("PID", llm.server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.llm
+def test_processes_share_one_local_server_and_survive_its_owner_exiting(tmp_path, monkeypatch):
+    """A second process attaches to the first one's model server; when the owner dies, calls go on."""
+    import agentmem.llm.server as server_mod
+    from agentmem.llm import LLM
+
+    monkeypatch.setenv("AGENTMEM_SERVER_REGISTRY", str(tmp_path / "registry"))
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True,
+                             env=dict(os.environ, AGENTMEM_SERVER_REGISTRY=str(tmp_path / "registry")))
+    try:
+        line = owner.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("PID"), line
+        owner_server_pid = int(line.split()[1])
+        server_mod.stop_shared_servers()  # forget any server this test process already runs
+        llm = LLM("local", cache=False)
+        assert llm.complete([{"role": "user", "content": "Say yes."}], max_tokens=2)
+        assert isinstance(llm.server, server_mod.AttachedServer)
+        assert llm.server.pid == owner_server_pid
+    finally:
+        owner.kill()
+        owner.wait(timeout=30)
+    deadline = time.time() + 30
+    while server_mod._pid_alive(owner_server_pid) and time.time() < deadline:  # its watchdog stops it
+        time.sleep(0.5)
+    # the owner is gone: the next call finds no live server, starts one here and registers it
+    assert llm.complete([{"role": "user", "content": "Say no."}], max_tokens=2)
+    assert isinstance(llm.server, server_mod.LocalServer) and llm.server.is_running()
+    record = json.loads(next((tmp_path / "registry").glob("*.json")).read_text())
+    assert record["pid"] == llm.server.pid and record["owner"] == os.getpid()
+    server_mod.stop_shared_servers()
+    assert not list((tmp_path / "registry").glob("*.json"))

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from agentmem.config import Settings
     from agentmem.llm.tools import ToolCall, ToolSpec
-    from agentmem.llm.server import LocalServer
+    from agentmem.llm.server import AttachedServer, LocalServer
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger("agentmem.llm")
@@ -191,7 +191,7 @@ class LLM:
         self.max_backoff = max_backoff
         self._semaphore = threading.BoundedSemaphore(settings.max_concurrency)
         self._ready_lock = threading.Lock()
-        self._server: LocalServer | None = None
+        self._server: LocalServer | AttachedServer | None = None
         self._model_path: Path | None = None
 
         self.is_local = self.model == "local" or self.model.startswith("local/")
@@ -262,7 +262,7 @@ class LLM:
         )
 
     @property
-    def server(self) -> "LocalServer | None":
+    def server(self) -> "LocalServer | AttachedServer | None":
         """The local llama.cpp server (started on the first call), or ``None`` for remote models."""
         return self._server
 

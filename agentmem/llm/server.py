@@ -11,11 +11,23 @@ The child runs in its own process group and is stopped with the group
 interpreter exit, and, through a watchdog thread in the child, when the parent
 process dies without cleaning up. Requests are answered one at a time
 (llama-cpp-python's server holds one model context).
+
+One server per machine, not per process: :func:`shared_local_server` first
+looks in a registry (``<cache dir>/servers/``, under a file lock) for a live
+server of the same model started by another process and attaches to it; only
+if there is none does it start one and register it. Several evaluations,
+test runs or evolution workers on one machine then share one model instead of
+each loading its own and fighting over the cores (on 2 cores, seven servers
+made every call tens of times slower). When the owner exits its server goes
+with it; a client attached to it sees the connection fail, retries, and
+starts (and registers) a new one. ``AGENTMEM_SHARE_SERVER=0`` turns sharing off.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
 import signal
 import socket
@@ -261,17 +273,140 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-_SHARED: dict[tuple[str, str], LocalServer] = {}
+class AttachedServer:
+    """A local server another process started and registered: used, never stopped, from here."""
+
+    def __init__(self, record: dict[str, object]) -> None:
+        self.api_base = str(record["api_base"])
+        self.model_path = Path(str(record["model_path"]))
+        self.alias = str(record.get("alias", "local"))
+        self._pid = int(record["pid"])  # type: ignore[call-overload]
+        log = record.get("log")
+        self.log_path: Path | None = Path(str(log)) if log else None
+        self.slots = threading.BoundedSemaphore(1)
+        self.startup_seconds: float | None = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def is_running(self) -> bool:
+        return _pid_alive(self._pid)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Not ours to stop: the process that started it does, when it exits."""
+
+    def __repr__(self) -> str:
+        return f"AttachedServer({self.model_path.name} at {self.api_base}, pid {self._pid})"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _registry_dir() -> Path:
+    explicit = os.environ.get("AGENTMEM_SERVER_REGISTRY")
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("AGENTMEM_CACHE_DIR")
+    if env:
+        root = Path(env).expanduser()
+    else:
+        import platformdirs
+
+        root = Path(platformdirs.user_cache_dir("agentmem"))
+    return root / "servers"
+
+
+def _sharing() -> bool:
+    return os.environ.get("AGENTMEM_SHARE_SERVER", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _healthy(api_base: str) -> bool:
+    """The server's web layer answers (``/openapi.json``).
+
+    Not ``/v1/models``: llama-cpp-python serves that behind the model lock, so
+    a server busy with another process's completion would look dead.
+    """
+    import httpx
+
+    root = api_base.rstrip("/").removesuffix("/v1")
+    try:
+        with httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0), trust_env=False) as client:
+            return client.get(f"{root}/openapi.json").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+_SHARED: dict[tuple[str, str], "LocalServer | AttachedServer"] = {}
 _SHARED_LOCK = threading.Lock()
+_REGISTERED: dict[Path, int] = {}  # registry files this process wrote -> the server pid they name
 
 
-def shared_local_server(model_path: Path, *, alias: str = "local", timeout: float = 120, **kw: object) -> LocalServer:
-    """The process-wide server for ``model_path`` (started on first use, restarted if it died, stopped at exit)."""
-    key = (str(Path(model_path).resolve()), alias)
+def shared_local_server(
+    model_path: Path, *, alias: str = "local", timeout: float = 120, **kw: object
+) -> "LocalServer | AttachedServer":
+    """The machine-wide server for ``model_path``: attached if another process runs one, else started here.
+
+    Started servers are registered for other processes, restarted if they
+    died, and stopped at this process's exit.
+    """
+    resolved = str(Path(model_path).resolve())
+    key = (resolved, alias)
     with _SHARED_LOCK:
         server = _SHARED.get(key)
-        if server is None:
-            server = LocalServer(Path(model_path), alias=alias, **kw)  # type: ignore[arg-type]
+        if server is not None and server.is_running():
+            return server
+        if isinstance(server, AttachedServer):  # its owner is gone: find or start another
+            del _SHARED[key]
+            server = None
+    if not _sharing():
+        return _own_server(key, Path(model_path), alias, timeout, kw)
+    from filelock import FileLock
+
+    registry = _registry_dir()
+    registry.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{resolved}|{alias}|{kw.get('n_ctx')}".encode()).hexdigest()[:16]
+    record_path = registry / f"{digest}.json"
+    with FileLock(str(registry / f"{digest}.lock"), timeout=timeout + 60):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            record = None
+        if (
+            record is not None
+            and int(record.get("owner", -1)) != os.getpid()
+            and _pid_alive(int(record.get("pid", -1)))
+            and record.get("alias") == alias
+            and _healthy(str(record.get("api_base")))
+        ):
+            attached = AttachedServer(record)
+            with _SHARED_LOCK:
+                _SHARED[key] = attached
+            return attached
+        own = _own_server(key, Path(model_path), alias, timeout, kw)
+        assert isinstance(own, LocalServer)
+        tmp = record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({
+            "pid": own.pid, "owner": os.getpid(), "api_base": own.api_base, "model_path": resolved, "alias": alias,
+            "log": str(own.log_path) if own.log_path else None, "n_ctx": own.n_ctx, "n_threads": own.n_threads,
+        }))
+        os.replace(tmp, record_path)
+        _REGISTERED[record_path] = int(own.pid or -1)
+        return own
+
+
+def _own_server(key: tuple[str, str], model_path: Path, alias: str, timeout: float, kw: dict[str, object]) -> "LocalServer | AttachedServer":
+    with _SHARED_LOCK:
+        server = _SHARED.get(key)
+        if not isinstance(server, LocalServer):
+            server = LocalServer(model_path, alias=alias, **kw)  # type: ignore[arg-type]
             _SHARED[key] = server
     with server._lock:
         if not server.is_running():
@@ -280,10 +415,17 @@ def shared_local_server(model_path: Path, *, alias: str = "local", timeout: floa
 
 
 def stop_shared_servers() -> None:
-    """Stop every shared server (also done at interpreter exit)."""
+    """Stop every server this process started and unregister it (also done at interpreter exit)."""
     with _SHARED_LOCK:
         servers = list(_SHARED.values())
         _SHARED.clear()
+    for path, pid in list(_REGISTERED.items()):
+        try:
+            if int(json.loads(path.read_text()).get("pid", -2)) == pid:
+                path.unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
+        _REGISTERED.pop(path, None)
     for server in servers:
         server.stop()
 
