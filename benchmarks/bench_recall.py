@@ -129,11 +129,40 @@ def _import_items(memory: Any, texts: list[str]) -> None:
     memory.import_items(_events(texts))
 
 
+def _import_facts(memory: Any, texts: list[str]) -> None:
+    memory.import_items([
+        {"text": text, "subject": text.split()[0].rstrip("'s"), "key": f"fact {i % 97}", "date": f"{1 + i % 28} May 2023",
+         "dia_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"]}
+        for i, text in enumerate(texts)
+    ])
+
+
+def _import_tasks(memory: Any, texts: list[str]) -> None:
+    memory.import_items([
+        {"task": text, "steps": [f"look at {text.split()[-1]}", f"do step {i % 7}", "check the result"],
+         "success": i % 3 != 0, "outcome": "done" if i % 3 else "failed", "dia_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
+         "insights": [f"When handling {THINGS[i % len(THINGS)]}, check the inventory first."] if i % 10 == 0 else []}
+        for i, text in enumerate(texts)
+    ])
+
+
+def _import_lessons(memory: Any, texts: list[str]) -> None:
+    kinds = ["success_pattern", "failure_trigger", "comparative", "workflow"]
+    memory.import_items([
+        {"kind": kinds[i % 4], "when_to_use": text, "content": f"Check the {THINGS[i % len(THINGS)]} list before step {i % 5}.",
+         "task": text, "retrieved": i % 4, "helped": i % 3 % 2}
+        for i, text in enumerate(texts)
+    ])
+
+
 LOADERS: dict[str, Callable[[Any, list[str]], None]] = {
     "none": lambda memory, texts: None,
     "full-context": _observe_all,
     "rag": _observe_all,
     "episodic": _import_items,
+    "semantic": _import_facts,
+    "procedural": _import_lessons,
+    "hierarchical": _import_tasks,
 }
 
 
