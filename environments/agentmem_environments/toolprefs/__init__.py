@@ -1,0 +1,245 @@
+"""toolprefs: remembered preferences must ground later tool-call parameters (after Mem2ActBench).
+
+Each task is one generated user (see :mod:`.generator`) who, over several
+interrupted sessions full of chatter, tells the assistant how they like things
+done: window seats, vegetarian meals on flights, mild food paid by paypal,
+45-minute meetings on zoom, the thermostat at 21 degrees. Some of those change
+later ("actually, I've switched to aisle seats"); the later statement wins.
+Then come requests ("Book me a flight to Oslo on 2024-05-03.") that the agent
+must answer with one tool call (:meth:`agentmem.agent.MemoryAgent.act`),
+whose unstated parameters only memory can supply. Four domains: travel, food,
+calendar, smart home, two tools each.
+
+Metrics, per request: ``tool_match``; ``param_accuracy`` (fraction of the
+expected parameters exactly right after light normalisation: the primary
+metric, partial credit that moves with each remembered preference);
+``exact`` (the whole call right); ``memory_accuracy`` (the parameters only
+memory can supply); ``stale`` (a corrected preference answered with its old
+value). The LLM-free proxy is ``evidence_recall``: the fraction of grounding
+statements (their ``dia_id``s) that recall surfaced. ``aggregate`` also
+breaks quality down by domain.
+
+The data needs no download: it is generated from the seed, the same every
+time. Users are split 50/25/25 into train / validation / test by the seed.
+Knobs (constructor arguments, or ``agentmem eval --data
+"sessions=5,distractors=8,corrections=3"``): users, sessions, distractors,
+corrections, questions, domains, state_tasks (see :class:`GeneratorOptions`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult
+from agentmem.errors import ConfigError
+from agentmem.llm.tools import ToolSpec
+from agentmem.types import Episode
+
+from agentmem_environments.locomo import split_ids
+from agentmem_environments.toolprefs.domains import DOMAINS, TOOLS, tool_spec
+from agentmem_environments.toolprefs.generator import GeneratorOptions, generate_users, render_call
+from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_dia_ids, score_call
+
+__all__ = ["ToolPrefsEnvironment", "GeneratorOptions"]
+
+log = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
+_RECALLED_TEXT_CHARS = 2000
+_KNOBS = tuple(GeneratorOptions.model_fields)
+
+
+@lru_cache(maxsize=None)
+def _spec(name: str) -> ToolSpec:
+    return tool_spec(TOOLS[name])
+
+
+def _parse_knobs(data: str | Path) -> dict[str, Any]:
+    """Knobs from ``--data``: a JSON file of them, or ``"key=value,key=value"``."""
+    text = str(data).strip()
+    path = Path(text).expanduser()
+    if text.endswith(".json") or path.is_file():
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"toolprefs: cannot read knobs from {path} ({exc}); pass a JSON object like {{\"sessions\": 4}}") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"toolprefs: {path} must hold a JSON object of knobs ({', '.join(_KNOBS)})")
+        return value
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"toolprefs: cannot read knob {part!r} in --data; write key=value pairs like 'sessions=4,distractors=6'")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class ToolPrefsEnvironment(Environment):
+    """Generated users whose stated preferences must ground later tool calls (Mem2ActBench-style)."""
+
+    name: ClassVar[str] = "toolprefs"
+    description: ClassVar[str] = (
+        "toolprefs: preferences stated in earlier sessions must fill later tool-call parameters "
+        "(param accuracy; evidence recall); generated, no download"
+    )
+    primary_metric: ClassVar[str] = "param_accuracy"
+
+    def __init__(
+        self,
+        data: str | Path | None = None,
+        *,
+        seed: int = 0,
+        top_k: int | None = None,
+        **knobs: Any,
+    ) -> None:
+        if top_k is not None and top_k < 1:
+            raise ConfigError(f"toolprefs: top_k must be at least 1, got {top_k}; pass a positive number")
+        options: dict[str, Any] = {}
+        if data not in (None, ""):
+            options.update(_parse_knobs(data))  # type: ignore[arg-type]
+        options.update(knobs)
+        unknown = sorted(set(options) - set(_KNOBS))
+        if unknown:
+            raise ConfigError(f"toolprefs: unknown knob {', '.join(unknown)}; the knobs are {', '.join(_KNOBS)}")
+        try:
+            self.options = GeneratorOptions(**options)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(x) for x in err.get("loc", ())) or "knobs"
+            bounds = GeneratorOptions.model_fields.get(field)
+            limits = ""
+            if bounds is not None:
+                lo = next((m.ge for m in bounds.metadata if hasattr(m, "ge")), None)
+                hi = next((m.le for m in bounds.metadata if hasattr(m, "le")), None)
+                if lo is not None and hi is not None:
+                    limits = f"; use a whole number from {lo} to {hi}"
+            raise ConfigError(f"toolprefs: {field} {err.get('msg', 'is invalid').lower()} (got {err.get('input')!r}){limits}") from None
+        self.seed = int(seed)
+        self.top_k = None if top_k is None else int(top_k)
+        self._tasks: list[Task] | None = None
+        self._splits: dict[str, list[str]] = {}
+
+    # ------------------------------------------------------------------ data
+
+    def _load(self) -> list[Task]:
+        if self._tasks is None:
+            self._tasks = generate_users(self.options, self.seed)
+            self._splits = split_ids([t.id for t in self._tasks], self.seed)
+        return self._tasks
+
+    @property
+    def source(self) -> str:
+        o = self.options
+        return (
+            f"generated (seed {self.seed}: {o.users} users, {o.sessions} sessions, {o.distractors} distractors"
+            f" per session, {o.corrections} corrections, {o.questions} requests per user)"
+        )
+
+    def split_ids(self) -> dict[str, list[str]]:
+        """The user (task) ids of each split."""
+        self._load()
+        return {k: list(v) for k, v in self._splits.items()}
+
+    @staticmethod
+    def tools_for(question: Question) -> list[ToolSpec]:
+        """The tools offered for a request: every tool of its domain."""
+        return [_spec(name) for name in question.metadata["tools"]]
+
+    # ------------------------------------------------------------------ protocol
+
+    def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
+        if split not in SPLITS:
+            raise ConfigError(f"toolprefs: unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        if limit is not None and limit < 0:
+            raise ConfigError(f"toolprefs: limit must be 0 or more, got {limit}; pass a non-negative number of questions")
+        all_tasks = self._load()
+        wanted = None if split == "all" else set(self._splits[split])
+        out: list[Task] = []
+        remaining = limit
+        for task in all_tasks:
+            if wanted is not None and task.id not in wanted:
+                continue
+            if remaining is not None and remaining <= 0:
+                break
+            questions = task.questions if remaining is None else task.questions[:remaining]
+            copy = task.model_copy(deep=True)
+            copy.questions = [q.model_copy(deep=True) for q in questions]
+            out.append(copy)
+            if remaining is not None:
+                remaining -= len(questions)
+        return out
+
+    def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
+        act = getattr(agent, "act", None)
+        if act is None:
+            raise ConfigError(
+                f"toolprefs: the agent ({type(agent).__name__}) has no act(instruction, tools); "
+                "use agentmem.agent.MemoryAgent or give the agent an act method"
+            )
+        started = time.perf_counter()
+        for session in task.sessions:
+            for event in session.events:
+                agent.observe(event)
+            agent.end_session(
+                Episode(id=session.id, task=task.id, events=session.events, metadata={"date_time": session.date_time})
+            )
+        now = task.metadata.get("now")
+        results: list[QuestionResult] = []
+        for question in task.questions:
+            action = act(question.text, self.tools_for(question), context={"category": question.category, "now": now})
+            meta = question.metadata
+            metrics = score_call(
+                action.tool, action.arguments, meta["tool"], meta["arguments"],
+                memory_params=meta.get("memory_params", ()), stale=meta.get("stale") or None,
+            )
+            items = action.recall.items if self.top_k is None else action.recall.items[: self.top_k]
+            er = evidence_recall(recalled_dia_ids(items), question.evidence)
+            if er is not None:
+                metrics["evidence_recall"] = er
+            prediction = render_call(action.tool, action.arguments) if action.tool else f"(no call: {action.error})"
+            results.append(
+                QuestionResult(
+                    question_id=question.id,
+                    category=question.category,
+                    question=question.text,
+                    reference=question.answer,
+                    prediction=prediction,
+                    metrics=metrics,
+                    recalled=action.recall.text()[:_RECALLED_TEXT_CHARS],
+                )
+            )
+            log.debug("%s %s -> %s %s", question.id, question.answer, prediction, metrics)
+        return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
+
+    def aggregate(self, results: list[TaskResult]) -> dict[str, float]:
+        questions = [q for r in results for q in r.questions]
+        out: dict[str, float] = {"questions": float(len(questions))}
+        if not questions:
+            return out
+        for key in ("param_accuracy", "exact", "tool_match"):
+            out[key] = _mean(q.metrics.get(key, 0.0) for q in questions)
+        for key, name in (("memory_accuracy", "memory_accuracy"), ("evidence_recall", "evidence_recall"), ("stale", "stale_rate")):
+            values = [q.metrics[key] for q in questions if key in q.metrics]
+            if values:
+                out[name] = _mean(values)
+        for domain in DOMAINS:
+            group = [q for q in questions if q.category == domain]
+            if not group:
+                continue
+            out[f"param_accuracy/{domain}"] = _mean(q.metrics.get("param_accuracy", 0.0) for q in group)
+            out[f"exact/{domain}"] = _mean(q.metrics.get("exact", 0.0) for q in group)
+            out[f"n/{domain}"] = float(len(group))
+        return out
+
+
+def _mean(values: Any) -> float:
+    items = list(values)
+    return float(sum(items) / len(items)) if items else 0.0
