@@ -8,10 +8,12 @@ metrics, an LLM-free proxy where the data allows one, and cost.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from agentmem.types import Episode, Event, Recall
 
@@ -19,6 +21,55 @@ if TYPE_CHECKING:  # pragma: no cover
     from agentmem.llm.tools import ToolSpec
 
 Split = Literal["train", "validation", "test", "all"]
+K = TypeVar("K", bound=BaseModel)
+
+
+def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overrides: dict[str, Any] | None = None) -> K:
+    """An environment's knobs from ``--data`` and keyword overrides, validated by ``model``.
+
+    ``data`` is a JSON file holding an object of knobs, or ``"key=value,key=value"``
+    (``;`` separates pairs instead when a value itself needs commas). Unknown
+    knobs and out-of-range values are one clear :class:`~agentmem.errors.ConfigError`
+    naming the environment, the knob and its bounds.
+    """
+    from agentmem.errors import ConfigError
+
+    names = tuple(model.model_fields)
+    options: dict[str, Any] = {}
+    if data not in (None, ""):
+        text = str(data).strip()
+        path = Path(text).expanduser()
+        if text.endswith(".json") or path.is_file():
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{env}: cannot read knobs from {path} ({exc}); write a JSON object of knobs ({', '.join(names)})") from None
+            if not isinstance(value, dict):
+                raise ConfigError(f"{env}: {path} must hold a JSON object of knobs ({', '.join(names)})")
+            options.update(value)
+        else:
+            for part in filter(None, (p.strip() for p in text.split(";" if ";" in text else ","))):
+                key, sep, value = part.partition("=")
+                if not sep or not key.strip():
+                    raise ConfigError(f"{env}: cannot read knob {part!r} in --data; write key=value pairs like '{names[0]}=2'")
+                options[key.strip()] = value.strip()
+    options.update(overrides or {})
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ConfigError(f"{env}: unknown knob {', '.join(unknown)}; the knobs are {', '.join(names)}")
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err.get("loc", ())) or "knobs"
+        info = model.model_fields.get(field)
+        limits = ""
+        if info is not None:
+            lo = next((m.ge for m in info.metadata if hasattr(m, "ge")), None)
+            hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
+            if lo is not None and hi is not None:
+                limits = f"; use a value from {lo} to {hi}"
+        raise ConfigError(f"{env}: {field} {err.get('msg', 'is invalid').lower()} (got {err.get('input')!r}){limits}") from None
 
 
 class Session(BaseModel):

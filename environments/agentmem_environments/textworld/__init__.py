@@ -44,7 +44,6 @@ see :class:`Options`. Needs the ``textworld`` package: install
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -58,9 +57,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import jinja2
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, parse_knobs
 from agentmem.errors import ConfigError, DataError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode, Event
@@ -243,27 +242,6 @@ def command_tool(commands: list[str]) -> ToolSpec:
     )
 
 
-def _parse_knobs(data: str | Path) -> dict[str, Any]:
-    """Knobs from ``--data``: a JSON file of them, or ``"key=value,key=value"``."""
-    text = str(data).strip()
-    path = Path(text).expanduser()
-    if text.endswith(".json") or path.is_file():
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"textworld: cannot read knobs from {path} ({exc}); pass a JSON object like {{\"episodes\": 2}}") from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"textworld: {path} must hold a JSON object of knobs ({', '.join(_KNOBS)})")
-        return value
-    out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(";" if ";" in text else ","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"textworld: cannot read knob {part!r} in --data; write key=value pairs like 'episodes=2,max_steps=8'")
-        out[key.strip()] = value.strip()
-    return out
-
-
 # --------------------------------------------------------------------------- the environment
 
 
@@ -293,19 +271,7 @@ class TextWorldEnvironment(Environment):
     }
 
     def __init__(self, data: str | Path | None = None, *, seed: int = 0, **knobs: Any) -> None:
-        options: dict[str, Any] = {}
-        if data not in (None, ""):
-            options.update(_parse_knobs(data))  # type: ignore[arg-type]
-        options.update(knobs)
-        unknown = sorted(set(options) - set(_KNOBS))
-        if unknown:
-            raise ConfigError(f"textworld: unknown knob {', '.join(unknown)}; the knobs are {', '.join(_KNOBS)}")
-        try:
-            self.options = Options(**options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err.get("loc", ())) or "knobs"
-            raise ConfigError(f"textworld: {field} {err.get('msg', 'is invalid').lower()} (got {err.get('input')!r})") from None
+        self.options = parse_knobs("textworld", Options, data, knobs)
         families = [f.strip() for f in self.options.families.replace(";", ",").split(",") if f.strip()]
         bad = [f for f in families if f not in FAMILIES]
         if bad or not families:

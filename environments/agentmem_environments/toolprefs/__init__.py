@@ -28,16 +28,14 @@ corrections, questions, domains, state_tasks (see :class:`GeneratorOptions`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, parse_knobs
 from agentmem.errors import ConfigError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode
@@ -61,27 +59,6 @@ def _spec(name: str) -> ToolSpec:
     return tool_spec(TOOLS[name])
 
 
-def _parse_knobs(data: str | Path) -> dict[str, Any]:
-    """Knobs from ``--data``: a JSON file of them, or ``"key=value,key=value"``."""
-    text = str(data).strip()
-    path = Path(text).expanduser()
-    if text.endswith(".json") or path.is_file():
-        try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"toolprefs: cannot read knobs from {path} ({exc}); pass a JSON object like {{\"sessions\": 4}}") from None
-        if not isinstance(value, dict):
-            raise ConfigError(f"toolprefs: {path} must hold a JSON object of knobs ({', '.join(_KNOBS)})")
-        return value
-    out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"toolprefs: cannot read knob {part!r} in --data; write key=value pairs like 'sessions=4,distractors=6'")
-        out[key.strip()] = value.strip()
-    return out
-
-
 class ToolPrefsEnvironment(Environment):
     """Generated users whose stated preferences must ground later tool calls (Mem2ActBench-style)."""
 
@@ -102,26 +79,7 @@ class ToolPrefsEnvironment(Environment):
     ) -> None:
         if top_k is not None and top_k < 1:
             raise ConfigError(f"toolprefs: top_k must be at least 1, got {top_k}; pass a positive number")
-        options: dict[str, Any] = {}
-        if data not in (None, ""):
-            options.update(_parse_knobs(data))  # type: ignore[arg-type]
-        options.update(knobs)
-        unknown = sorted(set(options) - set(_KNOBS))
-        if unknown:
-            raise ConfigError(f"toolprefs: unknown knob {', '.join(unknown)}; the knobs are {', '.join(_KNOBS)}")
-        try:
-            self.options = GeneratorOptions(**options)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(x) for x in err.get("loc", ())) or "knobs"
-            bounds = GeneratorOptions.model_fields.get(field)
-            limits = ""
-            if bounds is not None:
-                lo = next((m.ge for m in bounds.metadata if hasattr(m, "ge")), None)
-                hi = next((m.le for m in bounds.metadata if hasattr(m, "le")), None)
-                if lo is not None and hi is not None:
-                    limits = f"; use a whole number from {lo} to {hi}"
-            raise ConfigError(f"toolprefs: {field} {err.get('msg', 'is invalid').lower()} (got {err.get('input')!r}){limits}") from None
+        self.options = parse_knobs("toolprefs", GeneratorOptions, data, knobs)
         self.seed = int(seed)
         self.top_k = None if top_k is None else int(top_k)
         self._tasks: list[Task] | None = None
