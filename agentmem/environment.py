@@ -24,6 +24,40 @@ Split = Literal["train", "validation", "test", "all"]
 K = TypeVar("K", bound=BaseModel)
 
 
+def cap_questions(tasks: list["Task"], limit: int | None) -> list["Task"]:
+    """Deep copies of ``tasks``, in order, holding at most ``limit`` questions in all.
+
+    Tasks left with no question are dropped; ``None`` keeps every question.
+    """
+    out: list[Task] = []
+    remaining = limit
+    for task in tasks:
+        if remaining is not None and remaining <= 0:
+            break
+        questions = task.questions if remaining is None else task.questions[:remaining]
+        if not questions:
+            continue
+        copy = task.model_copy(deep=True)
+        copy.questions = [q.model_copy(deep=True) for q in questions]
+        out.append(copy)
+        if remaining is not None:
+            remaining -= len(questions)
+    return out
+
+
+def require_act(env: str, agent: Any) -> Any:
+    """The agent's ``act`` method, or one clear error for environments that score tool calls."""
+    from agentmem.errors import ConfigError
+
+    act = getattr(agent, "act", None)
+    if act is None:
+        raise ConfigError(
+            f"{env}: the agent ({type(agent).__name__}) has no act(instruction, tools); "
+            "use agentmem.agent.MemoryAgent or give the agent an act method"
+        )
+    return act
+
+
 def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overrides: dict[str, Any] | None = None) -> K:
     """An environment's knobs from ``--data`` and keyword overrides, validated by ``model``.
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, cap_questions
 from agentmem.errors import AgentmemError, ConfigError, DataError
 from agentmem.types import Episode
 
@@ -203,20 +203,7 @@ class LocomoEnvironment(Environment):
         else:
             wanted = set(self._splits[split])
             chosen = [t for t in all_tasks if t.id in wanted]
-        out: list[Task] = []
-        remaining = limit
-        for task in chosen:
-            if remaining is not None and remaining <= 0:
-                break
-            questions = task.questions if remaining is None else task.questions[:remaining]
-            if not questions:
-                continue
-            copy = task.model_copy(deep=True)
-            copy.questions = [q.model_copy(deep=True) for q in questions]
-            out.append(copy)
-            if remaining is not None:
-                remaining -= len(questions)
-        return out
+        return cap_questions(chosen, limit)
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
         started = time.perf_counter()

@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, parse_knobs
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, parse_knobs, require_act
 from agentmem.errors import ConfigError, DataError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode, Event
@@ -342,12 +342,7 @@ class TextWorldEnvironment(Environment):
     # ------------------------------------------------------------------ playing
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
-        act = getattr(agent, "act", None)
-        if act is None:
-            raise ConfigError(
-                f"textworld: the agent ({type(agent).__name__}) has no act(instruction, tools); "
-                "use agentmem.agent.MemoryAgent or give the agent an act method"
-            )
+        act = require_act("textworld", agent)
         textworld = load_textworld()
         started = time.perf_counter()
         results: list[QuestionResult] = []

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, parse_knobs
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, cap_questions, parse_knobs, require_act
 from agentmem.errors import ConfigError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode
@@ -120,28 +120,10 @@ class ToolPrefsEnvironment(Environment):
             raise ConfigError(f"toolprefs: limit must be 0 or more, got {limit}; pass a non-negative number of questions")
         all_tasks = self._load()
         wanted = None if split == "all" else set(self._splits[split])
-        out: list[Task] = []
-        remaining = limit
-        for task in all_tasks:
-            if wanted is not None and task.id not in wanted:
-                continue
-            if remaining is not None and remaining <= 0:
-                break
-            questions = task.questions if remaining is None else task.questions[:remaining]
-            copy = task.model_copy(deep=True)
-            copy.questions = [q.model_copy(deep=True) for q in questions]
-            out.append(copy)
-            if remaining is not None:
-                remaining -= len(questions)
-        return out
+        return cap_questions([t for t in all_tasks if wanted is None or t.id in wanted], limit)
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
-        act = getattr(agent, "act", None)
-        if act is None:
-            raise ConfigError(
-                f"toolprefs: the agent ({type(agent).__name__}) has no act(instruction, tools); "
-                "use agentmem.agent.MemoryAgent or give the agent an act method"
-            )
+        act = require_act("toolprefs", agent)
         started = time.perf_counter()
         for session in task.sessions:
             for event in session.events:
