@@ -57,16 +57,3 @@ def test_cli_bad_data_file_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert lines and lines[0].startswith("error:") and "broken.json" in proc.stderr
-
-
-def test_tiny_evolution_selects_by_real_scores(local_llm, tmp_path):
-    from agentmem_evolve import evolve
-
-    result = evolve("locomo", "episodic", llm=local_llm, data=str(LOCOMO6), generations=1, children=2,
-                    split="train", limit=3, run_dir=tmp_path / "run")
-    assert len(result.candidates) == 3
-    assert result.best.score == max(c.score for c in result.candidates)
-    assert result.llm_calls >= 9
-    lines = (tmp_path / "run" / "archive.jsonl").read_text().splitlines()
-    assert len(lines) == 3
-    assert {json.loads(line)["generation"] for line in lines} == {0, 1}

@@ -1,6 +1,14 @@
-"""agentmem-evolve: searches memory programs for the one that scores best on an environment."""
+"""agentmem-evolve: discovers the memory program that scores best on an environment.
 
-from agentmem_evolve.loop import Candidate, EvolutionResult, evolve
-from agentmem_evolve.space import ParamSpace
+One file, one job (after OpenEvolve): :mod:`.controller` runs the loop,
+:mod:`.archive` keeps programs and evaluations in SQLite, :mod:`.proposers`
+makes children, :mod:`.selection` picks parents, :mod:`.evaluator` and
+:mod:`.executor` score programs (locally or on Ray), :mod:`.sandbox` runs
+untrusted candidates, :mod:`.report` and :mod:`.export` turn a run into a
+page and a plugin package.
+"""
 
-__all__ = ["Candidate", "EvolutionResult", "ParamSpace", "evolve"]
+from agentmem_evolve.config import RunConfig
+from agentmem_evolve.controller import Controller
+
+__all__ = ["Controller", "RunConfig"]

@@ -1,67 +1,215 @@
-"""`agentmem evolve`: added to the agentmem CLI through the ``agentmem.cli`` entry point."""
+"""`agentmem evolve run|resume|status|report|export`: added to the agentmem CLI through the ``agentmem.cli`` entry point."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
+evolve_app = typer.Typer(help="Evolve memory programs on an environment (run, resume, status, report, export).", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    """Add the `evolve` command to the agentmem CLI."""
+    """Add the `evolve` command group to the agentmem CLI."""
+    app.add_typer(evolve_app, name="evolve")
 
-    @app.command("evolve")
-    def evolve_command(
-        env: Annotated[str, typer.Option("--env", "-e", help="environment to score on")] = "locomo",
-        memory: Annotated[str, typer.Option("--memory", help="seed memory plugin whose declared parameters evolve")] = "episodic",
-        data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment")] = None,
-        generations: Annotated[int, typer.Option("--generations", "-g", min=0)] = 3,
-        children: Annotated[int, typer.Option("--children", "-c", min=1, help="children per generation")] = 3,
-        population: Annotated[int, typer.Option("--population", min=1, help="parents kept between generations")] = 4,
-        limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="questions per evaluation")] = 20,
-        split: Annotated[str, typer.Option("--split", help="split that selection scores on")] = "train",
-        final_split: Annotated[Optional[str], typer.Option("--final-split", help="score seed and best on this held-out split at the end")] = None,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="where the archive goes (default runs/<time>)")] = None,
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string or 'local'")] = None,
-        api_base: Annotated[Optional[str], typer.Option("--api-base")] = None,
-    ) -> None:
-        """Evolve a memory plugin's declared parameters on an environment; print the best and its score."""
-        from agentmem.cli.main import console, make_llm
-        from agentmem.registry import load_memory
-        from agentmem_evolve.loop import Candidate, evolve
-        from agentmem_evolve.space import ParamSpace
 
-        space = ParamSpace(load_memory(memory).Params)
-        console.print(f"evolving [bold]{memory}[/] on [bold]{env}[/] ({split} split, {limit} questions per evaluation)")
-        console.print("search space: " + ("; ".join(map(repr, space.dimensions)) or "none (the program declares no bounded parameters)"))
-        llm = make_llm(model, api_base)
-        run_dir = run_dir or Path("runs") / f"evolve-{datetime.now():%Y%m%d-%H%M%S}"
+def _config_from_flags(config: Path | None, overrides: dict[str, Any]) -> Any:
+    from agentmem_evolve.config import RunConfig
 
-        def report(cand: Candidate, best: Candidate) -> None:
-            console.print(
-                f"gen {cand.generation} #{cand.id} (parent {cand.parent}) score {cand.score:.4f}"
-                f" tokens {cand.tokens} {cand.params}  | best #{best.id} {best.score:.4f}"
-            )
+    data: dict[str, Any] = {}
+    base: Path | None = None
+    if config is not None:
+        import tomllib
 
-        result = evolve(
-            env, memory, llm=llm, generations=generations, children=children, population=population,
-            split=split, limit=limit, final_split=final_split, data=data, seed=seed, run_dir=run_dir,
-            on_candidate=report,
-        )
-        table = Table(title=f"evolution of {memory} on {result.env} ({result.metric}, {split} split)")
-        for col in ("#", "gen", "parent", result.metric, "tokens", "params"):
+        if not config.is_file():
+            raise typer.BadParameter(f"{config} does not exist; write a run config (see docs/evolution.md) or use --env/--seed")
+        data = tomllib.loads(config.read_text())
+        base = config.parent
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if key:
+            data.setdefault(section, {})[key] = value
+        else:
+            data[section] = value
+    if "environment" not in data:
+        raise typer.BadParameter("say which environment to evolve on: --env toolprefs (or a [environment] table in --config)")
+    data.setdefault("seeds", ["episodic"])
+    return RunConfig.from_dict(data, source=str(config) if config else "the command line", base=base)
+
+
+def _run(controller: Any, quiet: bool) -> dict[str, Any]:
+    from agentmem.cli.main import console
+    from agentmem_evolve.display import LiveDisplay
+
+    display = LiveDisplay(controller, console)
+    controller.on_event = display.handle
+    try:
+        if quiet:
+            controller.on_event = None
+            return controller.run()
+        with display:
+            return controller.run()
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: everything finished is in {controller.run_dir}; continue with `agentmem evolve resume {controller.run_dir}`")
+        raise typer.Exit(130) from None
+    finally:
+        controller.close()
+
+
+def _print_summary(run_dir: Path) -> None:
+    from agentmem.cli.main import console
+    from agentmem_evolve.archive import Archive
+    from agentmem_evolve.report import summary
+
+    with Archive(run_dir) as archive:
+        info = summary(archive)
+    console.print_json(json.dumps(info, default=str))
+
+
+@evolve_app.command("run")
+def run_command(
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="a run config (TOML); flags override it")] = None,
+    env: Annotated[Optional[str], typer.Option("--env", "-e", help="environment to evolve on")] = None,
+    seed_programs: Annotated[Optional[list[str]], typer.Option("--seed", "-s", help="seed program: installed plugin or .py file (repeatable)")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="dataset path / knobs for the environment")] = None,
+    iterations: Annotated[Optional[int], typer.Option("--iterations", "-i", min=0)] = None,
+    children: Annotated[Optional[int], typer.Option("--children", min=1, help="children per iteration")] = None,
+    minibatch: Annotated[Optional[int], typer.Option("--minibatch", min=1, help="questions per screening evaluation")] = None,
+    validation_limit: Annotated[Optional[int], typer.Option("--validation-limit", min=1, help="questions of the select split")] = None,
+    test_limit: Annotated[Optional[int], typer.Option("--test-limit", min=1, help="questions of the test split")] = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", help="softmax | islands | map-elites | pareto")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="task model (litellm string or 'local')")] = None,
+    mutation_model: Annotated[Optional[str], typer.Option("--mutation-model", help="model that writes code, e.g. local/qwen2.5-coder-1.5b")] = None,
+    api_base: Annotated[Optional[str], typer.Option("--api-base")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local (process pool) | ray")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1)] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="stop after this many LLM tokens")] = None,
+    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="stop after this many seconds")] = None,
+    seed: Annotated[Optional[int], typer.Option("--random-seed")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="where the run lives (default runs/evolve-<time>)")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live display")] = False,
+) -> None:
+    """Start a run: seeds are scored, children proposed, validated, screened and promoted; the best is scored on test."""
+    from agentmem.cli.main import console
+    from agentmem_evolve.controller import Controller
+
+    cfg = _config_from_flags(config, {
+        "environment.name": env, "environment.data": data, "environment.minibatch": minibatch,
+        "environment.validation_limit": validation_limit, "environment.test_limit": test_limit,
+        "seeds": seed_programs or None, "budget.iterations": iterations, "budget.max_llm_tokens": max_tokens,
+        "budget.max_wall_seconds": max_seconds, "proposers.children_per_iteration": children,
+        "selection.strategy": strategy, "models.task": model, "models.mutation": mutation_model, "models.api_base": api_base,
+        "execution.executor": executor, "execution.concurrency": concurrency, "seed": seed,
+    })
+    run_dir = run_dir or Path("runs") / f"evolve-{datetime.now():%Y%m%d-%H%M%S}"
+    controller = Controller.create(run_dir, cfg)
+    console.print(f"run directory: [bold]{run_dir}[/] (resume with `agentmem evolve resume {run_dir}`)")
+    result = _run(controller, quiet)
+    _print_result(run_dir, result)
+
+
+@evolve_app.command("resume")
+def resume_command(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    iterations: Annotated[Optional[int], typer.Option("--iterations", "-i", min=0, help="raise the iteration budget")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local | ray")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue a run after a crash, Ctrl-C or a spent budget: nothing finished is redone."""
+    from agentmem_evolve.controller import CONFIG_FILE, Controller
+
+    if iterations is not None or executor is not None:
+        from agentmem_evolve.config import RunConfig
+
+        cfg = RunConfig.load(run_dir / CONFIG_FILE)
+        if iterations is not None:
+            cfg.budget.iterations = iterations
+        if executor is not None:
+            cfg.execution.executor = executor  # type: ignore[assignment]
+        cfg.write(run_dir / CONFIG_FILE)
+    controller = Controller.resume(run_dir)
+    result = _run(controller, quiet)
+    _print_result(run_dir, result)
+
+
+def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
+    from agentmem.cli.main import console
+    from agentmem_evolve.archive import Archive
+
+    with Archive(run_dir) as archive:
+        table = Table(title=f"programs of {run_dir}")
+        for col in ("id", "operator", "gen", "screen", "select", "test", "status"):
             table.add_column(col)
-        for c in sorted(result.candidates, key=lambda c: -c.score):
-            mark = " [green]best[/]" if c.id == result.best.id else (" [dim]seed[/]" if c.id == result.seed.id else "")
-            table.add_row(f"{c.id}{mark}", str(c.generation), str(c.parent if c.parent is not None else "-"), f"{c.score:.4f}", str(c.tokens), str(c.params))
+        best = (result.get("best") or {}).get("id")
+        for p in archive.programs():
+            scores = {}
+            for e in archive.evaluations(p.id):
+                scores[e.stage] = f"{e.score:.4f}" if e.status == "ok" else "failed"
+            mark = " [green]best[/]" if p.id == best else ""
+            table.add_row(p.id + mark, p.operator, str(p.generation), scores.get("screen", "-"), scores.get("select", "-"),
+                          scores.get("test", "-"), p.status if p.status != "invalid" else f"invalid: {(p.error or '')[:60]}")
         console.print(table)
-        console.print(
-            f"best: #{result.best.id} {result.metric} {result.best.score:.4f} (seed {result.seed.score:.4f}) params {result.best.params}"
-        )
-        for label, metrics in result.final.items():
-            console.print(f"{final_split} split, {label}: {result.metric} {metrics.get(result.metric, 0):.4f}")
-        console.print(f"spent: {result.llm_calls} LLM calls, {result.tokens} tokens, {result.seconds:.0f} s; archive in {run_dir}")
+    spend = result.get("spend", {})
+    console.print(f"stopped: {result.get('stopped')}; spent {int(spend.get('llm_calls', 0))} LLM calls, "
+                  f"{int(spend.get('tokens', 0))} tokens, {spend.get('seconds', 0):.0f} s")
+    console.print(f"report: `agentmem evolve report {run_dir}`; export: `agentmem evolve export {run_dir} --name my-memory`")
+
+
+@evolve_app.command("status")
+def status_command(run_dir: Annotated[Path, typer.Argument(help="the run directory")]) -> None:
+    """Where a run stands: iteration, programs, evaluations, best, frontier, spend."""
+    _require_run(run_dir)
+    _print_summary(run_dir)
+
+
+@evolve_app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default RUN/report.html)")] = None,
+) -> None:
+    """A self-contained HTML page: score over iterations, Pareto frontier, lineage, diff of the best against its seed."""
+    from agentmem.cli.main import console
+    from agentmem_evolve.archive import Archive
+    from agentmem_evolve.report import render_report
+
+    _require_run(run_dir)
+    with Archive(run_dir) as archive:
+        path = render_report(archive, out or run_dir / "report.html")
+    console.print(f"report written to [bold]{path}[/]")
+
+
+@evolve_app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    name: Annotated[str, typer.Option("--name", "-n", help="plugin name (entry point under agentmem.memory)")],
+    program: Annotated[Optional[str], typer.Option("--program", "-p", help="program id (default: the best on the select split)")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="where the package goes (default ./<name>)")] = None,
+) -> None:
+    """Write a program as an installable plugin package (`pip install ./<name>`, then `agentmem plugins list`)."""
+    from agentmem.cli.main import console
+    from agentmem_evolve.archive import Archive
+    from agentmem_evolve.export import export_program
+
+    _require_run(run_dir)
+    with Archive(run_dir) as archive:
+        if program is None:
+            best = archive.best("select")
+            if best is None:
+                raise typer.BadParameter(f"{run_dir} has no scored program yet; finish or resume the run first")
+            program = best[0].id
+        path = export_program(archive, program, out or Path(name), name)
+    console.print(f"exported program {program} as plugin '{name}' to [bold]{path}[/]; install it with `pip install {path}`")
+
+
+def _require_run(run_dir: Path) -> None:
+    from agentmem_evolve.controller import CONFIG_FILE
+
+    if not (run_dir / CONFIG_FILE).exists():
+        raise typer.BadParameter(f"{run_dir} is not an evolution run (no {CONFIG_FILE}); start one with `agentmem evolve run`")

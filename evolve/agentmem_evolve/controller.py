@@ -1,0 +1,465 @@
+"""The controller: the evolution loop, and the only place that decides what happens next.
+
+Each iteration: select parents (a pluggable strategy), propose children
+(reflective LLM rewrite, structured mutation or swap, merge), validate each
+child in the sandbox (with bounded repairs for LLM proposals), screen it on
+a minibatch, promote it to the full select split when it does at least as
+well as its parent there (the cascade), and record everything in the
+archive as it happens. At the end the best program and the seeds are scored
+once on the held-out test split, which selection never saw.
+
+Resuming is replaying: every iteration draws from an RNG seeded by
+``(seed, iteration)`` and proposal LLM calls are seeded (hence cached), so a
+replayed iteration proposes the same children, which the archive already
+holds; every evaluation is looked up before it is run. Nothing completed is
+lost and nothing is evaluated twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from agentmem.errors import ConfigError
+from agentmem_evolve import program as prog
+from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
+from agentmem_evolve.config import RunConfig
+from agentmem_evolve.evaluator import EvalJob, EvalOutcome, slice_key
+from agentmem_evolve.executor import Executor, make_executor
+from agentmem_evolve.proposers import (
+    MergeProposer,
+    MutationProposer,
+    ParentView,
+    Proposal,
+    ProposalFailed,
+    ReflectiveProposer,
+    TaskInfo,
+)
+from agentmem_evolve.selection import make_strategy
+
+CONFIG_FILE = "config.toml"
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+class BudgetExhausted(Exception):
+    """The run hit its token or wall-clock budget; it stops cleanly and can be extended and resumed."""
+
+
+class Controller:
+    """Runs (or resumes) one evolution run in ``run_dir``."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: RunConfig,
+        *,
+        executor: Executor | None = None,
+        task_llm: Any = None,
+        mutation_llm: Any = None,
+        embedder: Any = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.archive = Archive(self.run_dir)
+        self.executor = executor or make_executor(
+            config.execution.executor, concurrency=config.execution.concurrency, address=config.execution.ray_address
+        )
+        self._task_llm = task_llm
+        self._mutation_llm = mutation_llm
+        self._embedder = embedder
+        self.on_event = on_event
+        env = config.environment
+        self._keys = {
+            "screen": slice_key(env.name, env.screen_split, env.minibatch, env.data, env.options, config.seed),
+            "select": slice_key(env.name, env.select_split, env.validation_limit, env.data, env.options, config.seed),
+            "test": slice_key(env.name, env.test_split, env.test_limit, env.data, env.options, config.seed),
+        }
+        self._task_info: TaskInfo | None = None
+        self.strategy = make_strategy(config.selection)
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, run_dir: Path, config: RunConfig, **kw: Any) -> "Controller":
+        """A new run: writes ``config.toml`` (refuses to overwrite a run that has started)."""
+        run_dir = Path(run_dir)
+        if (run_dir / CONFIG_FILE).exists():
+            raise ConfigError(f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick another --run-dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.write(run_dir / CONFIG_FILE)
+        return cls(run_dir, config, **kw)
+
+    @classmethod
+    def resume(cls, run_dir: Path, **kw: Any) -> "Controller":
+        """An existing run, with the config it was started with."""
+        path = Path(run_dir) / CONFIG_FILE
+        if not path.exists():
+            raise ConfigError(f"{run_dir} is not an evolution run (no {CONFIG_FILE}); start one with `agentmem evolve run`")
+        return cls(Path(run_dir), RunConfig.load(path), **kw)
+
+    # -- services --------------------------------------------------------------------------
+    @property
+    def task_llm(self) -> Any:
+        if self._task_llm is None:
+            from agentmem.cli.main import make_llm
+
+            self._task_llm = make_llm(self.config.models.task, self.config.models.api_base)
+        return self._task_llm
+
+    @property
+    def mutation_llm(self) -> Any:
+        if self._mutation_llm is None:
+            from agentmem.cli.main import make_llm
+
+            models = self.config.models
+            self._mutation_llm = make_llm(models.mutation, models.mutation_api_base or models.api_base)
+        return self._mutation_llm
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from agentmem.embeddings import default_embedder
+            from agentmem.evaluation import CachingEmbedder
+
+            self._embedder = CachingEmbedder(default_embedder())
+        return self._embedder
+
+    @property
+    def task_info(self) -> TaskInfo:
+        if self._task_info is None:
+            from agentmem.registry import load_environment
+
+            cls = load_environment(self.config.environment.name)
+            doc = (cls.__doc__ or cls.__name__).strip().split("\n\n")[0].replace("\n", " ")
+            self._task_info = TaskInfo(env=self.config.environment.name, description=doc, metric=getattr(cls, "primary_metric", "score"))
+        return self._task_info
+
+    def emit(self, kind: str, **payload: Any) -> None:
+        self.archive.log_event(kind, **payload)
+        if self.on_event is not None:
+            self.on_event(kind, payload)
+
+    # -- spend and budget ------------------------------------------------------------------------
+    def spend(self) -> dict[str, float]:
+        """LLM calls/tokens of every evaluation plus the controller's own (proposals, validation), and seconds."""
+        calls = tokens = 0.0
+        for e in self.archive.evaluations():
+            calls += float(e.cost.get("llm_calls", 0))
+            tokens += e.tokens
+        own = self.archive.get_state("controller_spend", {"llm_calls": 0, "tokens": 0})
+        seconds = float(self.archive.get_state("elapsed", 0.0)) + (time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0)
+        return {"llm_calls": calls + own["llm_calls"], "tokens": tokens + own["tokens"], "seconds": round(seconds, 1)}
+
+    def _meter_snapshot(self) -> tuple[int, int]:
+        calls = tokens = 0
+        seen = set()
+        for llm in (self._task_llm, self._mutation_llm):
+            meter = getattr(llm, "meter", None)
+            if meter is None or id(meter) in seen:
+                continue
+            seen.add(id(meter))
+            total = meter.total()
+            calls += total.model_calls
+            tokens += total.prompt_tokens + total.completion_tokens
+        return calls, tokens
+
+    def _account(self, before: tuple[int, int]) -> None:
+        after = self._meter_snapshot()
+        own = self.archive.get_state("controller_spend", {"llm_calls": 0, "tokens": 0})
+        own = {"llm_calls": own["llm_calls"] + after[0] - before[0], "tokens": own["tokens"] + after[1] - before[1]}
+        self.archive.set_state("controller_spend", own)
+
+    def _check_budget(self) -> None:
+        budget = self.config.budget
+        spent = self.spend()
+        if budget.max_llm_tokens is not None and spent["tokens"] >= budget.max_llm_tokens:
+            raise BudgetExhausted(f"token budget reached ({int(spent['tokens'])} of {budget.max_llm_tokens})")
+        if budget.max_wall_seconds is not None and spent["seconds"] >= budget.max_wall_seconds:
+            raise BudgetExhausted(f"wall-clock budget reached ({spent['seconds']:.0f} s of {budget.max_wall_seconds:.0f} s)")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Run until the iteration or spend budget is used up; score the best on test; return a summary."""
+        self._t0 = time.perf_counter()
+        stopped = "iterations"
+        try:
+            self.emit("run_started", iteration=self.archive.get_state("iteration", 0), resumed=bool(self.archive.programs()))
+            self._seed_population()
+            self._finish_pending()
+            iteration = int(self.archive.get_state("iteration", 0))
+            while iteration < self.config.budget.iterations:
+                self._check_budget()
+                self._iteration(iteration)
+                iteration += 1
+                self.archive.set_state("iteration", iteration)
+                self._save_elapsed()
+                self.emit("iteration_done", iteration=iteration, best=self._best_summary(), spend=self.spend())
+        except BudgetExhausted as exc:
+            stopped = str(exc)
+            self.emit("budget_exhausted", reason=stopped)
+        except KeyboardInterrupt:
+            self._save_elapsed()
+            self.emit("interrupted", iteration=self.archive.get_state("iteration", 0))
+            self.executor.close()
+            raise
+        self._final_test()
+        self._save_elapsed()
+        summary = {"stopped": stopped, "best": self._best_summary(), "spend": self.spend(),
+                   "iteration": self.archive.get_state("iteration", 0)}
+        self.emit("run_finished", **summary)
+        return summary
+
+    def _save_elapsed(self) -> None:
+        now = time.perf_counter()
+        self.archive.set_state("elapsed", float(self.archive.get_state("elapsed", 0.0)) + now - self._t0)
+        self._t0 = now
+
+    def close(self) -> None:
+        self.executor.close()
+        self.archive.close()
+
+    # -- seeds ----------------------------------------------------------------------------------
+    def _seed_population(self) -> None:
+        seeds: list[ProgramRecord] = []
+        for index, seed in enumerate(self.config.seeds):
+            source, meta = prog.seed_source(seed)
+            record = ProgramRecord(source=source, operator="seed", generation=0, island=index % max(1, self.config.selection.islands),
+                                   meta={**meta, "rationale": f"seed {seed}"})
+            if self.archive.add_program(record):
+                self.emit("program_added", id=record.id, operator="seed", seed=seed)
+            stored = self.archive.program(record.id)
+            assert stored is not None
+            if stored.status == "pending":
+                self._validate_record(stored)
+            seeds.append(self.archive.program(record.id))  # type: ignore[arg-type]
+        valid = [s for s in seeds if s.status == "valid"]
+        if not valid:
+            raise ConfigError("no seed program is valid: " + "; ".join(f"{s.meta.get('seed')}: {s.error}" for s in seeds))
+        self._evaluate([(s, "screen") for s in valid] + [(s, "select") for s in valid])
+
+    def _finish_pending(self) -> None:
+        """After a crash: validate what was never validated, and finish each program's cascade."""
+        for record in self.archive.programs(status="pending"):
+            self._validate_record(record)
+        todo: list[tuple[ProgramRecord, str]] = []
+        for record in self.archive.programs(status="valid"):
+            screen = self.archive.evaluation(record.id, "screen", self._keys["screen"])
+            if screen is None:
+                todo.append((record, "screen"))
+        self._evaluate(todo)
+        promote = [(r, "select") for r in self.archive.programs(status="valid") if self._promotable(r) and
+                   self.archive.evaluation(r.id, "select", self._keys["select"]) is None]
+        self._evaluate(promote)
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def _iteration(self, iteration: int) -> None:
+        rng = random.Random(f"{self.config.seed}:{iteration}")
+        pool = self.archive.scored("select", self._keys["select"])
+        if not pool:
+            raise BudgetExhausted("no program has a score to select from (every seed failed its evaluation)")
+        k = self.config.proposers.children_per_iteration
+        parent_ids = self.strategy.select(pool, rng, k, iteration=iteration) or [max(pool, key=lambda s: s.score).program_id]
+        self.emit("iteration_started", iteration=iteration + 1, parents=parent_ids)
+        views = {s.program_id: self._view(s.program_id) for s in pool}
+        ranked = sorted(views.values(), key=lambda v: -v.score)
+        children: list[ProgramRecord] = []
+        for index in range(k):
+            self._check_budget()
+            parent = views[parent_ids[index % len(parent_ids)]]
+            operator = self._pick_operator(rng, parent, ranked)
+            before = self._meter_snapshot()
+            try:
+                proposal = self._propose(operator, parent, ranked, rng)
+            except ProposalFailed as exc:
+                self._account(before)
+                self._record_failed_proposal(exc, operator, parent, iteration)
+                continue
+            self._account(before)
+            record = ProgramRecord(
+                source=proposal.source, parents=proposal.parents, operator=proposal.operator, generation=iteration + 1,
+                island=self.strategy.assign_island(proposal.parents, rng),
+                meta={**proposal.meta, "validated": proposal.operator == "reflective"},
+            )
+            if self.archive.add_program(record):
+                self.emit("program_added", id=record.id, operator=record.operator, parents=record.parents,
+                          rationale=proposal.meta.get("rationale", ""))
+                if proposal.operator == "reflective":
+                    self.archive.set_status(record.id, "valid")
+                else:
+                    self._validate_record(self.archive.program(record.id))  # type: ignore[arg-type]
+            stored = self.archive.program(record.id)
+            if stored is not None and stored.status == "valid":
+                children.append(stored)
+        self._evaluate([(c, "screen") for c in children] + self._parent_screens(children))
+        promoted = [c for c in children if self._promotable(c)]
+        for c in children:
+            self.emit("screened", id=c.id, promoted=c in promoted, score=self._score(c.id, "screen"))
+        self._evaluate([(c, "select") for c in promoted])
+
+    def _pick_operator(self, rng: random.Random, parent: ParentView, ranked: list[ParentView]) -> str:
+        weights = dict(self.config.proposers.weights)
+        same_base = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
+        if not same_base:
+            weights.pop("merge", None)
+        names = [n for n, w in weights.items() if w > 0]
+        if not names:
+            return "mutate"
+        return rng.choices(names, weights=[weights[n] for n in names], k=1)[0]
+
+    def _propose(self, operator: str, parent: ParentView, ranked: list[ParentView], rng: random.Random) -> Proposal:
+        attempts = self.config.proposers.repair_attempts
+        if operator == "reflective":
+            proposer = ReflectiveProposer(self.mutation_llm, self.task_info)
+            references = [v for v in ranked if v.id != parent.id][:2]
+            return proposer.attempt(parent, rng, references, attempts, check=self._check_source)
+        if operator == "merge":
+            others = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
+            try:
+                return MergeProposer().propose(parent, others[0], rng)
+            except ProposalFailed:
+                operator = "mutate"  # nothing to merge yet: fall back to a cheap mutation
+        return MutationProposer().propose(parent, rng, ranked)
+
+    def _record_failed_proposal(self, exc: ProposalFailed, operator: str, parent: ParentView, iteration: int) -> None:
+        source = getattr(exc, "source", None)
+        if source:
+            record = ProgramRecord(source=source, parents=[parent.id], operator=operator, generation=iteration + 1,
+                                   island=0, status="invalid", error=str(exc), meta={"base_plugin": parent.meta.get("base_plugin")})
+            self.archive.add_program(record)
+        self.emit("proposal_failed", operator=operator, parent=parent.id, reason=str(exc))
+
+    # -- validation ----------------------------------------------------------------------------
+    def _limits(self) -> Any:
+        from agentmem_evolve.sandbox import SandboxLimits
+
+        return SandboxLimits(**self._sandbox_options())
+
+    def _sandbox_options(self) -> dict[str, Any]:
+        return self.config.sandbox.model_dump()
+
+    def _check_source(self, source: str) -> tuple[bool, str, str]:
+        from agentmem_evolve.sandbox import validate_program
+
+        report = validate_program(source, llm=self.task_llm, embedder=self.embedder, limits=self._limits())
+        if report.ok:
+            return True, "", ""
+        return False, f"{report.stage}: {report.error}", getattr(report, "traceback", "") or ""
+
+    def _validate_record(self, record: ProgramRecord) -> None:
+        before = self._meter_snapshot()
+        ok, error, _ = self._check_source(record.source)
+        self._account(before)
+        self.archive.set_status(record.id, "valid" if ok else "invalid", None if ok else error)
+        self.emit("validated", id=record.id, ok=ok, error=error or None)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _job(self, record: ProgramRecord, stage: str) -> EvalJob:
+        env = self.config.environment
+        split, limit = {
+            "screen": (env.screen_split, env.minibatch),
+            "select": (env.select_split, env.validation_limit),
+            "test": (env.test_split, env.test_limit),
+        }[stage]
+        return EvalJob(
+            program_id=record.id, source=record.source, stage=stage, env=env.name, split=split, limit=limit,  # type: ignore[arg-type]
+            data=env.data, options=env.options, seed=self.config.seed, model=self.config.models.task,
+            api_base=self.config.models.api_base, budget_tokens=env.budget_tokens, sandbox=self._sandbox_options(),
+        )
+
+    def _evaluate(self, work: list[tuple[ProgramRecord, str]], *, check_budget: bool = True) -> None:
+        jobs: list[EvalJob] = []
+        seen: set[tuple[str, str]] = set()
+        for record, stage in work:
+            if (record.id, stage) in seen or self.archive.evaluation(record.id, stage, self._keys[stage]) is not None:
+                continue  # done before (this run, or before a crash): never evaluated twice
+            seen.add((record.id, stage))
+            jobs.append(self._job(record, stage))
+        if not jobs:
+            return
+        if check_budget:
+            self._check_budget()
+        for outcome in self.executor.map_unordered(jobs):
+            self._record(outcome)
+
+    def _record(self, outcome: EvalOutcome) -> None:
+        rec = EvaluationRecord(
+            program_id=outcome.program_id, stage=outcome.stage, split=outcome.split, key=outcome.key,
+            metrics={**outcome.metrics, **{k: v for k, v in outcome.descriptors.items() if k not in outcome.metrics}},
+            score=outcome.score, per_instance=outcome.per_instance, cost=outcome.cost, traces=outcome.traces,
+            status=outcome.status, reason=outcome.reason,
+        )
+        self.archive.record_evaluation(rec)
+        self.emit("evaluated", id=outcome.program_id, stage=outcome.stage, score=outcome.score, status=outcome.status,
+                  reason=outcome.reason, tokens=outcome.cost.get("prompt_tokens", 0) + outcome.cost.get("completion_tokens", 0))
+
+    def _parent_screens(self, children: list[ProgramRecord]) -> list[tuple[ProgramRecord, str]]:
+        out = []
+        for child in children:
+            for pid in child.parents:
+                parent = self.archive.program(pid)
+                if parent is not None and parent.status == "valid":
+                    out.append((parent, "screen"))
+        return out
+
+    def _score(self, program_id: str, stage: str) -> float | None:
+        rec = self.archive.evaluation(program_id, stage, self._keys[stage])
+        if rec is None or rec.status != "ok":
+            return None
+        return rec.score
+
+    def _promotable(self, record: ProgramRecord) -> bool:
+        """Seeds always reach the select split; a child does when its minibatch score holds up against its parents'."""
+        if record.operator == "seed":
+            return True
+        mine = self._score(record.id, "screen")
+        if mine is None:
+            return False
+        parents = [s for s in (self._score(p, "screen") for p in record.parents) if s is not None]
+        if not parents:
+            return True
+        return mine >= max(parents) - self.config.cascade.promote_margin
+
+    # -- views for proposers ---------------------------------------------------------------------
+    def _view(self, program_id: str) -> ParentView:
+        record = self.archive.program(program_id)
+        assert record is not None
+        select = self.archive.evaluation(program_id, "select", self._keys["select"])
+        screen = self.archive.evaluation(program_id, "screen", self._keys["screen"])
+        traces = (screen.traces if screen else []) + (select.traces if select else [])
+        lineage = self.archive.lineage(program_id)
+        seed = lineage[0] if lineage else record
+        rows = []
+        previous: float | None = None
+        for ancestor in lineage + [record]:
+            score = self._score(ancestor.id, "select")
+            mark = ""
+            if score is not None and previous is not None and score < previous:
+                mark = " [REGRESSION]"
+            what = ancestor.meta.get("rationale") or ancestor.operator
+            rows.append(f"{ancestor.operator} {ancestor.id}: {what} -> {'%.3f' % score if score is not None else 'not scored'}{mark}")
+            if score is not None:
+                previous = score
+        return ParentView(
+            id=program_id, source=record.source, score=select.score if select else 0.0, meta=record.meta,
+            traces=traces, lineage=rows[:-1] if len(rows) > 1 else [], seed_source=seed.source,
+            seed_score=self._score(seed.id, "select"),
+        )
+
+    def _best_summary(self) -> dict[str, Any] | None:
+        best = self.archive.best("select", self._keys["select"])
+        if best is None:
+            return None
+        record, evaluation = best
+        return {"id": record.id, "score": evaluation.score, "operator": record.operator, "generation": record.generation}
+
+    # -- the end -----------------------------------------------------------------------------------
+    def _final_test(self) -> None:
+        best = self.archive.best("select", self._keys["select"])
+        work: list[tuple[ProgramRecord, str]] = []
+        if best is not None:
+            work.append((best[0], "test"))
+        work += [(r, "test") for r in self.archive.programs(status="valid") if r.operator == "seed"]
+        # the held-out score is what the run is for: it is taken even when the budget ran out
+        self._evaluate(work, check_budget=False)

@@ -1,0 +1,184 @@
+"""One evaluation of one candidate program: the unit of work executors run.
+
+An :class:`EvalJob` is plain data (it pickles for a process pool and travels
+to Ray workers); :func:`run_job` runs it in whatever process receives it.
+That process is trusted - it runs the environment and the agent - while the
+candidate's code runs in a sandboxed worker process of its own
+(:mod:`agentmem_evolve.sandbox`), whose LLM and embedding calls come back
+here, to the process that holds the model access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Stage = Literal["screen", "select", "test"]
+
+_EMBEDDER: Any = None
+_LLMS: dict[tuple[str, str | None], Any] = {}
+
+
+class EvalJob(BaseModel):
+    """Everything needed to score one program on one slice of an environment."""
+
+    program_id: str
+    source: str
+    stage: Stage
+    env: str
+    split: str
+    limit: int | None = None
+    data: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    model: str = "local"
+    api_base: str | None = None
+    budget_tokens: int = 1024
+    sandbox: dict[str, Any] = Field(default_factory=dict)
+    max_traces: int = 5
+
+    def key(self) -> str:
+        """Identifies the question set: two jobs with the same key score the same questions."""
+        return slice_key(self.env, self.split, self.limit, self.data, self.options, self.seed)
+
+
+def slice_key(env: str, split: str, limit: int | None, data: str | None, options: dict[str, Any], seed: int) -> str:
+    raw = json.dumps([env, split, limit, data, options, seed], sort_keys=True, default=str)
+    return f"{split}:{limit if limit is not None else 'all'}:" + hashlib.sha256(raw.encode()).hexdigest()[:10]
+
+
+class EvalOutcome(BaseModel):
+    """What one job produced; becomes an evaluation row in the archive."""
+
+    program_id: str
+    stage: Stage
+    split: str
+    key: str
+    status: Literal["ok", "failed"] = "ok"
+    reason: str | None = None
+    failure_kind: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    score: float = 0.0
+    per_instance: dict[str, float] = Field(default_factory=dict)
+    cost: dict[str, float] = Field(default_factory=dict)
+    traces: list[dict[str, Any]] = Field(default_factory=list)
+    descriptors: dict[str, float] = Field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str = ""
+
+
+def _shared_embedder() -> Any:
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        from agentmem.embeddings import default_embedder
+        from agentmem.evaluation import CachingEmbedder
+
+        _EMBEDDER = CachingEmbedder(default_embedder())
+    return _EMBEDDER
+
+
+def _llm(model: str, api_base: str | None) -> Any:
+    key = (model, api_base)
+    if key not in _LLMS:
+        from agentmem.cli.main import make_llm
+
+        _LLMS[key] = make_llm(model, api_base)
+    return _LLMS[key]
+
+
+def make_env(name: str, data: str | None, options: dict[str, Any], seed: int) -> Any:
+    """The environment with its knobs (``options``) passed as keyword arguments."""
+    from agentmem.evaluation import make_environment
+    from agentmem.registry import load_environment
+
+    if not options:
+        return make_environment(name, data=data, seed=seed)
+    cls = load_environment(name)
+    kwargs: dict[str, Any] = {"seed": seed, **options}
+    if data is not None:
+        kwargs["data"] = data
+    return cls(**kwargs)
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutcome:
+    """Score ``job.source`` on its slice; a failing candidate is an outcome, never an exception."""
+    from agentmem.evaluation import run_eval
+    from agentmem_evolve.sandbox import CandidateFailed, SandboxLimits, sandboxed_factory
+
+    started = _now()
+    t0 = time.perf_counter()
+    outcome = EvalOutcome(program_id=job.program_id, stage=job.stage, split=job.split, key=job.key(), started_at=started)
+    llm = llm or _llm(job.model, job.api_base)
+    embedder = embedder or _shared_embedder()
+    try:
+        environment = make_env(job.env, job.data, job.options, job.seed)
+        metric = environment.primary_metric
+        limits = SandboxLimits(**job.sandbox)
+        result = run_eval(
+            environment, [f"candidate-{job.program_id}"], llm=llm, embedder=embedder,
+            split=job.split, limit=job.limit, budget_tokens=job.budget_tokens,  # type: ignore[arg-type]
+            seed=job.seed, memory_factory=sandboxed_factory(job.source, limits),
+        )
+    except CandidateFailed as exc:
+        outcome.status = "failed"
+        outcome.reason = str(exc)
+        outcome.failure_kind = getattr(exc, "kind", None)
+        outcome.cost = {"seconds": round(time.perf_counter() - t0, 2)}
+        outcome.finished_at = _now()
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - whatever a candidate triggers is recorded, the run goes on
+        outcome.status = "failed"
+        outcome.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        outcome.failure_kind = "error"
+        outcome.cost = {"seconds": round(time.perf_counter() - t0, 2)}
+        outcome.finished_at = _now()
+        return outcome
+    outcome.metrics = result.metrics
+    outcome.score = round(result.primary(metric), 4)
+    questions = [q for task in result.tasks for q in task.questions]
+    outcome.per_instance = {f"{task.task_id}/{q.question_id}": float(q.metrics.get(metric, 0.0)) for task in result.tasks for q in task.questions}
+    n = max(1, len(questions))
+    outcome.cost = {
+        "llm_calls": result.cost.llm_calls,
+        "cache_hits": result.cost.cache_hits,
+        "prompt_tokens": result.cost.prompt_tokens,
+        "completion_tokens": result.cost.completion_tokens,
+        "seconds": result.cost.seconds,
+        "questions": len(questions),
+    }
+    outcome.descriptors = {
+        "tokens": round(result.cost.tokens / n, 1),
+        "recall_items": round(sum(len([ln for ln in q.recalled.splitlines() if ln.strip()]) for q in questions) / n, 2),
+        "recall_chars": round(sum(len(q.recalled) for q in questions) / n, 1),
+    }
+    outcome.traces = pick_traces(questions, metric, job.max_traces)
+    outcome.finished_at = _now()
+    return outcome
+
+
+def pick_traces(questions: list[Any], metric: str, limit: int) -> list[dict[str, Any]]:
+    """A few failures (lowest score first) and a success or two, for the reflective proposer."""
+    ranked = sorted(questions, key=lambda q: q.metrics.get(metric, 0.0))
+    failures = [q for q in ranked if q.metrics.get(metric, 0.0) < 1.0][: max(1, limit - 2)]
+    successes = [q for q in reversed(ranked) if q.metrics.get(metric, 0.0) >= 0.999][:2]
+    out = []
+    for q in failures + successes:
+        out.append({
+            "question": q.question[:600],
+            "reference": q.reference[:300],
+            "prediction": q.prediction[:300],
+            "recalled": q.recalled[:900],
+            "score": round(float(q.metrics.get(metric, 0.0)), 3),
+            "category": q.category,
+        })
+    return out[:limit]

@@ -1,0 +1,343 @@
+"""Proposers: how children are made from parents.
+
+* :class:`ReflectiveProposer` - an LLM reads the parent's failures and
+  successes, its lineage (regressions marked) and a reference version from
+  the archive, and rewrites **one** target: a hook method or the usage
+  template (after M* and ALMA; with a strong model, ``mode="file"`` rewrites
+  the whole program). Asking small models for one short method - spliced in
+  by :func:`~agentmem_evolve.program.replace_function`, which fixes
+  indentation - instead of a patch is what makes 0.5B-1.5B coders succeed.
+  Repairs continue the same conversation with the error appended, with a
+  new sampling seed, so a retry never replays a cached failure.
+* :class:`MutationProposer` - structured mutation of the declared parameters
+  (``DEFAULTS``) within the bounds the base plugin's ``Params`` declares, and
+  swaps of one component (hook or template) from another program; no LLM.
+* :class:`MergeProposer` - a three-way merge of two parents against their
+  common seed: every component one parent changed and the other did not is
+  combined into one child; no LLM.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agentmem_evolve import program as prog
+from agentmem_evolve.prompts import render
+
+HOOK_PURPOSE = {
+    "before_store": "is called with every event before memory stores it; return the event (changed or not), or None to drop it",
+    "rewrite_query": "turns the agent's request into the text memory is searched with",
+    "after_recall": "is called with what memory found for a request, before the agent sees it; return the Recall",
+}
+HOOK_HINT = {
+    "before_store": "Ideas: drop small talk that is never asked about later; keep statements of preferences, facts and corrections.",
+    "rewrite_query": "Ideas: add words that the remembered statements would contain (e.g. 'prefer', 'always', 'usually'); remove filler words.",
+    "after_recall": "Ideas: drop items with a low score; put the most relevant first; when two items say different things about the same topic, keep the newest (later items are newer) and mark it as the latest.",
+}
+
+
+class Proposal(BaseModel):
+    """A child program, how it was made, and (for LLM proposals) the conversation that made it."""
+
+    source: str
+    operator: Literal["reflective", "mutate", "swap", "merge"]
+    parents: list[str]
+    meta: dict[str, Any] = Field(default_factory=dict)
+    conversation: list[dict[str, str]] = Field(default_factory=list, exclude=True)
+    target: str = ""
+
+
+@dataclass
+class ParentView:
+    """What a proposer may know of a parent: its program, scores, failures, lineage."""
+
+    id: str
+    source: str
+    score: float
+    meta: dict[str, Any] = field(default_factory=dict)
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    lineage: list[str] = field(default_factory=list)
+    seed_source: str = ""
+    seed_score: float | None = None
+
+
+@dataclass
+class TaskInfo:
+    """What the task is, for prompts."""
+
+    env: str
+    description: str
+    metric: str
+
+
+class ProposalFailed(Exception):
+    """No usable child came out (one line, recorded as the attempt's reason).
+
+    ``source`` is the last program that was spliced but failed validation,
+    kept so the archive can record it as invalid, with the reason.
+    """
+
+    def __init__(self, message: str, source: str | None = None, proposal: "Proposal | None" = None) -> None:
+        super().__init__(message)
+        self.source = source
+        self.proposal = proposal  # the conversation so far, so a repair can continue it
+
+
+def _components(source: str) -> dict[str, str]:
+    """A program's components as text: each method, the usage template, each default."""
+    out = {f"def:{k}": v for k, v in prog.functions(source).items()}
+    template = prog.read_template(source)
+    if template is not None:
+        out["template:usage"] = template
+    for key, value in prog.read_defaults(source).items():
+        out[f"param:{key}"] = repr(value)
+    return out
+
+
+def _apply(source: str, name: str, value_source: str) -> str:
+    """Put component ``name`` from ``value_source`` into ``source``."""
+    kind, _, key = name.partition(":")
+    if kind == "def":
+        return prog.replace_function(source, prog.functions(value_source)[key], key).source
+    if kind == "template":
+        text = prog.read_template(value_source, key)
+        assert text is not None
+        return prog.set_template(source, text, key)
+    defaults = prog.read_defaults(source)
+    defaults[key] = prog.read_defaults(value_source)[key]
+    return prog.set_defaults(source, defaults)
+
+
+# -- reflective --------------------------------------------------------------------------------
+
+
+class ReflectiveProposer:
+    """An LLM rewrites one target of the parent, shown why the parent fails."""
+
+    name = "reflective"
+
+    def __init__(self, llm: Any, task: TaskInfo, *, mode: Literal["function", "file"] = "function", max_tokens: int = 600) -> None:
+        self.llm = llm
+        self.task = task
+        self.mode = mode
+        self.max_tokens = max_tokens
+
+    def targets(self, source: str) -> list[str]:
+        methods = prog.functions(source)
+        hooks = [h for h in prog.HOOKS if h in methods]
+        if not hooks:  # a hand-written program: any method but the constructor
+            hooks = [m for m in methods if not m.startswith("__")]
+        if prog.read_template(source) is not None:
+            hooks.append("usage")
+        return hooks
+
+    def propose(self, parent: ParentView, rng: random.Random, references: list[ParentView] | None = None, *, target: str | None = None) -> Proposal:
+        targets = self.targets(parent.source)
+        if self.mode == "file" or not targets:
+            return self._propose_file(parent, rng)
+        target = target or rng.choice(targets)
+        failures = [t for t in parent.traces if t.get("score", 0) < 1.0][:3]
+        successes = [t for t in parent.traces if t.get("score", 0) >= 0.999][:1]
+        base = parent.meta.get("base_plugin") or parent.meta.get("seed") or "custom"
+        if target == "usage":
+            user = render(
+                "reflect_template.j2", env=self.task.env, env_description=self.task.description, base=base,
+                score=parent.score, metric=self.task.metric, failures=failures or parent.traces[:2],
+                template=prog.read_template(parent.source) or "",
+            )
+        else:
+            code = prog.functions(parent.source)[target]
+            reference = None
+            for ref in references or []:
+                other = prog.functions(ref.source).get(target)
+                if other and other != code:
+                    reference = {"code": other, "score": ref.score}
+                    break
+            user = render(
+                "reflect_hook.j2", env=self.task.env, env_description=self.task.description, base=base,
+                score=parent.score, metric=self.task.metric, seed_score=parent.seed_score, lineage=parent.lineage[-5:],
+                failures=failures or parent.traces[:2], successes=successes, target=target,
+                purpose=HOOK_PURPOSE.get(target, "is part of the memory program"), code=code,
+                reference=reference, hint=HOOK_HINT.get(target, ""),
+            )
+        conversation = [{"role": "system", "content": render("reflect_system.j2")}, {"role": "user", "content": user}]
+        proposal = Proposal(source=parent.source, operator="reflective", parents=[parent.id], conversation=conversation, target=target,
+                            meta={"target": target, "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed")})
+        return self._complete(proposal, parent.source, rng)
+
+    def _propose_file(self, parent: ParentView, rng: random.Random) -> Proposal:
+        failures = [t for t in parent.traces if t.get("score", 0) < 1.0][:3] or parent.traces[:2]
+        user = render("reflect_file.j2", env=self.task.env, env_description=self.task.description, score=parent.score,
+                      metric=self.task.metric, failures=failures, code=parent.source)
+        conversation = [{"role": "system", "content": "You improve the memory program of an AI agent."}, {"role": "user", "content": user}]
+        proposal = Proposal(source=parent.source, operator="reflective", parents=[parent.id], conversation=conversation, target="file",
+                            meta={"target": "file", "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed")})
+        return self._complete(proposal, parent.source, rng)
+
+    def _complete(self, proposal: Proposal, parent_source: str, rng: random.Random) -> Proposal:
+        reply = self.llm.complete(
+            proposal.conversation, max_tokens=self.max_tokens if proposal.target != "file" else 2000,
+            temperature=0.7, seed=rng.randrange(1 << 30), caller="evolve.reflect",
+        )
+        proposal.conversation.append({"role": "assistant", "content": reply})
+        proposal.meta["attempts"] = proposal.meta.get("attempts", 0) + 1
+        try:
+            proposal.source = self._splice(parent_source, proposal.target, reply)
+        except ValueError as exc:
+            raise ProposalFailed(str(exc), proposal=proposal) from None
+        if proposal.source == parent_source:
+            raise ProposalFailed("the rewrite changed nothing; change the code", proposal=proposal)
+        proposal.meta["rationale"] = f"rewrote {proposal.target}"
+        return proposal
+
+    def _splice(self, parent_source: str, target: str, reply: str) -> str:
+        code = prog.extract_code(reply)
+        if target == "usage":
+            text = code.strip()
+            prog.check_template(text)
+            return prog.set_template(parent_source, text)
+        if target == "file":
+            prog.parse(code)
+            if prog.program_class(prog.parse(code)) is None:
+                raise ValueError("the file defines no class")
+            return code.rstrip() + "\n"
+        return prog.replace_function(parent_source, code, target).source
+
+    def repair(self, proposal: Proposal, parent_source: str, error: str, detail: str = "", rng: random.Random | None = None) -> Proposal:
+        """Continue the conversation with the error; the reply is spliced into the parent again."""
+        rng = rng or random.Random()
+        proposal.conversation.append({"role": "user", "content": render("repair.j2", error=error, detail=detail, target=proposal.target)})
+        return self._complete(proposal, parent_source, rng)
+
+    def attempt(
+        self, parent: ParentView, rng: random.Random, references: list[ParentView] | None, attempts: int,
+        check: Any = None, *, target: str | None = None,
+    ) -> Proposal:
+        """Propose, then repair up to ``attempts`` times until the splice works and ``check`` (validation) passes.
+
+        ``check(source) -> (ok, error, detail)``; the last error becomes
+        :class:`ProposalFailed` with the number of tries.
+        """
+        error = ""
+        proposal: Proposal | None = None  # the conversation to continue
+        spliced: str | None = None  # the last child that parsed (for the archive, if all fails)
+        try:
+            proposal = self.propose(parent, rng, references, target=target)
+            spliced = proposal.source
+        except ProposalFailed as exc:
+            error, proposal = str(exc), exc.proposal
+        tries = 1
+        detail = ""
+        while True:
+            if not error and proposal is not None:
+                if check is None:
+                    return proposal
+                ok, error, detail = check(proposal.source)
+                if ok:
+                    proposal.meta["repairs"] = tries - 1
+                    return proposal
+            if tries > attempts:
+                raise ProposalFailed(f"{error} (after {tries} tries)", source=spliced if spliced != parent.source else None)
+            try:
+                if proposal is None:  # nothing to continue: start a fresh conversation
+                    proposal = self.propose(parent, rng, references, target=target)
+                else:
+                    proposal = self.repair(proposal, parent.source, error, detail, rng)
+                spliced, error, detail = proposal.source, "", ""
+            except ProposalFailed as exc:
+                error, proposal = str(exc), exc.proposal or proposal
+            tries += 1
+
+
+# -- structured mutation and swaps ---------------------------------------------------------------
+
+
+class MutationProposer:
+    """Changes declared parameters within their bounds, or swaps in one component of another program."""
+
+    name = "mutate"
+
+    def __init__(self, swap_probability: float = 0.3) -> None:
+        self.swap_probability = swap_probability
+
+    @staticmethod
+    def space_for(parent: ParentView) -> Any:
+        from agentmem.registry import load_memory
+        from agentmem_evolve.space import ParamSpace
+
+        base = parent.meta.get("base_plugin")
+        if not base:
+            return None
+        return ParamSpace(load_memory(base).Params)
+
+    def propose(self, parent: ParentView, rng: random.Random, others: list[ParentView] | None = None) -> Proposal:
+        donors = [o for o in others or [] if o.id != parent.id]
+        if donors and rng.random() < self.swap_probability:
+            swapped = self._swap(parent, rng, donors)
+            if swapped is not None:
+                return swapped
+        space = self.space_for(parent)
+        defaults = prog.read_defaults(parent.source)
+        if space is None or not space or not defaults:
+            swapped = self._swap(parent, rng, donors)
+            if swapped is not None:
+                return swapped
+            raise ProposalFailed("nothing to mutate: the program declares no bounded parameters in DEFAULTS and no other program differs")
+        for _ in range(10):
+            child = space.mutate({**space.default(), **defaults}, rng, changes=rng.choice([1, 1, 2]))
+            child = {k: child[k] for k in defaults if k in child} | {k: v for k, v in defaults.items() if k not in child}
+            if child != defaults:
+                changed = {k: [defaults[k], child[k]] for k in child if child[k] != defaults.get(k)}
+                return Proposal(
+                    source=prog.set_defaults(parent.source, child), operator="mutate", parents=[parent.id],
+                    meta={"changed": changed, "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed"),
+                          "rationale": "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())},
+                )
+        raise ProposalFailed("mutation produced no new parameters")
+
+    def _swap(self, parent: ParentView, rng: random.Random, donors: list[ParentView]) -> Proposal | None:
+        mine = _components(parent.source)
+        options: list[tuple[str, ParentView]] = []
+        for donor in donors:
+            if donor.meta.get("base_plugin") != parent.meta.get("base_plugin"):
+                continue
+            theirs = _components(donor.source)
+            options += [(name, donor) for name, text in theirs.items() if name in mine and mine[name] != text and not name.startswith("param:")]
+        if not options:
+            return None
+        name, donor = rng.choice(options)
+        source = _apply(parent.source, name, donor.source)
+        return Proposal(source=source, operator="swap", parents=[parent.id, donor.id],
+                        meta={"component": name, "donor": donor.id, "base_plugin": parent.meta.get("base_plugin"),
+                              "seed": parent.meta.get("seed"), "rationale": f"took {name} from {donor.id}"})
+
+
+# -- merge ---------------------------------------------------------------------------------------
+
+
+class MergeProposer:
+    """Three-way merge of two parents against their common seed (the better parent wins conflicts)."""
+
+    name = "merge"
+
+    def propose(self, first: ParentView, second: ParentView, rng: random.Random) -> Proposal:
+        if first.meta.get("base_plugin") != second.meta.get("base_plugin") or not first.seed_source:
+            raise ProposalFailed("the parents do not share a seed; nothing to merge")
+        a, b = (first, second) if first.score >= second.score else (second, first)
+        seed = _components(a.seed_source)
+        comp_a, comp_b = _components(a.source), _components(b.source)
+        source = a.source
+        taken: list[str] = []
+        for name, text in comp_b.items():
+            if name in comp_a and text != seed.get(name) and comp_a[name] == seed.get(name):
+                source = _apply(source, name, b.source)
+                taken.append(name)
+        if not taken:
+            raise ProposalFailed("the second parent changed nothing the first did not")
+        return Proposal(source=source, operator="merge", parents=[a.id, b.id],
+                        meta={"taken": taken, "base_plugin": a.meta.get("base_plugin"), "seed": a.meta.get("seed"),
+                              "rationale": f"{a.id} + {', '.join(taken)} from {b.id}"})
