@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agentmem.environment import Environment
 from agentmem.errors import ConfigError
 from agentmem.evaluation import EvalResult, make_environment, run_eval
 from agentmem.toolkit import ChatModel, Embedder
@@ -133,12 +134,14 @@ def run_grid(
     on_cell_start: Callable[[GridCell, int], None] | None = None,
     progress: CellProgress | None = None,
     on_cell_done: Callable[[GridCell, EvalResult, bool], None] | None = None,
+    environments: dict[str, Environment] | None = None,
 ) -> GridResult:
     """Run (or resume) the grid ``envs`` x ``configs`` and write every output into ``out_dir``.
 
     ``on_cell_start(cell, questions)`` is told how many questions a cell will
     ask before it runs; ``progress(cell, done, total, metrics)`` after each
     answer; ``on_cell_done(cell, result, resumed)`` when a cell is finished.
+    ``environments`` passes instances already built (loading a dataset once).
     """
     from agentmem.evaluation import CachingEmbedder
     from agentmem.embeddings import default_embedder
@@ -146,7 +149,10 @@ def run_grid(
     model = str(getattr(llm, "model", type(llm).__name__))
     shared = embedder or CachingEmbedder(default_embedder())
     cells = [GridCell(env=e, memory=c) for e in envs for c in configs]
-    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
+    environments = dict(environments or {})
+    for e in envs:
+        if e not in environments:
+            environments[e] = make_environment(e, data=data if len(envs) == 1 else None, seed=seed)
     grid = GridResult(split=split, limit=limit, model=model)
     for cell in cells:
         cell_params = params_for(cell.memory, params or {})

@@ -239,7 +239,7 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
 
         grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
                         budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
-                        on_cell_start=start, progress=progress, on_cell_done=done)
+                        on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
     for col in ("env", "memory", "score", "tokens/question", "LLM calls", "seconds"):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
@@ -250,6 +250,38 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
     if grid.resumed:
         console.print(f"{len(grid.resumed)} cell(s) resumed from {out_dir / 'cells'}")
     console.print(f"written: {out_dir / 'grid.json'}, grid.csv, report.md, report.html")
+
+
+# -- chat ----------------------------------------------------------------------------
+def parse_memory_names(memory: str) -> list[str]:
+    """``episodic+semantic`` or ``episodic,semantic`` -> ``["episodic", "semantic"]``."""
+    return [name.strip() for name in memory.replace(",", "+").split("+") if name.strip()]
+
+
+@app.command("chat")
+def chat_command(
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    memory: Annotated[str, typer.Option("--memory", help="memory plugins, '+' or ',' separated (see `agentmem plugins list`); a program .py path works too")] = "episodic",
+    user: Annotated[str, typer.Option("--user", "-u", help="whose memory: each user has their own threads and memories")] = "default",
+    thread: Annotated[str, typer.Option("--thread", "-t", help="conversation thread to open (created if new); /thread switches inside the chat")] = "default",
+    store_dir: Annotated[Optional[Path], typer.Option("--store-dir", help="where threads and memories are kept (default: the agentmem data directory)")] = None,
+) -> None:
+    """Chat in the terminal with a memory-backed agent, and watch what its memory recalls and writes."""
+    from agentmem.chat.app import ChatApp
+    from agentmem.chat.commands import THREAD_NAME
+    from agentmem.sdk import Agent
+
+    names = parse_memory_names(memory)
+    if not THREAD_NAME.match(thread):
+        raise typer.BadParameter(f"--thread '{thread}' is not a thread name; use letters, digits and . _ - : @")
+    llm = make_llm(model, api_base)
+    with console.status(f"loading memory ({'+'.join(names) or 'none'})..."):
+        agent = Agent(model=llm, memory=names, user_id=user, store_dir=store_dir)
+    try:
+        ChatApp(agent, thread_id=thread).run()
+    finally:
+        agent.close()
 
 
 def print_result(result: Any) -> None:

@@ -8,11 +8,11 @@ well as its parent there (the cascade), and record everything in the
 archive as it happens. At the end the best program and the seeds are scored
 once on the held-out test split, which selection never saw.
 
-Resuming is replaying: every iteration draws from an RNG seeded by
-``(seed, iteration)`` and proposal LLM calls are seeded (hence cached), so a
-replayed iteration proposes the same children, which the archive already
-holds; every evaluation is looked up before it is run. Nothing completed is
-lost and nothing is evaluated twice.
+Resuming picks up where the run stopped: the iteration counter and the
+proposals each iteration already made are kept in the archive's state, a
+program whose validation or cascade was cut short is finished first, and
+every evaluation is looked up before it is run. Nothing completed is lost
+and nothing is evaluated twice.
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ class Controller:
         }
         self._task_info: TaskInfo | None = None
         self.strategy = make_strategy(config.selection)
+        saved = self.archive.get_state("strategy", None)
+        if saved and hasattr(self.strategy, "load_state"):
+            self.strategy.load_state(saved)  # islands remember their migrations across a resume
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -193,6 +196,8 @@ class Controller:
                 self._check_budget()
                 self._iteration(iteration)
                 iteration += 1
+                if hasattr(self.strategy, "state"):
+                    self.archive.set_state("strategy", self.strategy.state())
                 self.archive.set_state("iteration", iteration)
                 self._save_elapsed()
                 self.emit("iteration_done", iteration=iteration, best=self._best_summary(), spend=self.spend())
@@ -265,7 +270,14 @@ class Controller:
         views = {s.program_id: self._view(s.program_id) for s in pool}
         ranked = sorted(views.values(), key=lambda v: -v.score)
         children: list[ProgramRecord] = []
+        made_key = f"iteration_{iteration}_proposals"
+        made: list[str | None] = list(self.archive.get_state(made_key, []))  # proposals already made before a crash
         for index in range(k):
+            if index < len(made):
+                earlier = self.archive.program(made[index]) if made[index] else None
+                if earlier is not None and earlier.status == "valid":
+                    children.append(earlier)
+                continue
             self._check_budget()
             parent = views[parent_ids[index % len(parent_ids)]]
             operator = self._pick_operator(rng, parent, ranked)
@@ -275,6 +287,8 @@ class Controller:
             except ProposalFailed as exc:
                 self._account(before)
                 self._record_failed_proposal(exc, operator, parent, iteration)
+                made.append(None)
+                self.archive.set_state(made_key, made)
                 continue
             self._account(before)
             record = ProgramRecord(
@@ -289,6 +303,8 @@ class Controller:
                     self.archive.set_status(record.id, "valid")
                 else:
                     self._validate_record(self.archive.program(record.id))  # type: ignore[arg-type]
+            made.append(record.id)
+            self.archive.set_state(made_key, made)
             stored = self.archive.program(record.id)
             if stored is not None and stored.status == "valid":
                 children.append(stored)
@@ -337,7 +353,10 @@ class Controller:
         return SandboxLimits(**self._sandbox_options())
 
     def _sandbox_options(self) -> dict[str, Any]:
-        return self.config.sandbox.model_dump()
+        """The run config's sandbox section as :class:`~agentmem_evolve.sandbox.SandboxLimits` fields."""
+        box = self.config.sandbox
+        return {"cpu_seconds": box.cpu_seconds, "op_seconds": box.wall_seconds_per_op, "memory_mb": box.memory_mb,
+                "output_bytes": box.max_output_bytes}
 
     def _check_source(self, source: str) -> tuple[bool, str, str]:
         from agentmem_evolve.sandbox import validate_program

@@ -1,0 +1,341 @@
+"""The settings of one evolution run, read from a TOML file.
+
+A run is described by one file so that it can be repeated, resumed and
+reported: the controller copies it to ``run_dir/config.toml`` at the start
+and a resumed run reads that copy, never the user's (possibly edited)
+original. A minimal file is::
+
+    seeds = ["episodic"]
+
+    [environment]
+    name = "toolprefs"
+
+Every other value has a default chosen to be cheap on a laptop CPU with the
+embedded local model. A wrong key or value is a one-line
+:class:`~agentmem.errors.ConfigError` naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agentmem.errors import ConfigError
+
+__all__ = [
+    "BudgetConfig",
+    "CascadeConfig",
+    "EnvironmentConfig",
+    "ExecutionConfig",
+    "ModelsConfig",
+    "ProposersConfig",
+    "RunConfig",
+    "SandboxConfig",
+    "SelectionConfig",
+    "dump_toml",
+]
+
+SplitName = Literal["train", "validation", "test", "all"]
+StrategyName = Literal["softmax", "islands", "map-elites", "pareto"]
+PROPOSERS = ("reflective", "mutate", "merge")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class EnvironmentConfig(_Section):
+    """Which environment scores the programs, on which splits, and how much of each."""
+
+    name: str = Field(..., min_length=1, description="an installed environment (`agentmem environments list`)")
+    data: str | None = Field(None, description="dataset path for environments that read one (relative to the config file)")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra constructor knobs of the environment")
+    screen_split: SplitName = "train"
+    select_split: SplitName = "validation"
+    test_split: SplitName = "test"
+    minibatch: int = Field(6, ge=1, description="questions per screening evaluation")
+    validation_limit: int | None = Field(12, ge=1, description="questions of the select split (None = all)")
+    test_limit: int | None = Field(20, ge=1, description="questions of the test split (None = all)")
+    budget_tokens: int = Field(1024, ge=16, description="token budget of each recall")
+
+    @model_validator(mode="after")
+    def _never_select_on_test(self) -> "EnvironmentConfig":
+        # evolution must never see the held-out split, or its test score means nothing
+        for key in ("screen_split", "select_split"):
+            if getattr(self, key) in (self.test_split, "all"):
+                raise ValueError(
+                    f"{key} = {getattr(self, key)!r} overlaps test_split = {self.test_split!r}; "
+                    "choose different splits so that evolution never selects on test"
+                )
+        return self
+
+
+class ModelsConfig(_Section):
+    """The model the task agent answers with, and the one that writes new programs."""
+
+    task: str = Field("local", min_length=1)
+    mutation: str = Field("local", min_length=1)
+    api_base: str | None = None
+    mutation_api_base: str | None = None
+
+
+class BudgetConfig(_Section):
+    """When the run stops: whichever limit is reached first."""
+
+    iterations: int = Field(6, ge=0)
+    max_llm_tokens: int | None = Field(None, ge=1, description="all LLM tokens of the run (None = unlimited)")
+    max_wall_seconds: float | None = Field(None, gt=0, description="wall-clock seconds of the run (None = unlimited)")
+
+
+class SelectionConfig(_Section):
+    """How parents are picked (see :mod:`agentmem_evolve.selection`)."""
+
+    strategy: StrategyName = "pareto"
+    temperature: float = Field(0.05, gt=0, description="softmax temperature over scores")
+    population: int = Field(8, ge=1, description="programs kept in the pool parents are drawn from")
+    islands: int = Field(2, ge=1)
+    migration_interval: int = Field(3, ge=1, description="iterations between migrations (islands strategy)")
+    descriptors: list[str] = Field(default_factory=lambda: ["tokens", "recall_items"], min_length=1)
+    bins: int = Field(4, ge=1, le=64, description="bins per behaviour descriptor (MAP-Elites grid)")
+    exploitation: float = Field(0.5, ge=0, le=1, description="chance an island parent is its best rather than a random elite")
+
+
+class ProposersConfig(_Section):
+    """How children are made."""
+
+    weights: dict[str, float] = Field(default_factory=lambda: {"reflective": 0.5, "mutate": 0.3, "merge": 0.2})
+    children_per_iteration: int = Field(2, ge=1)
+    repair_attempts: int = Field(2, ge=0, le=10)
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(PROPOSERS))
+        if unknown:
+            raise ValueError(f"unknown proposer(s) {', '.join(unknown)}; known: {', '.join(PROPOSERS)}")
+        if any(w < 0 or not math.isfinite(w) for w in value.values()):
+            raise ValueError("weights must be finite and >= 0")
+        if not any(w > 0 for w in value.values()):
+            raise ValueError("at least one proposer needs a weight > 0")
+        return value
+
+
+class CascadeConfig(_Section):
+    """When a child screened on the minibatch earns the full select split."""
+
+    promote_margin: float = Field(
+        0.0, ge=0, description="promote when minibatch score >= parent's minibatch score - margin"
+    )
+
+
+class ExecutionConfig(_Section):
+    """Where evaluations run."""
+
+    executor: Literal["local", "ray"] = "local"
+    concurrency: int = Field(1, ge=1, le=256)
+    ray_address: str | None = Field(None, description="a Ray cluster address (None = start a local instance)")
+
+
+class SandboxConfig(_Section):
+    """Limits of the process a candidate program runs in (it is untrusted code)."""
+
+    cpu_seconds: int = Field(300, ge=1)
+    wall_seconds_per_op: float = Field(60, gt=0)
+    memory_mb: int = Field(3072, ge=64)
+    max_output_bytes: int = Field(1_000_000, ge=1024)
+
+
+class RunConfig(_Section):
+    """Everything one `agentmem evolve` run needs to know."""
+
+    environment: EnvironmentConfig
+    seeds: list[str] = Field(..., min_length=1, description="installed plugin names or paths to program .py files")
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    proposers: ProposersConfig = Field(default_factory=ProposersConfig)
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    seed: int = 0
+
+    @field_validator("seeds")
+    @classmethod
+    def _check_seeds(cls, value: list[str]) -> list[str]:
+        cleaned = [s.strip() for s in value]
+        if any(not s for s in cleaned):
+            raise ValueError("a seed is empty; give installed plugin names or paths to .py files")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("a seed is listed twice; list each seed once")
+        return cleaned
+
+    # -- reading and writing ---------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path | str) -> "RunConfig":
+        """Read and validate a run config; relative paths in it are relative to the file."""
+        path = Path(path).expanduser()
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"run config {path} does not exist: give the path of a .toml file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"run config {path} is a directory: give the path of a .toml file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"run config {path} is not valid TOML ({exc}): fix the syntax") from None
+        except OSError as exc:
+            raise ConfigError(f"run config {path} cannot be read ({exc.strerror}): check its permissions") from None
+        return cls.from_dict(data, source=str(path), base=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "the run config", base: Path | None = None) -> "RunConfig":
+        """Validate ``data`` (already parsed); errors name ``source`` and the offending key."""
+        data = _resolve_paths(data, base) if base is not None else data
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_one_line(exc, source, data)) from None
+
+    def to_toml(self) -> str:
+        """The config as TOML text that :meth:`load` reads back to an equal config."""
+        return dump_toml(self.model_dump(mode="json", exclude_none=True))
+
+    model_dump_toml = to_toml
+
+    def write(self, path: Path | str) -> Path:
+        """Write the config (e.g. to ``run_dir/config.toml``) and return its path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_toml(), encoding="utf-8")
+        tmp.replace(path)  # atomic: a crash never leaves half a config behind
+        return path
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the environment's data path and seed file paths absolute (relative to the config file)."""
+    data = dict(data)
+    env = data.get("environment")
+    if isinstance(env, dict) and isinstance(env.get("data"), str) and env["data"]:
+        p = Path(env["data"]).expanduser()
+        env = dict(env, data=str(p if p.is_absolute() else (base / p).resolve()))
+        data["environment"] = env
+    seeds = data.get("seeds")
+    if isinstance(seeds, list):
+        out = []
+        for s in seeds:
+            if isinstance(s, str) and (s.endswith(".py") or "/" in s or "\\" in s):
+                p = Path(s.strip()).expanduser()
+                s = str(p if p.is_absolute() else (base / p).resolve())
+            out.append(s)
+        data["seeds"] = out
+    return data
+
+
+def _one_line(exc: ValidationError, source: str, data: dict[str, Any]) -> str:
+    """The first validation error as: where, what was given, what is wrong, how to fix it."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ())]
+    kind = err.get("type", "")
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    first_word = msg.split(" ", 1)[0]
+    if kind == "value_error" and len(loc) == 1 and first_word in _section_fields(loc[0]):
+        loc = [*loc, first_word]  # a check across a section's fields: name the field it is about
+    where = ".".join(loc) or "?"
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        table = f"[{'.'.join(loc[:-1])}]" if len(loc) > 1 else "the top level"
+        return f"{source}: unknown key '{loc[-1]}' in {table}: valid keys are {', '.join(known)}; remove or rename it"
+    if kind == "missing":
+        if loc == ["environment"]:
+            return f'{source}: missing [environment] table: add `[environment]` with `name = "toolprefs"` (or another environment)'
+        if loc == ["seeds"]:
+            return f'{source}: missing key \'seeds\': add e.g. `seeds = ["episodic"]` at the top (installed plugins or .py paths)'
+        return f"{source}: missing key '{where}': add it"
+    given = _lookup(data, loc)
+    shown = f" (given {json.dumps(given, default=str)[:80]})" if given is not _MISSING else ""
+    return f"{source}: bad value for '{where}'{shown}: {msg}; fix '{where}' in that file"
+
+
+_MISSING = object()
+
+
+def _lookup(data: Any, loc: list[str]) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return _MISSING
+    return data
+
+
+def _section_fields(section: str) -> list[str]:
+    field = RunConfig.model_fields.get(section)
+    ann = getattr(field, "annotation", None)
+    return list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part)
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return list(model.model_fields)
+
+
+# -- a small TOML writer (the standard library only reads TOML) -------------------------
+def dump_toml(data: dict[str, Any]) -> str:
+    """TOML text for nested dicts of scalars, lists and dicts: top-level scalars first, then tables."""
+    lines: list[str] = []
+    _emit_table(data, [], lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def _emit_table(table: dict[str, Any], path: list[str], lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if path and (scalars or not tables):
+        lines.append("")
+        lines.append("[" + ".".join(_key(p) for p in path) + "]")
+    for k, v in scalars.items():
+        lines.append(f"{_key(k)} = {_value(v)}")
+    for k, v in tables.items():
+        _emit_table(v, [*path, k], lines)
+
+
+def _key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        raise ValueError("TOML has no null; leave the key out instead")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None) + "}"
+    return json.dumps(str(value))

@@ -1,0 +1,397 @@
+"""What a run found, for people: a one-file HTML report and a summary dict.
+
+The report is a single self-contained HTML page (inline SVG, inline CSS, no
+scripts, no external URLs) so that it can be mailed, attached to a paper's
+supplementary material, or opened on an offline machine years later. It reads
+only the archive (and ``run_dir/config.toml``), so it can be rendered while a
+run is still going, or after it crashed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
+from agentmem_evolve.selection import Scored, pareto_frontier
+
+__all__ = ["render_report", "summary", "seed_of"]
+
+STAGES = ("screen", "select", "test")
+REPORT_FILE = "report.html"
+
+
+# -- summary ---------------------------------------------------------------------------
+def summary(archive: Archive) -> dict[str, Any]:
+    """Where a run stands: what `agentmem evolve status` prints and the report's header shows.
+
+    ``spend`` adds the cost of every recorded evaluation to the controller's
+    own LLM use (proposals, repairs; state ``controller_spend``); ``seconds``
+    is the run's wall time (state ``elapsed``) when the controller saved it.
+    """
+    programs = archive.programs()
+    by_status = {"valid": 0, "invalid": 0, "pending": 0}
+    for p in programs:
+        by_status[p.status] = by_status.get(p.status, 0) + 1
+    evaluations = archive.evaluations()
+    by_stage: dict[str, dict[str, int]] = {stage: {"ok": 0, "failed": 0} for stage in STAGES}
+    for e in evaluations:
+        by_stage.setdefault(e.stage, {"ok": 0, "failed": 0})[e.status] += 1
+    spend = _spend(archive, evaluations)
+    best_stage, best = "select", archive.best("select")
+    if best is None:
+        best_stage, best = "screen", archive.best("screen")
+    best_info = None
+    if best is not None:
+        prog, ev = best
+        scores = _stage_scores(archive)
+        best_info = {
+            "id": prog.id,
+            "operator": prog.operator,
+            "generation": prog.generation,
+            "stage": best_stage,
+            "score": ev.score,
+            "scores": {stage: scores.get(stage, {}).get(prog.id) for stage in STAGES},
+            "tokens_per_question": round(ev.tokens / ev.questions, 1),
+            "metrics": ev.metrics,
+        }
+    pool = archive.scored("select") or archive.scored("screen")
+    return {
+        "run_dir": str(archive.run_dir),
+        "iteration": archive.get_state("iteration", 0),
+        "programs": {"total": len(programs), **by_status},
+        "evaluations": by_stage,
+        "best": best_info,
+        "frontier": [s.program_id for s in pareto_frontier(pool)],
+        "spend": spend,
+    }
+
+
+def _spend(archive: Archive, evaluations: list[EvaluationRecord]) -> dict[str, Any]:
+    """Evaluation costs summed, plus the controller's own LLM use (state ``controller_spend``) and run time."""
+    ev = {"llm_calls": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0, "tokens": 0.0, "seconds": 0.0}
+    for e in evaluations:
+        for k in ("llm_calls", "prompt_tokens", "completion_tokens", "seconds"):
+            ev[k] += float(e.cost.get(k, 0.0) or 0.0)
+        ev["tokens"] += e.tokens
+    own = archive.get_state("controller_spend") or {}
+    own_calls, own_tokens = int(own.get("llm_calls", 0) or 0), int(own.get("tokens", 0) or 0)
+    elapsed = archive.get_state("elapsed")
+    return {
+        "llm_calls": int(ev["llm_calls"]) + own_calls,
+        "tokens": int(ev["tokens"]) + own_tokens,
+        "seconds": round(float(elapsed), 1) if elapsed is not None else round(ev["seconds"], 1),
+        "evaluation_llm_calls": int(ev["llm_calls"]),
+        "evaluation_tokens": int(ev["tokens"]),
+        "prompt_tokens": int(ev["prompt_tokens"]),
+        "completion_tokens": int(ev["completion_tokens"]),
+        "evaluation_seconds": round(ev["seconds"], 1),
+        "controller_llm_calls": own_calls,
+        "controller_tokens": own_tokens,
+    }
+
+
+def _stage_scores(archive: Archive) -> dict[str, dict[str, float]]:
+    return {stage: {s.program_id: s.score for s in archive.scored(stage)} for stage in STAGES}
+
+
+def seed_of(archive: Archive, program_id: str) -> ProgramRecord | None:
+    """The seed a program descends from through its first parents (itself if it is a seed)."""
+    rec = archive.program(program_id)
+    seen = set()
+    while rec is not None and rec.parents and rec.id not in seen:
+        seen.add(rec.id)
+        parent = archive.program(rec.parents[0])
+        if parent is None:
+            break
+        rec = parent
+    return rec
+
+
+# -- plots -----------------------------------------------------------------------------
+class _Axis:
+    """A linear or log axis from data values to pixels, with a few round tick labels."""
+
+    def __init__(self, values: list[float], lo_px: float, hi_px: float, *, log: bool = False, pad: float = 0.05) -> None:
+        self.log = bool(log and values and min(values) > 0 and max(values) / min(values) > 20)
+        vals = [self._t(v) for v in values] or [0.0, 1.0]
+        lo, hi = min(vals), max(vals)
+        if hi - lo < 1e-9:
+            lo, hi = lo - 0.5, hi + 0.5
+        span = hi - lo
+        self.lo, self.hi = lo - pad * span, hi + pad * span
+        self.lo_px, self.hi_px = lo_px, hi_px
+
+    def _t(self, v: float) -> float:
+        return math.log10(v) if self.log else v
+
+    def __call__(self, v: float) -> float:
+        t = self._t(v) if (not self.log or v > 0) else self.lo
+        return round(self.lo_px + (t - self.lo) / (self.hi - self.lo) * (self.hi_px - self.lo_px), 1)
+
+    def ticks(self, n: int = 5) -> list[dict[str, Any]]:
+        if self.log:
+            decades = range(math.floor(self.lo), math.ceil(self.hi) + 1)
+            mults = (1, 2, 5) if self.hi - self.lo < 3 else (1,)  # few decades: 1-2-5 ticks
+            out = [
+                {"pos": self(m * 10.0**e), "label": _fmt(m * 10.0**e)}
+                for e in decades for m in mults
+                if self.lo <= math.log10(m * 10.0**e) <= self.hi
+            ]
+            return out or [{"pos": self(10.0**self.lo), "label": _fmt(10.0**self.lo)}]
+        step = _nice_step((self.hi - self.lo) / max(1, n))
+        start = math.ceil(self.lo / step) * step
+        out, v = [], start
+        while v <= self.hi + 1e-12:
+            out.append({"pos": self(v), "label": _fmt(v)})
+            v += step
+        return out
+
+
+def _nice_step(raw: float) -> float:
+    if raw <= 0:
+        return 1.0
+    mag = 10 ** math.floor(math.log10(raw))
+    for m in (1, 2, 2.5, 5, 10):
+        if raw <= m * mag:
+            return m * mag
+    return 10 * mag
+
+
+def _fmt(v: float) -> str:
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v - round(v)) < 1e-9:
+        return str(int(round(v)))
+    return f"{v:.3g}"
+
+
+W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 300, 56, 16, 16, 40
+
+
+def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+    """Each evaluated program by creation order; filled = select score, hollow = screen only; best-so-far line."""
+    pts = []
+    for i, p in enumerate(programs):
+        if p.id in scores["select"]:
+            pts.append((i, scores["select"][p.id], "select", p))
+        elif p.id in scores["screen"]:
+            pts.append((i, scores["screen"][p.id], "screen", p))
+    if not pts:
+        return None
+    x = _Axis([float(i) for i, *_ in pts] + [0.0], LEFT, W - RIGHT)
+    y = _Axis([v for _, v, *_ in pts], H - BOTTOM, TOP)
+    points = [
+        {"x": x(i), "y": y(v), "cls": stage, "title": f"{p.id} ({p.operator}, gen {p.generation}): {stage} {v:.3f}"}
+        for i, v, stage, p in pts
+    ]
+    best_path, best = [], -math.inf
+    for i, v, stage, _p in pts:
+        if stage != "select":
+            continue
+        if v > best:
+            if best_path:
+                best_path.append(f"L{x(i)},{y(best)}")
+            best = v
+        best_path.append(("M" if not best_path else "L") + f"{x(i)},{y(best)}")
+    if best_path:
+        best_path.append(f"L{x(pts[-1][0])},{y(best)}")
+    return {
+        "w": W, "h": H, "left": LEFT, "right": W - RIGHT, "top": TOP, "bottom": H - BOTTOM,
+        "points": points, "best_path": " ".join(best_path), "xticks": x.ticks(), "yticks": y.ticks(),
+        "xlabel": "program (creation order)", "ylabel": "score",
+    }
+
+
+def _pareto_plot(pool: list[Scored], front: list[Scored]) -> dict[str, Any] | None:
+    """Score against tokens per question; the frontier highlighted and joined by a staircase."""
+    if not pool:
+        return None
+    x = _Axis([max(s.tokens, 0.0) for s in pool], LEFT, W - RIGHT, log=True)
+    y = _Axis([s.score for s in pool], H - BOTTOM, TOP)
+    on_front = {s.program_id for s in front}
+    points = [
+        {
+            "x": x(s.tokens), "y": y(s.score), "cls": "front" if s.program_id in on_front else "dominated",
+            "title": f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question", "label": s.program_id[:6],
+        }
+        for s in pool
+    ]
+    path = []
+    for i, s in enumerate(front):
+        if i == 0:
+            path.append(f"M{x(s.tokens)},{y(s.score)}")
+        else:
+            path.append(f"L{x(s.tokens)},{y(front[i - 1].score)} L{x(s.tokens)},{y(s.score)}")
+    return {
+        "w": W, "h": H, "left": LEFT, "right": W - RIGHT, "top": TOP, "bottom": H - BOTTOM,
+        "points": points, "front_path": " ".join(path), "xticks": x.ticks(), "yticks": y.ticks(),
+        "xlabel": "tokens per question" + (" (log scale)" if x.log else ""), "ylabel": "score",
+    }
+
+
+# -- lineage, table, diff --------------------------------------------------------------
+def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Nested nodes: each program under its first parent; other parents named on the node."""
+    ids = {p.id for p in programs}
+    nodes = {
+        p.id: {
+            "id": p.id, "operator": p.operator, "generation": p.generation, "status": p.status,
+            "score": scores["select"].get(p.id, scores["screen"].get(p.id)),
+            "stage": "select" if p.id in scores["select"] else ("screen" if p.id in scores["screen"] else None),
+            "also": [q for q in p.parents[1:]], "children": [],
+            "seed": p.meta.get("seed") or p.meta.get("plugin") or "",
+        }
+        for p in programs
+    }
+    roots = []
+    for p in programs:
+        parent = next((q for q in p.parents if q in ids), None)
+        (nodes[parent]["children"] if parent else roots).append(nodes[p.id])
+    return roots
+
+
+def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    evals: dict[str, list[EvaluationRecord]] = {}
+    for e in archive.evaluations():
+        evals.setdefault(e.program_id, []).append(e)
+    rows = []
+    for p in programs:
+        mine = evals.get(p.id, [])
+        failed = [e for e in mine if e.status == "failed"]
+        tokens = sum(e.tokens for e in mine if e.status == "ok")
+        questions = sum(e.questions for e in mine if e.status == "ok")
+        problem = p.error if p.status == "invalid" else (
+            "; ".join(f"{e.stage}: {e.reason or 'failed'}" for e in failed) if failed else ""
+        )
+        rows.append({
+            "id": p.id, "operator": p.operator, "generation": p.generation, "island": p.island,
+            "parents": p.parents, "status": p.status,
+            "scores": {stage: scores[stage].get(p.id) for stage in STAGES},
+            "tokens_per_question": (tokens / questions) if questions else None,
+            "calls": int(sum(float(e.cost.get("llm_calls", 0) or 0) for e in mine)),
+            "seconds": sum(float(e.cost.get("seconds", 0) or 0) for e in mine),
+            "problem": problem or "",
+            "rationale": str(p.meta.get("rationale") or p.meta.get("summary") or "")[:300],
+        })
+    return rows
+
+
+def _diff(old: ProgramRecord, new: ProgramRecord) -> list[dict[str, str]]:
+    """The unified diff (source, then parameter values) of ``new`` against ``old``, line by line with a kind."""
+    lines = list(difflib.unified_diff(
+        old.source.splitlines(), new.source.splitlines(), f"{old.id} (seed)", f"{new.id} (best)", lineterm="", n=3,
+    ))
+    if old.params != new.params:
+        lines += list(difflib.unified_diff(
+            json.dumps(old.params, indent=1, sort_keys=True).splitlines(),
+            json.dumps(new.params, indent=1, sort_keys=True).splitlines(),
+            f"{old.id} params", f"{new.id} params", lineterm="",
+        ))
+    out = []
+    for line in lines:
+        if line.startswith(("+++", "---")):
+            kind = "file"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "ctx"
+        out.append({"kind": kind, "text": line})
+    return out
+
+
+def _config(archive: Archive) -> dict[str, Any]:
+    path = archive.run_dir / "config.toml"
+    if not path.is_file():
+        return {"text": None, "fields": {}}
+    text = path.read_text(encoding="utf-8", errors="replace")
+    fields: dict[str, Any] = {}
+    try:
+        from agentmem_evolve.config import RunConfig
+
+        cfg = RunConfig.load(path)
+        fields = {
+            "environment": cfg.environment.name,
+            "seeds": ", ".join(cfg.seeds),
+            "splits": f"screen {cfg.environment.screen_split} ({cfg.environment.minibatch} q), "
+            f"select {cfg.environment.select_split} ({cfg.environment.validation_limit or 'all'} q), "
+            f"test {cfg.environment.test_split} ({cfg.environment.test_limit or 'all'} q)",
+            "models": f"task {cfg.models.task}, mutation {cfg.models.mutation}",
+            "selection": cfg.selection.strategy,
+            "budget": f"{cfg.budget.iterations} iterations"
+            + (f", {cfg.budget.max_llm_tokens:,} tokens" if cfg.budget.max_llm_tokens else "")
+            + (f", {cfg.budget.max_wall_seconds:.0f} s" if cfg.budget.max_wall_seconds else ""),
+            "proposers": ", ".join(f"{k} {v:g}" for k, v in cfg.proposers.weights.items()),
+        }
+    except Exception as exc:  # a report must render even from a run with a broken config
+        fields = {"config error": str(exc)}
+    return {"text": text, "fields": fields}
+
+
+def _short_json(value: Any, limit: int = 240) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("agentmem_evolve", "templates"),
+        autoescape=True,  # program sources, errors and traces are untrusted text
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_report(archive: Archive, out: Path | str | None = None) -> Path:
+    """Write the HTML report (``out``, or ``out/report.html`` when ``out`` is a directory) and return its path."""
+    out = Path(out) if out is not None else archive.run_dir / REPORT_FILE
+    if out.is_dir() or (not out.suffix and not out.exists()):
+        out = out / REPORT_FILE
+    programs = archive.programs()
+    scores = _stage_scores(archive)
+    pool = archive.scored("select") or archive.scored("screen")
+    front = pareto_frontier(pool)
+    info = summary(archive)
+    best = archive.best("select") or archive.best("screen")
+    diff = None
+    if best is not None:
+        seed = seed_of(archive, best[0].id)
+        if seed is not None:
+            diff = {"seed": seed.id, "best": best[0].id, "lines": _diff(seed, best[0]), "same": seed.id == best[0].id}
+    lineage = [
+        {"id": p.id, "operator": p.operator, "score": scores["select"].get(p.id)}
+        for p in (archive.lineage(best[0].id) if best else [])
+    ]
+    html = _templates().get_template("report.html.j2").render(
+        title=f"agentmem evolve: {archive.run_dir.name}",
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=info,
+        config=_config(archive),
+        score_plot=_score_plot(programs, scores),
+        pareto_plot=_pareto_plot(pool, front),
+        front_stage="select" if archive.scored("select") else "screen",
+        tree=_tree(programs, scores),
+        rows=_rows(archive, programs, scores),
+        diff=diff,
+        lineage=lineage,
+        events=[
+            {"id": e.id, "time": e.ts.strftime("%H:%M:%S"), "kind": e.kind, "details": _short_json(e.payload)}
+            for e in archive.events()[-40:]
+        ],
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)
+    return out
