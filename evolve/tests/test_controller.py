@@ -1,0 +1,176 @@
+"""The controller's loop, cascade, resume and budget (plumbing: real sandbox, real archive, a fake model).
+
+The fake model answers a toolprefs request correctly only for the
+parameter values that memory put into its prompt, so scores depend on the
+memory program as they do with a real model; the real-model run is in
+test_evolve_run.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentmem.llm.meter import Meter
+from agentmem.llm.tools import ToolCall
+from agentmem_evolve.config import RunConfig
+from agentmem_evolve.controller import Controller
+from agentmem_evolve.executor import InlineExecutor
+
+pytestmark = pytest.mark.timeout(600)
+
+
+class MemoryBoundModel:
+    """Fills each expected argument only if its value appears in the prompt (i.e. memory recalled it)."""
+
+    model = "fake"
+
+    def __init__(self, replies: list[str] | None = None) -> None:
+        from agentmem_environments.toolprefs import ToolPrefsEnvironment
+
+        env = ToolPrefsEnvironment()
+        self.expected = {q.text: q.metadata for t in env.tasks("all") for q in t.questions}
+        self.meter = Meter()
+        self.replies = list(replies or [])
+
+    def complete(self, messages: list[dict[str, Any]], *, caller: str | None = None, **kw: Any) -> str:
+        self.meter.record(caller, 50, 10, 0.0)
+        return self.replies.pop(0) if self.replies else "ok"
+
+    def structured(self, messages, schema, *, caller=None):  # pragma: no cover - toolprefs + episodic never ask
+        raise AssertionError("not expected")
+
+    def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
+        self.meter.record(caller, 100, 20, 0.0)
+        prompt = messages[-1]["content"]
+        request = re.search(r"Request: (.*)", prompt).group(1)  # type: ignore[union-attr]
+        meta = self.expected[request]
+        args = {k: (v if str(v).lower() in prompt.lower() else "unknown") for k, v in meta["arguments"].items()}
+        return ToolCall(name=meta["tool"], arguments=args)
+
+
+class BagEmbedder:
+    name = "bag"
+    dim = 26
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        out = []
+        for text in texts:
+            v = [0.0] * 26
+            for ch in text.lower():
+                if "a" <= ch <= "z":
+                    v[ord(ch) - 97] += 1.0
+            norm = sum(x * x for x in v) ** 0.5 or 1.0
+            out.append([x / norm for x in v])
+        return out
+
+
+def config(**over: Any) -> RunConfig:
+    data: dict[str, Any] = {
+        "seeds": ["episodic"],
+        "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3},
+        "budget": {"iterations": 2},
+        "proposers": {"weights": {"mutate": 1.0, "merge": 0.5}, "children_per_iteration": 2},
+        "sandbox": {"wall_seconds_per_op": 60},
+    }
+    for key, value in over.items():
+        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return RunConfig.from_dict(data)
+
+
+def controller(run_dir: Path, cfg: RunConfig, model: MemoryBoundModel, *, create: bool = True, **kw: Any) -> Controller:
+    embedder = BagEmbedder()
+    common = dict(executor=InlineExecutor(llm=model, embedder=embedder), task_llm=model, mutation_llm=model, embedder=embedder, **kw)
+    return Controller.create(run_dir, cfg, **common) if create else Controller.resume(run_dir, **common)
+
+
+def keys(ctl: Controller) -> list[tuple[str, str, str]]:
+    return [(e.program_id, e.stage, e.key) for e in ctl.archive.evaluations()]
+
+
+def test_a_run_scores_seeds_makes_children_and_tests_the_best(tmp_path):
+    model = MemoryBoundModel()
+    ctl = controller(tmp_path / "run", config(), model)
+    try:
+        summary = ctl.run()
+        programs = ctl.archive.programs()
+        assert summary["iteration"] == 2 and summary["best"] is not None
+        assert {p.operator for p in programs} >= {"seed", "mutate"}
+        assert len(programs) >= 3
+        stages = Counter(stage for _, stage, _ in keys(ctl))
+        assert stages["screen"] >= 3 and stages["select"] >= 1 and stages["test"] >= 1
+        best = summary["best"]["id"]
+        assert ctl.archive.evaluation(best, "test", ctl._keys["test"]) is not None  # the held-out score of the best
+        seed = next(p for p in programs if p.operator == "seed")
+        assert ctl.archive.evaluation(seed.id, "test", ctl._keys["test"]) is not None
+        assert len(keys(ctl)) == len(set(keys(ctl)))
+        kinds = {e.kind for e in ctl.archive.events()}
+        assert {"run_started", "iteration_started", "evaluated", "run_finished"} <= kinds
+    finally:
+        ctl.close()
+
+
+def test_an_interrupted_run_resumes_without_losing_or_redoing_evaluations(tmp_path):
+    run = tmp_path / "run"
+    seen = {"evaluated": 0}
+
+    def crash_after_three(kind: str, payload: dict[str, Any]) -> None:
+        if kind == "evaluated":
+            seen["evaluated"] += 1
+            if seen["evaluated"] == 3:  # the seed's two, then the first child's screen
+                raise KeyboardInterrupt
+
+    ctl = controller(run, config(), MemoryBoundModel(), on_event=crash_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        ctl.run()
+    before = [(e.id, e.program_id, e.stage, e.key, e.score) for e in ctl.archive.evaluations()]
+    ctl.close()
+    assert len(before) == 3
+
+    again = controller(run, config(), MemoryBoundModel(), create=False)
+    try:
+        summary = again.run()
+        after = [(e.id, e.program_id, e.stage, e.key, e.score) for e in again.archive.evaluations()]
+        assert after[:3] == before
+        assert len(keys(again)) == len(set(keys(again)))
+        assert summary["iteration"] == 2
+    finally:
+        again.close()
+
+
+def test_a_spent_token_budget_stops_cleanly_and_still_scores_test(tmp_path):
+    ctl = controller(tmp_path / "run", config(budget={"iterations": 5, "max_llm_tokens": 200}), MemoryBoundModel())
+    try:
+        summary = ctl.run()
+        assert summary["stopped"].startswith("token budget reached")
+        assert summary["iteration"] < 5
+        assert any(e.stage == "test" for e in ctl.archive.evaluations())
+        assert any(e.kind == "budget_exhausted" for e in ctl.archive.events())
+    finally:
+        ctl.close()
+
+
+def test_reflective_children_are_validated_in_the_sandbox_and_repaired(tmp_path):
+    crash = "```python\ndef rewrite_query(self, text):\n    return undefined_helper(text)\n```"
+    fixed = "```python\ndef rewrite_query(self, text):\n    return text + ' prefer usually always'\n```"
+    model = MemoryBoundModel(replies=[crash, fixed])
+    cfg = config(budget={"iterations": 1}, proposers={"weights": {"reflective": 1.0}, "children_per_iteration": 1, "repair_attempts": 2})
+    ctl = controller(tmp_path / "run", cfg, model)
+    try:
+        import agentmem_evolve.proposers as proposers
+
+        original = proposers.ReflectiveProposer.targets
+        proposers.ReflectiveProposer.targets = lambda self, source: ["rewrite_query"]  # type: ignore[method-assign]
+        try:
+            ctl.run()
+        finally:
+            proposers.ReflectiveProposer.targets = original  # type: ignore[method-assign]
+        child = next(p for p in ctl.archive.programs() if p.operator == "reflective")
+        assert child.status == "valid" and child.meta["repairs"] == 1
+        assert "prefer usually always" in child.source
+    finally:
+        ctl.close()
