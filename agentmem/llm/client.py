@@ -18,7 +18,9 @@ tags of the :func:`~agentmem.llm.context.call_context` in force.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from jinja2 import Environment, StrictUndefined
@@ -387,7 +390,138 @@ class LLM:
                 return content or ""
             raise self._error(last or RuntimeError("no attempt made"), attempts, base)  # pragma: no cover
 
-    def _completion(self, model: str, base: str | None, key: str | None, request: dict[str, Any]) -> Any:
+    # -- streaming ----------------------------------------------------------------------
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        caller: str | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """The model's reply to ``messages`` as it is generated, piece by piece.
+
+        Metered like :meth:`complete` (tokens counted once the stream ends: the
+        server's usage when it reports one, else an estimate) and cached like
+        it: a deterministic request answered before streams back as one chunk.
+        Connection failures before the first piece are retried; a failure
+        after it raises :class:`LLMError` (one line), since the pieces already
+        shown cannot be taken back.
+        """
+        request: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": self.max_tokens if max_tokens is None else max_tokens,
+            "temperature": self.temperature if temperature is None else temperature,
+            "response_format": None,
+        }
+        seed = self.seed if seed is None else seed
+        if seed is not None:
+            request["seed"] = int(seed)
+        cache = self.cache
+        key: dict[str, Any] | None = None
+        if cache is not None and is_deterministic(request):
+            key = {"model": self.identity(), **request}
+            started = time.monotonic()
+            try:
+                hit = cache.get(key)
+            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
+                log.warning("LLM cache lookup failed (%s): calling the model", _one_line(exc))
+                hit = None
+            if hit is not None:
+                self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
+                yield hit
+                return
+        pieces: list[str] = []
+        for piece in self._stream_call(request, caller):
+            pieces.append(piece)
+            yield piece
+        text = "".join(pieces)
+        if cache is not None and key is not None and text.strip():
+            try:
+                cache.put(key, text)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("LLM cache write failed (%s)", _one_line(exc))
+
+    async def astream(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        caller: str | None = None,
+        seed: int | None = None,
+    ) -> AsyncIterator[str]:
+        """:meth:`stream` for asyncio: the same pieces, metering, cache and errors.
+
+        The blocking stream runs in a worker thread (carrying this context's
+        metering tags) so that the event loop never waits on the model.
+        """
+        async for piece in iterate_in_thread(
+            lambda: self.stream(messages, max_tokens=max_tokens, temperature=temperature, caller=caller, seed=seed)
+        ):
+            yield piece
+
+    def _stream_call(self, request: dict[str, Any], caller: str | None) -> Iterator[str]:
+        """One metered streaming call: retried until its first piece arrives, then never."""
+        from agentmem.tokens import count_tokens
+
+        started = time.monotonic()
+        setup = 0.0
+        with self._semaphore:
+            attempts = self.max_retries + 1
+            base: str | None = self.api_base
+            for attempt in range(attempts):
+                if attempt:
+                    delay = min(self.retry_backoff * (2 ** (attempt - 1)), self.max_backoff)
+                    time.sleep(delay * (0.5 + random.random()))
+                pieces: list[str] = []
+                usage: Any = None
+                try:
+                    ready_at = time.monotonic()
+                    self._ensure_ready()
+                    setup += time.monotonic() - ready_at
+                    model, base, key = self._target()
+                    with self._server.slots if self._server is not None else contextlib.nullcontext():
+                        for chunk in self._completion(model, base, key, request, stream=True):
+                            usage = getattr(chunk, "usage", None) or usage
+                            piece = _chunk_text(chunk)
+                            if piece:
+                                pieces.append(piece)
+                                yield piece
+                except AgentmemError:
+                    self.meter.record(caller, 0, 0, time.monotonic() - started, error=True)
+                    raise
+                except GeneratorExit:  # the reader stopped early: count what it got
+                    self._record_stream(caller, request, pieces, usage, time.monotonic() - started - setup)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if not pieces and _transient(exc) and attempt + 1 < attempts:
+                        log.debug("transient LLM failure (attempt %d/%d): %s", attempt + 1, attempts, _one_line(exc))
+                        continue
+                    self.meter.record(caller, 0, count_tokens("".join(pieces)), time.monotonic() - started - setup, error=True)
+                    error = self._error(exc, attempt + 1, base)
+                    if pieces:
+                        error = LLMError(f"{error} (the reply broke off after {len(pieces)} pieces)")
+                    raise error from None
+                self._record_stream(caller, request, pieces, usage, time.monotonic() - started - setup)
+                return
+
+    def _record_stream(self, caller: str | None, request: dict[str, Any], pieces: list[str], usage: Any, seconds: float) -> None:
+        """Meter a finished stream: the server's usage when it sent one, else counted tokens."""
+        from agentmem.tokens import count_tokens
+
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        if not prompt_tokens:
+            prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in request["messages"])
+        if not completion_tokens:
+            completion_tokens = count_tokens("".join(pieces))
+        self.meter.record(caller, prompt_tokens, completion_tokens, seconds)
+
+    def _completion(
+        self, model: str, base: str | None, key: str | None, request: dict[str, Any], *, stream: bool = False
+    ) -> Any:
         """The litellm call itself (one attempt, no retries of its own)."""
         kwargs: dict[str, Any] = {
             "model": model,
@@ -410,6 +544,9 @@ class LLM:
         if request.get("tools"):  # native function calling (LLM.call_tool)
             kwargs["tools"] = request["tools"]
             kwargs["tool_choice"] = request.get("tool_choice") or "auto"
+        if stream:
+            kwargs["stream"] = True
+            kwargs["stream_options"] = {"include_usage": True}
         return _litellm.completion(**kwargs)
 
     def _error(self, exc: BaseException, attempts: int, base: str | None) -> LLMError:
@@ -497,6 +634,60 @@ class LLM:
         from agentmem.llm.tools import call_tool
 
         return call_tool(self, messages, tools, tool=tool, caller=caller, max_tokens=max_tokens)
+
+
+def _chunk_text(chunk: Any) -> str:
+    """The text a streamed chunk adds (empty for role-only and usage-only chunks)."""
+    try:
+        return chunk.choices[0].delta.content or ""
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+_DONE = object()
+
+
+async def iterate_in_thread(make: "Callable[[], Iterator[Any]]") -> AsyncIterator[Any]:
+    """Items of a blocking iterator, produced in a worker thread and awaited here.
+
+    The thread runs in a copy of the caller's context (metering tags follow);
+    an exception in it is raised here; leaving the loop early stops the thread
+    at its next item.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+    context = contextvars.copy_context()
+
+    def produce() -> None:
+        try:
+            iterator = make()
+            try:
+                for item in iterator:
+                    loop.call_soon_threadsafe(queue.put_nowait, (True, item))
+                    if stop.is_set():
+                        break
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+            loop.call_soon_threadsafe(queue.put_nowait, (False, exc))
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, (True, _DONE))
+
+    worker = threading.Thread(target=context.run, args=(produce,), daemon=True, name="agentmem-stream")
+    worker.start()
+    try:
+        while True:
+            ok, item = await queue.get()
+            if not ok:
+                raise item
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:

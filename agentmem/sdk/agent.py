@@ -1,0 +1,664 @@
+"""``agentmem.Agent``: a memory-backed chat agent in ten lines.
+
+::
+
+    from agentmem import Agent
+
+    def get_weather(city: str) -> str:
+        "The current weather in a city."
+        return f"sunny in {city}"
+
+    with Agent(memory="episodic+semantic", tools=[get_weather], user_id="ann") as agent:
+        print(agent.chat("I prefer aisle seats", thread_id="trip").text)
+
+Each turn runs a LangGraph ``StateGraph`` compiled with a SQLite checkpointer
+(``<store_dir>/threads.sqlite``), so a thread's messages survive a restart:
+
+    recall -> decide -> [tools -> decide]* -> respond -> observe -> END
+
+* **recall** asks every memory plugin for context about the user's message
+  within ``budget_tokens`` (split among plugins by
+  :class:`~agentmem.composition.ComposedMemory`).
+* **decide** picks a tool or none. Small local models are not reliable at
+  free-form function calling, so for them (and for any non-litellm
+  ``ChatModel``) this is two constrained steps: a JSON choice among the tool
+  names plus ``"none"``, then the chosen tool's arguments constrained by its
+  JSON schema. Remote models use native function calling.
+* **tools** runs the chosen function; an exception becomes the tool's result
+  text (``error: ...``), never a crash. At most ``max_tool_rounds`` rounds.
+* **respond** streams the answer from the system prompt, the recalled memory,
+  the thread's recent messages (within ``history_tokens``) and the tool results.
+* **observe** hands the user message, tool calls and results, and the answer
+  to memory as :class:`~agentmem.types.Event` s (session = the thread). Every
+  ``reflect_every`` turns of a thread, and at :meth:`Agent.end_thread`, memory
+  also gets ``reflect(Episode)`` to consolidate.
+
+Memory is scoped by ``user_id`` alone: a user's memories are shared by all of
+their threads and never seen by another user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import create_model
+
+from agentmem.composition import ComposedMemory
+from agentmem.errors import ConfigError, LLMError
+from agentmem.llm.tools import ToolSpec, as_tool_specs, parse_tool_calls
+from agentmem.memory import MemoryProgram
+from agentmem.prompts import render
+from agentmem.sdk.models import (
+    Message,
+    RecallDetail,
+    RecalledItem,
+    Reply,
+    StreamEvent,
+    ThreadInfo,
+    ToolCallRecord,
+    TurnTrace,
+)
+from agentmem.tokens import count_tokens
+from agentmem.toolkit import ChatModel, Stores, Toolkit
+from agentmem.types import Episode, Event, Query, Recall, Scope
+
+MemorySpec = str | Path | MemoryProgram | type[MemoryProgram]
+
+__all__ = ["Agent", "Message", "RecallDetail", "Reply", "StreamEvent", "ThreadInfo", "TurnTrace", "default_store_dir"]
+
+
+def default_store_dir() -> Path:
+    """The ``home`` setting (``AGENTMEM_HOME``; default ``<user data dir>/agentmem``): where memories and
+    threads live unless ``store_dir`` says otherwise."""
+    from agentmem.config import load_settings
+
+    return load_settings().home
+
+
+def _append(old: list[dict[str, Any]] | None, new: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The ``messages`` reducer: nodes return only the messages they add."""
+    return [*(old or []), *(new or [])]
+
+
+class _State(TypedDict, total=False):
+    messages: Annotated[list[dict[str, Any]], _append]  # the thread: persisted by the checkpointer
+    turns: int  # finished turns in this thread (for reflect_every)
+    thread_id: str
+    # this turn only (overwritten by the next one)
+    user: str
+    recalls: list[dict[str, Any]]
+    memory: str
+    tool_calls: list[dict[str, Any]]
+    pending: dict[str, Any] | None
+    draft: str | None
+    answer: str
+    written: dict[str, list[str]]
+
+
+class _ModelHandle:
+    """The agent's current model, as memory plugins see it: :meth:`Agent.set_model` swaps what it points to."""
+
+    def __init__(self, model: ChatModel) -> None:
+        self.target = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+class Agent:
+    """A chat agent with long-term memory, tools and persistent threads (see the module's notes).
+
+    ``model``: ``"local"`` (the embedded llama.cpp model), any litellm model
+    string (``"openai/gpt-4o-mini"``, ``"hosted_vllm/..."`` with ``api_base``),
+    or a ready :class:`~agentmem.toolkit.ChatModel`. ``memory``: plugin names
+    (``"episodic"``), ``"episodic+semantic"``, paths of program ``.py`` files,
+    :class:`~agentmem.memory.MemoryProgram` instances, or a list of them;
+    ``None`` for none. ``tools``: typed Python functions (the docstring is
+    the description, the type hints the schema). ``params``: per-plugin
+    parameters, ``{"episodic": {"top_k": 4}}``.
+    """
+
+    def __init__(
+        self,
+        model: str | ChatModel = "local",
+        memory: MemorySpec | list[MemorySpec] | None = None,
+        tools: list[Callable[..., Any] | ToolSpec] | None = None,
+        user_id: str = "default",
+        store_dir: str | Path | None = None,
+        *,
+        system_prompt: str | None = None,
+        budget_tokens: int = 1024,
+        api_base: str | None = None,
+        params: dict[str, dict[str, Any]] | None = None,
+        max_tool_rounds: int = 3,
+        history_tokens: int = 1536,
+        max_reply_tokens: int = 256,
+        reflect_every: int | None = 10,
+    ) -> None:
+        if not isinstance(user_id, str) or not user_id.strip():
+            raise ConfigError("Agent(user_id=...) is empty: give the name or id of the person the memories belong to")
+        self.user_id = user_id
+        self.store_dir = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.system_prompt = system_prompt
+        self.budget_tokens = budget_tokens
+        self.max_tool_rounds = max_tool_rounds
+        self.history_tokens = history_tokens
+        self.max_reply_tokens = max_reply_tokens
+        self.reflect_every = reflect_every
+        self._lock = threading.RLock()
+        self._closed = False
+
+        self._handle = _ModelHandle(self._make_model(model, api_base))
+        try:
+            self.tools: list[ToolSpec] = as_tool_specs(tools or [])
+        except ValueError as exc:
+            raise ConfigError(f"Agent(tools=...): {exc}; give each tool a unique function name") from None
+        self._tools = {t.name: t for t in self.tools}
+        self.stores = Stores(self.store_dir / "memory")
+        self.scope = Scope(user_id=user_id)
+        self.memory = ComposedMemory(self._make_memory(memory, params))
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self._conn = sqlite3.connect(self.store_dir / "threads.sqlite", check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._saver = SqliteSaver(self._conn)
+        self._saver.setup()
+        self._graph = self._build_graph()
+
+    # -- construction ------------------------------------------------------------------
+    @staticmethod
+    def _make_model(model: str | ChatModel, api_base: str | None) -> ChatModel:
+        if isinstance(model, str):
+            from agentmem.llm import LLM
+
+            return LLM(model, api_base=api_base, max_tokens=512)
+        if not callable(getattr(model, "complete", None)):
+            raise ConfigError(
+                f"Agent(model=...) got a {type(model).__name__}: give a model string such as \"local\" or an object "
+                "with complete() and structured() (agentmem.toolkit.ChatModel)"
+            )
+        return model
+
+    def _make_memory(
+        self, memory: MemorySpec | list[MemorySpec] | None, params: dict[str, dict[str, Any]] | None
+    ) -> list[MemoryProgram]:
+        from agentmem.agent.graph import build_memory_stack
+
+        if memory is None:
+            return []
+        specs: list[MemorySpec] = []
+        for spec in memory if isinstance(memory, (list, tuple)) else [memory]:
+            if isinstance(spec, str) and "+" in spec and not spec.endswith(".py"):
+                specs += [s.strip() for s in spec.split("+") if s.strip()]
+            else:
+                specs.append(spec)
+        programs: list[MemoryProgram] = []
+        for spec in specs:
+            if isinstance(spec, MemoryProgram):
+                programs.append(spec)
+            elif isinstance(spec, type) and issubclass(spec, MemoryProgram):  # a class: built here, in this scope
+                toolkit = Toolkit(scope=self.scope, stores=self.stores, llm=self._handle,  # type: ignore[arg-type]
+                                  namespace=spec.name or spec.__name__)
+                programs.append(spec(toolkit, (params or {}).get(spec.name or spec.__name__)))
+            elif isinstance(spec, (str, Path)):
+                name = str(spec)
+                if name in ("none", ""):
+                    continue
+                programs += build_memory_stack(
+                    [name], scope=self.scope, stores=self.stores, llm=self._handle, params=params  # type: ignore[arg-type]
+                )
+            else:
+                raise ConfigError(
+                    f"Agent(memory=...) got a {type(spec).__name__}: give plugin names (\"episodic\"), "
+                    "\"episodic+semantic\", .py program paths or MemoryProgram instances"
+                )
+        return programs
+
+    # -- public properties ----------------------------------------------------------------
+    @property
+    def plugins(self) -> list[str]:
+        """The memory plugins in use, by name (``[]`` for none)."""
+        return list(self.memory.names)
+
+    @property
+    def model(self) -> str:
+        """The model string in use (``"local"``, ``"openai/gpt-4o-mini"``), or the ChatModel's class name."""
+        target = self._handle.target
+        return str(getattr(target, "model", None) or type(target).__name__)
+
+    @property
+    def llm(self) -> ChatModel:
+        """The model object answering now (an :class:`agentmem.llm.LLM` unless you passed your own)."""
+        return self._handle.target
+
+    def set_model(self, model: str | ChatModel, api_base: str | None = None) -> None:
+        """Switch the model for the following turns; memories and threads stay as they are."""
+        with self._lock:
+            self._handle.target = self._make_model(model, api_base)
+
+    # -- the graph -------------------------------------------------------------------------
+    def _build_graph(self) -> Any:
+        from langgraph.graph import END, START, StateGraph
+
+        graph = StateGraph(_State)
+        graph.add_node("recall", self._recall_node)
+        graph.add_node("decide", self._decide_node)
+        graph.add_node("tools", self._tools_node)
+        graph.add_node("respond", self._respond_node)
+        graph.add_node("observe", self._observe_node)
+        graph.add_edge(START, "recall")
+        graph.add_edge("recall", "decide")
+        graph.add_conditional_edges("decide", lambda s: "tools" if s.get("pending") else "respond", ["tools", "respond"])
+        graph.add_edge("tools", "decide")
+        graph.add_edge("respond", "observe")
+        graph.add_edge("observe", END)
+        return graph.compile(checkpointer=self._saver)
+
+    def _recall_node(self, state: _State) -> dict[str, Any]:
+        user = state["messages"][-1]["content"]
+        details, block = self._recall(user, self.budget_tokens)
+        return {
+            "user": user, "recalls": [d.model_dump(mode="json") for d in details], "memory": block,
+            "tool_calls": [], "pending": None, "draft": None, "answer": "", "written": {},
+        }
+
+    def _decide_node(self, state: _State) -> dict[str, Any]:
+        done = [ToolCallRecord.model_validate(c) for c in state.get("tool_calls") or []]
+        # a tool is called at most once a turn: small models otherwise repeat the call they just made
+        untried = [t for t in self.tools if not any(c.name == t.name for c in done)]
+        if not untried or len(done) >= self.max_tool_rounds:
+            return {"pending": None}
+        llm = self._handle.target
+        messages = self._prompt(state, with_results=False)
+        if _is_remote_llm(llm) and not done:
+            return self._decide_native(llm, messages)
+        note = render("sdk_decide", tools=untried, done=[c.model_dump() for c in done])
+        names = [t.name for t in untried]
+        choice_model = create_model("ToolChoice", tool=(Literal[tuple([*names, "none"])], ...))  # type: ignore[misc]
+        choice = llm.structured(_with_note(messages, note), choice_model, caller="agent.decide")
+        name = getattr(choice, "tool", "none")
+        if name == "none" or name not in self._tools or any(c.name == name for c in done):
+            return {"pending": None}
+        spec = self._tools[name]
+        call_tool = getattr(llm, "call_tool", None)
+        try:
+            if call_tool is not None:
+                arguments = dict(call_tool(messages, [spec], tool=name, caller="agent.tool_args").arguments)
+            elif spec._args_model is not None:
+                arguments = llm.structured(messages, spec._args_model, caller="agent.tool_args").model_dump(mode="json")
+            else:
+                return {"pending": None}
+        except LLMError as exc:  # the model could not fill the arguments: answer without the tool, say why
+            return {"pending": None, "tool_calls": [*state.get("tool_calls", []),
+                                                    ToolCallRecord(name=name, error=f"{_NOT_CALLED}{exc}").model_dump(mode="json")]}
+        return {"pending": {"name": name, "arguments": arguments}}
+
+    def _decide_native(self, llm: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Native function calling: the model calls a tool or answers right away (the answer is kept as a draft)."""
+        request = {
+            "messages": messages, "max_tokens": self.max_reply_tokens, "temperature": llm.temperature,
+            "response_format": None, "tools": [t.openai() for t in self.tools], "tool_choice": "auto",
+        }
+        text = llm._call(request, "agent.decide")
+        calls = parse_tool_calls(text, self.tools, strict=False)
+        if calls:
+            return {"pending": {"name": calls[0].name, "arguments": dict(calls[0].arguments)}}
+        return {"pending": None, "draft": text.strip()}
+
+    def _tools_node(self, state: _State) -> dict[str, Any]:
+        pending = state.get("pending") or {}
+        name, arguments = pending.get("name", ""), dict(pending.get("arguments") or {})
+        record = ToolCallRecord(name=name, arguments=arguments)
+        spec = self._tools.get(name)
+        try:
+            if spec is None:
+                raise LookupError(f"no tool named {name!r}")
+            result = spec(**arguments)
+            record.result = result if isinstance(result, str) else json.dumps(result, default=str)
+        except Exception as exc:  # noqa: BLE001 - a failing tool is the model's information, not the agent's crash
+            record.error = f"error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+        message = {
+            "role": "tool", "content": record.error or record.result or "", "tool_name": name,
+            "tool_args": arguments, "ts": _now(),
+        }
+        return {
+            "pending": None,
+            "tool_calls": [*state.get("tool_calls", []), record.model_dump(mode="json")],
+            "messages": [message],
+        }
+
+    def _respond_node(self, state: _State) -> dict[str, Any]:
+        from langgraph.config import get_stream_writer
+
+        write = get_stream_writer()
+        llm = self._handle.target
+        draft = state.get("draft")
+        if draft:
+            write({"token": draft})
+            text = draft
+        elif callable(getattr(llm, "stream", None)):
+            pieces: list[str] = []
+            for piece in llm.stream(self._prompt(state, with_results=True), max_tokens=self.max_reply_tokens,
+                                    caller="agent.respond"):
+                pieces.append(piece)
+                write({"token": piece})
+            text = "".join(pieces)
+        else:
+            text = llm.complete(self._prompt(state, with_results=True), max_tokens=self.max_reply_tokens,
+                                caller="agent.respond")
+            write({"token": text})
+        answer = text.strip()
+        return {"answer": answer, "messages": [{"role": "assistant", "content": answer, "ts": _now()}]}
+
+    def _observe_node(self, state: _State) -> dict[str, Any]:
+        thread_id = state.get("thread_id") or "default"
+        events = [Event.message(state["user"], speaker="user", session_id=thread_id)]
+        for call in state.get("tool_calls") or []:
+            if not _was_called(call):
+                continue
+            events.append(Event.tool_call(call["name"], call.get("arguments") or {}, session_id=thread_id))
+            events.append(Event.observation(call.get("error") or call.get("result") or "", session_id=thread_id,
+                                            metadata={"tool": call["name"]}))
+        events.append(Event.message(state["answer"], speaker="assistant", session_id=thread_id))
+        written: dict[str, list[str]] = {}
+        if self.memory.programs:
+            for event in events:
+                self.memory.observe(event)
+            lines = [_event_line(e) for e in events]
+            written = {name: list(lines) for name in self.memory.names}
+        turns = int(state.get("turns") or 0) + 1
+        if self.reflect_every and turns % self.reflect_every == 0 and self.memory.programs:
+            self._reflect(thread_id, state.get("messages") or [])
+        return {"written": written, "turns": turns}
+
+    # -- prompt ------------------------------------------------------------------------------
+    def _prompt(self, state: _State, *, with_results: bool) -> list[dict[str, Any]]:
+        """System prompt + memory, the thread's recent user/assistant messages within ``history_tokens``, the message."""
+        system = render(
+            "sdk_system",
+            system_prompt=self.system_prompt or render("sdk_default_system"),
+            memory=state.get("memory") or "",
+            now=datetime.now().strftime("%A %d %B %Y"),
+        )
+        thread = state.get("messages") or []
+        start = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
+        earlier = [m for m in thread[:start] if m.get("role") in ("user", "assistant") and m.get("content")]
+        recent: list[dict[str, Any]] = []
+        used = 0
+        for m in reversed(earlier):
+            cost = count_tokens(m["content"]) + 4
+            if used + cost > self.history_tokens:
+                break
+            recent.append({"role": m["role"], "content": m["content"]})
+            used += cost
+        recent.reverse()
+        while recent and recent[0]["role"] != "user":  # chat templates want user first after the system message
+            recent.pop(0)
+        results = [c for c in state.get("tool_calls") or [] if _was_called(c)]
+        user = render("sdk_user", message=state.get("user") or "", tool_results=results if with_results else [])
+        return [{"role": "system", "content": system}, *recent, {"role": "user", "content": user}]
+
+    # -- memory ------------------------------------------------------------------------------
+    def _recall(self, query: str, budget: int) -> tuple[list[RecallDetail], str]:
+        if not self.memory.programs or budget <= 0:
+            return [], ""
+        merged = self.memory.recall(Query(text=query, budget_tokens=budget))
+        details = [_detail(name, r) for name, r in self.memory.last_recalls.items()]
+        return details, merged.instructions or merged.text()
+
+    def search_memory(self, query: str, budget_tokens: int | None = None) -> list[RecallDetail]:
+        """What each memory plugin recalls for ``query`` (as the agent would see it), without chatting."""
+        with self._lock:
+            self._check_open()
+            details, _ = self._recall(query, self.budget_tokens if budget_tokens is None else budget_tokens)
+            return details
+
+    def forget(self, item_id: str | None = None, *, query: str | None = None) -> int:
+        """Soft-delete memory items by id, or those recalled for ``query``; returns how many were forgotten.
+
+        Only plugins with a ``forget(item_id)`` method can forget (semantic
+        can); stored history stays, the item just leaves recall. Ids are the
+        ``RecalledItem.id`` values :meth:`search_memory` and reply traces show.
+        """
+        if (item_id is None) == (query is None):
+            raise ConfigError("Agent.forget: give either an item id or query=..., not both and not neither")
+        with self._lock:
+            self._check_open()
+            able = {n: p for n, p in self.memory.members.items() if callable(getattr(p, "forget", None))}
+            if not able:
+                raise ConfigError(
+                    f"memory {self.memory.label} cannot forget items: use a plugin that supports it "
+                    "(e.g. memory=\"semantic\") or delete the store directory"
+                )
+            if item_id is not None:
+                targets = [(p, item_id) for p in able.values()]
+            else:
+                targets = [(able[d.plugin], i.id) for d in self._recall(query or "", self.budget_tokens)[0]
+                           if d.plugin in able for i in d.items if i.id]
+            count = 0
+            for program, target in targets:
+                try:
+                    program.forget(target)  # type: ignore[attr-defined]
+                except (KeyError, LookupError, ValueError):
+                    continue  # not this plugin's item
+                except Exception as exc:  # noqa: BLE001 - plugins raise their own "unknown id" errors
+                    if "unknown" in str(exc).lower() or "no fact" in str(exc).lower() or "not found" in str(exc).lower():
+                        continue
+                    raise
+                count += 1
+            return count
+
+    def end_thread(self, thread_id: str = "default", *, outcome: str | None = None, reward: float | None = None) -> None:
+        """Tell memory a conversation is over: it gets ``reflect(Episode)`` to consolidate (extract facts, distil).
+
+        Also called every ``reflect_every`` turns of a thread. The thread itself
+        stays and can be continued.
+        """
+        with self._lock:
+            self._check_open()
+            messages = self._values(thread_id).get("messages") or []
+            self._reflect(thread_id, messages, outcome=outcome, reward=reward)
+
+    def _reflect(self, thread_id: str, messages: list[dict[str, Any]], *, outcome: str | None = None,
+                 reward: float | None = None) -> None:
+        if not self.memory.programs:
+            return
+        events: list[Event] = []
+        for m in messages:
+            if m.get("role") == "tool":
+                events.append(Event.tool_call(m.get("tool_name") or "tool", m.get("tool_args") or {}, session_id=thread_id))
+                events.append(Event.observation(m.get("content") or "", session_id=thread_id))
+            elif m.get("role") in ("user", "assistant"):
+                events.append(Event.message(m.get("content") or "", speaker=m["role"], session_id=thread_id))
+        self.memory.reflect(Episode(task=thread_id, events=events, outcome=outcome, reward=reward,
+                                    metadata={"thread_id": thread_id, "user_id": self.user_id}))
+
+    # -- chatting ------------------------------------------------------------------------------
+    def chat(self, message: str, thread_id: str = "default") -> Reply:
+        """Answer ``message`` in thread ``thread_id`` (created on first use); the reply carries its trace."""
+        reply: Reply | None = None
+        for event in self.stream(message, thread_id=thread_id):
+            if event.kind == "reply":
+                reply = event.reply
+        assert reply is not None
+        return reply
+
+    async def achat(self, message: str, thread_id: str = "default") -> Reply:
+        """:meth:`chat` for asyncio (the turn runs in a worker thread; the event loop stays free)."""
+        return await asyncio.to_thread(self.chat, message, thread_id)
+
+    def stream(self, message: str, thread_id: str = "default") -> Iterator[StreamEvent]:
+        """The answer as it is generated: ``token`` events, then one ``reply`` event with the full :class:`Reply`."""
+        if not isinstance(message, str) or not message.strip():
+            raise ConfigError("Agent.chat: the message is empty; say something")
+        if not isinstance(thread_id, str) or not thread_id.strip():
+            raise ConfigError("Agent.chat: thread_id is empty; name the conversation, e.g. thread_id=\"default\"")
+        with self._lock:
+            self._check_open()
+            started = time.perf_counter()
+            meter = getattr(self._handle.target, "meter", None)
+            before = meter.snapshot() if meter is not None else None
+            config = {"configurable": {"thread_id": thread_id}}
+            user = {"role": "user", "content": message, "ts": _now()}
+            final: dict[str, Any] = {}
+            for mode, chunk in self._graph.stream({"messages": [user], "thread_id": thread_id}, config, stream_mode=["custom", "values"]):
+                if mode == "custom" and isinstance(chunk, dict) and chunk.get("token"):
+                    yield StreamEvent(kind="token", text=str(chunk["token"]))
+                elif mode == "values":
+                    final = chunk
+            trace = TurnTrace(
+                recalls=[RecallDetail.model_validate(r) for r in final.get("recalls") or []],
+                written=dict(final.get("written") or {}),
+                tool_calls=[ToolCallRecord.model_validate(c) for c in final.get("tool_calls") or []],
+                seconds=time.perf_counter() - started,
+            )
+            if meter is not None and before is not None:
+                total = meter.delta(before)["total"]
+                trace.llm_calls = int(total.get("calls", 0))
+                trace.prompt_tokens = int(total.get("prompt_tokens", 0))
+                trace.completion_tokens = int(total.get("completion_tokens", 0))
+            reply = Reply(text=str(final.get("answer") or ""), thread_id=thread_id, trace=trace)
+            yield StreamEvent(kind="reply", reply=reply)
+
+    async def astream(self, message: str, thread_id: str = "default") -> AsyncIterator[StreamEvent]:
+        """:meth:`stream` for asyncio: the same events, produced in a worker thread."""
+        from agentmem.llm.client import iterate_in_thread
+
+        async for event in iterate_in_thread(lambda: self.stream(message, thread_id=thread_id)):
+            yield event
+
+    # -- threads -------------------------------------------------------------------------------
+    def _values(self, thread_id: str) -> dict[str, Any]:
+        snapshot = self._graph.get_state({"configurable": {"thread_id": thread_id}})
+        return dict(snapshot.values or {})
+
+    def threads(self) -> list[ThreadInfo]:
+        """Every thread in this store, most recently updated first.
+
+        Reads only the checkpointer (which has its own lock), so a UI may call
+        it while a turn is streaming in another thread.
+        """
+        self._check_open()
+        with self._saver.lock:
+            rows = self._conn.execute("SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''").fetchall()
+        out: list[ThreadInfo] = []
+        for (thread_id,) in rows:
+            found = self._saver.get_tuple({"configurable": {"thread_id": thread_id}})
+            if found is None:
+                continue
+            values = found.checkpoint.get("channel_values") or {}
+            ts = found.checkpoint.get("ts")
+            out.append(ThreadInfo(
+                id=str(thread_id), messages=len(values.get("messages") or []),
+                updated_at=datetime.fromisoformat(ts) if isinstance(ts, str) else None,
+            ))
+        epoch = datetime.min.replace(tzinfo=timezone.utc)
+        return sorted(out, key=lambda t: t.updated_at or epoch, reverse=True)
+
+    def history(self, thread_id: str = "default") -> list[Message]:
+        """The thread's messages, oldest first (``[]`` for a thread never used); safe during a turn."""
+        self._check_open()
+        return [
+            Message(role=m["role"], content=m.get("content") or "", tool_name=m.get("tool_name"),
+                    tool_args=m.get("tool_args"))
+            for m in self._values(thread_id).get("messages") or []
+        ]
+
+    # -- lifetime ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigError("this Agent is closed: create a new Agent(...) with the same store_dir to go on")
+
+    def close(self) -> None:
+        """Flush and close memory and the thread store (stored data stays); closing twice is harmless."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self.memory.close()
+            finally:
+                self._conn.close()
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Agent(model={self.model!r}, memory={self.memory.label!r}, user_id={self.user_id!r})"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+_NOT_CALLED = "not called: "  # a tool the model chose but could not give valid arguments
+
+
+def _was_called(call: dict[str, Any]) -> bool:
+    return bool(call.get("name")) and not str(call.get("error") or "").startswith(_NOT_CALLED)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _is_remote_llm(llm: Any) -> bool:
+    """A litellm model that speaks native function calling (not the embedded local one)."""
+    from agentmem.llm import LLM
+
+    return isinstance(llm, LLM) and not llm.is_local
+
+
+def _with_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
+    out = [dict(m) for m in messages]
+    out[-1]["content"] = f"{out[-1]['content']}\n\n{note}"
+    return out
+
+
+def _event_line(event: Event) -> str:
+    if event.kind == "tool_call":
+        return f"tool call: {event.tool_name}({json.dumps(event.arguments or {}, default=str)})"
+    if event.kind == "observation":
+        return f"tool result: {event.content}"
+    return f"{event.speaker or event.kind}: {event.content}"
+
+
+def _item_id(item: Any) -> str:
+    meta = item.metadata or {}
+    for key in ("fact_id", "item_id", "id"):
+        if meta.get(key):
+            return str(meta[key])
+    if item.event_ids:
+        return str(item.event_ids[0])
+    return ""
+
+
+def _why(item: Any) -> str:
+    meta = item.metadata or {}
+    for key in ("why", "reason"):
+        if meta.get(key):
+            return str(meta[key])
+    parts = [f"score {item.score:.3f}"]
+    if meta.get("key"):
+        parts.append(f"key {meta['key']}")
+    if meta.get("session"):
+        parts.append(f"thread {meta['session']}")
+    return ", ".join(parts)
+
+
+def _detail(name: str, recall: Recall) -> RecallDetail:
+    items = [
+        RecalledItem(id=_item_id(i), text=i.content, score=i.score, source=i.source or name, why=_why(i))
+        for i in recall.items
+    ]
+    return RecallDetail(plugin=name, items=items, tokens=recall.tokens, truncated=recall.omitted)
