@@ -315,6 +315,17 @@ class LLM:
         A deterministic request (temperature 0, or a ``seed``) is looked up in
         the cache first, and its answer kept there.
         """
+        request = self._request(messages, max_tokens, temperature, response_format, seed)
+        key, hit = self._cache_lookup(request, caller)
+        if hit is not None:
+            return hit
+        text = self._call(request, caller)
+        self._cache_store(key, text)
+        return text
+
+    def _request(self, messages: list[dict[str, Any]], max_tokens: int | None, temperature: float | None,
+                 response_format: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+        """The request body, with this client's defaults filled in."""
         request: dict[str, Any] = {
             "messages": messages,
             "max_tokens": self.max_tokens if max_tokens is None else max_tokens,
@@ -324,26 +335,31 @@ class LLM:
         seed = self.seed if seed is None else seed
         if seed is not None:
             request["seed"] = int(seed)
+        return request
+
+    def _cache_lookup(self, request: dict[str, Any], caller: str | None) -> tuple[dict[str, Any] | None, str | None]:
+        """``(key, cached answer)``; the key is ``None`` for requests that may not be cached."""
         cache = self.cache
-        key: dict[str, Any] | None = None
-        if cache is not None and is_deterministic(request):
-            key = {"model": self.identity(), **request}
-            started = time.monotonic()
-            try:
-                hit = cache.get(key)
-            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
-                log.warning("LLM cache lookup failed (%s): calling the model", _one_line(exc))
-                hit = None
-            if hit is not None:
-                self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
-                return hit
-        text = self._call(request, caller)
-        if cache is not None and key is not None and text.strip():  # a blank reply is not worth keeping
-            try:
-                cache.put(key, text)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("LLM cache write failed (%s)", _one_line(exc))
-        return text
+        if cache is None or not is_deterministic(request):
+            return None, None
+        key = {"model": self.identity(), **request}
+        started = time.monotonic()
+        try:
+            hit = cache.get(key)
+        except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
+            log.warning("LLM cache lookup failed (%s): calling the model", _one_line(exc))
+            hit = None
+        if hit is not None:
+            self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
+        return key, hit
+
+    def _cache_store(self, key: dict[str, Any] | None, text: str) -> None:
+        if self.cache is None or key is None or not text.strip():  # a blank reply is not worth keeping
+            return
+        try:
+            self.cache.put(key, text)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("LLM cache write failed (%s)", _one_line(exc))
 
     def _call(self, request: dict[str, Any], caller: str | None) -> str:
         """One metered call with retries; returns the reply text or raises :class:`LLMError`."""
@@ -409,39 +425,16 @@ class LLM:
         after it raises :class:`LLMError` (one line), since the pieces already
         shown cannot be taken back.
         """
-        request: dict[str, Any] = {
-            "messages": messages,
-            "max_tokens": self.max_tokens if max_tokens is None else max_tokens,
-            "temperature": self.temperature if temperature is None else temperature,
-            "response_format": None,
-        }
-        seed = self.seed if seed is None else seed
-        if seed is not None:
-            request["seed"] = int(seed)
-        cache = self.cache
-        key: dict[str, Any] | None = None
-        if cache is not None and is_deterministic(request):
-            key = {"model": self.identity(), **request}
-            started = time.monotonic()
-            try:
-                hit = cache.get(key)
-            except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
-                log.warning("LLM cache lookup failed (%s): calling the model", _one_line(exc))
-                hit = None
-            if hit is not None:
-                self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
-                yield hit
-                return
+        request = self._request(messages, max_tokens, temperature, None, seed)
+        key, hit = self._cache_lookup(request, caller)
+        if hit is not None:
+            yield hit
+            return
         pieces: list[str] = []
         for piece in self._stream_call(request, caller):
             pieces.append(piece)
             yield piece
-        text = "".join(pieces)
-        if cache is not None and key is not None and text.strip():
-            try:
-                cache.put(key, text)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("LLM cache write failed (%s)", _one_line(exc))
+        self._cache_store(key, "".join(pieces))
 
     async def astream(
         self,
