@@ -24,11 +24,15 @@ from pydantic import BaseModel, Field
 from agentmem.agent import MemoryAgent, build_memory_stack
 from agentmem.environment import Action, AgentLike, Answer, Environment, Split, TaskResult
 from agentmem.errors import ConfigError
+from agentmem.memory import MemoryProgram
 from agentmem.registry import load_environment
 from agentmem.toolkit import ChatModel, Embedder, Stores
 from agentmem.types import Episode, Event, Scope
 
 Progress = Callable[[int, int, dict[str, float]], None]
+#: builds a task's memory programs instead of build_memory_stack (e.g. sandboxed candidates):
+#: (scope, stores, llm, embedder, params) -> programs
+MemoryFactory = Callable[[Scope, Stores, ChatModel, Embedder, "dict[str, Any] | None"], "list[MemoryProgram]"]
 
 
 class Cost(BaseModel):
@@ -144,12 +148,15 @@ def run_eval(
     keep_stores: bool = False,
     chroma_host: str | None = None,
     progress: Progress | None = None,
+    memory_factory: MemoryFactory | None = None,
 ) -> EvalResult:
     """Run ``memory`` (plugin names or program paths) through ``env`` and score it.
 
     Each task gets a fresh private store under ``workdir`` (a temporary
     directory, removed afterwards unless ``keep_stores``); ``chroma_host``
-    puts the vector collections on a Chroma server instead.
+    puts the vector collections on a Chroma server instead. ``memory_factory``,
+    when given, builds each task's programs instead (evolution passes one that
+    runs candidates in a sandbox); ``memory`` is then only the result's label.
     """
     from agentmem.embeddings import default_embedder
     from agentmem.llm.context import call_context
@@ -179,9 +186,12 @@ def run_eval(
                 stores = Stores(root / task.id.replace("/", "_"), chroma_host=chroma_host)
                 scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
                 with call_context(task=task.id):
-                    programs = build_memory_stack(
-                        memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params
-                    )
+                    if memory_factory is not None:
+                        programs = memory_factory(scope, stores, llm, shared_embedder, params)
+                    else:
+                        programs = build_memory_stack(
+                            memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params
+                        )
                     agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evolve_fakes import BagEmbedder
 
 from agentmem.llm.meter import Meter
 from agentmem.llm.tools import ToolCall
@@ -51,22 +52,6 @@ class MemoryBoundModel:
         meta = self.expected[request]
         args = {k: (v if str(v).lower() in prompt.lower() else "unknown") for k, v in meta["arguments"].items()}
         return ToolCall(name=meta["tool"], arguments=args)
-
-
-class BagEmbedder:
-    name = "bag"
-    dim = 26
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            v = [0.0] * 26
-            for ch in text.lower():
-                if "a" <= ch <= "z":
-                    v[ord(ch) - 97] += 1.0
-            norm = sum(x * x for x in v) ** 0.5 or 1.0
-            out.append([x / norm for x in v])
-        return out
 
 
 def config(**over: Any) -> RunConfig:
