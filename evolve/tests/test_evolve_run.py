@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -113,8 +114,11 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
         capture_output=True, text=True, timeout=120,
     )
     assert exported.returncode == 0, exported.stdout + exported.stderr
+    package = next(p.parent for p in out.rglob("pyproject.toml"))  # the package directory `export` printed
     site = tmp_path / "site"
-    install = subprocess.run(["uv", "pip", "install", "--no-deps", "--target", str(site), str(out)], capture_output=True, text=True, timeout=300)
+    uv = shutil.which("uv") or pytest.skip("uv is not on PATH")
+    install = subprocess.run([uv, "pip", "install", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
+                             capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr
     listed = subprocess.run(
         [str(BIN / "agentmem"), "plugins", "list", "--json"], capture_output=True, text=True, timeout=120,
