@@ -350,3 +350,17 @@ def test_processes_share_one_local_server_and_survive_its_owner_exiting(tmp_path
     assert record["pid"] == llm.server.pid and record["owner"] == os.getpid()
     server_mod.stop_shared_servers()
     assert not list((tmp_path / "registry").glob("*.json"))
+
+
+def test_an_attached_server_whose_owner_exited_counts_as_gone():
+    """Its watchdog is stopping it: clients must start or find another instead of retrying a dying one."""
+    import subprocess
+    import sys
+
+    from agentmem.llm.server import AttachedServer
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    record = {"api_base": "http://127.0.0.1:9/v1", "model_path": "/m.gguf", "pid": os.getpid(), "owner": dead.pid}
+    assert not AttachedServer(record).is_running()
+    assert AttachedServer({**record, "owner": os.getpid()}).is_running()

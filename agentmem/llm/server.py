@@ -281,6 +281,7 @@ class AttachedServer:
         self.model_path = Path(str(record["model_path"]))
         self.alias = str(record.get("alias", "local"))
         self._pid = int(record["pid"])  # type: ignore[call-overload]
+        self._owner = int(record.get("owner", -1))  # type: ignore[call-overload]
         log = record.get("log")
         self.log_path: Path | None = Path(str(log)) if log else None
         self.slots = threading.BoundedSemaphore(1)
@@ -291,7 +292,8 @@ class AttachedServer:
         return self._pid
 
     def is_running(self) -> bool:
-        return _pid_alive(self._pid)
+        """Alive, and so is its owner: a server whose owner exited is being stopped by its watchdog."""
+        return _pid_alive(self._pid) and (self._owner < 0 or _pid_alive(self._owner))
 
     def stop(self, grace: float = 5.0) -> None:
         """Not ours to stop: the process that started it does, when it exits."""
@@ -383,6 +385,7 @@ def shared_local_server(
             record is not None
             and int(record.get("owner", -1)) != os.getpid()
             and _pid_alive(int(record.get("pid", -1)))
+            and _pid_alive(int(record.get("owner", -1)))  # an orphaned server is on its way out
             and record.get("alias") == alias
             and _healthy(str(record.get("api_base")))
         ):

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from agentmem.errors import ConfigError
+from agentmem.errors import ConfigError, LLMError
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
@@ -40,6 +40,7 @@ from agentmem_evolve.proposers import (
 from agentmem_evolve.selection import make_strategy
 
 CONFIG_FILE = "config.toml"
+MUTATION_TIMEOUT = 900.0  # seconds one code-writing call may take
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -118,6 +119,9 @@ class Controller:
 
             models = self.config.models
             self._mutation_llm = make_llm(models.mutation, models.mutation_api_base or models.api_base)
+            # writing code with a 1.5B model on a busy CPU takes minutes: a short timeout would resend
+            # the request while the server is still busy with it, and every retry would wait longer
+            self._mutation_llm.timeout = max(float(getattr(self._mutation_llm, "timeout", 0) or 0), MUTATION_TIMEOUT)
         return self._mutation_llm
 
     @property
@@ -329,7 +333,10 @@ class Controller:
         if operator == "reflective":
             proposer = ReflectiveProposer(self.mutation_llm, self.task_info)
             references = [v for v in ranked if v.id != parent.id][:2]
-            return proposer.attempt(parent, rng, references, attempts, check=self._check_source)
+            try:
+                return proposer.attempt(parent, rng, references, attempts, check=self._check_source)
+            except LLMError as exc:  # the code-writing model is down or too slow: this child is lost, not the run
+                raise ProposalFailed(f"the mutation model failed: {exc}") from None
         if operator == "merge":
             others = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
             try:
