@@ -40,6 +40,25 @@ HOOK_HINT = {
 }
 
 
+FIELDS = {
+    "Event": ".kind, .content (the text), .speaker, .timestamp, .session_id, .tool_name, .arguments, .reward, .metadata",
+    "Query": ".text, .budget_tokens, .timestamp, .metadata",
+    "Recall": ".items (list of RecallItem), .omitted, .plugin, .instructions",
+    "RecallItem": ".content (the text), .score, .source, .tokens, .event_ids, .metadata",
+}
+
+
+def attribute_hint(error: str) -> str:
+    """For "'Event' object has no attribute 'text'", the attributes it does have (small models guess names)."""
+    import re as _re
+
+    match = _re.search(r"'(\w+)' object has no attribute '(\w+)'", error)
+    if not match or match.group(1) not in FIELDS:
+        return ""
+    kind, wrong = match.groups()
+    return f"{kind} has no .{wrong}; its attributes are {FIELDS[kind]}."
+
+
 class Proposal(BaseModel):
     """A child program, how it was made, and (for LLM proposals) the conversation that made it."""
 
@@ -210,7 +229,9 @@ class ReflectiveProposer:
     def repair(self, proposal: Proposal, parent_source: str, error: str, detail: str = "", rng: random.Random | None = None) -> Proposal:
         """Continue the conversation with the error; the reply is spliced into the parent again."""
         rng = rng or random.Random()
-        proposal.conversation.append({"role": "user", "content": render("repair.j2", error=error, detail=detail, target=proposal.target)})
+        proposal.conversation.append({"role": "user", "content": render(
+            "repair.j2", error=error, detail=detail, target=proposal.target, hint=attribute_hint(error),
+        )})
         return self._complete(proposal, parent_source, rng)
 
     def attempt(

@@ -147,3 +147,23 @@ def test_merge_combines_the_changes_of_both_parents():
     assert prog.read_defaults(child.source)["top_k"] == 4
     assert "text.lower()" in prog.functions(child.source)["rewrite_query"]
     assert child.parents == ["a", "b"]
+
+
+def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
+    from agentmem_evolve.proposers import attribute_hint
+
+    hint = attribute_hint("smoke: error: observe raised AttributeError: 'Event' object has no attribute 'text'")
+    assert "Event has no .text" in hint and ".content" in hint
+    model = ScriptedModel([
+        "```python\ndef before_store(self, event):\n    return event if event.text else None\n```",
+        "```python\ndef before_store(self, event):\n    return event if event.content else None\n```",
+    ])
+
+    def check(source):
+        if "event.text" in source:
+            return False, "smoke: error: observe raised AttributeError: 'Event' object has no attribute 'text'", ""
+        return True, "", ""
+
+    proposal = ReflectiveProposer(model, TASK).attempt(seed_view(), random.Random(0), [], 2, check=check, target="before_store")
+    assert "event.content" in proposal.source
+    assert ".content (the text)" in model.seen[1][-1]["content"]
