@@ -284,10 +284,11 @@ class Controller:
                 continue
             self._check_budget()
             parent = views[parent_ids[index % len(parent_ids)]]
-            operator = self._pick_operator(rng, parent, ranked)
+            child_rng = random.Random(f"{self.config.seed}:{iteration}:{index}")  # a replayed child draws as before
+            operator = self._pick_operator(child_rng, parent, ranked)
             before = self._meter_snapshot()
             try:
-                proposal = self._propose(operator, parent, ranked, rng)
+                proposal = self._propose(operator, parent, ranked, child_rng)
             except ProposalFailed as exc:
                 self._account(before)
                 self._record_failed_proposal(exc, operator, parent, iteration)
@@ -297,7 +298,7 @@ class Controller:
             self._account(before)
             record = ProgramRecord(
                 source=proposal.source, parents=proposal.parents, operator=proposal.operator, generation=iteration + 1,
-                island=self.strategy.assign_island(proposal.parents, rng),
+                island=self.strategy.assign_island(proposal.parents, child_rng),
                 meta={**proposal.meta, "validated": proposal.operator == "reflective"},
             )
             if self.archive.add_program(record):
