@@ -274,6 +274,11 @@ def replace_function(source: str, code: str, expected: str | None = None) -> Spl
         raise ValueError("no function definition found: answer with one complete `def ...` in a ```python block")
     if expected and expected not in {d.name for d in defs}:
         raise ValueError(f"the function must be named `{expected}` and keep its signature; you wrote {', '.join(d.name for d in defs)}")
+    if expected:
+        # a model asked for one method often repeats others (``__init__``, ``recall``) from the prompt:
+        # only the asked-for method replaces code; other defs may only add new helpers
+        present = set(functions(source))
+        defs = [d for d in defs if d.name == expected or (d.name not in present and not d.name.startswith("__"))]
     for node in defs:
         if node.args.args[:1] and node.args.args[0].arg != "self":
             raise ValueError(f"`{node.name}` is a method: its first parameter must be `self`")

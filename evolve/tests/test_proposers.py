@@ -167,3 +167,17 @@ def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
     proposal = ReflectiveProposer(model, TASK).attempt(seed_view(), random.Random(0), [], 2, check=check, target="before_store")
     assert "event.content" in proposal.source
     assert ".content (the text)" in model.seen[1][-1]["content"]
+
+
+def test_only_the_asked_for_method_is_replaced():
+    source, _ = prog.seed_source("episodic")
+    reply = (
+        "def __init__(self, toolkit):\n    pass\n\n"
+        "def recall(self, query):\n    return None\n\n"
+        "def after_recall(self, query, recall):\n    return recall\n\n"
+        "def _newest_first(self, items):\n    return items[::-1]\n"
+    )
+    splice = prog.replace_function(source, reply, "after_recall")
+    assert splice.replaced == ["after_recall"] and splice.added == ["_newest_first"]
+    methods = prog.functions(splice.source)
+    assert "DEFAULTS" in methods["__init__"] and "super().recall" in methods["recall"]
