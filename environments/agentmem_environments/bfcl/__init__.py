@@ -43,10 +43,19 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from agentmem.environment import AgentLike, Environment, QuestionResult, Split, Task, TaskResult, cap_questions, parse_knobs
+from agentmem.environment import (
+    AgentLike,
+    Environment,
+    QuestionResult,
+    Split,
+    Task,
+    TaskResult,
+    cap_questions,
+    check_split,
+    parse_knobs,
+)
 from agentmem.errors import ConfigError
 from agentmem.types import Episode
-
 from agentmem_environments.bfcl.checker import Checker, bfcl_correct, load_checker
 from agentmem_environments.bfcl.install import BFCL_VERSION, ENV_DIR, BFCLInstallError, ensure_bfcl, find_bfcl
 from agentmem_environments.bfcl.loader import load_tasks
@@ -57,7 +66,6 @@ __all__ = ["BFCLMemoryEnvironment", "Options", "BFCL_VERSION", "ENV_DIR", "BFCLI
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 _RECALLED_TEXT_CHARS = 2000
 
 
@@ -139,10 +147,7 @@ class BFCLMemoryEnvironment(Environment):
     # ------------------------------------------------------------------ protocol
 
     def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ConfigError(f"bfcl-memory: unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"bfcl-memory: limit must be 0 or more, got {limit}; pass a non-negative number of questions")
+        check_split("bfcl-memory", split, limit)
         all_tasks = self._load()
         wanted = None if split == "all" else set(self._splits[split])
         return cap_questions([t for t in all_tasks if wanted is None or t.id in wanted], limit)

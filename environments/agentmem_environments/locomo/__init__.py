@@ -30,10 +30,19 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, cap_questions
+from agentmem.environment import (
+    AgentLike,
+    Environment,
+    Question,
+    QuestionResult,
+    Split,
+    Task,
+    TaskResult,
+    cap_questions,
+    check_split,
+)
 from agentmem.errors import AgentmemError, ConfigError, DataError
 from agentmem.types import Episode
-
 from agentmem_environments.locomo.demo import DEMO_PATH
 from agentmem_environments.locomo.loader import ADVERSARIAL_ANSWER as NOT_MENTIONED
 from agentmem_environments.locomo.loader import CATEGORIES, load_tasks
@@ -53,7 +62,6 @@ OFFICIAL_SAMPLES = 10
 # demo set is used instead.
 OFFICIAL_SHA256: str | None = None
 DEMO_NOTICE = "LoCoMo demo set (not the benchmark)"
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 _RECALLED_TEXT_CHARS = 2000
 
 
@@ -193,10 +201,7 @@ class LocomoEnvironment(Environment):
     # ------------------------------------------------------------------ protocol
 
     def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ConfigError(f"locomo: unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"locomo: limit must be 0 or more, got {limit}; pass a non-negative number of questions")
+        check_split("locomo", split, limit)
         all_tasks = self._load()
         if split == "all":
             chosen = all_tasks

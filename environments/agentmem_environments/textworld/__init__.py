@@ -59,7 +59,18 @@ from typing import Any, ClassVar, Literal
 import jinja2
 from pydantic import BaseModel, Field
 
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, parse_knobs, require_act
+from agentmem.environment import (
+    AgentLike,
+    Environment,
+    Question,
+    QuestionResult,
+    Split,
+    Task,
+    TaskResult,
+    check_split,
+    parse_knobs,
+    require_act,
+)
 from agentmem.errors import ConfigError, DataError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode, Event
@@ -68,7 +79,6 @@ __all__ = ["TextWorldEnvironment", "Options", "GameSpec", "ensure_game", "game_p
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 FAMILIES: tuple[str, ...] = ("cooking", "treasure_hunter")
 _SPLIT_BASE = {"train": 1_000_000, "validation": 2_000_000, "test": 3_000_000}
 _SEED_STRIDE = 10_000
@@ -321,10 +331,7 @@ class TextWorldEnvironment(Environment):
         }
 
     def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ConfigError(f"textworld: unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"textworld: limit must be 0 or more, got {limit}; pass a non-negative number of episodes")
+        check_split("textworld", split, limit, unit="episodes")
         splits = ("train", "validation", "test") if split == "all" else (split,)
         out: list[Task] = []
         remaining = limit

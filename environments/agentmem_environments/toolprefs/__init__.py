@@ -34,12 +34,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-
-from agentmem.environment import AgentLike, Environment, Question, QuestionResult, Split, Task, TaskResult, cap_questions, parse_knobs, require_act
+from agentmem.environment import (
+    AgentLike,
+    Environment,
+    Question,
+    QuestionResult,
+    Split,
+    Task,
+    TaskResult,
+    cap_questions,
+    check_split,
+    parse_knobs,
+    require_act,
+)
 from agentmem.errors import ConfigError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode
-
 from agentmem_environments.locomo import split_ids
 from agentmem_environments.toolprefs.domains import DOMAINS, TOOLS, tool_spec
 from agentmem_environments.toolprefs.generator import GeneratorOptions, generate_users, render_call
@@ -49,7 +59,6 @@ __all__ = ["ToolPrefsEnvironment", "GeneratorOptions"]
 
 log = logging.getLogger(__name__)
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 _RECALLED_TEXT_CHARS = 2000
 _KNOBS = tuple(GeneratorOptions.model_fields)
 
@@ -114,10 +123,7 @@ class ToolPrefsEnvironment(Environment):
     # ------------------------------------------------------------------ protocol
 
     def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        if split not in SPLITS:
-            raise ConfigError(f"toolprefs: unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if limit is not None and limit < 0:
-            raise ConfigError(f"toolprefs: limit must be 0 or more, got {limit}; pass a non-negative number of questions")
+        check_split("toolprefs", split, limit)
         all_tasks = self._load()
         wanted = None if split == "all" else set(self._splits[split])
         return cap_questions([t for t in all_tasks if wanted is None or t.id in wanted], limit)
