@@ -9,6 +9,7 @@ as it arrives, so an interrupted run loses at most the jobs in flight.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Iterator, Protocol
 
@@ -89,6 +90,10 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, concurrency: int = 1) -> None:
+        if address is None:
+            # a local instance shares this machine's environment: Ray must not repackage the project
+            # and rebuild it with `uv run` for every worker (its hook does when the driver ran under uv)
+            os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
         try:
             import ray
         except ImportError:
