@@ -73,11 +73,14 @@ class Controller:
         self._embedder = embedder
         self.on_event = on_event
         env = config.environment
-        self._keys = {
-            "screen": slice_key(env.name, env.screen_split, env.minibatch, env.data, env.options, config.seed),
-            "select": slice_key(env.name, env.select_split, env.validation_limit, env.data, env.options, config.seed),
-            "test": slice_key(env.name, env.test_split, env.test_limit, env.data, env.options, config.seed),
+        # stage -> (split, question limit): the cascade's three slices, and the key that names each
+        self._slices = {
+            "screen": (env.screen_split, env.minibatch),
+            "select": (env.select_split, env.validation_limit),
+            "test": (env.test_split, env.test_limit),
         }
+        self._keys = {stage: slice_key(env.name, split, limit, env.data, env.options, config.seed)
+                      for stage, (split, limit) in self._slices.items()}
         self._task_info: TaskInfo | None = None
         self.strategy = make_strategy(config.selection)
         saved = self.archive.get_state("strategy", None)
@@ -384,11 +387,7 @@ class Controller:
     # -- evaluation ----------------------------------------------------------------------------
     def _job(self, record: ProgramRecord, stage: str) -> EvalJob:
         env = self.config.environment
-        split, limit = {
-            "screen": (env.screen_split, env.minibatch),
-            "select": (env.select_split, env.validation_limit),
-            "test": (env.test_split, env.test_limit),
-        }[stage]
+        split, limit = self._slices[stage]
         return EvalJob(
             program_id=record.id, source=record.source, stage=stage, env=env.name, split=split, limit=limit,  # type: ignore[arg-type]
             data=env.data, options=env.options, seed=self.config.seed, model=self.config.models.task,
