@@ -196,7 +196,10 @@ def run_eval(
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))
                     finally:
-                        agent.close()
+                        try:
+                            agent.close()
+                        finally:
+                            stores.close()
                 results.append(result)
                 if progress is not None:
                     progress(done, total, environment.aggregate(results))

@@ -9,9 +9,11 @@ memories never leak into another's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
+import weakref
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -135,6 +137,7 @@ class Stores:
         self.root.mkdir(parents=True, exist_ok=True)
         self.chroma_host = chroma_host
         self._chroma: Any = None
+        self._release: weakref.finalize | None = None
         self._lock = threading.Lock()
 
     @property
@@ -150,7 +153,23 @@ class Stores:
                     self._chroma = chromadb.HttpClient(host=host, port=int(port or 8000), settings=settings)
                 else:
                     self._chroma = chromadb.PersistentClient(path=str(self.root / "chroma"), settings=settings)
+                # a Stores dropped without close() must not keep its files open for the process's life
+                self._release = weakref.finalize(self, _close_client, self._chroma)
             return self._chroma
+
+    def close(self) -> None:
+        """Release the Chroma client (its SQLite handles and index files); stored data stays.
+
+        Chroma keeps one system per path alive for the whole process until
+        every client on it is closed, so a process that opens many stores
+        (an evaluation opens one per task) would otherwise run out of file
+        descriptors. Using the store again reopens it.
+        """
+        with self._lock:
+            self._chroma = None
+            release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def scope_dir(self, scope: Scope) -> Path:
         path = self.root / "scopes" / scope.key()
@@ -260,6 +279,13 @@ class Toolkit:
             self._db.commit()
             self._db.close()
             self._db = None
+
+
+def _close_client(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
 
 
 def _safe_name(name: str) -> str:

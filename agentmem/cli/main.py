@@ -46,11 +46,9 @@ ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-co
 
 def make_llm(model: str | None = None, api_base: str | None = None) -> Any:
     """The metered LLM client for the chosen model (flags > env > config file > defaults)."""
-    from agentmem.config import load_settings
     from agentmem.llm import LLM
 
-    settings = load_settings(model=model, api_base=api_base)
-    return LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings)
+    return LLM.from_settings(model, api_base)
 
 
 def parse_params(values: list[str] | None) -> dict[str, Any]:

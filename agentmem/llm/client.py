@@ -156,6 +156,20 @@ def _validation_summary(exc: ValidationError | ValueError) -> str:
 class LLM:
     """A metered, retried, concurrency-limited chat model (satisfies :class:`agentmem.toolkit.ChatModel`)."""
 
+    @classmethod
+    def from_settings(cls, model: str | None = None, api_base: str | None = None) -> "LLM":
+        """The client for the chosen model, resolved as every command resolves it.
+
+        Precedence: the arguments, then ``AGENTMEM_MODEL`` / ``AGENTMEM_API_BASE``,
+        then the config file, then the embedded local default. The CLI, the
+        evolution evaluator and its workers all build their clients here, so a
+        run scores with exactly the model its command line named.
+        """
+        from agentmem.config import load_settings
+
+        settings = load_settings(model=model, api_base=api_base)
+        return cls(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings)
+
     def __init__(
         self,
         model: str | None = None,

@@ -589,6 +589,7 @@ class Agent:
                 self.memory.close()
             finally:
                 self._conn.close()
+                self.stores.close()
 
     def __enter__(self) -> "Agent":
         return self

@@ -235,6 +235,7 @@ class AgentmemStore(BaseStore):
                 memory.close()
             self._memories.clear()
             self._conn.close()
+            self.stores.close()
 
     def __enter__(self) -> "AgentmemStore":
         return self

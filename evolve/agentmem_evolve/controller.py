@@ -110,18 +110,18 @@ class Controller:
     @property
     def task_llm(self) -> Any:
         if self._task_llm is None:
-            from agentmem.cli.main import make_llm
+            from agentmem.llm import LLM
 
-            self._task_llm = make_llm(self.config.models.task, self.config.models.api_base)
+            self._task_llm = LLM.from_settings(self.config.models.task, self.config.models.api_base)
         return self._task_llm
 
     @property
     def mutation_llm(self) -> Any:
         if self._mutation_llm is None:
-            from agentmem.cli.main import make_llm
+            from agentmem.llm import LLM
 
             models = self.config.models
-            self._mutation_llm = make_llm(models.mutation, models.mutation_api_base or models.api_base)
+            self._mutation_llm = LLM.from_settings(models.mutation, models.mutation_api_base or models.api_base)
             # writing code with a 1.5B model on a busy CPU takes minutes: a short timeout would resend
             # the request while the server is still busy with it, and every retry would wait longer
             self._mutation_llm.timeout = max(float(getattr(self._mutation_llm, "timeout", 0) or 0), MUTATION_TIMEOUT)

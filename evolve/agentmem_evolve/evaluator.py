@@ -84,9 +84,9 @@ def _shared_embedder() -> Any:
 def _llm(model: str, api_base: str | None) -> Any:
     key = (model, api_base)
     if key not in _LLMS:
-        from agentmem.cli.main import make_llm
+        from agentmem.llm import LLM
 
-        _LLMS[key] = make_llm(model, api_base)
+        _LLMS[key] = LLM.from_settings(model, api_base)
     return _LLMS[key]
 
 

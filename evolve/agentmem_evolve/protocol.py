@@ -112,7 +112,11 @@ class FrameReader:
             remaining = deadline() - time.monotonic()
             if remaining <= 0:
                 raise ProtocolError("timeout", "no reply in time")
-            ready, _, _ = select.select([self.fd], [], [], min(poll, remaining))
+            # poll(), not select(): select() refuses descriptors numbered 1024
+            # or more, which a long-lived host process easily reaches.
+            poller = select.poll()
+            poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+            ready = poller.poll(max(0, int(min(poll, remaining) * 1000)))
             if watch is not None:
                 watch()
             if not ready:

@@ -628,10 +628,11 @@ def validate_program(
         return ValidationReport(ok=False, stage="import", kind="invalid", error=f"invalid: {exc}",
                                 seconds=round(time.perf_counter() - started, 3))
     root = tempfile.mkdtemp(prefix="agentmem-validate-")
+    stores = Stores(root)
     program: SandboxedProgram | None = None
     stage: Literal["import", "interface", "smoke"] = "import"
     try:
-        toolkit = Toolkit(scope=Scope(user_id="validate", agent_id="candidate"), stores=Stores(root), llm=llm,
+        toolkit = Toolkit(scope=Scope(user_id="validate", agent_id="candidate"), stores=stores, llm=llm,
                           embedder=embedder, namespace="candidate", clock=Clock())
         try:
             program = SandboxedProgram(source, toolkit, params, limits)
@@ -660,4 +661,5 @@ def validate_program(
     finally:
         if program is not None:
             program._finalizer()
+        stores.close()
         shutil.rmtree(root, ignore_errors=True)
