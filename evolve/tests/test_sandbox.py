@@ -124,7 +124,7 @@ def test_benign_program_in_the_sandbox_scores_as_in_process(program, tmp_path):
     llm_sb = MeteredFakeLLM(env)
     sandboxed = run_eval(env, [path.stem], llm=llm_sb, embedder=BagEmbedder(), split="all", limit=2, workdir=tmp_path,
                          memory_factory=sandboxed_factory(path, LIMITS))
-    assert sandboxed.questions == inproc.questions == 1
+    assert sandboxed.questions == inproc.questions == 2
     assert sandboxed.metrics == inproc.metrics
     assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [q.recalled for t in inproc.tasks for q in t.questions]
     # the program's LLM calls were made (and metered) by the controller, under the same callers
