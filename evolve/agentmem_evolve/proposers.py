@@ -53,9 +53,14 @@ def attribute_hint(error: str) -> str:
     import re as _re
 
     match = _re.search(r"'(\w+)' object has no attribute '(\w+)'", error)
-    if not match or match.group(1) not in FIELDS:
+    if not match:
         return ""
     kind, wrong = match.groups()
+    if kind == "Program":  # the candidate itself: small models invent self.memory, self.store, ...
+        return (f"The program has no self.{wrong}; a hook may use only its own arguments, "
+                "self.params (its settings, read as attributes) and plain Python.")
+    if kind not in FIELDS:
+        return ""
     return f"{kind} has no .{wrong}; its attributes are {FIELDS[kind]}."
 
 

@@ -154,6 +154,8 @@ def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
 
     hint = attribute_hint("smoke: error: observe raised AttributeError: 'Event' object has no attribute 'text'")
     assert "Event has no .text" in hint and ".content" in hint
+    own = attribute_hint("smoke: error: observe raised AttributeError: 'Program' object has no attribute 'memory'")
+    assert "no self.memory" in own and "self.params" in own
     model = ScriptedModel([
         "```python\ndef before_store(self, event):\n    return event if event.text else None\n```",
         "```python\ndef before_store(self, event):\n    return event if event.content else None\n```",
