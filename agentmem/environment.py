@@ -72,6 +72,15 @@ def check_split(env: str, split: str, limit: int | None, unit: str = "questions"
         raise ConfigError(f"{env}: limit must be 0 or more, got {limit}; pass a non-negative number of {unit}")
 
 
+def check_top_k(env: str, top_k: int | None) -> int | None:
+    """``top_k`` as an int (``None``: every recalled item), or one clear error when it is below 1."""
+    from agentmem.errors import ConfigError
+
+    if top_k is not None and top_k < 1:
+        raise ConfigError(f"{env}: top_k must be at least 1, got {top_k}; pass a positive number")
+    return None if top_k is None else int(top_k)
+
+
 def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overrides: dict[str, Any] | None = None) -> K:
     """An environment's knobs from ``--data`` and keyword overrides, validated by ``model``.
 
@@ -225,3 +234,29 @@ class Environment(ABC):
         """Overall metrics (and per-category ones) from task results."""
 
     primary_metric: ClassVar[str] = "score"
+
+
+class TaskSetEnvironment(Environment):
+    """An environment whose tasks load all at once and are split by task id.
+
+    Subclasses implement :meth:`_load`, which returns every task and fills
+    ``self._splits`` (split name -> task ids); :meth:`tasks` and
+    :meth:`split_ids` then behave the same in every such environment.
+    """
+
+    _splits: dict[str, list[str]]
+
+    @abstractmethod
+    def _load(self) -> list[Task]:
+        """Every task, loaded once; sets ``self._splits``."""
+
+    def split_ids(self) -> dict[str, list[str]]:
+        """The task ids of each split."""
+        self._load()
+        return {k: list(v) for k, v in self._splits.items()}
+
+    def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
+        check_split(self.name, split, limit)  # before loading: a typo costs no data load
+        all_tasks = self._load()
+        wanted = None if split == "all" else set(self._splits[split])
+        return cap_questions([t for t in all_tasks if wanted is None or t.id in wanted], limit)

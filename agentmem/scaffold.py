@@ -91,9 +91,14 @@ def _in_agentmem_workspace(path: Path) -> bool:
     return False
 
 
-def _templates() -> jinja2.Environment:
+def file_templates(package: str = "agentmem", folder: str = "templates/plugin") -> jinja2.Environment:
+    """Jinja templates that render files of a package (kept verbatim: trailing newlines, no stray indents).
+
+    The scaffold and ``agentmem evolve export`` both write plugin packages
+    with these settings, so their files come out alike.
+    """
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("agentmem", "templates/plugin"),
+        loader=jinja2.PackageLoader(package, folder),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -121,7 +126,7 @@ def scaffold_plugin(name: str, dest: Path | str = Path("."), *, check_installed:
     root = dest / names.dist
     if root.exists():
         raise ConfigError(f"{root} already exists; remove it or choose another --dir or name (nothing was overwritten)")
-    env = _templates()
+    env = file_templates()
     context = {
         "name": names.name,
         "dist": names.dist,

@@ -22,10 +22,8 @@ from importlib.metadata import packages_distributions, requires
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from agentmem.errors import ConfigError
-from agentmem.scaffold import PluginNames, plugin_names, scaffold_plugin
+from agentmem.scaffold import PluginNames, file_templates, plugin_names, scaffold_plugin
 from agentmem_evolve.archive import Archive, ProgramRecord
 
 __all__ = ["export_program", "find_program_class", "resolve_program_id"]
@@ -205,16 +203,6 @@ def _dist_named_like(module: str) -> list[str]:
     return []
 
 
-def _templates() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("agentmem_evolve", "templates/export"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def _provenance(archive: Archive, rec: ProgramRecord) -> dict[str, Any]:
     scores = []
     metrics: dict[str, float] = {}
@@ -289,7 +277,7 @@ def export_program(
     source = _set_class_name_attr(rec.source, cls_name, names.name)
     if not source.endswith("\n"):
         source += "\n"
-    env = _templates()
+    env = file_templates("agentmem_evolve", "templates/export")
     if rec.params:
         source += env.get_template("params.py.j2").render(program_id=rec.id, cls=cls_name, params=repr(rec.params))
     info = _provenance(archive, rec)

@@ -106,17 +106,17 @@ class FrameReader:
         self.fd = fd
         self.max_bytes = max_bytes
         self._buffer = bytearray()
+        # poll(), not select(): select() refuses descriptors numbered 1024 or
+        # more, which a long-lived host process easily reaches
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
 
     def _fill(self, want: int, deadline: Callable[[], float], watch: Callable[[], None] | None, poll: float) -> None:
         while len(self._buffer) < want:
             remaining = deadline() - time.monotonic()
             if remaining <= 0:
                 raise ProtocolError("timeout", "no reply in time")
-            # poll(), not select(): select() refuses descriptors numbered 1024
-            # or more, which a long-lived host process easily reaches.
-            poller = select.poll()
-            poller.register(self.fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-            ready = poller.poll(max(0, int(min(poll, remaining) * 1000)))
+            ready = self._poller.poll(max(0, int(min(poll, remaining) * 1000)))
             if watch is not None:
                 watch()
             if not ready:

@@ -45,16 +45,13 @@ from pydantic import BaseModel, Field
 
 from agentmem.environment import (
     AgentLike,
-    Environment,
     QuestionResult,
-    Split,
     Task,
     TaskResult,
-    cap_questions,
-    check_split,
+    TaskSetEnvironment,
+    check_top_k,
     parse_knobs,
 )
-from agentmem.errors import ConfigError
 from agentmem.types import Episode
 from agentmem_environments.bfcl.checker import Checker, bfcl_correct, load_checker
 from agentmem_environments.bfcl.install import BFCL_VERSION, ENV_DIR, BFCLInstallError, ensure_bfcl, find_bfcl
@@ -80,7 +77,7 @@ class Options(BaseModel):
     install: bool = Field(True, description="install bfcl-eval (no dependencies) into the cache when it is not found")
 
 
-class BFCLMemoryEnvironment(Environment):
+class BFCLMemoryEnvironment(TaskSetEnvironment):
     """BFCL v4 memory: prerequisite conversations fill memory, then questions scored by BFCL's agentic checker."""
 
     name: ClassVar[str] = "bfcl-memory"
@@ -91,13 +88,11 @@ class BFCLMemoryEnvironment(Environment):
     primary_metric: ClassVar[str] = "accuracy"
 
     def __init__(self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None, **knobs: Any) -> None:
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"bfcl-memory: top_k must be at least 1, got {top_k}; pass a positive number")
+        self.top_k = check_top_k("bfcl-memory", top_k)
         if data not in (None, "") and Path(str(data)).expanduser().is_dir():
             data, knobs = None, {"bfcl_dir": str(data), **knobs}  # --data may be just the install's path
         self.options = parse_knobs("bfcl-memory", Options, data, knobs)
         self.seed = int(seed)
-        self.top_k = None if top_k is None else int(top_k)
         self._root: Path | None = None
         self._found = ""
         self._tasks: list[Task] | None = None
@@ -139,18 +134,7 @@ class BFCLMemoryEnvironment(Environment):
         self._load()
         return f"bfcl-eval at {self.root} ({self._found})"
 
-    def split_ids(self) -> dict[str, list[str]]:
-        """The scenario (task) ids of each split."""
-        self._load()
-        return {k: list(v) for k, v in self._splits.items()}
-
     # ------------------------------------------------------------------ protocol
-
-    def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        check_split("bfcl-memory", split, limit)
-        all_tasks = self._load()
-        wanted = None if split == "all" else set(self._splits[split])
-        return cap_questions([t for t in all_tasks if wanted is None or t.id in wanted], limit)
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
         checker = self.checker

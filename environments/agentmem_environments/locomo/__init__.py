@@ -32,16 +32,14 @@ from typing import Any, ClassVar
 
 from agentmem.environment import (
     AgentLike,
-    Environment,
     Question,
     QuestionResult,
-    Split,
     Task,
     TaskResult,
-    cap_questions,
-    check_split,
+    TaskSetEnvironment,
+    check_top_k,
 )
-from agentmem.errors import AgentmemError, ConfigError, DataError
+from agentmem.errors import AgentmemError, DataError
 from agentmem.types import Episode
 from agentmem_environments.locomo.demo import DEMO_PATH
 from agentmem_environments.locomo.loader import ADVERSARIAL_ANSWER as NOT_MENTIONED
@@ -134,7 +132,7 @@ def split_ids(ids: list[str], seed: int) -> dict[str, list[str]]:
     }
 
 
-class LocomoEnvironment(Environment):
+class LocomoEnvironment(TaskSetEnvironment):
     """LoCoMo conversation QA (token F1 per category; evidence recall as an LLM-free proxy)."""
 
     name: ClassVar[str] = "locomo"
@@ -144,10 +142,8 @@ class LocomoEnvironment(Environment):
     primary_metric: ClassVar[str] = "f1"
 
     def __init__(self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None) -> None:
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"locomo: top_k must be at least 1, got {top_k}; pass a positive number")
         self.seed = int(seed)
-        self.top_k = None if top_k is None else int(top_k)
+        self.top_k = check_top_k("locomo", top_k)
         self._data = data
         self._tasks: list[Task] | None = None
         self._source = ""
@@ -193,22 +189,7 @@ class LocomoEnvironment(Environment):
     def is_demo(self) -> bool:
         return self.source.startswith("demo")
 
-    def split_ids(self) -> dict[str, list[str]]:
-        """The sample ids of each split."""
-        self._load()
-        return {k: list(v) for k, v in self._splits.items()}
-
     # ------------------------------------------------------------------ protocol
-
-    def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        check_split("locomo", split, limit)
-        all_tasks = self._load()
-        if split == "all":
-            chosen = all_tasks
-        else:
-            wanted = set(self._splits[split])
-            chosen = [t for t in all_tasks if t.id in wanted]
-        return cap_questions(chosen, limit)
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
         started = time.perf_counter()

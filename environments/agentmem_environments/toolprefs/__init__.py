@@ -36,18 +36,15 @@ from typing import Any, ClassVar
 
 from agentmem.environment import (
     AgentLike,
-    Environment,
     Question,
     QuestionResult,
-    Split,
     Task,
     TaskResult,
-    cap_questions,
-    check_split,
+    TaskSetEnvironment,
+    check_top_k,
     parse_knobs,
     require_act,
 )
-from agentmem.errors import ConfigError
 from agentmem.llm.tools import ToolSpec
 from agentmem.types import Episode
 from agentmem_environments.locomo import split_ids
@@ -68,7 +65,7 @@ def _spec(name: str) -> ToolSpec:
     return tool_spec(TOOLS[name])
 
 
-class ToolPrefsEnvironment(Environment):
+class ToolPrefsEnvironment(TaskSetEnvironment):
     """Generated users whose stated preferences must ground later tool calls (Mem2ActBench-style)."""
 
     name: ClassVar[str] = "toolprefs"
@@ -86,11 +83,9 @@ class ToolPrefsEnvironment(Environment):
         top_k: int | None = None,
         **knobs: Any,
     ) -> None:
-        if top_k is not None and top_k < 1:
-            raise ConfigError(f"toolprefs: top_k must be at least 1, got {top_k}; pass a positive number")
+        self.top_k = check_top_k("toolprefs", top_k)
         self.options = parse_knobs("toolprefs", GeneratorOptions, data, knobs)
         self.seed = int(seed)
-        self.top_k = None if top_k is None else int(top_k)
         self._tasks: list[Task] | None = None
         self._splits: dict[str, list[str]] = {}
 
@@ -110,23 +105,12 @@ class ToolPrefsEnvironment(Environment):
             f" per session, {o.corrections} corrections, {o.questions} requests per user)"
         )
 
-    def split_ids(self) -> dict[str, list[str]]:
-        """The user (task) ids of each split."""
-        self._load()
-        return {k: list(v) for k, v in self._splits.items()}
-
     @staticmethod
     def tools_for(question: Question) -> list[ToolSpec]:
         """The tools offered for a request: every tool of its domain."""
         return [_spec(name) for name in question.metadata["tools"]]
 
     # ------------------------------------------------------------------ protocol
-
-    def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
-        check_split("toolprefs", split, limit)
-        all_tasks = self._load()
-        wanted = None if split == "all" else set(self._splits[split])
-        return cap_questions([t for t in all_tasks if wanted is None or t.id in wanted], limit)
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
         act = require_act("toolprefs", agent)
