@@ -34,11 +34,13 @@ models_app = typer.Typer(help="Local model files: list, pull, verify.", no_args_
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(models_app, name="models")
 
+from agentmem.cli.mcp import register as _register_mcp  # noqa: E402
 from agentmem.cli.plugin_new import register as _register_plugin_new  # noqa: E402
 from agentmem.cli.serve import register as _register_serve  # noqa: E402
 
 _register_plugin_new(app)
 _register_serve(app)
+_register_mcp(app)
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)")]
@@ -137,6 +139,7 @@ def eval_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="grid directory: cells, grid.json/.csv, report.md/.html; run again with the same directory to resume")] = None,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
+    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="a strong litellm model that judges answers where the benchmark's official metric is a judge's verdict (longmemeval, memoryagentbench); never the local model")] = None,
 ) -> None:
     """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and reports)."""
     from agentmem.evaluation import make_environment
@@ -150,11 +153,11 @@ def eval_command(
     configs = parse_configs(memory)
     params = parse_params(param)
     if len(envs) == 1 and len(configs) == 1 and out_dir is None:
-        _eval_one(make_environment(envs[0], data=data, seed=seed), configs[0], params=params, split=split, limit=limit,
+        _eval_one(make_environment(envs[0], data=data, seed=seed, judge_model=judge_model), configs[0], params=params, split=split, limit=limit,
                   budget=budget, out=out, model=model, api_base=api_base)
         return
     _eval_grid(envs, configs, params=params, split=split, limit=limit, budget=budget, data=data, seed=seed,
-               out_dir=out_dir, model=model, api_base=api_base)
+               out_dir=out_dir, model=model, api_base=api_base, judge_model=judge_model)
 
 
 def _progress_columns() -> list[Any]:
@@ -196,7 +199,7 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
 
 def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, Any], split: str, limit: int | None,
                budget: int, data: str | None, seed: int, out_dir: Path | None, model: str | None,
-               api_base: str | None) -> None:
+               api_base: str | None, judge_model: str | None = None) -> None:
     from rich.progress import Progress
 
     from agentmem.evaluation import make_environment
@@ -207,7 +210,7 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
     out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
     cells = len(envs) * len(configs)
     console.print(f"grid: {len(envs)} environment(s) x {len(configs)} memory configuration(s) = {cells} cells -> {out_dir}")
-    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
+    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model) for e in envs}
     totals = {e: sum(len(t.questions) for t in environments[e].tasks(split=split, limit=limit)) for e in envs}  # type: ignore[arg-type]
     primaries = {e: environments[e].primary_metric for e in envs}
     llm = make_llm(model, api_base)
