@@ -476,12 +476,13 @@ class MemoryService:
         with self._lock(key):
             self._check_open()
             with self._db_lock:
-                live = {r[0] for r in self._db.execute(
-                    "SELECT id FROM memories WHERE user_id = ? AND agent_id = ?", key)}
-            if not live:
+                empty = self._db.execute(
+                    "SELECT 1 FROM memories WHERE user_id = ? AND agent_id = ? LIMIT 1", key).fetchone() is None
+            if empty:
                 return result
             memory = self._memory(key)
             recall = memory.recall(Query(text=query.strip(), budget_tokens=budget))
+            live = self._stored_ids(key, {e for item in recall.items for e in item.event_ids})
         hits: list[SearchHit] = []
         for item in recall.items:
             ids = list(dict.fromkeys(e for e in item.event_ids if e in live))
@@ -514,6 +515,18 @@ class MemoryService:
                 " ORDER BY seq DESC LIMIT ? OFFSET ?", (*key, int(limit), int(offset)),
             ).fetchall()
         return ListResult(user_id=key[0], agent_id=key[1], total=int(total), memories=[_record(r) for r in rows])
+
+    def _stored_ids(self, key: tuple[str, str], ids: set[str]) -> set[str]:
+        """Which of ``ids`` are memories of ``key`` in the ledger."""
+        wanted = sorted(ids)
+        found: set[str] = set()
+        with self._db_lock:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                marks = ",".join("?" * len(part))
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT id FROM memories WHERE user_id = ? AND agent_id = ? AND id IN ({marks})", (*key, *part)))
+        return found
 
     def get(self, memory_id: str, *, user_id: str, agent_id: str = "default") -> MemoryRecord:
         """One memory of (user, agent) by id (another user's id is "not found", never shown)."""

@@ -80,7 +80,10 @@ def test_official_names_and_the_loader_on_them(tmp_path):
     data = {
         "Accurate_Retrieval": [_row("ruler_qa1_197K", text, ["Which colour is light 7?", "Which colour is light 9?"],
                                     [["green"], ["green"]])],
-        "Conflict_Resolution": [_row("factconsolidation_sh_6k", "0. A is B.\n1. A is C.", ["What is A?"], [["C"]])],
+        # the official rows leave the fields a source does not use null
+        "Conflict_Resolution": [_row("factconsolidation_sh_6k", "0. A is B.\n1. A is C.", ["What is A?"], [["C", "C"]],
+                                     demo=None, haystack_sessions=None, keypoints=None, previous_events=None,
+                                     question_dates=None, question_ids=None, question_types=None)],
     }
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(data))
@@ -92,7 +95,7 @@ def test_official_names_and_the_loader_on_them(tmp_path):
     assert all(count_tokens(e.content) <= 128 for e in ar.sessions[0].events)
     assert " ".join(e.content for e in ar.sessions[0].events) == text  # chunks keep every word, in order
     assert [q.id for q in ar.questions] == ["AR:ruler_qa1_197K:0:p0", "AR:ruler_qa1_197K:0:p1"]
-    assert cr.questions[0].metadata["answers"] == ["C"] and cr.questions[0].category == "CR"
+    assert cr.questions[0].metadata["answers"] == ["C", "C"] and cr.questions[0].category == "CR"
     rows_file = tmp_path / "rows.jsonl"  # a bare list of rows: the competency follows from the source
     rows_file.write_text(json.dumps(data["Conflict_Resolution"][0]) + "\n")
     (task,) = rows_to_tasks(load_rows(rows_file)[0], chunk_tokens=64, origin=str(rows_file))
@@ -168,8 +171,8 @@ def test_each_competency_is_scored_by_its_own_metric():
     assert fact["accuracy"] == 1.0
     summary = env.score(q("infbench_sum", ["Ann restores the mill with Bob."], "LRU"), "Ann and Bob restore the old mill.")
     assert 0 < summary["rougeL_f1"] < 1 and summary["accuracy"] == summary["rougeL_f1"]
-    detective = env.score(q("detective_qa", ["B"], "LRU"), "B")
-    assert detective["accuracy"] == 1.0
+    detective = env.score(q("detective_qa", ["His hand and his eyesight"], "LRU"), "his hand and his eyesight.")
+    assert detective["accuracy"] == 1.0 and env.score(q("detective_qa", ["Ann"], "LRU"), "Ann or Bob")["accuracy"] == 0.0
     event = env.score(q("eventqa", ["Olga met Bruno at an inn"], "AR"), "Olga met Bruno at an inn and left")
     assert event["eventqa_recall"] == 1.0 and event["accuracy"] == 1.0
 

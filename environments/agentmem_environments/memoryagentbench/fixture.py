@@ -10,7 +10,7 @@ with two or three questions, in the sub-dataset families the benchmark uses:
   one ``recsys`` row (recommendation dialogues; an ``entity2id`` map is
   written beside the splits, as the benchmark ships ``entity2id.json``);
 * LRU: two ``infbench_sum`` rows (a story to summarise, with key points), one
-  ``detective_qa`` row (a mystery with a multiple-choice question);
+  ``detective_qa`` row (a mystery; name the culprit among three);
 * CR: three ``factconsolidation`` rows (numbered facts, later ones
   overriding earlier ones; single- and multi-hop questions).
 
@@ -193,10 +193,8 @@ def _detective(rng: random.Random) -> dict[str, Any]:
     ]
     options = [thief, innocent, other]
     rng.shuffle(options)
-    letters = "ABC"
-    question = ("Who stole the emerald necklace? " + " ".join(f"{letters[i]}. {o}" for i, o in enumerate(options))
-                + " Answer with the letter only.")
-    return _row(_pad(rng, clues, 2600), [question], [[letters[options.index(thief)]]], "detective_qa_fixture")
+    question = f"Who stole the emerald necklace: {options[0]}, {options[1]} or {options[2]}? Answer with the name only."
+    return _row(_pad(rng, clues, 2600), [question], [[thief]], "detective_qa_fixture")
 
 
 def _facts(rng: random.Random, source: str, multi_hop: bool) -> dict[str, Any]:
