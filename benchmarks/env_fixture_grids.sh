@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export LITELLM_LOCAL_MODEL_COST_MAP=True
 ENVS=environments/agentmem_environments
-uv run --all-packages agentmem eval --env longmemeval --memory none,episodic --split all \
+AGENTMEM=${AGENTMEM:-"uv run --all-packages agentmem"}  # AGENTMEM=.venv/bin/agentmem skips uv's sync check
+$AGENTMEM eval --env longmemeval --memory none,episodic --split all \
     --data "$ENVS/longmemeval/fixture_longmemeval.json" --out-dir benchmarks/results/fixture-grid-longmemeval "$@"
-uv run --all-packages agentmem eval --env memoryagentbench --memory none,episodic --split all \
+$AGENTMEM eval --env memoryagentbench --memory none,episodic --split all \
     --data "$ENVS/memoryagentbench/fixture_memoryagentbench.json" --out-dir benchmarks/results/fixture-grid-memoryagentbench "$@"

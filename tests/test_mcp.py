@@ -306,6 +306,7 @@ def test_service_threads_on_one_user_lose_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.llm
+@pytest.mark.timeout(900)
 def test_semantic_memory_over_the_service_keeps_fact_history_and_forgets_for_real(tmp_path: Path, local_llm: Any) -> None:
     """With semantic memory, facts are extracted by the real local model; deleting the memory removes its facts."""
     store = tmp_path / "store"
@@ -318,7 +319,11 @@ def test_semantic_memory_over_the_service_keeps_fact_history_and_forgets_for_rea
         assert first.id in {i for h in facts for i in h.memory_ids}
         history = service.fact_history(facts[0].metadata["fact_id"], user_id="ann")
         assert history.changes and history.changes[0]["op"] == "ADD"
+        json.dumps(history.model_dump())
+        service.add("My cat is called Pixel and she is three years old.", user_id="ann")
         service.delete(first.id, user_id="ann")
-        assert service.search("where does the user live", user_id="ann").hits == []
+        after = service.search("where does the user live and work", user_id="ann", budget_tokens=4000)
+        assert "Denver" not in "\n".join(h.content for h in after.hits)
+        assert first.id not in {i for h in after.hits for i in h.memory_ids}
+        assert service.list_memories(user_id="ann").total == 1
     assert _files_containing(store, "Denver") == []
-    json.dumps(history.model_dump())

@@ -113,7 +113,7 @@ def mcp_command(
                             chroma_host=settings.chroma_host)
     from agentmem.mcp_server.server import build_server
 
-    server = build_server(service, default_user=user, default_agent=agent, host=host, log_level=log_level)
+    server = build_server(service, default_user=user, default_agent=agent, log_level=log_level)
     extra = f" (+ {', '.join(service.capabilities)})" if service.capabilities else ""
     signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -55,7 +55,7 @@ def one_line_validation(tool: str, exc: ValidationError) -> str:
 
 
 def build_server(service: MemoryService, *, default_user: str = "default", default_agent: str = "default",
-                 host: str = "127.0.0.1", log_level: str = "WARNING") -> Any:
+                 log_level: str = "WARNING") -> Any:
     """An ``MCPServer`` whose tools call ``service`` (run it with ``.run("stdio")`` or over HTTP)."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError

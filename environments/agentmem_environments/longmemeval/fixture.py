@@ -135,7 +135,7 @@ def build(seed: int = SEED) -> list[dict[str, Any]]:
     """The fixture's instances (deterministic for a seed)."""
     rng = random.Random(seed)
     out: list[dict[str, Any]] = []
-    for n, sc in enumerate(SCENARIOS):
+    for sc in SCENARIOS:
         qid = _hex(rng, 8) + ("_abs" if sc.get("abstention") else "")
         start = datetime(2023, 3, 1, 9, 0) + timedelta(days=rng.randint(0, 120))
         sessions: list[tuple[datetime, str, list[dict[str, Any]], bool]] = []

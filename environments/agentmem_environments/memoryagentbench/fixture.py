@@ -170,7 +170,7 @@ def _story(rng: random.Random, source: str) -> dict[str, Any]:
         f"{a} inherited the old {thing} of {town} from an aunt she had never met.",
         f"The {thing} was near ruin, and the town wanted to tear it down.",
         f"{a} asked the builder {b} to help her repair it before winter.",
-        f"Together they found the aunt's diaries hidden under the floor.",
+        "Together they found the aunt's diaries hidden under the floor.",
         f"The diaries proved that the {thing} had sheltered refugees during the war.",
         f"The town voted to protect the {thing}, and {a} opened it to visitors in spring.",
     ]
