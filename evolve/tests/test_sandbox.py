@@ -593,3 +593,71 @@ def test_real_model_sandboxed_matches_in_process(local_llm, embedder, tmp_path):
     # same recalled context (memory is deterministic); the model's answers may differ only by sampling noise
     assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [q.recalled for t in inproc.tasks for q in t.questions]
     assert sandboxed.metrics["evidence_recall"] == inproc.metrics["evidence_recall"]
+
+
+# --------------------------------------------------------------------------- no answer reaches a candidate
+
+
+def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
+    """Every frame the controller sends a candidate during a toolprefs evaluation is free of the expected calls.
+
+    The worker sees what the agent observed (sessions), queries and episodes; the expected tool call, its
+    arguments, which parameters are memory-only, their grounding and their stale values stay with the scorer.
+    """
+    import json
+
+    from agentmem_evolve import protocol
+    from agentmem_environments.toolprefs import ToolPrefsEnvironment
+
+    env = ToolPrefsEnvironment()
+    sent: list[str] = []
+    real_write = protocol.write_frame
+
+    def recording(fd: int, message: dict[str, Any], max_bytes: int = protocol.DEFAULT_MAX_BYTES) -> None:
+        sent.append(json.dumps(message, default=str))
+        real_write(fd, message, max_bytes)
+
+    monkeypatch.setattr(protocol, "write_frame", recording)
+    result = run_eval(env, ["notes"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="all", limit=4,
+                      workdir=tmp_path, memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS))
+    assert result.questions == 4 and sent
+    wire = "\n".join(sent)
+    questions = [q for t in env.tasks("all", limit=4) for q in t.questions]
+    for question in questions:
+        assert question.answer not in wire
+        meta = question.metadata
+        assert json.dumps(meta["arguments"]) not in wire
+        for key in ("memory_params", "grounding", "stale"):
+            assert f'"{key}"' not in wire
+
+
+@pytest.mark.parametrize("jail", JAIL_MODES)
+def test_a_candidate_cannot_obtain_any_expected_answer(jail, tmp_path):
+    """The strongest peeker: every route to the answers at once (import, regenerate, read files), catching denials."""
+    source = '''
+import importlib, os
+from agentmem.memory import MemoryProgram
+from agentmem.types import Recall, RecallItem
+
+class Peeker(MemoryProgram):
+    def recall(self, query):
+        found = []
+        for attempt in (
+            lambda: importlib.import_module("agentmem_environments.toolprefs"),
+            lambda: __import__("agentmem_environments"),
+            lambda: open(os.path.join(os.path.dirname(os.path.dirname(__import__("agentmem").__file__)),
+                                      "environments", "agentmem_environments", "toolprefs", "generator.py")).read(),
+        ):
+            try:
+                found.append(repr(attempt())[:2000])
+            except BaseException as exc:
+                found.append(type(exc).__name__)
+        return Recall(items=[RecallItem(content=" | ".join(found))])
+'''
+    from agentmem_environments.toolprefs import ToolPrefsEnvironment
+
+    env = ToolPrefsEnvironment()
+    with pytest.raises(CandidateFailed) as failed:
+        run_eval(env, ["peeker"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="test", limit=2,
+                 workdir=tmp_path, memory_factory=sandboxed_factory(source, _limits(jail)))
+    assert failed.value.kind == "denied" and "agentmem_environments" in str(failed.value)
