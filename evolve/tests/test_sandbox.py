@@ -662,3 +662,271 @@ class Peeker(MemoryProgram):
         run_eval(env, ["peeker"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="test", limit=2,
                  workdir=tmp_path, memory_factory=sandboxed_factory(source, _limits(jail)))
     assert failed.value.kind == "denied" and "agentmem_environments" in str(failed.value)
+
+
+# --------------------------------------------------------------------------- holes found by an attack round
+#
+# Each test below shows a hole that is open today (strict xfail: the suite stays green until it is
+# fixed, and then the xfail mark must go). The hostile programs carry the mechanism in their docstring.
+
+HOOK_MODES = ["none"] + (["bwrap"] if "bwrap" in JAILED else JAILED[:1])  # hook-only, and one jail (it holds)
+FIRST_MODE = JAIL_MODES[0]
+
+
+def _hole(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"hole: {reason}")
+
+
+def _attempt(filename: str, tmp_path: Path, limits: SandboxLimits, *, params: dict[str, Any] | None = None,
+             ops: tuple[str, ...] = ("observe", "recall", "close")) -> tuple[SandboxedProgram | None, CandidateFailed | None, str]:
+    """Run a hostile program through ``ops``: (the program, its failure or None, what its recalls returned)."""
+    program: SandboxedProgram | None = None
+    got: list[str] = []
+    try:
+        program = _program(HOSTILE / filename, tmp_path, params=params, limits=limits)
+        for op in ops:
+            if op == "observe":
+                program.observe(Event.message("hello"))
+            elif op == "recall":
+                got.append(program.recall(Query(text="hello")).text())
+            elif op == "close":
+                program.close()
+        return program, None, "\n".join(got)
+    except CandidateFailed as exc:
+        return program, exc, "\n".join(got)
+    finally:
+        if program is not None:
+            program._finalizer()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+_BYPASSES = {
+    "subinterpreter.py": "an extension module loads again under a dotted alias ('evil._xxsubinterpreters' passes the "
+                         "blocked-import check on its first component); a sub-interpreter has no audit hook",
+    "extension_alias_spawn.py": "a fresh _posixsubprocess loaded under a dotted alias has the original fork_exec, "
+                                "which raises no audit event: a shell without the hook, and a process left behind",
+    "numpy_poke.py": "numpy's __array_interface__ is a raw memory read/write with no audit event: the program "
+                     "silences the reporter and widens the hook's roots to '/' in place",
+    "gc_swap.py": "a gc callback runs inside the hook's own allocations and swaps a checked scratch directory for a "
+                  "symlink to the host after the hook resolved it (time of check to time of use)",
+}
+
+
+@pytest.mark.parametrize("jail", HOOK_MODES)
+@pytest.mark.parametrize("filename", [pytest.param(name, marks=_hole(why), id=name) for name, why in _BYPASSES.items()])
+def test_hole_audit_hook_bypass(filename, jail, host, tmp_path):
+    """Without a jail these read and write host files (and the controller's environment) unreported; in a jail the
+    jail holds but the policy (no processes, no reads of other processes) is bypassed without a denial."""
+    linger = tmp_path / "linger.pid"
+    before = _scratch_dirs()
+    params = {"secret": str(host.secret), "target": str(host.target)}
+    if filename == "extension_alias_spawn.py":
+        params["linger"] = str(linger)
+    lingering = None
+    try:
+        program, failure, got = _attempt(filename, tmp_path, _limits(jail), params=params, ops=("recall", "close"))
+        if linger.exists() and linger.read_text().strip().isdigit():
+            lingering = int(linger.read_text())
+        host.assert_untouched()
+        assert SECRET_FILE_TEXT not in got
+        assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
+        assert failure is not None and failure.kind == "denied", f"nothing was denied; the program got: {got[:300]!r}"
+        assert _scratch_dirs() <= before
+    finally:
+        if lingering is not None and _alive(lingering):
+            os.kill(lingering, 9)
+
+
+@_hole("_imp.create_builtin (no audit event) makes a fresh _thread with the original start_new_thread; the raw "
+       "thread is not in threading.enumerate(), so it runs on between ops unseen")
+@pytest.mark.parametrize("jail", HOOK_MODES)
+def test_hole_raw_thread_outlives_its_op(jail, tmp_path):
+    _, failure, got = _attempt("raw_thread.py", tmp_path, _limits(jail))
+    assert failure is not None and failure.kind == "denied", got
+
+
+@_hole("ATTACH DATABASE, VACUUM INTO and file: URIs open host files by SQL with no audit event (and a 'file:' URI "
+       "reads as a relative path to the hook): the archive is rewritten, a file created outside scratch")
+def test_hole_sqlite_reaches_host_files_without_a_jail(host, tmp_path):
+    params = {"archive": str(host.archive), "target": str(host.target)}
+    _, failure, got = _attempt("sqlite_attach.py", tmp_path, _limits("none"), params=params, ops=("recall", "close"))
+    host.assert_untouched()
+    assert failure is not None and failure.kind == "denied", got
+
+
+@_hole("in close() the program writes a 'result' frame on the channel itself; its denials come after it and the "
+       "controller never reads them: validation passes")
+def test_hole_denials_after_a_forged_result_go_unread():
+    report = validate_program((HOSTILE / "forge_close.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok and report.kind == "denied", report
+
+
+@_hole("a 200 KB frame of nested JSON makes the controller's json.loads raise RecursionError, which protocol.decode "
+       "does not catch: validate_program raises (and the evolve controller with it) instead of reporting")
+def test_hole_nested_json_frame_escapes_the_controller():
+    try:
+        report = validate_program((HOSTILE / "json_bomb.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                                  limits=_limits(FIRST_MODE))
+    except RecursionError:
+        pytest.fail("validate_program raised RecursionError for the candidate's frame")
+    assert not report.ok and report.kind == "invalid"
+
+
+@_hole("time spent servicing the worker's LLM and embedding calls is not charged to the op and their number is not "
+       "capped: a loop of calls keeps one op alive far past op_seconds (and spends the run's budget)")
+def test_hole_proxy_calls_extend_an_op_without_limit(tmp_path):
+    limits = _limits(FIRST_MODE)
+    started = time.monotonic()
+    _, failure, got = _attempt("proxy_flood.py", tmp_path, limits, params={"seconds": 3 * limits.op_seconds},
+                               ops=("recall", "close"))
+    assert failure is not None and failure.kind == "timeout", got
+    assert time.monotonic() - started < 2 * limits.op_seconds + 10
+
+
+@_hole("memfd_create + posix_fallocate (no audit event, no mount needed) hold memory that is not the worker's VmRSS "
+       "nor under RLIMIT_AS: 768 MB held under a 512 MB limit (512 descriptors x the file-size limit in all)")
+@pytest.mark.parametrize("jail", HOOK_MODES)
+def test_hole_memfd_memory_is_not_watched(jail, tmp_path):
+    _, failure, got = _attempt("memfd_hog.py", tmp_path, _limits(jail), params={"megabytes": 768})
+    assert failure is not None and failure.kind == "memory", got
+
+
+@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
+@_hole("bubblewrap's --dev is a writable tmpfs of half the host's RAM; /dev/shm in it is outside disk_mb and the "
+       "memory watch (with the hook bypassed, or off)")
+def test_hole_bwrap_dev_is_an_unbounded_tmpfs(tmp_path):
+    limits = _limits("bwrap", audit_hook=False, disk_mb=64)
+    _, failure, got = _attempt("dev_fill.py", tmp_path, limits, params={"megabytes": 600})
+    assert failure is not None and failure.kind in ("output", "memory"), got
+
+
+@_hole("without a jail the worker's scratch is the controller's directory: it replaces worker.log and boot.log with "
+       "FIFOs and exits, and the controller's _log_tail blocks for ever in open()")
+def test_hole_log_fifo_hangs_the_controller_without_a_jail(tmp_path):
+    import threading
+
+    outcome: list[Any] = []
+    program = _program(HOSTILE / "log_fifo.py", tmp_path, limits=_limits("none"))
+
+    def observe() -> None:
+        try:
+            program.observe(Event.message("x"))
+            outcome.append(None)
+        except CandidateFailed as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=observe, daemon=True)
+    worker.start()
+    worker.join(15)
+    hung = worker.is_alive()
+    if hung:  # release the controller: open each FIFO for writing, then close it (the reader sees EOF)
+        for name in ("boot.log", "worker.log"):
+            path = os.path.join(program.scratch, name)
+            deadline = time.monotonic() + 5
+            while worker.is_alive() and time.monotonic() < deadline:
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until the controller opens it
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        worker.join(10)
+    program._finalizer()
+    assert not hung, "the controller blocked opening the worker's log"
+    assert outcome and isinstance(outcome[0], CandidateFailed)
+
+
+@_hole("without a jail the program links worker.log (in the controller's directory) to any host file and exits; the "
+       "controller copies the file's tail into the failure's traceback (validation report, archive, repair prompt)")
+def test_hole_log_symlink_leaks_host_files_into_the_traceback(host, tmp_path):
+    _, failure, _ = _attempt("log_symlink.py", tmp_path, _limits("none"), params={"secret": str(host.secret)})
+    assert failure is not None
+    assert SECRET_FILE_TEXT not in failure.traceback
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a controller running as root (CAP_LINUX_IMMUTABLE)")
+@_hole("without a jail a worker started by root keeps CAP_LINUX_IMMUTABLE; fcntl.ioctl(FS_IOC_SETFLAGS) makes a "
+       "scratch file immutable and the controller's rmtree leaves the scratch directory behind")
+def test_hole_immutable_file_keeps_scratch_behind(tmp_path):
+    import fcntl
+    import struct
+
+    before = _scratch_dirs()
+    try:
+        _, failure, got = _attempt("immutable_scratch.py", tmp_path, _limits("none"))
+        left = _scratch_dirs() - before
+        assert not left, f"scratch left behind: {left}"
+        assert failure is not None and failure.kind == "denied", got
+    finally:
+        for directory in _scratch_dirs() - before:
+            stuck = os.path.join(directory, "stuck.txt")
+            if os.path.exists(stuck):
+                fd = os.open(stuck, os.O_RDONLY)
+                try:
+                    fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0))  # FS_IOC_SETFLAGS: clear immutable
+                finally:
+                    os.close(fd)
+                import shutil
+
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+@_hole("the controller trusts RecallItem.tokens from the worker (cost = item.tokens or count_tokens(content)) and never "
+       "counts Recall.instructions, which the agent shows instead of the items: unbounded context past the budget")
+def test_hole_a_candidate_overspends_its_recall_budget(tmp_path):
+    from agentmem.composition import ComposedMemory
+    from agentmem.tokens import count_tokens
+
+    report = validate_program((HOSTILE / "budget_liar.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
+    try:
+        got = ComposedMemory([program]).recall(Query(text="x", budget_tokens=64))
+    finally:
+        program.close()
+    shown = got.instructions or got.text()  # what the agent puts in its prompt (MemoryAgent._respond_node)
+    assert count_tokens(shown) <= 64, f"the agent is shown {count_tokens(shown)} tokens for a budget of 64"
+    assert not report.ok
+
+
+@_hole("the live display puts a candidate's failure reason into rich markup unescaped; an unmatched closing tag in "
+       "the program's exception makes rich raise MarkupError in the controller (the result table does the same)")
+def test_hole_failure_reason_is_rendered_as_markup():
+    import io
+
+    from rich.console import Console
+
+    from agentmem_evolve.display import _describe
+
+    report = validate_program((HOSTILE / "markup_reason.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok
+    line = _describe("validated", {"id": "p1", "ok": False, "error": f"{report.stage}: {report.error}"})
+    Console(file=io.StringIO(), width=200).print(line)
+
+
+@_hole("the evaluating process's shared CachingEmbedder keeps up to 200,000 texts with no byte limit; a candidate's "
+       "embed calls fill it with unique megabyte texts that stay in the controller after the candidate is gone")
+def test_hole_embed_calls_grow_the_controllers_cache(tmp_path):
+    from agentmem.evaluation import CachingEmbedder
+
+    shared = CachingEmbedder(BagEmbedder())
+    toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / "stores"), llm=MeteredFakeLLM(),
+                      embedder=shared, namespace="candidate")
+    program = SandboxedProgram((HOSTILE / "embed_cache_flood.py").read_text(), toolkit, {"texts": 8, "megabytes": 1},
+                               _limits(FIRST_MODE))
+    try:
+        program.recall(Query(text="x"))
+    except CandidateFailed:
+        pass
+    finally:
+        program._finalizer()
+    kept = sum(len(text) for text in shared._cache)
+    assert kept < 4 << 20, f"the controller keeps {kept >> 20} MB of the candidate's texts"
