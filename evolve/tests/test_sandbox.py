@@ -930,3 +930,64 @@ def test_hole_embed_calls_grow_the_controllers_cache(tmp_path):
         program._finalizer()
     kept = sum(len(text) for text in shared._cache)
     assert kept < 4 << 20, f"the controller keeps {kept >> 20} MB of the candidate's texts"
+
+
+_KILLED_CONTROLLER = '''
+import sys
+sys.path.insert(0, sys.argv[2])
+from evolve_fakes import BagEmbedder
+from agentmem.toolkit import Stores, Toolkit
+from agentmem.types import Query, Scope
+from agentmem_evolve.sandbox import SandboxedProgram, SandboxLimits
+limits = SandboxLimits(op_seconds=60, memory_mb=512, address_space_mb=2048, jail=sys.argv[1],
+                       allow_unjailed=sys.argv[1] == "none")
+toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(sys.argv[3]), llm=None, embedder=BagEmbedder(), namespace="c")
+program = SandboxedProgram(open(sys.argv[4]).read(), toolkit, None, limits)
+print(program._proc.pid, program.scratch, flush=True)
+program.recall(Query(text="x"))
+'''
+
+
+@_hole("a controller killed with SIGKILL leaves its worker running: without a jail the worker is in its own session "
+       "and, blocked in the candidate's sleep, never reads the EOF on its channel; unshare has no parent-death signal "
+       "(bubblewrap's --die-with-parent does hold). The scratch directory stays too")
+@pytest.mark.parametrize("jail", [m for m in JAIL_MODES if m in ("none", "unshare")])
+def test_hole_worker_outlives_a_killed_controller(jail, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    controller = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CONTROLLER, jail, str(HERE), str(tmp_path / "stores"), str(HOSTILE / "sleep_forever.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert controller.stdout is not None
+    line = controller.stdout.readline().split()
+    worker_group, scratch = int(line[0]), line[1]
+    time.sleep(1)  # the recall is under way: the worker sleeps in the candidate's code
+    controller.kill()
+    controller.wait()
+    try:
+        assert _group_gone(worker_group, wait=5), "the worker outlived its controller"
+        assert not os.path.exists(scratch), "the scratch directory outlived its controller"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker_group, signal.SIGKILL)
+        for pid in _pids_in_group(worker_group):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pids_in_group(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
