@@ -1012,3 +1012,12 @@ def _pids_in_group(pgid: int) -> list[int]:
 def test_hole_jail_init_hands_out_a_host_file(tmp_path):
     _, failure, got = _attempt("boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close"))
     assert "wrote" not in got, got
+
+
+@_hole("without a jail, chromadb.PersistentClient on a host directory creates chroma.sqlite3 there from Rust (no "
+       "audit event); the candidate is denied only afterwards, for a thread, with the host file already written")
+def test_hole_chroma_writes_a_host_directory_without_a_jail(tmp_path):
+    outside = tmp_path / "someone-elses-store"
+    outside.mkdir()
+    _attempt("chroma_outside.py", tmp_path, _limits("none"), params={"directory": str(outside)}, ops=("recall", "close"))
+    assert not list(outside.iterdir()), f"written outside scratch: {sorted(p.name for p in outside.iterdir())}"
