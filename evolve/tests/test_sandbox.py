@@ -838,7 +838,7 @@ def test_hole_log_fifo_hangs_the_controller_without_a_jail(tmp_path):
 
     worker = threading.Thread(target=observe, daemon=True)
     worker.start()
-    worker.join(15)
+    worker.join(8)  # the worker exits at once: a controller that is not stuck answers in a few seconds
     hung = worker.is_alive()
     if hung:  # release the controller: open each FIFO for writing, then close it (the reader sees EOF)
         for name in ("boot.log", "worker.log"):
