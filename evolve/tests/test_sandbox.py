@@ -1021,3 +1021,16 @@ def test_hole_chroma_writes_a_host_directory_without_a_jail(tmp_path):
     outside.mkdir()
     _attempt("chroma_outside.py", tmp_path, _limits("none"), params={"directory": str(outside)}, ops=("recall", "close"))
     assert not list(outside.iterdir()), f"written outside scratch: {sorted(p.name for p in outside.iterdir())}"
+
+
+@_hole("validate_program compiles the candidate's source in the controller and catches SyntaxError and ValueError "
+       "only: deep nesting makes compile() raise MemoryError or RecursionError, which escape validation (and end the "
+       "evolve run) instead of an 'invalid' report")
+@pytest.mark.parametrize("source", ["x = " + "-" * 100_000 + "1", "x = " + "+".join(["1"] * 200_000)],
+                         ids=["unary-chain", "long-sum"])
+def test_hole_source_that_breaks_the_compiler_escapes_validation(source):
+    try:
+        report = validate_program(source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=_limits(FIRST_MODE))
+    except (MemoryError, RecursionError) as exc:
+        pytest.fail(f"validate_program raised {type(exc).__name__} for the candidate's source")
+    assert not report.ok and report.stage == "import"
