@@ -7,9 +7,11 @@ before any data), 256 KB of printed output.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,11 @@ from agentmem.llm.tools import ToolCall
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
 
+from agentmem_evolve.jail import available_backends
 from agentmem_evolve.sandbox import (
     CandidateFailed,
     SandboxedProgram,
     SandboxLimits,
-    sandbox_capabilities,
     sandboxed_factory,
     validate_program,
 )
@@ -40,6 +42,24 @@ LIMITS = SandboxLimits(op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_
 SECRET = "sk-test-do-not-leak"
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def _jail_modes() -> list[str]:
+    """The jails this machine can build (CI installs bubblewrap), then the audit-hook-only mode."""
+    modes = [backend for backend, reason in available_backends().items() if reason is None]
+    if os.environ.get("AGENTMEM_REQUIRE_JAIL") and not modes:
+        raise RuntimeError(f"no sandbox jail on this machine: {available_backends()}")
+    return modes + ["none"]
+
+
+JAIL_MODES = _jail_modes()
+JAILED = [m for m in JAIL_MODES if m != "none"]
+
+
+def _limits(jail: str, **update: Any) -> SandboxLimits:
+    return LIMITS.model_copy(update={"jail": jail, "allow_unjailed": jail == "none", **update})
+
+
 
 
 # --------------------------------------------------------------------------- plumbing fakes
@@ -102,11 +122,28 @@ def _program(source: str | Path, tmp_path: Path, *, params: dict[str, Any] | Non
     return SandboxedProgram(text, toolkit, params, limits)
 
 
-def _group_gone(pid: int) -> bool:
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return True
+def _group_gone(pgid: int, wait: float = 3.0) -> bool:
+    """No live process is left in the worker's process group (a zombie awaiting its reaper is dead)."""
+    deadline = time.monotonic() + wait
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            return True
     return False
 
 
@@ -136,14 +173,16 @@ def test_benign_program_in_the_sandbox_scores_as_in_process(program, tmp_path):
     assert not list(tmp_path.glob("agentmem-eval-*"))
 
 
-def test_worker_environment_is_scrubbed_and_walls_are_up(tmp_path):
-    program = _program(HOSTILE / "env_secrets.py", tmp_path)
+@pytest.mark.parametrize("jail", JAIL_MODES)
+def test_worker_environment_is_scrubbed_and_walls_are_up(jail, tmp_path):
+    program = _program(HOSTILE / "env_secrets.py", tmp_path, limits=_limits(jail))
     try:
         got = program.recall(Query(text="keys?"))
         text = got.text()
         assert SECRET not in text and "OPENAI_API_KEY" not in text and "AGENTMEM_SECRET" not in text
         env = eval(got.items[1].content)  # the worker's whole environment, as it saw it
-        assert env["HOME"] == env["TMPDIR"] == os.path.realpath(program.scratch) or env["HOME"] == program.scratch
+        scratch = "/scratch" if jail != "none" else program.scratch
+        assert env["HOME"] == env["TMPDIR"] == scratch
         assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED", "TZ", "PYTHONDONTWRITEBYTECODE",
                             "PYTHONNOUSERSITE", "PYTHONIOENCODING", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                             "MKL_NUM_THREADS", "ANONYMIZED_TELEMETRY"} | {k for k in env if k.startswith("LC_")} | {
@@ -154,8 +193,8 @@ def test_worker_environment_is_scrubbed_and_walls_are_up(tmp_path):
         program.close()
     assert program.capabilities["audit_hook"] is True
     assert {"cpu", "address_space", "file_size", "core"} <= set(program.capabilities["rlimits"])
-    if sandbox_capabilities()["network_namespace"]:
-        assert program.capabilities["network_namespace"] is True
+    assert program.capabilities["jail"] == jail
+    assert program.capabilities["private_root"] is program.capabilities["network_namespace"] is (jail != "none")
     assert not os.path.exists(program.scratch)
 
 
@@ -249,6 +288,64 @@ def test_overhead_per_op_and_startup_are_small(tmp_path):
 # --------------------------------------------------------------------------- the hostile suite
 
 
+class Host:
+    """Files of the host a hostile program goes after: a secret to read, targets to create, a victim to keep."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.secret = root / "host-secret.txt"
+        self.secret.write_text(SECRET_FILE_TEXT)
+        self.target = Path(f"/tmp/agentmem-evil-{os.getpid()}-{root.name}.txt")
+        self.victim = root / "victim" / "precious.txt"
+        self.victim.parent.mkdir()
+        self.victim.write_text("keep me")
+        self.archive = root / "run" / "archive.sqlite"
+        self.archive.parent.mkdir()
+        import sqlite3
+
+        db = sqlite3.connect(self.archive)
+        db.execute("CREATE TABLE evaluations (score REAL)")
+        db.execute("INSERT INTO evaluations VALUES (0.25)")
+        db.commit()
+        db.close()
+        self.archive_bytes = self.archive.read_bytes()
+
+    def params(self, filename: str) -> dict[str, Any] | None:
+        dataset = Path(__file__).resolve().parents[2] / "environments" / "agentmem_environments" / "locomo"
+        return {
+            "write_outside.py": {"target": str(self.target)},
+            "delete_outside.py": {"victim": str(self.victim)},
+            "dirfd_escape.py": {"target": str(self.target), "secret": str(self.secret)},
+            "symlink_read.py": {"target": str(self.target), "secret": str(self.secret)},
+            "proc_tricks.py": {"target": str(self.target), "secret": str(self.secret)},
+            "tamper_archive.py": {"archive": str(self.archive)},
+            "read_dataset.py": {"paths": [str(self.secret), str(dataset), str(SHARED_DATA), str(Path.home() / ".cache")]},
+        }.get(filename)
+
+    def assert_untouched(self) -> None:
+        assert not self.target.exists(), "a file was created outside the sandbox"
+        assert self.victim.read_text() == "keep me"
+        assert self.archive.read_bytes() == self.archive_bytes
+        assert self.secret.read_text() == SECRET_FILE_TEXT
+        for stray in ("/tmp/agentmem-unhook-evil.txt", "/tmp/agentmem-forkexec-evil", "/tmp/agentmem-system-evil",
+                      str(Path.home() / "agentmem-evil.txt")):
+            assert not Path(stray).exists(), stray
+        for source in (Path(__file__).resolve().parents[2] / "agentmem" / "memory.py",
+                       Path(__file__).resolve().parents[2] / "agentmem" / "__init__.py"):
+            assert "# pwned" not in source.read_text()
+
+
+SECRET_FILE_TEXT = "the-host-secret-7f3a9c"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.fixture
+def host(tmp_path):
+    made = Host(tmp_path)
+    yield made
+    made.target.unlink(missing_ok=True)
+
+
 HOSTILE_CASES: list[tuple[str, str, str, str]] = [
     # (file, op that trips it, expected kind, a fragment of the reason)
     ("loop_recall.py", "recall", "timeout", "timeout: recall took over 3 s"),
@@ -259,7 +356,7 @@ HOSTILE_CASES: list[tuple[str, str, str, str]] = [
     ("memory_hog.py", "observe", "memory", "memory"),
     ("memory_creep.py", "observe", "memory", "memory"),
     ("proc_environ.py", "recall", "denied", "environ"),
-    ("write_outside.py", "observe", "denied", "outside the scratch directory"),
+    ("write_outside.py", "observe", "denied", "denied: "),
     ("network.py", "recall", "denied", "socket.connect to ('1.1.1.1', 80)"),
     ("segfault_ctypes.py", "observe", "denied", "ctypes"),
     ("segfault_real.py", "recall", "crash", "crash: worker died with SIGSEGV during recall"),
@@ -269,7 +366,40 @@ HOSTILE_CASES: list[tuple[str, str, str, str]] = [
     ("os_exit.py", "observe", "crash", "crash: worker exited with code 7 during observe"),
     ("unhook.py", "observe", "denied", "denied"),
     ("delete_outside.py", "observe", "denied", "outside the scratch directory"),
+    # issue 12: a program that tries a little harder
+    ("dirfd_escape.py", "observe", "denied", "denied: "),
+    ("symlink_read.py", "recall", "denied", "denied: "),
+    ("proc_tricks.py", "recall", "denied", "denied: reading "),
+    ("sleep_forever.py", "recall", "timeout", "timeout: recall took over 3 s"),
+    ("exit_zero.py", "observe", "crash", "sys.exit(0)"),
+    ("ignore_sigterm.py", "observe", "timeout", "timeout: observe took over 3 s"),
+    ("deep_recursion.py", "observe", "crash|memory", "during observe"),  # the stack overflows or fills memory
+    ("fill_disk.py", "observe", "output", "output: observe filled its scratch space"),
+    ("wrong_types.py", "recall", "invalid", "not a Recall"),
+    ("system_at_import.py", "load", "denied", "os.system"),
+    ("write_source.py", "observe", "denied", "denied: writing"),
+    ("patch_scorer.py", "observe", "denied", "agentmem_environments"),
+    ("tamper_archive.py", "observe", "denied", "denied: "),
+    ("peek_answers.py", "recall", "denied", "importing 'agentmem_environments"),
+    ("read_dataset.py", "recall", "denied", "denied: reading"),
+    ("caught_denial.py", "recall", "denied", "importing 'agentmem_environments'"),
+    ("tamper_channel.py", "recall", "denied", "tampered with the sandbox's channel"),
+    ("raw_output.py", "observe", "output", "to its log, over the"),
 ]
+# the unshare backend builds the same tree as bubblewrap: the escape attempts run on it too
+ESCAPES = {"write_outside.py", "delete_outside.py", "dirfd_escape.py", "symlink_read.py", "proc_tricks.py",
+           "proc_environ.py", "network.py", "segfault_real.py", "ignore_sigterm.py", "fill_disk.py", "write_source.py",
+           "tamper_archive.py", "peek_answers.py", "read_dataset.py", "caught_denial.py", "memory_hog.py"}
+
+
+def _hostile_params() -> list[Any]:
+    out = []
+    for case in HOSTILE_CASES:
+        for mode in JAIL_MODES:
+            if mode == "unshare" and "bwrap" in JAIL_MODES and case[0] not in ESCAPES:
+                continue
+            out.append(pytest.param(case, mode, id=f"{case[0]}-{mode}"))
+    return out
 
 
 def _trip(program: SandboxedProgram, op: str) -> None:
@@ -281,41 +411,80 @@ def _trip(program: SandboxedProgram, op: str) -> None:
     program.close()
 
 
-@pytest.mark.parametrize("case", HOSTILE_CASES, ids=[c[0] for c in HOSTILE_CASES])
-def test_hostile_program_is_contained(case, tmp_path):
+def _scratch_dirs() -> set[str]:
+    return {str(p) for p in Path(tempfile.gettempdir()).glob("agentmem-sandbox-*")}
+
+
+@pytest.mark.parametrize(("case", "jail"), _hostile_params())
+def test_hostile_program_is_contained(case, jail, host, tmp_path):
     filename, op, kind, fragment = case
-    params: dict[str, Any] | None = None
-    victim = tmp_path / "victim" / "precious.txt"
-    evil = Path(f"/tmp/agentmem-evil-{os.getpid()}.txt")
-    if filename == "write_outside.py":
-        params = {"target": str(evil)}
-    if filename == "delete_outside.py":
-        victim.parent.mkdir()
-        victim.write_text("keep me")
-        params = {"victim": str(victim)}
+    before = _scratch_dirs()
     started = time.monotonic()
     program: SandboxedProgram | None = None
+    limits = _limits(jail, disk_mb=64) if filename == "fill_disk.py" else _limits(jail)
     with pytest.raises(CandidateFailed) as failed:
-        program = _program(HOSTILE / filename, tmp_path, params=params)
+        program = _program(HOSTILE / filename, tmp_path, params=host.params(filename), limits=limits)
         _trip(program, op)
     err = failed.value
-    assert err.kind == kind, str(err)
+    assert err.kind in kind.split("|"), str(err)
     assert fragment in str(err), str(err)
-    assert "\n" not in str(err) and len(str(err)) < 600
-    assert time.monotonic() - started < 20
-    if filename == "loop_import.py":
+    assert "\n" not in str(err) and len(str(err)) < 700
+    assert time.monotonic() - started < 30
+    if filename in ("loop_import.py", "system_at_import.py"):
         assert err.stage == "import"
-    # contained: the worker's whole process group is gone, its scratch removed, nothing written outside
-    scratch_dirs = list(Path(os.environ.get("TMPDIR", "/tmp")).glob("agentmem-sandbox-*"))
+    # contained: the worker's whole process group is gone, its scratch removed, nothing touched outside
     if program is not None:
         assert _group_gone(program._proc.pid)
-        assert not os.path.exists(program.scratch) and program.scratch not in map(str, scratch_dirs)
-    assert not evil.exists()
-    assert not Path("/tmp/agentmem-unhook-evil.txt").exists()
-    assert not Path("/tmp/agentmem-forkexec-evil").exists()
-    assert not (Path.home() / "agentmem-evil.txt").exists()
-    if filename == "delete_outside.py":
-        assert victim.read_text() == "keep me"
+        assert not os.path.exists(program.scratch)
+        assert program.capabilities["jail"] == jail
+    assert _scratch_dirs() <= before
+    host.assert_untouched()
+
+
+# The jail alone (audit hook off): the escapes that the hook normally stops first must still fail,
+# because the private root holds nothing to reach. The programs catch every error and report what they got.
+JAIL_ALONE = ["dirfd_escape.py", "symlink_read.py", "proc_tricks.py", "read_dataset.py", "write_outside.py",
+              "remount_rw.py", "write_source.py"]
+
+
+@pytest.mark.skipif(not JAILED, reason="no jail backend on this machine (install bubblewrap)")
+@pytest.mark.parametrize("jail", JAILED)
+@pytest.mark.parametrize("filename", JAIL_ALONE)
+def test_the_jail_holds_without_the_audit_hook(filename, jail, host, tmp_path):
+    limits = _limits(jail, audit_hook=False)
+    program = _program(HOSTILE / filename, tmp_path, params=host.params(filename), limits=limits)
+    found = ""
+    try:
+        assert program.capabilities["audit_hook"] is False
+        # writes land in the jail's own /tmp or fail on its read-only tree (an escaping OSError fails the candidate)
+        with contextlib.suppress(CandidateFailed):
+            program.observe(Event.message("x"))
+            found = program.recall(Query(text="x")).text()
+    finally:
+        program.close()
+    assert SECRET_FILE_TEXT not in found
+    assert SECRET not in found
+    if filename == "read_dataset.py":
+        assert "locomo" not in found.lower() and "qa" not in found
+    if filename == "remount_rw.py":
+        steps = dict((name, (rc, errno)) for name, rc, errno in eval(found.strip()))
+        assert steps["remount"][0] == -1 and steps["write"][0] == -1, steps
+    host.assert_untouched()
+
+
+def test_without_a_jail_the_sandbox_refuses_unless_told(monkeypatch, tmp_path):
+    from agentmem_evolve import jail as jail_module
+
+    monkeypatch.setattr(jail_module, "_probed", {"bwrap": "bwrap is not installed", "unshare": "unshare is not installed"})
+    with pytest.raises(jail_module.JailUnavailable) as refused:
+        _program(BENIGN / "notes.py", tmp_path, limits=LIMITS)
+    message = str(refused.value)
+    assert "\n" not in message and "bubblewrap" in message and "--allow-unjailed" in message
+    program = _program(BENIGN / "notes.py", tmp_path, limits=LIMITS.model_copy(update={"allow_unjailed": True}))
+    try:
+        assert program.capabilities["jail"] == "none" and program.capabilities["private_root"] is False
+    finally:
+        program.close()
 
 
 def test_network_to_the_local_model_port_is_denied(tmp_path):
@@ -425,3 +594,443 @@ def test_real_model_sandboxed_matches_in_process(local_llm, embedder, tmp_path):
     # same recalled context (memory is deterministic); the model's answers may differ only by sampling noise
     assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [q.recalled for t in inproc.tasks for q in t.questions]
     assert sandboxed.metrics["evidence_recall"] == inproc.metrics["evidence_recall"]
+
+
+# --------------------------------------------------------------------------- no answer reaches a candidate
+
+
+def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
+    """Every frame the controller sends a candidate during a toolprefs evaluation is free of the expected calls.
+
+    The worker sees what the agent observed (sessions), queries and episodes; the expected tool call, its
+    arguments, which parameters are memory-only, their grounding and their stale values stay with the scorer.
+    """
+    import json
+
+    from agentmem_evolve import protocol
+    from agentmem_environments.toolprefs import ToolPrefsEnvironment
+
+    env = ToolPrefsEnvironment()
+    sent: list[str] = []
+    real_write = protocol.write_frame
+
+    def recording(fd: int, message: dict[str, Any], max_bytes: int = protocol.DEFAULT_MAX_BYTES) -> None:
+        sent.append(json.dumps(message, default=str))
+        real_write(fd, message, max_bytes)
+
+    monkeypatch.setattr(protocol, "write_frame", recording)
+    result = run_eval(env, ["notes"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="all", limit=4,
+                      workdir=tmp_path, memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS))
+    assert result.questions == 4 and sent
+    wire = "\n".join(sent)
+    questions = [q for t in env.tasks("all", limit=4) for q in t.questions]
+    for question in questions:
+        assert question.answer not in wire
+        meta = question.metadata
+        assert json.dumps(meta["arguments"]) not in wire
+        for key in ("memory_params", "grounding", "stale"):
+            assert f'"{key}"' not in wire
+
+
+@pytest.mark.parametrize("jail", JAIL_MODES)
+def test_a_candidate_cannot_obtain_any_expected_answer(jail, tmp_path):
+    """The strongest peeker: every route to the answers at once (import, regenerate, read files), catching denials."""
+    source = '''
+import importlib, os
+from agentmem.memory import MemoryProgram
+from agentmem.types import Recall, RecallItem
+
+class Peeker(MemoryProgram):
+    def recall(self, query):
+        found = []
+        for attempt in (
+            lambda: importlib.import_module("agentmem_environments.toolprefs"),
+            lambda: __import__("agentmem_environments"),
+            lambda: open(os.path.join(os.path.dirname(os.path.dirname(__import__("agentmem").__file__)),
+                                      "environments", "agentmem_environments", "toolprefs", "generator.py")).read(),
+        ):
+            try:
+                found.append(repr(attempt())[:2000])
+            except BaseException as exc:
+                found.append(type(exc).__name__)
+        return Recall(items=[RecallItem(content=" | ".join(found))])
+'''
+    from agentmem_environments.toolprefs import ToolPrefsEnvironment
+
+    env = ToolPrefsEnvironment()
+    with pytest.raises(CandidateFailed) as failed:
+        run_eval(env, ["peeker"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="test", limit=2,
+                 workdir=tmp_path, memory_factory=sandboxed_factory(source, _limits(jail)))
+    assert failed.value.kind == "denied" and "agentmem_environments" in str(failed.value)
+
+
+# --------------------------------------------------------------------------- holes found by an attack round
+#
+# Each test below shows a hole that is open today (strict xfail: the suite stays green until it is
+# fixed, and then the xfail mark must go). The hostile programs carry the mechanism in their docstring.
+
+HOOK_MODES = ["none"] + (["bwrap"] if "bwrap" in JAILED else JAILED[:1])  # hook-only, and one jail (it holds)
+FIRST_MODE = JAIL_MODES[0]
+
+
+def _hole(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"hole: {reason}")
+
+
+def _attempt(filename: str, tmp_path: Path, limits: SandboxLimits, *, params: dict[str, Any] | None = None,
+             ops: tuple[str, ...] = ("observe", "recall", "close")) -> tuple[SandboxedProgram | None, CandidateFailed | None, str]:
+    """Run a hostile program through ``ops``: (the program, its failure or None, what its recalls returned)."""
+    program: SandboxedProgram | None = None
+    got: list[str] = []
+    try:
+        program = _program(HOSTILE / filename, tmp_path, params=params, limits=limits)
+        for op in ops:
+            if op == "observe":
+                program.observe(Event.message("hello"))
+            elif op == "recall":
+                got.append(program.recall(Query(text="hello")).text())
+            elif op == "close":
+                program.close()
+        return program, None, "\n".join(got)
+    except CandidateFailed as exc:
+        return program, exc, "\n".join(got)
+    finally:
+        if program is not None:
+            program._finalizer()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+_BYPASSES = {
+    "subinterpreter.py": "an extension module loads again under a dotted alias ('evil._xxsubinterpreters' passes the "
+                         "blocked-import check on its first component); a sub-interpreter has no audit hook",
+    "extension_alias_spawn.py": "a fresh _posixsubprocess loaded under a dotted alias has the original fork_exec, "
+                                "which raises no audit event: a shell without the hook, and a process left behind",
+    "numpy_poke.py": "numpy's __array_interface__ is a raw memory read/write with no audit event: the program "
+                     "silences the reporter and widens the hook's roots to '/' in place",
+    "gc_swap.py": "a gc callback runs inside the hook's own allocations and swaps a checked scratch directory for a "
+                  "symlink to the host after the hook resolved it (time of check to time of use)",
+    "tcl_exec.py": "_tkinter is not a blocked import; a Tcl interpreter's open and exec are C code in libtcl that raise "
+                   "no audit event: it reads and writes host files and runs a shell",
+    "uvloop_escape.py": "uvloop (allowed, not blocked) spawns processes with uv_spawn and connects with libuv sockets: no "
+                        "audit event for either; the shell reads and writes host files, the connection reaches the network",
+}
+
+
+@pytest.mark.parametrize("jail", HOOK_MODES)
+@pytest.mark.parametrize("filename", [pytest.param(name, marks=_hole(why), id=name) for name, why in _BYPASSES.items()])
+def test_hole_audit_hook_bypass(filename, jail, host, tmp_path):
+    """Without a jail these read and write host files (and the controller's environment) unreported; in a jail the
+    jail holds but the policy (no processes, no reads of other processes) is bypassed without a denial."""
+    linger = tmp_path / "linger.pid"
+    before = _scratch_dirs()
+    params = {"secret": str(host.secret), "target": str(host.target)}
+    if filename == "extension_alias_spawn.py":
+        params["linger"] = str(linger)
+    lingering = None
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    if filename in ("subinterpreter.py", "uvloop_escape.py"):
+        params.update(host="127.0.0.1", port=server.getsockname()[1])
+    try:
+        program, failure, got = _attempt(filename, tmp_path, _limits(jail), params=params, ops=("recall", "close"))
+        if linger.exists() and linger.read_text().strip().isdigit():
+            lingering = int(linger.read_text())
+        host.assert_untouched()
+        assert SECRET_FILE_TEXT not in got
+        with pytest.raises(socket.timeout):
+            server.accept()[0].close()  # nobody came
+        assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
+        assert failure is not None and failure.kind == "denied", f"nothing was denied; the program got: {got[:300]!r}"
+        assert _scratch_dirs() <= before
+    finally:
+        server.close()
+        if lingering is not None and _alive(lingering):
+            os.kill(lingering, 9)
+
+
+@_hole("_imp.create_builtin (no audit event) makes a fresh _thread with the original start_new_thread; the raw "
+       "thread is not in threading.enumerate(), so it runs on between ops unseen")
+@pytest.mark.parametrize("jail", HOOK_MODES)
+def test_hole_raw_thread_outlives_its_op(jail, tmp_path):
+    _, failure, got = _attempt("raw_thread.py", tmp_path, _limits(jail))
+    assert failure is not None and failure.kind == "denied", got
+
+
+@_hole("ATTACH DATABASE, VACUUM INTO and file: URIs open host files by SQL with no audit event (and a 'file:' URI "
+       "reads as a relative path to the hook): the archive is rewritten, a file created outside scratch")
+def test_hole_sqlite_reaches_host_files_without_a_jail(host, tmp_path):
+    params = {"archive": str(host.archive), "target": str(host.target)}
+    _, failure, got = _attempt("sqlite_attach.py", tmp_path, _limits("none"), params=params, ops=("recall", "close"))
+    host.assert_untouched()
+    assert failure is not None and failure.kind == "denied", got
+
+
+@_hole("in close() the program writes a 'result' frame on the channel itself; its denials come after it and the "
+       "controller never reads them: validation passes")
+def test_hole_denials_after_a_forged_result_go_unread():
+    report = validate_program((HOSTILE / "forge_close.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok and report.kind == "denied", report
+
+
+@_hole("a 200 KB frame of nested JSON makes the controller's json.loads raise RecursionError, which protocol.decode "
+       "does not catch: validate_program raises (and the evolve controller with it) instead of reporting")
+def test_hole_nested_json_frame_escapes_the_controller():
+    try:
+        report = validate_program((HOSTILE / "json_bomb.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                                  limits=_limits(FIRST_MODE))
+    except RecursionError:
+        pytest.fail("validate_program raised RecursionError for the candidate's frame")
+    assert not report.ok and report.kind == "invalid"
+
+
+@_hole("time spent servicing the worker's LLM and embedding calls is not charged to the op and their number is not "
+       "capped: a loop of calls keeps one op alive far past op_seconds (and spends the run's budget)")
+def test_hole_proxy_calls_extend_an_op_without_limit(tmp_path):
+    limits = _limits(FIRST_MODE)
+    started = time.monotonic()
+    _, failure, got = _attempt("proxy_flood.py", tmp_path, limits, params={"seconds": 3 * limits.op_seconds},
+                               ops=("recall", "close"))
+    assert failure is not None and failure.kind == "timeout", got
+    assert time.monotonic() - started < 2 * limits.op_seconds + 10
+
+
+@_hole("memfd_create + posix_fallocate (no audit event, no mount needed) hold memory that is not the worker's VmRSS "
+       "nor under RLIMIT_AS: 768 MB held under a 512 MB limit (512 descriptors x the file-size limit in all)")
+@pytest.mark.parametrize("jail", HOOK_MODES)
+def test_hole_memfd_memory_is_not_watched(jail, tmp_path):
+    _, failure, got = _attempt("memfd_hog.py", tmp_path, _limits(jail), params={"megabytes": 768})
+    assert failure is not None and failure.kind == "memory", got
+
+
+@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
+@_hole("bubblewrap's --dev is a writable tmpfs of half the host's RAM; /dev/shm in it is outside disk_mb and the "
+       "memory watch (with the hook bypassed, or off)")
+def test_hole_bwrap_dev_is_an_unbounded_tmpfs(tmp_path):
+    limits = _limits("bwrap", audit_hook=False, disk_mb=64)
+    _, failure, got = _attempt("dev_fill.py", tmp_path, limits, params={"megabytes": 600})
+    assert failure is not None and failure.kind in ("output", "memory"), got
+
+
+@_hole("without a jail the worker's scratch is the controller's directory: it replaces worker.log and boot.log with "
+       "FIFOs and exits, and the controller's _log_tail blocks for ever in open()")
+def test_hole_log_fifo_hangs_the_controller_without_a_jail(tmp_path):
+    import threading
+
+    outcome: list[Any] = []
+    program = _program(HOSTILE / "log_fifo.py", tmp_path, limits=_limits("none"))
+
+    def observe() -> None:
+        try:
+            program.observe(Event.message("x"))
+            outcome.append(None)
+        except CandidateFailed as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=observe, daemon=True)
+    worker.start()
+    worker.join(8)  # the worker exits at once: a controller that is not stuck answers in a few seconds
+    hung = worker.is_alive()
+    if hung:  # release the controller: open each FIFO for writing, then close it (the reader sees EOF)
+        for name in ("boot.log", "worker.log"):
+            path = os.path.join(program.scratch, name)
+            deadline = time.monotonic() + 5
+            while worker.is_alive() and time.monotonic() < deadline:
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until the controller opens it
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        worker.join(10)
+    program._finalizer()
+    assert not hung, "the controller blocked opening the worker's log"
+    assert outcome and isinstance(outcome[0], CandidateFailed)
+
+
+@_hole("without a jail the program links worker.log (in the controller's directory) to any host file and exits; the "
+       "controller copies the file's tail into the failure's traceback (validation report, archive, repair prompt)")
+def test_hole_log_symlink_leaks_host_files_into_the_traceback(host, tmp_path):
+    _, failure, _ = _attempt("log_symlink.py", tmp_path, _limits("none"), params={"secret": str(host.secret)})
+    assert failure is not None
+    assert SECRET_FILE_TEXT not in failure.traceback
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a controller running as root (CAP_LINUX_IMMUTABLE)")
+@_hole("without a jail a worker started by root keeps CAP_LINUX_IMMUTABLE; fcntl.ioctl(FS_IOC_SETFLAGS) makes a "
+       "scratch file immutable and the controller's rmtree leaves the scratch directory behind")
+def test_hole_immutable_file_keeps_scratch_behind(tmp_path):
+    import fcntl
+    import struct
+
+    before = _scratch_dirs()
+    try:
+        _, failure, got = _attempt("immutable_scratch.py", tmp_path, _limits("none"))
+        left = _scratch_dirs() - before
+        assert not left, f"scratch left behind: {left}"
+        assert failure is not None and failure.kind == "denied", got
+    finally:
+        for directory in _scratch_dirs() - before:
+            stuck = os.path.join(directory, "stuck.txt")
+            if os.path.exists(stuck):
+                fd = os.open(stuck, os.O_RDONLY)
+                try:
+                    fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0))  # FS_IOC_SETFLAGS: clear immutable
+                finally:
+                    os.close(fd)
+                import shutil
+
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+@_hole("the controller trusts RecallItem.tokens from the worker (cost = item.tokens or count_tokens(content)) and never "
+       "counts Recall.instructions, which the agent shows instead of the items: unbounded context past the budget")
+def test_hole_a_candidate_overspends_its_recall_budget(tmp_path):
+    from agentmem.composition import ComposedMemory
+    from agentmem.tokens import count_tokens
+
+    report = validate_program((HOSTILE / "budget_liar.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
+    try:
+        got = ComposedMemory([program]).recall(Query(text="x", budget_tokens=64))
+    finally:
+        program.close()
+    shown = got.instructions or got.text()  # what the agent puts in its prompt (MemoryAgent._respond_node)
+    assert count_tokens(shown) <= 64, f"the agent is shown {count_tokens(shown)} tokens for a budget of 64"
+    assert not report.ok
+
+
+@_hole("the live display puts a candidate's failure reason into rich markup unescaped; an unmatched closing tag in "
+       "the program's exception makes rich raise MarkupError in the controller (the result table does the same)")
+def test_hole_failure_reason_is_rendered_as_markup():
+    import io
+
+    from rich.console import Console
+
+    from agentmem_evolve.display import _describe
+
+    report = validate_program((HOSTILE / "markup_reason.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok
+    line = _describe("validated", {"id": "p1", "ok": False, "error": f"{report.stage}: {report.error}"})
+    Console(file=io.StringIO(), width=200).print(line)
+
+
+@_hole("the evaluating process's shared CachingEmbedder keeps up to 200,000 texts with no byte limit; a candidate's "
+       "embed calls fill it with unique megabyte texts that stay in the controller after the candidate is gone")
+def test_hole_embed_calls_grow_the_controllers_cache(tmp_path):
+    from agentmem.evaluation import CachingEmbedder
+
+    shared = CachingEmbedder(BagEmbedder())
+    toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / "stores"), llm=MeteredFakeLLM(),
+                      embedder=shared, namespace="candidate")
+    program = SandboxedProgram((HOSTILE / "embed_cache_flood.py").read_text(), toolkit, {"texts": 8, "megabytes": 1},
+                               _limits(FIRST_MODE))
+    try:
+        program.recall(Query(text="x"))
+    except CandidateFailed:
+        pass
+    finally:
+        program._finalizer()
+    kept = sum(len(text) for text in shared._cache)
+    assert kept < 4 << 20, f"the controller keeps {kept >> 20} MB of the candidate's texts"
+
+
+_KILLED_CONTROLLER = '''
+import sys
+sys.path.insert(0, sys.argv[2])
+from evolve_fakes import BagEmbedder
+from agentmem.toolkit import Stores, Toolkit
+from agentmem.types import Query, Scope
+from agentmem_evolve.sandbox import SandboxedProgram, SandboxLimits
+limits = SandboxLimits(op_seconds=60, memory_mb=512, address_space_mb=2048, jail=sys.argv[1],
+                       allow_unjailed=sys.argv[1] == "none")
+toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(sys.argv[3]), llm=None, embedder=BagEmbedder(), namespace="c")
+program = SandboxedProgram(open(sys.argv[4]).read(), toolkit, None, limits)
+print(program._proc.pid, program.scratch, flush=True)
+program.recall(Query(text="x"))
+'''
+
+
+@_hole("a controller killed with SIGKILL leaves its worker running: without a jail the worker is in its own session "
+       "and, blocked in the candidate's sleep, never reads the EOF on its channel; unshare has no parent-death signal "
+       "(bubblewrap's --die-with-parent does hold). The scratch directory stays too")
+@pytest.mark.parametrize("jail", [m for m in JAIL_MODES if m in ("none", "unshare")])
+def test_hole_worker_outlives_a_killed_controller(jail, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    controller = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CONTROLLER, jail, str(HERE), str(tmp_path / "stores"), str(HOSTILE / "sleep_forever.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert controller.stdout is not None
+    line = controller.stdout.readline().split()
+    worker_group, scratch = int(line[0]), line[1]
+    time.sleep(1)  # the recall is under way: the worker sleeps in the candidate's code
+    controller.kill()
+    controller.wait()
+    try:
+        assert _group_gone(worker_group, wait=5), "the worker outlived its controller"
+        assert not os.path.exists(scratch), "the scratch directory outlived its controller"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker_group, signal.SIGKILL)
+        for pid in _pids_in_group(worker_group):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pids_in_group(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
+@_hole("bubblewrap's pid 1 keeps the controller's boot.log (a host file) as its stderr; with the hook off (or "
+       "bypassed) the program re-opens /proc/1/fd/2 for writing and appends to a host file, past the worker.log watch")
+def test_hole_jail_init_hands_out_a_host_file(tmp_path):
+    _, failure, got = _attempt("boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close"))
+    assert "wrote" not in got, got
+
+
+@_hole("without a jail, chromadb.PersistentClient on a host directory creates chroma.sqlite3 there from Rust (no "
+       "audit event); the candidate is denied only afterwards, for a thread, with the host file already written")
+def test_hole_chroma_writes_a_host_directory_without_a_jail(tmp_path):
+    outside = tmp_path / "someone-elses-store"
+    outside.mkdir()
+    _attempt("chroma_outside.py", tmp_path, _limits("none"), params={"directory": str(outside)}, ops=("recall", "close"))
+    assert not list(outside.iterdir()), f"written outside scratch: {sorted(p.name for p in outside.iterdir())}"
+
+
+@_hole("validate_program compiles the candidate's source in the controller and catches SyntaxError and ValueError "
+       "only: deep nesting makes compile() raise MemoryError or RecursionError, which escape validation (and end the "
+       "evolve run) instead of an 'invalid' report")
+@pytest.mark.parametrize("source", ["x = " + "-" * 100_000 + "1", "x = " + "+".join(["1"] * 200_000)],
+                         ids=["unary-chain", "long-sum"])
+def test_hole_source_that_breaks_the_compiler_escapes_validation(source):
+    try:
+        report = validate_program(source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=_limits(FIRST_MODE))
+    except (MemoryError, RecursionError) as exc:
+        pytest.fail(f"validate_program raised {type(exc).__name__} for the candidate's source")
+    assert not report.ok and report.stage == "import"
