@@ -89,6 +89,11 @@ class Context:
             self.fetched.update(self.store.get(missing))
         return {i: self.fetched[i] for i in ids if i in self.fetched}
 
+    def found(self, hits: Sequence[Hit]) -> list[tuple[Hit, StoredItem]]:
+        """Each hit with its stored item, in ranking order (a hit whose item is gone is left out)."""
+        items = self.items([h.id for h in hits])
+        return [(h, items[h.id]) for h in hits if h.id in items]
+
 
 # -- retrievers ---------------------------------------------------------------------------------
 class Retriever(Module[Any]):

@@ -55,6 +55,7 @@ from agentmem.composition import ComposedMemory
 from agentmem.errors import ConfigError, LLMError
 from agentmem.llm.tools import ToolSpec, as_tool_specs, parse_tool_calls
 from agentmem.memory import Forgets, MemoryProgram
+from agentmem.packer import Candidate, Packer
 from agentmem.prompts import render
 from agentmem.sdk.models import (
     Message,
@@ -66,9 +67,8 @@ from agentmem.sdk.models import (
     ToolCallRecord,
     TurnTrace,
 )
-from agentmem.tokens import count_tokens
 from agentmem.toolkit import ChatModel, Stores, Toolkit
-from agentmem.types import Episode, Event, Query, Recall, Scope
+from agentmem.types import Episode, Event, Query, Recall, RecallItem, Scope
 
 MemorySpec = str | Path | MemoryProgram | type[MemoryProgram]
 
@@ -393,15 +393,12 @@ class Agent:
         thread = state.get("messages") or []
         start = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
         earlier = [m for m in thread[:start] if m.get("role") in ("user", "assistant") and m.get("content")]
-        recent: list[dict[str, Any]] = []
-        used = 0
-        for m in reversed(earlier):
-            cost = count_tokens(m["content"]) + 4
-            if used + cost > self.history_tokens:
-                break
-            recent.append({"role": m["role"], "content": m["content"]})
-            used += cost
-        recent.reverse()
+        window = _HISTORY.pack(  # the newest messages that fit, each with its role's few tokens, oldest first
+            (Candidate(RecallItem(content=m["content"], metadata={"role": m["role"]}), n)
+             for n, m in reversed(list(enumerate(earlier)))),
+            self.history_tokens, extra=lambda cand, kept: 4,
+        )
+        recent = [{"role": i.metadata["role"], "content": i.content} for i in window.items]
         while recent and recent[0]["role"] != "user":  # chat templates want user first after the system message
             recent.pop(0)
         results = [c for c in state.get("tool_calls") or [] if _was_called(c)]
@@ -623,6 +620,9 @@ def _event_line(event: Event) -> str:
     if event.kind == "observation":
         return f"tool result: {event.content}"
     return f"{event.speaker or event.kind}: {event.content}"
+
+
+_HISTORY = Packer(order="position", contiguous=True)
 
 
 def _item_id(item: Any) -> str:

@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentmem.encode import event_text, event_when
 from agentmem.memory import MemoryProgram
-from agentmem.packer import Candidate, Packer
+from agentmem.packer import Packer, candidate
 from agentmem.store import StoredItem
-from agentmem.types import Event, Query, Recall, RecallItem
+from agentmem.types import Event, Query, Recall
 
 __all__ = ["FullContextMemory", "FullContextParams"]
 
@@ -62,12 +62,8 @@ class FullContextMemory(MemoryProgram[FullContextParams]):
         if total == 0:
             return Recall(plugin=self.name)
         with_dates = self.params.with_dates
-        newest_first = (
-            Candidate(RecallItem(content=f"[{e.data['when']}] {e.text}" if with_dates else e.text, score=1.0,
-                                 source=self.name, event_ids=e.event_ids, metadata={"session": e.group, "item_id": e.id}),
-                      e.seq)
-            for e in self.store.items(order="seq DESC")
-        )
+        newest_first = (candidate(e, f"[{e.data['when']}] {e.text}" if with_dates else e.text, 1.0, self.name, session=e.group)
+                        for e in self.store.items(order="seq DESC"))
         packed = self.packer.pack(newest_first, query.budget_tokens)
         return self.recalled(packed._replace(omitted=total - len(packed.items)))
 

@@ -24,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentmem.encode import event_text, event_when
 from agentmem.memory import MemoryProgram
-from agentmem.packer import Candidate, Packer
+from agentmem.packer import Packer, candidate
 from agentmem.retrievers import DenseRetriever, Retrieval
 from agentmem.store import StoredItem
 from agentmem.tokens import _PIECES  # the same pieces count_tokens counts
-from agentmem.types import Episode, Event, Query, Recall, RecallItem
+from agentmem.types import Episode, Event, Query, Recall
 
 
 __all__ = ["Chunk", "RAGMemory", "RAGParams"]
@@ -181,14 +181,9 @@ class RAGMemory(MemoryProgram[RAGParams]):
     def recall(self, query: Query) -> Recall:
         self._flush()
         hits, ctx = self.retrieval.run(self.windows, query.text, self.params.top_k)
-        windows = ctx.items([h.id for h in hits])
-        packed = self.packer.pack(
-            (Candidate(RecallItem(content=self._shown(w), score=round(h.score, 4), source=self.name,
-                                  event_ids=w.event_ids, metadata={"session": w.group, "chunk": w.data["index"],
-                                                                   "item_id": w.id}), w.data["index"])
-             for h in hits if (w := windows.get(h.id)) is not None),
-            query.budget_tokens,
-        )
+        packed = self.packer.pack((candidate(w, self._shown(w), hit.score, self.name, position=w.data["index"],
+                                             session=w.group, chunk=w.data["index"])
+                                   for hit, w in ctx.found(hits)), query.budget_tokens)
         return self.recalled(packed, context="\n---\n".join(i.content for i in packed.items))
 
     def _shown(self, window: StoredItem) -> str:

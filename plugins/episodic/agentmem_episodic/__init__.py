@@ -22,7 +22,7 @@ from pydantic import Field
 from agentmem.encode import event_text, event_when, group_turns
 from agentmem.managers import Consolidate
 from agentmem.memory import MemoryProgram
-from agentmem.packer import Candidate, Packer
+from agentmem.packer import Packer, candidate
 from agentmem.retrievers import (
     HybridParams,
     HybridRetriever,
@@ -35,7 +35,7 @@ from agentmem.retrievers import (
     Retrieval,
 )
 from agentmem.store import StoredItem
-from agentmem.types import Episode, Event, Query, Recall, RecallItem
+from agentmem.types import Episode, Event, Query, Recall
 
 __all__ = ["EpisodicMemory", "EpisodicParams"]
 
@@ -113,11 +113,6 @@ class EpisodicMemory(MemoryProgram[EpisodicParams]):
         if query.budget_tokens == 0:
             return Recall(plugin=self.name)
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
-        chunks = ctx.items([h.id for h in hits])
-        packed = self.packer.pack(
-            (Candidate(RecallItem(content=f"[{c.data['when']}] {c.text}", score=round(h.score, 4), source=self.name,
-                                  event_ids=c.event_ids, metadata={"session": c.group, "item_id": c.id}), c.seq)
-             for h in hits if (c := chunks.get(h.id)) is not None),
-            query.budget_tokens,
-        )
+        packed = self.packer.pack((candidate(c, f"[{c.data['when']}] {c.text}", hit.score, self.name, session=c.group)
+                                   for hit, c in ctx.found(hits)), query.budget_tokens)
         return self.recalled(packed)

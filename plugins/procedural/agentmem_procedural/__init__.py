@@ -254,8 +254,7 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
         if not hits:
             return Recall(plugin=self.name, instructions="")
-        found = ctx.items([h.id for h in hits])
-        ranked = [(_lesson(found[h.id]), round(h.score, 4)) for h in hits if h.id in found]
+        ranked = [(_lesson(item), round(hit.score, 4)) for hit, item in ctx.found(hits)]
         adapted = self._adapt(query.text, [item for item, _ in ranked]) if self.params.adapt else []
         return self._pack(query, ranked, adapted)
 

@@ -51,11 +51,11 @@ from agentmem.encode import event_when
 from agentmem.errors import DataError, LLMError
 from agentmem.managers import Forget, Supersede
 from agentmem.memory import Forgets, MemoryProgram
-from agentmem.packer import Candidate, Packer
+from agentmem.packer import Packer, candidate
 from agentmem.retrieval import jaccard, reciprocal_rank_fusion, top
 from agentmem.retrievers import HybridRetriever, Retrieval
 from agentmem.store import HistoryRow, StoredItem
-from agentmem.types import Episode, Event, Query, Recall, RecallItem
+from agentmem.types import Episode, Event, Query, Recall
 from agentmem_semantic.models import (
     Decision,
     Decisions,
@@ -541,11 +541,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         if query.budget_tokens == 0:
             return Recall(plugin=self.name)
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
-        facts = {i: _fact(item) for i, item in ctx.items([h.id for h in hits]).items()}
         packed = self.packer.pack((
-            Candidate(RecallItem(content=self._line(fact), score=round(h.score, 5), source=self.name, event_ids=fact.event_ids,
-                                 metadata={"fact_id": fact.id, "item_id": fact.id, "version": fact.version, "key": fact.key}))
-            for h in hits if (fact := facts.get(h.id)) is not None
+            candidate(item, self._line(fact), hit.score, self.name, fact_id=fact.id, version=fact.version, key=fact.key)
+            for hit, item in ctx.found(hits) if (fact := _fact(item))
         ), query.budget_tokens)
         return self.recalled(packed)
 
