@@ -196,10 +196,12 @@ class UsageTracker(Manager):
         store.toolkit.db.commit()
 
     def served(self, ids: Sequence[str]) -> None:
-        """Remember that ``ids`` were recalled (credited at the next :meth:`credit`)."""
-        db = self.store.toolkit.db
-        with db:
-            db.executemany(f"INSERT OR IGNORE INTO {self.table} (item_id) VALUES (?)", [(i,) for i in ids])
+        """Remember that ``ids`` were recalled (credited at the next :meth:`credit`).
+
+        Not committed here - recall stays free of disk syncs; the next write, ``credit`` or the owner's close commits it.
+        """
+        if ids:
+            self.store.toolkit.db.executemany(f"INSERT OR IGNORE INTO {self.table} (item_id) VALUES (?)", [(i,) for i in ids])
 
     def pending(self) -> list[str]:
         return [r[0] for r in self.store.toolkit.db.execute(f"SELECT item_id FROM {self.table}")]
