@@ -99,7 +99,7 @@ class MemoryProgram(ABC, Generic[P]):
         self.params = self.Params.model_validate(params or {})  # type: ignore[assignment]
         self._opened: list[_Closable] = []
         # a program dropped without close() (or a process that exits) still commits what it wrote
-        self._finalizer = weakref.finalize(self, toolkit.close) if toolkit is not None else None
+        self._commit_on_drop = weakref.finalize(self, toolkit.close) if toolkit is not None else None
 
     # -- lifecycle -------------------------------------------------------
     def observe(self, event: Event) -> None:
