@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from agentmem.encode import event_when
+from agentmem.encode import event_text, event_when
 from agentmem.errors import DataError, LLMError
 from agentmem.managers import Forget, Supersede
 from agentmem.memory import Forgets, MemoryProgram
@@ -201,7 +201,7 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
 
     def _extract(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
         """One structured call: the batch's facts, each attributed to the turns that state it."""
-        lines = [_line(e) for e in events]
+        lines = [event_text(e) for e in events]
         speakers = list(dict.fromkeys(e.speaker for e in events if e.speaker)) or ["the user"]
         date = short_date(event_when(events[-1], "%Y-%m-%d"))
         messages = [
@@ -211,7 +211,7 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
                 "content": self.instructions(
                     "extract",
                     lines=lines,
-                    context=[_line(e) for e in context],
+                    context=[event_text(e) for e in context],
                     speakers=speakers,
                     date=date,
                     max_facts=self.params.max_facts,
@@ -554,10 +554,6 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         if self.params.show_superseded and fact.previous:
             line += f" (updated; earlier: {earlier_value(fact.previous, fact.text)})"
         return line
-
-
-def _line(event: Event) -> str:
-    return f"{event.speaker}: {event.content}" if event.speaker else event.content
 
 
 def _slot(subject: str, key: str) -> str:
