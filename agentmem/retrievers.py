@@ -21,7 +21,7 @@ with ``Module.from_params``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -156,7 +156,8 @@ class HybridRetriever(Retriever):
         dense = store.nearest(probe.vector(store), k) if p.dense_weight > 0 or floor else []
         words = [i for i, _ in store.lexical(probe.text, k)] if p.bm25_weight > 0 else []
         if not floor:
-            return fuse([[i for i, _ in dense], words], [p.dense_weight, p.bm25_weight])
+            rankings = [[i for i, _ in dense], words]
+            return fuse(rankings, [p.dense_weight, p.bm25_weight], order=store.order({i for r in rankings for i in r}))
         cosine = dict(dense)
         extra = [i for i in words if i not in cosine]
         if extra:  # word-only hits still have to pass the similarity floor
@@ -165,15 +166,21 @@ class HybridRetriever(Retriever):
                 cosine[i] = sum(a * b for a, b in zip(query, vec))
         eligible = sorted((i for i, s in cosine.items() if s >= p.min_similarity), key=lambda i: -cosine[i])
         allowed = set(eligible)
-        return fuse([eligible, [i for i in words if i in allowed]], [p.dense_weight, p.bm25_weight])
+        return fuse([eligible, [i for i in words if i in allowed]], [p.dense_weight, p.bm25_weight], order=store.order(allowed))
 
 
-def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None) -> list[Hit]:
-    """Weighted reciprocal-rank fusion of rankings, scored against the best possible value, best first (ties by id)."""
+def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, *,
+         order: Mapping[str, int] | None = None) -> list[Hit]:
+    """Weighted reciprocal-rank fusion of rankings, scored against the best possible value, best first.
+
+    Ties go to the item first in ``order`` (a store's insertion order: older first), then by id.
+    """
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     fused = reciprocal_rank_fusion(rankings, weights=weights, k=RRF_K)
     best = sum(w for w, r in zip(weights, rankings) if w > 0) / (RRF_K + 1) or 1.0
-    return [Hit(i, s / best) for i, s in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))]
+    place = order or {}
+    ranked = sorted(fused.items(), key=lambda kv: (-kv[1], place.get(kv[0], float("inf")), kv[0]))
+    return [Hit(i, s / best) for i, s in ranked]
 
 
 # -- stages ---------------------------------------------------------------------------------------
@@ -212,15 +219,15 @@ class RecencyBlend(Stage):
         w = self.params.recency_weight
         if w <= 0:
             return [Hit(h.id, h.score / top) for h in hits]
-        stamps = {i: item.ts for i, item in ctx.items([h.id for h in hits]).items()}
+        items = ctx.items([h.id for h in hits])
         newest = ctx.store.newest_ts()
         half_life = self.params.recency_half_life_days * 86400.0
         scored = [
             Hit(h.id, (1 - w) * h.score / top
-                + w * math.exp(-math.log(2) * max(0.0, newest - stamps.get(h.id, newest)) / half_life))
+                + w * math.exp(-math.log(2) * max(0.0, newest - (items[h.id].ts if h.id in items else newest)) / half_life))
             for h in hits
         ]
-        return sorted(scored, key=lambda h: -h.score)
+        return sorted(scored, key=lambda h: (-h.score, items[h.id].seq if h.id in items else 0))
 
 
 class UtilityParams(BaseModel):
@@ -244,7 +251,7 @@ class UtilityBlend(Stage):
         w = self.params.utility_weight
         items = ctx.items([h.id for h in hits])
         scored = [Hit(h.id, (1.0 - w) * h.score + w * items[h.id].utility) for h in hits if h.id in items]
-        return sorted(scored, key=lambda h: (-h.score, h.id))
+        return sorted(scored, key=lambda h: (-h.score, items[h.id].seq))
 
 
 class NearDuplicateParams(BaseModel):

@@ -143,7 +143,8 @@ class Store:
         )
         db.commit()
         self._collection: Any = toolkit.collection(name) if dense else None
-        self._bm25: BM25Index | None = None
+        self._bm25: BM25Index | None = None  # keyed by the zero-padded seq: ties rank in insertion order
+        self._seqs: dict[str, int] | None = None  # id -> seq of the active items, once some ranking needed it
         self._counts: dict[tuple[str | None, bool], int] = {}
         if dense:
             self.resync()
@@ -349,11 +350,19 @@ class Store:
                 out[i] = [float(x) for x in emb]
         return out
 
-    def lexical(self, text: str, k: int, *, allowed: set[str] | None = None) -> list[tuple[str, float]]:
-        """The ``k`` best BM25 ``(id, score)`` pairs for ``text`` among active items, best first."""
+    def lexical(self, text: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` best BM25 ``(id, score)`` pairs for ``text`` among active items, best first (ties: older first)."""
         if not self.lexical_enabled:
             return []
-        return self._index_words().search(text, k, allowed=allowed)
+        index = self._index_words()
+        ids = self._seq_map()
+        by_seq = {seq: item_id for item_id, seq in ids.items()}
+        return [(by_seq[int(doc)], score) for doc, score in index.search(text, k) if int(doc) in by_seq]
+
+    def order(self, ids: Iterable[str]) -> dict[str, int]:
+        """The insertion order (``seq``) of active items, for rankings to break ties by: older first."""
+        seqs = self._seq_map()
+        return {i: seqs[i] for i in ids if i in seqs}
 
     # -- keeping the mirrors in step -----------------------------------------------------------------
     def resync(self) -> None:
@@ -378,6 +387,7 @@ class Store:
             for part in _batches(ids):
                 self._collection.delete(ids=part)
         self._bm25 = None
+        self._seqs = None
         self.resync()
 
     def close(self) -> None:
@@ -386,6 +396,7 @@ class Store:
             self.toolkit.db.commit()
             self._unsynced = 0
         self._bm25 = None
+        self._seqs = None
 
     def _synced(self, writes: int) -> None:
         """Commit once ``sync_every`` rows were written (1: every write is committed at once)."""
@@ -403,9 +414,11 @@ class Store:
             return
         if self._collection is not None:
             self._mirror(active, fresh=fresh)
+        if self._seqs is not None:
+            self._seqs.update((item.id, item.seq) for item in active)
         if self._bm25 is not None:
             for item in active:
-                self._bm25.add(item.id, item.lexical)
+                self._bm25.add(_doc(item.seq), item.lexical)
 
     def _mirror(self, items: Sequence[StoredItem], *, fresh: bool) -> None:
         """Embed and write items to Chroma in batches (``fresh``: ids never stored there, so the cheaper ``add``)."""
@@ -419,19 +432,30 @@ class Store:
         if self._collection is not None:
             for part in _batches(list(ids)):
                 self._collection.delete(ids=part)
-        if self._bm25 is not None:
+        if self._seqs is not None:
             for item_id in ids:
-                self._bm25.remove(item_id)
+                seq = self._seqs.pop(item_id, None)
+                if seq is not None and self._bm25 is not None:
+                    self._bm25.remove(_doc(seq))
+        elif self._bm25 is not None:  # pragma: no cover - the index is always built with the seq map
+            self._bm25 = None
 
     def _index_words(self) -> BM25Index:
         if self._bm25 is None:
+            self._seq_map()
             index = BM25Index()
             rows = self.toolkit.db.execute(
-                f"SELECT id, COALESCE(lexical_text, text) FROM {self.table} WHERE status = 'active' ORDER BY seq"
+                f"SELECT seq, COALESCE(lexical_text, text) FROM {self.table} WHERE status = 'active' ORDER BY seq"
             )
-            index.add_many((r[0], r[1]) for r in rows)
+            index.add_many((_doc(r[0]), r[1]) for r in rows)
             self._bm25 = index
         return self._bm25
+
+    def _seq_map(self) -> dict[str, int]:
+        if self._seqs is None:
+            rows = self.toolkit.db.execute(f"SELECT id, seq FROM {self.table} WHERE status = 'active'")
+            self._seqs = {r[0]: int(r[1]) for r in rows}
+        return self._seqs
 
     def _values(self, item: StoredItem) -> tuple[Any, ...]:
         return (item.id, item.kind, item.group, item.key, item.text, item.dense_text, item.lexical_text, item.ts,
@@ -446,6 +470,11 @@ def _item(row: Any) -> StoredItem:
         version=row["version"], event_ids=json.loads(row["event_ids"]), retrieved=row["retrieved"],
         helped=row["helped"], data=json.loads(row["data"]), created=row["created"], updated=row["updated"],
     )
+
+
+def _doc(seq: int) -> str:
+    """An item's key in the BM25 index: its seq, zero-padded so that ties sort in insertion order."""
+    return f"{seq:012d}"
 
 
 def _batches(values: Sequence[Any]) -> Iterator[list[Any]]:
