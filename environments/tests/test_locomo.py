@@ -29,6 +29,8 @@ from agentmem_environments.locomo.metrics import (
     multi_answer_f1,
     normalize_answer,
     porter_stem,
+    recalled_dia_ids,
+    turn_ids,
 )
 
 LOCOMO6 = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo" / "locomo6.json"
@@ -76,6 +78,17 @@ def test_locomo6_loads_every_conversation_and_question(locomo6_tasks):
 
 
 @needs_locomo6
+def test_recalled_event_ids_are_mapped_to_the_turns_they_are(locomo6_tasks):
+    """Memories return event ids; the environment knows which turn each is (and still reads a dia_id a program set)."""
+    conv = locomo6_tasks[0]
+    turns = turn_ids(conv)
+    third = conv.sessions[0].events[2]
+    assert turns[third.id] == "D1:3" and third.when == "1:56 pm on 8 May, 2023"
+    items = [RecallItem(content="x", event_ids=[third.id, "not-an-event"]), RecallItem(content="y", metadata={"dia_id": ["D2:1"]})]
+    assert recalled_dia_ids(items, turns) == ["D1:3", "D2:1"]
+    assert evidence_recall(recalled_dia_ids(items, turns), ["D1:3", "D9:9"]) == 0.5
+
+
 def test_locomo6_turns_carry_dia_ids_and_parsed_dates(locomo6_tasks):
     conv = locomo6_tasks[0]
     assert len(conv.sessions) == 19  # the 16 date-only entries without turns are skipped
