@@ -92,7 +92,8 @@ class EpisodicMemory(MemoryProgram[EpisodicParams]):
     def _flush(self) -> None:
         """Group the waiting events into chunks and store them (embedded in one batch)."""
         if self.buffer:
-            self._chunk(self.buffer.take())
+            self._chunk(self.buffer.peek())
+            self.buffer.take()  # once stored: a failure above keeps the events waiting
 
     def _chunk(self, events: list[Event]) -> list[StoredItem]:
         chunks = []

@@ -169,10 +169,13 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
     def reflect(self, episode: Episode) -> None:
         """Assimilate a finished episode: a query node with its edges, its condensed trajectory, new insights."""
-        events = merge_events(self.pending.take(), episode.events)
+        events = merge_events(self.pending.peek(), episode.events)
         self._feedback(episode)
-        if not events and not episode.task.strip():
-            return
+        if events or episode.task.strip():
+            self._assimilate(episode, events)
+        self.pending.take()  # only once the episode is stored: a failure above keeps its events for the next try
+
+    def _assimilate(self, episode: Episode, events: list[Event]) -> None:
         outcome_events = [e for e in events if e.kind == "outcome"]
         reward = episode.reward
         if reward is None and outcome_events and outcome_events[-1].reward is not None:
@@ -203,7 +206,7 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
     def import_items(self, items: Iterable[ImportItem | dict[str, Any]], *, link: bool = True) -> list[str]:
         """Bulk-insert tasks (query node + trajectory, plus optional insights) without any LLM call.
 
-        Embeddings are computed in batches and rows written with ``executemany``;
+        Embeddings are computed in batches and rows written in one transaction;
         with ``link`` each new task is joined to its most similar stored tasks
         (the query graph) in one batched nearest-neighbour search. Insights are
         merged with stored ones only when their text is the same (no LLM, no

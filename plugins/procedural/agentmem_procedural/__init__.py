@@ -234,7 +234,7 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
 
     def reflect(self, episode: Episode) -> None:
         """Credit recalled items with the outcome, distil new items, merge duplicates, prune the useless."""
-        events = merge_events(episode.events, self.trajectory.take()[-_TRAJECTORY_EVENTS:])
+        events = merge_events(episode.events, self.trajectory.peek()[-_TRAJECTORY_EVENTS:])
         success = _success_of(episode, events)
         self.usage.credit(success)
         if success is not None and events:
@@ -245,6 +245,7 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
                 self.consolidate([i.id for i in stored])
             if task:
                 self._remember_episode(episode, task, events, success)
+        self.trajectory.take()  # the episode is done with: its events leave the buffer
         self.prune()
 
     def recall(self, query: Query) -> Recall:
