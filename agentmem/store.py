@@ -145,6 +145,7 @@ class Store:
         self._collection: Any = toolkit.collection(name) if dense else None
         self._bm25: BM25Index | None = None  # keyed by the zero-padded seq: ties rank in insertion order
         self._seqs: dict[str, int] | None = None  # id -> seq of the active items, once some ranking needed it
+        self._at: dict[int, str] = {}  # and back: seq -> id
         self._counts: dict[tuple[str | None, bool], int] = {}
         if dense:
             self.resync()
@@ -159,6 +160,8 @@ class Store:
             return []
         now = time.time()
         verb = "INSERT OR REPLACE" if replace else "INSERT"
+        if replace and self._seqs is not None:  # a replaced item gets a new seq: its old word-index entry goes
+            self._unindex([i.id for i in items if i.id in self._seqs], mirror=False)
         db = self.toolkit.db
         out: list[StoredItem] = []
         try:
@@ -355,9 +358,8 @@ class Store:
         if not self.lexical_enabled:
             return []
         index = self._index_words()
-        ids = self._seq_map()
-        by_seq = {seq: item_id for item_id, seq in ids.items()}
-        return [(by_seq[int(doc)], score) for doc, score in index.search(text, k) if int(doc) in by_seq]
+        self._seq_map()
+        return [(self._at[int(doc)], score) for doc, score in index.search(text, k) if int(doc) in self._at]
 
     def order(self, ids: Iterable[str]) -> dict[str, int]:
         """The insertion order (``seq``) of active items, for rankings to break ties by: older first."""
@@ -387,7 +389,7 @@ class Store:
             for part in _batches(ids):
                 self._collection.delete(ids=part)
         self._bm25 = None
-        self._seqs = None
+        self._seqs, self._at = None, {}
         self.resync()
 
     def close(self) -> None:
@@ -396,7 +398,7 @@ class Store:
             self.toolkit.db.commit()
             self._unsynced = 0
         self._bm25 = None
-        self._seqs = None
+        self._seqs, self._at = None, {}
 
     def _synced(self, writes: int) -> None:
         """Commit once ``sync_every`` rows were written (1: every write is committed at once)."""
@@ -415,7 +417,9 @@ class Store:
         if self._collection is not None:
             self._mirror(active, fresh=fresh)
         if self._seqs is not None:
-            self._seqs.update((item.id, item.seq) for item in active)
+            for item in active:
+                self._seqs[item.id] = item.seq
+                self._at[item.seq] = item.id
         if self._bm25 is not None:
             for item in active:
                 self._bm25.add(_doc(item.seq), item.lexical)
@@ -428,15 +432,17 @@ class Store:
             write(ids=[i.id for i in part], documents=docs, embeddings=self.embed(docs),
                   metadatas=[{"kind": i.kind, "group": i.group, "seq": i.seq} for i in part])
 
-    def _unindex(self, ids: Sequence[str]) -> None:
-        if self._collection is not None:
+    def _unindex(self, ids: Sequence[str], *, mirror: bool = True) -> None:
+        if mirror and self._collection is not None:
             for part in _batches(list(ids)):
                 self._collection.delete(ids=part)
         if self._seqs is not None:
             for item_id in ids:
                 seq = self._seqs.pop(item_id, None)
-                if seq is not None and self._bm25 is not None:
-                    self._bm25.remove(_doc(seq))
+                if seq is not None:
+                    self._at.pop(seq, None)
+                    if self._bm25 is not None:
+                        self._bm25.remove(_doc(seq))
         elif self._bm25 is not None:  # pragma: no cover - the index is always built with the seq map
             self._bm25 = None
 
@@ -455,6 +461,7 @@ class Store:
         if self._seqs is None:
             rows = self.toolkit.db.execute(f"SELECT id, seq FROM {self.table} WHERE status = 'active'")
             self._seqs = {r[0]: int(r[1]) for r in rows}
+            self._at = {seq: item_id for item_id, seq in self._seqs.items()}
         return self._seqs
 
     def _values(self, item: StoredItem) -> tuple[Any, ...]:
