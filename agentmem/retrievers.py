@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentmem.modules import Module, NoParams
@@ -159,11 +160,10 @@ class HybridRetriever(Retriever):
             rankings = [[i for i, _ in dense], words]
             return fuse(rankings, [p.dense_weight, p.bm25_weight], order=store.order({i for r in rankings for i in r}))
         cosine = dict(dense)
-        extra = [i for i in words if i not in cosine]
+        extra = store.vectors([i for i in words if i not in cosine])
         if extra:  # word-only hits still have to pass the similarity floor
-            query = probe.vector(store)
-            for i, vec in store.vectors(extra).items():
-                cosine[i] = sum(a * b for a, b in zip(query, vec))
+            sims = np.stack(list(extra.values())) @ np.asarray(probe.vector(store), dtype=np.float32)
+            cosine.update(zip(extra, (float(x) for x in sims)))
         eligible = sorted((i for i, s in cosine.items() if s >= p.min_similarity), key=lambda i: -cosine[i])
         allowed = set(eligible)
         return fuse([eligible, [i for i in words if i in allowed]], [p.dense_weight, p.bm25_weight], order=store.order(allowed))

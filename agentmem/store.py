@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from agentmem.encode import _ident
@@ -334,7 +335,8 @@ class Store:
         out: list[list[tuple[str, float]]] = []
         for part in _batches(list(vectors)):
             try:
-                hits = self._collection.query(query_embeddings=[list(v) for v in part], n_results=min(k, total),
+                hits = self._collection.query(query_embeddings=[np.asarray(v, dtype=np.float32).tolist() for v in part],
+                                              n_results=min(k, total),
                                               where=where, include=["distances"])
             except Exception:  # noqa: BLE001 - a filter that matches nothing makes some chroma versions raise
                 out.extend([] for _ in part)
@@ -342,15 +344,15 @@ class Store:
             out.extend([(i, 1.0 - float(d)) for i, d in zip(ids, dists)] for ids, dists in zip(hits["ids"], hits["distances"]))
         return out
 
-    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
-        """The stored vectors of active items (missing ids are left out)."""
+    def vectors(self, ids: Sequence[str]) -> dict[str, Any]:
+        """The stored vectors (float32 arrays) of active items (missing ids are left out)."""
         if self._collection is None or not ids:
             return {}
-        out: dict[str, list[float]] = {}
+        out: dict[str, Any] = {}
         for part in _batches(list(ids)):
             got = self._collection.get(ids=part, include=["embeddings"])
             for i, emb in zip(got["ids"], got["embeddings"]):
-                out[i] = [float(x) for x in emb]
+                out[i] = np.asarray(emb, dtype=np.float32)
         return out
 
     def lexical(self, text: str, k: int) -> list[tuple[str, float]]:
