@@ -17,7 +17,6 @@ reopening a store with other chunk sizes re-chunks it from the stored events.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
