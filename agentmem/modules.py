@@ -16,7 +16,7 @@ swap one for another.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -59,7 +59,7 @@ class Module(Generic[MP]):
         self.params = self.Params.model_validate({**given, **values})  # type: ignore[assignment]
 
     @classmethod
-    def from_params(cls, params: BaseModel | Mapping[str, Any], **values: Any) -> "Module[MP]":
+    def from_params(cls, params: BaseModel | Mapping[str, Any], **values: Any) -> Self:
         """This module configured from a program's ``Params``: the fields it declares, taken by name."""
         given = params.model_dump() if isinstance(params, BaseModel) else dict(params)
         mine = {k: v for k, v in given.items() if k in cls.Params.model_fields}

@@ -209,19 +209,17 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
             item = self.store.get_one(item_id)
             if item is None or item_id not in vectors:
                 continue
-            other_id = self.consolidation.duplicate_of(
-                self.store, item.dense, vectors[item_id], where={"kind": item.kind}, exclude=item_id,
-                jaccard_threshold=None, same=lambda other, item=item: self._same_content(item, other),
-            )
+            def same(other: StoredItem, item: StoredItem = item) -> bool:
+                return self._same_content(item, other)
+
+            other_id = self.consolidation.duplicate_of(self.store, item.dense, vectors[item_id],
+                                                       where={"kind": item.kind}, exclude=item_id, same=same)
             other = self.store.get_one(other_id) if other_id else None
             if other is None:
                 continue
             keep, drop = (item, other) if (item.retrieved, -item.ts) >= (other.retrieved, -other.ts) else (other, item)
-            data = dict(keep.data)
-            for key in ("episode_ids",):
-                joined = list(dict.fromkeys([*keep.data.get(key, []), *drop.data.get(key, [])]))
-                if joined:
-                    data[key] = joined[:200]
+            episodes = list(dict.fromkeys([*keep.data.get("episode_ids", []), *drop.data.get("episode_ids", [])]))
+            data = {**keep.data, "episode_ids": episodes[:200]} if episodes else keep.data
             self.consolidation.merge(self.store, keep, drop, data=data)
             self.usage.transfer(drop.id, keep.id)
             merged += 1
