@@ -473,7 +473,8 @@ class Store:
 
 
 def _item(row: Any) -> StoredItem:
-    return StoredItem(
+    """A row as an item, without re-validating what the store itself wrote (recall reads many per query)."""
+    return StoredItem.model_construct(
         seq=row["seq"], id=row["id"], kind=row["kind"], group=row["grp"], key=row["key"], text=row["text"],
         dense_text=row["dense_text"], lexical_text=row["lexical_text"], ts=row["ts"], status=row["status"],
         version=row["version"], event_ids=json.loads(row["event_ids"]), retrieved=row["retrieved"],

@@ -350,12 +350,10 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         if not nodes:
             return []
         penalty = 1.0 - self.params.prefer_success
-        scored = []
-        for item in self.queries.get(list(nodes)).values():
-            node = _node(item)
-            scored.append((node, _steps(item), nodes[node.id] * (penalty if node.success is False else 1.0)))
-        scored.sort(key=lambda t: (-t[2], t[0].id))
-        return scored[: self.params.k_trajectories]
+        found = self.queries.get(list(nodes))
+        scored = sorted(((item, nodes[item.id] * (penalty if item.data.get("success") is False else 1.0))
+                         for item in found.values()), key=lambda t: (-t[1], t[0].id))
+        return [(_node(item), _steps(item), score) for item, score in scored[: self.params.k_trajectories]]
 
     def _pack(
         self,
