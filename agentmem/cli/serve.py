@@ -20,13 +20,13 @@ def serve_command(
     backend: Annotated[str, typer.Option("--backend", "-b", help="llamacpp (CPU, a GGUF file) or vllm (GPU, `vllm serve`)")] = "llamacpp",
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="llamacpp: a known model name or a .gguf path (default: the embedded default); vllm: a Hugging Face model id or directory")] = None,
     host: Annotated[str, typer.Option("--host", help="address to bind; loopback by default (anything else exposes the server to the network)")] = "127.0.0.1",
-    port: Annotated[Optional[int], typer.Option("--port", "-p", min=1, max=65535, help="port to listen on (default: a free one)")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", "-p", help="port to listen on (default: a free one)")] = None,
     alias: Annotated[Optional[str], typer.Option("--alias", help="llamacpp: the model name the server answers to (default: the model's short name)")] = None,
-    n_ctx: Annotated[Optional[int], typer.Option("--n-ctx", min=256, help="llamacpp: context length in tokens (default: setting n_ctx)")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="llamacpp: CPU threads (default: every core)")] = None,
+    n_ctx: Annotated[Optional[int], typer.Option("--n-ctx", help="llamacpp: context length in tokens (default: setting n_ctx)")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="llamacpp: CPU threads (default: every core)")] = None,
     parallel: Annotated[int, typer.Option("--parallel", help="llamacpp: requests at once (llama-cpp-python's server answers one at a time; more queue)")] = 1,
-    tensor_parallel_size: Annotated[Optional[int], typer.Option("--tensor-parallel-size", min=1, help="vllm: GPUs to shard the model over")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len", min=1, help="vllm: context length in tokens")] = None,
+    tensor_parallel_size: Annotated[Optional[int], typer.Option("--tensor-parallel-size", help="vllm: GPUs to shard the model over")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len", help="vllm: context length in tokens")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vllm: fraction of GPU memory to use (0-1)")] = None,
     extra: Annotated[Optional[list[str]], typer.Option("--extra", help="an extra flag for the server command line (repeatable: --extra=--seed --extra=1)")] = None,
     log: Annotated[Optional[Path], typer.Option("--log", help="write the server's output here (default: a temporary file, removed after a clean stop)")] = None,
@@ -39,6 +39,12 @@ def serve_command(
         raise ConfigError(f"--backend must be llamacpp or vllm (got '{backend}')")
     if parallel < 1:
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be from 1 to 65535 (got {port}); leave it out to take a free port")
+    for flag, value, least in (("--n-ctx", n_ctx, 256), ("--threads", threads, 1),
+                               ("--tensor-parallel-size", tensor_parallel_size, 1), ("--max-model-len", max_model_len, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"{flag} must be at least {least} (got {value})")
     if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
         raise ConfigError(f"--gpu-memory-utilization must be a fraction above 0 and at most 1 (got {gpu_memory_utilization}), e.g. 0.9")
     if startup_timeout is not None and not startup_timeout > 0:
