@@ -87,6 +87,8 @@ def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str,
     from agentmem.grid import params_for
     from agentmem.registry import load_memory
 
+    for member in members:  # every name, with or without --param: a misspelt plugin fails here
+        load_memory(member)
     shares = params_for(members, params)
     for member, share in (shares or {}).items():
         model = load_memory(member).Params
@@ -206,10 +208,10 @@ def eval_command(
         check_file_target(out, "--out")
     if out_dir is not None:
         check_directory_target(out_dir, "--out-dir")
-    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
-    for environment in environments.values():
-        getattr(environment, "source", None)  # reads (and so checks) the dataset
     check_settings(model, api_base)
+    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
+    for environment in environments.values():  # last: reading a dataset is the slowest check
+        getattr(environment, "source", None)  # reads (and so checks) the dataset
     if single:
         _eval_one(environments[envs[0]], configs[0], params=params, split=split, limit=limit,
                   budget=budget, out=out, model=model, api_base=api_base)
