@@ -399,3 +399,19 @@ def test_a_model_that_makes_no_valid_call_costs_one_question_not_the_run():
 
     with pytest.raises(ConfigError, match="cannot call tools"):
         MemoryAgent(NoTools(), []).act("Book me a flight.", env.tools_for(task.questions[0]))
+
+
+def test_a_heldout_seed_replaces_the_test_users_only():
+    """Evolution passes a secret held-out seed: train and validation stay, the test users are new."""
+    usual = ToolPrefsEnvironment()
+    heldout = ToolPrefsEnvironment(heldout_seed=987654321)
+    other = ToolPrefsEnvironment(heldout_seed=123)
+    for split in ("train", "validation"):
+        assert [t.id for t in heldout.tasks(split)] == [t.id for t in usual.tasks(split)]
+    test_ids = [t.id for t in heldout.tasks("test")]
+    assert len(test_ids) == len(usual.tasks("test")) and all(i.startswith("heldout-") for i in test_ids)
+    usual_requests = {q.text for t in usual.tasks("all") for q in t.questions}
+    heldout_requests = [q.answer for t in heldout.tasks("test") for q in t.questions]
+    assert heldout_requests != [q.answer for t in other.tasks("test") for q in t.questions]
+    # the default seed's users (what a candidate could regenerate) do not predict the held-out calls
+    assert {q.text for t in heldout.tasks("test") for q in t.questions} - usual_requests

@@ -30,7 +30,7 @@ RUN_FLAGS = {
     "budget.max_wall_seconds": "--max-seconds", "proposers.children_per_iteration": "--children",
     "selection.strategy": "--strategy", "models.task": "--model", "models.mutation": "--mutation-model",
     "models.api_base": "--api-base", "execution.executor": "--executor", "execution.concurrency": "--concurrency",
-    "seed": "--random-seed",
+    "seed": "--random-seed", "sandbox.allow_unjailed": "--allow-unjailed",
 }
 
 
@@ -153,6 +153,9 @@ def run_command(
     seed: Annotated[Optional[int], typer.Option("--random-seed")] = None,
     run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="where the run lives (default runs/evolve-<time>)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live display")] = False,
+    allow_unjailed: Annotated[bool, typer.Option(
+        "--allow-unjailed", help="where no jail (bubblewrap or user namespaces) exists, run candidates with the audit hook "
+                                 "alone: weaker, and the report says so")] = False,
 ) -> None:
     """Start a run: seeds are scored, children proposed, validated, screened and promoted; the best is scored on test."""
     from agentmem.cli.main import console
@@ -165,12 +168,14 @@ def run_command(
         "budget.max_wall_seconds": max_seconds, "proposers.children_per_iteration": children,
         "selection.strategy": strategy, "models.task": model, "models.mutation": mutation_model, "models.api_base": api_base,
         "execution.executor": executor, "execution.concurrency": concurrency, "seed": seed,
+        "sandbox.allow_unjailed": True if allow_unjailed else None,
     })
     run_dir = run_dir or Path("runs") / f"evolve-{datetime.now():%Y%m%d-%H%M%S}"
     check_directory_target(run_dir, "--run-dir")
     if (run_dir / CONFIG_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick another --run-dir")
     check_run_inputs(cfg)
+    _check_jail(cfg)  # before anything is written: a run that cannot sandbox its candidates does not start
     controller = Controller.create(run_dir, cfg)
     console.print(f"run directory: [bold]{run_dir}[/] (resume with `agentmem evolve resume {run_dir}`)")
     result = _run(controller, quiet)
@@ -200,6 +205,8 @@ def resume_command(
             data["execution"]["executor"] = executor
             flags["execution.executor"] = "--executor"
         cfg = RunConfig.from_dict(data, source=str(run_dir / CONFIG_FILE), flags=flags)  # checked before it is written
+    _check_jail(cfg)
+    if iterations is not None or executor is not None:
         cfg.write(run_dir / CONFIG_FILE)
     controller = Controller.resume(run_dir)
     result = _run(controller, quiet)
@@ -282,6 +289,16 @@ def export_command(
             program = best[0].id
         path = export_program(archive, program, out or Path(name), name)
     console.print(f"exported program {program} as plugin '{name}' to [bold]{path}[/]; install it with `pip install {path}`")
+
+
+def _check_jail(cfg: Any) -> None:
+    from agentmem_evolve.jail import JailUnavailable
+    from agentmem_evolve.sandbox import sandbox_capabilities
+
+    try:
+        sandbox_capabilities(cfg.sandbox.jail, allow_unjailed=cfg.sandbox.allow_unjailed)
+    except JailUnavailable as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _require_run(run_dir: Path, *, archive: bool = True) -> None:

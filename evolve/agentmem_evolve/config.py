@@ -61,6 +61,12 @@ class EnvironmentConfig(_Section):
     validation_limit: int | None = Field(12, ge=1, description="questions of the select split (None = all)")
     test_limit: int | None = Field(20, ge=1, description="questions of the test split (None = all)")
     budget_tokens: int = Field(1024, ge=16, description="token budget of each recall")
+    heldout_seed: int | Literal["secret"] | None = Field(
+        "secret",
+        description="seed of the test split of generated environments (toolprefs, textworld): 'secret' draws one when "
+                    "the run starts and keeps it in the run directory, so no candidate can regenerate the test tasks; "
+                    "None uses the environment's usual test split",
+    )
 
     @model_validator(mode="after")
     def _never_select_on_test(self) -> "EnvironmentConfig":
@@ -147,6 +153,11 @@ class SandboxConfig(_Section):
     wall_seconds_per_op: float = Field(60, gt=0)
     memory_mb: int = Field(3072, ge=64)
     max_output_bytes: int = Field(1_000_000, ge=1024)
+    disk_mb: int = Field(1024, ge=8, description="the candidate's writable scratch space (a tmpfs in the jail)")
+    jail: Literal["auto", "bwrap", "unshare", "none"] = Field(
+        "auto", description="the private root candidates run in: bubblewrap, unshare + pivot_root, or none")
+    allow_unjailed: bool = Field(
+        False, description="where no jail can be built, run candidates with the audit hook alone (weaker; reported)")
 
 
 class RunConfig(_Section):

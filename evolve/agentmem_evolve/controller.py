@@ -40,6 +40,18 @@ from agentmem_evolve.proposers import (
 from agentmem_evolve.selection import make_strategy
 
 CONFIG_FILE = "config.toml"
+
+
+def _accepts(environment: str, option: str) -> bool:
+    """Whether an installed environment's constructor takes ``option`` (False when it cannot be loaded)."""
+    import inspect
+
+    from agentmem.registry import load_environment
+
+    try:
+        return option in inspect.signature(load_environment(environment)).parameters
+    except Exception:  # noqa: BLE001 - an unknown environment fails later with its own clear error
+        return False
 MUTATION_TIMEOUT = 900.0  # seconds one code-writing call may take
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -79,13 +91,36 @@ class Controller:
             "select": (env.select_split, env.validation_limit),
             "test": (env.test_split, env.test_limit),
         }
-        self._keys = {stage: slice_key(env.name, split, limit, env.data, env.options, config.seed)
+        self._heldout_seed = self._resolve_heldout_seed()
+        self._keys = {stage: slice_key(env.name, split, limit, env.data, self._stage_options(stage), config.seed)
                       for stage, (split, limit) in self._slices.items()}
         self._task_info: TaskInfo | None = None
         self.strategy = make_strategy(config.selection)
         saved = self.archive.get_state("strategy", None)
         if saved and hasattr(self.strategy, "load_state"):
             self.strategy.load_state(saved)  # islands remember their migrations across a resume
+
+    def _resolve_heldout_seed(self) -> int | None:
+        """The seed of the generated test split: the config's, or one drawn in secret and kept in the archive."""
+        wanted = self.config.environment.heldout_seed
+        if wanted is None or not _accepts(self.config.environment.name, "heldout_seed"):
+            return None
+        if wanted != "secret":
+            return int(wanted)
+        saved = self.archive.get_state("heldout_seed", None)
+        if saved is None:
+            import secrets
+
+            saved = secrets.randbelow(2**62)
+            self.archive.set_state("heldout_seed", saved)
+        return int(saved)
+
+    def _stage_options(self, stage: str) -> dict[str, Any]:
+        """The environment's options for one stage: the test stage also gets the held-out seed."""
+        options = dict(self.config.environment.options)
+        if stage == "test" and self._heldout_seed is not None:
+            options["heldout_seed"] = self._heldout_seed
+        return options
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
@@ -194,8 +229,10 @@ class Controller:
         """Run until the iteration or spend budget is used up; score the best on test; return a summary."""
         self._t0 = time.perf_counter()
         stopped = "iterations"
+        sandbox = self.check_sandbox()
         try:
-            self.emit("run_started", iteration=self.archive.get_state("iteration", 0), resumed=bool(self.archive.programs()))
+            self.emit("run_started", iteration=self.archive.get_state("iteration", 0), resumed=bool(self.archive.programs()),
+                      sandbox=sandbox["jail"])
             self._seed_population()
             self._finish_pending()
             iteration = int(self.archive.get_state("iteration", 0))
@@ -367,7 +404,22 @@ class Controller:
         """The run config's sandbox section as :class:`~agentmem_evolve.sandbox.SandboxLimits` fields."""
         box = self.config.sandbox
         return {"cpu_seconds": box.cpu_seconds, "op_seconds": box.wall_seconds_per_op, "memory_mb": box.memory_mb,
-                "output_bytes": box.max_output_bytes}
+                "output_bytes": box.max_output_bytes, "disk_mb": box.disk_mb, "jail": box.jail,
+                "allow_unjailed": box.allow_unjailed}
+
+    def check_sandbox(self) -> dict[str, Any]:
+        """The walls candidates of this run get (recorded for status and the report).
+
+        Raises :class:`~agentmem_evolve.jail.JailUnavailable` (one line, how to fix) when no jail can be
+        built here and the run did not accept the weaker audit-hook-only mode.
+        """
+        from agentmem_evolve.sandbox import sandbox_capabilities
+
+        box = self.config.sandbox
+        caps = sandbox_capabilities(box.jail, allow_unjailed=box.allow_unjailed)
+        caps["weaker"] = caps["jail"] == "none"
+        self.archive.set_state("sandbox", caps)
+        return caps
 
     def _check_source(self, source: str) -> tuple[bool, str, str]:
         from agentmem_evolve.sandbox import validate_program
@@ -390,7 +442,7 @@ class Controller:
         split, limit = self._slices[stage]
         return EvalJob(
             program_id=record.id, source=record.source, stage=stage, env=env.name, split=split, limit=limit,  # type: ignore[arg-type]
-            data=env.data, options=env.options, seed=self.config.seed, model=self.config.models.task,
+            data=env.data, options=self._stage_options(stage), seed=self.config.seed, model=self.config.models.task,
             api_base=self.config.models.api_base, budget_tokens=env.budget_tokens, sandbox=self._sandbox_options(),
         )
 

@@ -70,6 +70,7 @@ def summary(archive: Archive) -> dict[str, Any]:
         "best": best_info,
         "frontier": [s.program_id for s in pareto_frontier(pool)],
         "spend": spend,
+        "sandbox": archive.get_state("sandbox", None),
     }
 
 

@@ -44,7 +44,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentmem.errors import AgentmemError
 from agentmem.memory import MemoryProgram, NoParams
@@ -53,6 +53,9 @@ from agentmem.toolkit import ChatModel, Clock, Embedder, Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
 
 from agentmem_evolve import protocol
+from agentmem_evolve.jail import JAIL_SCRATCH, choose_backend, jail_command, jail_view
+
+TAMPER_EXIT = 87  # the worker's exit code when its denial channel was tampered with (worker.TAMPER_EXIT)
 
 __all__ = [
     "CandidateFailed",
@@ -68,7 +71,7 @@ __all__ = [
 FailureKind = Literal["timeout", "memory", "crash", "denied", "output", "invalid", "error"]
 WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
 _ENV_KEEP = ("PATH", "LANG", "PYTHONHASHSEED", "TZ")
-_PROTECT_DIRS = ()  # the read-only root covers everything; scratch is bound back writable
+_LOG_FD_ENV = "AGENTMEM_SANDBOX_LOG_FD"
 
 
 class SandboxLimits(BaseModel):
@@ -86,7 +89,19 @@ class SandboxLimits(BaseModel):
     output_bytes: int = Field(1 << 20, ge=0, description="printed output kept in the worker's log; the rest is dropped")
     file_bytes: int = Field(512 << 20, ge=1 << 20, description="largest file the worker may write (RLIMIT_FSIZE)")
     max_message_bytes: int = Field(16 << 20, ge=1 << 16, description="largest message either side accepts")
-    namespaces: bool = Field(True, description="use user/network/mount namespaces where the machine allows")
+    disk_mb: int = Field(1024, ge=8, description="size of the writable scratch (a tmpfs inside the jail)")
+    jail: Literal["auto", "bwrap", "unshare", "none"] = Field(
+        "auto", description="the private root: bubblewrap, unshare + pivot_root, or none (audit hook only)")
+    allow_unjailed: bool = Field(
+        False, description="run candidates with the audit hook alone where no jail can be built (weaker; reported)")
+    audit_hook: bool = Field(
+        True, description="the policy inside the worker (the second wall); only tests of the jail alone turn it off")
+
+    @model_validator(mode="after")
+    def _at_least_one_wall(self) -> "SandboxLimits":
+        if not self.audit_hook and self.jail == "none":
+            raise ValueError("a sandbox needs a wall: with jail = 'none' the audit hook must stay on")
+        return self
 
 
 class CandidateFailed(AgentmemError):
@@ -109,40 +124,17 @@ class CandidateFailed(AgentmemError):
 
 # --------------------------------------------------------------------------- capabilities of this machine
 
-_MOUNT_SCRIPT = (
-    # the whole tree read-only except scratch (bound before the remount, so it stays writable)
-    'mount --rbind / / && mount --bind "$1" "$1" && mount -o remount,bind,ro / && cd "$1" && shift && exec "$@"'
-)
-_caps_lock = threading.Lock()
-_caps: dict[str, bool] | None = None
 
+def sandbox_capabilities(jail: str = "auto", *, allow_unjailed: bool = False) -> dict[str, Any]:
+    """Which walls a candidate gets here: the jail backend (``none``: the audit hook alone) and what it isolates.
 
-def sandbox_capabilities() -> dict[str, bool]:
-    """Which walls besides the audit hook this machine offers (probed once per process)."""
-    global _caps
-    with _caps_lock:
-        if _caps is None:
-            caps = {"user_namespace": False, "network_namespace": False, "readonly_root": False}
-            if shutil.which("unshare"):
-                probe = tempfile.mkdtemp(prefix="agentmem-sandbox-probe-")
-                try:
-                    full = subprocess.run(
-                        ["unshare", "-rnm", "sh", "-c", _MOUNT_SCRIPT, "sh", probe, "true"],
-                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10,
-                    )
-                    if full.returncode == 0:
-                        caps = {"user_namespace": True, "network_namespace": True, "readonly_root": True}
-                    else:
-                        net = subprocess.run(["unshare", "-rn", "true"], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
-                        if net.returncode == 0:
-                            caps.update(user_namespace=True, network_namespace=True)
-                except (OSError, subprocess.SubprocessError):
-                    pass
-                finally:
-                    shutil.rmtree(probe, ignore_errors=True)
-            _caps = caps
-        return dict(_caps)
+    Raises :class:`~agentmem_evolve.jail.JailUnavailable` when no jail can be
+    built and ``allow_unjailed`` is false.
+    """
+    backend = choose_backend(jail, allow_unjailed=allow_unjailed)
+    jailed = backend != "none"
+    return {"jail": backend, "private_root": jailed, "network_namespace": jailed, "pid_namespace": jailed,
+            "user_namespace": jailed, "audit_hook": True}
 
 
 def _worker_env(scratch: Path) -> dict[str, str]:
@@ -174,10 +166,16 @@ def _cleanup(proc: subprocess.Popen | None, scratch: str | None) -> None:
     """Kill the worker's whole process group and remove its scratch directory (also run at GC)."""
     if proc is not None:
         if proc.poll() is None:
+            tree = _tree_pids(proc.pid)  # the jail's launcher, its init and the worker, whatever their group
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            for pid in tree:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait long
@@ -235,32 +233,44 @@ class SandboxedProgram(MemoryProgram):
         self._op_name = "startup"
         self._deadline = 0.0
         self._last_rss_check = 0.0
-        caps = sandbox_capabilities() if self.limits.namespaces else {
-            "user_namespace": False, "network_namespace": False, "readonly_root": False}
+        self._last_disk_check = 0.0
+        caps = sandbox_capabilities(self.limits.jail, allow_unjailed=self.limits.allow_unjailed)
+        self.capabilities = dict(caps)
+        # the controller's own directory for this worker: its logs and the jail's support files (never
+        # visible to the program, which writes to a tmpfs of its own inside the jail)
         self._scratch = tempfile.mkdtemp(prefix="agentmem-sandbox-", dir=scratch_parent)
-        command = [sys.executable, "-P", "-s", "-B", str(WORKER_PATH)]
-        if caps["readonly_root"]:
-            argv = ["unshare", "-rnm", "sh", "-c", _MOUNT_SCRIPT, "sh", self._scratch, *command]
-        elif caps["network_namespace"]:
-            argv = ["unshare", "-rn", *command]
+        backend = caps["jail"]
+        view = jail_view()
+        command = [view.python, "-I", "-B", str(WORKER_PATH)]
+        if backend == "none":
+            argv, cwd = command, self._scratch
+            self._policy = {"readable": view.readable[0], "hidden": view.readable[1],
+                            "blocked_imports": view.blocked_imports}
         else:
-            argv = command
+            argv = jail_command(backend, command, host_dir=Path(self._scratch), disk_mb=self.limits.disk_mb, view=view)
+            cwd = self._scratch
+            self._policy = {"readable": view.readable[0], "hidden": view.readable[1],
+                            "blocked_imports": view.blocked_imports, "scratch": JAIL_SCRATCH}
         started = time.perf_counter()
         boot_log = open(os.path.join(self._scratch, "boot.log"), "wb")
+        worker_log = os.open(os.path.join(self._scratch, "worker.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        env = _worker_env(Path(JAIL_SCRATCH if backend != "none" else self._scratch))
+        env[_LOG_FD_ENV] = str(worker_log)
         try:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=boot_log, cwd=self._scratch,
-                env=_worker_env(Path(self._scratch)), start_new_session=True, close_fds=True,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=boot_log, cwd=cwd,
+                env=env, start_new_session=True, close_fds=True, pass_fds=(worker_log,),
             )
         finally:
             boot_log.close()
+            os.close(worker_log)
         self._finalizer = weakref.finalize(self, _cleanup, self._proc, self._scratch)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._out_fd = self._proc.stdin.fileno()
         self._reader = protocol.FrameReader(self._proc.stdout.fileno(), self.limits.max_message_bytes)
-        self._send({"type": "init", "limits": self.limits.model_dump()})
+        self._send({"type": "init", "limits": self.limits.model_dump(), "policy": self._policy})
         hello = self._wait("startup", self.limits.startup_seconds, expect="hello")
-        self.capabilities = {**caps, "audit_hook": True, "rlimits": list(hello.get("limits") or [])}
+        self.capabilities = {**caps, "audit_hook": self.limits.audit_hook, "rlimits": list(hello.get("limits") or [])}
         info = self._call_op("load", {
             "source": source,
             "namespace": namespace,
@@ -377,7 +387,7 @@ class SandboxedProgram(MemoryProgram):
         if op == "load":
             op = "import"  # what the user knows it as: loading the program's module
         try:
-            return self._reader.read(lambda: self._deadline, watch=self._watch_memory)
+            message = self._reader.read(lambda: self._deadline, watch=self._watch_memory)
         except protocol.ProtocolError as exc:
             if exc.kind == "timeout":
                 raise self._fail("timeout", f"timeout: {op} took over {seconds:g} s", stage=op) from None
@@ -386,16 +396,37 @@ class SandboxedProgram(MemoryProgram):
             if exc.kind == "output":
                 raise self._fail("output", f"output: {op} {exc.reason}", stage=op) from None
             raise self._fail("invalid", f"invalid: {exc.reason} from the worker during {op}", stage=op) from None
+        if message.get("type") == "denied":  # the policy said no: whatever the program does next, it has failed
+            reason = " ".join(str(message.get("reason") or "denied").split())[:600]
+            raise self._fail("denied", reason if reason.startswith("denied") else f"denied: {reason}", stage=op)
+        return message
 
     def _watch_memory(self) -> None:
         now = time.monotonic()
         if now - self._last_rss_check < 0.1:
             return
         self._last_rss_check = now
-        rss_kb = _rss_kb(self._proc.pid)
+        rss_kb = _tree_rss_kb(self._proc.pid)
         if rss_kb is not None and rss_kb > self.limits.memory_mb * 1024:
             raise self._fail("memory", f"memory: worker used {rss_kb // 1024} MB, over the {self.limits.memory_mb} MB "
                                        f"limit during {self._op_name}", stage=self._op_name)
+        if now - self._last_disk_check < 0.5:
+            return
+        self._last_disk_check = now
+        op = "import" if self._op_name == "load" else self._op_name
+        try:  # the log lives outside the jail: raw writes to fd 1 skip the capped stream, so watch its size here
+            logged = os.stat(os.path.join(self._scratch, "worker.log")).st_size
+        except OSError:
+            logged = 0
+        cap = max(4 * self.limits.output_bytes, 16 << 20)
+        if logged > cap:
+            raise self._fail("output", f"output: {op} printed {logged >> 20} MB to its log, over the {cap >> 20} MB limit",
+                             stage=self._op_name)
+        if self.capabilities.get("jail") == "none":
+            # no tmpfs of a fixed size without a jail: the controller measures the scratch directory instead
+            if _directory_bytes(self._scratch, limit=self.limits.disk_mb << 20) > self.limits.disk_mb << 20:
+                raise self._fail("output", f"output: {op} filled its scratch space (the disk limit of "
+                                           f"{self.limits.disk_mb} MB)", stage=self._op_name)
 
     def _died(self, op: str) -> CandidateFailed:
         """The worker went away on its own: say how."""
@@ -406,6 +437,8 @@ class SandboxedProgram(MemoryProgram):
         tail = self._log_tail()
         if code is None:
             return self._fail("invalid", f"invalid: the worker closed its channel during {op}", stage=op, traceback=tail)
+        if code > 128 and self.capabilities.get("jail") in ("bwrap", "unshare"):
+            code = -(code - 128)  # the jail's launcher reports a signal as 128 + its number
         if code < 0:
             sig = -code
             if sig == signal.SIGXCPU:
@@ -415,6 +448,9 @@ class SandboxedProgram(MemoryProgram):
                 return self._fail("memory", f"memory: worker was killed (SIGKILL, out of memory?) during {op}",
                                   stage=op, traceback=tail)
             return self._fail("crash", f"crash: worker died with {_signal_name(sig)} during {op}", stage=op, traceback=tail)
+        if code == TAMPER_EXIT:
+            return self._fail("denied", f"denied: the program tampered with the sandbox's channel during {op}",
+                              stage=op, traceback=tail)
         return self._fail("crash", f"crash: worker exited with code {code} during {op}", stage=op, traceback=tail)
 
     def _log_tail(self) -> str:
@@ -525,6 +561,52 @@ class SandboxedProgram(MemoryProgram):
     def __repr__(self) -> str:
         state = "failed" if self.failure else ("closed" if self._closed else "running")
         return f"SandboxedProgram({getattr(self, 'name', '?')}, {state})"
+
+
+def _directory_bytes(root: str, *, limit: int, max_entries: int = 200_000) -> int:
+    """Bytes under ``root`` (stops counting past ``limit``; too many entries count as over it)."""
+    total, entries, stack = 0, 0, [root]
+    while stack and total <= limit:
+        try:
+            with os.scandir(stack.pop()) as listing:
+                for entry in listing:
+                    entries += 1
+                    if entries > max_entries:
+                        return limit + 1
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def _tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (the jail's launcher, its init, the worker)."""
+    seen: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", "rb") as fh:
+                    stack.extend(int(child) for child in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return seen
+
+
+def _tree_rss_kb(pid: int) -> int | None:
+    """Resident memory of ``pid`` and all its descendants."""
+    sizes = [rss for rss in map(_rss_kb, _tree_pids(pid)) if rss is not None]
+    return sum(sizes) if sizes else None
 
 
 def _rss_kb(pid: int) -> int | None:

@@ -68,63 +68,52 @@ class SandboxDenied(PermissionError):
 
 #: every denial, in order (read by the worker after each op; a program that clears it only hurts its report)
 DENIALS: list[str] = []
+#: the exit code of a worker whose program tampered with the channel its denials are reported on
+TAMPER_EXIT = 87
 
 
 # --------------------------------------------------------------------------- the policy
 
 
-def _policy_roots(scratch: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(read roots, read files) the program may open for reading, computed before the program runs."""
-    import site
-    import sysconfig
+def _policy_roots(scratch: str, policy: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(read roots, read files, hidden paths) the program may read under, computed before it runs.
 
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, scratch,
-             "/usr", "/lib", "/lib64", "/lib32", "/etc", "/sys/devices/system/cpu"}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            roots.add(sysconfig.get_paths()[key])
-        except KeyError:  # pragma: no cover
-            pass
-    for d in site.getsitepackages() if hasattr(site, "getsitepackages") else []:
-        roots.add(d)
-    prefixes = tuple(os.path.realpath(r) for r in roots if r)
-    # sys.path entries outside the interpreter (the workspace's editable installs): only their packages,
-    # so that a secret file lying next to the sources (a .env at the repository root) stays unreadable
-    for entry in sys.path:
-        if not entry or not os.path.isdir(entry):
-            continue
-        real = os.path.realpath(entry)
-        if any(real == p or real.startswith(p + "/") for p in prefixes):
-            continue
-        try:
-            names = os.listdir(real)
-        except OSError:
-            continue
-        for name in names:
-            child = os.path.join(real, name)
-            if name.startswith("."):
-                continue
-            if os.path.isfile(os.path.join(child, "__init__.py")) or (name.endswith(".py") and os.path.isfile(child)):
-                roots.add(child)
+    The controller sends the jail's view (:class:`agentmem_evolve.jail.JailView`): the same paths the
+    private root holds, so that without a jail (the audit-hook-only mode) the hook still hides
+    environment packages, datasets, caches and the project's other files.
+    """
+    roots = {scratch, *map(str, policy.get("readable") or ())}
     read_roots = tuple(sorted({os.path.realpath(r) for r in roots if r}))
-    read_files = ("/dev/null", "/dev/urandom", "/dev/random", "/dev/zero")
-    return read_roots, read_files
+    read_files = ("/dev/null", "/dev/urandom", "/dev/random", "/dev/zero", "/etc/passwd", "/etc/group")
+    hidden = tuple(sorted({os.path.realpath(h) for h in policy.get("hidden") or () if h}))
+    return read_roots, read_files, hidden
 
 
-def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE) -> None:
+def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, policy: dict[str, Any] | None = None,
+                   report_fd: int | None = None) -> None:
     """Add the audit hook that denies what a memory program may not do, and close the side doors.
 
-    ``scratch`` is the only directory the program may write to.
+    ``scratch`` is the only directory the program may write to; ``policy`` is the controller's view of
+    what may be read and imported (see :func:`_policy_roots`). Every denial is also written at once, as a
+    ``denied`` frame, to ``report_fd`` (the channel to the controller), so that a program that catches
+    the exception still fails: the hook checks that the descriptor is still the channel it was given
+    (a program that swapped it for /dev/null ends the worker with :data:`TAMPER_EXIT`).
     """
     import _posixsubprocess
     import _stat
+    import json
     import pathlib
     import posix
     import threading
     import _thread
 
     scratch = os.path.realpath(scratch)
-    read_roots, read_files = _policy_roots(scratch)
+    policy = policy or {}
+    read_roots, read_files, hidden = _policy_roots(scratch, policy)
+    report_id = None
+    if report_fd is not None:
+        st = posix.fstat(report_fd)
+        report_id = (st.st_dev, st.st_ino)
     pid = posix.getpid()
     self_proc = f"/proc/{pid}"
 
@@ -223,17 +212,53 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE) -> No
     blocked_imports = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_xxsubinterpreters",
                                  "_xxinterpchannels", "_posixsubprocess", "_thread", "_socket", "posix", "_signal",
                                  "_testcapi", "_testinternalcapi", "resource", "readline", "pty",
-                                 "_lsprof", "_tracemalloc"})
+                                 "_lsprof", "_tracemalloc"} | {str(m) for m in policy.get("blocked_imports") or ()})
+    # opening a directory yields a handle that dir_fd= and fchdir() resolve against, out of the hook's
+    # sight (the "open" audit event does not carry dir_fd): no directory handles at all
+    dir_flags = getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_PATH", 0)
+    dir_fd_events = frozenset({"os.rename", "os.replace", "os.link", "os.symlink"})
     # Modules already imported by trusted code stay importable by name
     # (``import ctypes`` finds sys.modules without an import event); their dangerous calls are events.
     protected_modules = frozenset({candidate_module})
 
-    def hook(event: str, args: tuple, _resolve=resolve, _inside=inside, _read_roots=read_roots,
-             _read_files=read_files, _write_ok=write_ok, _write_files=write_files, _flags_write=flags_write,
+    def readable(real: str, _inside=inside, _roots=read_roots, _files=read_files, _hidden=hidden) -> bool:
+        return (_inside(real, _roots) or real in _files) and not (_hidden and _inside(real, _hidden))
+
+    def listable(real: str, _readable=readable, _roots=read_roots) -> bool:
+        """Names in a readable directory, or in a directory on the way to one (the import system lists them)."""
+        if _readable(real):
+            return True
+        prefix = "/" if real == "/" else real + "/"
+        for root in _roots:
+            if root.startswith(prefix):
+                return True
+        return False
+
+    def report(reason: str, _fd=report_fd, _id=report_id, _fstat=posix.fstat, _write=posix.write, _exit=posix._exit,
+               _enc=json.encoder.encode_basestring_ascii, _to_bytes=int.to_bytes, _len=len, _bytes=bytes,
+               _memoryview=memoryview, _exitcode=TAMPER_EXIT) -> None:
+        """Tell the controller now, on the channel it reads (it fails the candidate whatever follows)."""
+        if _fd is None:
+            return
+        try:
+            st = _fstat(_fd)
+            if (st.st_dev, st.st_ino) != _id:
+                _exit(_exitcode)
+            body = b'{"type":"denied","reason":' + _enc(reason).encode("ascii") + b"}"
+            data = _memoryview(_to_bytes(_len(body), 4, "big") + body)
+            while _len(data):
+                data = data[_write(_fd, data):]
+        except BaseException:  # the channel is gone or was tampered with: nothing may go on
+            _exit(_exitcode)
+
+    def hook(event: str, args: tuple, _resolve=resolve, _inside=inside, _readable=readable, _listable=listable,
+             _report=report,
+             _write_ok=write_ok, _write_files=write_files, _flags_write=flags_write, _dir_flags=dir_flags,
              _path_events=path_events, _two=two_path_events, _process=process_events, _sockets=socket_calls,
+             _dir_fd_events=dir_fd_events, _stat=posix.stat, _isdir=_stat.S_ISDIR,
              _imports=blocked_imports, _own=protected_modules, _pid=pid, _self_proc=self_proc,
              _denials=DENIALS, _exc=SandboxDenied, _type=type, _isinstance=isinstance, _str=str,
-             _getattr=getattr, _types=(type,), _len=len, _int=int) -> None:
+             _getattr=getattr, _types=(type,), _len=len, _int=int, _OSError=OSError) -> None:
         reason = None
         if event == "open":
             path, mode, flags = (args + (None, None, None))[:3]
@@ -245,7 +270,15 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE) -> No
             else:
                 writing = (_isinstance(mode, _str) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) or (
                     _isinstance(flags, _int) and (flags & _flags_write) != 0)
-                if writing:
+                is_dir = _isinstance(flags, _int) and (flags & _dir_flags) != 0
+                if not is_dir:
+                    try:
+                        is_dir = _isdir(_stat(real).st_mode)
+                    except _OSError:
+                        is_dir = False
+                if is_dir:
+                    reason = f"opening a directory handle on {real} (directory handles are not allowed)"
+                elif writing:
                     if not (_inside(real, _write_ok) or real in _write_files):
                         reason = f"writing {real} (outside the scratch directory)"
                 elif real.startswith("/proc/"):
@@ -254,22 +287,40 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE) -> No
                             reason = f"reading {real} (environment variables)"
                     elif real not in ("/proc/cpuinfo", "/proc/meminfo"):
                         reason = f"reading {real} (another process)"
-                elif not (_inside(real, _read_roots) or real in _read_files):
+                elif not _readable(real):
                     reason = f"reading {real} (outside the sandbox's readable paths)"
+        elif event == "os.chdir":
+            reason = f"os.chdir to {args[0] if args else '?'!r} (the working directory stays the scratch directory)"
+        elif event == "os.listdir" or event == "os.scandir":
+            target = args[0] if args else None
+            if _type(target) is _int:
+                reason = f"{event} of a file descriptor"
+            else:
+                real = _resolve("." if target is None else target)
+                if real is None or not (_inside(real, _write_ok) or _listable(real)):
+                    reason = f"{event} of {real or target!r} (outside the sandbox's readable paths)"
+        elif event == "os.fwalk":
+            reason = "os.fwalk (it walks by directory handles; use os.walk)"
         elif event in _path_events:
             real = _resolve(args[0]) if args else None
             dir_fd = args[-1] if event in ("os.mkdir", "os.remove", "os.rmdir", "os.chmod", "os.utime", "shutil.rmtree") else None
             if real is None or not _inside(real, _write_ok) or (dir_fd not in (None, -1) and _type(dir_fd) is _int):
                 reason = f"{event} on {real or args[:1]} (outside the scratch directory)"
         elif event in _two:
+            if event in _dir_fd_events and any(_type(a) is _int and a != -1 for a in args[2:]):
+                reason = f"{event} relative to a directory handle"
             for arg in args[:2]:
+                if reason is not None:
+                    break
                 real = _resolve(arg)
                 if real is None or not _inside(real, _write_ok):
                     reason = f"{event} of {real or arg} (outside the scratch directory)"
                     break
         elif event == "os.symlink":
             real = _resolve(args[1]) if _len(args) > 1 else None
-            if real is None or not _inside(real, _write_ok):
+            if _len(args) > 2 and _type(args[2]) is _int and args[2] != -1:
+                reason = "os.symlink relative to a directory handle"
+            elif real is None or not _inside(real, _write_ok):
                 reason = f"os.symlink at {real} (outside the scratch directory)"
         elif event in _process:
             reason = event + (" (no new processes in the sandbox)" if event.startswith(("os.", "subprocess", "pty")) else "")
@@ -313,19 +364,22 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE) -> No
         if reason is not None:
             reason = "denied: " + reason
             _denials.append(reason)
+            _report(reason)
             raise _exc(reason)
 
     sys.addaudithook(hook)
 
     # the process doors that are not audit events in Python 3.11
-    def no_threads(*args: Any, **kwargs: Any) -> Any:
+    def no_threads(*args: Any, _report=report, **kwargs: Any) -> Any:
         reason = "denied: starting a thread (threads are not allowed in the sandbox)"
         DENIALS.append(reason)
+        _report(reason)
         raise SandboxDenied(reason)
 
-    def no_fork_exec(*args: Any, **kwargs: Any) -> Any:
+    def no_fork_exec(*args: Any, _report=report, **kwargs: Any) -> Any:
         reason = "denied: _posixsubprocess.fork_exec (no new processes in the sandbox)"
         DENIALS.append(reason)
+        _report(reason)
         raise SandboxDenied(reason)
 
     _thread.start_new_thread = no_threads  # type: ignore[assignment]
@@ -715,6 +769,8 @@ def _classify(exc: BaseException, op: str) -> tuple[str, str]:
         return "crash", f"crash: KeyboardInterrupt during {op}"
     if isinstance(exc, OSError) and getattr(exc, "errno", None) == 27:  # EFBIG: the file-size limit
         return "output", f"output: {op} wrote more than the file-size limit"
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == 28:  # ENOSPC: the scratch tmpfs is full
+        return "output", f"output: {op} filled its scratch space (the disk limit)"
     return "error", f"error: {op} raised {_one_line(exc)}"
 
 
@@ -731,7 +787,9 @@ def main() -> None:
     os.dup2(null, 0)
     os.close(null)
     scratch = os.getcwd()
-    log = os.open(os.path.join(scratch, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # the log is a file the controller opened outside the jail (it reads its tail when a worker dies)
+    log_fd = os.environ.pop("AGENTMEM_SANDBOX_LOG_FD", None)
+    log = int(log_fd) if log_fd else os.open(os.path.join(scratch, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
@@ -751,7 +809,8 @@ def main() -> None:
 
     _STORES = Stores(scratch)
     _STORES.chroma  # noqa: B018 - the client (and its native threads) starts before the policy
-    install_policy(scratch)
+    if limits.get("audit_hook", True) is not False:
+        install_policy(scratch, policy=dict(init.get("policy") or {}), report_fd=fd_out)
     channel.send({"type": "hello", "pid": os.getpid(), "limits": applied,
                   "import_seconds": round(time.perf_counter() - started, 3)})
     # 5. the program arrives as the first op ("load")

@@ -23,6 +23,7 @@ from agentmem_evolve.controller import Controller
 from agentmem_evolve.executor import InlineExecutor
 
 pytestmark = pytest.mark.timeout(600)
+HELDOUT_SEED = 4242  # the tests' runs fix the held-out seed, so that the fake model knows the test requests
 
 
 class MemoryBoundModel:
@@ -33,8 +34,8 @@ class MemoryBoundModel:
     def __init__(self, replies: list[str] | None = None) -> None:
         from agentmem_environments.toolprefs import ToolPrefsEnvironment
 
-        env = ToolPrefsEnvironment()
-        self.expected = {q.text: q.metadata for t in env.tasks("all") for q in t.questions}
+        envs = [ToolPrefsEnvironment(), ToolPrefsEnvironment(heldout_seed=HELDOUT_SEED)]
+        self.expected = {q.text: q.metadata for env in envs for t in env.tasks("all") for q in t.questions}
         self.meter = Meter()
         self.replies = list(replies or [])
 
@@ -57,7 +58,8 @@ class MemoryBoundModel:
 def config(**over: Any) -> RunConfig:
     data: dict[str, Any] = {
         "seeds": ["episodic"],
-        "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3},
+        "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3,
+                        "heldout_seed": HELDOUT_SEED},
         "budget": {"iterations": 2},
         "proposers": {"weights": {"mutate": 1.0, "merge": 0.5}, "children_per_iteration": 2},
         "sandbox": {"wall_seconds_per_op": 60},
@@ -159,3 +161,53 @@ def test_reflective_children_are_validated_in_the_sandbox_and_repaired(tmp_path)
         assert "prefer usually always" in child.source
     finally:
         ctl.close()
+
+
+def test_the_test_split_of_a_generated_environment_comes_from_a_secret_seed(tmp_path):
+    """'secret' (the default) draws the held-out seed once, keeps it in the run, and only the test stage uses it."""
+    cfg = RunConfig.from_dict({"seeds": ["episodic"], "environment": {"name": "toolprefs"}})
+    assert cfg.environment.heldout_seed == "secret"
+    model = MemoryBoundModel()
+    first = controller(tmp_path / "a", cfg, model)
+    drawn = first._heldout_seed
+    assert isinstance(drawn, int) and drawn > 0
+    assert "heldout_seed" not in first._stage_options("screen") and "heldout_seed" not in first._stage_options("select")
+    assert first._stage_options("test")["heldout_seed"] == drawn
+    # kept for a resume; another run draws another
+    assert controller(tmp_path / "a", cfg, model, create=False)._heldout_seed == drawn
+    assert controller(tmp_path / "b", cfg, model)._heldout_seed != drawn
+    # the config file the run keeps does not hold it either (only the archive, which no candidate sees)
+    assert str(drawn) not in (tmp_path / "a" / "config.toml").read_text()
+    # environments without generated data keep their usual test split
+    locomo = RunConfig.from_dict({"seeds": ["episodic"], "environment": {"name": "locomo"}})
+    assert controller(tmp_path / "c", locomo, model)._heldout_seed is None
+
+
+def test_a_run_without_a_jail_refuses_before_writing_anything_unless_told(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from agentmem_evolve import jail
+    from agentmem_evolve.archive import Archive
+    from agentmem_evolve.report import render_report, summary
+
+    monkeypatch.setattr(jail, "_probed", {"bwrap": "bwrap is not installed", "unshare": "unshare is not installed"})
+    run_dir = tmp_path / "run"
+    from agentmem_evolve.cli import evolve_app
+
+    refused = CliRunner().invoke(evolve_app, ["run", "--env", "toolprefs", "--run-dir", str(run_dir), "--quiet"])
+    assert refused.exit_code == 2, refused.output
+    assert "bubblewrap" in refused.output and "--allow-unjailed" in refused.output
+    assert "Traceback" not in refused.output and not run_dir.exists()
+
+    # told: the weaker mode runs, and status and the report say so
+    cfg = config(sandbox={"allow_unjailed": True}, budget={"iterations": 0})
+    ctl = controller(tmp_path / "weak", cfg, MemoryBoundModel())
+    try:
+        ctl.run()
+    finally:
+        ctl.close()
+    with Archive(tmp_path / "weak") as archive:
+        info = summary(archive)
+        assert info["sandbox"]["jail"] == "none" and info["sandbox"]["weaker"] is True
+        page = render_report(archive).read_text()
+    assert "audit hook only (--allow-unjailed)" in page

@@ -82,6 +82,8 @@ log = logging.getLogger(__name__)
 FAMILIES: tuple[str, ...] = ("cooking", "treasure_hunter")
 _SPLIT_BASE = {"train": 1_000_000, "validation": 2_000_000, "test": 3_000_000}
 _SEED_STRIDE = 10_000
+_HELDOUT_BASE = 10_000_000  # held-out test games: 10M + (heldout_seed mod 100k) * stride, below 2**31
+_HELDOUT_VALUES = 100_000
 _EXTRA_HINT = "install the extra: pip install 'agentmem-environments[textworld]'"
 _RECALLED_TEXT_CHARS = 2000
 _MAKE_TIMEOUT_S = 600
@@ -280,7 +282,8 @@ class TextWorldEnvironment(Environment):
         ),
     }
 
-    def __init__(self, data: str | Path | None = None, *, seed: int = 0, **knobs: Any) -> None:
+    def __init__(self, data: str | Path | None = None, *, seed: int = 0, heldout_seed: int | None = None,
+                 **knobs: Any) -> None:
         self.options = parse_knobs("textworld", Options, data, knobs)
         families = [f.strip() for f in self.options.families.replace(";", ",").split(",") if f.strip()]
         bad = [f for f in families if f not in FAMILIES]
@@ -290,6 +293,8 @@ class TextWorldEnvironment(Environment):
             raise ConfigError(f"textworld: seed must be from 0 to 99, got {seed}; the seed picks disjoint game-seed ranges")
         self.families = families
         self.seed = int(seed)
+        # evolution draws this in secret: the test games then come from a range no candidate can name
+        self.heldout_seed = None if heldout_seed is None else int(heldout_seed) % _HELDOUT_VALUES
 
     @property
     def source(self) -> str:
@@ -308,7 +313,10 @@ class TextWorldEnvironment(Environment):
 
     def _task(self, split: str, index: int) -> Task:
         family = self.families[index % len(self.families)]
-        first = _SPLIT_BASE[split] + self.seed * _SEED_STRIDE + index * self.options.episodes
+        if split == "test" and self.heldout_seed is not None:
+            first = _HELDOUT_BASE + self.heldout_seed * _SEED_STRIDE + index * self.options.episodes
+        else:
+            first = _SPLIT_BASE[split] + self.seed * _SEED_STRIDE + index * self.options.episodes
         specs = [GameSpec(family=family, params=self._params(family), seed=first + k) for k in range(self.options.episodes)]
         task_id = f"{split}-{specs[0].key}"
         questions = [

@@ -81,11 +81,14 @@ class ToolPrefsEnvironment(TaskSetEnvironment):
         *,
         seed: int = 0,
         top_k: int | None = None,
+        heldout_seed: int | None = None,
         **knobs: Any,
     ) -> None:
         self.top_k = check_top_k("toolprefs", top_k)
         self.options = parse_knobs("toolprefs", GeneratorOptions, data, knobs)
         self.seed = int(seed)
+        # evolution draws this in secret, so that no candidate can regenerate its test users from `seed`
+        self.heldout_seed = None if heldout_seed is None else int(heldout_seed)
         self._tasks: list[Task] | None = None
         self._splits: dict[str, list[str]] = {}
 
@@ -95,13 +98,23 @@ class ToolPrefsEnvironment(TaskSetEnvironment):
         if self._tasks is None:
             self._tasks = generate_users(self.options, self.seed)
             self._splits = split_ids([t.id for t in self._tasks], self.seed)
+            if self.heldout_seed is not None:
+                # the test split: as many users as usual, generated from the held-out seed instead
+                count = len(self._splits["test"])
+                heldout = generate_users(self.options.model_copy(update={"users": count}), self.heldout_seed)
+                for task in heldout:
+                    task.id = f"heldout-{task.id}"
+                kept = set(self._splits["train"]) | set(self._splits["validation"])
+                self._tasks = [t for t in self._tasks if t.id in kept] + heldout
+                self._splits["test"] = [t.id for t in heldout]
         return self._tasks
 
     @property
     def source(self) -> str:
         o = self.options
+        heldout = "" if self.heldout_seed is None else ", test users from a held-out seed"
         return (
-            f"generated (seed {self.seed}: {o.users} users, {o.sessions} sessions, {o.distractors} distractors"
+            f"generated (seed {self.seed}{heldout}: {o.users} users, {o.sessions} sessions, {o.distractors} distractors"
             f" per session, {o.corrections} corrections, {o.questions} requests per user)"
         )
 
