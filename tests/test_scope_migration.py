@@ -22,6 +22,7 @@ import pytest
 from agentmem import AgentmemStore
 from agentmem.toolkit import LAYOUT_STAMP, Stores, Toolkit, _ChromaEmbeddingFunction
 from agentmem.types import Event, Query, Scope
+from agentmem_baselines import RAGMemory
 from agentmem_episodic import EpisodicMemory
 from agentmem_semantic import SemanticMemory
 
@@ -59,10 +60,10 @@ class LegacyToolkit(Toolkit):
 def _write_old(root: Path, embedder: Any, scope: Scope, text: str, *, namespace: str = "episodic", cls: type = EpisodicMemory) -> None:
     stores = Stores(root)
     memory = cls(LegacyToolkit(scope=scope, stores=stores, embedder=embedder, namespace=namespace))
-    if cls is EpisodicMemory:
-        memory.observe(Event.message(text, speaker="user", session_id="s1"))
-    else:
+    if cls is SemanticMemory:
         memory.import_items([text])
+    else:
+        memory.observe(Event.message(text, speaker="user", session_id="s1"))
     memory.close()
     stores.close()
 
@@ -158,15 +159,18 @@ def test_a_name_in_use_under_the_new_layout_is_never_taken_over(tmp_path, embedd
     again.close()
 
 
-def test_a_long_program_name_no_longer_loses_the_scope_key(tmp_path, embedder):
+@pytest.mark.parametrize("cls", [SemanticMemory, EpisodicMemory, RAGMemory], ids=["semantic", "episodic", "rag"])
+def test_a_long_program_name_no_longer_loses_the_scope_key(tmp_path, embedder, cls):
     """The old 120-character cut dropped the scope key of long names: every scope shared one collection."""
-    long_name = "semantic-" + "x" * 110
+    long_name = "memory-" + "x" * 110
     ann, bob = Scope(user_id="ann"), Scope(user_id="bob")
-    _write_old(tmp_path, embedder, ann, "Ann drinks oat milk.", namespace=long_name, cls=SemanticMemory)
-    _write_old(tmp_path, embedder, bob, "Bob drinks soy milk.", namespace=long_name, cls=SemanticMemory)
+    _write_old(tmp_path, embedder, ann, "Ann drinks oat milk.", namespace=long_name, cls=cls)
+    _write_old(tmp_path, embedder, bob, "Bob drinks soy milk.", namespace=long_name, cls=cls)
     assert len(_collections(tmp_path)) == 1  # the leak: one collection for both users
     for scope, mine, theirs in ((ann, "oat milk", "soy"), (bob, "soy milk", "oat")):
-        memory = _open_new(tmp_path, embedder, scope, namespace=long_name, cls=SemanticMemory)
+        memory = _open_new(tmp_path, embedder, scope, namespace=long_name, cls=cls)
+        # the shared collection is not claimed: each rebuilds its vectors from its own SQLite rows
+        assert memory.toolkit.collection({SemanticMemory: "facts", EpisodicMemory: "episodes", RAGMemory: "chunks"}[cls]).count() == 1
         text = memory.recall(Query(text="what milk is drunk?")).text()
         assert mine in text and theirs not in text  # the SQLite rows (the truth) moved; the shared mirror did not
         memory.close()
