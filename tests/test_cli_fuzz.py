@@ -105,10 +105,11 @@ def inside(place: Place, monkeypatch: pytest.MonkeyPatch) -> Iterator[Place]:
     yield place
 
 
-def assert_refused(place: Place, args: list[str]) -> str:
+def assert_refused(place: Place, args: list[str], extra_env: dict[str, str] | None = None) -> str:
     """Run ``agentmem *args`` in-process: exit status 2, one ``error:`` line, no traceback, no file touched."""
     before = place.listing()
-    result = CliRunner().invoke(app, args, env={k: v for k, v in place.env.items() if v}, catch_exceptions=True)
+    env = {**{k: v for k, v in place.env.items() if v}, **(extra_env or {})}
+    result = CliRunner().invoke(app, args, env=env, catch_exceptions=True)
     after = place.listing()
     shown = f"agentmem {' '.join(args)!r}:\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
     assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -275,6 +276,19 @@ def test_resume_with_a_bad_flag_leaves_the_run_config_as_it_was(inside: Place) -
 def test_a_toml_error_names_the_file_line_and_column(inside: Place) -> None:
     line = assert_refused(inside, ["evolve", "run", "-c", "bad.toml"])
     assert "bad.toml" in line and "line 2, column 1" in line and "fix the syntax" in line
+
+
+@pytest.mark.parametrize(("text", "mentions"), [
+    ('model = "local"\nn_ctx = \n', "line 2, column 9"),
+    ('model = "local"\ncolour = "red"\n', "colour"),
+    ("n_ctx = 12\n", "n_ctx"),
+], ids=["syntax", "unknown-key", "bad-value"])
+@pytest.mark.parametrize("command", [["eval"], ["chat"], ["evolve", "run", "--env", "toolprefs"]], ids=["eval", "chat", "evolve"])
+def test_a_bad_settings_file_is_one_line(inside: Place, text: str, mentions: str, command: list[str]) -> None:
+    settings_file = inside.root / "settings.toml"
+    settings_file.write_text(text)
+    line = assert_refused(inside, command, {"AGENTMEM_CONFIG": str(settings_file)})
+    assert mentions in line and "settings.toml" in line, line
 
 
 def test_a_parameter_error_names_the_plugin_the_parameter_and_its_bounds(inside: Place) -> None:
