@@ -278,8 +278,9 @@ class Stores:
 
     def claim_legacy_collection(self, legacy: str, name: str) -> None:
         """Rename an earlier version's collection ``legacy`` to ``name`` when ``name`` does not exist yet."""
-        if _collection_exists(self.chroma, name):
-            return
+        client = self.chroma
+        if _collection_exists(client, name) or not _collection_exists(client, legacy):
+            return  # the common case: nothing to migrate, no lock taken
         with self._migration_lock():
             self._rename_collection(legacy, name)
 
