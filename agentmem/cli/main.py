@@ -101,9 +101,9 @@ def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str,
             accepts = describe_field(info) if info is not None else "a valid value"
             given = json.dumps(share.get(key), default=str)
             reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            example = "..." if info is None or info.is_required() else json.dumps(info.get_default(call_default_factory=True), default=str)
             raise ConfigError(
-                f"--param {key}={given}: plugin '{member}' takes {accepts} for '{key}' ({reason}); "
-                f"give e.g. --param {key}={json.dumps(info.get_default(call_default_factory=True), default=str) if info is not None else '...'}"
+                f"--param {key}={given}: plugin '{member}' takes {accepts} for '{key}' ({reason}); give e.g. --param {key}={example}"
             ) from None
     return shares
 
