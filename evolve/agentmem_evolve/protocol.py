@@ -47,7 +47,7 @@ def encode(message: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> bytes
     """One frame; raises :class:`ProtocolError` ("output") when the body exceeds ``max_bytes``."""
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
     if len(body) > max_bytes:
-        raise ProtocolError("output", f"message of {_mb(len(body))} is over the {_mb(max_bytes)} limit")
+        raise ProtocolError("output", f"message of {_mb(len(body))}, over the {_mb(max_bytes)} limit")
     return HEADER.pack(len(body)) + body
 
 

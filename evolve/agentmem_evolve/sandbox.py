@@ -410,11 +410,21 @@ class SandboxedProgram(MemoryProgram):
         if rss_kb is not None and rss_kb > self.limits.memory_mb * 1024:
             raise self._fail("memory", f"memory: worker used {rss_kb // 1024} MB, over the {self.limits.memory_mb} MB "
                                        f"limit during {self._op_name}", stage=self._op_name)
-        if self.capabilities.get("jail") == "none" and now - self._last_disk_check >= 0.5:
+        if now - self._last_disk_check < 0.5:
+            return
+        self._last_disk_check = now
+        op = "import" if self._op_name == "load" else self._op_name
+        try:  # the log lives outside the jail: raw writes to fd 1 skip the capped stream, so watch its size here
+            logged = os.stat(os.path.join(self._scratch, "worker.log")).st_size
+        except OSError:
+            logged = 0
+        cap = max(4 * self.limits.output_bytes, 16 << 20)
+        if logged > cap:
+            raise self._fail("output", f"output: {op} printed {logged >> 20} MB to its log, over the {cap >> 20} MB limit",
+                             stage=self._op_name)
+        if self.capabilities.get("jail") == "none":
             # no tmpfs of a fixed size without a jail: the controller measures the scratch directory instead
-            self._last_disk_check = now
             if _directory_bytes(self._scratch, limit=self.limits.disk_mb << 20) > self.limits.disk_mb << 20:
-                op = "import" if self._op_name == "load" else self._op_name
                 raise self._fail("output", f"output: {op} filled its scratch space (the disk limit of "
                                            f"{self.limits.disk_mb} MB)", stage=self._op_name)
 

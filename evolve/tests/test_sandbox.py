@@ -384,6 +384,7 @@ HOSTILE_CASES: list[tuple[str, str, str, str]] = [
     ("read_dataset.py", "recall", "denied", "denied: reading"),
     ("caught_denial.py", "recall", "denied", "importing 'agentmem_environments'"),
     ("tamper_channel.py", "recall", "denied", "tampered with the sandbox's channel"),
+    ("raw_output.py", "observe", "output", "to its log, over the"),
 ]
 # the unshare backend builds the same tree as bubblewrap: the escape attempts run on it too
 ESCAPES = {"write_outside.py", "delete_outside.py", "dirfd_escape.py", "symlink_read.py", "proc_tricks.py",
