@@ -157,6 +157,11 @@ def run_eval(
     puts the vector collections on a Chroma server instead. ``memory_factory``,
     when given, builds each task's programs instead (evolution passes one that
     runs candidates in a sandbox); ``memory`` is then only the result's label.
+
+    When the model cannot be reached (:class:`~agentmem.errors.LLMUnavailable`
+    after the client's retries) the evaluation raises it, even where a plugin,
+    the agent or a sandboxed candidate caught it: questions the model never
+    answered are not scored.
     """
     from agentmem.embeddings import default_embedder
     from agentmem.llm.context import call_context
