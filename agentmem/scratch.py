@@ -6,13 +6,15 @@ directory of their own and remove it when they finish. A process killed with
 its directories stay in the temp dir, one per task or candidate, run after
 run. So every such directory is made here, with its owner in its name::
 
-    agentmem-eval-o4242.8812345.1a2b3c4d-k3j2h1g0
-                   pid  start tick boot id   random
+    agentmem-eval-o4242.8812345.1a2b3c4d.4026531836-k3j2h1g0
+                   pid  start tick boot id  pid ns     random
 
 ``start tick`` is the owner's start time from ``/proc/<pid>/stat`` (clock
 ticks since boot) and ``boot id`` the first eight hex digits of the kernel's
 boot id: together they tell the owner from a later, unrelated process that
-reuses its pid. The owner is in the name rather than in a marker file inside
+reuses its pid. ``pid ns`` is the owner's pid namespace: a directory made in
+another one (a container sharing this temp dir) names a pid this process
+cannot look up, so it is left alone unless it is abandoned (below). The owner is in the name rather than in a marker file inside
 the directory because the directory may be handed to untrusted code (a
 sandboxed candidate's scratch), which could delete or forge a marker; a name
 is set atomically by ``mkdtemp`` and only the directory's parent can change
@@ -20,9 +22,9 @@ it.
 
 :func:`sweep_dead` removes the directories whose owner is gone; the
 commands that make scratch (``agentmem eval``, ``agentmem evolve
-run/resume``) call it when they start. A directory of ours in the old form
-(no owner in its name, from before this module) is removed once it has not
-changed for :data:`UNOWNED_GRACE_SECONDS`.
+run/resume``) call it when they start. A directory whose owner cannot be
+judged (the old form with no owner in its name, or another pid namespace) is
+removed once it has not changed for :data:`UNOWNED_GRACE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ __all__ = ["SCRATCH_KINDS", "make_scratch", "owner_alive", "owner_tag", "remove_
 SCRATCH_KINDS: tuple[str, ...] = ("eval", "sandbox", "validate", "jail-probe")
 UNOWNED_GRACE_SECONDS = 24 * 3600.0
 
-_OWNED = re.compile(r"^agentmem-(?P<kind>[a-z-]+?)-o(?P<pid>\d+)\.(?P<start>\d+)\.(?P<boot>[0-9a-f]{8})-")
+_OWNED = re.compile(r"^agentmem-(?P<kind>[a-z-]+?)-o(?P<pid>\d+)\.(?P<start>\d+)\.(?P<boot>[0-9a-f]{8})\.(?P<ns>\d+)-")
 
 
 @functools.cache
@@ -53,6 +55,16 @@ def _boot_id() -> str:
     except OSError:
         return "0" * 8
     return (raw[:8] if re.fullmatch(r"[0-9a-f]{8,}", raw) else "0" * 8)
+
+
+@functools.cache
+def _pid_namespace() -> int:
+    """The inode of this process's pid namespace (0 where the kernel does not say)."""
+    try:
+        found = re.search(r"\[(\d+)\]", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0
 
 
 def _start_tick(pid: int) -> int | None:
@@ -84,10 +96,10 @@ def _start_tick(pid: int) -> int | None:
 
 
 def owner_tag(pid: int | None = None) -> str:
-    """``o<pid>.<start tick>.<boot id>`` for ``pid`` (default: this process)."""
+    """``o<pid>.<start tick>.<boot id>.<pid namespace>`` for ``pid`` (default: this process; ours is its namespace)."""
     pid = os.getpid() if pid is None else pid
     start = _start_tick(pid)
-    return f"o{pid}.{start if start is not None else 0}.{_boot_id()}"
+    return f"o{pid}.{start if start is not None else 0}.{_boot_id()}.{_pid_namespace()}"
 
 
 def make_scratch(kind: str, parent: str | Path | None = None) -> Path:
@@ -104,13 +116,16 @@ def make_scratch(kind: str, parent: str | Path | None = None) -> Path:
 def owner_alive(name: str) -> bool | None:
     """Whether the process that made the scratch directory called ``name`` still runs.
 
-    None when the name carries no owner (not made by :func:`make_scratch`).
+    None when that cannot be told: the name carries no owner (not made by
+    :func:`make_scratch`), or the owner ran in another pid namespace.
     """
     match = _OWNED.match(name)
     if match is None:
         return None
     if match["boot"] != _boot_id():
         return False  # made before the last reboot: its owner is gone whatever the pid is now
+    if int(match["ns"]) != _pid_namespace():
+        return None  # its pid means another process here: no way to look the owner up
     start = _start_tick(int(match["pid"]))
     return start is not None and start == int(match["start"])
 
@@ -162,7 +177,7 @@ def sweep_dead(parents: list[str | Path] | None = None, *, unowned_grace: float 
             except OSError:
                 continue
             alive = owner_alive(entry.name)
-            if alive is None:  # the old form: no owner in the name; an old enough one is abandoned
+            if alive is None:  # no owner we can look up (the old form, another pid namespace): abandoned once old
                 if now - info.st_mtime < unowned_grace:
                     continue
             elif alive:

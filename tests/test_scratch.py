@@ -41,17 +41,23 @@ def test_the_sweep_removes_dead_owners_scratch_and_nothing_else(tmp_path: Path) 
     dead.mkdir()
     (dead / "worker.log").write_text("left behind by kill -9")
     # the same pid as a living process but another start time: a reused pid, not the owner
-    pid, start, boot = owner_tag().removeprefix("o").split(".")
-    reused = tmp_path / f"agentmem-eval-o{pid}.{int(start) + 1}.{boot}-xyz"
+    pid, start, boot, ns = owner_tag().removeprefix("o").split(".")
+    reused = tmp_path / f"agentmem-eval-o{pid}.{int(start) + 1}.{boot}.{ns}-xyz"
     reused.mkdir()
-    other_boot = tmp_path / f"agentmem-validate-o{pid}.{start}.{'f' if boot[0] != 'f' else 'e'}{boot[1:]}-q"
+    other_boot = tmp_path / f"agentmem-validate-o{pid}.{start}.{'f' if boot[0] != 'f' else 'e'}{boot[1:]}.{ns}-q"
     other_boot.mkdir()
+    # made in another pid namespace (a container sharing the temp dir): its owner cannot be looked up from here
+    other_namespace = tmp_path / f"agentmem-sandbox-o{pid}.{int(start) + 1}.{boot}.{int(ns) + 1}-c"
+    other_namespace.mkdir()
+    other_namespace_stale = tmp_path / f"agentmem-eval-o{pid}.{start}.{boot}.{int(ns) + 1}-d"
+    other_namespace_stale.mkdir()
     old_form_young = tmp_path / "agentmem-eval-oldstyle1"
     old_form_young.mkdir()
     old_form_stale = tmp_path / "agentmem-sandbox-oldstyle2"
     old_form_stale.mkdir()
     week_ago = time.time() - 7 * 24 * 3600
-    os.utime(old_form_stale, (week_ago, week_ago))
+    for stale in (old_form_stale, other_namespace_stale):
+        os.utime(stale, (week_ago, week_ago))
     unrelated = [tmp_path / "agentmem-chat-notes", tmp_path / "agentmem-llama-server-1.log", tmp_path / "somebody-else"]
     unrelated[0].mkdir()
     unrelated[1].write_text("a log, not scratch")
@@ -59,8 +65,8 @@ def test_the_sweep_removes_dead_owners_scratch_and_nothing_else(tmp_path: Path) 
 
     removed = sweep_dead([tmp_path])
 
-    assert sorted(removed) == sorted([dead, reused, other_boot, old_form_stale])
-    assert mine.is_dir() and old_form_young.is_dir() and all(p.exists() for p in unrelated)
+    assert sorted(removed) == sorted([dead, reused, other_boot, old_form_stale, other_namespace_stale])
+    assert mine.is_dir() and old_form_young.is_dir() and other_namespace.is_dir() and all(p.exists() for p in unrelated)
     assert not dead.exists() and not reused.exists() and not other_boot.exists() and not old_form_stale.exists()
 
 
