@@ -252,7 +252,7 @@ def test_a_grid_killed_at_random_points_loses_no_cell_and_redoes_none(proxy, tmp
 
 
 # -- agentmem evolve ----------------------------------------------------------------------------
-def _evolve_config(tmp_path: Path, *, iterations: int = 2) -> Path:
+def _evolve_config(tmp_path: Path, *, iterations: int = 1) -> Path:
     path = tmp_path / "evolve.toml"
     path.write_text(f"""
 seeds = ["episodic"]
@@ -372,7 +372,7 @@ def test_an_evolution_run_killed_at_random_points_loses_and_repeats_no_evaluatio
     rng = random.Random(31337)
     env = cli_env(tmp_path, scratch_tmp)
     run = tmp_path / "run"
-    config = _evolve_config(tmp_path, iterations=1)
+    config = _evolve_config(tmp_path)
     kept: list[tuple[Any, ...]] = []
     kills = 0
     for round_ in range(4):
