@@ -72,28 +72,45 @@ class EvalResult(BaseModel):
 
 
 class CachingEmbedder:
-    """Memoises embeddings by text: candidates re-embedding the same dataset pay once."""
+    """Memoises embeddings by text: candidates re-embedding the same dataset pay once.
 
-    def __init__(self, inner: Embedder, max_items: int = 200_000) -> None:
+    Keys are digests of the texts and values float32 vectors, so the cache's
+    size is bounded by ``max_items`` whatever the texts (a sandboxed candidate
+    may ask to embed megabytes of text; none of it is kept).
+    """
+
+    def __init__(self, inner: Embedder, max_items: int = 100_000) -> None:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, Any] = OrderedDict()
         self._max = max_items
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(text: str) -> bytes:
+        import hashlib
+
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
     def embed(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        keys = [self._key(t) for t in texts]
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            missing = list(dict.fromkeys((k, t) for k, t in zip(keys, texts) if k not in self._cache))
         if missing:
-            vectors = self.inner.embed(missing)
+            vectors = self.inner.embed([t for _, t in missing])
             with self._lock:
-                for text, vec in zip(missing, vectors):
-                    self._cache[text] = vec
+                for (key, _), vec in zip(missing, vectors):
+                    self._cache[key] = np.asarray(vec, dtype=np.float32)
                 while len(self._cache) > self._max:
                     self._cache.popitem(last=False)
         with self._lock:
-            return [self._cache[t] for t in texts]
+            found = {k: self._cache.get(k) for k in keys}
+        absent = [t for k, t in zip(keys, texts) if found[k] is None]  # evicted meanwhile: embed again
+        fresh = iter(self.inner.embed(absent)) if absent else iter(())
+        return [(found[k].tolist() if found[k] is not None else list(next(fresh))) for k in keys]
 
 
 class _CountingAgent:

@@ -364,6 +364,7 @@ def _bwrap_argv(view: JailView, command: list[str], support: Path, disk_mb: int,
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     argv += ["--size", str(disk_mb << 20), "--tmpfs", JAIL_SCRATCH]
+    argv += ["--remount-ro", "/dev"]  # bubblewrap's /dev is a tmpfs as large as half the RAM: nothing is written there
     argv += ["--remount-ro", "/", "--chdir", JAIL_SCRATCH, "--", *command]
     return argv
 
