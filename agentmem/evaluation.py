@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -24,8 +22,10 @@ from pydantic import BaseModel, Field
 from agentmem.agent import MemoryAgent, build_memory_stack
 from agentmem.environment import Action, AgentLike, Answer, Environment, Split, TaskResult
 from agentmem.errors import ConfigError
+from agentmem.llm.outage import OutageWatch
 from agentmem.memory import MemoryProgram
 from agentmem.registry import load_environment
+from agentmem.scratch import make_scratch, remove_tree
 from agentmem.toolkit import ChatModel, Embedder, Stores
 from agentmem.types import Episode, Event, Scope
 
@@ -174,12 +174,21 @@ def run_eval(
     puts the vector collections on a Chroma server instead. ``memory_factory``,
     when given, builds each task's programs instead (evolution passes one that
     runs candidates in a sandbox); ``memory`` is then only the result's label.
+
+    When the model cannot be reached (:class:`~agentmem.errors.LLMUnavailable`
+    after the client's retries) the evaluation raises it, even where a plugin,
+    the agent or a sandboxed candidate caught it: questions the model never
+    answered are not scored.
     """
     from agentmem.embeddings import default_embedder
     from agentmem.llm.context import call_context
 
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
     tasks = environment.tasks(split=split, limit=limit)
+    model_label = getattr(llm, "model", type(llm).__name__)
+    # a model outage must stop the evaluation even where a plugin or candidate catches the error:
+    # otherwise the run records a score the memory never earned
+    llm = watch = OutageWatch(llm)
     total = sum(len(t.questions) for t in tasks)
     shared_embedder = embedder or default_embedder()
     meter = getattr(llm, "meter", None)
@@ -187,12 +196,13 @@ def run_eval(
     metering = meter.scope(env=environment.name) if meter is not None else contextlib.nullcontext(None)
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    root = Path(tempfile.mkdtemp(prefix="agentmem-eval-", dir=workdir))
+    root = make_scratch("eval", workdir)
     results: list[TaskResult] = []
     done = 0
 
     def tick() -> None:
         nonlocal done
+        watch.check()  # the question just answered may have been answered without the model
         done += 1
         if progress is not None:
             progress(done, total, {})
@@ -212,17 +222,21 @@ def run_eval(
                     agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))
+                    except Exception:
+                        watch.check()  # whatever the outage made fail (a candidate's op, a plugin) was the outage
+                        raise
                     finally:
                         try:
                             agent.close()
                         finally:
                             stores.close()
+                watch.check()  # an outage swallowed after the last question (a reflection) spoils the task too
                 results.append(result)
                 if progress is not None:
                     progress(done, total, environment.aggregate(results))
     finally:
         if not keep_stores:
-            shutil.rmtree(root, ignore_errors=True)
+            remove_tree(root)
     metrics = environment.aggregate(results)
     cost = Cost(seconds=round(time.perf_counter() - started, 2))
     if spent is not None:
@@ -240,7 +254,7 @@ def run_eval(
         params=params or {},
         split=split,
         limit=limit,
-        model=getattr(llm, "model", type(llm).__name__),
+        model=model_label,
         data_source=str(getattr(environment, "source", "")),
         metrics=metrics,
         cost=cost,

@@ -17,7 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.errors import AgentmemError
+from agentmem.errors import AgentmemError, LLMUnavailable
+
+# exit status of a run stopped because the model could not be reached (EX_TEMPFAIL): try again later
+EXIT_MODEL_UNAVAILABLE = 75
 
 console = Console()
 err_console = Console(stderr=True)
@@ -149,6 +152,7 @@ def eval_command(
         raise typer.BadParameter("--env names no environment; give e.g. --env toolprefs")
     configs = parse_configs(memory)
     params = parse_params(param)
+    sweep_scratch()
     if len(envs) == 1 and len(configs) == 1 and out_dir is None:
         _eval_one(make_environment(envs[0], data=data, seed=seed), configs[0], params=params, split=split, limit=limit,
                   budget=budget, out=out, model=model, api_base=api_base)
@@ -182,11 +186,15 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
             score = f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}" if metrics.get(environment.primary_metric) is not None else ""
             bar.update(job, completed=done, total=total, **({"score": score} if score else {}))
 
-        result = run_eval(
-            environment, names, llm=llm, params=member_params,
-            split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
-            chroma_host=llm.settings.chroma_host,
-        )
+        try:
+            result = run_eval(
+                environment, names, llm=llm, params=member_params,
+                split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
+                chroma_host=llm.settings.chroma_host,
+            )
+        except LLMUnavailable as exc:
+            raise LLMUnavailable(f"{exc}; the evaluation stopped and wrote nothing: run it again once the model "
+                                 "answers (with --out-dir, a grid keeps each finished cell)") from None
     print_result(result)
     out = out or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -235,9 +243,13 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
                 f" {result.cost.tokens} tokens, {result.cost.seconds:.0f} s{' (resumed from an earlier run)' if resumed else ''}"
             )
 
-        grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
-                        budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
-                        on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+        try:
+            grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
+                            budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
+                            on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+        except LLMUnavailable as exc:
+            raise LLMUnavailable(f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
+                                 f"run the same command (same --out-dir) again to resume") from None
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
     for col in ("env", "memory", "score", "tokens/question", "LLM calls", "seconds"):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
@@ -282,6 +294,16 @@ def chat_command(
         agent.close()
 
 
+def sweep_scratch() -> None:
+    """Remove the scratch directories that runs killed before they could clean up left in the temp dir."""
+    from agentmem.scratch import sweep_dead
+
+    removed = sweep_dead()
+    if removed:
+        err_console.print(f"removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+                          "left by runs that were killed", style="dim")
+
+
 def print_result(result: Any) -> None:
     """The metrics and cost of an EvalResult as rich tables."""
     table = Table(title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})", min_width=64)
@@ -315,6 +337,9 @@ def main() -> None:
     _register_extensions()
     try:
         app()
+    except LLMUnavailable as exc:  # not the user's input: the same command works once the model answers
+        err_console.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(EXIT_MODEL_UNAVAILABLE) from None
     except AgentmemError as exc:
         err_console.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

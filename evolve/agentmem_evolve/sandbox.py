@@ -37,7 +37,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -48,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentmem.errors import AgentmemError
 from agentmem.memory import MemoryProgram, NoParams
+from agentmem.scratch import make_scratch
 from agentmem.tokens import count_tokens
 from agentmem.toolkit import ChatModel, Clock, Embedder, Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
@@ -271,7 +271,7 @@ class SandboxedProgram(MemoryProgram):
         self.capabilities = dict(caps)
         # the controller's own directory for this worker: its logs and the jail's support files (never
         # visible to the program, which writes to a tmpfs of its own inside the jail)
-        self._scratch = tempfile.mkdtemp(prefix="agentmem-sandbox-", dir=scratch_parent)
+        self._scratch = str(make_scratch("sandbox", scratch_parent))
         backend = caps["jail"]
         view = jail_view()
         command = [view.python, "-I", "-B", str(WORKER_PATH)]
@@ -840,7 +840,7 @@ def validate_program(
         return ValidationReport(ok=False, stage="import", kind="invalid",
                                 error=f"invalid: the source is too deeply nested to compile ({type(exc).__name__})",
                                 seconds=round(time.perf_counter() - started, 3))
-    root = tempfile.mkdtemp(prefix="agentmem-validate-")
+    root = make_scratch("validate")
     stores = Stores(root)
     program: SandboxedProgram | None = None
     stage: Literal["import", "interface", "smoke"] = "import"
