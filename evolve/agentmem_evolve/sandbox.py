@@ -36,8 +36,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -47,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentmem.errors import AgentmemError
 from agentmem.memory import MemoryProgram, NoParams
-from agentmem.scratch import make_scratch
+from agentmem.scratch import make_scratch, remove_tree
 from agentmem.tokens import count_tokens
 from agentmem.toolkit import ChatModel, Clock, Embedder, Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
@@ -219,7 +217,7 @@ def _cleanup(proc: subprocess.Popen | None, scratch: str | None) -> None:
             except OSError:
                 pass
     if scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 class _OpaqueParams(BaseModel):
@@ -875,4 +873,4 @@ def validate_program(
         if program is not None:
             program._finalizer()
         stores.close()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
