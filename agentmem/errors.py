@@ -32,5 +32,14 @@ class LLMError(AgentmemError):
     """An LLM call failed for good (after retries)."""
 
 
+class LLMUnavailable(LLMError):
+    """The model's server gave no answer after every retry: refused, timed out, dropped the connection, 5xx, 429.
+
+    Unlike a reply that is wrong (invalid JSON, no valid tool call), this says
+    nothing about the prompt or the memory behind it: an evaluation that met
+    it has no score, and a run stops (resumably) instead of recording one.
+    """
+
+
 class DataError(AgentmemError):
     """An input data file is missing or malformed."""

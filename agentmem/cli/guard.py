@@ -20,11 +20,12 @@ from typing import Any, NoReturn
 
 from typer.core import TyperGroup
 
-from agentmem.errors import AgentmemError, ConfigError
+from agentmem.errors import AgentmemError, ConfigError, LLMUnavailable
 
 __all__ = [
     "OneLineErrors",
     "run_guarded",
+    "EXIT_MODEL_UNAVAILABLE",
     "check_file_target",
     "check_directory_target",
     "check_existing_directory",
@@ -35,6 +36,8 @@ __all__ = [
 
 #: exit status of every error the user can fix
 USAGE_EXIT = 2
+#: exit status of a run stopped because the model could not be reached (EX_TEMPFAIL): try again later
+EXIT_MODEL_UNAVAILABLE = 75
 
 
 def _click_classes(name: str) -> tuple[type[BaseException], ...]:
@@ -85,6 +88,9 @@ def run_guarded(call: Callable[[], Any]) -> int:
     except _CLICK_ERROR as exc:
         print_error(_usage_line(exc))
         return USAGE_EXIT if isinstance(exc, _USAGE_ERROR) else int(getattr(exc, "exit_code", 1))
+    except LLMUnavailable as exc:  # not the user's input: the same command works once the model answers
+        print_error(str(exc))
+        return EXIT_MODEL_UNAVAILABLE
     except AgentmemError as exc:
         print_error(str(exc))
         return USAGE_EXIT

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.cli.guard import OneLineErrors, check_directory_target, check_file_target, describe_field
+from agentmem.cli.guard import EXIT_MODEL_UNAVAILABLE, OneLineErrors, check_directory_target, check_file_target, describe_field
 from agentmem.errors import ConfigError
 
 console = Console()
@@ -212,6 +212,7 @@ def eval_command(
     environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
     for environment in environments.values():  # last: reading a dataset is the slowest check
         getattr(environment, "source", None)  # reads (and so checks) the dataset
+    sweep_scratch()
     if single:
         _eval_one(environments[envs[0]], configs[0], params=params, split=split, limit=limit,
                   budget=budget, out=out, model=model, api_base=api_base)
@@ -245,11 +246,15 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
             score = f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}" if metrics.get(environment.primary_metric) is not None else ""
             bar.update(job, completed=done, total=total, **({"score": score} if score else {}))
 
-        result = run_eval(
-            environment, names, llm=llm, params=member_params,
-            split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
-            chroma_host=llm.settings.chroma_host,
-        )
+        try:
+            result = run_eval(
+                environment, names, llm=llm, params=member_params,
+                split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
+                chroma_host=llm.settings.chroma_host,
+            )
+        except LLMUnavailable as exc:
+            raise LLMUnavailable(f"{exc}; the evaluation stopped and wrote nothing: run it again once the model "
+                                 "answers (with --out-dir, a grid keeps each finished cell)") from None
     print_result(result)
     out = out or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -294,9 +299,13 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
                 f" {result.cost.tokens} tokens, {result.cost.seconds:.0f} s{' (resumed from an earlier run)' if resumed else ''}"
             )
 
-        grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
-                        budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
-                        on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+        try:
+            grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
+                            budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
+                            on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+        except LLMUnavailable as exc:
+            raise LLMUnavailable(f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
+                                 f"run the same command (same --out-dir) again to resume") from None
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
     for col in ("env", "memory", "score", "tokens/question", "LLM calls", "seconds"):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
@@ -348,6 +357,16 @@ def chat_command(
         ChatApp(agent, thread_id=thread).run()
     finally:
         agent.close()
+
+
+def sweep_scratch() -> None:
+    """Remove the scratch directories that runs killed before they could clean up left in the temp dir."""
+    from agentmem.scratch import sweep_dead
+
+    removed = sweep_dead()
+    if removed:
+        err_console.print(f"removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+                          "left by runs that were killed", style="dim")
 
 
 def print_result(result: Any) -> None:

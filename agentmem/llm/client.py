@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ValidationError
 
-from agentmem.errors import AgentmemError, LLMError
+from agentmem.errors import AgentmemError, LLMError, LLMUnavailable
 from agentmem.llm.cache import is_deterministic
 from agentmem.llm.meter import Meter
 
@@ -509,7 +509,7 @@ class LLM:
                     self.meter.record(caller, 0, count_tokens("".join(pieces)), time.monotonic() - started - setup, error=True)
                     error = self._error(exc, attempt + 1, base)
                     if pieces:
-                        error = LLMError(f"{error} (the reply broke off after {len(pieces)} pieces)")
+                        error = type(error)(f"{error} (the reply broke off after {len(pieces)} pieces)")
                     raise error from None
                 self._record_stream(caller, request, pieces, usage, time.monotonic() - started - setup)
                 return
@@ -579,7 +579,7 @@ class LLM:
         else:
             hint = "check the server is running and --api-base / AGENTMEM_API_BASE"
         if _transient(exc):
-            return LLMError(f"{what} failed after {attempts} attempt{'s' if attempts != 1 else ''}: {detail}: {hint}")
+            return LLMUnavailable(f"{what} failed after {attempts} attempt{'s' if attempts != 1 else ''}: {detail}: {hint}")
         return LLMError(f"{what} failed: {detail}: {hint}")
 
     # -- structured output -------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from agentmem.cli.guard import OneLineErrors, check_directory_target, check_parents
@@ -228,7 +229,8 @@ def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
                 scores[e.stage] = f"{e.score:.4f}" if e.status == "ok" else "failed"
             mark = " [green]best[/]" if p.id == best else ""
             table.add_row(p.id + mark, p.operator, str(p.generation), scores.get("screen", "-"), scores.get("select", "-"),
-                          scores.get("test", "-"), p.status if p.status != "invalid" else f"invalid: {(p.error or '')[:60]}")
+                          scores.get("test", "-"),
+                          p.status if p.status != "invalid" else escape(f"invalid: {(p.error or '')[:60]}"))
         console.print(table)
     spend = result.get("spend", {})
     console.print(f"stopped: {result.get('stopped')}; spent {int(spend.get('llm_calls', 0))} LLM calls, "
