@@ -26,7 +26,7 @@ from agentmem.llm.outage import OutageWatch
 from agentmem.memory import MemoryProgram
 from agentmem.registry import load_environment
 from agentmem.scratch import make_scratch, remove_tree
-from agentmem.toolkit import ChatModel, Embedder, Stores
+from agentmem.toolkit import ChatModel, Embedder, Stores, storage_name
 from agentmem.types import Episode, Event, Scope
 
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -210,7 +210,7 @@ def run_eval(
     try:
         with metering as spent:
             for task in tasks:
-                stores = Stores(root / task.id.replace("/", "_"), chroma_host=chroma_host)
+                stores = Stores(root / storage_name(task.id), chroma_host=chroma_host)  # one directory per task id
                 scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
                 with call_context(task=task.id):
                     if memory_factory is not None:

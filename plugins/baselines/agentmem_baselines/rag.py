@@ -94,6 +94,23 @@ class RAGMemory(MemoryProgram):
         db.commit()
         # stored events may be ahead of the stored windows (a crash, new sizes): catch up at first use
         self._unflushed = 1 if self._total else 0
+        self._sync_collection()
+
+    def _sync_collection(self) -> None:
+        """Give Chroma every window SQLite holds (after a crash between the two writes, or a store migrated without its vectors)."""
+        stored = int(self.toolkit.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        if stored == 0 or self._collection.count() >= stored:
+            return
+        present = set(self._collection.get(include=[])["ids"])
+        missing = [w for w in (Chunk.model_validate_json(r[0]) for r in self.toolkit.db.execute("SELECT body FROM chunks ORDER BY idx"))
+                   if f"w{w.index}" not in present]
+        for start in range(0, len(missing), 4096):  # within Chroma's largest batch
+            part = missing[start : start + 4096]
+            self._collection.upsert(
+                ids=[f"w{w.index}" for w in part],
+                documents=[w.text for w in part],
+                metadatas=[{"idx": w.index, "session": w.session_id} for w in part],
+            )
 
     # -- encode / store ---------------------------------------------------------
     def observe(self, event: Event) -> None:

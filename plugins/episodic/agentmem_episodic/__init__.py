@@ -96,6 +96,26 @@ class EpisodicMemory(MemoryProgram):
         db.commit()
         self._collection = self.toolkit.collection("episodes")
         self._bm25: BM25Index | None = None  # built from SQLite on first recall
+        self._sync_collection()
+
+    def _sync_collection(self) -> None:
+        """Give Chroma every chunk SQLite holds (after a crash between the two writes, or a store migrated without its vectors)."""
+        stored = self._count()
+        if stored == 0 or self._collection.count() >= stored:
+            return
+        present = set(self._collection.get(include=[])["ids"])
+        missing = []
+        for seq, ts, body in self.toolkit.db.execute("SELECT seq, ts, body FROM chunks ORDER BY seq"):
+            chunk = StoredChunk.model_validate_json(body)
+            if chunk.id not in present:
+                missing.append((chunk, float(ts or 0.0)))
+        for start in range(0, len(missing), 4096):  # within Chroma's largest batch
+            part = missing[start : start + 4096]
+            self._collection.upsert(
+                ids=[c.id for c, _ in part],
+                documents=[c.text for c, _ in part],
+                metadatas=[{"seq": c.seq, "ts": ts, "session": c.session_id} for c, ts in part],
+            )
 
     # -- encode / store ---------------------------------------------------------
     def observe(self, event: Event) -> None:
