@@ -467,8 +467,17 @@ class SandboxedProgram(MemoryProgram):
         from agentmem.llm.context import call_context
 
         method = message.get("method")
-        if method not in ("complete", "structured", "embed"):
+        if method not in ("complete", "structured", "embed", "note"):
             raise self._fail("invalid", f"invalid: the worker asked for {method!r}", stage=self._op_name)
+        if method == "note":  # a program's outcome count (an M* fallback, a split) for the evaluation result
+            event, caller = message.get("event"), message.get("caller")
+            try:
+                note = getattr(self.toolkit.llm, "note", None)
+            except AgentmemError:  # no LLM configured: nothing to count on
+                note = None
+            if isinstance(event, str) and event.isidentifier() and len(event) <= 40 and callable(note):
+                note(event, str(caller)[:200] if caller is not None else None)
+            return {"type": "return", "value": None}
         self.requests[method] += 1
         try:
             if method == "embed":
