@@ -448,7 +448,7 @@ def test_local_model_fills_one_item_per_session_and_the_fact_is_recalled(tmp_pat
     before = local_llm.meter.snapshot()
     _live_through(memory, ["s1", "s2"])
     spent = local_llm.meter.delta(before)
-    extraction = spent["by_caller"]["session_facts.extract"]
+    extraction = spent["by_caller"]["session-facts.extract"]
     assert len(writes) == 2  # one write per session, whatever the model said
     # one call per session, plus at most one repair or length retry each; never a cut reply repaired
     assert 2 <= extraction["calls"] <= 4, spent
