@@ -163,14 +163,14 @@ def _flat_model(dc: type, name: str) -> type[BaseModel]:
     for f in dataclasses.fields(dc):
         if not f.init:
             continue
-        description = f.metadata.get("description") if f.metadata else None
-        extra = {"description": str(description)} if description else {}
+        found = f.metadata.get("description") if f.metadata else None
+        description = str(found) if found else None
         if f.default is not dataclasses.MISSING:
-            default: Any = Field(f.default, **extra)
+            default: Any = Field(f.default, description=description)
         elif f.default_factory is not dataclasses.MISSING:
-            default = Field(default_factory=f.default_factory, **extra)
+            default = Field(default_factory=f.default_factory, description=description)
         else:
-            default = Field(..., **extra)
+            default = Field(..., description=description)
         fields[f.name] = (hints.get(f.name, Any), default)
     doc = inspect.getdoc(dc) or ""
     if doc.startswith(f"{dc.__name__}("):  # the signature dataclasses write when there is no docstring
@@ -361,7 +361,7 @@ class MStarProgram(MemoryProgram):
         for event in events:
             if "dia_id" in event.metadata and len(event.content) >= 12:
                 rows.append((event.content, json.dumps([str(event.metadata["dia_id"])])))
-        if all_ids and dataclasses.is_dataclass(item):
+        if all_ids and dataclasses.is_dataclass(item) and not isinstance(item, type):
             texts = [v for v in _strings(dataclasses.asdict(item)) if len(v) >= 12]
             rows.extend((t, json.dumps(all_ids)) for t in texts if "\n" not in t)
         if rows:

@@ -326,10 +326,10 @@ def ask_json(
     :class:`NoRoomForReply` or :class:`InvalidReply` (both
     :class:`~agentmem.errors.LLMError`).
     """
-    if send is None:
-        def send(convo: list[dict[str, Any]], limit: int) -> Reply:
-            return llm.complete_reply(convo, max_tokens=limit, response_format=response_format, caller=caller)
+    def complete(convo: list[dict[str, Any]], limit: int) -> Reply:
+        return llm.complete_reply(convo, max_tokens=limit, response_format=response_format, caller=caller)
 
+    call = send or complete
     context_window, max_output = _limits_of(llm)
     convo = messages
     repaired = False
@@ -338,7 +338,7 @@ def ask_json(
         plan = plan_reply(convo, schema, context_window=context_window, max_output=max_output, requested=max_tokens)
         limit = plan.first
         while True:
-            reply = send(convo, limit)
+            reply = call(convo, limit)
             if reply.cut:
                 following = plan.after_cut(limit)
                 if following is None:

@@ -28,11 +28,10 @@ TOP_K = 8
 class KnowledgeItem:
     """The facts stated in one conversation session."""
 
+    # every field is required: a JSON-schema grammar then makes the model write all three
     date: str = field(metadata={"description": "the date shown in brackets at the start of the text"})
-    speakers: list[str] = field(default_factory=list, metadata={"description": "names of the people talking"})
-    facts: list[str] = field(
-        default_factory=list, metadata={"description": "each fact as one short sentence naming the person"}
-    )
+    speakers: list[str] = field(metadata={"description": "names of the people talking"})
+    facts: list[str] = field(metadata={"description": "each fact as one short sentence naming the person"})
 
 
 @dataclass
