@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     programs = [p.strip() for p in args.programs.split(",") if p.strip()]
     programs = [p if Path(p).is_file() or not (ROOT / p).is_file() else str(ROOT / p) for p in programs]
     load_start = [round(x, 2) for x in os.getloadavg()]
+    commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"model {llm.describe()}; data {environment.source}; {args.limit} questions; cache {'on' if args.cache else 'off'}")
 
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "mstar",
         "command": command.strip(),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": commit,  # of the code that ran (read at the start)
+        "git_dirty": dirty,
         "date": started,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_avg_at_start": load_start, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
