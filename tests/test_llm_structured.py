@@ -191,3 +191,17 @@ def test_tool_arguments_cut_by_the_limit_are_asked_again_with_room():
                          max_tokens=64)
     assert call.arguments["text"].startswith("remember this detail")
     assert [r["max_tokens"] for r in backend.requests][0] == 64 and backend.requests[1]["max_tokens"] > 7000
+
+
+def test_control_characters_are_read_through_a_schema_that_validates_json_only():
+    """A sandboxed program's schema validates JSON text in its worker: the lenient read re-encodes for it."""
+    from agentmem.llm.structured import validate_reply
+
+    class JsonOnly(Summary):
+        @classmethod
+        def model_validate(cls, obj, *args, **kwargs):  # type: ignore[override]
+            raise AssertionError("only model_validate_json may be used")
+
+    assert validate_reply(JsonOnly, '{"summary": "a\nb"}').summary == "a\nb"
+    with pytest.raises(ValueError):
+        validate_reply(JsonOnly, '{"other": 1}')

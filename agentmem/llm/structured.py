@@ -259,18 +259,31 @@ def parse_json_object(text: str) -> Any:
 
 
 def validate_reply(schema: type[T], text: str) -> T:
-    """``text`` parsed into ``schema``; strings with raw control characters are accepted."""
+    """``text`` parsed into ``schema``; strings with raw control characters are accepted.
+
+    Such a reply is re-encoded as strict JSON and validated again through the
+    schema's own ``model_validate_json`` (so a sandboxed program's schema, which
+    validates in its worker, reads it too).
+    """
     body = extract_json(text)
     try:
         return schema.model_validate_json(body)
-    except ValidationError as exc:
-        if not any(e.get("type") == "json_invalid" for e in exc.errors()):
-            raise
+    except ValueError as exc:  # pydantic's ValidationError is one
+        if _strict_json_ok(body):
+            raise  # well-formed JSON that the schema refused: for the repair request
         try:
             value = json.loads(body, strict=False)
         except ValueError:
             raise exc from None
-        return schema.model_validate(value)
+    return schema.model_validate_json(json.dumps(value))
+
+
+def _strict_json_ok(body: str) -> bool:
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
 
 
 def validation_summary(exc: BaseException) -> str:
