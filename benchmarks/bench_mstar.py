@@ -16,7 +16,9 @@ same model, and reports for each program:
   (10,000 resamples of the questions, seed 0).
 
 The LLM disk cache is off unless ``--cache`` is given, so that wall times are
-those of the model. Usage (from the repository root)::
+those of the model. On a machine whose local model server is shared and busy,
+give calls a long timeout (``AGENTMEM_LLM_TIMEOUT=3600``): a request waits
+for the server rather than failing. Usage (from the repository root)::
 
     python benchmarks/bench_mstar.py --data ../shared/data/locomo/locomo6.json --limit 40
 
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                     "note": "2 cores shared with other work; the local model server may be shared with other processes"},
         "model": llm.describe(),
         "n_ctx": settings.n_ctx,
+        "llm_timeout_s": settings.llm_timeout,
         "data": environment.source,
         "limit": args.limit,
         "budget_tokens": args.budget,
