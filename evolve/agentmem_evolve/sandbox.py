@@ -74,6 +74,10 @@ _ENV_KEEP = ("PATH", "LANG", "PYTHONHASHSEED", "TZ")
 _LOG_FD_ENV = "AGENTMEM_SANDBOX_LOG_FD"
 
 
+#: distinct (event, caller) outcome counters one sandboxed program may add to the controller's meter
+_MAX_NOTED = 64
+
+
 class SandboxLimits(BaseModel):
     """What one candidate may use. The defaults suit evaluation; tests use smaller ones."""
 
@@ -229,6 +233,7 @@ class SandboxedProgram(MemoryProgram):
         self.capabilities: dict[str, Any] = {}
         self.startup_seconds = 0.0
         self.requests: dict[str, int] = {"complete": 0, "structured": 0, "embed": 0}
+        self._noted: set[tuple[str, str | None]] = set()  # (event, caller) pairs counted for this program
         self._closed = False
         self._op_name = "startup"
         self._deadline = 0.0
@@ -475,8 +480,11 @@ class SandboxedProgram(MemoryProgram):
                 note = getattr(self.toolkit.llm, "note", None)
             except AgentmemError:  # no LLM configured: nothing to count on
                 note = None
-            if isinstance(event, str) and event.isidentifier() and len(event) <= 40 and callable(note):
-                note(event, str(caller)[:200] if caller is not None else None)
+            caller = str(caller)[:200] if caller is not None else None
+            if isinstance(event, str) and event.isidentifier() and len(event) <= 40 and callable(note) and (
+                    (event, caller) in self._noted or len(self._noted) < _MAX_NOTED):  # a bounded set of counters
+                self._noted.add((event, caller))
+                note(event, caller)
             return {"type": "return", "value": None}
         self.requests[method] += 1
         try:
