@@ -23,7 +23,8 @@ for the server rather than failing. Usage (from the repository root)::
     python benchmarks/bench_mstar.py --data ../shared/data/locomo/locomo6.json --limit 40
 
 Prints a table and writes ``benchmarks/results/mstar.json`` with the git
-commit, date, machine, model and command.
+commit, date, machine, model and command; ``--table [FILE]`` prints the
+Markdown table of a result file (as docs/mstar.md quotes it).
 """
 
 from __future__ import annotations
@@ -107,7 +108,32 @@ def _run(environment: Any, memory: str, llm: Any, *, limit: int, budget: int) ->
     }
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """The result file as the Markdown table docs/mstar.md quotes."""
+    base = result["baseline"]
+    lines = [
+        f"| memory | F1 | F1 - {base} [95% CI] | sessions | extraction calls | failed | fallbacks | splits "
+        "| extraction s | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        ing = row["ingestion"]
+        paired = row.get("f1_minus_baseline")
+        vs = f"{paired['mean']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]" if paired else "-"
+        lines.append(
+            f"| {Path(row['memory']).stem} | {row['f1']:.3f} | {vs} | {ing['sessions']} | {ing['extraction_calls']} "
+            f"| {ing['failed']} | {ing['fallbacks']} | {ing['splits']} | {ing['extraction_seconds']:.0f} "
+            f"| {row['wall_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--table"]:  # print the Markdown table of an existing result file
+        print(markdown_table(json.loads(Path(argv[1] if len(argv) > 1 else RESULTS).read_text())))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "locomo" / "locomo6.json"))
     parser.add_argument("--limit", type=int, default=40)
@@ -153,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(row['memory']).stem:28s} {row['f1']:6.3f} {vs:>28s} {ing['sessions']:8d} {ing['extraction_calls']:10d} "
               f"{ing['failed']:6d} {ing['fallbacks']:6d} {ing['splits']:6d} {row['wall_seconds']:7.0f}")
 
-    command = "python benchmarks/bench_mstar.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/bench_mstar.py " + " ".join(argv)
     result = {
         "benchmark": "mstar",
         "command": command.strip(),
