@@ -51,6 +51,28 @@ class Cost(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+class ExtractionHealth(BaseModel):
+    """How a run's structured calls (facts, summaries, notes, M* knowledge items, queries) fared.
+
+    Counted from the outcomes the LLM client and the programs note on the meter
+    (:mod:`agentmem.llm.structured`, :meth:`agentmem.toolkit.Toolkit.note`).
+    """
+
+    failed: int = Field(0, description="structured calls that ended with no valid object (invalid after a repair, or no room "
+                        "left in the context), not counting those whose input the program then split and asked again")
+    fallbacks: int = Field(0, description="inputs stored without the model's object (M*: the raw text kept once with an item built from it)")
+    splits: int = Field(0, description="inputs split in two because they did not fit the model's context")
+    length_retries: int = Field(0, description="replies cut by their token limit and asked again with more room")
+    repairs: int = Field(0, description="complete but invalid replies sent back once for repair")
+
+    @classmethod
+    def from_events(cls, events: dict[str, int]) -> "ExtractionHealth":
+        splits = events.get("split", 0)
+        failed = events.get("invalid", 0) + max(events.get("no_room", 0) - splits, 0)  # a split answers a no_room
+        return cls(failed=failed, fallbacks=events.get("fallback", 0), splits=splits,
+                   length_retries=events.get("length_retry", 0), repairs=events.get("repair", 0))
+
+
 class EvalResult(BaseModel):
     """The result file of `agentmem eval` (also one fitness evaluation in evolution)."""
 
@@ -63,6 +85,7 @@ class EvalResult(BaseModel):
     data_source: str = ""
     metrics: dict[str, float]
     cost: Cost
+    extraction: ExtractionHealth = Field(default_factory=ExtractionHealth)
     questions: int
     started_at: str
     tasks: list[TaskResult] = Field(default_factory=list)
@@ -239,6 +262,7 @@ def run_eval(
             remove_tree(root)
     metrics = environment.aggregate(results)
     cost = Cost(seconds=round(time.perf_counter() - started, 2))
+    extraction = ExtractionHealth()
     if spent is not None:
         spent_total = spent.total()
         snapshot = spent.snapshot()
@@ -248,6 +272,7 @@ def run_eval(
         cost.completion_tokens = spent_total.completion_tokens
         cost.by_caller = snapshot.get("by_caller", {})
         cost.by_tag = snapshot.get("by_tag", {})
+        extraction = ExtractionHealth.from_events(snapshot.get("events", {}))
     return EvalResult(
         env=environment.name,
         memory=memory,
@@ -258,6 +283,7 @@ def run_eval(
         data_source=str(getattr(environment, "source", "")),
         metrics=metrics,
         cost=cost,
+        extraction=extraction,
         questions=total,
         started_at=started_at,
         tasks=results,

@@ -224,6 +224,8 @@ def rows(grid: GridResult) -> list[dict[str, Any]]:
             completion_tokens=cost.completion_tokens,
             tokens_per_question=round(cost.tokens / r.questions, 1) if r.questions else 0.0,
             seconds=cost.seconds,
+            failed_extractions=r.extraction.failed,
+            fallbacks=r.extraction.fallbacks,
         )
         out.append(row)
     return out

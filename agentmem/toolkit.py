@@ -373,6 +373,13 @@ class Toolkit:
         with call_context(plugin=self.namespace, op=op):
             return self.llm.structured(messages, schema, caller=f"{self.namespace}.{op}")
 
+    def note(self, event: str, *, op: str = "llm") -> None:
+        """Count an outcome of this program's work (``fallback``, ``split``) on the LLM's meter,
+        so that evaluation results report it; a no-op for a model without one."""
+        note = getattr(self._llm, "note", None)
+        if callable(note):
+            note(event, f"{self.namespace}.{op}")
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self.embedder.embed(texts)
 

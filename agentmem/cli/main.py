@@ -307,11 +307,12 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
             raise LLMUnavailable(f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
                                  f"run the same command (same --out-dir) again to resume") from None
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
-    for col in ("env", "memory", "score", "tokens/question", "LLM calls", "seconds"):
+    for col in ("env", "memory", "score", "tokens/question", "LLM calls", "failed extr. / fallbacks", "seconds"):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
     for row in rows(grid):
         table.add_row(row["env"], row["memory"], f"{row['primary_metric']} {row['score']:.3f}",
-                      f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]), f"{row['seconds']:.0f}")
+                      f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]),
+                      f"{row['failed_extractions']} / {row['fallbacks']}", f"{row['seconds']:.0f}")
     console.print(table)
     if grid.resumed:
         console.print(f"{len(grid.resumed)} cell(s) resumed from {out_dir / 'cells'}")
@@ -377,6 +378,13 @@ def print_result(result: Any) -> None:
     for key, value in result.metrics.items():
         is_count = key == "questions" or key.startswith("n/")
         table.add_row(key, str(int(value)) if is_count else f"{value:.3f}")
+    health = getattr(result, "extraction", None)
+    if health is not None:  # how the structured calls fared: failures and fallbacks change what memory holds
+        table.add_section()
+        for label, count in (("failed extractions", health.failed), ("extraction fallbacks", health.fallbacks),
+                             ("inputs split (too long for the context)", health.splits),
+                             ("replies cut and asked again", health.length_retries), ("repaired replies", health.repairs)):
+            table.add_row(label, str(count))
     console.print(table)
     cost = result.cost
     per_q = cost.tokens / result.questions if result.questions else 0

@@ -97,6 +97,10 @@ def _pdeathsig_supported() -> bool:
     return _PDEATHSIG[0]
 
 
+#: distinct (event, caller) outcome counters one sandboxed program may add to the controller's meter
+_MAX_NOTED = 64
+
+
 class SandboxLimits(BaseModel):
     """What one candidate may use. The defaults suit evaluation; tests use smaller ones."""
 
@@ -259,6 +263,7 @@ class SandboxedProgram(MemoryProgram):
         self.capabilities: dict[str, Any] = {}
         self.startup_seconds = 0.0
         self.requests: dict[str, int] = {"complete": 0, "structured": 0, "embed": 0}
+        self._noted: set[tuple[str, str | None]] = set()  # (event, caller) pairs counted for this program
         self._closed = False
         self._op_name = "startup"
         self._deadline = 0.0
@@ -566,8 +571,20 @@ class SandboxedProgram(MemoryProgram):
         from agentmem.llm.context import call_context
 
         method = message.get("method")
-        if method not in ("complete", "structured", "embed"):
+        if method not in ("complete", "structured", "embed", "note"):
             raise self._fail("invalid", f"invalid: the worker asked for {method!r}", stage=self._op_name)
+        if method == "note":  # a program's outcome count (an M* fallback, a split) for the evaluation result
+            event, caller = message.get("event"), message.get("caller")
+            try:
+                note = getattr(self.toolkit.llm, "note", None)
+            except AgentmemError:  # no LLM configured: nothing to count on
+                note = None
+            caller = str(caller)[:200] if caller is not None else None
+            if isinstance(event, str) and event.isidentifier() and len(event) <= 40 and callable(note) and (
+                    (event, caller) in self._noted or len(self._noted) < _MAX_NOTED):  # a bounded set of counters
+                self._noted.add((event, caller))
+                note(event, caller)
+            return {"type": "return", "value": None}
         self.requests[method] += 1
         try:
             if method == "embed":

@@ -601,6 +601,10 @@ class ProxyLLM:
                                    schema={"id": key, "name": schema.__name__, "json": schema.model_json_schema()})
         return schema.model_validate(value)
 
+    def note(self, event: str, caller: str | None = None) -> None:
+        """Count an outcome (an M* fallback, a split) on the controller's meter."""
+        self._channel.call("note", event=str(event)[:40], caller=caller)
+
 
 class ProxyEmbedder:
     """The program's embedder: vectors come from the controller's (shared, cached) embedder."""

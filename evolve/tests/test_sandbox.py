@@ -88,6 +88,9 @@ class MeteredFakeLLM:
         meta = self.expected[request]
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
+    def note(self, event: str, caller: str | None = None) -> None:
+        self.meter.note(event, caller)
+
 
 @pytest.fixture(scope="module")
 def local_llm():
@@ -218,6 +221,7 @@ class Asker(MemoryProgram):
         text = self.toolkit.complete([{"role": "user", "content": query.text}], op="answer")
         fact = self.toolkit.structured([{"role": "user", "content": "extract"}], Fact, op="extract")
         vec = self.toolkit.embed(["abc"])[0]
+        self.toolkit.note("fallback", op="extract")
         return Recall(items=[RecallItem(content=f"{text}|{fact.fact}|{fact.confidence}|{len(vec)}")])
 '''
     llm = MeteredFakeLLM()
@@ -231,6 +235,7 @@ class Asker(MemoryProgram):
     assert calls["asker.answer"].calls == 1 and calls["asker.extract"].calls == 1
     assert set(llm.meter.by_tag("plugin")) == {"asker"} and set(llm.meter.by_tag("op")) == {"answer", "extract"}
     assert program.requests == {"complete": 1, "structured": 1, "embed": 1}
+    assert llm.meter.events() == {"fallback": 1}  # a program's outcome count reaches the controller's meter
 
 
 def test_chromadb_sqlite_and_numpy_work_under_the_policy(tmp_path):

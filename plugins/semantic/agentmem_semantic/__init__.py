@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from agentmem.errors import DataError, LLMError
+from agentmem.errors import DataError, LLMError, NoRoomForReply
 from agentmem.memory import MemoryProgram
 from agentmem.retrieval import BM25Index, jaccard, reciprocal_rank_fusion, top
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
@@ -220,7 +220,7 @@ class SemanticMemory(MemoryProgram):
         events = [Event.model_validate_json(r["event"]) for r in rows]
         last_seq = rows[-1]["seq"]
         try:
-            candidates = self._extract(events, self._recent.get(session, []))
+            candidates = self._extract_fitting(events, self._recent.get(session, []))
             self._reconcile(candidates)
         except LLMError as exc:
             # the model failed twice on this batch: skip it rather than retry forever; stored facts are untouched
@@ -229,6 +229,21 @@ class SemanticMemory(MemoryProgram):
         db.commit()
         keep = self.params.context_turns
         self._recent[session] = (self._recent.get(session, []) + events)[-keep:] if keep else []
+
+    def _extract_fitting(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
+        """:meth:`_extract`, halving a batch that does not fit the model's context (each half its own call)."""
+        try:
+            return self._extract(events, context)
+        except NoRoomForReply as exc:
+            if len(events) < 2:
+                raise
+            half = len(events) // 2
+            self.toolkit.logger.warning("semantic: a batch of %d events does not fit the model's context (%s): "
+                                        "split in two", len(events), exc)
+            self.toolkit.note("split", op="extract")
+            keep = self.params.context_turns
+            first = self._extract_fitting(events[:half], context)
+            return first + self._extract_fitting(events[half:], (context + events[:half])[-keep:] if keep else [])
 
     def _extract(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
         """One structured call: the batch's facts, each attributed to the turns that state it."""
