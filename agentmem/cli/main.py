@@ -19,8 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.cli.guard import EXIT_MODEL_UNAVAILABLE, OneLineErrors, check_directory_target, check_file_target, describe_field
-from agentmem.errors import ConfigError
+from agentmem.cli.guard import OneLineErrors, check_directory_target, check_file_target, describe_field
+from agentmem.errors import ConfigError, LLMUnavailable
 
 console = Console()
 err_console = Console(stderr=True)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
