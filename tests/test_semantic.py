@@ -114,6 +114,25 @@ def test_extraction_runs_per_batch_and_keeps_provenance(tmp_path, embedder):
     memory.close()
 
 
+def test_a_batch_that_does_not_fit_the_context_is_halved_not_skipped(tmp_path, embedder):
+    from agentmem.errors import NoRoomForReply
+
+    llm = ScriptedLLM(extract=[
+        NoRoomForReply("the prompt leaves 20 of the model's 512 context tokens: give a smaller input", room=20),
+        {"facts": [_fact("Ann adopted a puppy named Biscuit", "pet")]},
+        {"facts": [_fact("Ann moved to Lisbon in June", "home city")]},
+    ])
+    memory = _memory(tmp_path, embedder, llm, batch_turns=4)
+    memory.observe(_event("Hi Bob, I adopted a puppy!", "D1:1"))
+    memory.observe(_event("His name is Biscuit.", "D1:2"))
+    memory.observe(_event("Also I moved to Lisbon.", "D1:3"))
+    memory.observe(_event("That was in June.", "D1:4"))
+    assert [c[0] for c in llm.calls] == ["Extraction"] * 3  # the whole batch, then each half
+    assert "Biscuit" in llm.calls[1][1] and "Biscuit" not in llm.calls[2][1].split("Also I moved")[1]
+    assert sorted(f.text for f in memory.facts()) == ["Ann adopted a puppy named Biscuit", "Ann moved to Lisbon in June"]
+    memory.close()
+
+
 def test_add_update_delete_noop_are_applied_with_history(tmp_path, embedder):
     llm = ScriptedLLM(
         extract=[{"facts": [

@@ -75,6 +75,19 @@ MemorySpec = str | Path | MemoryProgram | type[MemoryProgram]
 __all__ = ["Agent", "Message", "RecallDetail", "Reply", "StreamEvent", "ThreadInfo", "TurnTrace", "default_store_dir"]
 
 
+def _check_memory_names(memory: Any) -> None:
+    """Load every plugin named in ``memory`` (names and ``.py`` paths; objects are checked when built)."""
+    from agentmem.registry import load_memory
+
+    for spec in memory if isinstance(memory, (list, tuple)) else [memory]:
+        if isinstance(spec, (str, Path)):
+            text = str(spec)
+            names = [text] if text.endswith(".py") else [n.strip() for n in text.split("+")]
+            for name in names:
+                if name and name != "none":
+                    load_memory(name)
+
+
 def default_store_dir() -> Path:
     """The ``home`` setting (``AGENTMEM_HOME``; default ``<user data dir>/agentmem``): where memories and
     threads live unless ``store_dir`` says otherwise."""
@@ -146,7 +159,10 @@ class Agent:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ConfigError("Agent(user_id=...) is empty: give the name or id of the person the memories belong to")
         self.user_id = user_id
+        _check_memory_names(memory)  # a misspelt plugin fails before any directory is made
         self.store_dir = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+        if self.store_dir.exists() and not self.store_dir.is_dir():
+            raise ConfigError(f"Agent(store_dir=...): {self.store_dir} is a file; give a directory for threads and memories")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.system_prompt = system_prompt
         self.budget_tokens = budget_tokens

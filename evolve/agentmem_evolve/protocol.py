@@ -47,7 +47,7 @@ def encode(message: dict[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) -> bytes
     """One frame; raises :class:`ProtocolError` ("output") when the body exceeds ``max_bytes``."""
     body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
     if len(body) > max_bytes:
-        raise ProtocolError("output", f"message of {_mb(len(body))} is over the {_mb(max_bytes)} limit")
+        raise ProtocolError("output", f"message of {_mb(len(body))}, over the {_mb(max_bytes)} limit")
     return HEADER.pack(len(body)) + body
 
 
@@ -66,8 +66,8 @@ def _mb(n: int) -> str:
 def decode(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("invalid", f"unreadable message ({type(exc).__name__})") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:  # a nested-JSON bomb is unreadable too
+        raise ProtocolError("invalid", f"unreadable message ({type(exc).__name__})") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("invalid", "message is not an object with a 'type'")
     return message

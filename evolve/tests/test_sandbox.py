@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +87,9 @@ class MeteredFakeLLM:
         meta = self.expected[request]
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
+    def note(self, event: str, caller: str | None = None) -> None:
+        self.meter.note(event, caller)
+
 
 @pytest.fixture(scope="module")
 def local_llm():
@@ -116,10 +118,12 @@ def _secrets_in_parent(monkeypatch):
 
 def _program(source: str | Path, tmp_path: Path, *, params: dict[str, Any] | None = None, llm: Any = None,
              limits: SandboxLimits = LIMITS) -> SandboxedProgram:
+    """A sandboxed program whose controller directory is made under ``tmp_path/sandboxes`` (see _scratch_dirs)."""
     text = Path(source).read_text() if isinstance(source, Path) else source
     toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / "stores"), llm=llm or MeteredFakeLLM(),
                       embedder=BagEmbedder(), namespace="candidate")
-    return SandboxedProgram(text, toolkit, params, limits)
+    (tmp_path / "sandboxes").mkdir(exist_ok=True)
+    return SandboxedProgram(text, toolkit, params, limits, scratch_parent=tmp_path / "sandboxes")
 
 
 def _group_gone(pgid: int, wait: float = 3.0) -> bool:
@@ -181,7 +185,7 @@ def test_worker_environment_is_scrubbed_and_walls_are_up(jail, tmp_path):
         text = got.text()
         assert SECRET not in text and "OPENAI_API_KEY" not in text and "AGENTMEM_SECRET" not in text
         env = eval(got.items[1].content)  # the worker's whole environment, as it saw it
-        scratch = "/scratch" if jail != "none" else program.scratch
+        scratch = "/scratch" if jail != "none" else os.path.join(program.scratch, "work")
         assert env["HOME"] == env["TMPDIR"] == scratch
         assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED", "TZ", "PYTHONDONTWRITEBYTECODE",
                             "PYTHONNOUSERSITE", "PYTHONIOENCODING", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
@@ -216,6 +220,7 @@ class Asker(MemoryProgram):
         text = self.toolkit.complete([{"role": "user", "content": query.text}], op="answer")
         fact = self.toolkit.structured([{"role": "user", "content": "extract"}], Fact, op="extract")
         vec = self.toolkit.embed(["abc"])[0]
+        self.toolkit.note("fallback", op="extract")
         return Recall(items=[RecallItem(content=f"{text}|{fact.fact}|{fact.confidence}|{len(vec)}")])
 '''
     llm = MeteredFakeLLM()
@@ -229,6 +234,7 @@ class Asker(MemoryProgram):
     assert calls["asker.answer"].calls == 1 and calls["asker.extract"].calls == 1
     assert set(llm.meter.by_tag("plugin")) == {"asker"} and set(llm.meter.by_tag("op")) == {"answer", "extract"}
     assert program.requests == {"complete": 1, "structured": 1, "embed": 1}
+    assert llm.meter.events() == {"fallback": 1}  # a program's outcome count reaches the controller's meter
 
 
 def test_chromadb_sqlite_and_numpy_work_under_the_policy(tmp_path):
@@ -384,18 +390,21 @@ HOSTILE_CASES: list[tuple[str, str, str, str]] = [
     ("read_dataset.py", "recall", "denied", "denied: reading"),
     ("caught_denial.py", "recall", "denied", "importing 'agentmem_environments'"),
     ("tamper_channel.py", "recall", "denied", "tampered with the sandbox's channel"),
+    ("raw_output.py", "observe", "output", "output: observe"),  # the log watch, or the file-size limit first
 ]
 # the unshare backend builds the same tree as bubblewrap: the escape attempts run on it too
 ESCAPES = {"write_outside.py", "delete_outside.py", "dirfd_escape.py", "symlink_read.py", "proc_tricks.py",
-           "proc_environ.py", "network.py", "segfault_real.py", "ignore_sigterm.py", "fill_disk.py", "write_source.py",
-           "tamper_archive.py", "peek_answers.py", "read_dataset.py", "caught_denial.py", "memory_hog.py"}
+           "proc_environ.py", "network.py", "segfault_real.py", "fill_disk.py", "write_source.py", "tamper_archive.py",
+           "peek_answers.py", "read_dataset.py", "caught_denial.py", "memory_creep.py", "raw_output.py",
+           "tamper_channel.py", "fork_bomb.py", "fork_subprocess.py", "system_at_import.py"}
 
 
 def _hostile_params() -> list[Any]:
+    """Every case on the first jail; the escapes (and what differs by mode) on the other jail and without one."""
     out = []
     for case in HOSTILE_CASES:
         for mode in JAIL_MODES:
-            if mode == "unshare" and "bwrap" in JAIL_MODES and case[0] not in ESCAPES:
+            if mode != JAIL_MODES[0] and case[0] not in ESCAPES:
                 continue
             out.append(pytest.param(case, mode, id=f"{case[0]}-{mode}"))
     return out
@@ -410,14 +419,15 @@ def _trip(program: SandboxedProgram, op: str) -> None:
     program.close()
 
 
-def _scratch_dirs() -> set[str]:
-    return {str(p) for p in Path(tempfile.gettempdir()).glob("agentmem-sandbox-*")}
+def _scratch_dirs(tmp_path: Path) -> set[str]:
+    """The sandbox directories left under this test's own parent (other processes' runs do not count)."""
+    return {str(p) for p in (tmp_path / "sandboxes").glob("agentmem-sandbox-*")}
 
 
 @pytest.mark.parametrize(("case", "jail"), _hostile_params())
 def test_hostile_program_is_contained(case, jail, host, tmp_path):
     filename, op, kind, fragment = case
-    before = _scratch_dirs()
+    before = _scratch_dirs(tmp_path)
     started = time.monotonic()
     program: SandboxedProgram | None = None
     limits = _limits(jail, disk_mb=64) if filename == "fill_disk.py" else _limits(jail)
@@ -436,7 +446,7 @@ def test_hostile_program_is_contained(case, jail, host, tmp_path):
         assert _group_gone(program._proc.pid)
         assert not os.path.exists(program.scratch)
         assert program.capabilities["jail"] == jail
-    assert _scratch_dirs() <= before
+    assert _scratch_dirs(tmp_path) <= before
     host.assert_untouched()
 
 
@@ -661,3 +671,371 @@ class Peeker(MemoryProgram):
         run_eval(env, ["peeker"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="test", limit=2,
                  workdir=tmp_path, memory_factory=sandboxed_factory(source, _limits(jail)))
     assert failed.value.kind == "denied" and "agentmem_environments" in str(failed.value)
+
+
+# --------------------------------------------------------------------------- holes found by an attack round
+#
+# Each test below shows a hole that is open today (strict xfail: the suite stays green until it is
+# fixed, and then the xfail mark must go). The hostile programs carry the mechanism in their docstring.
+
+HOOK_MODES = ["none"] + (["bwrap"] if "bwrap" in JAILED else JAILED[:1])  # hook-only, and one jail (it holds)
+FIRST_MODE = JAIL_MODES[0]
+
+
+def _hole(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(strict=True, reason=f"hole: {reason}")
+
+
+def _attempt(filename: str, tmp_path: Path, limits: SandboxLimits, *, params: dict[str, Any] | None = None,
+             ops: tuple[str, ...] = ("observe", "recall", "close")) -> tuple[SandboxedProgram | None, CandidateFailed | None, str]:
+    """Run a hostile program through ``ops``: (the program, its failure or None, what its recalls returned)."""
+    program: SandboxedProgram | None = None
+    got: list[str] = []
+    try:
+        program = _program(HOSTILE / filename, tmp_path, params=params, limits=limits)
+        for op in ops:
+            if op == "observe":
+                program.observe(Event.message("hello"))
+            elif op == "recall":
+                got.append(program.recall(Query(text="hello")).text())
+            elif op == "close":
+                program.close()
+        return program, None, "\n".join(got)
+    except CandidateFailed as exc:
+        return program, exc, "\n".join(got)
+    finally:
+        if program is not None:
+            program._finalizer()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+_BYPASSES = {
+    "subinterpreter.py": "an extension module loads again under a dotted alias ('evil._xxsubinterpreters' passes the "
+                         "blocked-import check on its first component); a sub-interpreter has no audit hook",
+    "extension_alias_spawn.py": "a fresh _posixsubprocess loaded under a dotted alias has the original fork_exec, "
+                                "which raises no audit event: a shell without the hook, and a process left behind",
+    "numpy_poke.py": "numpy's __array_interface__ is a raw memory read/write with no audit event: the program "
+                     "silences the reporter and widens the hook's roots to '/' in place",
+    "gc_swap.py": "a gc callback runs inside the hook's own allocations and swaps a checked scratch directory for a "
+                  "symlink to the host after the hook resolved it (time of check to time of use)",
+    "tcl_exec.py": "_tkinter is not a blocked import; a Tcl interpreter's open and exec are C code in libtcl that raise "
+                   "no audit event: it reads and writes host files and runs a shell",
+    "uvloop_escape.py": "uvloop (allowed, not blocked) spawns processes with uv_spawn and connects with libuv sockets: no "
+                        "audit event for either; the shell reads and writes host files, the connection reaches the network",
+}
+
+
+# numpy's raw memory access cannot be stopped from an audit hook: without a jail it is an open door (the
+# audit-hook-only mode is weaker, and is reported as such); in a jail it reaches nothing
+_NOT_A_WALL = {("numpy_poke.py", "none")}
+
+
+def _bypass_params() -> list[Any]:
+    out = []
+    for name, why in _BYPASSES.items():
+        for mode in HOOK_MODES:
+            marks = [_hole(why)] if (name, mode) in _NOT_A_WALL else []
+            out.append(pytest.param(name, mode, marks=marks, id=f"{name}-{mode}"))
+    return out
+
+
+@pytest.mark.parametrize(("filename", "jail"), _bypass_params())
+def test_audit_hook_bypass_attempts_are_contained(filename, jail, host, tmp_path):
+    """Without a jail these read and write host files (and the controller's environment) unreported; in a jail the
+    jail holds but the policy (no processes, no reads of other processes) is bypassed without a denial."""
+    linger = tmp_path / "linger.pid"
+    before = _scratch_dirs(tmp_path)
+    params = {"secret": str(host.secret), "target": str(host.target)}
+    if filename == "extension_alias_spawn.py":
+        params["linger"] = str(linger)
+    lingering = None
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.2)
+    if filename in ("subinterpreter.py", "uvloop_escape.py"):
+        params.update(host="127.0.0.1", port=server.getsockname()[1])
+    try:
+        program, failure, got = _attempt(filename, tmp_path, _limits(jail), params=params, ops=("recall", "close"))
+        if linger.exists() and linger.read_text().strip().isdigit():
+            lingering = int(linger.read_text())
+        host.assert_untouched()
+        assert SECRET_FILE_TEXT not in got
+        with pytest.raises(socket.timeout):
+            server.accept()[0].close()  # nobody came
+        assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
+        if filename not in ("numpy_poke.py", "gc_swap.py"):  # numpy pokes unseen (reaching nothing in a jail); the
+            # gc swap no longer runs inside the hook, so the program only opens a missing file
+            assert failure is not None and failure.kind == "denied", f"nothing was denied; the program got: {got[:300]!r}"
+        assert _scratch_dirs(tmp_path) <= before
+    finally:
+        server.close()
+        if lingering is not None and _alive(lingering):
+            os.kill(lingering, 9)
+
+
+@pytest.mark.parametrize("jail", HOOK_MODES)
+def test_a_fresh_thread_module_is_denied(jail, tmp_path):
+    """_imp.create_builtin (no audit event) would make a fresh _thread with the original start_new_thread."""
+    _, failure, got = _attempt("raw_thread.py", tmp_path, _limits(jail))
+    assert failure is not None and failure.kind == "denied", got
+
+
+def test_sqlite_cannot_reach_host_files_without_a_jail(host, tmp_path):
+    """ATTACH, VACUUM INTO and file: URIs would open host files by SQL; an authorizer and the URI's path deny them."""
+    params = {"archive": str(host.archive), "target": str(host.target)}
+    _, failure, got = _attempt("sqlite_attach.py", tmp_path, _limits("none"), params=params, ops=("recall", "close"))
+    host.assert_untouched()
+    assert failure is not None and failure.kind == "denied", got
+
+
+def test_denials_after_a_forged_result_are_read():
+    """In close() the program forges a 'result' frame; the denials behind it are still read, and fail it."""
+    report = validate_program((HOSTILE / "forge_close.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok and report.kind == "denied", report
+
+
+def test_a_nested_json_frame_is_an_invalid_candidate():
+    try:
+        report = validate_program((HOSTILE / "json_bomb.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                                  limits=_limits(FIRST_MODE))
+    except RecursionError:
+        pytest.fail("validate_program raised RecursionError for the candidate's frame")
+    assert not report.ok and report.kind == "invalid"
+
+
+def test_proxy_calls_cannot_extend_an_op_without_limit(tmp_path):
+    """The controller's time serving a program's calls has its own limit (service_seconds), and calls a count."""
+    limits = _limits(FIRST_MODE, service_seconds=2.0)
+    started = time.monotonic()
+    _, failure, got = _attempt("proxy_flood.py", tmp_path, limits, params={"seconds": 3 * limits.op_seconds},
+                               ops=("recall", "close"))
+    assert failure is not None and failure.kind == "timeout", got
+    assert time.monotonic() - started < 2 * limits.op_seconds + 10
+
+
+@pytest.mark.parametrize("jail", HOOK_MODES)
+def test_memory_held_in_memfd_files_is_watched(jail, tmp_path):
+    """memfd_create + posix_fallocate hold memory outside VmRSS and RLIMIT_AS: the watch counts unlinked files too."""
+    _, failure, got = _attempt("memfd_hog.py", tmp_path, _limits(jail), params={"megabytes": 768})
+    assert failure is not None and failure.kind == "memory", got
+
+
+@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
+def test_bwrap_dev_is_read_only(tmp_path):
+    """bubblewrap's --dev is a tmpfs of half the RAM: it is remounted read-only, so nothing fills it."""
+    limits = _limits("bwrap", audit_hook=False, disk_mb=64)
+    _, failure, got = _attempt("dev_fill.py", tmp_path, limits, params={"megabytes": 600})
+    assert (failure is not None and failure.kind in ("output", "memory")) or "wrote 0 MB" in got, got
+
+
+def test_log_fifo_cannot_hang_the_controller_without_a_jail(tmp_path):
+    """The controller's log is out of the program's directory, and is read without blocking on a FIFO."""
+    import threading
+
+    outcome: list[Any] = []
+    program = _program(HOSTILE / "log_fifo.py", tmp_path, limits=_limits("none"))
+
+    def observe() -> None:
+        try:
+            program.observe(Event.message("x"))
+            outcome.append(None)
+        except CandidateFailed as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=observe, daemon=True)
+    worker.start()
+    worker.join(8)  # the worker exits at once: a controller that is not stuck answers in a few seconds
+    hung = worker.is_alive()
+    if hung:  # release the controller: open each FIFO for writing, then close it (the reader sees EOF)
+        for name in ("boot.log", "worker.log"):
+            path = os.path.join(program.scratch, name)
+            deadline = time.monotonic() + 5
+            while worker.is_alive() and time.monotonic() < deadline:
+                try:
+                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until the controller opens it
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        worker.join(10)
+    program._finalizer()
+    assert not hung, "the controller blocked opening the worker's log"
+    assert outcome and isinstance(outcome[0], CandidateFailed)
+
+
+def test_log_symlink_cannot_leak_host_files_into_the_traceback(host, tmp_path):
+    _, failure, _ = _attempt("log_symlink.py", tmp_path, _limits("none"), params={"secret": str(host.secret)})
+    assert failure is not None
+    assert SECRET_FILE_TEXT not in failure.traceback
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs a controller running as root (CAP_LINUX_IMMUTABLE)")
+def test_an_immutable_file_cannot_keep_scratch_behind(tmp_path):
+    """fcntl.ioctl (FS_IOC_SETFLAGS) is denied, so no scratch file becomes immutable."""
+    import fcntl
+    import struct
+
+    before = _scratch_dirs(tmp_path)
+    try:
+        _, failure, got = _attempt("immutable_scratch.py", tmp_path, _limits("none"))
+        left = _scratch_dirs(tmp_path) - before
+        assert not left, f"scratch left behind: {left}"
+        assert failure is not None and failure.kind == "denied", got
+    finally:
+        for directory in _scratch_dirs(tmp_path) - before:
+            stuck = os.path.join(directory, "stuck.txt")
+            if os.path.exists(stuck):
+                fd = os.open(stuck, os.O_RDONLY)
+                try:
+                    fcntl.ioctl(fd, 0x40086602, struct.pack("i", 0))  # FS_IOC_SETFLAGS: clear immutable
+                finally:
+                    os.close(fd)
+                import shutil
+
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_candidate_cannot_overspend_its_recall_budget(tmp_path):
+    """The controller counts the tokens itself and holds the rendered instructions to the items plus template text."""
+    from agentmem.composition import ComposedMemory
+    from agentmem.tokens import count_tokens
+
+    report = validate_program((HOSTILE / "budget_liar.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok and report.kind == "invalid", report
+    program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
+    try:
+        got = ComposedMemory([program]).recall(Query(text="x", budget_tokens=64))
+        shown = got.instructions or got.text()  # what the agent puts in its prompt (MemoryAgent._respond_node)
+        assert count_tokens(shown) <= 64 + LIMITS.instruction_tokens, f"the agent is shown {count_tokens(shown)} tokens"
+    except CandidateFailed as failed:
+        assert failed.kind == "invalid" and "budget" in str(failed) or "instructions" in str(failed)
+    finally:
+        program.close()
+
+
+def test_a_failure_reason_is_not_rendered_as_markup():
+    import io
+
+    from rich.console import Console
+
+    from agentmem_evolve.display import _describe
+
+    report = validate_program((HOSTILE / "markup_reason.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
+                              limits=_limits(FIRST_MODE))
+    assert not report.ok
+    line = _describe("validated", {"id": "p1", "ok": False, "error": f"{report.stage}: {report.error}"})
+    Console(file=io.StringIO(), width=200).print(line)
+
+
+def test_embed_calls_cannot_grow_the_controllers_cache(tmp_path):
+    """The shared embedding cache keeps digests and vectors, never the texts."""
+    from agentmem.evaluation import CachingEmbedder
+
+    shared = CachingEmbedder(BagEmbedder())
+    toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / "stores"), llm=MeteredFakeLLM(),
+                      embedder=shared, namespace="candidate")
+    program = SandboxedProgram((HOSTILE / "embed_cache_flood.py").read_text(), toolkit, {"texts": 8, "megabytes": 1},
+                               _limits(FIRST_MODE))
+    try:
+        program.recall(Query(text="x"))
+    except CandidateFailed:
+        pass
+    finally:
+        program._finalizer()
+    kept = sum(len(text) for text in shared._cache)
+    assert kept < 4 << 20, f"the controller keeps {kept >> 20} MB of the candidate's texts"
+
+
+_KILLED_CONTROLLER = '''
+import sys
+sys.path.insert(0, sys.argv[2])
+from evolve_fakes import BagEmbedder
+from agentmem.toolkit import Stores, Toolkit
+from agentmem.types import Query, Scope
+from agentmem_evolve.sandbox import SandboxedProgram, SandboxLimits
+limits = SandboxLimits(op_seconds=60, memory_mb=512, address_space_mb=2048, jail=sys.argv[1],
+                       allow_unjailed=sys.argv[1] == "none")
+toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(sys.argv[3]), llm=None, embedder=BagEmbedder(), namespace="c")
+program = SandboxedProgram(open(sys.argv[4]).read(), toolkit, None, limits)
+print(program._proc.pid, program.scratch, flush=True)
+program.recall(Query(text="x"))
+'''
+
+
+@pytest.mark.parametrize("jail", JAIL_MODES)
+def test_a_worker_dies_with_its_killed_controller(jail, tmp_path):
+    """A parent-death signal (setpriv --pdeathsig; bubblewrap's --die-with-parent) ends the worker with its controller.
+
+    The scratch directory of a killed run stays until the next run starts (see the crash-hygiene sweep)."""
+    import signal
+    import subprocess
+    import sys
+
+    controller = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_CONTROLLER, jail, str(HERE), str(tmp_path / "stores"), str(HOSTILE / "sleep_forever.py")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert controller.stdout is not None
+    line = controller.stdout.readline().split()
+    worker_group, scratch = int(line[0]), line[1]
+    time.sleep(1)  # the recall is under way: the worker sleeps in the candidate's code
+    controller.kill()
+    controller.wait()
+    try:
+        assert _group_gone(worker_group, wait=5), "the worker outlived its controller"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(worker_group, signal.SIGKILL)
+        for pid in _pids_in_group(worker_group):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pids_in_group(pgid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[2]) == pgid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
+def test_the_jails_init_hands_out_only_the_watched_log(tmp_path):
+    """bubblewrap's pid 1 has the worker's own log as its stderr (size-watched), not another host file."""
+    _, failure, got = _attempt("boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close"))
+    assert failure is not None and failure.kind == "output" and "to its log" in str(failure), (failure, got)
+
+
+@_hole("hook-only mode is not a wall: chromadb.PersistentClient on a host directory creates chroma.sqlite3 there "
+       "from Rust (no audit event) before the candidate is denied; only the jail stops it")
+def test_hole_chroma_writes_a_host_directory_without_a_jail(tmp_path):
+    outside = tmp_path / "someone-elses-store"
+    outside.mkdir()
+    _attempt("chroma_outside.py", tmp_path, _limits("none"), params={"directory": str(outside)}, ops=("recall", "close"))
+    assert not list(outside.iterdir()), f"written outside scratch: {sorted(p.name for p in outside.iterdir())}"
+
+
+@pytest.mark.parametrize("source", ["x = " + "-" * 100_000 + "1", "x = " + "+".join(["1"] * 200_000)],
+                         ids=["unary-chain", "long-sum"])
+def test_a_source_that_breaks_the_compiler_is_invalid(source):
+    try:
+        report = validate_program(source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=_limits(FIRST_MODE))
+    except (MemoryError, RecursionError) as exc:
+        pytest.fail(f"validate_program raised {type(exc).__name__} for the candidate's source")
+    assert not report.ok and report.stage == "import"

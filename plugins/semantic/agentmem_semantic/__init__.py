@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from agentmem.encode import event_text, event_when
-from agentmem.errors import DataError, LLMError
+from agentmem.errors import DataError, LLMError, NoRoomForReply
 from agentmem.managers import Forget, Supersede
 from agentmem.memory import Forgets, MemoryProgram
 from agentmem.packer import Packer, candidate
@@ -190,7 +190,7 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         if not events:
             return
         try:
-            candidates = self._extract(events, self._recent.get(session, []))
+            candidates = self._extract_fitting(events, self._recent.get(session, []))
             self._reconcile(candidates)
         except LLMError as exc:
             # the model failed twice on this batch: skip it rather than retry forever; stored facts are untouched
@@ -198,6 +198,21 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         self.buffer.take(session)
         keep = self.params.context_turns
         self._recent[session] = (self._recent.get(session, []) + events)[-keep:] if keep else []
+
+    def _extract_fitting(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
+        """:meth:`_extract`, halving a batch that does not fit the model's context (each half its own call)."""
+        try:
+            return self._extract(events, context)
+        except NoRoomForReply as exc:
+            if len(events) < 2:
+                raise
+            half = len(events) // 2
+            self.toolkit.logger.warning("semantic: a batch of %d events does not fit the model's context (%s): "
+                                        "split in two", len(events), exc)
+            self.toolkit.note("split", op="extract")
+            keep = self.params.context_turns
+            first = self._extract_fitting(events[:half], context)
+            return first + self._extract_fitting(events[half:], (context + events[:half])[-keep:] if keep else [])
 
     def _extract(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
         """One structured call: the batch's facts, each attributed to the turns that state it."""
