@@ -92,9 +92,12 @@ def _legacy_form_is_unambiguous(parts: tuple[str, str, str | None]) -> bool:
 class Event(BaseModel):
     """One thing that happened: a message, a tool call, an observation, an outcome.
 
-    ``session_id`` and ``timestamp`` place it in time; ``metadata`` carries
-    environment-specific ids (LoCoMo's ``dia_id`` for instance) that scorers
-    use to check what memory brought back.
+    ``session_id`` and ``timestamp`` place it in time; ``when`` is the time
+    as the source states it ("1:56 pm on 8 May, 2023"), which memories show
+    instead of the timestamp when it is set. ``metadata`` belongs to whoever
+    made the event (an environment's own ids, for instance): memories carry
+    ``id`` into ``RecallItem.event_ids`` and never read metadata, and the
+    environment maps the ids back to its own.
     """
 
     id: str = Field(default_factory=_new_id)
@@ -106,6 +109,7 @@ class Event(BaseModel):
     reward: float | None = None
     session_id: str | None = None
     timestamp: datetime = Field(default_factory=_now)
+    when: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

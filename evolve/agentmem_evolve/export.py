@@ -75,6 +75,8 @@ def find_program_class(source: str, where: str = "the program") -> str:
     def base_names(cls: ast.ClassDef) -> list[str]:
         out = []
         for b in cls.bases:
+            if isinstance(b, ast.Subscript):  # a generic base: MemoryProgram[MyParams]
+                b = b.value
             if isinstance(b, ast.Name):
                 out.append(b.id)
             elif isinstance(b, ast.Attribute):
