@@ -25,8 +25,8 @@ from pydantic import BaseModel
 
 from agentmem.errors import ConfigError
 from agentmem.memory import MemoryProgram, NoParams
-from agentmem.tokens import count_tokens
-from agentmem.types import Episode, Event, Query, Recall, RecallItem
+from agentmem.packer import Candidate, Packer
+from agentmem.types import Episode, Event, Query, Recall
 
 __all__ = ["ComposedMemory", "IntentRouter", "Router", "split_budget"]
 
@@ -210,19 +210,11 @@ class ComposedMemory(MemoryProgram):
     def _ask(self, name: str, query: Query, budget: int) -> Recall:
         """One member's recall at ``budget``, held to that budget and labelled with its source."""
         got = self.members[name].recall(query.model_copy(update={"budget_tokens": budget}))
-        items: list[RecallItem] = []
-        used = 0
-        cut = 0
-        for item in got.items:
-            cost = item.tokens or count_tokens(item.content)
-            if used + cost > budget:  # a member that overspends is trimmed, not trusted
-                cut += 1
-                continue
-            used += cost
-            items.append(item.model_copy(update={"tokens": cost, "source": item.source or name}))
-        if cut:
-            return got.model_copy(update={"items": items, "omitted": got.omitted + cut, "instructions": ""})
-        return got.model_copy(update={"items": items, "plugin": got.plugin or name})
+        # a member that overspends is trimmed (its items recounted, in its own order), not trusted
+        held = _TRIM.pack((Candidate(i.model_copy(update={"source": i.source or name})) for i in got.items), budget)
+        if held.omitted:
+            return got.model_copy(update={"items": held.items, "omitted": got.omitted + held.omitted, "instructions": ""})
+        return got.model_copy(update={"items": held.items, "plugin": got.plugin or name})
 
     def merge(self, recalls: list[Recall], names: list[str] | None = None) -> Recall:
         """One Recall from several: items in member order (each keeps its ``source``), omissions summed."""
@@ -240,6 +232,9 @@ class ComposedMemory(MemoryProgram):
 
     def __repr__(self) -> str:
         return f"ComposedMemory({self.label}, weights={self.weights})"
+
+
+_TRIM = Packer(order="given", rank="given")
 
 
 def _unique_names(programs: list[MemoryProgram]) -> list[str]:

@@ -16,6 +16,7 @@ the setting, where the value came from, and how to fix it.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -118,14 +119,44 @@ def config_file_path() -> Path | None:
     return None
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+_TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
+
+
+def toml_error(path: Path | str, exc: tomllib.TOMLDecodeError, what: str = "config file") -> ConfigError:
+    """A TOML syntax error as one line: the file, line and column, the problem, and how to fix it."""
+    message = str(exc)
+    found = _TOML_WHERE.search(message)
+    problem = _TOML_WHERE.sub("", message).strip() or "invalid TOML"
+    if found and found.group(1):
+        where = f"line {found.group(1)}, column {found.group(2)}"
+    elif found:
+        where = "the end of the file"
+    else:
+        where = "somewhere in it"
+    problem = problem[:1].lower() + problem[1:]
+    return ConfigError(f"{what} {path} is not valid TOML at {where}: {problem}; fix the syntax there (see https://toml.io)")
+
+
+def read_toml(path: Path | str, what: str = "config file", fix: str = "give the path of a .toml file") -> dict[str, Any]:
+    """Parse the TOML file at ``path``; every failure is one :class:`ConfigError` line."""
+    path = Path(path).expanduser()
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist: {fix}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory: {fix}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML ({exc}): fix the syntax") from None
+        raise toml_error(path, exc, what) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: save it as UTF-8 TOML") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}): check its permissions") from None
+        raise ConfigError(f"{what} {path} cannot be read ({exc.strerror}): check its permissions") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    data = read_toml(path, "config file", "fix or remove it")
     if isinstance(data.get("agentmem"), dict) and len(data) == 1:  # allow an [agentmem] table too
         data = data["agentmem"]
     unknown = sorted(set(data) - set(Settings.model_fields))

@@ -133,7 +133,7 @@ class Session(BaseModel):
     """A stretch of experience fed to memory before questions are asked."""
 
     id: str
-    date_time: str | None = None
+    when: str | None = None  # the session's time as the dataset states it
     events: list[Event] = Field(default_factory=list)
 
 

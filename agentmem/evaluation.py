@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -24,9 +22,11 @@ from pydantic import BaseModel, Field
 from agentmem.agent import MemoryAgent, build_memory_stack
 from agentmem.environment import Action, AgentLike, Answer, Environment, Split, TaskResult
 from agentmem.errors import ConfigError
+from agentmem.llm.outage import OutageWatch
 from agentmem.memory import MemoryProgram
 from agentmem.registry import load_environment
-from agentmem.toolkit import ChatModel, Embedder, Stores
+from agentmem.scratch import make_scratch, remove_tree
+from agentmem.toolkit import ChatModel, Embedder, Stores, storage_name
 from agentmem.types import Episode, Event, Scope
 
 Progress = Callable[[int, int, dict[str, float]], None]
@@ -51,6 +51,28 @@ class Cost(BaseModel):
         return self.prompt_tokens + self.completion_tokens
 
 
+class ExtractionHealth(BaseModel):
+    """How a run's structured calls (facts, summaries, notes, M* knowledge items, queries) fared.
+
+    Counted from the outcomes the LLM client and the programs note on the meter
+    (:mod:`agentmem.llm.structured`, :meth:`agentmem.toolkit.Toolkit.note`).
+    """
+
+    failed: int = Field(0, description="structured calls that ended with no valid object (invalid after a repair, or no room "
+                        "left in the context), not counting those whose input the program then split and asked again")
+    fallbacks: int = Field(0, description="inputs stored without the model's object (M*: the raw text kept once with an item built from it)")
+    splits: int = Field(0, description="inputs split in two because they did not fit the model's context")
+    length_retries: int = Field(0, description="replies cut by their token limit and asked again with more room")
+    repairs: int = Field(0, description="complete but invalid replies sent back once for repair")
+
+    @classmethod
+    def from_events(cls, events: dict[str, int]) -> "ExtractionHealth":
+        splits = events.get("split", 0)
+        failed = events.get("invalid", 0) + max(events.get("no_room", 0) - splits, 0)  # a split answers a no_room
+        return cls(failed=failed, fallbacks=events.get("fallback", 0), splits=splits,
+                   length_retries=events.get("length_retry", 0), repairs=events.get("repair", 0))
+
+
 class EvalResult(BaseModel):
     """The result file of `agentmem eval` (also one fitness evaluation in evolution)."""
 
@@ -63,6 +85,7 @@ class EvalResult(BaseModel):
     data_source: str = ""
     metrics: dict[str, float]
     cost: Cost
+    extraction: ExtractionHealth = Field(default_factory=ExtractionHealth)
     questions: int
     started_at: str
     tasks: list[TaskResult] = Field(default_factory=list)
@@ -72,28 +95,45 @@ class EvalResult(BaseModel):
 
 
 class CachingEmbedder:
-    """Memoises embeddings by text: candidates re-embedding the same dataset pay once."""
+    """Memoises embeddings by text: candidates re-embedding the same dataset pay once.
 
-    def __init__(self, inner: Embedder, max_items: int = 200_000) -> None:
+    Keys are digests of the texts and values float32 vectors, so the cache's
+    size is bounded by ``max_items`` whatever the texts (a sandboxed candidate
+    may ask to embed megabytes of text; none of it is kept).
+    """
+
+    def __init__(self, inner: Embedder, max_items: int = 100_000) -> None:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, Any] = OrderedDict()
         self._max = max_items
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(text: str) -> bytes:
+        import hashlib
+
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
     def embed(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        keys = [self._key(t) for t in texts]
         with self._lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            missing = list(dict.fromkeys((k, t) for k, t in zip(keys, texts) if k not in self._cache))
         if missing:
-            vectors = self.inner.embed(missing)
+            vectors = self.inner.embed([t for _, t in missing])
             with self._lock:
-                for text, vec in zip(missing, vectors):
-                    self._cache[text] = vec
+                for (key, _), vec in zip(missing, vectors):
+                    self._cache[key] = np.asarray(vec, dtype=np.float32)
                 while len(self._cache) > self._max:
                     self._cache.popitem(last=False)
         with self._lock:
-            return [self._cache[t] for t in texts]
+            found = {k: self._cache.get(k) for k in keys}
+        absent = [t for k, t in zip(keys, texts) if found[k] is None]  # evicted meanwhile: embed again
+        fresh = iter(self.inner.embed(absent)) if absent else iter(())
+        return [(found[k].tolist() if found[k] is not None else list(next(fresh))) for k in keys]
 
 
 class _CountingAgent:
@@ -157,12 +197,21 @@ def run_eval(
     puts the vector collections on a Chroma server instead. ``memory_factory``,
     when given, builds each task's programs instead (evolution passes one that
     runs candidates in a sandbox); ``memory`` is then only the result's label.
+
+    When the model cannot be reached (:class:`~agentmem.errors.LLMUnavailable`
+    after the client's retries) the evaluation raises it, even where a plugin,
+    the agent or a sandboxed candidate caught it: questions the model never
+    answered are not scored.
     """
     from agentmem.embeddings import default_embedder
     from agentmem.llm.context import call_context
 
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
     tasks = environment.tasks(split=split, limit=limit)
+    model_label = getattr(llm, "model", type(llm).__name__)
+    # a model outage must stop the evaluation even where a plugin or candidate catches the error:
+    # otherwise the run records a score the memory never earned
+    llm = watch = OutageWatch(llm)
     total = sum(len(t.questions) for t in tasks)
     shared_embedder = embedder or default_embedder()
     meter = getattr(llm, "meter", None)
@@ -170,12 +219,13 @@ def run_eval(
     metering = meter.scope(env=environment.name) if meter is not None else contextlib.nullcontext(None)
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    root = Path(tempfile.mkdtemp(prefix="agentmem-eval-", dir=workdir))
+    root = make_scratch("eval", workdir)
     results: list[TaskResult] = []
     done = 0
 
     def tick() -> None:
         nonlocal done
+        watch.check()  # the question just answered may have been answered without the model
         done += 1
         if progress is not None:
             progress(done, total, {})
@@ -183,7 +233,7 @@ def run_eval(
     try:
         with metering as spent:
             for task in tasks:
-                stores = Stores(root / task.id.replace("/", "_"), chroma_host=chroma_host)
+                stores = Stores(root / storage_name(task.id), chroma_host=chroma_host)  # one directory per task id
                 scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
                 with call_context(task=task.id):
                     if memory_factory is not None:
@@ -195,19 +245,24 @@ def run_eval(
                     agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))
+                    except Exception:
+                        watch.check()  # whatever the outage made fail (a candidate's op, a plugin) was the outage
+                        raise
                     finally:
                         try:
                             agent.close()
                         finally:
                             stores.close()
+                watch.check()  # an outage swallowed after the last question (a reflection) spoils the task too
                 results.append(result)
                 if progress is not None:
                     progress(done, total, environment.aggregate(results))
     finally:
         if not keep_stores:
-            shutil.rmtree(root, ignore_errors=True)
+            remove_tree(root)
     metrics = environment.aggregate(results)
     cost = Cost(seconds=round(time.perf_counter() - started, 2))
+    extraction = ExtractionHealth()
     if spent is not None:
         spent_total = spent.total()
         snapshot = spent.snapshot()
@@ -217,16 +272,18 @@ def run_eval(
         cost.completion_tokens = spent_total.completion_tokens
         cost.by_caller = snapshot.get("by_caller", {})
         cost.by_tag = snapshot.get("by_tag", {})
+        extraction = ExtractionHealth.from_events(snapshot.get("events", {}))
     return EvalResult(
         env=environment.name,
         memory=memory,
         params=params or {},
         split=split,
         limit=limit,
-        model=getattr(llm, "model", type(llm).__name__),
+        model=model_label,
         data_source=str(getattr(environment, "source", "")),
         metrics=metrics,
         cost=cost,
+        extraction=extraction,
         questions=total,
         started_at=started_at,
         tasks=results,

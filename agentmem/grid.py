@@ -14,6 +14,7 @@ the cells.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -46,7 +47,20 @@ class GridCell(BaseModel):
 
     @property
     def key(self) -> str:
-        return f"{_slug(self.env)}__{_slug(self.label)}"
+        """The cell's file name: readable, and different for different cells.
+
+        Plain names keep the readable form (``locomo__episodic+semantic``); a
+        cell whose label loses something in the slug (a program path, whose
+        label is only its file's stem, or characters a file name cannot hold)
+        gets a digest of its environment and members too, so ``a/notes.py``
+        and ``b/notes.py`` never share a file.
+        """
+        readable = f"{_slug(self.env)}__{_slug(self.label)}"
+        plain = _slug(self.env) == self.env and _slug(self.label) == self.label and self.label == "+".join(self.memory)
+        if plain or not self.memory and _slug(self.env) == self.env:
+            return readable
+        digest = hashlib.sha256(json.dumps([self.env, self.memory]).encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        return f"{readable}~{digest}"
 
 
 class GridResult(BaseModel):
@@ -104,9 +118,11 @@ def params_for(members: list[str], params: dict[str, Any]) -> dict[str, dict[str
     return out
 
 
-def _cell_matches(result: EvalResult, *, split: str, limit: int | None, model: str, params: Any) -> bool:
+def _cell_matches(result: EvalResult, *, split: str, limit: int | None, model: str, params: Any,
+                  memory: list[str] | None = None) -> bool:
     return (
         result.split == split and result.limit == limit and result.model == model and (result.params or {}) == (params or {})
+        and (memory is None or list(result.memory) == list(memory))
     )
 
 
@@ -162,7 +178,8 @@ def run_grid(
                 done = EvalResult.model_validate_json(path.read_text())
             except ValueError:
                 done = None  # a torn or foreign file: run the cell again
-            if done is not None and _cell_matches(done, split=split, limit=limit, model=model, params=cell_params):
+            if done is not None and _cell_matches(done, split=split, limit=limit, model=model, params=cell_params,
+                                                  memory=cell.memory):
                 grid.cells.append(done)
                 grid.resumed.append(cell.key)
                 if on_cell_done:
@@ -207,6 +224,8 @@ def rows(grid: GridResult) -> list[dict[str, Any]]:
             completion_tokens=cost.completion_tokens,
             tokens_per_question=round(cost.tokens / r.questions, 1) if r.questions else 0.0,
             seconds=cost.seconds,
+            failed_extractions=r.extraction.failed,
+            fallbacks=r.extraction.fallbacks,
         )
         out.append(row)
     return out

@@ -95,7 +95,7 @@ def _by_env(table: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     fixed = ["memory", "score"]
-    cost = ["tokens_per_question", "llm_calls", "cache_hits", "seconds"]
+    cost = ["tokens_per_question", "llm_calls", "cache_hits", "seconds", "failed_extractions", "fallbacks"]
     metrics = [k for r in rows for k in r if k not in (*fixed, *cost, "env", "primary_metric", "questions",
                                                        "prompt_tokens", "completion_tokens")]
     seen: list[str] = []

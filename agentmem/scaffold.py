@@ -3,7 +3,8 @@
 The package is complete and working from the first minute: a pyproject with
 the ``agentmem.memory`` entry point (hatchling build, depends on
 ``agentmem``), a module implementing the memory-program protocol (a small
-keyword-overlap memory with bounded ``Params``), a README and a test file.
+memory composed of the core store, hybrid retriever and packer, with bounded
+``Params``), a README and a test file.
 Installed with ``pip install -e`` it shows up in `agentmem plugins list`
 and runs in `agentmem eval` with no further wiring.
 """

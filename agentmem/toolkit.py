@@ -5,12 +5,29 @@ SQLite database, a clock and a logger from here, and nothing else. Every
 store is scoped: a toolkit built for one :class:`~agentmem.types.Scope` opens
 collections and databases that no other scope can name, so one user's
 memories never leak into another's.
+
+Where things live (the store layout)::
+
+    <root>/scopes/<scope key>/<storage name of the program>.sqlite
+    Chroma collection  am_<storage name of the program>_<storage name of the collection>_<scope key>
+
+:meth:`Scope.key <agentmem.types.Scope.key>` differs for different scopes and
+:func:`storage_name` for different names, and a storage name never holds
+``_``, so no two (scope, program, collection) triples share a file or a
+collection. Stores written by earlier versions (which joined scope parts with
+a separator the parts could hold, turned every non-alphanumeric character
+into ``-`` and cut collection names at 120 characters) are migrated in place
+the first time the new layout looks for something they hold: see
+:meth:`Stores.adopt_scope` and :meth:`Toolkit.db`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -125,6 +142,32 @@ class _LazyDefaultEmbedder:
         return default_embedder().embed(texts)
 
 
+#: ``PRAGMA application_id`` of every database this layout has opened ("amem"): an earlier
+#: version's file that still lacks it may be claimed by the name it was written for
+LAYOUT_STAMP = 0x616D656D
+#: earlier versions cut collection names here (so long names could lose their scope key)
+_LEGACY_COLLECTION_LIMIT = 120
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,98}[A-Za-z0-9])?")
+
+
+def storage_name(name: str) -> str:
+    """The name as it appears in file and collection names: safe for both, and different for different names.
+
+    A plain name (ASCII letters, digits and inner ``-``, at most 100
+    characters; every first-party plugin's name) is kept as it is, so its
+    files keep their names. Any other name becomes a readable slug, a ``.``
+    and 16 hex digits of its SHA-256: the ``.`` never occurs in a plain name,
+    so a slugged name never equals a plain one, and two slugged names differ
+    in their digests. Neither form holds ``_``, the separator of collection
+    names.
+    """
+    if _PLAIN_NAME.fullmatch(name):
+        return name
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")[:40].strip("-") or "n"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{slug}.{digest}"
+
+
 class Stores:
     """Where scoped data lives: one directory, one Chroma client, SQLite files per scope.
 
@@ -139,6 +182,7 @@ class Stores:
         self._chroma: Any = None
         self._release: weakref.finalize | None = None
         self._lock = threading.Lock()
+        self._adopted: set[str] = set()  # scope keys whose earlier-version data has been looked for
 
     @property
     def chroma(self) -> "chromadb.ClientAPI":
@@ -172,9 +216,87 @@ class Stores:
             release()
 
     def scope_dir(self, scope: Scope) -> Path:
+        """The directory of ``scope``'s SQLite files (created; an earlier version's is moved here first)."""
+        self.adopt_legacy(scope)
         path = self.root / "scopes" / scope.key()
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    # -- migration from earlier layouts ---------------------------------------------------
+    def adopt_legacy(self, scope: Scope) -> None:
+        """Move what an earlier version stored under ``scope``'s old key to its key (once per process)."""
+        key = scope.key()
+        if key in self._adopted:
+            return
+        old = scope.legacy_key()
+        if old is not None:
+            self._move_scope(old, key)
+        self._adopted.add(key)
+
+    def adopt_scope(self, old: Scope, new: Scope) -> None:
+        """Move everything stored under scope ``old`` to scope ``new`` (for callers that re-spell their scopes).
+
+        SQLite files and Chroma collections move by renaming (nothing is
+        copied); what ``new`` already holds is kept and the same thing under
+        ``old`` is left where it is. Safe to call again, and safe against
+        other processes doing the same (a file lock serialises moves).
+        """
+        self._move_scope(old.legacy_key() or old.key(), new.key())
+
+    def _migration_lock(self) -> Any:
+        from filelock import FileLock
+
+        return FileLock(str(self.root / ".migration.lock"))
+
+    def _move_scope(self, old_key: str, new_key: str) -> None:
+        source = self.root / "scopes" / old_key
+        if old_key == new_key or not source.is_dir():
+            return
+        with self._migration_lock():
+            if not source.is_dir():
+                return
+            target = self.root / "scopes" / new_key
+            target.mkdir(parents=True, exist_ok=True)
+            for db in sorted(source.glob("*.sqlite")):
+                if not (target / db.name).exists():
+                    _move_sqlite(db, target / db.name)
+            suffix = f"_{old_key}"
+            for name in self._collection_names():
+                if name.endswith(suffix):
+                    self._rename_collection(name, name[: -len(suffix)] + f"_{new_key}")
+            with contextlib.suppress(OSError):
+                source.rmdir()  # only when nothing was left behind
+
+    def claim_legacy_db(self, legacy: Path, path: Path) -> None:
+        """Move an earlier version's database ``legacy`` to ``path``, unless this layout already uses it."""
+        if path.exists() or not legacy.exists():
+            return
+        with self._migration_lock():
+            if path.exists() or not legacy.exists() or _stamped(legacy):
+                return
+            _move_sqlite(legacy, path)
+
+    def claim_legacy_collection(self, legacy: str, name: str) -> None:
+        """Rename an earlier version's collection ``legacy`` to ``name`` when ``name`` does not exist yet."""
+        client = self.chroma
+        if _collection_exists(client, name) or not _collection_exists(client, legacy):
+            return  # the common case: nothing to migrate, no lock taken
+        with self._migration_lock():
+            self._rename_collection(legacy, name)
+
+    def _collection_names(self) -> list[str]:
+        return [getattr(c, "name", c) for c in self.chroma.list_collections()]
+
+    def _rename_collection(self, old: str, new: str) -> None:
+        client = self.chroma
+        function = _ChromaEmbeddingFunction(_LazyDefaultEmbedder())
+        if _collection_exists(client, new):
+            return
+        try:
+            found = client.get_collection(old, embedding_function=function)  # type: ignore[arg-type]
+        except (ValueError, LookupError, _chroma_not_found()):
+            return
+        found.modify(name=new)
 
 
 class Toolkit:
@@ -200,7 +322,9 @@ class Toolkit:
         self.stores = stores
         self._llm = llm
         self._embedder = embedder
-        self.namespace = _safe_name(namespace)
+        self.namespace = _safe_name(namespace)  # the label meters and logs show
+        self.storage_name = storage_name(namespace)  # the name files and collections use
+        self._legacy_name = _safe_name(namespace)  # where earlier versions kept this program's data
         self.clock = clock or Clock()
         self.logger = logger or logging.getLogger(f"agentmem.memory.{self.namespace}")
         self._db: sqlite3.Connection | None = None
@@ -249,12 +373,25 @@ class Toolkit:
         with call_context(plugin=self.namespace, op=op):
             return self.llm.structured(messages, schema, caller=f"{self.namespace}.{op}")
 
+    def note(self, event: str, *, op: str = "llm") -> None:
+        """Count an outcome of this program's work (``fallback``, ``split``) on the LLM's meter,
+        so that evaluation results report it; a no-op for a model without one."""
+        note = getattr(self._llm, "note", None)
+        if callable(note):
+            note(event, f"{self.namespace}.{op}")
+
     def embed(self, texts: list[str]) -> list[list[float]]:
         return self.embedder.embed(texts)
 
     def collection(self, name: str = "items") -> Any:
         """This program's ChromaDB collection ``name`` within this scope (cosine space)."""
-        full = f"am_{self.namespace}_{_safe_name(name)}_{self.scope.key()}"[:120]
+        key = self.scope.key()
+        full = f"am_{self.storage_name}_{storage_name(name)}_{key}"
+        self.stores.adopt_legacy(self.scope)
+        legacy = f"am_{self._legacy_name}_{_safe_name(name)}_{key}"
+        # a legacy name past the old cut lost its scope key: every scope shared it, so no scope may claim it
+        if legacy != full and len(legacy) <= _LEGACY_COLLECTION_LIMIT and self._may_claim_legacy_namespace():
+            self.stores.claim_legacy_collection(legacy, full)
         return self.stores.chroma.get_or_create_collection(
             name=full,
             embedding_function=_ChromaEmbeddingFunction(self.embedder),  # type: ignore[arg-type]
@@ -265,11 +402,30 @@ class Toolkit:
     def db(self) -> sqlite3.Connection:
         """This program's SQLite database within this scope (WAL mode, autocommit off)."""
         if self._db is None:
-            path = self.stores.scope_dir(self.scope) / f"{self.namespace}.sqlite"
-            self._db = sqlite3.connect(path, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.row_factory = sqlite3.Row
+            folder = self.stores.scope_dir(self.scope)
+            path = folder / f"{self.storage_name}.sqlite"
+            if self._legacy_name != self.storage_name and not path.exists():
+                self.stores.claim_legacy_db(folder / f"{self._legacy_name}.sqlite", path)
+            db = sqlite3.connect(path, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            if db.execute("PRAGMA application_id").fetchone()[0] != LAYOUT_STAMP:
+                db.execute(f"PRAGMA application_id={LAYOUT_STAMP}")  # in use by this layout: never claimed by another name
+                db.commit()
+            db.row_factory = sqlite3.Row
+            self._db = db
         return self._db
+
+    def _may_claim_legacy_namespace(self) -> bool:
+        """Whether this program may take over collections an earlier version kept under its old name.
+
+        Earlier versions spelled ``my_notes`` and ``my-notes`` alike; once the
+        program whose name that spelling is today has opened its database
+        there (it carries :data:`LAYOUT_STAMP`), the data is its own.
+        """
+        if self._legacy_name == self.storage_name:
+            return True
+        legacy = self.stores.root / "scopes" / self.scope.key() / f"{self._legacy_name}.sqlite"
+        return not (legacy.exists() and _stamped(legacy))
 
     def count_tokens(self, text: str) -> int:
         return count_tokens(text)
@@ -289,5 +445,51 @@ def _close_client(client: Any) -> None:
 
 
 def _safe_name(name: str) -> str:
+    """A display label for a program (and how versions before the storage names spelled it on disk)."""
     out = "".join(c if c.isalnum() else "-" for c in name).strip("-")
     return out or "memory"
+
+
+def _stamped(path: Path) -> bool:
+    """Whether the database at ``path`` has been opened by this layout."""
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            return conn.execute("PRAGMA application_id").fetchone()[0] == LAYOUT_STAMP
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return True  # not a database we can read: leave it alone
+
+
+def _move_sqlite(source: Path, target: Path) -> None:
+    """Move a (WAL-mode) SQLite database by renaming, after folding its write-ahead log into it."""
+    with contextlib.suppress(sqlite3.DatabaseError):
+        conn = sqlite3.connect(source)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    for side in ("-wal", "-shm"):
+        leftover = source.with_name(source.name + side)
+        if leftover.exists():
+            os.replace(leftover, target.with_name(target.name + side))
+
+
+def _chroma_not_found() -> type[Exception]:
+    try:
+        from chromadb.errors import NotFoundError
+
+        return NotFoundError
+    except ImportError:  # pragma: no cover - older chromadb
+        return ValueError
+
+
+def _collection_exists(client: Any, name: str) -> bool:
+    try:
+        client.get_collection(name, embedding_function=_ChromaEmbeddingFunction(_LazyDefaultEmbedder()))
+    except (ValueError, LookupError, _chroma_not_found()):
+        return False
+    return True

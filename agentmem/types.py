@@ -7,6 +7,7 @@ engine and worker processes can exchange them as JSON without guessing.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -37,18 +38,66 @@ class Scope(BaseModel):
     agent_id: str = "default"
     run_id: str | None = None
 
+    def encoded(self) -> str:
+        """The three parts as one string they can be read back from, so no two scopes share it.
+
+        Scopes written by earlier versions joined the parts with ``\\x1f`` and
+        spelled "no run" as ``""``; that string is kept wherever it was already
+        unambiguous (no part holds ``\\x1f``, ``run_id`` is not ``""``, the parts
+        are valid UTF-8), so those stores keep their keys and move nothing. Any
+        other scope is spelled ``scope/2:`` + a JSON list, which holds no
+        ``\\x1f`` at all (JSON escapes control characters) while the first form
+        holds exactly two: the two forms never meet, and each reads back.
+        """
+        parts = (self.user_id, self.agent_id, self.run_id)
+        if _legacy_form_is_unambiguous(parts):
+            return _legacy_form(parts)
+        return "scope/2:" + json.dumps(list(parts), ensure_ascii=True)
+
     def key(self) -> str:
-        """A short, filesystem- and collection-name-safe digest of the scope."""
-        raw = f"{self.user_id}\x1f{self.agent_id}\x1f{self.run_id or ''}"
-        return hashlib.sha256(raw.encode()).hexdigest()[:20]
+        """A short, filesystem- and collection-name-safe digest of :meth:`encoded` (distinct scopes, distinct keys)."""
+        return hashlib.sha256(self.encoded().encode("utf-8")).hexdigest()[:20]
+
+    def legacy_key(self) -> str | None:
+        """The key an earlier version gave this scope, where it differs from :meth:`key` and is this scope's alone.
+
+        ``None`` when the key did not change, when the old key is another
+        scope's key today (``run_id=""`` had the key of ``run_id=None``, which
+        keeps it and the data stored under it), or when the old version could
+        not store this scope at all (parts that are not valid UTF-8).
+        """
+        parts = (self.user_id, self.agent_id, self.run_id)
+        if _legacy_form_is_unambiguous(parts) or self.run_id == "" or not _is_utf8(parts):
+            return None
+        return hashlib.sha256(_legacy_form(parts).encode("utf-8")).hexdigest()[:20]
+
+
+def _legacy_form(parts: tuple[str, str, str | None]) -> str:
+    return f"{parts[0]}\x1f{parts[1]}\x1f{parts[2] or ''}"
+
+
+def _is_utf8(parts: tuple[str, str, str | None]) -> bool:
+    try:
+        for part in parts:
+            (part or "").encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
+def _legacy_form_is_unambiguous(parts: tuple[str, str, str | None]) -> bool:
+    return parts[2] != "" and not any("\x1f" in (p or "") for p in parts) and _is_utf8(parts)
 
 
 class Event(BaseModel):
     """One thing that happened: a message, a tool call, an observation, an outcome.
 
-    ``session_id`` and ``timestamp`` place it in time; ``metadata`` carries
-    environment-specific ids (LoCoMo's ``dia_id`` for instance) that scorers
-    use to check what memory brought back.
+    ``session_id`` and ``timestamp`` place it in time; ``when`` is the time
+    as the source states it ("1:56 pm on 8 May, 2023"), which memories show
+    instead of the timestamp when it is set. ``metadata`` belongs to whoever
+    made the event (an environment's own ids, for instance): memories carry
+    ``id`` into ``RecallItem.event_ids`` and never read metadata, and the
+    environment maps the ids back to its own.
     """
 
     id: str = Field(default_factory=_new_id)
@@ -60,6 +109,7 @@ class Event(BaseModel):
     reward: float | None = None
     session_id: str | None = None
     timestamp: datetime = Field(default_factory=_now)
+    when: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod

@@ -132,7 +132,7 @@ def _import_items(memory: Any, texts: list[str]) -> None:
 def _import_facts(memory: Any, texts: list[str]) -> None:
     memory.import_items([
         {"text": text, "subject": text.split()[0].rstrip("'s"), "key": f"fact {i % 97}", "date": f"{1 + i % 28} May 2023",
-         "dia_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"]}
+         "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"]}
         for i, text in enumerate(texts)
     ])
 
@@ -140,7 +140,7 @@ def _import_facts(memory: Any, texts: list[str]) -> None:
 def _import_tasks(memory: Any, texts: list[str]) -> None:
     memory.import_items([
         {"task": text, "steps": [f"look at {text.split()[-1]}", f"do step {i % 7}", "check the result"],
-         "success": i % 3 != 0, "outcome": "done" if i % 3 else "failed", "dia_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
+         "success": i % 3 != 0, "outcome": "done" if i % 3 else "failed", "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
          "insights": [f"When handling {THINGS[i % len(THINGS)]}, check the inventory first."] if i % 10 == 0 else []}
         for i, text in enumerate(texts)
     ])

@@ -1,8 +1,9 @@
 """A memory plugin written inline: a MemoryProgram subclass used by an Agent, no packaging needed.
 
-``NotesMemory`` keeps every user message that starts with "note:" in its own
-SQLite table (through the toolkit, so it is scoped to the user) and recalls
-the notes that share words with the question, within the token budget.
+``NotesMemory`` keeps every user message that starts with "note:" in a core
+``Store`` (SQLite, scoped to the user; words indexed with BM25, no vectors)
+and recalls the notes that share words with the question with the core
+lexical retriever and packer, within the token budget.
 
     python examples/custom_plugin.py            # the embedded local model
     python examples/custom_plugin.py openai/gpt-4o-mini
@@ -10,17 +11,17 @@ the notes that share words with the question, within the token budget.
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from agentmem import Agent, Event, MemoryProgram, Query, Recall, RecallItem, Reply
+from agentmem import Agent, Event, MemoryProgram, Query, Recall, Reply
+from agentmem.packer import Packer, candidate
+from agentmem.retrievers import LexicalRetriever, Retrieval
+from agentmem.store import StoredItem
 from agentmem.toolkit import Toolkit
-
-WORD = re.compile(r"[a-z0-9]+")
 
 
 class NotesParams(BaseModel):
@@ -29,39 +30,26 @@ class NotesParams(BaseModel):
     top_k: int = Field(3, ge=1, le=20)
 
 
-class NotesMemory(MemoryProgram):
+class NotesMemory(MemoryProgram[NotesParams]):
     """Remembers messages that start with "note:" and recalls them by shared words."""
 
     name: ClassVar[str] = "notes"
-    Params: ClassVar[type[BaseModel]] = NotesParams
     templates: ClassVar[dict[str, str]] = {"usage": "The user's notes:\n{{ context }}"}
 
     def __init__(self, toolkit: Toolkit, params: Any = None) -> None:
         super().__init__(toolkit, params)
-        self.toolkit.db.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL)")
-        self.toolkit.db.commit()
+        self.store = self.open_store("notes", dense=False)  # closed (and committed) with the program
+        self.retrieval = Retrieval(LexicalRetriever())
+        self.packer = Packer()
 
     def observe(self, event: Event) -> None:
         if event.kind == "message" and event.speaker == "user" and event.content.lower().startswith("note:"):
-            self.toolkit.db.execute("INSERT INTO notes (text) VALUES (?)", (event.content[5:].strip(),))
-            self.toolkit.db.commit()
+            self.store.add([StoredItem(text=event.content[5:].strip(), event_ids=[event.id])])
 
     def recall(self, query: Query) -> Recall:
-        asked = set(WORD.findall(query.text.lower()))
-        rows = self.toolkit.db.execute("SELECT id, text FROM notes").fetchall()
-        scored = sorted(((len(asked & set(WORD.findall(r["text"].lower()))), r) for r in rows), key=lambda p: -p[0])
-        items, used, omitted = [], 0, 0
-        for score, row in [p for p in scored if p[0] > 0][: self.params.top_k]:
-            cost = self.toolkit.count_tokens(row["text"])
-            if used + cost > query.budget_tokens:
-                omitted += 1
-                continue
-            used += cost
-            items.append(RecallItem(content=row["text"], score=float(score), source=self.name, tokens=cost,
-                                    metadata={"id": str(row["id"])}))
-        context = "\n".join(i.content for i in items)
-        return Recall(items=items, omitted=omitted, plugin=self.name,
-                      instructions=self.instructions(context=context) if items else "")
+        hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
+        return self.recalled(self.packer.pack(
+            (candidate(note, note.text, hit.score, self.name) for hit, note in ctx.found(hits)), query.budget_tokens))
 
 
 def main(model: Any = "local", store_dir: str | None = None) -> list[Reply]:

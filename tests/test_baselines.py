@@ -26,8 +26,13 @@ FACTS = [
 def _event(i: int, fact: str) -> Event:
     return Event.message(
         fact, speaker="Ann", session_id=f"s{i // 2}", timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc),
-        metadata={"dia_id": f"D{i // 2 + 1}:{i % 2 + 1}", "date_time": f"{1 + i} January 2024"},
+        id=f"D{i // 2 + 1}:{i % 2 + 1}", when=f"{1 + i} January 2024",
     )
+
+
+def evidence(recall) -> list[str]:
+    """The ids of the events recalled items came from (events here carry their turn id as their id)."""
+    return [e for item in recall.items for e in item.event_ids]
 
 
 def _open(cls, tmp_path, embedder=None, user="ann", **params):
@@ -52,7 +57,7 @@ def test_full_context_keeps_the_newest_events_that_fit_oldest_first(tmp_path):
     assert [i.content.split("] ", 1)[1] for i in everything.items] == [f"Ann: {f}" for f in FACTS]
     assert everything.omitted == 0
     assert everything.items[0].content.startswith("[1 January 2024] ")
-    assert everything.metadata_values("dia_id") == ["D1:1", "D1:2", "D2:1", "D2:2", "D3:1", "D3:2"]
+    assert evidence(everything) == ["D1:1", "D1:2", "D2:1", "D2:2", "D3:1", "D3:2"]
 
     last_two = sum(count_tokens(i.content) for i in everything.items[-2:])
     got = memory.recall(Query(text="what is my dog called?", budget_tokens=last_two + 3))
@@ -84,15 +89,15 @@ def test_full_context_max_events_caps_what_is_returned(tmp_path):
 
 
 # -- rag --------------------------------------------------------------------------------
-def test_rag_finds_the_chunk_that_answers_with_its_dia_ids(tmp_path, embedder):
+def test_rag_finds_the_chunk_that_answers_with_its_event_ids(tmp_path, embedder):
     memory = _fill(_open(RAGMemory, tmp_path, embedder, chunk_tokens=24, overlap_tokens=8, top_k=1))
     got = memory.recall(Query(text="What is the name of my dog?", budget_tokens=200))
     assert len(got.items) == 1
     assert "Biscuit" in got.text()
-    assert "D1:1" in got.metadata_values("dia_id")
+    assert "D1:1" in evidence(got)
     assert got.items[0].source == "rag" and got.items[0].content.startswith("[1 January 2024]")
     got = memory.recall(Query(text="Which city does my sister live in?", budget_tokens=200))
-    assert "Lisbon" in got.text() and "D1:2" in got.metadata_values("dia_id")
+    assert "Lisbon" in got.text() and "D1:2" in evidence(got)
     memory.close()
 
 
@@ -108,7 +113,7 @@ def test_rag_windows_overlap_and_cover_every_event(tmp_path, embedder):
     # every event (<= 17 tokens here) lies whole inside at least one window
     for fact in FACTS:
         assert any(f"Ann: {fact}" in c.text for c in chunks), fact
-    assert sorted({d for c in chunks for d in c.dia_ids}) == ["D1:1", "D1:2", "D2:1", "D2:2", "D3:1", "D3:2"]
+    assert sorted({d for c in chunks for d in c.event_ids}) == ["D1:1", "D1:2", "D2:1", "D2:2", "D3:1", "D3:2"]
     memory.close()
 
 

@@ -24,7 +24,7 @@ from agentmem.chat.views import plugins_view, search_view, threads_view, trace_v
 from agentmem.chat.widgets import AssistantMessage, ErrorMessage, NoticeMessage, UserMessage
 from agentmem.errors import LLMError
 from agentmem.llm.meter import Meter
-from agentmem.memory import MemoryProgram
+from agentmem.memory import Forgets, MemoryProgram
 from agentmem.sdk import Agent, RecallDetail, RecalledItem, ThreadInfo, ToolCallRecord, TurnTrace
 from agentmem.types import Event, Query, Recall, RecallItem
 
@@ -62,7 +62,7 @@ class ScriptedModel:
         raise LLMError("the scripted test model has no structured output")
 
 
-class Notebook(MemoryProgram):
+class Notebook(MemoryProgram, Forgets):
     """A deterministic memory: keeps each user message as note-N, recalls notes sharing a word with the query."""
 
     name = "notebook"
@@ -86,10 +86,8 @@ class Notebook(MemoryProgram):
                                         metadata={"id": note_id, "why": f"shares '{', '.join(sorted(shared))}'"}))
         return Recall(items=sorted(items, key=lambda i: -i.score), plugin=self.name)
 
-    def forget(self, item_id: str) -> None:
-        if item_id not in self.notes:
-            raise KeyError(item_id)
-        del self.notes[item_id]
+    def forget(self, item_id: str) -> bool:
+        return self.notes.pop(item_id, None) is not None
 
 
 class FixedTiming:

@@ -19,13 +19,18 @@ FACTS = [
 ]
 
 
+def evidence(recall):
+    """The ids of the events recalled items came from (events here carry their turn id as their id)."""
+    return [e for item in recall.items for e in item.event_ids]
+
+
 def _fill(tmp_path, embedder, **params):
     toolkit = Toolkit(scope=Scope(user_id="u"), stores=Stores(tmp_path), embedder=embedder, namespace="episodic")
     memory = EpisodicMemory(toolkit, params)
     for i, fact in enumerate(FACTS):
         memory.observe(
             Event.message(fact, speaker="Ann", session_id=f"s{i // 2}", timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc),
-                          metadata={"dia_id": f"D{i // 2 + 1}:{i % 2 + 1}"})
+                          id=f"D{i // 2 + 1}:{i % 2 + 1}")
         )
     return memory
 
@@ -35,7 +40,7 @@ def test_recall_finds_the_relevant_event_with_its_date_and_ids(tmp_path, embedde
     got = memory.recall(Query(text="What is the name of my dog?", budget_tokens=200))
     assert "Biscuit" in got.items[0].content or "Biscuit" in got.text()
     assert "2024-01-01" in got.text()
-    assert "D1:1" in got.metadata_values("dia_id")
+    assert "D1:1" in evidence(got)
     assert len(got.items) <= 2
     memory.close()
 
@@ -80,7 +85,7 @@ def _open(tmp_path, embedder, **params):
 def _say(memory, text, i, session="s1", year=2024, dia=None):
     memory.observe(Event.message(text, speaker="Ann", session_id=session,
                                  timestamp=datetime(year, 1, 1 + i % 28, tzinfo=timezone.utc),
-                                 metadata={"dia_id": dia or f"D1:{i + 1}"}))
+                                 id=dia or f"D1:{i + 1}"))
 
 
 def test_bm25_finds_an_exact_code_that_embeddings_blur(tmp_path, embedder):
@@ -106,11 +111,11 @@ def test_word_for_word_repeats_are_stored_once_with_every_evidence_id(tmp_path, 
     got = memory.recall(Query(text="same here haha", budget_tokens=300))
     same = [i for i in got.items if "same here" in i.content.lower()]
     assert len(same) == 1
-    assert set(same[0].metadata["dia_id"]) == {"D2:1", "D3:1", "D4:1"}
+    assert set(same[0].event_ids) == {"D2:1", "D3:1", "D4:1"}
     memory.close()
     # the merge is stored, not just cached: a reopened memory sees it too
     again = _open(tmp_path, embedder, top_k=5)
-    assert again.recall(Query(text="same here haha", budget_tokens=300)).metadata_values("dia_id").count("D3:1") == 1
+    assert evidence(again.recall(Query(text="same here haha", budget_tokens=300))).count("D3:1") == 1
     again.close()
 
 

@@ -85,6 +85,26 @@ def test_a_torn_cell_file_is_run_again_not_trusted(tmp_path, embedder):
     assert json.loads((out / "cells" / "locomo__none.json").read_text())["questions"] == 1
 
 
+def test_cells_of_different_programs_never_share_a_file(tmp_path, embedder):
+    """Two program files with one name (a/notes.py, b/notes.py) are two cells, each with its own result file."""
+    from agentmem.grid import GridCell
+
+    assert GridCell(env="locomo", memory=["episodic", "semantic"]).key == "locomo__episodic+semantic"  # unchanged
+    keys = {GridCell(env="locomo", memory=m).key for m in (["a/notes.py"], ["b/notes.py"], ["notes"], ["notes.py"])}
+    assert len(keys) == 4
+    program = "from agentmem.memory import MemoryProgram\nfrom agentmem.types import Recall\n\n" \
+              "class Notes(MemoryProgram):\n    name = 'notes'\n\n    def recall(self, query):\n        return Recall()\n"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "notes.py").write_text(program)
+    llm = ScriptedLLM()
+    configs = [[str(tmp_path / "a" / "notes.py")], [str(tmp_path / "b" / "notes.py")]]
+    grid = run_grid(["locomo"], configs, llm=llm, out_dir=tmp_path / "grid", split="all", limit=1, data=str(LOCOMO6),
+                    embedder=embedder)
+    assert grid.resumed == [] and llm.calls == 2  # the second is not "resumed" from the first's file
+    assert len(list((tmp_path / "grid" / "cells").glob("*.json"))) == 2
+
+
 @pytest.mark.llm
 def test_cli_grid_with_the_local_model_resumes_finished_cells(tmp_path):
     out = tmp_path / "grid"

@@ -210,7 +210,7 @@ def test_a_long_trajectory_is_cut_to_its_most_relevant_steps_when_the_budget_is_
     memory.close()
 
 
-def test_a_conversation_session_without_outcome_keeps_its_dia_ids_and_costs_no_llm_call(tmp_path, embedder):
+def test_a_conversation_session_without_outcome_keeps_its_event_ids_and_costs_no_llm_call(tmp_path, embedder):
     llm = ScriptedLLM(lessons=[["This lesson must never be asked for."]])
     memory = _memory(tmp_path, embedder, llm)
     turns = [
@@ -218,10 +218,7 @@ def test_a_conversation_session_without_outcome_keeps_its_dia_ids_and_costs_no_l
         ("Melanie", "That sounds great! I painted a sunrise over the lake last week.", "D1:2"),
         ("Caroline", "I'm thinking about studying counseling next year.", "D1:3"),
     ]
-    events = [
-        Event.message(text, speaker=who, session_id="s1", metadata={"dia_id": dia, "date_time": "8 May 2023"})
-        for who, text, dia in turns
-    ]
+    events = [Event.message(text, speaker=who, session_id="s1", id=dia, when="8 May 2023") for who, text, dia in turns]
     _live(memory, Episode(id="s1", task="conv-26", events=events, metadata={"date_time": "8 May 2023"}))
     assert llm.calls == []
     g = memory.graph()
@@ -230,7 +227,7 @@ def test_a_conversation_session_without_outcome_keeps_its_dia_ids_and_costs_no_l
     got = memory.recall(Query(text="What did Melanie paint?", budget_tokens=300))
     assert "sunrise" in got.text() and "8 May 2023" in got.text()
     assert got.items[0].content.startswith('Past session "conv-26"')
-    assert "D1:2" in got.metadata_values("dia_id")
+    assert "D1:2" in [e for i in got.items for e in i.event_ids]
     memory.close()
 
 

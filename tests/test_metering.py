@@ -44,7 +44,7 @@ def test_meter_records_under_caller_and_every_tag():
     snap = json.loads(json.dumps(meter.snapshot()))
     assert snap["total"]["calls"] == 4
     assert snap["by_tag"]["task"]["t1"]["prompt_tokens"] == 30
-    assert set(snap) == {"total", "by_caller", "by_tag"}
+    assert set(snap) == {"total", "by_caller", "by_tag", "events", "events_by_caller"}
     meter.reset()
     assert meter.snapshot()["by_tag"] == {} and meter.by_tag("task") == {}
 
@@ -149,3 +149,20 @@ def test_llm_calls_and_cache_hits_are_metered_under_the_context(tmp_path):
     assert (recall.calls, recall.cache_hits, recall.prompt_tokens) == (2, 1, 9)
     assert spent.total().calls == 2 and llm.meter.total().calls == 3
     assert llm.meter.by_tag("task")["conv-1"].model_calls == 1
+
+
+def test_noted_outcomes_are_counted_in_total_per_caller_in_scopes_and_deltas():
+    meter = Meter()
+    meter.note("length_retry", "semantic.extract")
+    before = meter.snapshot()
+    with meter.scope(env="locomo") as spent:
+        meter.note("fallback", "notes.extract")
+        meter.note("length_retry", "semantic.extract", 2)
+    assert meter.events() == {"fallback": 1, "length_retry": 3}
+    assert spent.events() == {"fallback": 1, "length_retry": 2}  # the scope saw only its own
+    delta = meter.delta(before)
+    assert delta["events"] == {"fallback": 1, "length_retry": 2}
+    assert delta["events_by_caller"] == {"notes.extract": {"fallback": 1}, "semantic.extract": {"length_retry": 2}}
+    assert meter.total().calls == 0  # outcomes are not calls
+    meter.reset()
+    assert meter.events() == {}

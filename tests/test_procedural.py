@@ -71,7 +71,7 @@ def _memory(tmp_path, embedder, llm=None, **params) -> ProceduralMemory:
 
 def failed_booking(task: str = "Book a table at Luigi's for 4 people on March 14") -> Episode:
     events = [
-        Event.message(task, speaker="user", metadata={"dia_id": "D1:1"}),
+        Event.message(task, speaker="user", id="D1:1"),
         Event.tool_call("book_table", {"restaurant": "Luigi's", "date": "14/03/2025", "party_size": 4}),
         Event.observation(DATE_ERROR),
         Event.outcome("The table was not booked.", reward=0.0),
@@ -101,7 +101,7 @@ LESSONS = [
      "content": "When booking a restaurant table: give the date as YYYY-MM-DD, not DD/MM.", "task": "book a table for 4"},
     {"kind": "workflow", "when_to_use": "reserve a table at a restaurant",
      "content": "Reserve a table: 1. search_restaurants(<name>). 2. book_table(<date>, <party_size>). 3. confirm.",
-     "task": "reserve a table at Sakura", "metadata": {"dia_id": ["D3:4"]}},
+     "task": "reserve a table at Sakura", "metadata": {"event_ids": ["D3:4"]}},
     {"kind": "success_pattern", "when_to_use": "sending an email to a colleague",
      "content": "When sending an email: look up the address with find_contact first.", "task": "email Bob the report"},
     {"kind": "failure_trigger", "when_to_use": "setting a thermostat in the smart home",
@@ -143,7 +143,7 @@ def test_a_failure_is_stored_as_a_failure_trigger_with_its_provenance(tmp_path, 
     assert "YYYY-MM-DD" in trigger.content
     assert trigger.episode_id == episode.id and trigger.task == episode.task
     assert (trigger.retrieved, trigger.helped) == (0, 0) and trigger.created_at > 0
-    assert trigger.metadata["dia_id"] == ["D1:1"]
+    assert trigger.metadata["event_ids"][0] == "D1:1"
     assert llm.ops() == ["failure"]  # no similar past episode yet: no comparative call
     prompt = llm.calls[0][1][-1]["content"]
     assert DATE_ERROR in prompt and "FAILED" in prompt
@@ -275,7 +275,7 @@ def test_recall_picks_lessons_that_fit_the_task_and_nothing_for_an_unrelated_one
     assert got.items and "YYYY-MM-DD" in got.text()
     assert "thermostat" not in got.text() and "email" not in got.text()
     assert all(i.source == "procedural" and i.tokens == count_tokens(i.content) for i in got.items)
-    assert "D3:4" in got.metadata_values("dia_id")
+    assert "D3:4" in [e for i in got.items for e in i.event_ids]
     assert "Workflows that worked:" in got.instructions and "Pitfalls to avoid:" in got.instructions
     assert got.instructions.index("Workflows that worked:") < got.instructions.index("Pitfalls to avoid:")
     for unrelated in ("What is the capital of France?", "Summarise this article about volcanoes"):
@@ -419,10 +419,10 @@ def test_import_items_validates_everything_before_writing(tmp_path, embedder):
 def test_items_persist_and_the_index_is_rebuilt_from_sqlite(tmp_path, embedder):
     memory = _memory(tmp_path, embedder)
     ids = memory.import_items(LESSONS)
-    memory._items.delete(ids=ids[:2])  # simulate a crash between the SQLite and the Chroma write
+    memory.store._collection.delete(ids=ids[:2])  # simulate a crash between the SQLite and the Chroma write
     memory.close()
     again = _memory(tmp_path, embedder)
-    assert len(again.items()) == 4 and again._items.count() == 4
+    assert len(again.items()) == 4 and again.store._collection.count() == 4
     assert "YYYY-MM-DD" in again.recall(Query(text="reserve a table at a restaurant", budget_tokens=300)).text()
     again.close()
 

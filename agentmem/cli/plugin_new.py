@@ -13,8 +13,11 @@ DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="directory to create t
 
 def plugin_new(name: NameArg, directory: DirOpt = Path(".")) -> None:
     """Create agentmem-NAME/: pyproject with the entry point, a working memory program, a README and tests."""
+    from agentmem.cli.guard import check_directory_target
     from agentmem.scaffold import plugin_names, scaffold_plugin
 
+    plugin_names(name)  # the name first: its error is the one to fix
+    check_directory_target(directory, "--dir")
     root = scaffold_plugin(name, directory)
     names = plugin_names(name)
     shown = root
@@ -36,7 +39,9 @@ def plugin_new(name: NameArg, directory: DirOpt = Path(".")) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `agentmem plugin new` (and the alias `agentmem plugins new`) to the CLI ``app``."""
-    plugin_app = typer.Typer(help="Create memory plugins.", no_args_is_help=True)
+    from agentmem.cli.guard import OneLineErrors
+
+    plugin_app = typer.Typer(help="Create memory plugins.", no_args_is_help=True, cls=OneLineErrors)
     plugin_app.command("new")(plugin_new)
     app.add_typer(plugin_app, name="plugin")
     for group in app.registered_groups:

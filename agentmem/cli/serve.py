@@ -12,7 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from agentmem.errors import AgentmemError
+from agentmem.cli.guard import check_file_target, run_guarded
+from agentmem.errors import ConfigError
 
 
 def serve_command(
@@ -35,9 +36,23 @@ def serve_command(
     from agentmem.llm.serve import ServeOptions, build_server, serve_until_stopped
 
     if backend not in ("llamacpp", "vllm"):
-        raise typer.BadParameter(f"--backend must be llamacpp or vllm (got '{backend}')")
+        raise ConfigError(f"--backend must be llamacpp or vllm (got '{backend}')")
     if parallel < 1:
-        raise typer.BadParameter("--parallel must be at least 1")
+        raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be from 1 to 65535 (got {port}); leave it out to take a free port")
+    for flag, value, least in (("--n-ctx", n_ctx, 256), ("--threads", threads, 1),
+                               ("--tensor-parallel-size", tensor_parallel_size, 1), ("--max-model-len", max_model_len, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"{flag} must be at least {least} (got {value})")
+    if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
+        raise ConfigError(f"--gpu-memory-utilization must be a fraction above 0 and at most 1 (got {gpu_memory_utilization}), e.g. 0.9")
+    if startup_timeout is not None and not startup_timeout > 0:
+        raise ConfigError(f"--startup-timeout must be a positive number of seconds (got {startup_timeout})")
+    if not host.strip():
+        raise ConfigError("--host is empty; give an address to bind, e.g. 127.0.0.1")
+    if log is not None:
+        check_file_target(log, "--log")
     opts = ServeOptions(
         backend=backend, model=model, host=host, port=port, alias=alias, n_ctx=n_ctx, threads=threads,
         parallel=parallel, tensor_parallel_size=tensor_parallel_size, max_model_len=max_model_len,
@@ -77,14 +92,11 @@ def register(app: typer.Typer) -> None:
 
 
 def main() -> None:  # pragma: no cover - exercised through subprocess tests
-    """``python -m agentmem.cli.serve ...``: the command alone, with the CLI's error handling."""
+    """``python -m agentmem.cli.serve ...``: the command alone, with the CLI's one-line errors."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(serve_command)
-    try:
-        app()
-    except AgentmemError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        raise SystemExit(2) from None
+    command = typer.main.get_command(app)
+    sys.exit(run_guarded(lambda: command.main(standalone_mode=False)))
 
 
 if __name__ == "__main__":  # pragma: no cover

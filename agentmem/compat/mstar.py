@@ -12,22 +12,33 @@ An M*-format program is one Python module with
   ``read(query) -> str``.
 
 :func:`mstar_program_class` wraps such a module as a
-:class:`~agentmem.memory.MemoryProgram`:
+:class:`~agentmem.memory.MemoryProgram` that ingests as M* does:
 
-* ``observe`` buffers events; at the end of a session (``reflect``), when
-  the session changes, or before a recall, the buffer is cut into chunks of
-  ``chunk_turns`` events and the LLM fills a list of ``KnowledgeItem`` s per
-  chunk (one metered call each, JSON constrained to a schema built from the
-  dataclass fields, instructed by ``INSTRUCTION_KNOWLEDGE_ITEM``); each item
-  is written with ``raw_text`` = the chunk's events as text. If the model
-  fails to give valid JSON, one item per event is filled from the event
-  itself so that nothing observed is lost.
-* ``recall`` fills a ``Query``: when the dataclass has one ``str`` field
-  it is the question text itself (no LLM call: small models write poor
-  queries), otherwise the LLM fills it with ``INSTRUCTION_QUERY``. It calls
-  ``read``, puts ``ALWAYS_ON_KNOWLEDGE`` first, truncates to the token budget
-  and returns a Recall whose ``instructions`` start with
-  ``INSTRUCTION_RESPONSE``.
+* **One raw text per session.** ``observe`` buffers events; when the session
+  ends (``reflect``), when the next session begins, or before a recall, the
+  buffered events become one raw text: the session's date in brackets, then
+  one ``Speaker: text`` line per event.
+* **One structured call per raw text**, whose schema is the program's own
+  ``KnowledgeItem`` (its fields, their ``metadata["description"]``, its
+  docstring), instructed by ``INSTRUCTION_KNOWLEDGE_ITEM``; then **one**
+  ``kb.write(item, raw_text)``.
+* **A session is split only when it does not fit the model's context**: when
+  the prompt leaves too little room for the reply, or the reply runs past all
+  the room there is (:class:`~agentmem.errors.NoRoomForReply`), its events are
+  halved and each half is one raw text with one call and one write. Each
+  split is logged and counted in the evaluation result.
+* **Fallback without loss or duplication**: when the model gives no valid
+  item (after the retries and the repair :mod:`agentmem.llm.structured`
+  makes), the raw text is still written once, with one item built from it
+  (text fields hold the raw text, speaker fields the speakers, date fields the
+  session date). Logged, and counted as a fallback.
+
+``recall`` fills a ``Query``: when the dataclass has one ``str`` field it is
+the question text itself (no LLM call: small models write poor queries),
+otherwise the LLM fills it with ``INSTRUCTION_QUERY`` (the question text
+fills it when that fails). It calls ``read``, puts ``ALWAYS_ON_KNOWLEDGE``
+first, truncates to the token budget and returns a Recall whose
+``instructions`` start with ``INSTRUCTION_RESPONSE``.
 
 The toolkit the program receives (:class:`MStarToolkit`) has ``db`` (the
 program's sqlite3 connection in its scope), ``chroma``, ``llm_completion``
@@ -38,6 +49,8 @@ collection is what its seed programs add to and query. Programs written
 against a ChromaDB *client* work too: ``chroma.get_or_create_collection(name)``
 (and ``get_collection`` / ``create_collection``) return another collection of
 the same scope.
+
+Where this differs from M* is written in ``docs/mstar.md``.
 """
 
 from __future__ import annotations
@@ -46,12 +59,12 @@ import dataclasses
 import inspect
 import json
 import typing
-from types import ModuleType
+from types import ModuleType, UnionType
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from agentmem.errors import LLMError, PluginError
+from agentmem.errors import LLMError, NoRoomForReply, PluginError
 from agentmem.memory import MemoryProgram
 from agentmem.tokens import truncate_to_tokens
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
@@ -64,11 +77,9 @@ _SOURCES_TABLE = "agentmem_mstar_sources"
 
 
 class MStarParams(BaseModel):
-    """Knobs of the M* adapter (the program's own logic has none that agentmem sees)."""
+    """The M* adapter has no knobs: M*'s contract fixes one raw text per session, one item, one write."""
 
     model_config = ConfigDict(extra="forbid")
-
-    chunk_turns: int = Field(7, ge=1, le=64, description="events turned into knowledge items by one LLM call")
 
 
 # -- detection and validation -------------------------------------------------------
@@ -146,20 +157,25 @@ def _field_types(dc: type) -> dict[str, Any]:
 
 
 def _flat_model(dc: type, name: str) -> type[BaseModel]:
-    """A pydantic model with the dataclass's fields (for a schema the LLM fills)."""
+    """A pydantic model with the dataclass's fields, descriptions and docstring (the schema the LLM fills)."""
     hints = _field_types(dc)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(dc):
         if not f.init:
             continue
+        found = f.metadata.get("description") if f.metadata else None
+        description = str(found) if found else None
         if f.default is not dataclasses.MISSING:
-            default: Any = f.default
+            default: Any = Field(f.default, description=description)
         elif f.default_factory is not dataclasses.MISSING:
-            default = Field(default_factory=f.default_factory)
+            default = Field(default_factory=f.default_factory, description=description)
         else:
-            default = ...
+            default = Field(..., description=description)
         fields[f.name] = (hints.get(f.name, Any), default)
-    return create_model(name, **fields)
+    doc = inspect.getdoc(dc) or ""
+    if doc.startswith(f"{dc.__name__}("):  # the signature dataclasses write when there is no docstring
+        doc = ""
+    return create_model(name, __doc__=doc or None, **fields)
 
 
 def _single_str_field(dc: type) -> str | None:
@@ -225,7 +241,15 @@ class MStarProgram(MemoryProgram):
     name: ClassVar[str] = "mstar"
     Params: ClassVar[type[BaseModel]] = MStarParams
     module: ClassVar[ModuleType | None] = None
-    templates: ClassVar[dict[str, str]] = {"usage": "{{ response }}\n\n{{ context }}"}
+    templates: ClassVar[dict[str, str]] = {
+        "usage": "{{ response }}\n\n{{ context }}",
+        # the knowledge-item request, as M* words its parts: instruction, the text, the object to fill
+        # (the schema follows, appended by the structured call)
+        "knowledge_item": "{{ instruction or 'Turn the text below into one ' ~ name ~ ' to keep in memory.' }}\n\n"
+                          "Text:\n{{ raw_text }}\n\nFill one {{ name }} object from this text.",
+        "query": "{{ instruction or 'Write the query that finds what the question needs.' }}\n\n"
+                 "Question: {{ question }}\n\nFill the {{ name }} object for it.",
+    }
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
         super().__init__(toolkit, params)
@@ -234,10 +258,8 @@ class MStarProgram(MemoryProgram):
             raise PluginError("MStarProgram is a base class: wrap an M* module with mstar_program_class(module)")
         self._m = module
         self._pending: list[Event] = []
-        self._items_model = create_model(
-            "KnowledgeItems", items=(list[module.KnowledgeItem], Field(default_factory=list))  # type: ignore[valid-type]
-        )
-        self._query_model = _flat_model(module.Query, "Query")
+        self._item_model = _flat_model(module.KnowledgeItem, module.KnowledgeItem.__name__)
+        self._query_model = _flat_model(module.Query, module.Query.__name__)
         self._query_field = _single_str_field(module.Query)
         self._item_adapter = TypeAdapter(module.KnowledgeItem)
         self._query_adapter = TypeAdapter(module.Query)
@@ -267,62 +289,84 @@ class MStarProgram(MemoryProgram):
         self.toolkit.close()
 
     def _flush(self) -> None:
+        """The buffered session becomes one raw text (or, where it does not fit the context, its halves)."""
         events, self._pending = self._pending, []
-        size = self.params.chunk_turns
-        for start in range(0, len(events), size):
-            self._encode(events[start : start + size])
+        if events:
+            self._ingest(events)
 
-    def _encode(self, events: list[Event]) -> None:
-        raw_text = "\n".join(_line(e) for e in events)
-        items = self._extract(raw_text, events)
-        dia_ids = [str(e.metadata["dia_id"]) for e in events if "dia_id" in e.metadata]
-        db = self.toolkit.db
-        for item in items:
-            self.kb.write(item, raw_text)
-            texts = [v for v in _strings(dataclasses.asdict(item)) if len(v) >= 12]
-            if dia_ids and texts:
-                db.executemany(
-                    f"INSERT INTO {_SOURCES_TABLE} (text, dia_ids) VALUES (?, ?)",
-                    [(t, json.dumps(dia_ids)) for t in texts],
-                )
-        db.commit()
-
-    def _extract(self, raw_text: str, events: list[Event]) -> list[Any]:
-        messages = [
-            {"role": "system", "content": self._m.INSTRUCTION_KNOWLEDGE_ITEM},
-            {
-                "role": "user",
-                "content": f"{raw_text}\n\nFill a list of {self._m.KnowledgeItem.__name__} objects, "
-                "one per piece of knowledge worth remembering from the text above.",
-            },
-        ]
+    def _ingest(self, events: list[Event]) -> None:
+        """One raw text: one structured call for its item, one ``write``."""
+        raw_text = session_text(events)
         try:
-            parsed = self.toolkit.structured(messages, self._items_model, op="mstar.extract")
-            items = [i for i in parsed.items if i is not None]  # type: ignore[attr-defined]
-        except (LLMError, ValueError) as exc:  # no valid JSON even after the repair attempt
-            self.toolkit.logger.warning("M* extraction failed, storing events as they are: %s", exc)
-            items = []
-        return items or self._fallback_items(events)
+            item = self._extract(raw_text)
+        except NoRoomForReply as exc:
+            if len(events) > 1:
+                half = len(events) // 2
+                self.toolkit.logger.warning(
+                    "M* %s: session %s (%d events) does not fit the model's context (%s): split into raw texts of "
+                    "%d and %d events", self.name, events[0].session_id or "-", len(events), exc, half, len(events) - half)
+                self.toolkit.note("split", op="extract")
+                self._ingest(events[:half])
+                self._ingest(events[half:])
+                return
+            item, failure = None, f"{exc}"
+        except (LLMError, ValueError) as exc:  # no valid item after the retries and the repair
+            item, failure = None, f"{exc}"
+        if item is None:
+            self.toolkit.logger.warning("M* %s: no knowledge item for session %s (%s): the raw text is written once "
+                                        "with an item built from it", self.name, events[0].session_id or "-", failure)
+            self.toolkit.note("fallback", op="extract")
+            item = self._item_from_raw_text(events, raw_text)
+        self.kb.write(item, raw_text)
+        self._remember_sources(item, events)
 
-    def _fallback_items(self, events: list[Event]) -> list[Any]:
-        """One item per event, filled from the event itself (no data lost when the LLM fails)."""
-        out = []
-        for event in events:
-            when = str(event.metadata.get("date_time") or event.timestamp.strftime("%Y-%m-%d %H:%M"))
-            values: dict[str, Any] = {}
-            for f in dataclasses.fields(self._m.KnowledgeItem):
-                lowered = f.name.lower()
-                if any(k in lowered for k in ("speaker", "who", "author", "person", "user")):
-                    values[f.name] = event.speaker or ""
-                elif any(k in lowered for k in ("date", "time", "when")):
-                    values[f.name] = when
-                else:
-                    values[f.name] = event.content
-            try:
-                out.append(self._item_adapter.validate_python(values))
-            except Exception:  # fields that are not text: nothing sensible to fill
+    def _extract(self, raw_text: str) -> Any:
+        """The program's ``KnowledgeItem`` for ``raw_text``: one structured call with the item's own schema."""
+        name = self._m.KnowledgeItem.__name__
+        prompt = self.instructions("knowledge_item", instruction=self._m.INSTRUCTION_KNOWLEDGE_ITEM.strip(),
+                                   raw_text=raw_text, name=name)
+        filled = self.toolkit.structured([{"role": "user", "content": prompt}], self._item_model, op="extract")
+        return self._item_adapter.validate_python(filled.model_dump())
+
+    def _item_from_raw_text(self, events: list[Event], raw_text: str) -> Any:
+        """One ``KnowledgeItem`` made from the raw text itself, when the model gave none.
+
+        Text fields hold the raw text, fields named for speakers the session's
+        speakers, fields named for dates its date; fields of other types take
+        their default, or an empty value of their type.
+        """
+        speakers = list(dict.fromkeys(e.speaker for e in events if e.speaker))
+        when = session_date(events)
+        hints = _field_types(self._m.KnowledgeItem)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(self._m.KnowledgeItem):
+            if not f.init:
                 continue
-        return out
+            words = set(f.name.lower().split("_"))
+            kind = _text_kind(hints.get(f.name, Any))
+            if kind == "str":
+                values[f.name] = ", ".join(speakers) if words & _SPEAKER_WORDS else when if words & _DATE_WORDS else raw_text
+            elif kind == "list[str]":
+                values[f.name] = speakers if words & _SPEAKER_WORDS else [when] if words & _DATE_WORDS else [raw_text]
+            elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            else:
+                values[f.name] = _empty_value(hints.get(f.name, Any))
+        return self._m.KnowledgeItem(**values)
+
+    def _remember_sources(self, item: Any, events: list[Event]) -> None:
+        """Which dialogue turns a recalled line came from: each event's own line, and the item's text."""
+        rows: list[tuple[str, str]] = []
+        all_ids = [str(e.metadata["dia_id"]) for e in events if "dia_id" in e.metadata]
+        for event in events:
+            if "dia_id" in event.metadata and len(event.content) >= 12:
+                rows.append((event.content, json.dumps([str(event.metadata["dia_id"])])))
+        if all_ids and dataclasses.is_dataclass(item) and not isinstance(item, type):
+            texts = [v for v in _strings(dataclasses.asdict(item)) if len(v) >= 12]
+            rows.extend((t, json.dumps(all_ids)) for t in texts if "\n" not in t)
+        if rows:
+            self.toolkit.db.executemany(f"INSERT INTO {_SOURCES_TABLE} (text, dia_ids) VALUES (?, ?)", rows)
+            self.toolkit.db.commit()
 
     # -- retrieve -------------------------------------------------------------------------
     def recall(self, query: Query) -> Recall:
@@ -337,7 +381,7 @@ class MStarProgram(MemoryProgram):
         context = truncate_to_tokens(full, query.budget_tokens)
         lines = [ln for ln in context.splitlines() if ln.strip()]
         dropped = len([ln for ln in full.splitlines() if ln.strip()]) - len(lines)
-        sources = self._sources(context)
+        sources = self._sources(lines)
         items = [
             RecallItem(
                 content=ln,
@@ -357,18 +401,36 @@ class MStarProgram(MemoryProgram):
     def _make_query(self, text: str) -> Any:
         if self._query_field is not None:
             return self._m.Query(**{self._query_field: text})
-        messages = [
-            {"role": "system", "content": self._m.INSTRUCTION_QUERY},
-            {"role": "user", "content": f"Question: {text}\n\nFill the {self._m.Query.__name__} object for it."},
-        ]
-        model = self.toolkit.structured(messages, self._query_model, op="mstar.query")
-        return self._query_adapter.validate_python(model.model_dump())
+        prompt = self.instructions("query", instruction=self._m.INSTRUCTION_QUERY.strip(), question=text,
+                                   name=self._m.Query.__name__)
+        try:
+            model = self.toolkit.structured([{"role": "user", "content": prompt}], self._query_model, op="query")
+            return self._query_adapter.validate_python(model.model_dump())
+        except (LLMError, ValueError) as exc:
+            self.toolkit.logger.warning("M* %s: no Query from the model (%s): the question fills it", self.name, exc)
+            self.toolkit.note("fallback", op="query")
+            return self._query_from_text(text)
 
-    def _sources(self, context: str) -> dict[str, list[str]]:
-        """Per recalled line, the dia_ids of events whose extracted text appears in it."""
+    def _query_from_text(self, text: str) -> Any:
+        hints = _field_types(self._m.Query)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(self._m.Query):
+            if not f.init:
+                continue
+            kind = _text_kind(hints.get(f.name, Any))
+            if kind == "str":
+                values[f.name] = text
+            elif kind == "list[str]":
+                values[f.name] = [text]
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                values[f.name] = _empty_value(hints.get(f.name, Any))
+        return self._m.Query(**values)
+
+    def _sources(self, lines: list[str]) -> dict[str, list[str]]:
+        """Per recalled line, the dia_ids of the turns whose text (or whose item's text) appears in it."""
         rows = self.toolkit.db.execute(f"SELECT text, dia_ids FROM {_SOURCES_TABLE}").fetchall()
         out: dict[str, list[str]] = {}
-        for line in context.splitlines():
+        for line in lines:
             ids: list[str] = []
             for text, dia in rows:
                 if text in line:
@@ -393,10 +455,43 @@ def mstar_program_class(module: ModuleType, name: str | None = None) -> type[Mem
     return type(f"MStar_{_ident(label)}", (MStarProgram,), attrs)
 
 
-def _line(event: Event) -> str:
-    when = str(event.metadata.get("date_time") or event.timestamp.strftime("%Y-%m-%d %H:%M"))
-    who = f"{event.speaker}: " if event.speaker else ""
-    return f"[{when}] {who}{event.content}"
+def session_date(events: list[Event]) -> str:
+    """The session's date as the data gives it (``date_time`` metadata), else its first event's timestamp."""
+    for event in events:
+        when = event.metadata.get("date_time")
+        if when:
+            return str(when)
+    return events[0].timestamp.strftime("%Y-%m-%d %H:%M") if events else ""
+
+
+def session_text(events: list[Event]) -> str:
+    """M*'s raw text of a session: its date in brackets, then one ``Speaker: text`` line per event."""
+    lines = [f"{e.speaker}: {e.content}" if e.speaker else e.content for e in events]
+    return f"[{session_date(events)}]\n" + "\n".join(lines)
+
+
+_SPEAKER_WORDS = {"speaker", "speakers", "who", "author", "authors", "person", "people", "participants", "user"}
+_DATE_WORDS = {"date", "dates", "time", "when", "day", "datetime", "timestamp"}
+
+
+def _text_kind(hint: Any) -> str:
+    """``"str"``, ``"list[str]"`` or ``""`` for a field's type (``Optional`` looked through)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _text_kind(args[0]) if len(args) == 1 else ""
+    if hint is str:
+        return "str"
+    if origin in (list, tuple, set) and typing.get_args(hint)[:1] == (str,):
+        return "list[str]"
+    return ""
+
+
+def _empty_value(hint: Any) -> Any:
+    """An empty value of a field's type, for items and queries built without the model."""
+    origin = typing.get_origin(hint) or hint
+    empties: dict[Any, Any] = {int: 0, float: 0.0, bool: False, list: [], dict: {}, set: set(), tuple: ()}
+    return empties.get(origin)
 
 
 def _strings(value: Any) -> list[str]:

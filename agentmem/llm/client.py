@@ -21,23 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import os
 import random
-import re
 import threading
 import time
 from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from jinja2 import Environment, StrictUndefined
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from agentmem.errors import AgentmemError, LLMError
+from agentmem.errors import AgentmemError, LLMError, LLMUnavailable, NoRoomForReply
 from agentmem.llm.cache import is_deterministic
 from agentmem.llm.meter import Meter
+from agentmem.llm.structured import Reply
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -51,17 +49,6 @@ log = logging.getLogger("agentmem.llm")
 
 LOCAL_ALIAS = "local"
 LOCAL_API_KEY = "sk-local"
-
-# -- prompts (Jinja2) ----------------------------------------------------------------
-_jinja = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
-SCHEMA_INSTRUCTION = _jinja.from_string(
-    "Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n{{ schema }}"
-)
-REPAIR_REQUEST = _jinja.from_string(
-    "Your reply was not a valid {{ name }} object: {{ error }}\n"
-    "Reply again with only the corrected JSON object that matches the schema."
-)
-
 
 # -- the cache seam --------------------------------------------------------------------
 class CompletionCache(Protocol):
@@ -129,30 +116,6 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _extract_json(text: str) -> str:
-    """The JSON object in a reply, without code fences or surrounding prose."""
-    stripped = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
-    if fence:
-        stripped = fence.group(1).strip()
-    if not stripped.startswith("{"):
-        start, end = stripped.find("{"), stripped.rfind("}")
-        if start != -1 and end > start:
-            stripped = stripped[start : end + 1]
-    return stripped
-
-
-def _validation_summary(exc: ValidationError | ValueError) -> str:
-    if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors()[:3]:
-            loc = ".".join(str(x) for x in err.get("loc", ())) or "(root)"
-            parts.append(f"{loc}: {err.get('msg')}")
-        more = exc.error_count() - len(parts)
-        return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-    return _one_line(exc, 200)
-
-
 class LLM:
     """A metered, retried, concurrency-limited chat model (satisfies :class:`agentmem.toolkit.ChatModel`)."""
 
@@ -210,6 +173,7 @@ class LLM:
         self._ready_lock = threading.Lock()
         self._server: LocalServer | AttachedServer | None = None
         self._model_path: Path | None = None
+        self._model_info_cache: dict[str, Any] | None = None
 
         self.is_local = self.model == "local" or self.model.startswith("local/")
         if self.is_local:
@@ -244,6 +208,37 @@ class LLM:
 
     def __repr__(self) -> str:
         return f"LLM({self.describe()})"
+
+    # -- limits and outcomes -----------------------------------------------------------
+    def context_window(self) -> int | None:
+        """The model's context in tokens: ``n_ctx`` for the local model, litellm's model
+        table for providers it knows, ``None`` when unknown (structured calls then grow
+        their limit step by step)."""
+        if self.is_local:
+            return int(self.settings.n_ctx)
+        value = self._model_info().get("max_input_tokens")  # litellm's "max_tokens" is sometimes the output cap: not used
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def max_output_tokens(self) -> int | None:
+        """The most tokens the backend lets one reply take (``None``: only the context limits it)."""
+        if self.is_local:
+            return None
+        value = self._model_info().get("max_output_tokens")
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def _model_info(self) -> dict[str, Any]:
+        cached = self._model_info_cache
+        if cached is None:
+            try:
+                cached = dict(_import_litellm().get_model_info(self.model) or {})
+            except Exception:  # noqa: BLE001 - unknown to litellm (self-hosted vLLM, a new model)
+                cached = {}
+            self._model_info_cache = cached
+        return cached
+
+    def note(self, event: str, caller: str | None = None) -> None:
+        """Count an outcome (``length_retry``, ``failed``, a program's ``fallback``) on the meter."""
+        self.meter.note(event, caller)
 
     # -- backend --------------------------------------------------------------------
     def _ensure_ready(self) -> None:
@@ -329,13 +324,32 @@ class LLM:
         A deterministic request (temperature 0, or a ``seed``) is looked up in
         the cache first, and its answer kept there.
         """
+        return self.complete_reply(messages, max_tokens=max_tokens, temperature=temperature,
+                                   response_format=response_format, caller=caller, seed=seed).text
+
+    def complete_reply(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_format: dict[str, Any] | None = None,
+        caller: str | None = None,
+        seed: int | None = None,
+    ) -> Reply:
+        """:meth:`complete`, with the reason the reply stopped (``finish_reason``: ``"length"`` when cut).
+
+        A JSON reply (``response_format`` set) cut by its token limit is not
+        cached, so an answer from the cache is always a complete one.
+        """
         request = self._request(messages, max_tokens, temperature, response_format, seed)
         key, hit = self._cache_lookup(request, caller)
         if hit is not None:
-            return hit
-        text = self._call(request, caller)
-        self._cache_store(key, text)
-        return text
+            return Reply(hit, "stop")
+        reply = self._call_reply(request, caller)
+        if not (reply.cut and response_format):
+            self._cache_store(key, reply.text)
+        return reply
 
     def _request(self, messages: list[dict[str, Any]], max_tokens: int | None, temperature: float | None,
                  response_format: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
@@ -377,6 +391,10 @@ class LLM:
 
     def _call(self, request: dict[str, Any], caller: str | None) -> str:
         """One metered call with retries; returns the reply text or raises :class:`LLMError`."""
+        return self._call_reply(request, caller).text
+
+    def _call_reply(self, request: dict[str, Any], caller: str | None) -> Reply:
+        """One metered call with retries; returns the reply and its finish reason, or raises :class:`LLMError`."""
         started = time.monotonic()
         setup = 0.0  # one-time work (importing litellm, starting the local server) is not the call's latency
         with self._semaphore:
@@ -408,8 +426,11 @@ class LLM:
                 prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
                 completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
                 self.meter.record(caller, prompt_tokens, completion_tokens, time.monotonic() - started - setup)
+                finish_reason: str | None = None
                 try:
-                    message = response.choices[0].message
+                    choice = response.choices[0]
+                    finish_reason = getattr(choice, "finish_reason", None)
+                    message = choice.message
                     content = message.content
                     if request.get("tools"):  # native tool calls come back as <tool_call> blocks
                         from agentmem.llm.tools import tool_calls_as_text
@@ -417,7 +438,7 @@ class LLM:
                         content = tool_calls_as_text(message)
                 except (AttributeError, IndexError):
                     content = None
-                return content or ""
+                return Reply(content or "", finish_reason if isinstance(finish_reason, str) else None)
             raise self._error(last or RuntimeError("no attempt made"), attempts, base)  # pragma: no cover
 
     # -- streaming ----------------------------------------------------------------------
@@ -509,7 +530,7 @@ class LLM:
                     self.meter.record(caller, 0, count_tokens("".join(pieces)), time.monotonic() - started - setup, error=True)
                     error = self._error(exc, attempt + 1, base)
                     if pieces:
-                        error = LLMError(f"{error} (the reply broke off after {len(pieces)} pieces)")
+                        error = type(error)(f"{error} (the reply broke off after {len(pieces)} pieces)")
                     raise error from None
                 self._record_stream(caller, request, pieces, usage, time.monotonic() - started - setup)
                 return
@@ -565,9 +586,11 @@ class LLM:
             detail = detail[len(name) + 2 :]
         detail = f"{name}: {detail}"
         ex = _litellm.exceptions if _litellm is not None else None
-        if ex is not None and isinstance(exc, ex.ContextWindowExceededError):
-            hint = "the prompt is too long for the model's context: shorten it or raise n_ctx"
-        elif ex is not None and isinstance(exc, (ex.AuthenticationError, ex.PermissionDeniedError)):
+        if (ex is not None and isinstance(exc, ex.ContextWindowExceededError)) or "exceed context window" in detail:
+            # llama.cpp's server words it "Requested tokens (n) exceed context window of m"
+            return NoRoomForReply(f"{what} failed: {detail}: the prompt is too long for the model's context: "
+                                  "give a smaller input or raise n_ctx")
+        if ex is not None and isinstance(exc, (ex.AuthenticationError, ex.PermissionDeniedError)):
             hint = "check the API key (--api-key / AGENTMEM_API_KEY)"
         elif ex is not None and isinstance(exc, ex.NotFoundError):
             hint = "check the model name (--model / AGENTMEM_MODEL) and --api-base"
@@ -579,7 +602,7 @@ class LLM:
         else:
             hint = "check the server is running and --api-base / AGENTMEM_API_BASE"
         if _transient(exc):
-            return LLMError(f"{what} failed after {attempts} attempt{'s' if attempts != 1 else ''}: {detail}: {hint}")
+            return LLMUnavailable(f"{what} failed after {attempts} attempt{'s' if attempts != 1 else ''}: {detail}: {hint}")
         return LLMError(f"{what} failed: {detail}: {hint}")
 
     # -- structured output -------------------------------------------------------------
@@ -599,31 +622,16 @@ class LLM:
     ) -> T:
         """The reply parsed into ``schema`` (constrained to its JSON schema where the backend can).
 
-        One repair attempt sends the validation error back to the model; a second
-        invalid reply raises :class:`LLMError`.
+        The reply may take what the schema can need, up to the room the prompt
+        leaves in the context; a reply cut by that limit is asked again with
+        more room, and :class:`~agentmem.errors.NoRoomForReply` says when there
+        is none (give a smaller input). A complete but invalid reply gets one
+        repair request, then :class:`~agentmem.errors.InvalidReply`. See
+        :mod:`agentmem.llm.structured`.
         """
-        limit = max_tokens if max_tokens is not None else max(self.max_tokens, 512)
-        response_format = self._schema_format(schema)
-        instruction = SCHEMA_INSTRUCTION.render(schema=json.dumps(schema.model_json_schema(), separators=(",", ":")))
-        convo = _with_instruction(messages, instruction)
-        error = ""
-        for attempt in range(2):
-            text = self.complete(convo, max_tokens=limit, response_format=response_format, caller=caller)
-            try:
-                return schema.model_validate_json(_extract_json(text))
-            except (ValidationError, ValueError) as exc:
-                error = _validation_summary(exc)
-                if attempt == 0:
-                    convo = [
-                        *convo,
-                        {"role": "assistant", "content": text},
-                        {"role": "user", "content": REPAIR_REQUEST.render(name=schema.__name__, error=error)},
-                    ]
-        raise LLMError(
-            f"{self.describe()} did not return a valid {schema.__name__} after a repair attempt ({error}): "
-            "try a larger model (--model) or simplify the schema"
-        )
+        from agentmem.llm.structured import structured
 
+        return structured(self, messages, schema, caller=caller, max_tokens=max_tokens)
 
     # -- tool calling -------------------------------------------------------------------
     def call_tool(
@@ -695,14 +703,3 @@ async def iterate_in_thread(make: "Callable[[], Iterator[Any]]") -> AsyncIterato
             yield item
     finally:
         stop.set()
-
-
-def _with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
-    """``messages`` with ``instruction`` appended to the last user message (or as a new one)."""
-    out = [dict(m) for m in messages]
-    for message in reversed(out):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            message["content"] = f"{message['content']}\n\n{instruction}"
-            return out
-    out.append({"role": "user", "content": instruction})
-    return out

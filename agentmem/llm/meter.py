@@ -85,6 +85,26 @@ class Meter:
         self._total = CallStats()
         self._by_caller: dict[str, CallStats] = {}
         self._by_tag: dict[str, dict[str, CallStats]] = {}
+        self._events: dict[str, int] = {}
+        self._events_by_caller: dict[str, dict[str, int]] = {}
+
+    def note(self, event: str, caller: str | None = None, count: int = 1) -> None:
+        """Count an outcome that is not a call: a structured reply cut and asked again
+        (``length_retry``), one that failed for good (``failed``), a program's
+        ``fallback`` or ``split``. Kept in total and under ``caller``; scopes see it."""
+        key = caller or UNTAGGED
+        with self._lock:
+            self._events[event] = self._events.get(event, 0) + count
+            per_caller = self._events_by_caller.setdefault(key, {})
+            per_caller[event] = per_caller.get(event, 0) + count
+        for watched, scope in _SCOPES.get():
+            if watched is self:
+                scope.note(event, caller, count)
+
+    def events(self) -> dict[str, int]:
+        """Counts of each noted outcome (see :meth:`note`)."""
+        with self._lock:
+            return dict(sorted(self._events.items()))
 
     def record(
         self,
@@ -130,7 +150,8 @@ class Meter:
             return sorted(self._by_tag)
 
     def snapshot(self) -> dict[str, Any]:
-        """``{"total": {...}, "by_caller": {name: {...}}, "by_tag": {key: {value: {...}}}}``, JSON-serialisable."""
+        """``{"total": {...}, "by_caller": {name: {...}}, "by_tag": {key: {value: {...}}}, "events": {...},
+        "events_by_caller": {name: {...}}}``, JSON-serialisable."""
         with self._lock:
             return {
                 "total": self._total.model_dump(),
@@ -139,6 +160,8 @@ class Meter:
                     tag: {value: stats.model_dump() for value, stats in sorted(values.items())}
                     for tag, values in sorted(self._by_tag.items())
                 },
+                "events": dict(sorted(self._events.items())),
+                "events_by_caller": {key: dict(sorted(v.items())) for key, v in sorted(self._events_by_caller.items())},
             }
 
     def delta(self, since: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,6 +191,16 @@ class Meter:
             if changed:
                 by_tag[tag] = changed
         out["by_tag"] = by_tag
+        old_events = since.get("events") or {}
+        out["events"] = {k: n - old_events.get(k, 0) for k, n in now["events"].items() if n - old_events.get(k, 0)}
+        old_by_caller = since.get("events_by_caller") or {}
+        events_by_caller: dict[str, dict[str, int]] = {}
+        for key, counts in now["events_by_caller"].items():
+            before = old_by_caller.get(key) or {}
+            changed = {k: n - before.get(k, 0) for k, n in counts.items() if n - before.get(k, 0)}
+            if changed:
+                events_by_caller[key] = changed
+        out["events_by_caller"] = events_by_caller
         return out
 
     @contextlib.contextmanager
@@ -195,6 +228,8 @@ class Meter:
             self._total = CallStats()
             self._by_caller = {}
             self._by_tag = {}
+            self._events = {}
+            self._events_by_caller = {}
 
     def __repr__(self) -> str:
         t = self.total()

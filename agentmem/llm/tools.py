@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
-from agentmem.errors import LLMError
+from agentmem.errors import InvalidReply, LLMError
 
 if TYPE_CHECKING:  # pragma: no cover
     from agentmem.llm.client import LLM
@@ -489,27 +489,34 @@ def _constrained_json(
     schema_name: str,
     check: Callable[[Any], Any],
     caller: str | None,
-    max_tokens: int,
-) -> tuple[Any, str]:
-    """One reply constrained to ``schema`` and passed through ``check``; one repair, then (None, error)."""
-    response_format = _schema_format(llm, schema_name, schema)
-    convo = messages
-    error = ""
-    for attempt in range(2):
-        text = llm.complete(convo, max_tokens=max_tokens, response_format=response_format, caller=caller)
-        try:
-            from agentmem.llm.client import _extract_json
+    max_tokens: int | None,
+) -> Any:
+    """One reply constrained to ``schema`` and passed through ``check`` (see :func:`agentmem.llm.structured.ask_json`:
+    a limit from the schema and the room left, a cut reply asked again with room, one repair).
+    Raises :class:`~agentmem.errors.InvalidReply` or :class:`~agentmem.errors.NoRoomForReply`."""
+    from agentmem.llm.structured import ask_json, parse_json_object
 
-            return check(json.loads(_extract_json(text))), ""
-        except (ValueError, ToolCallError) as exc:
-            error = str(exc) if isinstance(exc, ToolCallError) else f"not valid JSON ({_short(exc)})"
-            if attempt == 0:
-                convo = [
-                    *convo,
-                    {"role": "assistant", "content": text},
-                    {"role": "user", "content": f"That was not valid: {error}\nReply again with only the corrected JSON object."},
-                ]
-    return None, error
+    def checked(text: str) -> Any:
+        try:
+            value = parse_json_object(text)
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON ({_short(exc)})") from None
+        try:
+            return check(value)
+        except ToolCallError as exc:
+            raise ValueError(str(exc)) from None
+
+    return ask_json(
+        llm,
+        messages,
+        schema=schema,
+        response_format=_schema_format(llm, schema_name, schema),
+        check=checked,
+        repair=lambda error: f"That was not valid: {error}\nReply again with only the corrected JSON object.",
+        name=schema_name,
+        caller=caller,
+        max_tokens=max_tokens,
+    )
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
@@ -533,10 +540,8 @@ def call_tool(
     by_name = {s.name: s for s in specs}
     if tool is not None and tool not in by_name:
         raise ValueError(f"unknown tool {tool!r} (known: {', '.join(by_name)})")
-    limit = max_tokens if max_tokens is not None else max(llm.max_tokens, 512)
-
     if tool is None and not llm.is_local:
-        return _native_call(llm, messages, specs, caller, limit)
+        return _native_call(llm, messages, specs, caller, max_tokens)
 
     if tool is None:
         if len(specs) == 1:
@@ -562,10 +567,11 @@ def call_tool(
                     raise ToolCallError(f"name must be one of {names}")
                 return name
 
-            chosen, error = _constrained_json(llm, choose, schema, "tool_choice", check_name, caller, 64)
-            if chosen is None:
-                raise LLMError(f"{llm.describe()} did not choose one of the tools {names} after a repair attempt ({error})")
-            tool = chosen
+            try:
+                tool = _constrained_json(llm, choose, schema, "tool_choice", check_name, caller, None)
+            except InvalidReply as exc:
+                raise InvalidReply(f"{llm.describe()} did not choose one of the tools {names} after a repair attempt "
+                                   f"({exc.reason})", reason=exc.reason) from None
 
     spec = by_name[tool]
     ask = _with_user_note(
@@ -573,24 +579,32 @@ def call_tool(
         f"Fill in the arguments of `{spec.name}` ({spec.description or 'a tool'}) from the request above, "
         f"copying its words exactly. JSON schema:\n{json.dumps(spec.parameters, separators=(',', ':'))}",
     )
-    arguments, error = _constrained_json(llm, ask, spec.parameters, spec.name, spec.validate_arguments, caller, limit)
-    if arguments is None:
-        raise LLMError(
-            f"{llm.describe()} did not return valid arguments for tool {spec.name} after a repair attempt ({error})"
-        )
+    try:
+        arguments = _constrained_json(llm, ask, spec.parameters, spec.name, spec.validate_arguments, caller, max_tokens)
+    except InvalidReply as exc:
+        raise InvalidReply(f"{llm.describe()} did not return valid arguments for tool {spec.name} after a repair "
+                           f"attempt ({exc.reason})", reason=exc.reason) from None
     return ToolCall(name=spec.name, arguments=arguments)
 
 
 def _native_call(
-    llm: "LLM", messages: list[dict[str, Any]], specs: list[ToolSpec], caller: str | None, max_tokens: int
+    llm: "LLM", messages: list[dict[str, Any]], specs: list[ToolSpec], caller: str | None, max_tokens: int | None
 ) -> ToolCall:
-    """Native function calling (``tools=``), with the reply text parsed as a fallback; one repair."""
-    convo = [dict(m) for m in messages]
-    error = ""
-    for attempt in range(2):
+    """Native function calling (``tools=``), with the reply text parsed as a fallback.
+
+    The limit follows from the tools' argument schemas and the room left; a reply
+    cut by it is asked again with room; an invalid call gets one repair."""
+    from agentmem.llm.structured import Reply, ask_json, schema_token_bound
+
+    bounds = [schema_token_bound(s.parameters) for s in specs]
+    if all(b is not None for b in bounds):
+        cap = max(b for b in bounds if b is not None) + 32  # the name and the call's envelope
+        max_tokens = cap if max_tokens is None else min(max_tokens, cap)
+
+    def send(convo: list[dict[str, Any]], limit: int) -> Reply:
         request = {
             "messages": convo,
-            "max_tokens": max_tokens,
+            "max_tokens": limit,
             "temperature": llm.temperature,
             "response_format": None,
             "tools": [s.openai() for s in specs],
@@ -598,22 +612,32 @@ def _native_call(
         }
         if llm.seed is not None:
             request["seed"] = int(llm.seed)
-        text = llm._call(request, caller)  # the text, with native tool_calls as <tool_call> blocks
+        return llm._call_reply(request, caller)  # the text, with native tool_calls as <tool_call> blocks
+
+    def checked(text: str) -> ToolCall:
         try:
             calls = parse_tool_calls(text, specs)
-            if calls:
-                return calls[0]
-            error = "no call of a known tool in the reply"
         except ToolCallError as exc:
-            error = str(exc)
-        if attempt == 0:
-            convo = [
-                *convo,
-                {"role": "assistant", "content": text},
-                {
-                    "role": "user",
-                    "content": f"That was not a valid tool call: {error}\nCall exactly one of the tools "
-                    f"{[s.name for s in specs]} with arguments matching its schema.",
-                },
-            ]
-    raise LLMError(f"{llm.describe()} did not make a valid tool call after a repair attempt ({error})")
+            raise ValueError(str(exc)) from None
+        if not calls:
+            raise ValueError("no call of a known tool in the reply")
+        return calls[0]
+
+    names = [s.name for s in specs]
+    try:
+        return ask_json(
+            llm,
+            [dict(m) for m in messages],
+            schema=None,
+            response_format=None,
+            check=checked,
+            repair=lambda error: f"That was not a valid tool call: {error}\nCall exactly one of the tools "
+            f"{names} with arguments matching its schema.",
+            name="tool call",
+            caller=caller,
+            max_tokens=max_tokens,
+            send=send,
+        )
+    except InvalidReply as exc:
+        raise InvalidReply(f"{llm.describe()} did not make a valid tool call after a repair attempt ({exc.reason})",
+                           reason=exc.reason) from None

@@ -54,7 +54,8 @@ from pydantic import create_model
 from agentmem.composition import ComposedMemory
 from agentmem.errors import ConfigError, LLMError
 from agentmem.llm.tools import ToolSpec, as_tool_specs, parse_tool_calls
-from agentmem.memory import MemoryProgram
+from agentmem.memory import Forgets, MemoryProgram
+from agentmem.packer import Candidate, Packer
 from agentmem.prompts import render
 from agentmem.sdk.models import (
     Message,
@@ -66,13 +67,25 @@ from agentmem.sdk.models import (
     ToolCallRecord,
     TurnTrace,
 )
-from agentmem.tokens import count_tokens
 from agentmem.toolkit import ChatModel, Stores, Toolkit
-from agentmem.types import Episode, Event, Query, Recall, Scope
+from agentmem.types import Episode, Event, Query, Recall, RecallItem, Scope
 
 MemorySpec = str | Path | MemoryProgram | type[MemoryProgram]
 
 __all__ = ["Agent", "Message", "RecallDetail", "Reply", "StreamEvent", "ThreadInfo", "TurnTrace", "default_store_dir"]
+
+
+def _check_memory_names(memory: Any) -> None:
+    """Load every plugin named in ``memory`` (names and ``.py`` paths; objects are checked when built)."""
+    from agentmem.registry import load_memory
+
+    for spec in memory if isinstance(memory, (list, tuple)) else [memory]:
+        if isinstance(spec, (str, Path)):
+            text = str(spec)
+            names = [text] if text.endswith(".py") else [n.strip() for n in text.split("+")]
+            for name in names:
+                if name and name != "none":
+                    load_memory(name)
 
 
 def default_store_dir() -> Path:
@@ -146,7 +159,10 @@ class Agent:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ConfigError("Agent(user_id=...) is empty: give the name or id of the person the memories belong to")
         self.user_id = user_id
+        _check_memory_names(memory)  # a misspelt plugin fails before any directory is made
         self.store_dir = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+        if self.store_dir.exists() and not self.store_dir.is_dir():
+            raise ConfigError(f"Agent(store_dir=...): {self.store_dir} is a file; give a directory for threads and memories")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.system_prompt = system_prompt
         self.budget_tokens = budget_tokens
@@ -393,15 +409,12 @@ class Agent:
         thread = state.get("messages") or []
         start = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
         earlier = [m for m in thread[:start] if m.get("role") in ("user", "assistant") and m.get("content")]
-        recent: list[dict[str, Any]] = []
-        used = 0
-        for m in reversed(earlier):
-            cost = count_tokens(m["content"]) + 4
-            if used + cost > self.history_tokens:
-                break
-            recent.append({"role": m["role"], "content": m["content"]})
-            used += cost
-        recent.reverse()
+        window = _HISTORY.pack(  # the newest messages that fit, each with its role's few tokens, oldest first
+            (Candidate(RecallItem(content=m["content"], metadata={"role": m["role"]}), n)
+             for n, m in reversed(list(enumerate(earlier)))),
+            self.history_tokens, extra=lambda cand, kept: 4,
+        )
+        recent = [{"role": i.metadata["role"], "content": i.content} for i in window.items]
         while recent and recent[0]["role"] != "user":  # chat templates want user first after the system message
             recent.pop(0)
         results = [c for c in state.get("tool_calls") or [] if _was_called(c)]
@@ -426,15 +439,17 @@ class Agent:
     def forget(self, item_id: str | None = None, *, query: str | None = None) -> int:
         """Soft-delete memory items by id, or those recalled for ``query``; returns how many were forgotten.
 
-        Only plugins with a ``forget(item_id)`` method can forget (semantic
-        can); stored history stays, the item just leaves recall. Ids are the
-        ``RecalledItem.id`` values :meth:`search_memory` and reply traces show.
+        Only plugins that declare the capability (subclasses of
+        :class:`agentmem.memory.Forgets`: semantic does) can forget; stored
+        history stays, the item just leaves recall. Ids are the
+        ``RecalledItem.id`` values :meth:`search_memory` and reply traces show;
+        each forgetting plugin says whether the id was its own.
         """
         if (item_id is None) == (query is None):
             raise ConfigError("Agent.forget: give either an item id or query=..., not both and not neither")
         with self._lock:
             self._check_open()
-            able = {n: p for n, p in self.memory.members.items() if callable(getattr(p, "forget", None))}
+            able = {n: p for n, p in self.memory.members.items() if isinstance(p, Forgets)}
             if not able:
                 raise ConfigError(
                     f"memory {self.memory.label} cannot forget items: use a plugin that supports it "
@@ -445,18 +460,7 @@ class Agent:
             else:
                 targets = [(able[d.plugin], i.id) for d in self._recall(query or "", self.budget_tokens)[0]
                            if d.plugin in able for i in d.items if i.id]
-            count = 0
-            for program, target in targets:
-                try:
-                    program.forget(target)  # type: ignore[attr-defined]
-                except (KeyError, LookupError, ValueError):
-                    continue  # not this plugin's item
-                except Exception as exc:  # noqa: BLE001 - plugins raise their own "unknown id" errors
-                    if "unknown" in str(exc).lower() or "no fact" in str(exc).lower() or "not found" in str(exc).lower():
-                        continue
-                    raise
-                count += 1
-            return count
+            return sum(1 for program, target in targets if program.forget(target))
 
     def end_thread(self, thread_id: str = "default", *, outcome: str | None = None, reward: float | None = None) -> None:
         """Tell memory a conversation is over: it gets ``reflect(Episode)`` to consolidate (extract facts, distil).
@@ -632,6 +636,9 @@ def _event_line(event: Event) -> str:
     if event.kind == "observation":
         return f"tool result: {event.content}"
     return f"{event.speaker or event.kind}: {event.content}"
+
+
+_HISTORY = Packer(order="position", contiguous=True)
 
 
 def _item_id(item: Any) -> str:

@@ -20,8 +20,12 @@ How the operations map:
   conditions with ``*`` wildcards, ``max_depth``).
 
 Each namespace is a memory scope of its own (``Scope(user_id, run_id=<the
-namespace>)``), so ``("memories", "ann")`` never recalls what was put under
-``("memories", "bob")``.
+namespace as a JSON list>)``), so ``("memories", "ann")`` never recalls what
+was put under ``("memories", "bob")``, nor ``("acme", "ann", "notes")`` what was
+put under ``("acme", "ann/notes")``. The table keys namespaces by the same JSON
+list. Stores written by earlier versions (which joined labels with ``/`` for
+the memory and with ``\x1f`` for the table) are migrated when opened: the
+table once, each namespace's memory the first time it is used.
 """
 
 from __future__ import annotations
@@ -57,7 +61,9 @@ from agentmem.types import Event, Query, Scope
 
 __all__ = ["AgentmemStore"]
 
-_SEP = "\x1f"  # joins namespace labels in the table (labels may contain dots and slashes)
+_LEGACY_SEP = "\x1f"  # how versions before TABLE_VERSION joined namespace labels in the table
+#: ``PRAGMA user_version`` of the table once namespaces are stored as JSON lists
+TABLE_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -121,6 +127,7 @@ class AgentmemStore(BaseStore):
         self._conn = sqlite3.connect(self.store_dir / "langgraph-store.sqlite", check_same_thread=False)
         self._conn.executescript(_SCHEMA)
         self._conn.commit()
+        _upgrade_table(self._conn)
 
     # -- memory per namespace --------------------------------------------------------------
     def memory_for(self, namespace: tuple[str, ...]) -> ComposedMemory:
@@ -130,7 +137,9 @@ class AgentmemStore(BaseStore):
         if found is None:
             from agentmem.agent.graph import build_memory_stack
 
-            scope = Scope(user_id=self.user_id, agent_id="langgraph-store", run_id="/".join(namespace))
+            scope = Scope(user_id=self.user_id, agent_id="langgraph-store", run_id=_ns(namespace))
+            # earlier versions joined the labels with "/": move what they stored to the new scope
+            self.stores.adopt_scope(Scope(user_id=self.user_id, agent_id="langgraph-store", run_id="/".join(namespace)), scope)
             programs: list[MemoryProgram] = build_memory_stack(
                 self.memory_names, scope=scope, stores=self.stores, llm=self.llm, params=self.params
             )
@@ -246,11 +255,30 @@ class AgentmemStore(BaseStore):
 
 # -- helpers ---------------------------------------------------------------------------------------
 def _ns(namespace: tuple[str, ...]) -> str:
-    return _SEP.join(namespace)
+    """A namespace as one string it can be read back from (labels may hold any character)."""
+    return json.dumps(list(namespace), ensure_ascii=False)
 
 
 def _split(ns: str) -> tuple[str, ...]:
-    return tuple(ns.split(_SEP)) if ns else ()
+    return tuple(json.loads(ns))
+
+
+def _upgrade_table(conn: sqlite3.Connection) -> None:
+    """Re-spell an earlier version's namespaces (labels joined by ``\\x1f``) as JSON lists, once, in one transaction."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= TABLE_VERSION:
+        return
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")  # another process may be upgrading the same table
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= TABLE_VERSION:
+            return
+        # all rows out and back in: re-spelling in place could meet a row not re-spelled yet
+        rows = conn.execute("SELECT namespace, key, value, event_id, created_at, updated_at FROM kv").fetchall()
+        conn.execute("DELETE FROM kv")
+        conn.executemany(
+            "INSERT INTO kv (namespace, key, value, event_id, created_at, updated_at) VALUES (?,?,?,?,?,?)",
+            [(_ns(tuple(r[0].split(_LEGACY_SEP)) if r[0] else ()), *r[1:]) for r in rows],
+        )
+        conn.execute(f"PRAGMA user_version = {TABLE_VERSION}")
 
 
 def _item(row: tuple[Any, ...]) -> Item:

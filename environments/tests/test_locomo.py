@@ -29,6 +29,8 @@ from agentmem_environments.locomo.metrics import (
     multi_answer_f1,
     normalize_answer,
     porter_stem,
+    recalled_dia_ids,
+    turn_ids,
 )
 
 LOCOMO6 = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo" / "locomo6.json"
@@ -76,11 +78,22 @@ def test_locomo6_loads_every_conversation_and_question(locomo6_tasks):
 
 
 @needs_locomo6
+def test_recalled_event_ids_are_mapped_to_the_turns_they_are(locomo6_tasks):
+    """Memories return event ids; the environment knows which turn each is (and still reads a dia_id a program set)."""
+    conv = locomo6_tasks[0]
+    turns = turn_ids(conv)
+    third = conv.sessions[0].events[2]
+    assert turns[third.id] == "D1:3" and third.when == "1:56 pm on 8 May, 2023"
+    items = [RecallItem(content="x", event_ids=[third.id, "not-an-event"]), RecallItem(content="y", metadata={"dia_id": ["D2:1"]})]
+    assert recalled_dia_ids(items, turns) == ["D1:3", "D2:1"]
+    assert evidence_recall(recalled_dia_ids(items, turns), ["D1:3", "D9:9"]) == 0.5
+
+
 def test_locomo6_turns_carry_dia_ids_and_parsed_dates(locomo6_tasks):
     conv = locomo6_tasks[0]
     assert len(conv.sessions) == 19  # the 16 date-only entries without turns are skipped
     first = conv.sessions[0]
-    assert first.id == "conv-26:session_1" and first.date_time == "1:56 pm on 8 May, 2023"
+    assert first.id == "conv-26:session_1" and first.when == "1:56 pm on 8 May, 2023"
     event = first.events[2]
     assert event.kind == "message" and event.speaker == "Caroline"
     assert event.content.startswith("I went to a LGBTQ support group yesterday")
@@ -478,9 +491,9 @@ def test_run_task_with_a_perfect_agent_scores_one():
         assert [e.id for e in agent.observed] == [e.id for s in task.sessions for e in s.events]
         assert [ep.id for ep in agent.episodes] == [s.id for s in task.sessions]
         assert all(ep.task == task.id for ep in agent.episodes)
-        assert agent.episodes[0].metadata == {"date_time": task.sessions[0].date_time}
+        assert agent.episodes[0].metadata == {"date_time": task.sessions[0].when}
         assert agent.episodes[-1].events == task.sessions[-1].events
-        assert all(c["now"] == task.sessions[-1].date_time for c in agent.contexts)
+        assert all(c["now"] == task.sessions[-1].when for c in agent.contexts)
         assert [c["category"] for c in agent.contexts] == [q.category for q in task.questions]
         assert result.task_id == task.id
         assert [r.question_id for r in result.questions] == [q.id for q in task.questions]

@@ -69,7 +69,7 @@ def test_every_event_carries_a_dia_id_and_date_and_questions_point_at_real_turns
         turns = _turns(task)
         assert len(turns) == sum(len(s.events) for s in task.sessions)  # ids are unique
         for session in task.sessions:
-            assert all(e.metadata["date_time"] == session.date_time for e in session.events)
+            assert all(e.metadata["date_time"] == session.when == e.when for e in session.events)
             assert [e.speaker for e in session.events] == ["user", "assistant"] * (len(session.events) // 2)
         for q in task.questions:
             assert q.evidence and all(turns[d].speaker == "user" for d in q.evidence)

@@ -247,7 +247,8 @@ class Archive:
                     f"archive {self.path} was written by a newer agentmem-evolve (schema {version}); upgrade agentmem-evolve"
                 )
             self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:  # a read-only use (status, report) leaves the file as it was
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise DataError(
                 f"archive {self.path} cannot be opened ({exc}): it is not an agentmem-evolve archive; use another run directory"

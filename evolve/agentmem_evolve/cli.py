@@ -1,4 +1,10 @@
-"""`agentmem evolve run|resume|status|report|export`: added to the agentmem CLI through the ``agentmem.cli`` entry point."""
+"""`agentmem evolve run|resume|status|report|export`: added to the agentmem CLI through the ``agentmem.cli`` entry point.
+
+Each command checks everything it was given (the run config and flags, the
+seeds, the environment and its knobs, the models, the paths) before it
+creates or changes anything: bad input is one line and exit status 2, and
+no run directory, config or archive is made or touched.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,25 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-evolve_app = typer.Typer(help="Evolve memory programs on an environment (run, resume, status, report, export).", no_args_is_help=True)
+from agentmem.cli.guard import OneLineErrors, check_directory_target, check_parents
+from agentmem.errors import ConfigError
+
+evolve_app = typer.Typer(help="Evolve memory programs on an environment (run, resume, status, report, export).",
+                         no_args_is_help=True, cls=OneLineErrors)
+
+#: the flag of `evolve run` that sets each config key (errors in a flag's value name the flag)
+RUN_FLAGS = {
+    "environment.name": "--env", "environment.data": "--data", "environment.minibatch": "--minibatch",
+    "environment.validation_limit": "--validation-limit", "environment.test_limit": "--test-limit",
+    "seeds": "--seed", "budget.iterations": "--iterations", "budget.max_llm_tokens": "--max-tokens",
+    "budget.max_wall_seconds": "--max-seconds", "proposers.children_per_iteration": "--children",
+    "selection.strategy": "--strategy", "models.task": "--model", "models.mutation": "--mutation-model",
+    "models.api_base": "--api-base", "execution.executor": "--executor", "execution.concurrency": "--concurrency",
+    "seed": "--random-seed", "sandbox.allow_unjailed": "--allow-unjailed",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -19,29 +41,66 @@ def register(app: typer.Typer) -> None:
 
 
 def _config_from_flags(config: Path | None, overrides: dict[str, Any]) -> Any:
+    from agentmem.config import read_toml
     from agentmem_evolve.config import RunConfig
 
     data: dict[str, Any] = {}
     base: Path | None = None
     if config is not None:
-        import tomllib
-
-        if not config.is_file():
-            raise typer.BadParameter(f"{config} does not exist; write a run config (see docs/evolution.md) or use --env/--seed")
-        data = tomllib.loads(config.read_text())
-        base = config.parent
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
+        data = read_toml(config, "--config", "write a run config (see docs/evolution.md) or use --env/--seed")
+        base = config.expanduser().parent
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for dotted, value in given.items():
         section, _, key = dotted.partition(".")
         if key:
-            data.setdefault(section, {})[key] = value
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--config {config}: '{section}' must be a table ([{section}]), not a value; fix that file")
+            table[key] = value
         else:
             data[section] = value
     if "environment" not in data:
-        raise typer.BadParameter("say which environment to evolve on: --env toolprefs (or a [environment] table in --config)")
+        raise ConfigError("say which environment to evolve on: --env toolprefs (or a [environment] table in --config)")
     data.setdefault("seeds", ["episodic"])
-    return RunConfig.from_dict(data, source=str(config) if config else "the command line", base=base)
+    return RunConfig.from_dict(data, source=str(config) if config else "the command line", base=base,
+                               flags={k: RUN_FLAGS[k] for k in given if k in RUN_FLAGS})
+
+
+def check_run_inputs(cfg: Any) -> None:
+    """Everything a run needs that the config's own validation cannot see: seeds, environment, models.
+
+    Reads only (a seed file is compiled, never run): nothing is created.
+    """
+    from agentmem.config import load_settings
+    from agentmem.registry import load_environment
+    from agentmem_evolve import program as prog
+    from agentmem_evolve.evaluator import make_env
+
+    for seed in cfg.seeds:
+        path = Path(seed).expanduser()
+        if seed.endswith(".py") or "/" in seed or "\\" in seed:
+            if not path.is_file():
+                raise ConfigError(f"seed program {seed} does not exist; give an installed plugin name (agentmem plugins list) or a .py file")
+            try:
+                compile(path.read_text(encoding="utf-8"), str(path), "exec", dont_inherit=True)
+            except (SyntaxError, ValueError) as exc:
+                line = getattr(exc, "lineno", None)
+                raise ConfigError(f"seed program {seed} does not compile{f' (line {line})' if line else ''}: "
+                                  f"{getattr(exc, 'msg', exc)}; fix it or choose another seed") from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"seed program {seed} cannot be read ({exc}); check the file") from None
+        else:
+            prog.seed_source(seed)  # an installed plugin: unknown names fail here
+    env = cfg.environment
+    load_environment(env.name)
+    try:
+        environment = make_env(env.name, env.data, env.options, cfg.seed)
+    except TypeError as exc:
+        raise ConfigError(f"environment '{env.name}' does not take these options ({exc}); fix [environment.options]") from None
+    getattr(environment, "source", None)  # reads (and so checks) the dataset
+    models = cfg.models
+    load_settings(model=models.task, api_base=models.api_base)
+    load_settings(model=models.mutation, api_base=models.mutation_api_base or models.api_base)
 
 
 def _run(controller: Any, quiet: bool) -> dict[str, Any]:
@@ -101,7 +160,7 @@ def run_command(
 ) -> None:
     """Start a run: seeds are scored, children proposed, validated, screened and promoted; the best is scored on test."""
     from agentmem.cli.main import console
-    from agentmem_evolve.controller import Controller
+    from agentmem_evolve.controller import CONFIG_FILE, Controller
 
     cfg = _config_from_flags(config, {
         "environment.name": env, "environment.data": data, "environment.minibatch": minibatch,
@@ -112,8 +171,12 @@ def run_command(
         "execution.executor": executor, "execution.concurrency": concurrency, "seed": seed,
         "sandbox.allow_unjailed": True if allow_unjailed else None,
     })
-    _check_jail(cfg)  # before anything is written: a run that cannot sandbox its candidates does not start
     run_dir = run_dir or Path("runs") / f"evolve-{datetime.now():%Y%m%d-%H%M%S}"
+    check_directory_target(run_dir, "--run-dir")
+    if (run_dir / CONFIG_FILE).exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick another --run-dir")
+    check_run_inputs(cfg)
+    _check_jail(cfg)  # before anything is written: a run that cannot sandbox its candidates does not start
     controller = Controller.create(run_dir, cfg)
     console.print(f"run directory: [bold]{run_dir}[/] (resume with `agentmem evolve resume {run_dir}`)")
     result = _run(controller, quiet)
@@ -128,19 +191,25 @@ def resume_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue a run after a crash, Ctrl-C or a spent budget: nothing finished is redone."""
+    from agentmem_evolve.config import RunConfig
     from agentmem_evolve.controller import CONFIG_FILE, Controller
 
+    _require_run(run_dir, archive=False)  # a run stopped right after it started has no archive yet
+    cfg = RunConfig.load(run_dir / CONFIG_FILE)
     if iterations is not None or executor is not None:
-        from agentmem_evolve.config import RunConfig
-
-        cfg = RunConfig.load(run_dir / CONFIG_FILE)
+        data = cfg.model_dump(mode="json", exclude_none=True)
+        flags = {}
         if iterations is not None:
-            cfg.budget.iterations = iterations
+            data["budget"]["iterations"] = iterations
+            flags["budget.iterations"] = "--iterations"
         if executor is not None:
-            cfg.execution.executor = executor  # type: ignore[assignment]
+            data["execution"]["executor"] = executor
+            flags["execution.executor"] = "--executor"
+        cfg = RunConfig.from_dict(data, source=str(run_dir / CONFIG_FILE), flags=flags)  # checked before it is written
+    _check_jail(cfg)
+    if iterations is not None or executor is not None:
         cfg.write(run_dir / CONFIG_FILE)
     controller = Controller.resume(run_dir)
-    _check_jail(controller.config)
     result = _run(controller, quiet)
     _print_result(run_dir, result)
 
@@ -160,7 +229,8 @@ def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
                 scores[e.stage] = f"{e.score:.4f}" if e.status == "ok" else "failed"
             mark = " [green]best[/]" if p.id == best else ""
             table.add_row(p.id + mark, p.operator, str(p.generation), scores.get("screen", "-"), scores.get("select", "-"),
-                          scores.get("test", "-"), p.status if p.status != "invalid" else f"invalid: {(p.error or '')[:60]}")
+                          scores.get("test", "-"),
+                          p.status if p.status != "invalid" else escape(f"invalid: {(p.error or '')[:60]}"))
         console.print(table)
     spend = result.get("spend", {})
     console.print(f"stopped: {result.get('stopped')}; spent {int(spend.get('llm_calls', 0))} LLM calls, "
@@ -186,6 +256,10 @@ def report_command(
     from agentmem_evolve.report import render_report
 
     _require_run(run_dir)
+    if out is not None:
+        check_parents(out, "--out")
+        if out.exists() and not out.is_dir() and out.suffix.lower() not in (".html", ".htm"):
+            raise ConfigError(f"--out {out} exists and is not an HTML file; give a new .html path or a directory")
     with Archive(run_dir) as archive:
         path = render_report(archive, out or run_dir / "report.html")
     console.print(f"report written to [bold]{path}[/]")
@@ -203,12 +277,17 @@ def export_command(
     from agentmem_evolve.archive import Archive
     from agentmem_evolve.export import export_program
 
+    from agentmem.scaffold import plugin_names
+
     _require_run(run_dir)
+    plugin_names(name)  # a bad name fails before the archive is opened
+    if out is not None:
+        check_directory_target(out, "--out")
     with Archive(run_dir) as archive:
         if program is None:
             best = archive.best("select")
             if best is None:
-                raise typer.BadParameter(f"{run_dir} has no scored program yet; finish or resume the run first")
+                raise ConfigError(f"{run_dir} has no scored program yet; finish or resume the run first")
             program = best[0].id
         path = export_program(archive, program, out or Path(name), name)
     console.print(f"exported program {program} as plugin '{name}' to [bold]{path}[/]; install it with `pip install {path}`")
@@ -221,11 +300,17 @@ def _check_jail(cfg: Any) -> None:
     try:
         sandbox_capabilities(cfg.sandbox.jail, allow_unjailed=cfg.sandbox.allow_unjailed)
     except JailUnavailable as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise ConfigError(str(exc)) from None
 
 
-def _require_run(run_dir: Path) -> None:
+def _require_run(run_dir: Path, *, archive: bool = True) -> None:
+    """``run_dir`` holds a run (its config and, unless ``archive`` is false, its archive); checked before anything in it is opened."""
+    from agentmem_evolve.archive import ARCHIVE_FILE
     from agentmem_evolve.controller import CONFIG_FILE
 
-    if not (run_dir / CONFIG_FILE).exists():
-        raise typer.BadParameter(f"{run_dir} is not an evolution run (no {CONFIG_FILE}); start one with `agentmem evolve run`")
+    if not run_dir.is_dir():
+        what = "does not exist" if not run_dir.exists() else "is a file"
+        raise ConfigError(f"run directory {run_dir} {what}; give the directory of a run started with `agentmem evolve run`")
+    for needed in (CONFIG_FILE, ARCHIVE_FILE) if archive else (CONFIG_FILE,):
+        if not (run_dir / needed).is_file():
+            raise ConfigError(f"{run_dir} is not an evolution run (no {needed}); start one with `agentmem evolve run`")

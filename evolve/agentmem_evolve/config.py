@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -189,28 +188,32 @@ class RunConfig(_Section):
     @classmethod
     def load(cls, path: Path | str) -> "RunConfig":
         """Read and validate a run config; relative paths in it are relative to the file."""
+        from agentmem.config import read_toml
+
         path = Path(path).expanduser()
-        try:
-            with open(path, "rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"run config {path} does not exist: give the path of a .toml file") from None
-        except IsADirectoryError:
-            raise ConfigError(f"run config {path} is a directory: give the path of a .toml file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"run config {path} is not valid TOML ({exc}): fix the syntax") from None
-        except OSError as exc:
-            raise ConfigError(f"run config {path} cannot be read ({exc.strerror}): check its permissions") from None
+        data = read_toml(path, "run config", "give the path of a .toml file")
         return cls.from_dict(data, source=str(path), base=path.parent)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "the run config", base: Path | None = None) -> "RunConfig":
-        """Validate ``data`` (already parsed); errors name ``source`` and the offending key."""
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        source: str = "the run config",
+        base: Path | None = None,
+        flags: dict[str, str] | None = None,
+    ) -> "RunConfig":
+        """Validate ``data`` (already parsed); errors name ``source`` and the offending key.
+
+        ``flags`` maps dotted keys (``"selection.strategy"``) to the command-line
+        flag that set them (``"--strategy"``): an error in such a value names the
+        flag rather than the file.
+        """
         data = _resolve_paths(data, base) if base is not None else data
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_one_line(exc, source, data)) from None
+            raise ConfigError(_one_line(exc, source, data, flags or {})) from None
 
     def to_toml(self) -> str:
         """The config as TOML text that :meth:`load` reads back to an equal config."""
@@ -248,7 +251,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return data
 
 
-def _one_line(exc: ValidationError, source: str, data: dict[str, Any]) -> str:
+def _one_line(exc: ValidationError, source: str, data: dict[str, Any], flags: dict[str, str] | None = None) -> str:
     """The first validation error as: where, what was given, what is wrong, how to fix it."""
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ())]
@@ -270,6 +273,11 @@ def _one_line(exc: ValidationError, source: str, data: dict[str, Any]) -> str:
         return f"{source}: missing key '{where}': add it"
     given = _lookup(data, loc)
     shown = f" (given {json.dumps(given, default=str)[:80]})" if given is not _MISSING else ""
+    flag = (flags or {}).get(where) or (flags or {}).get(".".join(loc[:-1])) if loc else None
+    if flag:
+        return f"{flag}: bad value{shown} for '{where}': {msg}; fix the flag's value"
+    if source == "the command line":
+        return f"{source}: bad value for '{where}'{shown}: {msg}; fix the flag that sets it"
     return f"{source}: bad value for '{where}'{shown}: {msg}; fix '{where}' in that file"
 
 

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from agentmem.errors import ConfigError, LLMError
+from agentmem.errors import ConfigError, LLMError, LLMUnavailable
+from agentmem.llm.outage import OutageWatch
+from agentmem.scratch import sweep_dead
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
@@ -230,6 +232,9 @@ class Controller:
         self._t0 = time.perf_counter()
         stopped = "iterations"
         sandbox = self.check_sandbox()
+        swept = sweep_dead()  # scratch of runs killed before they could remove it (this one's, before a resume)
+        if swept:
+            self.emit("scratch_swept", directories=len(swept))
         try:
             self.emit("run_started", iteration=self.archive.get_state("iteration", 0), resumed=bool(self.archive.programs()),
                       sandbox=sandbox["jail"])
@@ -253,6 +258,12 @@ class Controller:
             self.emit("interrupted", iteration=self.archive.get_state("iteration", 0))
             self.executor.close()
             raise
+        except LLMUnavailable as exc:  # the model is down: stop, keeping everything finished, rather than score nothing
+            self._save_elapsed()
+            self.emit("model_unavailable", iteration=self.archive.get_state("iteration", 0), reason=str(exc))
+            self.executor.close()
+            raise LLMUnavailable(f"{exc}; the run stopped with everything finished kept: continue it with "
+                                 f"`agentmem evolve resume {self.run_dir}` once the model answers") from None
         self._final_test()
         self._save_elapsed()
         summary = {"stopped": stopped, "best": self._best_summary(), "spend": self.spend(),
@@ -376,6 +387,8 @@ class Controller:
             references = [v for v in ranked if v.id != parent.id][:2]
             try:
                 return proposer.attempt(parent, rng, references, attempts, check=self._check_source)
+            except LLMUnavailable:
+                raise  # an outage stops the run (resumably): this child is proposed again on resume
             except LLMError as exc:  # the code-writing model is down or too slow: this child is lost, not the run
                 raise ProposalFailed(f"the mutation model failed: {exc}") from None
         if operator == "merge":
@@ -424,7 +437,9 @@ class Controller:
     def _check_source(self, source: str) -> tuple[bool, str, str]:
         from agentmem_evolve.sandbox import validate_program
 
-        report = validate_program(source, llm=self.task_llm, embedder=self.embedder, limits=self._limits())
+        watch = OutageWatch(self.task_llm)
+        report = validate_program(source, llm=watch, embedder=self.embedder, limits=self._limits())
+        watch.check()  # a smoke run that met a model outage says nothing about the program
         if report.ok:
             return True, "", ""
         return False, f"{report.stage}: {report.error}", getattr(report, "traceback", "") or ""
@@ -459,6 +474,8 @@ class Controller:
         if check_budget:
             self._check_budget()
         for outcome in self.executor.map_unordered(jobs):
+            if outcome.status == "unavailable":  # no result: nothing is recorded, the job runs again on resume
+                raise LLMUnavailable(outcome.reason or "the task model did not answer")
             self._record(outcome)
 
     def _record(self, outcome: EvalOutcome) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -72,23 +73,28 @@ class LiveDisplay:
 
 
 def _describe(kind: str, p: dict[str, Any]) -> str:
+    """One line of rich markup for an event; every value that came from a program or a model is escaped."""
+
+    def text(value: Any, limit: int = 150) -> str:
+        return escape(str(value if value is not None else "")[:limit])
+
     if kind == "iteration_started":
-        return f"[bold]iteration {p['iteration']}[/]: parents {', '.join(p.get('parents', []))}"
+        return f"[bold]iteration {text(p['iteration'])}[/]: parents {text(', '.join(p.get('parents', [])))}"
     if kind == "program_added":
         why = p.get("rationale") or p.get("seed") or ""
-        return f"  + {p['id']} ({p['operator']}) {why}"[:160]
+        return f"  + {text(p['id'])} ({text(p['operator'])}) {text(why, 120)}"
     if kind == "validated" and not p.get("ok"):
-        return f"  [red]x {p['id']} invalid[/]: {p.get('error')}"[:200]
+        return f"  [red]x {text(p['id'])} invalid[/]: {text(p.get('error'))}"
     if kind == "proposal_failed":
-        return f"  [yellow]! {p['operator']} from {p['parent']} failed[/]: {p.get('reason')}"[:200]
+        return f"  [yellow]! {text(p['operator'])} from {text(p['parent'])} failed[/]: {text(p.get('reason'))}"
     if kind == "evaluated":
         if p.get("status") != "ok":
-            return f"  [red]{p['stage']} {p['id']} failed[/]: {p.get('reason')}"[:200]
-        return f"  {p['stage']:6} {p['id']} -> {p['score']:.4f}"
+            return f"  [red]{text(p['stage'])} {text(p['id'])} failed[/]: {text(p.get('reason'))}"
+        return f"  {text(p['stage']):6} {text(p['id'])} -> {p['score']:.4f}"
     if kind == "screened":
-        return f"  {'[green]promoted[/]' if p.get('promoted') else 'not promoted'} {p['id']}"
+        return f"  {'[green]promoted[/]' if p.get('promoted') else 'not promoted'} {text(p['id'])}"
     if kind == "budget_exhausted":
-        return f"[yellow]stopping: {p.get('reason')}[/]"
+        return f"[yellow]stopping: {text(p.get('reason'))}[/]"
     if kind == "interrupted":
         return "[yellow]interrupted: resume with `agentmem evolve resume RUN`[/]"
     return ""

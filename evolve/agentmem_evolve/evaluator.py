@@ -58,7 +58,8 @@ class EvalOutcome(BaseModel):
     stage: Stage
     split: str
     key: str
-    status: Literal["ok", "failed"] = "ok"
+    # "unavailable": the task model could not be reached, so the job has no result (never recorded; the run stops)
+    status: Literal["ok", "failed", "unavailable"] = "ok"
     reason: str | None = None
     failure_kind: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -111,7 +112,12 @@ def _now() -> str:
 
 
 def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutcome:
-    """Score ``job.source`` on its slice; a failing candidate is an outcome, never an exception."""
+    """Score ``job.source`` on its slice; a failing candidate is an outcome, never an exception.
+
+    So is an outage of the task model, with the status "unavailable": the
+    controller records no evaluation for it and stops the run resumably.
+    """
+    from agentmem.errors import LLMUnavailable
     from agentmem.evaluation import run_eval
     from agentmem_evolve.sandbox import CandidateFailed, SandboxLimits, sandboxed_factory
 
@@ -129,6 +135,12 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
             split=job.split, limit=job.limit, budget_tokens=job.budget_tokens,  # type: ignore[arg-type]
             seed=job.seed, memory_factory=sandboxed_factory(job.source, limits),
         )
+    except LLMUnavailable as exc:  # the model's outage, not the candidate's failure: no score either way
+        outcome.status = "unavailable"
+        outcome.reason = str(exc)
+        outcome.cost = {"seconds": round(time.perf_counter() - t0, 2)}
+        outcome.finished_at = _now()
+        return outcome
     except CandidateFailed as exc:
         outcome.status = "failed"
         outcome.reason = str(exc)

@@ -25,10 +25,29 @@ class Executor(Protocol):
 
 
 def _pool_worker_init() -> None:
-    """Pool processes ignore Ctrl-C: the controller decides when to stop them."""
+    """Pool processes ignore Ctrl-C (the controller decides when to stop them) and end with the controller.
+
+    A controller killed with ``kill -9`` cannot shut its pool down, and a pool
+    process waits on its job queue forever: each would stay behind, holding
+    its models in memory, run after run. So each watches its parent and
+    exits when it is gone (its sandboxes follow: their channel closes, and the
+    jail dies with its parent); what it was scoring was never recorded, and
+    its scratch is swept by the next start.
+    """
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch_parent, daemon=True, name="agentmem-pool-parent-watch").start()
 
 
 class LocalExecutor:

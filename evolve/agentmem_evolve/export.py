@@ -60,6 +60,8 @@ def find_program_class(source: str, where: str = "the program") -> str:
         tree = ast.parse(source)
     except SyntaxError as exc:
         raise ConfigError(f"{where} is not valid Python (line {exc.lineno}: {exc.msg}); export a valid program") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{where} is too deeply nested to parse; export a valid program") from None
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
     for node in tree.body:
         if (
@@ -73,6 +75,8 @@ def find_program_class(source: str, where: str = "the program") -> str:
     def base_names(cls: ast.ClassDef) -> list[str]:
         out = []
         for b in cls.bases:
+            if isinstance(b, ast.Subscript):  # a generic base: MemoryProgram[MyParams]
+                b = b.value
             if isinstance(b, ast.Name):
                 out.append(b.id)
             elif isinstance(b, ast.Attribute):

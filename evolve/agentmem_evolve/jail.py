@@ -46,7 +46,6 @@ import shutil
 import site
 import subprocess
 import sys
-import tempfile
 import threading
 from importlib import metadata
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agentmem.errors import AgentmemError
+from agentmem.scratch import make_scratch
 
 __all__ = [
     "JAIL_SCRATCH",
@@ -364,6 +364,7 @@ def _bwrap_argv(view: JailView, command: list[str], support: Path, disk_mb: int,
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     argv += ["--size", str(disk_mb << 20), "--tmpfs", JAIL_SCRATCH]
+    argv += ["--remount-ro", "/dev"]  # bubblewrap's /dev is a tmpfs as large as half the RAM: nothing is written there
     argv += ["--remount-ro", "/", "--chdir", JAIL_SCRATCH, "--", *command]
     return argv
 
@@ -442,7 +443,7 @@ def _probe(backend: JailBackend) -> str | None:
         elif backend == "unshare" and (shutil.which("setpriv") is None or shutil.which("pivot_root") is None):
             reason = "setpriv or pivot_root (util-linux) is not installed"
         else:
-            host = Path(tempfile.mkdtemp(prefix="agentmem-jail-probe-"))
+            host = make_scratch("jail-probe")
             try:
                 argv = jail_command(backend, [jail_view().python, "-I", "-c", "import os; os.stat('/scratch')"],
                                     host_dir=host, disk_mb=8, tmp_mb=8)

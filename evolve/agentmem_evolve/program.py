@@ -113,6 +113,8 @@ def parse(source: str) -> ast.Module:
         return ast.parse(source)
     except SyntaxError as exc:
         raise ValueError(f"syntax error at line {exc.lineno}: {exc.msg}") from None
+    except (RecursionError, MemoryError) as exc:
+        raise ValueError(f"the code is too deeply nested to parse ({type(exc).__name__})") from None
 
 
 def program_class(tree: ast.Module) -> ast.ClassDef | None:
@@ -256,6 +258,8 @@ def replace_function(source: str, code: str, expected: str | None = None) -> Spl
         new = ast.parse(code)
     except SyntaxError as exc:
         raise ValueError(f"your code has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except (RecursionError, MemoryError) as exc:
+        raise ValueError(f"your code is too deeply nested to parse ({type(exc).__name__})") from None
     defs = [n for n in new.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     imports = [n for n in new.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     classes = [n for n in new.body if isinstance(n, ast.ClassDef)]
@@ -339,7 +343,7 @@ def reindent(code: str) -> str:
     try:
         ast.parse(plain)
         return plain
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         pass
     lines = code.splitlines()
     header = re.compile(r"^\s*(@|(async\s+)?def\s|(from|import)\s)")

@@ -66,8 +66,8 @@ def _mb(n: int) -> str:
 def decode(body: bytes) -> dict[str, Any]:
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("invalid", f"unreadable message ({type(exc).__name__})") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:  # a nested-JSON bomb is unreadable too
+        raise ProtocolError("invalid", f"unreadable message ({type(exc).__name__})") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError("invalid", "message is not an object with a 'type'")
     return message

@@ -36,9 +36,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import tempfile
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -48,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentmem.errors import AgentmemError
 from agentmem.memory import MemoryProgram, NoParams
+from agentmem.scratch import make_scratch, remove_tree
 from agentmem.tokens import count_tokens
 from agentmem.toolkit import ChatModel, Clock, Embedder, Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
@@ -72,6 +70,35 @@ FailureKind = Literal["timeout", "memory", "crash", "denied", "output", "invalid
 WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
 _ENV_KEEP = ("PATH", "LANG", "PYTHONHASHSEED", "TZ")
 _LOG_FD_ENV = "AGENTMEM_SANDBOX_LOG_FD"
+_LOG_FILE = "worker.log"
+_FRAME_DRAIN_SECONDS = 2.0
+
+
+def _with_parent_death(argv: list[str]) -> list[str]:
+    """``argv`` started so that it is killed when the controller dies (setpriv --pdeathsig), where setpriv can."""
+    if _pdeathsig_supported():
+        return ["setpriv", "--pdeathsig", "KILL", "--", *argv]
+    return list(argv)
+
+
+_PDEATHSIG: list[bool] = []
+
+
+def _pdeathsig_supported() -> bool:
+    if not _PDEATHSIG:
+        ok = False
+        if shutil.which("setpriv"):
+            try:
+                ok = subprocess.run(["setpriv", "--pdeathsig", "KILL", "--", "true"], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        _PDEATHSIG.append(ok)
+    return _PDEATHSIG[0]
+
+
+#: distinct (event, caller) outcome counters one sandboxed program may add to the controller's meter
+_MAX_NOTED = 64
 
 
 class SandboxLimits(BaseModel):
@@ -96,6 +123,13 @@ class SandboxLimits(BaseModel):
         False, description="run candidates with the audit hook alone where no jail can be built (weaker; reported)")
     audit_hook: bool = Field(
         True, description="the policy inside the worker (the second wall); only tests of the jail alone turn it off")
+    calls_per_op: int = Field(200, ge=1, description="LLM and embedding requests one operation may make")
+    service_seconds: float = Field(
+        900.0, gt=0, description="wall seconds per operation the controller may spend serving its LLM/embedding calls")
+    embed_texts_per_op: int = Field(50_000, ge=1, description="texts one operation may ask to embed")
+    max_reply_tokens: int = Field(4096, ge=16, description="the largest max_tokens a program may ask of the LLM")
+    instruction_tokens: int = Field(
+        512, ge=0, description="tokens a recall's rendered instructions may add to its items (template text)")
 
     @model_validator(mode="after")
     def _at_least_one_wall(self) -> "SandboxLimits":
@@ -187,7 +221,7 @@ def _cleanup(proc: subprocess.Popen | None, scratch: str | None) -> None:
             except OSError:
                 pass
     if scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
 
 
 class _OpaqueParams(BaseModel):
@@ -229,40 +263,48 @@ class SandboxedProgram(MemoryProgram):
         self.capabilities: dict[str, Any] = {}
         self.startup_seconds = 0.0
         self.requests: dict[str, int] = {"complete": 0, "structured": 0, "embed": 0}
+        self._noted: set[tuple[str, str | None]] = set()  # (event, caller) pairs counted for this program
         self._closed = False
         self._op_name = "startup"
         self._deadline = 0.0
         self._last_rss_check = 0.0
         self._last_disk_check = 0.0
+        self._last_slow_check = 0.0
         caps = sandbox_capabilities(self.limits.jail, allow_unjailed=self.limits.allow_unjailed)
         self.capabilities = dict(caps)
         # the controller's own directory for this worker: its logs and the jail's support files (never
         # visible to the program, which writes to a tmpfs of its own inside the jail)
-        self._scratch = tempfile.mkdtemp(prefix="agentmem-sandbox-", dir=scratch_parent)
+        self._scratch = str(make_scratch("sandbox", scratch_parent))
         backend = caps["jail"]
         view = jail_view()
         command = [view.python, "-I", "-B", str(WORKER_PATH)]
         if backend == "none":
-            argv, cwd = command, self._scratch
+            # without a jail the program's directory is a subdirectory: the controller's files (its log)
+            # stay out of the program's reach (writes outside its directory are denied)
+            cwd = os.path.join(self._scratch, "work")
+            os.mkdir(cwd, 0o700)
+            argv = _with_parent_death(command)
             self._policy = {"readable": view.readable[0], "hidden": view.readable[1],
                             "blocked_imports": view.blocked_imports}
         else:
-            argv = jail_command(backend, command, host_dir=Path(self._scratch), disk_mb=self.limits.disk_mb, view=view)
             cwd = self._scratch
+            argv = jail_command(backend, command, host_dir=Path(self._scratch), disk_mb=self.limits.disk_mb, view=view)
+            if backend == "unshare":  # bubblewrap dies with its parent by itself (--die-with-parent)
+                argv = _with_parent_death(argv)
             self._policy = {"readable": view.readable[0], "hidden": view.readable[1],
                             "blocked_imports": view.blocked_imports, "scratch": JAIL_SCRATCH}
         started = time.perf_counter()
-        boot_log = open(os.path.join(self._scratch, "boot.log"), "wb")
-        worker_log = os.open(os.path.join(self._scratch, "worker.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        env = _worker_env(Path(JAIL_SCRATCH if backend != "none" else self._scratch))
+        # one log for the launcher's and the worker's messages, watched in size (see _watch_memory)
+        worker_log = os.open(os.path.join(self._scratch, _LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                             0o600)
+        env = _worker_env(Path(JAIL_SCRATCH if backend != "none" else cwd))
         env[_LOG_FD_ENV] = str(worker_log)
         try:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=boot_log, cwd=cwd,
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=worker_log, cwd=cwd,
                 env=env, start_new_session=True, close_fds=True, pass_fds=(worker_log,),
             )
         finally:
-            boot_log.close()
             os.close(worker_log)
         self._finalizer = weakref.finalize(self, _cleanup, self._proc, self._scratch)
         assert self._proc.stdin is not None and self._proc.stdout is not None
@@ -285,7 +327,9 @@ class SandboxedProgram(MemoryProgram):
         if not isinstance(info, dict):
             raise self._fail("invalid", "invalid: the worker's load reply is malformed", stage="interface")
         self.name = str(info.get("name") or namespace)  # type: ignore[misc] - per instance: the candidate's name
-        self.toolkit.namespace = str(info.get("namespace") or self.name)
+        from agentmem.toolkit import _safe_name
+
+        self.toolkit.namespace = _safe_name(str(info.get("namespace") or self.name))
         self.params = _OpaqueParams.model_validate(info.get("params") or {})
         # the candidate's templates render in the worker (Jinja2 is not a sandbox): here only their names
         self.templates = {str(k): "(rendered in the sandbox)" for k in info.get("templates") or []}  # type: ignore[misc]
@@ -297,10 +341,21 @@ class SandboxedProgram(MemoryProgram):
     def recall(self, query: Query) -> Recall:
         value = self._call_op("recall", {"query": query.model_dump(mode="json")})
         try:
-            return Recall.model_validate(value)
+            got = Recall.model_validate(value)
         except Exception as exc:
             raise self._fail("invalid", f"invalid: recall returned something that is not a Recall ({type(exc).__name__})",
                              stage="recall") from None
+        # the worker's token counts are claims: count here, and hold what the agent will be shown to the budget
+        items = [item.model_copy(update={"tokens": count_tokens(item.content)}) for item in got.items]
+        used = sum(item.tokens for item in items)
+        if used > query.budget_tokens:
+            raise self._fail("invalid", f"invalid: recall returned {used} tokens of items, over the budget of "
+                                        f"{query.budget_tokens}", stage="recall")
+        shown = count_tokens(got.instructions)
+        if shown > used + self.limits.instruction_tokens:
+            raise self._fail("invalid", f"invalid: recall's instructions are {shown} tokens, more than its items "
+                                        f"({used}) plus {self.limits.instruction_tokens} of template text", stage="recall")
+        return got.model_copy(update={"items": items})
 
     def reflect(self, episode: Episode) -> None:
         self._call_op("reflect", {"episode": episode.model_dump(mode="json")})
@@ -320,6 +375,7 @@ class SandboxedProgram(MemoryProgram):
         try:
             self._call_op("close", {})
             self._send({"type": "op", "name": "exit"})
+            self._drain_after_exit()
             try:
                 self._proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -327,6 +383,22 @@ class SandboxedProgram(MemoryProgram):
         finally:
             self._closed = True
             self._finalizer()
+
+    def _drain_after_exit(self) -> None:
+        """After ``exit`` nothing more may come: a frame (a denial behind a forged result) fails the candidate."""
+        self._op_name = "close"
+        self._deadline = time.monotonic() + _FRAME_DRAIN_SECONDS
+        try:
+            message = self._reader.read(lambda: self._deadline, watch=self._watch_memory)
+        except protocol.ProtocolError as exc:
+            if exc.kind in ("eof", "timeout"):
+                return  # the worker left (or lingers, and is killed): nothing was said after the result
+            raise self._fail("invalid", f"invalid: {exc.reason} from the worker after close", stage="close") from None
+        if message.get("type") == "denied":
+            reason = " ".join(str(message.get("reason") or "denied").split())[:600]
+            raise self._fail("denied", reason if reason.startswith("denied") else f"denied: {reason}", stage="close")
+        raise self._fail("invalid", f"invalid: the worker sent a {str(message.get('type'))[:40]!r} message after close "
+                                    "(a forged reply)", stage="close")
 
     @property
     def alive(self) -> bool:
@@ -348,6 +420,7 @@ class SandboxedProgram(MemoryProgram):
             message["now"] = fixed.isoformat()
         self._send(message)
         reply = self._wait(name, self.limits.op_seconds, expect="result")
+        self._watch_memory(settled=True)  # what the program holds between ops counts too
         return reply.get("value")
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -363,15 +436,25 @@ class SandboxedProgram(MemoryProgram):
         """Read until the worker's ``expect`` message, servicing its calls (their time is not charged)."""
         self._op_name = op
         self._deadline = time.monotonic() + seconds
+        calls, serving = 0, 0.0
         while True:
             message = self._read(op, seconds)
             kind = message.get("type")
             if kind == expect:
                 return message
             if kind == "call":
+                calls += 1
+                if calls > self.limits.calls_per_op:
+                    raise self._fail("timeout", f"timeout: {op} made over {self.limits.calls_per_op} model and embedding "
+                                                "calls", stage=op)
                 began = time.monotonic()
                 reply = self._service(message)
-                self._deadline += time.monotonic() - began
+                spent = time.monotonic() - began
+                serving += spent
+                if serving > self.limits.service_seconds:
+                    raise self._fail("timeout", f"timeout: {op}'s model and embedding calls took over "
+                                                f"{self.limits.service_seconds:g} s", stage=op)
+                self._deadline += spent  # the program's own time is what op_seconds limits
                 self._send(reply)
                 continue
             if kind == "error":
@@ -401,18 +484,21 @@ class SandboxedProgram(MemoryProgram):
             raise self._fail("denied", reason if reason.startswith("denied") else f"denied: {reason}", stage=op)
         return message
 
-    def _watch_memory(self) -> None:
+    def _watch_memory(self, settled: bool = False) -> None:
+        """Memory, log size and (without a jail) disk use of the worker; ``settled``: an op just ended, check all."""
         now = time.monotonic()
-        if now - self._last_rss_check < 0.1:
+        if not settled and now - self._last_rss_check < 0.1:
             return
         self._last_rss_check = now
-        rss_kb = _tree_rss_kb(self._proc.pid)
+        slow = settled or now - self._last_slow_check >= 0.5
+        if slow:
+            self._last_slow_check = now
+        rss_kb = _tree_rss_kb(self._proc.pid, count_unlinked=slow)
         if rss_kb is not None and rss_kb > self.limits.memory_mb * 1024:
             raise self._fail("memory", f"memory: worker used {rss_kb // 1024} MB, over the {self.limits.memory_mb} MB "
                                        f"limit during {self._op_name}", stage=self._op_name)
-        if now - self._last_disk_check < 0.5:
+        if not slow:
             return
-        self._last_disk_check = now
         op = "import" if self._op_name == "load" else self._op_name
         try:  # the log lives outside the jail: raw writes to fd 1 skip the capped stream, so watch its size here
             logged = os.stat(os.path.join(self._scratch, "worker.log")).st_size
@@ -422,7 +508,8 @@ class SandboxedProgram(MemoryProgram):
         if logged > cap:
             raise self._fail("output", f"output: {op} printed {logged >> 20} MB to its log, over the {cap >> 20} MB limit",
                              stage=self._op_name)
-        if self.capabilities.get("jail") == "none":
+        if self.capabilities.get("jail") == "none" and now - self._last_disk_check >= 0.5:
+            self._last_disk_check = now
             # no tmpfs of a fixed size without a jail: the controller measures the scratch directory instead
             if _directory_bytes(self._scratch, limit=self.limits.disk_mb << 20) > self.limits.disk_mb << 20:
                 raise self._fail("output", f"output: {op} filled its scratch space (the disk limit of "
@@ -454,16 +541,23 @@ class SandboxedProgram(MemoryProgram):
         return self._fail("crash", f"crash: worker exited with code {code} during {op}", stage=op, traceback=tail)
 
     def _log_tail(self) -> str:
-        chunks = []
-        for name in ("boot.log", "worker.log"):
-            try:
-                with open(os.path.join(self._scratch, name), "rb") as fh:
-                    fh.seek(0, 2)
-                    fh.seek(max(0, fh.tell() - 2000))
-                    chunks.append(fh.read().decode("utf-8", "replace"))
-            except OSError:
-                pass
-        return "\n".join(c for c in chunks if c)[-4000:]
+        """The end of the worker's log: a regular file opened without following links or blocking on a FIFO."""
+        import stat as stat_module
+
+        try:
+            fd = os.open(os.path.join(self._scratch, _LOG_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return ""
+        try:
+            info = os.fstat(fd)
+            if not stat_module.S_ISREG(info.st_mode):
+                return ""
+            os.lseek(fd, max(0, info.st_size - 4000), os.SEEK_SET)
+            return os.read(fd, 4000).decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
 
     def _fail(self, kind: FailureKind, reason: str, *, stage: str | None = None, traceback: str = "") -> CandidateFailed:
         """Record the failure, kill the worker's process group, remove scratch; return the error to raise."""
@@ -477,18 +571,36 @@ class SandboxedProgram(MemoryProgram):
         from agentmem.llm.context import call_context
 
         method = message.get("method")
-        if method not in ("complete", "structured", "embed"):
+        if method not in ("complete", "structured", "embed", "note"):
             raise self._fail("invalid", f"invalid: the worker asked for {method!r}", stage=self._op_name)
+        if method == "note":  # a program's outcome count (an M* fallback, a split) for the evaluation result
+            event, caller = message.get("event"), message.get("caller")
+            try:
+                note = getattr(self.toolkit.llm, "note", None)
+            except AgentmemError:  # no LLM configured: nothing to count on
+                note = None
+            caller = str(caller)[:200] if caller is not None else None
+            if isinstance(event, str) and event.isidentifier() and len(event) <= 40 and callable(note) and (
+                    (event, caller) in self._noted or len(self._noted) < _MAX_NOTED):  # a bounded set of counters
+                self._noted.add((event, caller))
+                note(event, caller)
+            return {"type": "return", "value": None}
         self.requests[method] += 1
         try:
             if method == "embed":
                 texts = message.get("texts")
                 if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                     raise self._fail("invalid", "invalid: embed request without a list of texts", stage=self._op_name)
+                if len(texts) > self.limits.embed_texts_per_op:
+                    raise self._fail("timeout", f"timeout: {self._op_name} asked to embed over "
+                                                f"{self.limits.embed_texts_per_op} texts", stage=self._op_name)
                 return {"type": "return", "value": [list(map(float, v)) for v in self.toolkit.embedder.embed(texts)]}
             messages = message.get("messages")
             if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
                 raise self._fail("invalid", f"invalid: {method} request without a list of messages", stage=self._op_name)
+            # only plain role/content pairs reach the model client (no provider options smuggled in a message)
+            messages = [{"role": str(m.get("role")) if m.get("role") in ("system", "user", "assistant") else "user",
+                         "content": str(m.get("content", ""))} for m in messages]
             caller = message.get("caller")
             caller = str(caller)[:200] if caller is not None else None
             raw_tags = message.get("tags") if isinstance(message.get("tags"), dict) else {}
@@ -497,6 +609,12 @@ class SandboxedProgram(MemoryProgram):
                 if method == "complete":
                     options = message.get("options") if isinstance(message.get("options"), dict) else {}
                     kwargs = {k: options.get(k) for k in ("max_tokens", "temperature", "response_format")}
+                    if not isinstance(kwargs["max_tokens"], int) or not 0 < kwargs["max_tokens"] <= self.limits.max_reply_tokens:
+                        kwargs["max_tokens"] = None if kwargs["max_tokens"] is None else self.limits.max_reply_tokens
+                    if not isinstance(kwargs["temperature"], (int, float)) or not 0 <= kwargs["temperature"] <= 2:
+                        kwargs["temperature"] = None
+                    if not isinstance(kwargs["response_format"], dict):
+                        kwargs["response_format"] = None
                     text = self.toolkit.llm.complete(messages, caller=caller, **kwargs)
                     return {"type": "return", "value": str(text)}
                 schema = message.get("schema") if isinstance(message.get("schema"), dict) else {}
@@ -603,10 +721,34 @@ def _tree_pids(pid: int) -> list[int]:
     return seen
 
 
-def _tree_rss_kb(pid: int) -> int | None:
-    """Resident memory of ``pid`` and all its descendants."""
-    sizes = [rss for rss in map(_rss_kb, _tree_pids(pid)) if rss is not None]
-    return sum(sizes) if sizes else None
+def _tree_rss_kb(pid: int, *, count_unlinked: bool = False) -> int | None:
+    """Resident memory of ``pid`` and all its descendants.
+
+    ``count_unlinked`` adds the files they hold open that have no name left (memfd_create, an unlinked tmpfs
+    file): memory that is neither in VmRSS nor under RLIMIT_AS. Files on disk cost nothing here: only
+    in-memory file systems are counted (their st_dev is not a block device's).
+    """
+    pids = _tree_pids(pid)
+    sizes = [rss for rss in map(_rss_kb, pids) if rss is not None]
+    if not sizes:
+        return None
+    total = sum(sizes)
+    if count_unlinked:
+        seen: set[tuple[int, int]] = set()
+        for member in pids:
+            try:
+                names = os.listdir(f"/proc/{member}/fd")
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    info = os.stat(f"/proc/{member}/fd/{name}")
+                except OSError:
+                    continue
+                if info.st_nlink == 0 and (info.st_dev, info.st_ino) not in seen and os.major(info.st_dev) == 0:
+                    seen.add((info.st_dev, info.st_ino))
+                    total += info.st_blocks // 2
+    return total
 
 
 def _rss_kb(pid: int) -> int | None:
@@ -709,7 +851,11 @@ def validate_program(
     except ValueError as exc:  # null bytes
         return ValidationReport(ok=False, stage="import", kind="invalid", error=f"invalid: {exc}",
                                 seconds=round(time.perf_counter() - started, 3))
-    root = tempfile.mkdtemp(prefix="agentmem-validate-")
+    except (RecursionError, MemoryError) as exc:  # nesting the compiler cannot take
+        return ValidationReport(ok=False, stage="import", kind="invalid",
+                                error=f"invalid: the source is too deeply nested to compile ({type(exc).__name__})",
+                                seconds=round(time.perf_counter() - started, 3))
+    root = make_scratch("validate")
     stores = Stores(root)
     program: SandboxedProgram | None = None
     stage: Literal["import", "interface", "smoke"] = "import"
@@ -744,4 +890,4 @@ def validate_program(
         if program is not None:
             program._finalizer()
         stores.close()
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)

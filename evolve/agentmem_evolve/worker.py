@@ -99,8 +99,10 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
     the exception still fails: the hook checks that the descriptor is still the channel it was given
     (a program that swapped it for /dev/null ends the worker with :data:`TAMPER_EXIT`).
     """
+    import _imp
     import _posixsubprocess
     import _stat
+    import gc
     import json
     import pathlib
     import posix
@@ -205,14 +207,20 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
                                 "gc.get_objects", "sqlite3.enable_load_extension", "sqlite3.load_extension",
                                 "os.setns", "os.unshare", "shutil.make_archive", "shutil.unpack_archive",
                                 "webbrowser.open", "cpython.run_command", "cpython.run_module",
-                                "_xxsubinterpreters.create", "os.chroot", "os.pidfd_open"})
+                                "_xxsubinterpreters.create", "os.chroot", "os.pidfd_open",
+                                "cpython.PyInterpreterState_New"})
     socket_calls = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
                               "socket.gethostbyname", "socket.gethostbyaddr", "socket.gethostbyname_ex",
                               "socket.getnameinfo", "socket.sethostname"})
     blocked_imports = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_xxsubinterpreters",
                                  "_xxinterpchannels", "_posixsubprocess", "_thread", "_socket", "posix", "_signal",
                                  "_testcapi", "_testinternalcapi", "resource", "readline", "pty",
-                                 "_lsprof", "_tracemalloc"} | {str(m) for m in policy.get("blocked_imports") or ()})
+                                 "_lsprof", "_tracemalloc", "_tkinter", "tkinter", "uvloop", "_xxsubinterpreters",
+                                 "_xxinterpchannels", "_testbuffer", "_testimportmultiple", "_testmultiphase",
+                                 "_xxtestfuzz", "_multiprocessing", "_posixshmem"}
+                                | {str(m) for m in policy.get("blocked_imports") or ()})
+    ioctl_events = frozenset({"fcntl.ioctl"})
+
     # opening a directory yields a handle that dir_fd= and fchdir() resolve against, out of the hook's
     # sight (the "open" audit event does not carry dir_fd): no directory handles at all
     dir_flags = getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_PATH", 0)
@@ -251,11 +259,21 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
         except BaseException:  # the channel is gone or was tampered with: nothing may go on
             _exit(_exitcode)
 
+    def sql_guard(action: int, *args: Any, _attach=24, _deny=1, _ok=0, _denials=DENIALS, _report=report) -> int:
+        """sqlite authorizer: no other database file by SQL (ATTACH, and VACUUM INTO, which attaches)."""
+        if action != _attach:
+            return _ok
+        reason = f"denied: SQL that opens another database file ({str(args[0] if args else '')[:200]!r})"
+        _denials.append(reason)
+        _report(reason)
+        return _deny
+
     def hook(event: str, args: tuple, _resolve=resolve, _inside=inside, _readable=readable, _listable=listable,
              _report=report,
              _write_ok=write_ok, _write_files=write_files, _flags_write=flags_write, _dir_flags=dir_flags,
              _path_events=path_events, _two=two_path_events, _process=process_events, _sockets=socket_calls,
              _dir_fd_events=dir_fd_events, _stat=posix.stat, _isdir=_stat.S_ISDIR,
+             _ioctl_events=ioctl_events,
              _imports=blocked_imports, _own=protected_modules, _pid=pid, _self_proc=self_proc,
              _denials=DENIALS, _exc=SandboxDenied, _type=type, _isinstance=isinstance, _str=str,
              _getattr=getattr, _types=(type,), _len=len, _int=int, _OSError=OSError) -> None:
@@ -346,14 +364,27 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             reason = f"{event} (no native code from the program)"
         elif event == "import":
             name = args[0] if args else ""
-            if _type(name) is not _str or name.split(".")[0] in _imports:
+            if _type(name) is not _str:
                 reason = f"importing {name!r}"
+            else:
+                for part in name.split("."):  # an extension loaded under an alias ('x._thread') is found by its last part
+                    if part in _imports:
+                        reason = f"importing {name!r}"
+                        break
         elif event == "sqlite3.connect":
             target = args[0] if args else ""
+            if _type(target) is _str and target.startswith("file:"):  # a URI: its path part is what sqlite opens
+                target = target[5:].split("?", 1)[0].split("#", 1)[0]
+                if target.startswith("//"):
+                    target = "/" + target[2:].split("/", 1)[-1] if "/" in target[2:] else ""
+                if target in ("", ":memory:"):
+                    target = "/"  # a URI naming no file: refuse rather than guess
             if not (_type(target) is _str and (target == ":memory:" or target == "")):
                 real = _resolve(target)
                 if real is None or not _inside(real, _write_ok):
                     reason = f"sqlite3.connect to {real or target!r} (outside the scratch directory)"
+        elif event in _ioctl_events:
+            reason = f"{event} (device and file-flag controls are not allowed)"
         elif event == "object.__setattr__" or event == "object.__delattr__":
             target = args[0] if args else None
             if _isinstance(target, _types) or _type(target).__name__ in ("function", "code", "builtin_function_or_method"):
@@ -367,7 +398,56 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             _report(reason)
             raise _exc(reason)
 
-    sys.addaudithook(hook)
+    def guarded(event: str, args: tuple, _hook=hook, _isenabled=gc.isenabled, _disable=gc.disable,
+                _enable=gc.enable) -> None:
+        """The hook with the garbage collector off: no gc callback can run between its checks."""
+        if _isenabled():
+            _disable()
+            try:
+                _hook(event, args)
+            finally:
+                _enable()
+        else:
+            _hook(event, args)
+
+    sys.addaudithook(guarded)
+
+    # built-in and extension modules made afresh (``_imp``: no audit event) must not bring back what is blocked
+    def module_maker(original: Any, _imports=blocked_imports, _report=report, _str=str, _type=type,
+                     _getattr=getattr, _basename=os.path.basename) -> Any:
+        def make(spec: Any, *rest: Any) -> Any:
+            name = _getattr(spec, "name", None)
+            origin = _getattr(spec, "origin", None)
+            parts = name.split(".") if _type(name) is _str else [""]
+            if _type(origin) is _str:
+                parts.append(_basename(origin).split(".", 1)[0])
+            for part in parts:
+                if part in _imports or part == "":
+                    reason = f"denied: making module {name!r} (blocked in the sandbox)"
+                    DENIALS.append(reason)
+                    _report(reason)
+                    raise SandboxDenied(reason)
+            return original(spec, *rest)
+
+        return make
+
+    # connections come with an authorizer that refuses SQL opening another file (ATTACH, VACUUM INTO):
+    # sqlite3.connect is wrapped where a program finds it (a connection is not ready inside the audit event)
+    import sqlite3 as _sqlite_module
+    import sqlite3.dbapi2 as _dbapi2
+
+    import _sqlite3
+
+    def guarded_connect(*args: Any, _connect=_sqlite3.connect, _guard=sql_guard, **kwargs: Any) -> Any:
+        connection = _connect(*args, **kwargs)
+        connection.set_authorizer(_guard)
+        return connection
+
+    for module in (_sqlite3, _sqlite_module, _dbapi2):
+        module.connect = guarded_connect  # type: ignore[attr-defined]
+
+    _imp.create_builtin = module_maker(_imp.create_builtin)  # type: ignore[assignment]
+    _imp.create_dynamic = module_maker(_imp.create_dynamic)  # type: ignore[assignment]
 
     # the process doors that are not audit events in Python 3.11
     def no_threads(*args: Any, _report=report, **kwargs: Any) -> Any:
@@ -520,6 +600,10 @@ class ProxyLLM:
         value = self._channel.call("structured", messages=messages, caller=caller, tags=current_tags(),
                                    schema={"id": key, "name": schema.__name__, "json": schema.model_json_schema()})
         return schema.model_validate(value)
+
+    def note(self, event: str, caller: str | None = None) -> None:
+        """Count an outcome (an M* fallback, a split) on the controller's meter."""
+        self._channel.call("note", event=str(event)[:40], caller=caller)
 
 
 class ProxyEmbedder:

@@ -32,8 +32,8 @@ def run(tmp_path, seed_source):
     archive = Archive(run_dir)
     seed = ProgramRecord(source=seed_source, status="valid", meta={"seed": "seednotes"})
     evolved_src = seed_source.replace(
-        "        dia_id = event.metadata.get(\"dia_id\")",
-        "        dia_id = event.metadata.get(\"dia_id\")  # evolved: keep the turn id for evidence",
+        "        self.packer = Packer(order=\"position\")",
+        "        self.packer = Packer(order=\"position\")  # evolved: keep the turn id for evidence",
     )
     assert evolved_src != seed_source
     child = ProgramRecord(source=evolved_src, parents=[seed.id], operator="reflective", generation=1, status="valid",

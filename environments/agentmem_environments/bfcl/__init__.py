@@ -57,7 +57,7 @@ from agentmem_environments.bfcl.checker import Checker, bfcl_correct, load_check
 from agentmem_environments.bfcl.install import BFCL_VERSION, ENV_DIR, BFCLInstallError, ensure_bfcl, find_bfcl
 from agentmem_environments.bfcl.loader import load_tasks
 from agentmem_environments.locomo import split_ids
-from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_dia_ids
+from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_dia_ids, turn_ids
 
 __all__ = ["BFCLMemoryEnvironment", "Options", "BFCL_VERSION", "ENV_DIR", "BFCLInstallError", "ensure_bfcl", "find_bfcl"]
 
@@ -144,6 +144,7 @@ class BFCLMemoryEnvironment(TaskSetEnvironment):
                 agent.observe(event)
             topic = session.events[0].metadata.get("topic") if session.events else None
             agent.end_session(Episode(id=session.id, task=task.id, events=session.events, metadata={"topic": topic}))
+        turns = turn_ids(task)
         results: list[QuestionResult] = []
         for question in task.questions:
             answer = agent.answer(question.text, context={"category": question.category})
@@ -153,7 +154,7 @@ class BFCLMemoryEnvironment(TaskSetEnvironment):
             metrics: dict[str, float] = {"accuracy": bfcl_correct(checker, answer.text, truth)}
             if question.metadata.get("answer_in_source"):
                 metrics["answer_recall"] = bfcl_correct(checker, recalled_text, truth)
-            er = evidence_recall(recalled_dia_ids(items), question.evidence)
+            er = evidence_recall(recalled_dia_ids(items, turns), question.evidence)
             if er is not None:
                 metrics["evidence_recall"] = er
             results.append(

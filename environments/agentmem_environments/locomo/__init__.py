@@ -44,7 +44,7 @@ from agentmem.types import Episode
 from agentmem_environments.locomo.demo import DEMO_PATH
 from agentmem_environments.locomo.loader import ADVERSARIAL_ANSWER as NOT_MENTIONED
 from agentmem_environments.locomo.loader import CATEGORIES, load_tasks
-from agentmem_environments.locomo.metrics import evidence_recall, locomo_f1
+from agentmem_environments.locomo.metrics import evidence_recall, locomo_f1, recalled_dia_ids, turn_ids
 
 __all__ = ["LocomoEnvironment", "OFFICIAL_URL", "ENV_DATA"]
 
@@ -201,23 +201,17 @@ class LocomoEnvironment(TaskSetEnvironment):
                     id=session.id,
                     task=task.id,
                     events=session.events,
-                    metadata={"date_time": session.date_time},
+                    metadata={"date_time": session.when},
                 )
             )
-        now = next((s.date_time for s in reversed(task.sessions) if s.date_time), None)
+        now = next((s.when for s in reversed(task.sessions) if s.when), None)
+        turns = turn_ids(task)  # memories return event ids; this environment knows which turn each one is
         results: list[QuestionResult] = []
         for question in task.questions:
             answer = agent.answer(self.prompt_for(question), context={"category": question.category, "now": now})
             metrics: dict[str, float] = {"f1": locomo_f1(answer.text, question.answer, question.category)}
             recalled = answer.recall.items if self.top_k is None else answer.recall.items[: self.top_k]
-            dia_ids: list[Any] = []
-            for item in recalled:
-                value = item.metadata.get("dia_id")
-                if isinstance(value, list):
-                    dia_ids.extend(value)
-                elif value is not None:
-                    dia_ids.append(value)
-            er = evidence_recall(dia_ids, question.evidence)
+            er = evidence_recall(recalled_dia_ids(recalled, turns), question.evidence)
             if er is not None:
                 metrics["evidence_recall"] = er
             results.append(

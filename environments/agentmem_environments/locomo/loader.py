@@ -188,7 +188,7 @@ def _sample_to_task(sample: Any, index: int, w: _Where) -> Task:
             "speaker_b": conversation.get("speaker_b"),
             "sessions": len(sessions),
             "turns": sum(len(s.events) for s in sessions),
-            "last_date_time": sessions[-1].date_time,
+            "last_date_time": sessions[-1].when,
         },
     )
 
@@ -246,10 +246,11 @@ def _sessions(conversation: dict[str, Any], sample_id: str, where: str, w: _Wher
                     speaker=speaker.strip(),
                     session_id=session_id,
                     timestamp=when,
+                    when=date_text,
                     metadata={"dia_id": dia_id, "session": n, "date_time": date_text},
                 )
             )
-        sessions.append(Session(id=session_id, date_time=date_text, events=events))
+        sessions.append(Session(id=session_id, when=date_text, events=events))
     return sessions, dia_ids
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -35,6 +35,8 @@ __all__ = [
     "ABSTENTION_PHRASES",
     "PorterStemmer",
     "canonical_dia_id",
+    "recalled_dia_ids",
+    "turn_ids",
     "evidence_recall",
     "f1_score",
     "is_abstention",
@@ -388,3 +390,22 @@ def evidence_recall(recalled_dia_ids: Iterable[Any], evidence: Iterable[Any]) ->
     for item in recalled_dia_ids:
         got.update(canonical_dia_id(item))
     return sum(1 for dia in wanted if dia in got) / len(wanted)
+
+
+def turn_ids(task: Any) -> dict[str, str]:
+    """The environment's own map from each event id of ``task`` to its turn id (``metadata["dia_id"]``)."""
+    return {e.id: str(e.metadata["dia_id"]) for s in task.sessions for e in s.events if "dia_id" in e.metadata}
+
+
+def recalled_dia_ids(items: Iterable[Any], turns: Mapping[str, str] | None = None) -> list[str]:
+    """The turn ids recalled items point at, in order: their ``event_ids`` mapped through ``turns``
+    (memories carry event ids, the environment knows its turns), plus any ``metadata["dia_id"]`` a
+    program copied itself (lists flattened)."""
+    out: list[str] = []
+    for item in items:
+        if turns:
+            out.extend(turns[e] for e in item.event_ids if e in turns)
+        value = item.metadata.get("dia_id")
+        values = value if isinstance(value, list) else [value]
+        out.extend(str(v) for v in values if v is not None)
+    return out

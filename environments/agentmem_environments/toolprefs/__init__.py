@@ -50,7 +50,7 @@ from agentmem.types import Episode
 from agentmem_environments.locomo import split_ids
 from agentmem_environments.toolprefs.domains import DOMAINS, TOOLS, tool_spec
 from agentmem_environments.toolprefs.generator import GeneratorOptions, generate_users, render_call
-from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_dia_ids, score_call
+from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_dia_ids, score_call, turn_ids
 
 __all__ = ["ToolPrefsEnvironment", "GeneratorOptions"]
 
@@ -132,9 +132,10 @@ class ToolPrefsEnvironment(TaskSetEnvironment):
             for event in session.events:
                 agent.observe(event)
             agent.end_session(
-                Episode(id=session.id, task=task.id, events=session.events, metadata={"date_time": session.date_time})
+                Episode(id=session.id, task=task.id, events=session.events, metadata={"date_time": session.when})
             )
         now = task.metadata.get("now")
+        turns = turn_ids(task)  # memories return event ids; this environment knows which statement each one is
         results: list[QuestionResult] = []
         for question in task.questions:
             action = act(question.text, self.tools_for(question), context={"category": question.category, "now": now})
@@ -144,7 +145,7 @@ class ToolPrefsEnvironment(TaskSetEnvironment):
                 memory_params=meta.get("memory_params", ()), stale=meta.get("stale") or None,
             )
             items = action.recall.items if self.top_k is None else action.recall.items[: self.top_k]
-            er = evidence_recall(recalled_dia_ids(items), question.evidence)
+            er = evidence_recall(recalled_dia_ids(items, turns), question.evidence)
             if er is not None:
                 metrics["evidence_recall"] = er
             prediction = render_call(action.tool, action.arguments) if action.tool else f"(no call: {action.error})"

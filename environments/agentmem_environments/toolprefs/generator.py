@@ -183,10 +183,11 @@ def generate_user(index: int, options: GeneratorOptions, seed: int = 0) -> Task:
                         speaker=speaker,
                         session_id=session_id,
                         timestamp=when + timedelta(minutes=len(events)),
+                        when=stamp,
                         metadata={"dia_id": dia_id, "date_time": stamp},
                     )
                 )
-        sessions.append(Session(id=session_id, date_time=stamp, events=events))
+        sessions.append(Session(id=session_id, when=stamp, events=events))
 
     # the questions
     questions: list[Question] = []

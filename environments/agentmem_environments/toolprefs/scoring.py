@@ -4,7 +4,8 @@ Values are compared after light normalisation only (case, surrounding
 whitespace and quotes, a trailing full stop, numbers written as strings): a
 parameter is right when it is the value, not something like it. The proxy,
 evidence recall, asks whether recall surfaced the statements that ground the
-call, from the ``dia_id``s recalled items carry.
+call: the event ids recalled items carry, mapped to the statements' turn
+ids (``dia_id``) by the environment itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["normalize_value", "score_call", "evidence_recall", "recalled_dia_ids"]
+from agentmem_environments.locomo.metrics import recalled_dia_ids, turn_ids
+
+__all__ = ["normalize_value", "score_call", "evidence_recall", "recalled_dia_ids", "turn_ids"]
 
 _SPACES = re.compile(r"\s+")
 
@@ -69,16 +72,6 @@ def score_call(
             for name, old in stale.items()
         ]
         out["stale"] = sum(used_old) / len(used_old)
-    return out
-
-
-def recalled_dia_ids(items: Iterable[Any]) -> list[str]:
-    """Every ``metadata["dia_id"]`` of recalled items (lists flattened), in order."""
-    out: list[str] = []
-    for item in items:
-        value = item.metadata.get("dia_id")
-        values = value if isinstance(value, list) else [value]
-        out.extend(str(v) for v in values if v is not None)
     return out
 
 

@@ -4,7 +4,6 @@ The jail's scratch and /tmp are tmpfs mounts of a fixed size, but bubblewrap's /
 its own, writable and sized at half the host's RAM; its pages are not the worker's resident memory,
 so the memory watch does not see them either.
 """
-import os
 
 from pydantic import BaseModel
 

@@ -1,5 +1,4 @@
 """Hostile: fills its disk with many files, each under the file-size limit."""
-import os
 
 from agentmem.memory import MemoryProgram
 from agentmem.types import Recall

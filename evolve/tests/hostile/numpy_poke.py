@@ -6,7 +6,6 @@ primitive invisible to audit hooks. The program silences the denial reporter (re
 replaced ``threading._start_new_thread``'s keyword defaults), provokes one denial to get the hook's
 frame from the traceback, widens the hook's roots to "/" in place and clears DENIALS.
 """
-import os
 import sys
 import threading
 

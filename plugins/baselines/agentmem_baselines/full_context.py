@@ -1,23 +1,25 @@
 """Full context: every observed event, verbatim and in order, truncated to the budget.
 
-The simplest memory that forgets nothing: each event is appended to an
-SQLite log (through the toolkit, so it survives a reopen and belongs to one
-scope). Recall ignores the query and returns the longest run of the newest
-events that fits the token budget, presented oldest first, and says how many
-older events were cut. It is the yardstick of "just put the history in the
-prompt": any real memory should beat it at equal budget.
+The simplest memory that forgets nothing: each event is appended to a
+:class:`~agentmem.store.Store` (no vector or word index: nothing is ever
+searched), so it survives a reopen and belongs to one scope. Recall ignores
+the query: the packer takes the newest events while they fit the token
+budget (a contiguous window), presents them oldest first, and the recall
+says how many older events were cut. It is the yardstick of "just put the
+history in the prompt": any real memory should beat it at equal budget.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentmem.encode import event_text, event_when
 from agentmem.memory import MemoryProgram
-from agentmem.types import Event, Query, Recall, RecallItem
-from agentmem_baselines._common import body, dia_id, when
+from agentmem.packer import Packer, candidate
+from agentmem.store import StoredItem
+from agentmem.types import Event, Query, Recall
 
 __all__ = ["FullContextMemory", "FullContextParams"]
 
@@ -34,11 +36,10 @@ class FullContextParams(BaseModel):
     with_dates: bool = Field(True, description="prefix each event with its date")
 
 
-class FullContextMemory(MemoryProgram):
+class FullContextMemory(MemoryProgram[FullContextParams]):
     """Every event kept in order; recall returns the newest that fit the budget."""
 
     name: ClassVar[str] = "full-context"
-    Params: ClassVar[type[BaseModel]] = FullContextParams
     templates: ClassVar[dict[str, str]] = {
         "usage": (
             "The conversation so far, oldest first{% if omitted %} ({{ omitted }} older events cut to fit){% endif %}:"
@@ -48,75 +49,24 @@ class FullContextMemory(MemoryProgram):
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
         super().__init__(toolkit, params)
-        db = self.toolkit.db
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, session_id TEXT,"
-            " event_when TEXT, body TEXT, dia_id TEXT, event TEXT)"
-        )
-        db.commit()
-        self._dirty = 0
+        self.store = self.open_store("events", dense=False, lexical=False, sync_every=64)
+        self.packer = Packer(order="position", contiguous=True, limit=self.params.max_events or None)
 
-    # -- encode / store ---------------------------------------------------------
     def observe(self, event: Event) -> None:
-        self.toolkit.db.execute(
-            "INSERT INTO events (id, session_id, event_when, body, dia_id, event) VALUES (?, ?, ?, ?, ?, ?)",
-            (event.id, event.session_id or "", when(event), body(event), dia_id(event), event.model_dump_json()),
-        )
-        self._dirty += 1
-        if self._dirty >= 64:
-            self._commit()
+        self.store.add([StoredItem(text=event_text(event), group=event.session_id or "", ts=event.timestamp.timestamp(),
+                                   event_ids=[event.id], data={"when": event_when(event),
+                                                               "event": event.model_dump(mode="json")})])
 
-    def reflect(self, episode: Any) -> None:
-        self._commit()
-
-    def close(self) -> None:
-        self._commit()
-        self.toolkit.close()
-
-    def _commit(self) -> None:
-        if self._dirty:
-            self.toolkit.db.commit()
-            self._dirty = 0
-
-    # -- retrieve -----------------------------------------------------------------
     def recall(self, query: Query) -> Recall:
-        db = self.toolkit.db
-        total = int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        total = self.store.count()
         if total == 0:
             return Recall(plugin=self.name)
-        cap = self.params.max_events or total
-        kept: list[RecallItem] = []
-        used = 0
-        # newest first, stopping at the first event that no longer fits: a contiguous recent window
-        for row in db.execute("SELECT id, session_id, event_when, body, dia_id FROM events ORDER BY seq DESC"):
-            if len(kept) >= cap:
-                break
-            text = f"[{row['event_when']}] {row['body']}" if self.params.with_dates else row["body"]
-            cost = self.toolkit.count_tokens(text)
-            if used + cost > query.budget_tokens:
-                break
-            used += cost
-            kept.append(
-                RecallItem(
-                    content=text,
-                    score=1.0,
-                    source=self.name,
-                    tokens=cost,
-                    event_ids=[row["id"]],
-                    metadata={"dia_id": [row["dia_id"]] if row["dia_id"] else [], "session": row["session_id"]},
-                )
-            )
-        kept.reverse()
-        omitted = total - len(kept)
-        context = "\n".join(i.content for i in kept)
-        return Recall(
-            items=kept,
-            omitted=omitted,
-            plugin=self.name,
-            instructions=self.instructions(context=context, omitted=omitted) if kept else "",
-        )
+        with_dates = self.params.with_dates
+        newest_first = (candidate(e, f"[{e.data['when']}] {e.text}" if with_dates else e.text, 1.0, self.name, session=e.group)
+                        for e in self.store.items(order="seq DESC"))
+        packed = self.packer.pack(newest_first, query.budget_tokens)
+        return self.recalled(packed._replace(omitted=total - len(packed.items)))
 
     def events(self) -> list[Event]:
         """Every stored event, oldest first (for inspection and export)."""
-        rows = self.toolkit.db.execute("SELECT event FROM events ORDER BY seq").fetchall()
-        return [Event.model_validate(json.loads(r[0])) for r in rows]
+        return [Event.model_validate(item.data["event"]) for item in self.store.items()]

@@ -5,10 +5,10 @@ order, to one running transcript (kept verbatim in SQLite). The transcript is
 cut into windows of ``chunk_tokens`` tokens that overlap by
 ``overlap_tokens`` (so a fact split by a window edge is whole in one of two
 neighbours); each window is embedded with the toolkit's sentence embedder
-into a ChromaDB collection and remembers which events (and LoCoMo
-``dia_id``) it covers. Recall embeds the query, takes the ``top_k`` most
-similar windows, packs them by similarity into the token budget, presents
-them in transcript order and reports how many matches did not fit.
+into the windows' :class:`~agentmem.store.Store` (and its Chroma mirror) and
+remembers which events it covers. Recall is the core dense retriever (the
+``top_k`` most similar windows) and packer (by similarity into the token
+budget, presented in transcript order, what did not fit counted).
 
 The last, still-growing window is indexed too (and replaced when it fills),
 so what was just said is searchable at once. Events are the source of truth:
@@ -17,15 +17,18 @@ reopening a store with other chunk sizes re-chunks it from the stored events.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentmem.encode import event_text, event_when
 from agentmem.memory import MemoryProgram
+from agentmem.packer import Packer, candidate
+from agentmem.retrievers import DenseRetriever, Retrieval
+from agentmem.store import StoredItem
 from agentmem.tokens import _PIECES  # the same pieces count_tokens counts
-from agentmem.types import Episode, Event, Query, Recall, RecallItem
-from agentmem_baselines._common import body, dia_id, when
+from agentmem.types import Episode, Event, Query, Recall
+
 
 __all__ = ["Chunk", "RAGMemory", "RAGParams"]
 
@@ -59,14 +62,12 @@ class Chunk(BaseModel):
     when: str
     session_id: str
     event_ids: list[str]
-    dia_ids: list[str]
 
 
-class RAGMemory(MemoryProgram):
+class RAGMemory(MemoryProgram[RAGParams]):
     """Vanilla RAG: overlapping token windows, embedded, top-k by similarity."""
 
     name: ClassVar[str] = "rag"
-    Params: ClassVar[type[BaseModel]] = RAGParams
     templates: ClassVar[dict[str, str]] = {
         "usage": (
             "Passages retrieved from earlier conversations, in the order they were said;"
@@ -78,18 +79,20 @@ class RAGMemory(MemoryProgram):
         super().__init__(toolkit, params)
         db = self.toolkit.db
         db.executescript(
-            "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, session_id TEXT,"
-            " event_when TEXT, body TEXT, dia_id TEXT, start_tok INTEGER, n_tok INTEGER);"
-            "CREATE INDEX IF NOT EXISTS events_start ON events (start_tok);"
-            "CREATE TABLE IF NOT EXISTS chunks (idx INTEGER PRIMARY KEY, body TEXT);"
+            "CREATE TABLE IF NOT EXISTS transcript (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT, session_id TEXT,"
+            " event_when TEXT, body TEXT, start_tok INTEGER, n_tok INTEGER);"
+            "CREATE INDEX IF NOT EXISTS transcript_start ON transcript (start_tok);"
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);"
         )
-        self._collection = self.toolkit.collection("chunks")
-        self._total = int(db.execute("SELECT COALESCE(SUM(n_tok), 0) FROM events").fetchone()[0])
+        self.windows = self.open_store("windows", lexical=False)
+        self.retrieval = Retrieval(DenseRetriever(), fetch_factor=1, min_fetch=1)
+        self.packer = Packer(order="position")
+        self._total = int(db.execute("SELECT COALESCE(SUM(n_tok), 0) FROM transcript").fetchone()[0])
         shape = f"{self.params.chunk_tokens}/{self.params.stride}"
         stored = self._meta("shape")
-        if stored is not None and stored != shape:
-            self._drop_chunks()  # other window sizes: re-chunk from the stored events
+        if stored is not None and stored != shape:  # other window sizes: re-chunk from the stored events
+            self.windows.delete([w.id for w in self.windows.items(include_deleted=True)])
+            db.execute("DELETE FROM meta WHERE key = 'next_window'")
         self._set_meta("shape", shape)
         db.commit()
         # stored events may be ahead of the stored windows (a crash, new sizes): catch up at first use
@@ -97,11 +100,11 @@ class RAGMemory(MemoryProgram):
 
     # -- encode / store ---------------------------------------------------------
     def observe(self, event: Event) -> None:
-        line = body(event)
+        line = event_text(event)
         n_tok = self.toolkit.count_tokens(line)
         self.toolkit.db.execute(
-            "INSERT INTO events (id, session_id, event_when, body, dia_id, start_tok, n_tok) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event.id, event.session_id or "", when(event), line, dia_id(event), self._total, n_tok),
+            "INSERT INTO transcript (id, session_id, event_when, body, start_tok, n_tok) VALUES (?, ?, ?, ?, ?, ?)",
+            (event.id, event.session_id or "", event_when(event), line, self._total, n_tok),
         )
         self._total += n_tok
         self._unflushed += 1
@@ -110,10 +113,6 @@ class RAGMemory(MemoryProgram):
 
     def reflect(self, episode: Episode) -> None:
         self._flush()
-
-    def close(self) -> None:
-        self._flush()
-        self.toolkit.close()
 
     def _flush(self) -> None:
         """Cut every window the new events complete (plus the growing last one), embed, store."""
@@ -134,24 +133,15 @@ class RAGMemory(MemoryProgram):
             if not final:
                 break
             i += 1
-        db = self.toolkit.db
-        if windows:
-            db.executemany(
-                "INSERT OR REPLACE INTO chunks (idx, body) VALUES (?, ?)",
-                [(w.index, w.model_dump_json()) for w in windows],
-            )
-            self._collection.upsert(
-                ids=[f"w{w.index}" for w in windows],
-                documents=[w.text for w in windows],
-                metadatas=[{"idx": w.index, "session": w.session_id} for w in windows],
-            )
+        self.windows.add([StoredItem(id=f"w{w.index}", text=w.text, group=w.session_id,
+                                     event_ids=w.event_ids, data=w.model_dump()) for w in windows], replace=True)
         self._set_meta("next_window", str(i))
-        db.commit()
+        self.toolkit.db.commit()
         self._unflushed = 0
 
     def _window(self, index: int, start: int, end: int) -> Chunk:
         rows = self.toolkit.db.execute(
-            "SELECT id, session_id, event_when, body, dia_id, start_tok, n_tok FROM events"
+            "SELECT id, session_id, event_when, body, start_tok, n_tok FROM transcript"
             " WHERE n_tok > 0 AND start_tok < ? AND start_tok + n_tok > ? ORDER BY seq",
             (end, start),
         ).fetchall()
@@ -177,15 +167,7 @@ class RAGMemory(MemoryProgram):
             when=rows[0]["event_when"] if rows else "",
             session_id=rows[0]["session_id"] if rows else "",
             event_ids=[r["id"] for r in rows],
-            dia_ids=[r["dia_id"] for r in rows if r["dia_id"]],
         )
-
-    def _drop_chunks(self) -> None:
-        ids = self._collection.get(include=[])["ids"]
-        for n in range(0, len(ids), 1000):
-            self._collection.delete(ids=ids[n : n + 1000])
-        self.toolkit.db.execute("DELETE FROM chunks")
-        self.toolkit.db.execute("DELETE FROM meta WHERE key = 'next_window'")
 
     def _meta(self, key: str) -> str | None:
         row = self.toolkit.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -197,56 +179,20 @@ class RAGMemory(MemoryProgram):
     # -- retrieve -----------------------------------------------------------------
     def recall(self, query: Query) -> Recall:
         self._flush()
-        total = self._collection.count()
-        if total == 0:
-            return Recall(plugin=self.name)
-        k = min(self.params.top_k, total)
-        if query.budget_tokens == 0:
-            return Recall(omitted=k, plugin=self.name)
-        hits = self._collection.query(query_texts=[query.text], n_results=k, include=["distances"])
-        scores = {int(i[1:]): 1.0 - float(d) for i, d in zip(hits["ids"][0], hits["distances"][0])}
-        chunks = self.chunks(list(scores))
-        used = 0
-        omitted = 0
-        kept: list[tuple[Chunk, int]] = []
-        for idx in sorted(chunks, key=lambda n: -scores[n]):
-            cost = self.toolkit.count_tokens(self._shown(chunks[idx]))
-            if used + cost > query.budget_tokens:
-                omitted += 1
-                continue
-            used += cost
-            kept.append((chunks[idx], cost))
-        kept.sort(key=lambda pair: pair[0].index)
-        items = [
-            RecallItem(
-                content=self._shown(c),
-                score=round(scores[c.index], 4),
-                source=self.name,
-                tokens=cost,
-                event_ids=c.event_ids,
-                metadata={"dia_id": c.dia_ids, "session": c.session_id, "chunk": c.index},
-            )
-            for c, cost in kept
-        ]
-        return Recall(
-            items=items,
-            omitted=omitted,
-            plugin=self.name,
-            instructions=self.instructions(context="\n---\n".join(i.content for i in items)) if items else "",
-        )
+        hits, ctx = self.retrieval.run(self.windows, query.text, self.params.top_k)
+        packed = self.packer.pack((candidate(w, self._shown(w), hit.score, self.name, position=w.data["index"],
+                                             session=w.group, chunk=w.data["index"])
+                                   for hit, w in ctx.found(hits)), query.budget_tokens)
+        return self.recalled(packed, context="\n---\n".join(i.content for i in packed.items))
 
-    def _shown(self, chunk: Chunk) -> str:
-        return chunk.dated if self.params.with_dates else chunk.text
+    def _shown(self, window: StoredItem) -> str:
+        return str(window.data["dated"] if self.params.with_dates else window.text)
 
     def chunks(self, indexes: list[int] | None = None) -> dict[int, Chunk]:
         """Stored windows by index (all of them if ``indexes`` is None)."""
         self._flush()
-        db = self.toolkit.db
         if indexes is None:
-            rows = db.execute("SELECT idx, body FROM chunks ORDER BY idx").fetchall()
-        elif not indexes:
-            return {}
+            found = list(self.windows.items())
         else:
-            marks = ",".join("?" * len(indexes))
-            rows = db.execute(f"SELECT idx, body FROM chunks WHERE idx IN ({marks})", indexes).fetchall()
-        return {int(r[0]): Chunk.model_validate(json.loads(r[1])) for r in rows}
+            found = list(self.windows.get([f"w{n}" for n in indexes]).values())
+        return {int(w.data["index"]): Chunk.model_validate(w.data) for w in sorted(found, key=lambda w: w.data["index"])}

@@ -9,7 +9,7 @@ three, with SQLite as the source of truth:
   its ``edge_k`` most similar earlier ones above ``edge_threshold``: the
   **query graph**, which relates tasks by meaning.
 * **interaction nodes** - the condensed trajectory of each episode: its key
-  steps, each keeping the event ids and LoCoMo ``dia_id`` it came from.
+  steps, each keeping the ids of the events it came from.
   Condensing is LLM-free by default (tool calls, plus the messages most
   relevant to the task, within ``max_steps``) or one structured LLM call
   that picks the key step numbers.
@@ -27,22 +27,31 @@ goes **up** to the insights those tasks support (plus insights directly
 similar to the query) and **down** to the condensed trajectories of the best
 tasks, successful ones first. Both tiers come back labelled, within the token
 budget, split between them by ``insight_budget_share``.
+
+Storage, the vector and word indexes, packing, insight merging and utility
+are the core modules (:class:`~agentmem.store.Store` for tasks, insights and
+optional steps; :class:`~agentmem.managers.Consolidate`,
+:class:`~agentmem.managers.UsageTracker`, :class:`~agentmem.packer.Packer`);
+what is hierarchical's own is the graph - its edges, its walk, its tiers.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
-import jinja2
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from agentmem.encode import event_when, merge_events
 from agentmem.errors import DataError
+from agentmem.managers import Consolidate, UsageTracker
 from agentmem.memory import MemoryProgram
-from agentmem.retrieval import BM25Index, jaccard, reciprocal_rank_fusion, tokenize
+from agentmem.packer import Candidate, Packer
+from agentmem.retrieval import jaccard, tokenize
+from agentmem.retrievers import fuse
+from agentmem.store import BATCH, StoredItem
 from agentmem.tokens import truncate_to_tokens
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
 from agentmem_hierarchical.models import (
@@ -73,23 +82,13 @@ __all__ = [
 ]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS queries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, task TEXT NOT NULL, outcome TEXT,
-    success INTEGER, reward REAL, date TEXT, session_id TEXT, dense TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS interactions (query_id TEXT PRIMARY KEY, n_steps INTEGER NOT NULL, steps TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS query_edges (src TEXT NOT NULL, dst TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (src, dst));
 CREATE INDEX IF NOT EXISTS query_edges_dst ON query_edges (dst);
-CREATE TABLE IF NOT EXISTS insights (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, utility REAL NOT NULL DEFAULT 0,
-    created TEXT);
 CREATE TABLE IF NOT EXISTS support (
     insight_id TEXT NOT NULL, query_id TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (insight_id, query_id));
 CREATE INDEX IF NOT EXISTS support_query ON support (query_id);
-CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, event TEXT NOT NULL);
 """
 
-_SQL_CHUNK = 900  # stay under SQLite's bound-variable limit
-_CHROMA_BATCH = 2000
 _FRONTIER_CAP = 50  # most query nodes one hop expands from
 _RELATED_IN_PROMPT = 3
 _PROMPT_STEP_TOKENS = 25
@@ -98,14 +97,11 @@ _CONDENSE_CANDIDATES = 40
 _NEIGHBOUR_DECAY = 0.5
 _MERGE_JACCARD = 0.7
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
-
-class HierarchicalMemory(MemoryProgram):
+class HierarchicalMemory(MemoryProgram[HierarchicalParams]):
     """Three tiers linked as graphs (insights, tasks, trajectories), traversed up and down at recall."""
 
     name: ClassVar[str] = "hierarchical"
-    Params: ClassVar[type[BaseModel]] = HierarchicalParams
     templates: ClassVar[dict[str, str]] = {
         "usage": (
             "Memory of earlier tasks, from general lessons to concrete past steps.\n"
@@ -156,41 +152,30 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
         super().__init__(toolkit, params)
-        self.params: HierarchicalParams
-        db = self.toolkit.db
-        db.executescript(_SCHEMA)
-        db.commit()
-        self._queries = self.toolkit.collection("queries")
-        self._steps = self.toolkit.collection("steps")
-        self._insights = self.toolkit.collection("insights")
-        self._pending: list[Event] = [
-            Event.model_validate_json(r[0]) for r in db.execute("SELECT event FROM pending ORDER BY seq")
-        ]
-        self._unsaved = 0
-        self._bm25: BM25Index | None = None  # built from SQLite at first recall
-        self._served: set[str] = set()  # insights recalled since the last reflect (for utility feedback)
-        self._counts: dict[str, int] = {}
-        self._resync()
+        self.toolkit.db.executescript(_SCHEMA)  # the graph's edges: hierarchical's own
+        self.toolkit.db.commit()
+        self.pending = self.open_buffer(sync_every=32)  # the current episode's events, until reflect
+        self.queries = self.open_store("queries")  # task nodes, their condensed trajectory in data["steps"]
+        self.insights = self.open_store("insights", lexical=False)
+        self.steps = self.open_store("steps", lexical=False) if self.params.step_index else None
+        self.usage = UsageTracker(self.insights)  # insights served since the last outcome
+        self.merging = Consolidate(merge_threshold=self.params.dedup_threshold)
+        self.packer = Packer(order="score")
 
     # -- lifecycle: encode -----------------------------------------------------------
     def observe(self, event: Event) -> None:
         """Collect the current episode's events (kept in SQLite until ``reflect`` assimilates them)."""
-        self._pending.append(event)
-        self.toolkit.db.execute(
-            "INSERT OR IGNORE INTO pending (id, event) VALUES (?, ?)", (event.id, event.model_dump_json())
-        )
-        self._unsaved += 1
-        if self._unsaved >= 32:
-            self.toolkit.db.commit()
-            self._unsaved = 0
+        self.pending.add(event)
 
     def reflect(self, episode: Episode) -> None:
         """Assimilate a finished episode: a query node with its edges, its condensed trajectory, new insights."""
-        events = _merge_events(self._pending, episode.events)
+        events = merge_events(self.pending.peek(), episode.events)
         self._feedback(episode)
-        if not events and not episode.task.strip():
-            self._clear_pending()
-            return
+        if events or episode.task.strip():
+            self._assimilate(episode, events)
+        self.pending.take()  # only once the episode is stored: a failure above keeps its events for the next try
+
+    def _assimilate(self, episode: Episode, events: list[Event]) -> None:
         outcome_events = [e for e in events if e.kind == "outcome"]
         reward = episode.reward
         if reward is None and outcome_events and outcome_events[-1].reward is not None:
@@ -201,11 +186,8 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         outcome = episode.outcome or (outcome_events[-1].content if outcome_events else None)
         first_msg = next((e.content for e in events if e.kind == "message"), "")
         task = " ".join(episode.task.split()) or truncate_to_tokens(" ".join(first_msg.split()), 30) or "untitled episode"
-        date = str(
-            episode.metadata.get("date_time")
-            or next((e.metadata["date_time"] for e in events if e.metadata.get("date_time")), "")
-            or (events[0].timestamp if events else self.toolkit.clock.now()).strftime("%Y-%m-%d %H:%M")
-        )
+        date = event_when(events[0]) if events else self.toolkit.clock.now().strftime("%Y-%m-%d %H:%M")
+        date = next((e.when for e in events if e.when), date)
         node = QueryNode(
             id=self._fresh_id(episode.id),
             task=task,
@@ -219,17 +201,12 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         related = self._store([(node, steps)], link=True)[node.id]
         if self._wants_insights(node):
             self._distil(node, steps, related)
-        self._clear_pending()
-
-    def close(self) -> None:
-        self.toolkit.db.commit()
-        self.toolkit.close()
 
     # -- public API ------------------------------------------------------------------------
     def import_items(self, items: Iterable[ImportItem | dict[str, Any]], *, link: bool = True) -> list[str]:
         """Bulk-insert tasks (query node + trajectory, plus optional insights) without any LLM call.
 
-        Embeddings are computed in batches and rows written with ``executemany``;
+        Embeddings are computed in batches and rows written in one transaction;
         with ``link`` each new task is joined to its most similar stored tasks
         (the query graph) in one batched nearest-neighbour search. Insights are
         merged with stored ones only when their text is the same (no LLM, no
@@ -277,16 +254,12 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
     def graph(self, limit: int | None = None) -> HierarchyGraph:
         """A snapshot of the three tiers and their edges (the newest ``limit`` tasks, or all)."""
         db = self.toolkit.db
-        sql = "SELECT id, task, outcome, success, reward, date, session_id FROM queries ORDER BY seq"
-        rows = db.execute(sql).fetchall()
+        nodes = list(self.queries.items())
         if limit is not None:
-            rows = rows[-limit:]
-        queries = [_node(r) for r in rows]
-        ids = [q.id for q in queries]
-        interactions = [
-            InteractionNode(query_id=qid, steps=steps) for qid, steps in self._load_steps(ids).items()
-        ]
-        id_set = set(ids)
+            nodes = nodes[-limit:]
+        queries = [_node(n) for n in nodes]
+        interactions = [InteractionNode(query_id=n.id, steps=_steps(n)) for n in nodes]
+        id_set = {q.id for q in queries}
         edges = [
             QueryEdge(src=r[0], dst=r[1], weight=r[2])
             for r in db.execute("SELECT src, dst, weight FROM query_edges ORDER BY rowid")
@@ -301,8 +274,9 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         for r in db.execute("SELECT insight_id FROM support"):
             counts[r[0]] += 1
         insights = [
-            InsightNode(id=r[0], text=r[1], utility=r[2], created=r[3] or "", support=counts.get(r[0], 0))
-            for r in db.execute("SELECT id, text, utility, created FROM insights ORDER BY seq")
+            InsightNode(id=i.id, text=i.text, utility=_utility(i), created=i.data.get("created", ""),
+                        support=counts.get(i.id, 0))
+            for i in self.insights.items()
         ]
         return HierarchyGraph(
             queries=queries, interactions=interactions, insights=insights, query_edges=edges, support_edges=support
@@ -311,12 +285,12 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
     # -- retrieve --------------------------------------------------------------------------
     def recall(self, query: Query) -> Recall:
         """Similar tasks, one walk along the query graph, then up to insights and down to trajectories (no LLM)."""
-        n_queries = self._count("queries")
-        n_insights = self._count("insights")
+        n_queries = self.queries.count()
+        n_insights = self.insights.count()
         if query.budget_tokens <= 0 or (n_queries == 0 and n_insights == 0) or not query.text.strip():
             return Recall(plugin=self.name)
         p = self.params
-        vector = self.toolkit.embed([query.text])[0]
+        vector = self.queries.embed([query.text])[0]
         nodes = self._find_tasks(query.text, vector, n_queries) if n_queries else {}
         nodes = self._expand(nodes)
         insight_ranked = self._rank_insights(vector, nodes, n_insights) if p.k_insights and n_insights else []
@@ -327,25 +301,15 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         """The ``k_queries`` most similar query nodes: dense (task, steps) and BM25 rankings fused."""
         p = self.params
         fetch = min(total, p.k_queries * 3)
-        rankings: list[list[str]] = []
-        hits = self._queries.query(query_embeddings=[vector], n_results=fetch, include=["distances"])
-        rankings.append(list(hits["ids"][0]))
-        if p.step_index and self._count("steps"):
-            n_steps = self._count("steps")
-            sh = self._steps.query(
-                query_embeddings=[vector], n_results=min(n_steps, p.k_queries * 6), include=["metadatas"]
-            )
-            seen: dict[str, None] = {}
-            for meta in sh["metadatas"][0]:
-                seen.setdefault(str(meta["q"]), None)
-            rankings.append(list(seen))
-        rankings.append([doc for doc, _ in self._bm25_index().search(text, fetch)])
-        fused = reciprocal_rank_fusion(rankings)
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[: p.k_queries]
+        rankings = [[i for i, _ in self.queries.nearest(vector, fetch)]]
+        if self.steps is not None and self.steps.count():
+            hits = self.steps.nearest(vector, min(self.steps.count(), p.k_queries * 6))
+            rankings.append(list(dict.fromkeys(step_id.rsplit(":", 1)[0] for step_id, _ in hits)))
+        rankings.append([i for i, _ in self.queries.lexical(text, fetch)])
+        best = fuse(rankings)[: p.k_queries]
         if not best:
             return {}
-        top = best[0][1]
-        return {qid: score / top for qid, score in best}
+        return {h.id: h.score / best[0].score for h in best}
 
     def _expand(self, seeds: dict[str, float]) -> dict[str, float]:
         """Walk ``hops`` steps along the query graph; a neighbour scores its parent's score x edge weight x decay."""
@@ -371,19 +335,12 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         support: dict[str, float] = defaultdict(float)
         for insight_id, query_id, weight in self._support_of(list(nodes)):
             support[insight_id] += nodes[query_id] * float(weight)
-        rankings = [sorted(support, key=lambda i: (-support[i], i))]
-        hits = self._insights.query(
-            query_embeddings=[vector], n_results=min(total, p.k_insights * 2), include=["distances"]
-        )
-        sims = {i: 1.0 - float(d) for i, d in zip(hits["ids"][0], hits["distances"][0])}
-        rankings.append([i for i in hits["ids"][0] if sims[i] >= p.min_similarity])
-        fused = reciprocal_rank_fusion(rankings)
-        if not fused:
-            return []
-        rows = self._fetch("SELECT id, text, utility FROM insights WHERE id IN ({})", list(fused))
+        similar = self.insights.nearest(vector, min(total, p.k_insights * 2))
+        fused = fuse([sorted(support, key=lambda i: (-support[i], i)), [i for i, s in similar if s >= p.min_similarity]])
+        found = self.insights.get([h.id for h in fused])
         scored = [
-            (r[0], r[1], fused[r[0]] * (1.0 + 0.1 * max(-5.0, min(5.0, float(r[2])))))
-            for r in rows
+            (h.id, found[h.id].text, h.score * (1.0 + 0.1 * max(-5.0, min(5.0, _utility(found[h.id])))))
+            for h in fused if h.id in found
         ]
         scored.sort(key=lambda t: (-t[2], t[0]))
         return scored[: p.k_insights]
@@ -392,18 +349,11 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         """The best tasks' condensed trajectories (down the hierarchy), successful ones preferred."""
         if not nodes:
             return []
-        rows = self._fetch(
-            "SELECT id, task, outcome, success, reward, date, session_id FROM queries WHERE id IN ({})", list(nodes)
-        )
         penalty = 1.0 - self.params.prefer_success
-        scored = []
-        for r in rows:
-            node = _node(r)
-            scored.append((node, nodes[node.id] * (penalty if node.success is False else 1.0)))
-        scored.sort(key=lambda t: (-t[1], t[0].id))
-        chosen = scored[: self.params.k_trajectories]
-        steps = self._load_steps([n.id for n, _ in chosen])
-        return [(n, steps.get(n.id, []), s) for n, s in chosen]
+        found = self.queries.get(list(nodes))
+        scored = sorted(((item, nodes[item.id] * (penalty if item.data.get("success") is False else 1.0))
+                         for item in found.values()), key=lambda t: (-t[1], t[0].id))
+        return [(_node(item), _steps(item), score) for item, score in scored[: self.params.k_trajectories]]
 
     def _pack(
         self,
@@ -414,16 +364,9 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         """Fit both tiers into the budget: insights up to their share, trajectories in the rest, then leftovers."""
         budget = query.budget_tokens
         share = round(budget * self.params.insight_budget_share) if trajectories else budget
-        used = 0
-        kept_insights: list[RecallItem] = []
-        pending_insights: list[tuple[str, str, float]] = []
-        for insight_id, text, score in insights:
-            item = self._insight_item(insight_id, text, score)
-            if used + item.tokens <= share:
-                kept_insights.append(item)
-                used += item.tokens
-            else:
-                pending_insights.append((insight_id, text, score))
+        candidates = [Candidate(self._insight_item(insight_id, text, score)) for insight_id, text, score in insights]
+        first = self.packer.pack(candidates, share)
+        used = first.tokens
         q_tokens = set(tokenize(query.text))
         kept_traj: list[RecallItem] = []
         omitted = 0
@@ -438,14 +381,11 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
                 continue
             kept_traj.append(item)
             used += item.tokens
-        for insight_id, text, score in pending_insights:  # budget the trajectories left unused
-            item = self._insight_item(insight_id, text, score)
-            if used + item.tokens <= budget:
-                kept_insights.append(item)
-                used += item.tokens
-            else:
-                omitted += 1
-        self._served.update(i.metadata["insight_id"] for i in kept_insights)
+        shown = {i.metadata["insight_id"] for i in first.items}
+        rest = self.packer.pack([c for c in candidates if c.item.metadata["insight_id"] not in shown], budget - used)
+        kept_insights = first.items + rest.items  # budget the trajectories left unused
+        omitted += rest.omitted
+        self.usage.served([i.metadata["insight_id"] for i in kept_insights])
         items = kept_insights + kept_traj
         instructions = self.instructions(
             "usage",
@@ -455,13 +395,13 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         return Recall(items=items, omitted=omitted, plugin=self.name, instructions=instructions)
 
     def _insight_item(self, insight_id: str, text: str, score: float) -> RecallItem:
-        content = self._render("insight_item", text=text)
+        content = self.instructions("insight_item", text=text)
         return RecallItem(
             content=content,
             score=round(score, 6),
             source=self.name,
             tokens=self.toolkit.count_tokens(content),
-            metadata={"tier": "insight", "insight_id": insight_id, "dia_id": []},
+            metadata={"tier": "insight", "insight_id": insight_id, "item_id": insight_id},
         )
 
     def _trajectory_item(
@@ -490,10 +430,10 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
                     metadata={
                         "tier": "trajectory",
                         "query_id": node.id,
+                        "item_id": node.id,
                         "task": node.task,
                         "success": node.success,
                         "date": node.date,
-                        "dia_id": list(dict.fromkeys(d for s in chosen for d in s.dia_ids)),
                     },
                 )
         return None
@@ -502,7 +442,7 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         texts = [s.text for s in steps]
         if skipped:
             texts.append("...")
-        return self._render(
+        return self.instructions(
             "trajectory_item",
             task=node.task,
             status=_status(node),
@@ -530,10 +470,10 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
             steps, _CONDENSE_CANDIDATES, f"{node.task} {node.outcome or ''}"
         )
         messages = [
-            {"role": "system", "content": self._render("condense_system")},
+            {"role": "system", "content": self.instructions("condense_system")},
             {
                 "role": "user",
-                "content": self._render(
+                "content": self.instructions(
                     "condense_user",
                     task=node.task,
                     outcome=_outcome_line(node),
@@ -564,10 +504,9 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
     def _distil(self, node: QueryNode, steps: list[Step], related: list[tuple[str, float]]) -> list[str]:
         """One structured call for 0-2 lessons; guarded, then merged into near-duplicates or stored new."""
         rel_ids = [qid for qid, _ in related[:_RELATED_IN_PROMPT]]
-        rel_nodes = {r[0]: _node(r) for r in self._fetch(
-            "SELECT id, task, outcome, success, reward, date, session_id FROM queries WHERE id IN ({})", rel_ids
-        )}
-        rel_steps = self._load_steps(rel_ids)
+        rel_items = self.queries.get(rel_ids)
+        rel_nodes = {q: _node(item) for q, item in rel_items.items()}
+        rel_steps = {q: _steps(item) for q, item in rel_items.items()}
         related_view = [
             {
                 "task": rel_nodes[q].task,
@@ -577,10 +516,10 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
             for q in rel_ids if q in rel_nodes
         ]
         messages = [
-            {"role": "system", "content": self._render("insight_system")},
+            {"role": "system", "content": self.instructions("insight_system")},
             {
                 "role": "user",
-                "content": self._render(
+                "content": self.instructions(
                     "insight_user",
                     task=node.task,
                     status=_status(node) or "not recorded",
@@ -610,25 +549,12 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
     def _add_insight(self, text: str, supporters: list[tuple[str, float]]) -> str:
         """Store ``text`` as a new insight, or merge it into a near-duplicate by adding support edges."""
-        db = self.toolkit.db
-        vector = self.toolkit.embed([text])[0]
-        target: str | None = None
-        total = self._count("insights")
-        if total:
-            hits = self._insights.query(query_embeddings=[vector], n_results=min(total, 3), include=["distances", "documents"])
-            for iid, dist, doc in zip(hits["ids"][0], hits["distances"][0], hits["documents"][0]):
-                if 1.0 - float(dist) >= self.params.dedup_threshold or jaccard(text, doc or "") >= _MERGE_JACCARD:
-                    target = iid
-                    break
+        vector = self.insights.embed([text])[0]
+        target = self.merging.duplicate_of(self.insights, text, vector, k=3, jaccard_threshold=_MERGE_JACCARD)
         if target is None:
-            self._counts.clear()
-            target = uuid.uuid4().hex[:16]
-            db.execute(
-                "INSERT INTO insights (id, text, utility, created) VALUES (?, ?, 0, ?)",
-                (target, text, self.toolkit.clock.now().strftime("%Y-%m-%d %H:%M")),
-            )
-            db.commit()
-            self._insights.upsert(ids=[target], documents=[text], embeddings=[vector])
+            (added,) = self.insights.add([StoredItem(text=text, data={"created": self._now()})])
+            target = added.id
+        db = self.toolkit.db
         db.executemany(
             "INSERT INTO support (insight_id, query_id, weight) VALUES (?, ?, ?)"
             " ON CONFLICT (insight_id, query_id) DO UPDATE SET weight = MAX(weight, excluded.weight)",
@@ -639,59 +565,35 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
     def _add_insights_bulk(self, by_text: dict[str, list[str]]) -> None:
         """Insights of ``import_items``: one per distinct text (merged with stored ones of the same text)."""
-        db = self.toolkit.db
-        existing = {r[1]: r[0] for r in db.execute("SELECT id, text FROM insights")}
+        existing = {i.text: i.id for i in self.insights.items()}
         new = [t for t in by_text if t not in existing]
-        ids = {t: existing.get(t) or uuid.uuid4().hex[:16] for t in by_text}
-        now = self.toolkit.clock.now().strftime("%Y-%m-%d %H:%M")
-        self._counts.clear()
-        db.executemany(
-            "INSERT INTO insights (id, text, utility, created) VALUES (?, ?, 0, ?)", [(ids[t], t, now) for t in new]
-        )
+        added = self.insights.add([StoredItem(text=t, data={"created": self._now()}) for t in new])
+        ids = {**existing, **{item.text: item.id for item in added}}
+        db = self.toolkit.db
         db.executemany(
             "INSERT OR IGNORE INTO support (insight_id, query_id, weight) VALUES (?, ?, 1.0)",
             [(ids[t], q) for t, qs in by_text.items() for q in qs],
         )
         db.commit()
-        if new:
-            vectors = self.toolkit.embed(new)
-            self._upsert(self._insights, [ids[t] for t in new], new, vectors)
 
     def _store(self, pairs: list[tuple[QueryNode, list[Step]]], *, link: bool) -> dict[str, list[tuple[str, float]]]:
-        """Write query + interaction nodes (SQLite first), embed them in one batch, link the query graph.
+        """Write query nodes with their condensed trajectories (SQLite first, then the indexes), link the query graph.
 
         Returns each new node's edges ``(other node, similarity)``, best first.
         """
-        db = self.toolkit.db
-        dense = [_dense_text(node, steps) for node, steps in pairs]
-        docs = [node.task + "\n" + "\n".join(s.text for s in steps) for node, steps in pairs]
-        step_ids = [f"{node.id}:{i}" for node, steps in pairs for i in range(len(steps))]
-        step_texts = [s.text for _, steps in pairs for s in steps]
-        step_meta = [{"q": node.id} for node, steps in pairs for _ in steps]
-        vectors = self.toolkit.embed(dense + (step_texts if self.params.step_index else []))
-        q_vectors, s_vectors = vectors[: len(dense)], vectors[len(dense):]
-        self._counts.clear()
-        db.executemany(
-            "INSERT INTO queries (id, task, outcome, success, reward, date, session_id, dense, doc)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (n.id, n.task, n.outcome, None if n.success is None else int(n.success), n.reward, n.date, n.session_id, d, doc)
-                for (n, _), d, doc in zip(pairs, dense, docs)
-            ],
-        )
-        db.executemany(
-            "INSERT OR REPLACE INTO interactions (query_id, n_steps, steps) VALUES (?, ?, ?)",
-            [(n.id, len(s), json.dumps([x.model_dump() for x in s])) for n, s in pairs],
-        )
-        db.commit()
-        self._upsert(self._queries, [n.id for n, _ in pairs], dense, q_vectors, new=True)
-        if self.params.step_index and step_ids:
-            self._upsert(self._steps, step_ids, step_texts, s_vectors, step_meta, new=True)
-        edges = self._link(pairs, q_vectors) if link else {node.id: [] for node, _ in pairs}
-        if self._bm25 is not None:
-            for (n, _), doc in zip(pairs, docs):
-                self._bm25.add(n.id, doc)
-        return edges
+        stored = self.queries.add([
+            StoredItem(id=node.id, text=node.task, dense_text=_dense_text(node, steps),
+                       lexical_text=node.task + "\n" + "\n".join(s.text for s in steps), group=node.session_id,
+                       data={**node.model_dump(exclude={"id", "task"}), "steps": [s.model_dump() for s in steps]})
+            for node, steps in pairs
+        ])
+        if self.steps is not None:
+            self.steps.add([StoredItem(id=f"{node.id}:{i}", text=step.text, group=node.id)
+                            for node, steps in pairs for i, step in enumerate(steps)])
+        if not link:
+            return {node.id: [] for node, _ in pairs}
+        vectors = self.queries.vectors([item.id for item in stored])
+        return self._link(pairs, [vectors[node.id] for node, _ in pairs])
 
     def _link(self, pairs: list[tuple[QueryNode, list[Step]]], vectors: list[list[float]]) -> dict[str, list[tuple[str, float]]]:
         """G-Memory's query graph: each new node links to its ``edge_k`` most similar others above ``edge_threshold``.
@@ -701,22 +603,19 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         """
         p = self.params
         edges: dict[str, list[tuple[str, float]]] = {node.id: [] for node, _ in pairs}
-        total = self._count("queries")
+        total = self.queries.count()
         if not p.edge_k or total < 2:
             return edges
         order = {node.id: i for i, (node, _) in enumerate(pairs)}
         rows: dict[tuple[str, str], float] = {}
-        for start in range(0, len(pairs), _CHROMA_BATCH):
-            chunk = vectors[start:start + _CHROMA_BATCH]
-            hits = self._queries.query(query_embeddings=chunk, n_results=min(total, p.edge_k + 1), include=["distances"])
-            for (node, _), ids, dists in zip(pairs[start:start + _CHROMA_BATCH], hits["ids"], hits["distances"]):
-                found = [(i, 1.0 - float(d)) for i, d in zip(ids, dists) if i != node.id]
-                found = [(i, sim) for i, sim in found[: p.edge_k] if sim >= p.edge_threshold]
-                edges[node.id] = found
-                for other, sim in found:
-                    newer_first = order.get(other, -1) < order[node.id]
-                    key = (node.id, other) if newer_first else (other, node.id)
-                    rows[key] = max(rows.get(key, 0.0), sim)
+        for (node, _), hits in zip(pairs, self.queries.nearest_many(vectors, min(total, p.edge_k + 1))):
+            found = [(i, sim) for i, sim in hits if i != node.id]
+            found = [(i, sim) for i, sim in found[: p.edge_k] if sim >= p.edge_threshold]
+            edges[node.id] = found
+            for other, sim in found:
+                newer_first = order.get(other, -1) < order[node.id]
+                key = (node.id, other) if newer_first else (other, node.id)
+                rows[key] = max(rows.get(key, 0.0), sim)
         self.toolkit.db.executemany(
             "INSERT OR REPLACE INTO query_edges (src, dst, weight) VALUES (?, ?, ?)",
             [(src, dst, round(w, 6)) for (src, dst), w in rows.items()],
@@ -726,34 +625,15 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
     def _feedback(self, episode: Episode) -> None:
         """G-Memory's backward pass: insights served before this episode gain on success, lose on failure."""
-        if not self._served:
-            return
         success = episode.success
         if success is None and episode.reward is not None:
             success = episode.reward > 0
-        if success is not None:
-            served = list(self._served)
-            for start in range(0, len(served), _SQL_CHUNK):
-                part = served[start:start + _SQL_CHUNK]
-                self.toolkit.db.execute(
-                    f"UPDATE insights SET utility = utility + ? WHERE id IN ({','.join('?' * len(part))})",
-                    [1.0 if success else -1.0, *part],
-                )
-            self.toolkit.db.commit()
-        self._served.clear()
+        self.usage.credit(success)
 
     # -- storage helpers ---------------------------------------------------------------------------
-    def _render(self, name: str, **context: Any) -> str:
-        """Render one of ``templates`` (compiled once per distinct source: recall renders several per query)."""
-        source = self.templates[name]
-        compiled = _COMPILED.get(source)
-        if compiled is None:
-            compiled = _COMPILED[source] = _ENV.from_string(source)
-        return compiled.render(params=self.params, **context)
-
     def _import_steps(self, item: ImportItem) -> list[Step]:
         steps: list[Step] = []
-        per_step = len(item.dia_ids) == len(item.steps) and len(item.steps) > 1
+        per_step = len(item.event_ids) == len(item.steps) and len(item.steps) > 1
         for i, raw in enumerate(item.steps):
             if isinstance(raw, Step):
                 steps.append(raw)
@@ -761,48 +641,22 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
             text = truncate_to_tokens(" ".join(raw.split()), self.params.step_tokens)
             if not text:
                 continue
-            dia = [item.dia_ids[i]] if per_step else list(item.dia_ids)
-            steps.append(Step(text=text, dia_ids=[str(d) for d in dia]))
+            sources = [item.event_ids[i]] if per_step else list(item.event_ids)
+            steps.append(Step(text=text, event_ids=[str(e) for e in sources]))
         return steps
 
     def _fresh_id(self, wanted: str, taken: set[str] | None = None) -> str:
         """``wanted`` unless a stored node (or one of ``taken``) has it already: then a suffixed variant."""
-        db = self.toolkit.db
         candidate, n = wanted, 1
-        while (taken and candidate in taken) or db.execute("SELECT 1 FROM queries WHERE id = ?", (candidate,)).fetchone():
+        while (taken and candidate in taken) or self.queries.get_one(candidate) is not None:
             n += 1
             candidate = f"{wanted}-{n}"
         return candidate
 
-    def _count(self, what: str) -> int:
-        """Stored query nodes, insights or steps (cached between writes: COUNT(*) scans the table)."""
-        if what not in self._counts:
-            sql = {
-                "queries": "SELECT COUNT(*) FROM queries",
-                "insights": "SELECT COUNT(*) FROM insights",
-                "steps": "SELECT COALESCE(SUM(n_steps), 0) FROM interactions",
-            }[what]
-            self._counts[what] = int(self.toolkit.db.execute(sql).fetchone()[0])
-        return self._counts[what]
-
-    def _bm25_index(self) -> BM25Index:
-        if self._bm25 is None:
-            index = BM25Index()
-            index.add_many((r[0], r[1]) for r in self.toolkit.db.execute("SELECT id, doc FROM queries"))
-            self._bm25 = index
-        return self._bm25
-
-    def _fetch(self, sql: str, ids: Sequence[str]) -> list[Any]:
-        out: list[Any] = []
-        for start in range(0, len(ids), _SQL_CHUNK):
-            part = list(ids[start:start + _SQL_CHUNK])
-            out.extend(self.toolkit.db.execute(sql.format(",".join("?" * len(part))), part).fetchall())
-        return out
-
     def _edges_of(self, ids: list[str]) -> list[Any]:
         out: list[Any] = []
-        for start in range(0, len(ids), _SQL_CHUNK // 2):
-            part = ids[start:start + _SQL_CHUNK // 2]
+        for start in range(0, len(ids), BATCH):
+            part = ids[start:start + BATCH]
             marks = ",".join("?" * len(part))
             out.extend(self.toolkit.db.execute(
                 f"SELECT src, dst, weight FROM query_edges WHERE src IN ({marks}) OR dst IN ({marks})", part + part
@@ -810,71 +664,19 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         return out
 
     def _support_of(self, ids: list[str]) -> list[Any]:
-        return self._fetch("SELECT insight_id, query_id, weight FROM support WHERE query_id IN ({})", ids)
+        out: list[Any] = []
+        for start in range(0, len(ids), BATCH):
+            part = ids[start:start + BATCH]
+            out.extend(self.toolkit.db.execute(
+                f"SELECT insight_id, query_id, weight FROM support WHERE query_id IN ({','.join('?' * len(part))})", part
+            ).fetchall())
+        return out
 
-    def _load_steps(self, ids: Sequence[str]) -> dict[str, list[Step]]:
-        rows = self._fetch("SELECT query_id, steps FROM interactions WHERE query_id IN ({})", list(ids))
-        found = {r[0]: [Step.model_validate(s) for s in json.loads(r[1])] for r in rows}
-        return {q: found[q] for q in ids if q in found}
-
-    def _upsert(self, collection: Any, ids: list[str], docs: list[str], vectors: list[list[float]],
-                metas: list[dict[str, Any]] | None = None, *, new: bool = False) -> None:
-        """Write vectors in batches (``new``: ids never stored before, so Chroma's cheaper ``add``)."""
-        write = collection.add if new else collection.upsert
-        for start in range(0, len(ids), _CHROMA_BATCH):
-            end = start + _CHROMA_BATCH
-            kw: dict[str, Any] = {"ids": ids[start:end], "documents": docs[start:end], "embeddings": vectors[start:end]}
-            if metas is not None:
-                kw["metadatas"] = metas[start:end]
-            write(**kw)
-
-    def _resync(self) -> None:
-        """Rebuild a Chroma collection from SQLite when the two disagree (a crash between the two writes)."""
-        db = self.toolkit.db
-        if self._queries.count() != self._count("queries"):
-            rows = db.execute("SELECT id, dense FROM queries").fetchall()
-            if rows:
-                self._upsert(self._queries, [r[0] for r in rows], [r[1] for r in rows],
-                             self.toolkit.embed([r[1] for r in rows]))
-        if self._insights.count() != self._count("insights"):
-            rows = db.execute("SELECT id, text FROM insights").fetchall()
-            if rows:
-                self._upsert(self._insights, [r[0] for r in rows], [r[1] for r in rows],
-                             self.toolkit.embed([r[1] for r in rows]))
-        if self.params.step_index and self._steps.count() != self._count("steps"):
-            ids: list[str] = []
-            texts: list[str] = []
-            metas: list[dict[str, Any]] = []
-            for qid, steps in db.execute("SELECT query_id, steps FROM interactions"):
-                for i, s in enumerate(json.loads(steps)):
-                    ids.append(f"{qid}:{i}")
-                    texts.append(s["text"])
-                    metas.append({"q": qid})
-            if ids:
-                self._upsert(self._steps, ids, texts, self.toolkit.embed(texts), metas)
-
-    def _clear_pending(self) -> None:
-        self._pending = []
-        self.toolkit.db.execute("DELETE FROM pending")
-        self.toolkit.db.commit()
-        self._unsaved = 0
-
-
-_COMPILED: dict[str, jinja2.Template] = {}
+    def _now(self) -> str:
+        return self.toolkit.clock.now().strftime("%Y-%m-%d %H:%M")
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
-def _merge_events(pending: list[Event], given: list[Event]) -> list[Event]:
-    """Observed events then any the episode carries that were not observed, each once."""
-    seen: set[str] = set()
-    out: list[Event] = []
-    for event in [*pending, *given]:
-        if event.id not in seen:
-            seen.add(event.id)
-            out.append(event)
-    return out
-
-
 def _event_steps(events: list[Event], step_tokens: int) -> list[Step]:
     """Each event as one short step (consecutive repeats dropped), keeping its ids."""
     steps: list[Step] = []
@@ -889,13 +691,9 @@ def _event_steps(events: list[Event], step_tokens: int) -> list[Step]:
         text = truncate_to_tokens(" ".join(text.split()), step_tokens)
         if not text:
             continue
-        dia = event.metadata.get("dia_id")
-        step = Step(
-            text=text, kind=event.kind, event_ids=[event.id], dia_ids=[] if dia is None else [str(dia)]
-        )
+        step = Step(text=text, kind=event.kind, event_ids=[event.id])
         if steps and steps[-1].text == text:
             steps[-1].event_ids.extend(step.event_ids)
-            steps[-1].dia_ids.extend(step.dia_ids)
             continue
         steps.append(step)
     return steps
@@ -978,9 +776,16 @@ def _clean_lesson(raw: str, task: str, grounding: set[str]) -> str | None:
     return text[0].upper() + text[1:]
 
 
-def _node(row: Any) -> QueryNode:
-    return QueryNode(
-        id=row[0], task=row[1], outcome=row[2], success=None if row[3] is None else bool(row[3]),
-        reward=row[4], date=row[5] or "", session_id=row[6] or "",
-    )
+def _node(item: StoredItem) -> QueryNode:
+    data = item.data
+    return QueryNode(id=item.id, task=item.text, outcome=data.get("outcome"), success=data.get("success"),
+                     reward=data.get("reward"), date=data.get("date", ""), session_id=data.get("session_id", ""))
 
+
+def _steps(item: StoredItem) -> list[Step]:
+    return [Step.model_validate(s) for s in item.data.get("steps", [])]
+
+
+def _utility(insight: StoredItem) -> float:
+    """G-Memory's track record of an insight: +1 for each success it was served before, -1 for each failure."""
+    return float(2 * insight.helped - insight.retrieved)

@@ -68,12 +68,11 @@ class HierarchicalParams(BaseModel):
 
 
 class Step(BaseModel):
-    """One kept step of a condensed trajectory, with the events (and LoCoMo turns) it came from."""
+    """One kept step of a condensed trajectory, with the events it came from."""
 
     text: str
     kind: Literal["message", "tool_call", "observation", "outcome", "note"] = "message"
     event_ids: list[str] = Field(default_factory=list)
-    dia_ids: list[str] = Field(default_factory=list)
 
 
 class QueryNode(BaseModel):
@@ -134,8 +133,8 @@ class HierarchyGraph(BaseModel):
 class ImportItem(BaseModel):
     """One task to bulk-insert without any LLM call: its query node, trajectory and optional insights.
 
-    ``steps`` may be plain strings (LoCoMo ``dia_ids`` then go in ``dia_ids``,
-    one per step or shared by all) or :class:`Step` objects.
+    ``steps`` may be plain strings (their source event ids then go in
+    ``event_ids``, one per step or shared by all) or :class:`Step` objects.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -148,7 +147,7 @@ class ImportItem(BaseModel):
     reward: float | None = None
     date: str = ""
     session_id: str = ""
-    dia_ids: list[str] = Field(default_factory=list)
+    event_ids: list[str] = Field(default_factory=list)
     insights: list[str] = Field(default_factory=list)
 
 

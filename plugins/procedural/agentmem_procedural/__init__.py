@@ -12,29 +12,35 @@ the trajectory and its outcome and distils, with small LLM calls:
 * when a similar past task (found by retrieval over stored task
   descriptions) had the opposite outcome: one **comparative insight** (ReMe).
 
-Each item is indexed by ``when_to_use`` (the situation it applies to) in
-ChromaDB and BM25, with SQLite as the source of truth. ``recall`` is LLM-free
-by default: hybrid retrieval over situations, a minimum cosine similarity so
-an unrelated task gets nothing, a preference for items of higher utility
-``(helped+1)/(retrieved+2)``, packed into the token budget and rendered by
-kind. Items recalled during an episode are credited at the next ``reflect``
-(``retrieved += 1``, ``helped += 1`` if it succeeded); items that keep not
-helping are pruned and near-duplicates merged, with a history table kept.
+Each item is kept in the core :class:`~agentmem.store.Store`, indexed by
+``when_to_use`` (the situation it applies to). ``recall`` is LLM-free by
+default and made of core modules: the hybrid retriever with a similarity
+floor (an unrelated task gets nothing), the utility blend (items that
+helped, ``(helped+1)/(retrieved+2)``, rank higher) and the packer, with
+items rendered grouped by kind. The managers are core too: items recalled
+during an episode are credited at the next ``reflect`` (``UsageTracker``),
+items that keep not helping are pruned (``Prune``) and near-duplicates
+merged (``Consolidate``), each change kept in history. What is procedural's
+own is distillation: what a trajectory and its outcome become.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
+from agentmem.encode import merge_events
 from agentmem.errors import AgentmemError, DataError
+from agentmem.managers import Consolidate, Prune, UsageTracker
 from agentmem.memory import MemoryProgram
-from agentmem.retrieval import BM25Index, jaccard, reciprocal_rank_fusion, tokenize
+from agentmem.packer import Candidate, Packer
+from agentmem.retrieval import jaccard, tokenize
+from agentmem.retrievers import HybridRetriever, Retrieval, UtilityBlend
+from agentmem.store import StoredItem
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
 
 from agentmem_procedural import trajectory as tj
@@ -70,14 +76,13 @@ _TAGS: dict[str, str] = {
     "failure_trigger": "Pitfall to avoid",
 }
 _ADAPTED_HEADER = "Advice for this task:"
-_BATCH = 512  # rows per Chroma upsert / embedding batch
+_TRAJECTORY_EVENTS = 500  # observed events kept for the episode's trajectory
 
 
-class ProceduralMemory(MemoryProgram):
+class ProceduralMemory(MemoryProgram[ProceduralParams]):
     """Success patterns, failure triggers, comparative insights and workflows, recalled by situation and utility."""
 
     name: ClassVar[str] = "procedural"
-    Params: ClassVar[type[BaseModel]] = ProceduralParams
     Item: ClassVar[type[BaseModel]] = ProceduralItem
     templates: ClassVar[dict[str, str]] = {
         "usage": (
@@ -131,62 +136,45 @@ class ProceduralMemory(MemoryProgram):
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
         super().__init__(toolkit, params)
-        self._buffer: list[Event] = []
-        db = self.toolkit.db
-        db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS items (
-                id TEXT PRIMARY KEY, kind TEXT NOT NULL, when_to_use TEXT NOT NULL, content TEXT NOT NULL,
-                task TEXT NOT NULL DEFAULT '', episode_id TEXT NOT NULL DEFAULT '',
-                retrieved INTEGER NOT NULL DEFAULT 0, helped INTEGER NOT NULL DEFAULT 0,
-                created_at REAL NOT NULL, metadata TEXT NOT NULL DEFAULT '{}');
-            CREATE INDEX IF NOT EXISTS items_kind ON items(kind);
-            CREATE TABLE IF NOT EXISTS episodes (
-                id TEXT PRIMARY KEY, task TEXT NOT NULL, success INTEGER NOT NULL, reward REAL,
-                trajectory TEXT NOT NULL, calls TEXT NOT NULL, errors TEXT NOT NULL, created_at REAL NOT NULL);
-            CREATE TABLE IF NOT EXISTS pending (item_id TEXT PRIMARY KEY);
-            CREATE TABLE IF NOT EXISTS history (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, action TEXT NOT NULL,
-                reason TEXT NOT NULL, item TEXT NOT NULL, at REAL NOT NULL);
-            """
-        )
-        db.commit()
-        self._items = self.toolkit.collection("items")
-        self._episodes = self.toolkit.collection("episodes")
-        self._bm25: BM25Index | None = None
-        self._sync_index()
+        p = self.params
+        self.trajectory = self.open_buffer("trajectory", sync_every=32)  # the current episode's observed events
+        self.store = self.open_store("items")  # lessons, indexed by the situation they apply to
+        self.episodes = self.open_store("episodes", lexical=False)  # past tasks and outcomes, for comparisons
+        self.retrieval = Retrieval(HybridRetriever.from_params(p), UtilityBlend.from_params(p), fetch_factor=4, min_fetch=20)
+        self.packer = Packer(order="score")
+        self.usage = UsageTracker(self.store)
+        self.pruning = Prune.from_params(p)
+        self.consolidation = Consolidate.from_params(p)
 
     # -- public API ---------------------------------------------------------------
     def items(self, kind: ItemKind | None = None) -> list[ProceduralItem]:
         """Every stored item (of ``kind`` if given), oldest first."""
-        sql = "SELECT * FROM items" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at, id"
-        return [_row_item(r) for r in self.toolkit.db.execute(sql, (kind,) if kind else ())]
+        return [_lesson(i) for i in self.store.items(kind=kind, order="ts, id")]
 
     def get(self, item_id: str) -> ProceduralItem | None:
         """One item by id, or ``None``."""
-        row = self.toolkit.db.execute("SELECT * FROM items WHERE id = ?", (item_id,)).fetchone()
-        return _row_item(row) if row else None
+        item = self.store.get_one(item_id)
+        return _lesson(item) if item else None
 
     def history(self) -> list[dict[str, Any]]:
         """The log of pruned and merged items: ``{item_id, action, reason, item, at}``, oldest first."""
-        rows = self.toolkit.db.execute("SELECT item_id, action, reason, item, at FROM history ORDER BY seq").fetchall()
         return [
-            {"item_id": r[0], "action": r[1], "reason": r[2], "item": json.loads(r[3]), "at": r[4]} for r in rows
+            {"item_id": r.item_id, "action": r.op, "reason": r.reason,
+             "item": _lesson(StoredItem.model_validate(r.data)).model_dump(), "at": r.at}
+            for r in self.store.history()
         ]
 
     def import_items(self, items: Iterable[ProceduralItem | Mapping[str, Any]]) -> list[str]:
         """Insert items without any LLM call (bulk loads, tests, benchmarks); returns their ids.
 
         Every item is validated before anything is written, so one bad item
-        leaves the store untouched. Embeddings are computed in batches and
-        rows written with ``executemany``. Items keep a given ``id`` (an
-        existing item with that id is replaced); others get a fresh one.
+        leaves the store untouched. Items keep a given ``id`` (an existing
+        item with that id is replaced); others get a fresh one.
         """
         parsed: list[ProceduralItem] = []
-        now = self._now()
         for n, raw in enumerate(items):
             try:
-                item = raw if isinstance(raw, ProceduralItem) else ProceduralItem.model_validate(dict(raw))
+                parsed.append(raw if isinstance(raw, ProceduralItem) else ProceduralItem.model_validate(dict(raw)))
             except ValidationError as exc:
                 err = exc.errors()[0]
                 where = ".".join(str(p) for p in err.get("loc", ())) or "item"
@@ -196,7 +184,6 @@ class ProceduralMemory(MemoryProgram):
                 ) from None
             except (TypeError, ValueError):
                 raise DataError(f"import_items: item {n} is not a mapping of fields; pass dicts or ProceduralItem") from None
-            parsed.append(item.model_copy(update={"id": item.id or _new_id(), "created_at": item.created_at or now}))
         return [i.id for i in self._store(parsed)]
 
     def prune(self) -> list[str]:
@@ -204,77 +191,50 @@ class ProceduralMemory(MemoryProgram):
 
         The deleted items stay readable in :meth:`history`.
         """
-        p = self.params
-        rows = self.toolkit.db.execute(
-            "SELECT * FROM items WHERE retrieved >= ? AND (helped + 1.0) / (retrieved + 2.0) < ?",
-            (p.min_uses, p.prune_below),
-        ).fetchall()
-        victims = [_row_item(r) for r in rows]
-        for item in victims:
-            self._log(item, "pruned", f"utility {item.utility:.2f} < {p.prune_below} after {item.retrieved} uses")
-        self._delete([i.id for i in victims])
-        return [i.id for i in victims]
+        return [i.id for i in self.pruning.prune(self.store)]
 
     def consolidate(self, ids: list[str] | None = None) -> int:
         """Merge near-duplicate items of the same kind (all items, or those in ``ids`` against all); returns how many were merged away.
 
-        Candidates are each item's nearest neighbours in the situation index
-        (so no all-pairs loop); a pair is a duplicate when its situations are
-        at least ``merge_threshold`` similar (cosine) and its contents too
-        (cosine or word jaccard). The survivor is the more used (then older)
-        item; it takes the other's counters and provenance.
+        A pair is a duplicate when its situations are at least
+        ``merge_threshold`` similar (cosine, among each item's nearest
+        neighbours) and its contents too (cosine or word jaccard). The
+        survivor is the more used (then older) item; it takes the other's
+        counters and provenance.
         """
-        threshold = self.params.merge_threshold
-        total = self._items.count()
-        if total < 2:
-            return 0
         merged = 0
-        alive = {r[0] for r in self.toolkit.db.execute("SELECT id FROM items")}
-        if ids is None:
-            targets = sorted(alive)
-        else:
-            targets = [i for i in ids if i in alive]
-        for start in range(0, len(targets), _BATCH):
-            batch = [t for t in targets[start:start + _BATCH] if t in alive]
-            if not batch:
+        targets = [i.id for i in self.store.items()] if ids is None else list(ids)
+        vectors = self.store.vectors(targets)
+        for item_id in targets:
+            item = self.store.get_one(item_id)
+            if item is None or item_id not in vectors:
                 continue
-            got = self._items.get(ids=batch, include=["embeddings", "metadatas"])
-            by_kind: dict[str, list[tuple[str, list[float]]]] = {}
-            for item_id, emb, meta in zip(got["ids"], got["embeddings"], got["metadatas"]):
-                by_kind.setdefault(meta["kind"], []).append((item_id, [float(x) for x in emb]))
-            for kind, members in by_kind.items():  # one batched neighbour query per kind
-                hits = self._items.query(
-                    query_embeddings=[emb for _, emb in members], n_results=min(4, total),
-                    where={"kind": kind}, include=["distances"],
-                )
-                for (item_id, _), ids_, dists in zip(members, hits["ids"], hits["distances"]):
-                    for other, dist in zip(ids_, dists):
-                        if item_id not in alive:
-                            break
-                        if other == item_id or other not in alive or 1.0 - float(dist) < threshold:
-                            continue
-                        a, b = self.get(item_id), self.get(other)
-                        if a is None or b is None or not self._same_content(a, b):
-                            continue
-                        keep, drop = (a, b) if (a.retrieved, -a.created_at) >= (b.retrieved, -b.created_at) else (b, a)
-                        self._merge_into(keep, drop)
-                        alive.discard(drop.id)
-                        merged += 1
+            def same(other: StoredItem, item: StoredItem = item) -> bool:
+                return self._same_content(item, other)
+
+            other_id = self.consolidation.duplicate_of(self.store, item.dense, vectors[item_id],
+                                                       where={"kind": item.kind}, exclude=item_id, same=same)
+            other = self.store.get_one(other_id) if other_id else None
+            if other is None:
+                continue
+            keep, drop = (item, other) if (item.retrieved, -item.ts) >= (other.retrieved, -other.ts) else (other, item)
+            episodes = list(dict.fromkeys([*keep.data.get("episode_ids", []), *drop.data.get("episode_ids", [])]))
+            data = {**keep.data, "episode_ids": episodes[:200]} if episodes else keep.data
+            self.consolidation.merge(self.store, keep, drop, data=data)
+            self.usage.transfer(drop.id, keep.id)
+            merged += 1
         return merged
 
     # -- lifecycle -------------------------------------------------------------------
     def observe(self, event: Event) -> None:
-        """Collect the current episode's trajectory (the last 500 events are kept)."""
-        self._buffer.append(event)
-        if len(self._buffer) > 500:
-            del self._buffer[: len(self._buffer) - 500]
+        """Collect the current episode's trajectory (kept in SQLite until ``reflect``)."""
+        self.trajectory.add(event)
 
     def reflect(self, episode: Episode) -> None:
         """Credit recalled items with the outcome, distil new items, merge duplicates, prune the useless."""
-        events = _merge_events(episode.events, self._buffer)
-        self._buffer = []
+        events = merge_events(episode.events, self.trajectory.peek()[-_TRAJECTORY_EVENTS:])
         success = _success_of(episode, events)
-        self._credit(success)
+        self.usage.credit(success)
         if success is not None and events:
             task = tj.task_of(episode.task, events)
             new = self._distil(episode, task, events, success)
@@ -283,94 +243,56 @@ class ProceduralMemory(MemoryProgram):
                 self.consolidate([i.id for i in stored])
             if task:
                 self._remember_episode(episode, task, events, success)
+        self.trajectory.take()  # the episode is done with: its events leave the buffer
         self.prune()
 
     def recall(self, query: Query) -> Recall:
         """LLM-free by default: hybrid retrieval over situations, a similarity floor, utility, the token budget."""
-        total = self._items.count()
-        if total == 0 or query.budget_tokens <= 0 or not query.text.strip():
+        if query.budget_tokens <= 0:
             return Recall(plugin=self.name, instructions="")
-        ranked = self._rank(query.text, total)
-        if not ranked:
+        hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
+        if not hits:
             return Recall(plugin=self.name, instructions="")
+        ranked = [(_lesson(item), round(hit.score, 4)) for hit, item in ctx.found(hits)]
         adapted = self._adapt(query.text, [item for item, _ in ranked]) if self.params.adapt else []
         return self._pack(query, ranked, adapted)
 
-    def close(self) -> None:
-        self.toolkit.close()
-
     # -- retrieval ---------------------------------------------------------------------
-    def _rank(self, text: str, total: int) -> list[tuple[ProceduralItem, float]]:
-        """The ``top_k`` items above the similarity floor, best first, with their scores."""
-        p = self.params
-        fetch = min(total, max(p.top_k * 4, 20))
-        qvec = self.toolkit.embed([text])[0]
-        hits = self._items.query(query_embeddings=[qvec], n_results=fetch, include=["distances"])
-        cosine = {i: 1.0 - float(d) for i, d in zip(hits["ids"][0], hits["distances"][0])}
-        keyword = [i for i, _ in self._bm25_index().search(text, k=fetch)] if p.bm25_weight > 0 else []
-        extra = [i for i in keyword if i not in cosine]
-        if extra:  # keyword-only hits still have to pass the similarity floor
-            got = self._items.get(ids=extra, include=["embeddings"])
-            for i, emb in zip(got["ids"], got["embeddings"]):
-                cosine[i] = float(sum(a * b for a, b in zip(qvec, emb)))
-        eligible = {i for i, s in cosine.items() if s >= p.min_similarity}
-        if not eligible:
-            return []
-        dense = [i for i in sorted(cosine, key=lambda i: -cosine[i]) if i in eligible]
-        fused = reciprocal_rank_fusion([dense, [i for i in keyword if i in eligible]], weights=[1.0, p.bm25_weight])
-        best = (1.0 + p.bm25_weight) / 61.0  # rank 1 in both lists
-        rows = self._fetch(list(eligible))
-        scored = []
-        for item_id, item in rows.items():
-            relevance = fused.get(item_id, 0.0) / best
-            score = (1.0 - p.utility_weight) * relevance + p.utility_weight * item.utility
-            scored.append((item, round(score, 4), cosine[item_id]))
-        scored.sort(key=lambda t: (-t[1], -t[2], t[0].id))
-        return [(item, score) for item, score, _ in scored[: p.top_k]]
-
     def _pack(self, query: Query, ranked: list[tuple[ProceduralItem, float]], adapted: list[str]) -> Recall:
         """Fit the best items into the budget (group headers included) and render them grouped by kind."""
         budget = query.budget_tokens
         count = self.toolkit.count_tokens
-        used = 0
-        out: list[RecallItem] = []
-        kept: list[ProceduralItem] = []
-        omitted = 0
+        lead: list[RecallItem] = []
         if adapted:
             text = f"{_ADAPTED_HEADER} " + " ".join(adapted)
-            cost = count(text)
-            if cost <= budget:
-                used += cost
-                out.append(RecallItem(content=text, score=ranked[0][1], source=f"{self.name}.adapted", tokens=cost,
-                                      metadata={"kind": "adapted", "from": [i.id for i, _ in ranked]}))
-        groups_seen: set[str] = set()
-        for item, score in ranked:
-            content = f"{_TAGS[item.kind]}: {item.content}"
-            cost = count(content) + 1
-            if item.kind not in groups_seen:
-                cost += count(_HEADERS[item.kind])
-            if used + cost > budget:
-                omitted += 1
-                continue
-            used += cost
-            groups_seen.add(item.kind)
-            kept.append(item)
-            out.append(
-                RecallItem(
-                    content=content, score=score, source=self.name, tokens=count(content),
-                    event_ids=list(item.metadata.get("event_ids", [])),
-                    metadata={"dia_id": list(item.metadata.get("dia_id", [])), "kind": item.kind, "id": item.id,
-                              "when_to_use": item.when_to_use, "utility": round(item.utility, 3)},
-                )
-            )
-        context = _render_grouped(kept, adapted if out and out[0].source.endswith(".adapted") else [])
+            if count(text) <= budget:
+                lead.append(RecallItem(content=text, score=ranked[0][1], source=f"{self.name}.adapted", tokens=count(text),
+                                       metadata={"kind": "adapted", "from": [i.id for i, _ in ranked]}))
+
+        def header(cand: Candidate, kept: Sequence[Candidate]) -> int:
+            """A line's bullet, plus its group's header when it is the first of its kind."""
+            kind = cand.item.metadata["kind"]
+            return 1 + (0 if any(k.item.metadata["kind"] == kind for k in kept) else count(_HEADERS[kind]))
+
+        packed = self.packer.pack(
+            (Candidate(RecallItem(content=f"{_TAGS[item.kind]}: {item.content}", score=score, source=self.name,
+                                  event_ids=list(item.metadata.get("event_ids", [])),
+                                  metadata={"kind": item.kind, "id": item.id, "item_id": item.id,
+                                            "when_to_use": item.when_to_use, "utility": round(item.utility, 3)}))
+             for item, score in ranked),
+            budget - sum(i.tokens for i in lead), extra=header,
+        )
+        by_id = {item.id: item for item, _ in ranked}
+        out, omitted = lead + packed.items, packed.omitted
+        kept = [by_id[i.metadata["id"]] for i in packed.items]
+        context = _render_grouped(kept, adapted if lead else [])
         while out and count(context) > budget:  # the rendering must fit too, whatever the tokenizer's rounding
             dropped = out.pop()
             omitted += 1
             kept = [k for k in kept if k.id != dropped.metadata.get("id")]
             context = _render_grouped(kept, adapted if out and out[0].source.endswith(".adapted") else [])
         if kept:
-            self._mark_pending([i.id for i in kept])
+            self.usage.served([i.id for i in kept])
         return Recall(items=out, omitted=omitted, plugin=self.name,
                       instructions=self.instructions(context=context) if out else "")
 
@@ -382,15 +304,6 @@ class ProceduralMemory(MemoryProgram):
         if draft is None:
             return []
         return [tj.short(a, 240) for a in draft.advice if len(a.split()) >= 3][:n]
-
-    def _bm25_index(self) -> BM25Index:
-        """The keyword index over situations, built from SQLite on first use."""
-        if self._bm25 is None:
-            index = BM25Index()
-            index.add_many((r[0], _index_text(r[1], r[2])) for r in
-                           self.toolkit.db.execute("SELECT id, when_to_use, task FROM items"))
-            self._bm25 = index
-        return self._bm25
 
     # -- distillation ------------------------------------------------------------------
     def _distil(self, episode: Episode, task: str, events: list[Event], success: bool) -> list[ProceduralItem]:
@@ -463,19 +376,16 @@ class ProceduralMemory(MemoryProgram):
 
     def _comparative(self, task: str, events: list[Event], success: bool, base: dict) -> list[ProceduralItem]:
         """One insight contrasting this episode with the most similar past one that had the opposite outcome."""
-        if self._episodes.count() == 0:
+        if self.episodes.count() == 0:
             return []
-        hits = self._episodes.query(query_texts=[task], n_results=1, where={"success": int(not success)},
-                                    include=["distances"])
-        if not hits["ids"] or not hits["ids"][0]:
+        hits = self.episodes.nearest(self.episodes.embed([task])[0], 1, where={"kind": _outcome(not success)})
+        if not hits or hits[0][1] < self.params.compare_similarity:
             return []
-        other_id, dist = hits["ids"][0][0], float(hits["distances"][0][0])
-        if 1.0 - dist < self.params.compare_similarity:
+        other = self.episodes.get_one(hits[0][0])
+        if other is None:
             return []
-        row = self.toolkit.db.execute("SELECT task, trajectory, calls, errors FROM episodes WHERE id = ?", (other_id,)).fetchone()
-        if row is None:
-            return []
-        other_task, other_traj, other_calls, other_errors = row[0], row[1], json.loads(row[2]), json.loads(row[3])
+        other_id, other_task = other.id, other.text
+        other_traj, other_calls, other_errors = other.data["trajectory"], other.data["calls"], other.data["errors"]
         mine_calls, mine_errors = tj.calls_by_tool(events), tj.error_messages(events)
         good_calls, bad_calls = (mine_calls, other_calls) if success else (other_calls, mine_calls)
         blamed = other_errors if success else mine_errors
@@ -513,124 +423,28 @@ class ProceduralMemory(MemoryProgram):
 
     # -- storage ----------------------------------------------------------------------
     def _store(self, items: list[ProceduralItem]) -> list[ProceduralItem]:
-        """Write items to SQLite (the source of truth), then to the Chroma and BM25 indexes."""
+        """Write items to the store (SQLite first, then its Chroma and BM25 indexes); an item's id replaces its namesake."""
         if not items:
             return []
         now = self._now()
-        items = [i if i.id and i.created_at else i.model_copy(update={"id": i.id or _new_id(),
-                                                                       "created_at": i.created_at or now})
-                 for i in items]
-        db = self.toolkit.db
-        with db:
-            db.executemany(
-                "INSERT OR REPLACE INTO items (id, kind, when_to_use, content, task, episode_id, retrieved, helped,"
-                " created_at, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(i.id, i.kind, i.when_to_use, i.content, i.task, i.episode_id, i.retrieved, i.helped,
-                  i.created_at, json.dumps(i.metadata, default=str)) for i in items],
-            )
-        self._index(items)
+        items = [i.model_copy(update={"id": i.id or _new_id(), "created_at": i.created_at or now}) for i in items]
+        self.store.add([_stored(i) for i in items], replace=True)
         return items
 
-    def _index(self, items: list[ProceduralItem]) -> None:
-        for start in range(0, len(items), _BATCH):
-            batch = items[start:start + _BATCH]
-            docs = [_index_text(i.when_to_use, i.task) for i in batch]
-            self._items.upsert(ids=[i.id for i in batch], documents=docs, embeddings=self.toolkit.embed(docs),
-                               metadatas=[{"kind": i.kind} for i in batch])
-        if self._bm25 is not None:
-            for item in items:
-                self._bm25.add(item.id, _index_text(item.when_to_use, item.task))
-
-    def _delete(self, ids: list[str]) -> None:
-        if not ids:
-            return
-        db = self.toolkit.db
-        with db:
-            db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
-            db.executemany("DELETE FROM pending WHERE item_id = ?", [(i,) for i in ids])
-        self._items.delete(ids=ids)
-        if self._bm25 is not None:
-            for item_id in ids:
-                self._bm25.remove(item_id)
-
-    def _sync_index(self) -> None:
-        """Bring the Chroma collection back in line with SQLite (after a crash between the two writes)."""
-        n_sql = self.toolkit.db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        if self._items.count() == n_sql:
-            return
-        in_chroma = set(self._items.get(include=[])["ids"])
-        in_sql = {r[0] for r in self.toolkit.db.execute("SELECT id FROM items")}
-        stale = sorted(in_chroma - in_sql)
-        for start in range(0, len(stale), _BATCH):
-            self._items.delete(ids=stale[start:start + _BATCH])
-        missing = sorted(in_sql - in_chroma)
-        if missing:
-            self._index(list(self._fetch(missing).values()))
-
-    def _fetch(self, ids: list[str]) -> dict[str, ProceduralItem]:
-        out: dict[str, ProceduralItem] = {}
-        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            chunk = ids[start:start + 900]
-            marks = ",".join("?" * len(chunk))
-            for row in self.toolkit.db.execute(f"SELECT * FROM items WHERE id IN ({marks})", chunk):
-                out[row["id"]] = _row_item(row)
-        return out
-
-    def _same_content(self, a: ProceduralItem, b: ProceduralItem) -> bool:
+    def _same_content(self, a: StoredItem, b: StoredItem) -> bool:
         threshold = self.params.merge_threshold
-        if jaccard(a.content, b.content) >= threshold:
+        if jaccard(a.text, b.text) >= threshold:
             return True
-        va, vb = self.toolkit.embed([a.content, b.content])
+        va, vb = self.toolkit.embed([a.text, b.text])
         return sum(x * y for x, y in zip(va, vb)) >= threshold
-
-    def _merge_into(self, keep: ProceduralItem, drop: ProceduralItem) -> None:
-        meta = dict(keep.metadata)
-        for key in ("episode_ids", "event_ids", "dia_id"):
-            merged = list(dict.fromkeys([*keep.metadata.get(key, []), *drop.metadata.get(key, [])]))
-            if merged:
-                meta[key] = merged[:200]
-        db = self.toolkit.db
-        with db:
-            db.execute("UPDATE items SET retrieved = ?, helped = ?, metadata = ? WHERE id = ?",
-                       (keep.retrieved + drop.retrieved, keep.helped + drop.helped, json.dumps(meta, default=str), keep.id))
-            db.execute("INSERT OR IGNORE INTO pending (item_id) SELECT ? FROM pending WHERE item_id = ?", (keep.id, drop.id))
-        self._log(drop, "merged", f"near-duplicate of {keep.id}")
-        self._delete([drop.id])
-
-    def _log(self, item: ProceduralItem, action: str, reason: str) -> None:
-        db = self.toolkit.db
-        with db:
-            db.execute("INSERT INTO history (item_id, action, reason, item, at) VALUES (?, ?, ?, ?, ?)",
-                       (item.id, action, reason, item.model_dump_json(), self._now()))
-
-    def _mark_pending(self, ids: list[str]) -> None:
-        db = self.toolkit.db
-        with db:
-            db.executemany("INSERT OR IGNORE INTO pending (item_id) VALUES (?)", [(i,) for i in ids])
-
-    def _credit(self, success: bool | None) -> None:
-        """Utility tracking: every item recalled since the last reflect was retrieved; it helped if this succeeded."""
-        db = self.toolkit.db
-        with db:
-            if success is not None:
-                db.execute(
-                    "UPDATE items SET retrieved = retrieved + 1, helped = helped + ? WHERE id IN (SELECT item_id FROM pending)",
-                    (int(success),),
-                )
-            db.execute("DELETE FROM pending")  # an unknown outcome neither helps nor hurts
 
     def _remember_episode(self, episode: Episode, task: str, events: list[Event], success: bool) -> None:
         """Keep the task, outcome and a compact trajectory for later comparative insights."""
-        traj = tj.render_trajectory(events, max_lines=8)
-        db = self.toolkit.db
-        with db:
-            db.execute(
-                "INSERT OR REPLACE INTO episodes (id, task, success, reward, trajectory, calls, errors, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (episode.id, task, int(success), episode.reward, traj, json.dumps(tj.calls_by_tool(events), default=str),
-                 json.dumps(tj.error_messages(events)), self._now()),
-            )
-        self._episodes.upsert(ids=[episode.id], documents=[task], metadatas=[{"success": int(success)}])
+        self.episodes.add([StoredItem(
+            id=episode.id, text=task, kind=_outcome(success), ts=self._now(),
+            data={"reward": episode.reward, "trajectory": tj.render_trajectory(events, max_lines=8),
+                  "calls": tj.calls_by_tool(events), "errors": tj.error_messages(events)},
+        )], replace=True)
 
     def _now(self) -> float:
         return self.toolkit.clock.now().timestamp()
@@ -648,23 +462,27 @@ def _index_text(when_to_use: str, task: str) -> str:
     return f"{when_to_use}\nTask: {task}" if task and task != when_to_use else when_to_use
 
 
-def _row_item(row: Any) -> ProceduralItem:
-    return ProceduralItem(
-        id=row["id"], kind=row["kind"], when_to_use=row["when_to_use"], content=row["content"], task=row["task"],
-        episode_id=row["episode_id"], retrieved=row["retrieved"], helped=row["helped"], created_at=row["created_at"],
-        metadata=json.loads(row["metadata"] or "{}"),
-    )
+def _stored(item: ProceduralItem) -> StoredItem:
+    """A lesson as a store item: shown by its content, found by its situation (and task)."""
+    meta = dict(item.metadata)
+    sources = [str(e) for e in meta.pop("event_ids", [])]
+    index = _index_text(item.when_to_use, item.task)
+    return StoredItem(id=item.id, text=item.content, kind=item.kind, dense_text=index, lexical_text=index,
+                      ts=item.created_at, event_ids=sources, retrieved=item.retrieved, helped=item.helped,
+                      data={"when_to_use": item.when_to_use, "task": item.task, "episode_id": item.episode_id, **meta})
 
 
-def _merge_events(given: list[Event], observed: list[Event]) -> list[Event]:
-    """The episode's events and those observed during it, each once, in order."""
-    seen: set[str] = set()
-    out: list[Event] = []
-    for event in [*given, *observed]:
-        if event.id not in seen:
-            seen.add(event.id)
-            out.append(event)
-    return out
+def _lesson(item: StoredItem) -> ProceduralItem:
+    data = dict(item.data)
+    head = {k: data.pop(k, "") for k in ("when_to_use", "task", "episode_id")}
+    if item.event_ids:
+        data["event_ids"] = item.event_ids
+    return ProceduralItem(id=item.id, kind=item.kind, content=item.text, retrieved=item.retrieved,  # type: ignore[arg-type]
+                          helped=item.helped, created_at=item.ts, metadata=data, **head)
+
+
+def _outcome(success: bool) -> str:
+    return "success" if success else "failure"
 
 
 def _success_of(episode: Episode, events: list[Event]) -> bool | None:
@@ -687,8 +505,7 @@ def _last_outcome(events: list[Event]) -> str:
 
 
 def _provenance(episode: Episode, events: list[Event]) -> dict[str, Any]:
-    dia = [str(e.metadata["dia_id"]) for e in events if "dia_id" in e.metadata]
-    return {"episode_ids": [episode.id], "event_ids": [e.id for e in events][:50], "dia_id": dia[:50]}
+    return {"episode_ids": [episode.id], "event_ids": [e.id for e in events][:50]}
 
 
 def _situation(text: str, task: str) -> str:

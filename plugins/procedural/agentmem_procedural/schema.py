@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentmem.managers import ConsolidateParams, PruneParams
+from agentmem.retrievers import HybridParams, UtilityParams
+
 __all__ = [
     "AdaptedAdvice",
     "ComparativeDraft",
@@ -29,27 +32,16 @@ ItemKind = Literal["success_pattern", "failure_trigger", "comparative", "workflo
 KINDS: tuple[str, ...] = ("workflow", "success_pattern", "comparative", "failure_trigger")
 
 
-class ProceduralParams(BaseModel):
-    """Knobs of procedural memory; their bounds are the space evolution searches."""
-
-    model_config = ConfigDict(extra="forbid")
+class ProceduralParams(HybridParams, UtilityParams, PruneParams, ConsolidateParams):
+    """Knobs of procedural memory: its modules' (hybrid retrieval with a similarity floor, utility blend,
+    pruning, consolidation) plus its own; their bounds are the space evolution searches."""
 
     top_k: int = Field(4, ge=1, le=20, description="most items recalled for one task")
     min_similarity: float = Field(
         0.4, ge=0.0, le=1.0,
         description="cosine similarity between the task and an item's situation below which the item is never recalled",
     )
-    utility_weight: float = Field(
-        0.3, ge=0.0, le=1.0, description="weight of an item's utility (helped+1)/(retrieved+2) against its relevance"
-    )
     bm25_weight: float = Field(0.5, ge=0.0, le=1.0, description="weight of keyword (BM25) ranking against dense ranking")
-    min_uses: int = Field(3, ge=1, le=50, description="retrievals before an item's utility is trusted enough to prune it")
-    prune_below: float = Field(
-        0.25, ge=0.0, le=1.0, description="items used at least min_uses times with a utility below this are deleted"
-    )
-    merge_threshold: float = Field(
-        0.85, ge=0.5, le=1.0, description="similarity (cosine or word jaccard) above which two items of a kind are merged"
-    )
     compare_similarity: float = Field(
         0.6, ge=0.0, le=1.0,
         description="how similar a past task must be for its opposite outcome to yield a comparative insight",
@@ -65,7 +57,7 @@ class ProceduralItem(BaseModel):
     against; ``content`` is the advice itself. ``retrieved`` counts the
     episodes with a known outcome in which the item was recalled, ``helped``
     those of them that succeeded. ``metadata`` keeps provenance lists
-    (``episode_ids``, ``event_ids``, ``dia_id``) and, for workflows, ``steps``.
+    (``episode_ids``, ``event_ids``) and, for workflows, ``steps``.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -10,8 +10,8 @@ After mem0 and MemOS:
   the fact (else the speaker of the turn it came from). Facts whose words are
   mostly not in the turns (invented, or copied from the prompt's example)
   are dropped, first-person wording is rewritten with the speaker's name,
-  and each fact is attributed to the turns that state it (provenance and
-  LoCoMo evidence ids).
+  and each fact is attributed to the turns that state it (its source event
+  ids, which environments map to their own evidence ids).
 * **reconcile** (mem0) - each new fact is compared with the most similar
   active stored facts of the same subject (dense + BM25, fused, the same key
   first); one structured LLM call per batch picks ADD, UPDATE(old),
@@ -24,31 +24,38 @@ After mem0 and MemOS:
   wins); a reference to a number that was not shown, an
   UPDATE of an unrelated fact, a DELETE without a negation, or a NOOP of a
   fact that says something else fall back to those rules.
-* **store** (MemOS) - every fact is a versioned unit in SQLite (text,
-  subject, key, status, version, the dataset date and the source events);
-  every change is a row of ``fact_history`` (op, old and new text, events,
-  LoCoMo dia_ids, dataset date, wall time, reason). Deletions are soft.
-  SQLite is the source of truth; the Chroma collection and the BM25 index
-  hold active facts only and are rebuilt from it when they drift.
-* **retrieve** - LLM-free: dense and BM25 rankings fused by reciprocal rank,
-  ``top_k`` facts packed into the token budget, each line dated and, when
-  its value changed, showing what it replaced.
+* **store** (MemOS) - every fact is a versioned unit of the core
+  :class:`~agentmem.store.Store` (text, subject, topic slot, status, version,
+  the dataset date and the source events); UPDATE is the core
+  :class:`~agentmem.managers.Supersede`, DELETE and ``forget`` the core
+  :class:`~agentmem.managers.Forget`, and every change is a history row (op,
+  old and new text, events, dataset date, wall time, reason). Deletions are
+  soft; the store's Chroma mirror and BM25 index hold active facts only.
+* **retrieve** - LLM-free: the core hybrid retriever (dense and BM25 fused
+  by reciprocal rank) and packer, ``top_k`` facts best first, each line
+  dated and, when its value changed, showing what it replaced.
+
+What is semantic's own is extraction and reconciliation; storage, retrieval,
+packing and history are the core modules.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from agentmem.errors import DataError, LLMError
-from agentmem.memory import MemoryProgram
-from agentmem.retrieval import BM25Index, jaccard, reciprocal_rank_fusion, top
-from agentmem.types import Episode, Event, Query, Recall, RecallItem
+from agentmem.encode import event_text, event_when
+from agentmem.errors import DataError, LLMError, NoRoomForReply
+from agentmem.managers import Forget, Supersede
+from agentmem.memory import Forgets, MemoryProgram
+from agentmem.packer import Packer, candidate
+from agentmem.retrieval import jaccard, reciprocal_rank_fusion, top
+from agentmem.retrievers import HybridRetriever, Retrieval
+from agentmem.store import HistoryRow, StoredItem
+from agentmem.types import Episode, Event, Query, Recall
 from agentmem_semantic.models import (
     Decision,
     Decisions,
@@ -91,8 +98,6 @@ __all__ = [
     "SemanticParams",
 ]
 
-_EMBED_BATCH = 256
-_CHROMA_BATCH = 4000
 _KEY_MATCH = 0.5  # normalised keys overlapping at least this much name the same topic
 
 
@@ -103,7 +108,6 @@ class _Candidate(BaseModel):
     key: str
     text: str
     event_ids: list[str]
-    dia_ids: list[str]
     date: str
     ts: float
     session_id: str | None
@@ -111,11 +115,10 @@ class _Candidate(BaseModel):
     sims: dict[str, float] = {}  # cosine of each similar fact to this one
 
 
-class SemanticMemory(MemoryProgram):
+class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
     """Facts about people, extracted by an LLM, kept current by ADD/UPDATE/DELETE/NOOP, with history."""
 
     name: ClassVar[str] = "semantic"
-    Params: ClassVar[type[BaseModel]] = SemanticParams
     templates: ClassVar[dict[str, str]] = {
         "usage": (
             "Facts remembered about the people in the conversation, most relevant first"
@@ -156,85 +159,66 @@ class SemanticMemory(MemoryProgram):
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
         super().__init__(toolkit, params)
-        self.params: SemanticParams
-        db = self.toolkit.db
-        db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS facts (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL,
-                subject TEXT NOT NULL DEFAULT '', subject_norm TEXT NOT NULL DEFAULT '',
-                key TEXT NOT NULL DEFAULT '', key_norm TEXT NOT NULL DEFAULT '',
-                text TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'active', version INTEGER NOT NULL DEFAULT 1,
-                previous TEXT, date TEXT NOT NULL DEFAULT '', ts REAL NOT NULL DEFAULT 0,
-                created_at TEXT NOT NULL, updated_at TEXT NOT NULL, session_id TEXT,
-                event_ids TEXT NOT NULL DEFAULT '[]', dia_ids TEXT NOT NULL DEFAULT '[]');
-            CREATE INDEX IF NOT EXISTS facts_topic ON facts (subject_norm, key_norm, status);
-            CREATE TABLE IF NOT EXISTS fact_history (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, fact_id TEXT NOT NULL, version INTEGER NOT NULL,
-                op TEXT NOT NULL, old_text TEXT, new_text TEXT, event_ids TEXT NOT NULL DEFAULT '[]',
-                dia_ids TEXT NOT NULL DEFAULT '[]', date TEXT NOT NULL DEFAULT '', at TEXT NOT NULL,
-                reason TEXT NOT NULL DEFAULT '');
-            CREATE INDEX IF NOT EXISTS history_fact ON fact_history (fact_id, version);
-            CREATE TABLE IF NOT EXISTS pending (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, event TEXT NOT NULL);
-            """
-        )
-        db.commit()
-        self._collection = self.toolkit.collection("facts")
-        self._bm25: BM25Index | None = None
+        self.buffer = self.open_buffer()  # message events waiting for extraction, per session
+        self.store = self.open_store("facts")  # active facts mirrored in Chroma and BM25
+        self.retrieval = Retrieval(HybridRetriever.from_params(self.params), min_fetch=1)
+        self.packer = Packer(order="score")
+        self.supersede = Supersede()
+        self.forgetting = Forget()
         # the last turns already extracted, per session: context for the next batch (not persisted)
         self._recent: dict[str, list[Event]] = {}
-        self._sync_collection()
 
     # -- encode ---------------------------------------------------------------------------
     def observe(self, event: Event) -> None:
         """Buffer a message (persisted, so a crash loses nothing); extract when its session's batch is full."""
         if event.kind != "message" or not event.content.strip():
             return
-        session = event.session_id or ""
-        db = self.toolkit.db
-        db.execute("INSERT INTO pending (session_id, event) VALUES (?, ?)", (session, event.model_dump_json()))
-        db.commit()
-        waiting = db.execute("SELECT COUNT(*) FROM pending WHERE session_id = ?", (session,)).fetchone()[0]
-        if waiting >= self.params.batch_turns:
-            self._flush_session(session)
+        if self.buffer.add(event) >= self.params.batch_turns:
+            self._flush_session(event.session_id or "")
 
     def reflect(self, episode: Episode) -> None:
         """End of a session: extract whatever is still pending."""
         self.flush()
 
-    def close(self) -> None:
-        self.toolkit.close()
-
     def flush(self) -> None:
         """Run extraction and reconciliation over every pending event now."""
-        sessions = [r[0] for r in self.toolkit.db.execute("SELECT DISTINCT session_id FROM pending ORDER BY seq")]
-        for session in dict.fromkeys(sessions):
+        for session in self.buffer.sessions():
             self._flush_session(session)
 
     def _flush_session(self, session: str) -> None:
-        db = self.toolkit.db
-        rows = db.execute("SELECT seq, event FROM pending WHERE session_id = ? ORDER BY seq", (session,)).fetchall()
-        if not rows:
+        events = self.buffer.peek(session)
+        if not events:
             return
-        events = [Event.model_validate_json(r["event"]) for r in rows]
-        last_seq = rows[-1]["seq"]
         try:
-            candidates = self._extract(events, self._recent.get(session, []))
+            candidates = self._extract_fitting(events, self._recent.get(session, []))
             self._reconcile(candidates)
         except LLMError as exc:
             # the model failed twice on this batch: skip it rather than retry forever; stored facts are untouched
             self.toolkit.logger.warning("semantic: extraction of %d events skipped: %s", len(events), exc)
-        db.execute("DELETE FROM pending WHERE session_id = ? AND seq <= ?", (session, last_seq))
-        db.commit()
+        self.buffer.take(session)
         keep = self.params.context_turns
         self._recent[session] = (self._recent.get(session, []) + events)[-keep:] if keep else []
 
+    def _extract_fitting(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
+        """:meth:`_extract`, halving a batch that does not fit the model's context (each half its own call)."""
+        try:
+            return self._extract(events, context)
+        except NoRoomForReply as exc:
+            if len(events) < 2:
+                raise
+            half = len(events) // 2
+            self.toolkit.logger.warning("semantic: a batch of %d events does not fit the model's context (%s): "
+                                        "split in two", len(events), exc)
+            self.toolkit.note("split", op="extract")
+            keep = self.params.context_turns
+            first = self._extract_fitting(events[:half], context)
+            return first + self._extract_fitting(events[half:], (context + events[:half])[-keep:] if keep else [])
+
     def _extract(self, events: list[Event], context: list[Event]) -> list[_Candidate]:
         """One structured call: the batch's facts, each attributed to the turns that state it."""
-        lines = [_line(e) for e in events]
+        lines = [event_text(e) for e in events]
         speakers = list(dict.fromkeys(e.speaker for e in events if e.speaker)) or ["the user"]
-        date = short_date(_event_date(events[-1]))
+        date = short_date(event_when(events[-1], "%Y-%m-%d"))
         messages = [
             {"role": "system", "content": self.instructions("extract_system")},
             {
@@ -242,7 +226,7 @@ class SemanticMemory(MemoryProgram):
                 "content": self.instructions(
                     "extract",
                     lines=lines,
-                    context=[_line(e) for e in context],
+                    context=[event_text(e) for e in context],
                     speakers=speakers,
                     date=date,
                     max_facts=self.params.max_facts,
@@ -284,8 +268,7 @@ class SemanticMemory(MemoryProgram):
                     key=" ".join(fact.key.split())[:60],
                     text=text,
                     event_ids=[e.id for e in sources],
-                    dia_ids=[str(e.metadata["dia_id"]) for e in sources if "dia_id" in e.metadata],
-                    date=_event_date(sources[-1]),
+                    date=event_when(sources[-1], "%Y-%m-%d"),
                     ts=sources[-1].timestamp.timestamp(),
                     session_id=sources[-1].session_id,
                 )
@@ -332,34 +315,22 @@ class SemanticMemory(MemoryProgram):
             if done[1] is not None and done[1].status == "active" and done[0] != "NOOP":
                 touched[done[1].id] = done[1]
             results.append(done)
-        self.toolkit.db.commit()
         return results
 
     def _find_similar(self, candidates: list[_Candidate], vectors: list[list[float]]) -> None:
         """Fill each candidate's most similar active facts of the same subject: dense + BM25 fused, same key first."""
-        total = self._collection.count()
+        total = self.store.count()
         if total == 0:
             return
-        bm25 = self._index()
         want = self.params.candidates
         for cand, vec in zip(candidates, vectors):
             subj = subject_norm(cand.subject)
             kn = key_norm(cand.key, cand.subject)
-            where = {"subject": {"$in": [subj, ""]}} if subj else None
-            n = min(total, want * 3)
-            try:
-                hits = self._collection.query(query_embeddings=[vec], n_results=n, where=where, include=["distances"])
-                dense = list(hits["ids"][0])
-                sims = {i: 1.0 - float(d) for i, d in zip(hits["ids"][0], hits["distances"][0])}
-            except Exception:  # noqa: BLE001 - a filter that matches nothing makes some chroma versions raise
-                dense, sims = [], {}
-            lexical = [i for i, _ in bm25.search(f"{cand.key} {cand.text}", want * 3)]
-            same_key = [
-                r["id"] for r in self.toolkit.db.execute(
-                    "SELECT id FROM facts WHERE subject_norm = ? AND key_norm = ? AND status = 'active'"
-                    " ORDER BY seq DESC LIMIT ?", (subj, kn, want)
-                )
-            ] if kn else []
+            where = {"group": {"$in": [subj, ""]}} if subj else None
+            nearest = self.store.nearest(vec, min(total, want * 3), where=where)
+            dense, sims = [i for i, _ in nearest], dict(nearest)
+            lexical = [i for i, _ in self.store.lexical(f"{cand.key} {cand.text}", want * 3)]
+            same_key = [f.id for f in self.store.by_key(_slot(subj, kn), limit=want)] if kn else []
             fused = reciprocal_rank_fusion([dense, lexical], weights=[1.0, 1.0])
             for rank, i in enumerate(same_key):
                 fused[i] = fused.get(i, 0.0) + 1.0 - rank * 0.01
@@ -368,11 +339,8 @@ class SemanticMemory(MemoryProgram):
                 i for i in top(fused, want * 3)
                 if i in pool and (not subj or not pool[i].subject or subject_norm(pool[i].subject) == subj)
             ][:want]
-            missing = [i for i in chosen if i not in sims]
-            if missing:
-                got = self._collection.get(ids=missing, include=["embeddings"])
-                for i, emb in zip(got["ids"], got["embeddings"]):
-                    sims[i] = float(sum(a * b for a, b in zip(vec, emb)))
+            for i, emb in self.store.vectors([i for i in chosen if i not in sims]).items():
+                sims[i] = float(sum(a * b for a, b in zip(vec, emb)))
             cand.similar = chosen
             cand.sims = {i: sims.get(i, 0.0) for i in chosen}
 
@@ -478,9 +446,7 @@ class SemanticMemory(MemoryProgram):
 
     # -- store ----------------------------------------------------------------------------
     def _apply(self, cand: _Candidate, op: Op, target: str | None, reason: str, vector: list[float]) -> tuple[Op, Fact | None]:
-        """Write one decision to SQLite (fact + history) and keep Chroma and BM25 in step."""
-        db = self.toolkit.db
-        now = datetime.now(timezone.utc).isoformat()
+        """Write one decision: a new fact, a new version of one (Supersede), a soft delete (Forget), or nothing."""
         current = self._get([target]).get(target) if target else None
         if op in ("UPDATE", "DELETE", "NOOP") and (current is None or current.status != "active"):
             # the target vanished earlier in this batch (or never existed): keep the information
@@ -488,132 +454,61 @@ class SemanticMemory(MemoryProgram):
         if op == "NOOP":
             return "NOOP", current
         if op == "ADD":
-            fid = uuid.uuid4().hex[:16]
-            db.execute(
-                "INSERT INTO facts (id, subject, subject_norm, key, key_norm, text, status, version, previous, date, ts,"
-                " created_at, updated_at, session_id, event_ids, dia_ids) VALUES (?,?,?,?,?,?,'active',1,NULL,?,?,?,?,?,?,?)",
-                (fid, cand.subject, subject_norm(cand.subject), cand.key, key_norm(cand.key, cand.subject), cand.text,
-                 cand.date, cand.ts, now, now, cand.session_id, json.dumps(cand.event_ids), json.dumps(cand.dia_ids)),
-            )
-            self._history(fid, 1, "ADD", None, cand, now, reason)
-            self._index_put(fid, cand.subject, cand.key, cand.text, vector)
-            return "ADD", self._get([fid])[fid]
+            (added,) = self._add([cand], reason)
+            return "ADD", added
         assert current is not None and target is not None
-        version = current.version + 1
         if op == "UPDATE":
             key = cand.key or current.key
-            db.execute(
-                "UPDATE facts SET text=?, key=?, key_norm=?, version=?, previous=?, date=?, ts=?, updated_at=?,"
-                " session_id=?, event_ids=?, dia_ids=? WHERE id=?",
-                (cand.text, key, key_norm(key, current.subject), version, current.text, cand.date, cand.ts, now,
-                 cand.session_id, json.dumps(cand.event_ids), json.dumps(cand.dia_ids), target),
+            self.supersede.replace(
+                self.store, target, cand.text, reason=reason, event_ids=cand.event_ids, history={"date": cand.date},
+                key=_slot(subject_norm(current.subject), key_norm(key, current.subject)), ts=cand.ts,
+                lexical_text=f"{current.subject} {key} {cand.text}",
+                data={"key": key, "date": cand.date, "session_id": cand.session_id},
             )
-            self._history(target, version, "UPDATE", current.text, cand, now, reason)
-            self._index_put(target, current.subject, key, cand.text, vector)
         else:  # DELETE: soft, the new statement is the reason
-            db.execute("UPDATE facts SET status='deleted', version=?, updated_at=? WHERE id=?", (version, now, target))
-            self._history(target, version, "DELETE", current.text, cand, now, f"{reason}: {cand.text}", new_text=None)
-            self._index_drop(target)
+            self.forgetting.forget(self.store, target, reason=f"{reason}: {cand.text}", event_ids=cand.event_ids,
+                                   data={"date": cand.date})
         return op, self._get([target])[target]
 
-    def _history(self, fid: str, version: int, op: str, old: str | None, cand: _Candidate | None, now: str,
-                 reason: str, *, new_text: str | None | bool = True) -> None:
-        text = (cand.text if cand else None) if new_text is True else new_text
-        self.toolkit.db.execute(
-            "INSERT INTO fact_history (fact_id, version, op, old_text, new_text, event_ids, dia_ids, date, at, reason)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (fid, version, op, old, text, json.dumps(cand.event_ids if cand else []),
-             json.dumps(cand.dia_ids if cand else []), cand.date if cand else "", now, reason),
-        )
-
-    def _index_put(self, fid: str, subject: str, key: str, text: str, vector: list[float]) -> None:
-        self._collection.upsert(ids=[fid], embeddings=[vector], documents=[text],
-                                metadatas=[{"subject": subject_norm(subject)}])
-        if self._bm25 is not None:
-            self._bm25.add(fid, f"{subject} {key} {text}")
-
-    def _index_drop(self, fid: str) -> None:
-        self._collection.delete(ids=[fid])
-        if self._bm25 is not None:
-            self._bm25.remove(fid)
-
-    def _index(self) -> BM25Index:
-        """The BM25 index over active facts, built from SQLite on first use."""
-        if self._bm25 is None:
-            index = BM25Index()
-            for row in self.toolkit.db.execute("SELECT id, subject, key, text FROM facts WHERE status = 'active'"):
-                index.add(row["id"], f"{row['subject']} {row['key']} {row['text']}")
-            self._bm25 = index
-        return self._bm25
-
-    def _sync_collection(self) -> None:
-        """Make the Chroma collection hold exactly the active facts (SQLite wins after a crash)."""
-        active = self.toolkit.db.execute("SELECT COUNT(*) FROM facts WHERE status = 'active'").fetchone()[0]
-        if active == self._collection.count():
-            return
-        stored = set(self._collection.get(include=[])["ids"])
-        rows = self.toolkit.db.execute("SELECT id, subject, text FROM facts WHERE status = 'active'").fetchall()
-        wanted = {r["id"]: r for r in rows}
-        extra = list(stored - set(wanted))
-        for k in range(0, len(extra), _CHROMA_BATCH):
-            self._collection.delete(ids=extra[k:k + _CHROMA_BATCH])
-        missing = [wanted[i] for i in wanted if i not in stored]
-        self._upsert_many([(r["id"], r["subject"], r["text"]) for r in missing])
-
-    def _upsert_many(self, rows: Sequence[tuple[str, str, str]]) -> None:
-        """Embed in batches and upsert into Chroma in chunks it accepts."""
-        for k in range(0, len(rows), _CHROMA_BATCH):
-            part = rows[k:k + _CHROMA_BATCH]
-            texts = [r[2] for r in part]
-            vectors: list[list[float]] = []
-            for j in range(0, len(texts), _EMBED_BATCH):
-                vectors.extend(self.toolkit.embed(texts[j:j + _EMBED_BATCH]))
-            self._collection.upsert(
-                ids=[r[0] for r in part], embeddings=vectors, documents=texts,
-                metadatas=[{"subject": subject_norm(r[1])} for r in part],
-            )
+    def _add(self, cands: Sequence[_Candidate], reason: str) -> list[Fact]:
+        """New facts (one batch: embedded together), each with its ADD history row."""
+        added = self.store.add([
+            StoredItem(text=c.text, group=subject_norm(c.subject), key=_slot(subject_norm(c.subject), key_norm(c.key, c.subject)),
+                       lexical_text=f"{c.subject} {c.key} {c.text}", ts=c.ts, event_ids=list(c.event_ids),
+                       data={"subject": c.subject, "key": c.key, "date": c.date, "session_id": c.session_id})
+            for c in cands
+        ])
+        self.store.record_many([
+            HistoryRow(item_id=item.id, version=1, op="ADD", new_text=item.text, event_ids=item.event_ids, reason=reason,
+                       at=item.created, data={"date": c.date})
+            for item, c in zip(added, cands)
+        ])
+        return [_fact(item) for item in added]
 
     # -- public API: inspect and edit without an LLM ----------------------------------------
     def facts(self, include_deleted: bool = False) -> list[Fact]:
         """Every stored fact, oldest first (active ones only unless ``include_deleted``)."""
-        sql = "SELECT * FROM facts" + ("" if include_deleted else " WHERE status = 'active'") + " ORDER BY seq"
-        return [_fact(r) for r in self.toolkit.db.execute(sql)]
+        return [_fact(item) for item in self.store.items(include_deleted=include_deleted)]
 
     def history(self, fact_id: str) -> list[FactChange]:
         """Every change of one fact, oldest first: what it said, what changed it, from which events, when."""
         self._require(fact_id)
-        rows = self.toolkit.db.execute("SELECT * FROM fact_history WHERE fact_id = ? ORDER BY seq", (fact_id,))
         return [
-            FactChange(
-                fact_id=r["fact_id"], version=r["version"], op=r["op"], old_text=r["old_text"], new_text=r["new_text"],
-                event_ids=json.loads(r["event_ids"]), dia_ids=json.loads(r["dia_ids"]), date=r["date"],
-                at=datetime.fromisoformat(r["at"]), reason=r["reason"],
-            )
-            for r in rows
+            FactChange(fact_id=r.item_id, version=r.version, op=r.op, old_text=r.old_text, new_text=r.new_text,  # type: ignore[arg-type]
+                       event_ids=r.event_ids, date=r.data.get("date", ""), at=datetime.fromtimestamp(r.at, timezone.utc),
+                       reason=r.reason)
+            for r in self.store.history(fact_id)
         ]
 
-    def forget(self, fact_id: str, reason: str = "forgotten on request") -> Fact:
-        """Soft-delete one fact: it leaves recall, its text and history stay (a second call changes nothing)."""
-        fact = self._require(fact_id)
-        if fact.status == "deleted":
-            return fact
-        now = datetime.now(timezone.utc).isoformat()
-        db = self.toolkit.db
-        db.execute("UPDATE facts SET status='deleted', version=?, updated_at=? WHERE id=?", (fact.version + 1, now, fact_id))
-        db.execute(
-            "INSERT INTO fact_history (fact_id, version, op, old_text, new_text, event_ids, dia_ids, date, at, reason)"
-            " VALUES (?,?,'DELETE',?,NULL,'[]','[]','',?,?)",
-            (fact_id, fact.version + 1, fact.text, now, reason),
-        )
-        db.commit()
-        self._index_drop(fact_id)
-        return self._get([fact_id])[fact_id]
+    def forget(self, item_id: str, reason: str = "forgotten on request") -> bool:
+        """Soft-delete one fact: it leaves recall, its text and history stay; ``False`` when it is not a stored fact."""
+        return self.forgetting.forget(self.store, item_id, reason=reason)
 
     def add_fact(self, text: str, *, subject: str = "", key: str = "", date: str = "", reconcile: bool = True,
-                 dia_ids: Sequence[str] = (), event_ids: Sequence[str] = ()) -> Fact:
+                 event_ids: Sequence[str] = ()) -> Fact:
         """Store one fact without an LLM; with ``reconcile`` the rules apply (duplicate -> the stored fact,
         same subject and key -> an update of it). Returns the fact as stored."""
-        item = FactIn(text=text, subject=subject, key=key, date=date, dia_ids=list(dia_ids), event_ids=list(event_ids))
+        item = FactIn(text=text, subject=subject, key=key, date=date, event_ids=list(event_ids))
         if not reconcile:
             return self.import_items([item])[0]
         cand = self._candidate(item)
@@ -634,38 +529,13 @@ class SemanticMemory(MemoryProgram):
             except Exception as exc:  # noqa: BLE001 - reported as one line
                 first = str(exc).splitlines()[:3]
                 raise DataError(f"semantic import_items: item {n} is not a fact ({' '.join(first)}); give text= and optional subject/key/date") from None
-        if not parsed:
-            return []
-        now = datetime.now(timezone.utc).isoformat()
-        rows = []
-        for item in parsed:
-            cand = self._candidate(item)
-            rows.append((uuid.uuid4().hex[:16], cand))
-        db = self.toolkit.db
-        db.executemany(
-            "INSERT INTO facts (id, subject, subject_norm, key, key_norm, text, status, version, previous, date, ts,"
-            " created_at, updated_at, session_id, event_ids, dia_ids) VALUES (?,?,?,?,?,?,'active',1,NULL,?,?,?,?,?,?,?)",
-            [(fid, c.subject, subject_norm(c.subject), c.key, key_norm(c.key, c.subject), c.text, c.date, c.ts, now, now,
-              c.session_id, json.dumps(c.event_ids), json.dumps(c.dia_ids)) for fid, c in rows],
-        )
-        db.executemany(
-            "INSERT INTO fact_history (fact_id, version, op, old_text, new_text, event_ids, dia_ids, date, at, reason)"
-            " VALUES (?,1,'ADD',NULL,?,?,?,?,?,'imported')",
-            [(fid, c.text, json.dumps(c.event_ids), json.dumps(c.dia_ids), c.date, now) for fid, c in rows],
-        )
-        db.commit()
-        self._upsert_many([(fid, c.subject, c.text) for fid, c in rows])
-        if self._bm25 is not None:
-            for fid, c in rows:
-                self._bm25.add(fid, f"{c.subject} {c.key} {c.text}")
-        got = self._get([fid for fid, _ in rows])
-        return [got[fid] for fid, _ in rows]
+        return self._add([self._candidate(item) for item in parsed], "imported") if parsed else []
 
     def _candidate(self, item: FactIn) -> _Candidate:
         when = item.timestamp or self.toolkit.clock.now()
         return _Candidate(
             subject=item.subject, key=item.key, text=" ".join(item.text.split()), event_ids=item.event_ids,
-            dia_ids=item.dia_ids, date=item.date or when.strftime("%Y-%m-%d"), ts=when.timestamp(),
+            date=item.date or when.strftime("%Y-%m-%d"), ts=when.timestamp(),
             session_id=item.session_id,
         )
 
@@ -676,60 +546,21 @@ class SemanticMemory(MemoryProgram):
         return fact
 
     def _get(self, ids: Sequence[str | None]) -> dict[str, Fact]:
-        wanted = list(dict.fromkeys(i for i in ids if i))
-        out: dict[str, Fact] = {}
-        for k in range(0, len(wanted), 500):
-            part = wanted[k:k + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.toolkit.db.execute(f"SELECT * FROM facts WHERE id IN ({marks})", part):
-                out[row["id"]] = _fact(row)
-        return out
+        return {i: _fact(item) for i, item in self.store.get([i for i in ids if i]).items()}
 
     # -- retrieve -------------------------------------------------------------------------
     def recall(self, query: Query) -> Recall:
         """LLM-free: dense + BM25 fused by reciprocal rank, top_k facts packed into the budget, best first."""
-        if self.params.flush_on_recall:
-            if self.toolkit.db.execute("SELECT 1 FROM pending LIMIT 1").fetchone():
-                self.flush()
-        total = self._collection.count()
-        if total == 0 or query.budget_tokens == 0 or not query.text.strip():
+        if self.params.flush_on_recall and self.buffer:
+            self.flush()
+        if query.budget_tokens == 0:
             return Recall(plugin=self.name)
-        k = min(self.params.top_k, total)
-        fetch = min(total, k * 3)
-        rankings: list[list[str]] = []
-        weights: list[float] = []
-        if self.params.dense_weight > 0:
-            hits = self._collection.query(query_texts=[query.text], n_results=fetch, include=[])
-            rankings.append(list(hits["ids"][0]))
-            weights.append(self.params.dense_weight)
-        if self.params.bm25_weight > 0:
-            rankings.append([i for i, _ in self._index().search(query.text, fetch)])
-            weights.append(self.params.bm25_weight)
-        fused = reciprocal_rank_fusion(rankings, weights=weights)
-        ranked = top(fused, k)
-        facts = self._get(ranked)
-        ranked = [i for i in ranked if i in facts and facts[i].status == "active"]
-        kept: list[tuple[Fact, str, float, int]] = []
-        used = omitted = 0
-        for fid in ranked:
-            fact = facts[fid]
-            line = self._line(fact)
-            cost = self.toolkit.count_tokens(line)
-            if used + cost > query.budget_tokens:
-                omitted += 1
-                continue
-            used += cost
-            kept.append((fact, line, fused[fid], cost))
-        items = [
-            RecallItem(
-                content=line, score=round(score, 5), source=self.name, tokens=cost, event_ids=fact.event_ids,
-                metadata={"dia_id": fact.dia_ids, "fact_id": fact.id, "version": fact.version, "key": fact.key},
-            )
-            for fact, line, score, cost in kept
-        ]
-        context = "\n".join(i.content for i in items)
-        return Recall(items=items, omitted=omitted, plugin=self.name,
-                      instructions=self.instructions(context=context) if items else "")
+        hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
+        packed = self.packer.pack((
+            candidate(item, self._line(fact), hit.score, self.name, fact_id=fact.id, version=fact.version, key=fact.key)
+            for hit, item in ctx.found(hits) if (fact := _fact(item))
+        ), query.budget_tokens)
+        return self.recalled(packed)
 
     def _line(self, fact: Fact) -> str:
         line = fact.text.rstrip(".")
@@ -740,18 +571,17 @@ class SemanticMemory(MemoryProgram):
         return line
 
 
-def _line(event: Event) -> str:
-    return f"{event.speaker}: {event.content}" if event.speaker else event.content
+def _slot(subject: str, key: str) -> str:
+    """The store's lookup key of a fact: its subject and topic (a new value for the slot updates the fact)."""
+    return f"{subject}\x1f{key}"
 
 
-def _event_date(event: Event) -> str:
-    return str(event.metadata.get("date_time") or event.timestamp.strftime("%Y-%m-%d"))
-
-
-def _fact(row: Any) -> Fact:
+def _fact(item: StoredItem) -> Fact:
+    data = item.data
     return Fact(
-        id=row["id"], subject=row["subject"], key=row["key"], text=row["text"], status=row["status"],
-        version=row["version"], previous=row["previous"], date=row["date"], ts=row["ts"],
-        created_at=datetime.fromisoformat(row["created_at"]), updated_at=datetime.fromisoformat(row["updated_at"]),
-        session_id=row["session_id"], event_ids=json.loads(row["event_ids"]), dia_ids=json.loads(row["dia_ids"]),
+        id=item.id, subject=data.get("subject", ""), key=data.get("key", ""), text=item.text, status=item.status,
+        version=item.version, previous=data.get("previous"), date=data.get("date", ""), ts=item.ts,
+        created_at=datetime.fromtimestamp(item.created, timezone.utc),
+        updated_at=datetime.fromtimestamp(item.updated, timezone.utc),
+        session_id=data.get("session_id"), event_ids=item.event_ids,
     )

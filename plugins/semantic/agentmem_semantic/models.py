@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from agentmem.retrievers import HybridParams
 
 __all__ = [
     "Decision",
@@ -29,10 +31,8 @@ __all__ = [
 Op = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
 
 
-class SemanticParams(BaseModel):
-    """Knobs of semantic memory; their bounds are the space evolution searches."""
-
-    model_config = ConfigDict(extra="forbid")
+class SemanticParams(HybridParams):
+    """Knobs of semantic memory (its retriever's plus its own); their bounds are the space evolution searches."""
 
     batch_turns: int = Field(6, ge=1, le=40, description="message events buffered per session before one extraction call")
     context_turns: int = Field(2, ge=0, le=8, description="earlier turns of the session shown to extraction as context")
@@ -92,7 +92,6 @@ class FactIn(BaseModel):
     timestamp: datetime | None = None
     session_id: str | None = None
     event_ids: list[str] = Field(default_factory=list)
-    dia_ids: list[str] = Field(default_factory=list)
 
 
 class Fact(BaseModel):
@@ -111,7 +110,6 @@ class Fact(BaseModel):
     updated_at: datetime
     session_id: str | None = None
     event_ids: list[str] = Field(default_factory=list)
-    dia_ids: list[str] = Field(default_factory=list)
 
 
 class FactChange(BaseModel):
@@ -123,7 +121,6 @@ class FactChange(BaseModel):
     old_text: str | None = None
     new_text: str | None = None
     event_ids: list[str] = Field(default_factory=list)
-    dia_ids: list[str] = Field(default_factory=list)
     date: str = ""
     at: datetime
     reason: str = ""

@@ -1,0 +1,38 @@
+"""Encode helpers: one spelling of an event, its source's own date, chunks of turns, a persisted event buffer."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from agentmem.encode import EventBuffer, event_text, event_when, group_turns, merge_events
+from agentmem.toolkit import Stores, Toolkit
+from agentmem.types import Event, Scope
+
+T = datetime(2024, 5, 1, 13, 56, tzinfo=timezone.utc)
+
+
+def test_an_event_reads_as_one_line_and_shows_its_sources_date():
+    assert event_text(Event.message("hi", speaker="Ann")) == "Ann: hi"
+    assert event_text(Event.tool_call("book", {"date": "2024-05-01"})) == "called book with {'date': '2024-05-01'}"
+    assert event_text(Event.outcome("booked", reward=1.0)) == "outcome (reward 1): booked"
+    assert event_when(Event.message("x", timestamp=T)) == "2024-05-01 13:56"
+    assert event_when(Event.message("x", timestamp=T, when="1:56 pm on 1 May, 2024")) == "1:56 pm on 1 May, 2024"
+
+
+def test_turns_group_within_a_session_and_merged_events_appear_once():
+    events = [Event.message(str(i), session_id="a" if i < 3 else "b") for i in range(5)]
+    assert [[e.content for e in g] for g in group_turns(events, 2)] == [["0", "1"], ["2"], ["3", "4"]]
+    assert [e.content for e in merge_events(events[:3], events[1:4])] == ["0", "1", "2", "3"]
+
+
+def test_the_buffer_survives_a_reopen_and_is_taken_per_session(tmp_path):
+    toolkit = Toolkit(scope=Scope(), stores=Stores(tmp_path), namespace="probe")
+    buffer = EventBuffer(toolkit, "pending", sync_every=100)
+    for i in range(3):
+        buffer.add(Event.message(f"m{i}", session_id="s1" if i < 2 else "s2"))
+    buffer.close()
+    toolkit.close()
+    again = EventBuffer(Toolkit(scope=Scope(), stores=Stores(tmp_path), namespace="probe"), "pending")
+    assert len(again) == 3 and again.sessions() == ["s1", "s2"]
+    assert [e.content for e in again.take("s1")] == ["m0", "m1"] and [e.content for e in again.peek()] == ["m2"]
+    assert [e.content for e in again.take()] == ["m2"] and not again
