@@ -74,5 +74,6 @@ def test_eval_refuses_the_local_model_as_judge_in_one_line():
     from agentmem.cli.main import app
 
     result = CliRunner().invoke(app, ["eval", "--env", "longmemeval", "--memory", "none", "--judge-model", "local"])
-    assert isinstance(result.exception, ConfigError)
-    assert "small embedded model" in str(result.exception) and "\n" not in str(result.exception)
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "small embedded model" in errors[0], result.output

@@ -248,7 +248,7 @@ class LongMemEvalEnvironment(TaskSetEnvironment):
                 session_of[event.id] = session.id
                 agent.observe(event)
             agent.end_session(Episode(id=session.id, task=task.id, events=session.events,
-                                      metadata={"date_time": session.date_time}))
+                                      metadata={"date_time": session.when}))
         results: list[QuestionResult] = []
         for question in task.questions:
             abstention = bool(question.metadata.get("abstention"))

@@ -186,9 +186,10 @@ def _instance_to_task(raw: Any, index: int, path: Path) -> Task:
             events.append(Event.message(
                 content, id=event_id, speaker=role, session_id=sid,
                 timestamp=when + timedelta(seconds=t),  # turns of one session keep their order
+                when=str(date_text),
                 metadata={"session": sid, "turn": t, "has_answer": has_answer, "date_time": str(date_text)},
             ))
-        sessions.append(Session(id=sid, date_time=str(date_text), events=events))
+        sessions.append(Session(id=sid, when=str(date_text), events=events))
     qdate = str(raw.get("question_date") or "")
     if parse_date(qdate) is None:
         raise _err(path, where, f"question_date {qdate!r} is not like '2023/05/30 (Tue) 23:40'")
