@@ -38,11 +38,13 @@ models_app = typer.Typer(help="Local model files: list, pull, verify.", no_args_
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(models_app, name="models")
 
+from agentmem.cli.mcp import register as _register_mcp  # noqa: E402
 from agentmem.cli.plugin_new import register as _register_plugin_new  # noqa: E402
 from agentmem.cli.serve import register as _register_serve  # noqa: E402
 
 _register_plugin_new(app)
 _register_serve(app)
+_register_mcp(app)
 
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)")]
@@ -184,6 +186,7 @@ def eval_command(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="grid directory: cells, grid.json/.csv, report.md/.html; run again with the same directory to resume")] = None,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
+    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="a strong litellm model that judges answers where the benchmark's official metric is a judge's verdict (longmemeval, memoryagentbench); never the local model")] = None,
 ) -> None:
     """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and reports)."""
     from agentmem.evaluation import make_environment
@@ -209,7 +212,8 @@ def eval_command(
     if out_dir is not None:
         check_directory_target(out_dir, "--out-dir")
     check_settings(model, api_base)
-    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed) for e in envs}
+    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model)
+                    for e in envs}
     for environment in environments.values():  # last: reading a dataset is the slowest check
         getattr(environment, "source", None)  # reads (and so checks) the dataset
     sweep_scratch()
