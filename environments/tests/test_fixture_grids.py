@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agentmem.errors import ConfigError, ModelError
+from agentmem.errors import ModelError
 from agentmem.grid import run_grid
 
 
