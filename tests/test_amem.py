@@ -46,8 +46,9 @@ class FakeModel:
                 return schema.model_validate(self.draft)
             memory = prompt.split('\n"', 1)[1].rsplit('"\n', 1)[0]
             names = re.findall(r"\b[A-Z][a-z]+\b", memory)
+            last = " ".join(memory.rstrip(".").split()[-3:])
             return schema.model_validate({"keywords": names[:4], "tags": ["Talk", "talk", "life"],
-                                          "context": f"{names[0] if names else 'Someone'} says something."})
+                                          "context": f"{names[0] if names else 'Someone'} mentions {last}"})
         reply = self.evolve
         if isinstance(reply, Exception):
             raise reply
@@ -101,7 +102,7 @@ def test_every_event_is_one_note_from_one_call_and_links_to_its_nearest(tmp_path
     assert [n.event_ids for n in notes] == [["D1:1"], ["D1:2"], ["D1:3"], ["D1:4"]]
     assert len(notes[3].links) == 2 and all(notes[3].id in memory.note(i).links for i in notes[3].links)
     assert first.keywords == ["Ann", "Biscuit"] and first.tags == ["talk", "life"]  # de-duplicated ignoring case
-    assert first.context == "Ann says something." and not first.fallback
+    assert first.context == "Ann mentions name is Biscuit" and not first.fallback
     assert [c.op for c in memory.history(first.id)] == ["ADD"]
     memory.close()
 
@@ -120,7 +121,7 @@ def test_note_turns_groups_consecutive_events_of_one_session_only(tmp_path, embe
 
 
 def test_evolution_updates_at_most_evolve_k_neighbours_and_keeps_history(tmp_path, embedder):
-    updates = [{"number": n, "context": f"Ann and Bob, now seen with the newest note ({n}).", "tags": ["Pets", "tags"]} for n in range(1, 6)]
+    updates = [{"number": n, "context": f"Ann walks Biscuit every morning, update {n}.", "tags": ["Pets", "tags"]} for n in range(1, 5)]
     llm = FakeModel()
     memory = _memory(tmp_path, embedder, llm, link_k=3, evolve_k=2, **LOOSE)
     _observe_all(memory, FACTS[:3])  # these evolve nothing (the fake answers with no updates)
@@ -131,17 +132,18 @@ def test_evolution_updates_at_most_evolve_k_neighbours_and_keeps_history(tmp_pat
     assert llm.calls[-1][0] == "Evolution" and "NEW: Ann: Ann walks Biscuit" in prompt
     assert "OLD 2:" in prompt and "OLD 3:" not in prompt  # three linked, only evolve_k shown
     evolved = [n for n in memory.notes() if n.version > 1]
-    assert len(evolved) == 2  # five updates offered, bounded by evolve_k; the repeated number ignored
+    assert len(evolved) == 2  # four updates offered, bounded by evolve_k; the repeated number ignored
     for note in evolved:
-        assert note.context.startswith("Ann and Bob, now seen with the newest note") and note.tags == ["pets"]
+        assert note.context.startswith("Ann walks Biscuit every morning, update") and note.tags == ["pets"]
         add, change = memory.history(note.id)
         assert (add.op, change.op, change.version) == ("ADD", "EVOLVE", 2)
-        assert change.old_text.endswith("says something.") and change.new_text == note.context
+        assert " mentions " in change.old_text and change.new_text == note.context
         assert change.data["old_tags"] == ["talk", "life"] and change.data["new_tags"] == ["pets"]
         assert change.data["by"] == memory.notes()[-1].id
     # the evolved context is what the note is now found by (it was re-embedded and re-indexed)
-    got = memory.recall(Query(text="newest note", budget_tokens=400))
-    assert got.items and "now seen with the newest note" in got.items[0].content
+    got = memory.recall(Query(text="update", budget_tokens=400))
+    assert got.items and "every morning, update" in got.items[0].content and got.items[0].metadata["item_id"] != \
+        memory.notes()[-1].id
     memory.close()
 
 
@@ -190,10 +192,15 @@ def test_what_a_small_model_copies_from_the_prompt_or_the_memory_is_not_kept(tmp
     (note,) = memory.notes()
     assert note.keywords == ["Biscuit"]  # the example's words and the instructions' are not in the memory
     assert note.tags == ["dogs"] and note.context == ""  # a context that repeats the memory says nothing more
-    own = {**copied, "context": "Context: Ann got a puppy called Biscuit. She is happy."}
+    example = {**copied, "context": "Ann moved to Denver for a new bakery job."}
+    other = _memory(tmp_path / "c", embedder, FakeModel(draft=example), evolve=False)
+    other.observe(_event(*FACTS[0][:2]))
+    assert other.notes()[0].context == "" and other.notes()[0].tags == ["dogs"]  # the example's, not the memory's
+    other.close()
+    own = {**copied, "context": "Context: Ann adopted a puppy called Biscuit. She is happy."}
     again = _memory(tmp_path / "b", embedder, FakeModel(draft=own), evolve=False)
     again.observe(_event(*FACTS[0][:2]))
-    assert again.notes()[0].context == "Ann got a puppy called Biscuit."  # its first sentence, label dropped
+    assert again.notes()[0].context == "Ann adopted a puppy called Biscuit."  # its first sentence, label dropped
     memory.close()
     again.close()
 
@@ -269,7 +276,7 @@ def test_import_items_makes_linked_notes_without_the_model(tmp_path, embedder):
 def test_params_are_bounded_and_the_plugin_is_registered():
     assert AMemMemory.Params is AMemParams
     with pytest.raises(ValueError):
-        AMemParams(link_k=11)
+        AMemParams(evolve_k=6)
     with pytest.raises(ValueError):
         AMemParams(evolve_k=-1)
     with pytest.raises(ValueError):

@@ -64,8 +64,8 @@ from agentmem_amem.models import AMemParams, Evolution, NeighbourUpdate, Note, N
 
 __all__ = ["AMemMemory", "AMemParams", "Evolution", "NeighbourUpdate", "Note", "NoteChange", "NoteDraft"]
 
-_WORD_CHARS = 30  # longest keyword or tag kept (the schema's bound)
-_CONTEXT_CHARS = 160  # longest context line kept (the schema's bound)
+_WORD_CHARS = 24  # longest keyword or tag kept (the schema's bound)
+_CONTEXT_CHARS = 120  # longest context line kept (the schema's bound)
 
 
 class AMemMemory(MemoryProgram[AMemParams], Forgets):
@@ -82,15 +82,17 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         ),
         "note_system": "You index memories so that they can be found later. You reply in JSON.",
         "note": (
-            "Make an index card for a memory, so that it can be found later.\n"
-            "Example memory: \"Tom: We finally moved to Denver, my new job at the bakery starts Monday.\"\n"
-            "Example card: {\"keywords\": [\"Tom\", \"Denver\", \"bakery\", \"job\"], \"tags\": [\"moving\", \"work\"],"
-            " \"context\": \"Tom moved to Denver for a new bakery job.\"}\n\n"
-            "Now the card for this memory{% if when %} (from {{ when }}){% endif %}:\n"
+            "Make an index card for this memory{% if when %} (from {{ when }}){% endif %}, so that it can be found later:\n"
             "\"{{ text }}\"\n\n"
             "keywords: at most {{ max_keywords }} names and words taken from the memory."
             " tags: at most {{ max_tags }} topic labels."
             " context: one short sentence in your own words about who did what."
+        ),
+        # one worked example, given as an earlier turn of the conversation (see _draft)
+        "note_example": "Tom: We finally moved to Denver, my new job at the bakery starts Monday.",
+        "note_example_card": (
+            '{"keywords": ["Tom", "Denver", "bakery", "job"], "tags": ["moving", "work"],'
+            ' "context": "Tom moved to Denver for a new bakery job."}'
         ),
         "evolve_system": "You keep a set of linked memory notes up to date. You reply in JSON.",
         "evolve": (
@@ -180,10 +182,12 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
     def _draft(self, text: str, when: str) -> NoteDraft:
         """The note-construction call: keywords, tags and a context line for one memory."""
         p = self.params
+        ask = {"max_keywords": p.max_keywords, "max_tags": p.max_tags}
         messages = [
             {"role": "system", "content": self.instructions("note_system")},
-            {"role": "user", "content": self.instructions("note", text=text, when=when, max_keywords=p.max_keywords,
-                                                          max_tags=p.max_tags)},
+            {"role": "user", "content": self.instructions("note", text=self.instructions("note_example"), when="", **ask)},
+            {"role": "assistant", "content": self.instructions("note_example_card")},
+            {"role": "user", "content": self.instructions("note", text=text, when=when, **ask)},
         ]
         return self.toolkit.structured(messages, NoteDraft, op="note")
 
@@ -195,7 +199,7 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
     def _clean(self, draft: NoteDraft, text: str) -> tuple[list[str], list[str], str]:
         """What a small model wrote, kept only where it is plausible (see :func:`_keywords`, :meth:`_tags`, :func:`_context`)."""
         return (_keywords(draft.keywords, text, self.params.max_keywords), self._tags(draft.tags),
-                _context(draft.context, text))
+                _context(draft.context, text, example=self._example_words))
 
     def _tags(self, tags: Iterable[str]) -> list[str]:
         """Tags, without those made only of the instructions' own words (a small model copies them)."""
@@ -203,9 +207,16 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
                 if not set(tokenize(t)) <= self._prompt_words][: self.params.max_tags]
 
     @functools.cached_property
+    def _example_words(self) -> frozenset[str]:
+        """The worked example's words (as compared: their first letters)."""
+        example = self.instructions("note_example") + " " + self.instructions("note_example_card")
+        return frozenset(w[:_STEM] for w in tokenize(example))
+
+    @functools.cached_property
     def _prompt_words(self) -> frozenset[str]:
         """The words of the note and evolution instructions themselves (without any memory in them)."""
         shown = self.instructions("note", text="", when="", max_keywords=0, max_tags=0)
+        shown += self.instructions("note_example") + self.instructions("note_example_card")
         shown += self.instructions("evolve", new={"text": "", "context": "", "tags": []}, old=[])
         return frozenset(tokenize(shown)) | {"memory", "memories", "tag", "tags", "keyword", "keywords", "context"}
 
@@ -270,7 +281,7 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         if current is None or current.status != "active":
             return 0
         data = current.data
-        context = _context(update.context, current.text, cause.text) or data.get("context", "")
+        context = _context(update.context, current.text, cause.text, example=self._example_words) or data.get("context", "")
         tags = self._tags(update.tags) or list(data.get("tags", []))
         if context == data.get("context", "") and tags == list(data.get("tags", [])):
             return 0
@@ -377,16 +388,22 @@ def _keywords(values: Iterable[str], text: str, limit: int) -> list[str]:
 
 _LABEL = re.compile(r"^\s*(one (short )?sentence|context|summary)\s*:\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-_COPY = 0.6  # word overlap with a memory above which a "context" only repeats it
+_COPY = 0.8  # word overlap with a memory above which a "context" only repeats it
+_GROUNDED = 0.5  # more than this share of a context's words must occur in the memory (as in semantic's grounding)
+_STEM = 5  # words compared by their first letters: "adopted" and "adopting" count as the same word
 
 
-def _context(value: str, *texts: str) -> str:
-    """A context line: its first sentence, about the memory (a shared word) and not a copy of it; else empty."""
+def _context(value: str, *texts: str, example: frozenset[str] = frozenset()) -> str:
+    """A context line: its first sentence, mostly in the memory's words, none of them only the ``example``'s,
+    and not a copy of the memory; else empty."""
     line = _LABEL.sub("", " ".join(value.split()))
     line = _SENTENCE_END.split(line, maxsplit=1)[0][:_CONTEXT_CHARS].strip()
     words = set(tokenize(line))
-    if len(words) < 2 or not any(words & set(tokenize(t)) for t in texts):
-        return ""
+    said = {w[:_STEM] for t in texts for w in tokenize(t)}
+    if len(words) < 2 or sum(w[:_STEM] in said for w in words) <= _GROUNDED * len(words):
+        return ""  # mostly words the memory never said: invented
+    if any(w[:_STEM] not in said and w[:_STEM] in example for w in words):
+        return ""  # taken from the worked example
     if len(words) >= 6 and any(jaccard(line, t) >= _COPY or _plain(line)[:50] in _plain(t) for t in texts):
         return ""
     return line

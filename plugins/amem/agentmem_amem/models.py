@@ -18,7 +18,7 @@ from agentmem.retrievers import HybridParams
 
 __all__ = ["AMemParams", "Evolution", "Note", "NoteChange", "NeighbourUpdate", "NoteDraft"]
 
-Word = Annotated[str, StringConstraints(max_length=30)]
+Word = Annotated[str, StringConstraints(max_length=24)]
 
 
 class AMemParams(HybridParams):
@@ -37,7 +37,7 @@ class AMemParams(HybridParams):
     )
     max_links: int = Field(8, ge=1, le=30, description="links kept per note (backlinks from newer notes included; newest kept)")
     evolve: bool = Field(True, description="let a new note rewrite its linked neighbours' context and tags (one LLM call)")
-    evolve_k: int = Field(3, ge=0, le=10, description="at most this many linked neighbours are shown to, and updated by, one evolution call")
+    evolve_k: int = Field(3, ge=0, le=5, description="at most this many linked neighbours are shown to, and updated by, one evolution call")
     evolve_min_similarity: float = Field(
         0.45, ge=0.0, le=1.0, description="only neighbours at least this close to the new note may evolve (none: no call)"
     )
@@ -57,21 +57,21 @@ class NoteDraft(BaseModel):
     keywords: list[Word] = Field(default_factory=list, max_length=6,
                                  description="the memory's most important words: names, things, places, dates")
     tags: list[Word] = Field(default_factory=list, max_length=4, description="short topic labels")
-    context: str = Field("", max_length=160, description="one sentence: what the memory is about and why it matters")
+    context: str = Field("", max_length=120, description="one sentence: what the memory is about and why it matters")
 
 
 class NeighbourUpdate(BaseModel):
     """The evolution call's new context and tags for one older note (by its number in the prompt)."""
 
     number: int = Field(description="number of the older memory")
-    context: str = Field("", max_length=160, description="its new context sentence")
+    context: str = Field("", max_length=120, description="its new context sentence")
     tags: list[Word] = Field(default_factory=list, max_length=4, description="its new tags")
 
 
 class Evolution(BaseModel):
     """The evolution call's reply: updates for some of the shown neighbours (possibly none)."""
 
-    updates: list[NeighbourUpdate] = Field(default_factory=list, max_length=6)
+    updates: list[NeighbourUpdate] = Field(default_factory=list, max_length=5)
 
 
 class Note(BaseModel):
