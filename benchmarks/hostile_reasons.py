@@ -199,6 +199,9 @@ def main() -> int:
     # the limits of the test suite: every op ends in seconds
     limits = SandboxLimits(op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048,
                            output_bytes=256 << 10)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip())
     rows = []
     for jail in jails:
         for path in programs:
@@ -207,11 +210,11 @@ def main() -> int:
             verdict = f"{row['failed']['kind']}: {row['failed']['reason']}" if row["failed"] else f"ran; got {row['got'][:60]!r}"
             flag = "" if row["host_untouched"] and not row["leaked"] and not row["scratch_left"] else "  <-- NOT CONTAINED"
             print(f"{jail:8s} {path.name:26s} {verdict[:150]}{flag}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result = {
         "script": "benchmarks/hostile_reasons.py",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "commit": commit,
+        "dirty": dirty,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}",
         "backends": backends,
