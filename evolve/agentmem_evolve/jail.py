@@ -352,6 +352,10 @@ def _bwrap_argv(view: JailView, command: list[str], support: Path, disk_mb: int,
         "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
         "--cap-drop", "ALL", "--hostname", "sandbox",
     ]
+    # /proc, /dev and /tmp first: a checkout or virtual environment under /tmp (a fresh clone in CI) is
+    # then bound on top of the jail's own /tmp instead of being hidden by it
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     for path in view.readonly:
         argv += ["--ro-bind", path, path]
     for target, link in view.symlinks:
@@ -361,8 +365,6 @@ def _bwrap_argv(view: JailView, command: list[str], support: Path, disk_mb: int,
     for path in view.hidden_files:
         argv += ["--ro-bind", "/dev/null", path]
     argv += ["--ro-bind", str(support / "passwd"), "/etc/passwd", "--ro-bind", str(support / "group"), "/etc/group"]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     argv += ["--size", str(disk_mb << 20), "--tmpfs", JAIL_SCRATCH]
     argv += ["--remount-ro", "/dev"]  # bubblewrap's /dev is a tmpfs as large as half the RAM: nothing is written there
     argv += ["--remount-ro", "/", "--chdir", JAIL_SCRATCH, "--", *command]
@@ -385,12 +387,13 @@ ro() {
   mount -o remount,bind,ro "$R$2"
 }
 link() { mkdir -p "$(dirname "$R$2")"; ln -s "$1" "$R$2"; }
-%(mounts)s
 mkdir -p "$R/proc" "$R/dev" "$R/tmp" "$R%(scratch)s"
+# /tmp before the binds: a checkout or virtual environment under /tmp is bound on top of it, not hidden
+mount -t tmpfs -o size=%(tmp_mb)dm,mode=1777 tmpfs "$R/tmp"
+%(mounts)s
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 for d in null zero full random urandom; do : > "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
 ln -s /proc/self/fd "$R/dev/fd"
-mount -t tmpfs -o size=%(tmp_mb)dm,mode=1777 tmpfs "$R/tmp"
 mount -t tmpfs -o size=%(disk_mb)dm,mode=0700 tmpfs "$R%(scratch)s"
 cd "$R"
 mkdir .oldroot

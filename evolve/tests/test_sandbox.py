@@ -1039,3 +1039,27 @@ def test_a_source_that_breaks_the_compiler_is_invalid(source):
     except (MemoryError, RecursionError) as exc:
         pytest.fail(f"validate_program raised {type(exc).__name__} for the candidate's source")
     assert not report.ok and report.stage == "import"
+
+
+@pytest.mark.skipif(not JAILED, reason="no jail backend on this machine (install bubblewrap)")
+@pytest.mark.parametrize("jail", JAILED)
+def test_a_checkout_under_tmp_is_visible_inside_the_jail(jail, tmp_path):
+    """A fresh clone (and its virtual environment) under /tmp is bound over the jail's own /tmp, not hidden by it."""
+    import subprocess
+
+    from agentmem_evolve.jail import jail_command, jail_view
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "marker.txt").write_text("found me")
+    view = jail_view()
+    view = view.model_copy(update={"readonly": [*view.readonly, str(checkout)]})
+    host = tmp_path / "host"
+    host.mkdir()
+    script = (f"import os; print(open({str(checkout / 'marker.txt')!r}).read()); "
+              "open('/tmp/scratch-note', 'w').write('x'); print(sorted(os.listdir('/tmp')))")
+    argv = jail_command(jail, [view.python, "-I", "-c", script], host_dir=host, disk_mb=8, view=view)  # type: ignore[arg-type]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "found me" in done.stdout
+    assert not (checkout / "scratch-note").exists() and not Path("/tmp/scratch-note").exists()
