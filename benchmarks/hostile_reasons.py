@@ -96,6 +96,7 @@ class Host(SuiteHost):
     def params(self, filename: str) -> dict[str, Any] | None:
         return super().params(filename) or {
             "log_symlink.py": {"secret": str(self.secret)},
+            "numpy_poke.py": {"target": str(self.target), "secret": str(self.secret)},
             "chroma_outside.py": {"directory": str(self.outside)},
             "network.py": {"host": "127.0.0.1", "port": self.listener.getsockname()[1]},
         }.get(filename)
