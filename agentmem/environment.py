@@ -236,6 +236,71 @@ class Environment(ABC):
     primary_metric: ClassVar[str] = "score"
 
 
+class ProxyScore(BaseModel):
+    """An LLM-free verdict on what memory recalled for one question, within the budget.
+
+    ``score`` (0..1) is the proxy itself. The other fields say why, so that a
+    failed question can be diagnosed without an LLM: ``evidence`` is the
+    fraction of the grounding turns recalled (``None`` where the environment
+    does not know them), ``stale`` that a superseded value was recalled ahead
+    of the current one, ``answer_in_recall`` that the reference answer itself
+    is in the recalled text (``None`` where that cannot be checked).
+    """
+
+    score: float = Field(ge=0.0, le=1.0)
+    evidence: float | None = None
+    stale: bool = False
+    answer_in_recall: bool | None = None
+
+
+PROXY_METRIC = "proxy"
+"""The per-question metric under which a :class:`ProxyScoring` environment records its proxy."""
+
+
+class ProxyScoring(ABC):
+    """Optional capability of an environment that knows each question's grounding.
+
+    Such an environment scores what memory recalled for a question without any
+    LLM call (:meth:`proxy_score`) and records the verdict in every
+    :class:`QuestionResult` it makes, through :func:`proxy_metrics`. Evolution
+    uses it as a cheap first stage: ingest and recall only, no answers.
+    Environments opt in by inheriting this class (see :func:`supports_proxy`);
+    nothing is inferred from errors.
+
+    The proxy is computed in the trusted process that runs the environment,
+    from the :class:`~agentmem.types.Recall` the (possibly sandboxed) memory
+    returned: the memory never sees the grounding or the answer.
+    """
+
+    @abstractmethod
+    def proxy_score(self, task: Task, question: Question, recall: Recall) -> ProxyScore | None:
+        """The proxy for ``question`` given ``recall`` (``None``: this question has no grounding to check)."""
+
+
+def supports_proxy(env: Any) -> bool:
+    """Whether ``env`` (an environment or its class) offers an LLM-free proxy score."""
+    return isinstance(env, ProxyScoring) or (isinstance(env, type) and issubclass(env, ProxyScoring))
+
+
+def proxy_metrics(verdict: ProxyScore | None, recall: Recall) -> dict[str, float]:
+    """The per-question metrics a :class:`ProxyScoring` environment adds to its own.
+
+    ``proxy`` (the score), ``proxy/evidence``, ``proxy/stale``,
+    ``proxy/answer_in_recall`` where known, and ``recall/omitted`` (matches the
+    memory had to cut to stay within the budget), which diagnosis reads.
+    """
+    out: dict[str, float] = {"recall/omitted": float(recall.omitted)}
+    if verdict is None:
+        return out
+    out[PROXY_METRIC] = float(verdict.score)
+    if verdict.evidence is not None:
+        out["proxy/evidence"] = float(verdict.evidence)
+    out["proxy/stale"] = float(verdict.stale)
+    if verdict.answer_in_recall is not None:
+        out["proxy/answer_in_recall"] = float(verdict.answer_in_recall)
+    return out
+
+
 class TaskSetEnvironment(Environment):
     """An environment whose tasks load all at once and are split by task id.
 

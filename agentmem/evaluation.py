@@ -27,7 +27,7 @@ from agentmem.memory import MemoryProgram
 from agentmem.registry import load_environment
 from agentmem.scratch import make_scratch, remove_tree
 from agentmem.toolkit import ChatModel, Embedder, Stores, storage_name
-from agentmem.types import Episode, Event, Scope
+from agentmem.types import Episode, Event, Query, Recall, Scope
 
 Progress = Callable[[int, int, dict[str, float]], None]
 #: builds a task's memory programs instead of build_memory_stack (e.g. sandboxed candidates):
@@ -164,6 +164,45 @@ class _CountingAgent:
         return result
 
 
+class RecallOnlyAgent:
+    """An agent that lives through the sessions and recalls for each question, but never answers.
+
+    The first, LLM-free stage of evolution's cascade: memory observes and
+    reflects as usual (a program's own LLM use while ingesting is its cost),
+    then each question or request gets exactly the recall the real agent
+    would get (same query text, same token budget) and an empty answer. The
+    environment's proxy (:class:`~agentmem.environment.ProxyScoring`) scores
+    that recall; the answer metrics of such a run mean nothing.
+    """
+
+    def __init__(self, agent: MemoryAgent) -> None:
+        self._agent = agent
+
+    def observe(self, event: Event) -> None:
+        self._agent.observe(event)
+
+    def end_session(self, episode: Episode) -> None:
+        self._agent.end_session(episode)
+
+    def _recall(self, text: str) -> Recall:
+        composed = self._agent.composed
+        if not composed.programs:
+            return Recall()
+        return composed.recall(Query(text=text, budget_tokens=self._agent.budget_tokens))
+
+    def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
+        started = time.perf_counter()
+        return Answer(text="", recall=self._recall(question), seconds=time.perf_counter() - started)
+
+    def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
+        started = time.perf_counter()
+        return Action(recall=self._recall(instruction), error="recall only: no call was made",
+                      seconds=time.perf_counter() - started)
+
+    def close(self) -> None:
+        self._agent.close()
+
+
 def make_environment(name: str, **options: Any) -> Environment:
     """Instantiate an environment plugin, passing only the options its constructor accepts."""
     cls = load_environment(name)
@@ -189,6 +228,7 @@ def run_eval(
     chroma_host: str | None = None,
     progress: Progress | None = None,
     memory_factory: MemoryFactory | None = None,
+    recall_only: bool = False,
 ) -> EvalResult:
     """Run ``memory`` (plugin names or program paths) through ``env`` and score it.
 
@@ -197,6 +237,8 @@ def run_eval(
     puts the vector collections on a Chroma server instead. ``memory_factory``,
     when given, builds each task's programs instead (evolution passes one that
     runs candidates in a sandbox); ``memory`` is then only the result's label.
+    ``recall_only`` asks no question of the model (:class:`RecallOnlyAgent`):
+    only an environment's LLM-free proxy metrics are meaningful then.
 
     When the model cannot be reached (:class:`~agentmem.errors.LLMUnavailable`
     after the client's retries) the evaluation raises it, even where a plugin,
@@ -243,6 +285,8 @@ def run_eval(
                             memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params
                         )
                     agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
+                    if recall_only:
+                        agent = RecallOnlyAgent(agent)  # type: ignore[assignment]
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))
                     except Exception:

@@ -43,7 +43,7 @@ MAX_TRACES = 8  # transcripts kept per evaluation: enough for a reflective promp
 MAX_TRACE_STRING = 3000  # characters of any one string inside a trace
 MAX_TRACE_JSON = 12_000  # characters of one trace as JSON
 
-Stage = Literal["screen", "select", "test"]
+Stage = Literal["proxy", "screen", "select", "test"]
 
 
 def _now() -> datetime:

@@ -131,11 +131,20 @@ class ProposersConfig(_Section):
 
 
 class CascadeConfig(_Section):
-    """When a child screened on the minibatch earns the full select split."""
+    """Which children are paid an LLM for: the LLM-free proxy stage, then the minibatch, then the select split."""
 
     promote_margin: float = Field(
         0.0, ge=0, description="promote when minibatch score >= parent's minibatch score - margin"
     )
+    proxy: bool = Field(
+        True, description="score every valid child on the environment's LLM-free proxy first (ingest and recall only) "
+                          "and send only the best on; ignored for environments without a proxy")
+    proxy_questions: int | None = Field(
+        200, ge=1, description="questions of the screen split the proxy stage scores (None = all)")
+    proxy_keep: float = Field(
+        0.5, gt=0, le=1, description="fraction of the proxy-scored children of an iteration that go on (at least one)")
+    proxy_floor: float = Field(
+        0.0, ge=0, lt=1, description="a child whose proxy is at or below this never goes on (0: it recalled no grounding)")
 
 
 class ExecutionConfig(_Section):

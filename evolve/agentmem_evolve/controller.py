@@ -28,6 +28,7 @@ from agentmem.scratch import sweep_dead
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
+from agentmem_evolve.diagnosis import counts_from_metrics
 from agentmem_evolve.evaluator import EvalJob, EvalOutcome, slice_key
 from agentmem_evolve.executor import Executor, make_executor
 from agentmem_evolve.proposers import (
@@ -89,6 +90,7 @@ class Controller:
         env = config.environment
         # stage -> (split, question limit): the cascade's three slices, and the key that names each
         self._slices = {
+            "proxy": (env.screen_split, config.cascade.proxy_questions),
             "screen": (env.screen_split, env.minibatch),
             "select": (env.select_split, env.validation_limit),
             "test": (env.test_split, env.test_limit),
@@ -116,6 +118,41 @@ class Controller:
             saved = secrets.randbelow(2**62)
             self.archive.set_state("heldout_seed", saved)
         return int(saved)
+
+    @property
+    def proxy_on(self) -> bool:
+        """Whether this run screens children on the environment's LLM-free proxy first."""
+        if not self.config.cascade.proxy:
+            return False
+        from agentmem.environment import supports_proxy
+        from agentmem.registry import load_environment
+
+        try:
+            return supports_proxy(load_environment(self.config.environment.name))
+        except Exception:  # noqa: BLE001 - an unknown environment fails later with its own clear error
+            return False
+
+    def _proxy_screen(self, children: list[ProgramRecord]) -> list[ProgramRecord]:
+        """Stage 0: children scored on the proxy, only the best fraction returned (seeds always pass).
+
+        The cut is recorded (state ``proxy_rejected``), so a resumed run never
+        screens a rejected child on the minibatch.
+        """
+        fresh = [c for c in children if c.operator != "seed"]
+        if not self.proxy_on or not fresh:
+            return children
+        from agentmem_evolve.proxy import REJECTED_STATE, keep_best
+
+        self._evaluate([(c, "proxy") for c in fresh])
+        scores = {c.id: self._score(c.id, "proxy") for c in fresh}
+        cascade = self.config.cascade
+        kept, dropped = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor)
+        rejected = list(self.archive.get_state(REJECTED_STATE, []) or [])
+        rejected += [pid for pid in dropped if pid not in rejected]
+        self.archive.set_state(REJECTED_STATE, rejected)
+        for c in fresh:
+            self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept)
+        return [c for c in children if c.operator == "seed" or c.id in kept]
 
     def _stage_options(self, stage: str) -> dict[str, Any]:
         """The environment's options for one stage: the test stage also gets the held-out seed."""
@@ -297,19 +334,20 @@ class Controller:
         valid = [s for s in seeds if s.status == "valid"]
         if not valid:
             raise ConfigError("no seed program is valid: " + "; ".join(f"{s.meta.get('seed')}: {s.error}" for s in seeds))
-        self._evaluate([(s, "screen") for s in valid] + [(s, "select") for s in valid])
+        proxy = [(s, "proxy") for s in valid] if self.proxy_on else []  # seeds are never cut; scored for the correlation
+        self._evaluate(proxy + [(s, "screen") for s in valid] + [(s, "select") for s in valid])
 
     def _finish_pending(self) -> None:
         """After a crash: validate what was never validated, and finish each program's cascade."""
         for record in self.archive.programs(status="pending"):
             self._validate_record(record)
-        todo: list[tuple[ProgramRecord, str]] = []
-        for record in self.archive.programs(status="valid"):
-            screen = self.archive.evaluation(record.id, "screen", self._keys["screen"])
-            if screen is None:
-                todo.append((record, "screen"))
-        self._evaluate(todo)
-        promote = [(r, "select") for r in self.archive.programs(status="valid") if self._promotable(r) and
+        from agentmem_evolve.proxy import REJECTED_STATE
+
+        rejected = set(self.archive.get_state(REJECTED_STATE, []) or [])
+        unscreened = [r for r in self.archive.programs(status="valid") if r.id not in rejected
+                      and self.archive.evaluation(r.id, "screen", self._keys["screen"]) is None]
+        self._evaluate([(r, "screen") for r in self._proxy_screen(unscreened)])
+        promote = [(r, "select") for r in self.archive.programs(status="valid") if r.id not in rejected and self._promotable(r) and
                    self.archive.evaluation(r.id, "select", self._keys["select"]) is None]
         self._evaluate(promote)
 
@@ -364,6 +402,7 @@ class Controller:
             stored = self.archive.program(record.id)
             if stored is not None and stored.status == "valid":
                 children.append(stored)
+        children = self._proxy_screen(children)
         self._evaluate([(c, "screen") for c in children] + self._parent_screens(children))
         promoted = [c for c in children if self._promotable(c)]
         for c in children:
@@ -540,6 +579,7 @@ class Controller:
             id=program_id, source=record.source, score=select.score if select else 0.0, meta=record.meta,
             traces=traces, lineage=rows[:-1] if len(rows) > 1 else [], seed_source=seed.source,
             seed_score=self._score(seed.id, "select"),
+            diagnosis=counts_from_metrics(e.metrics for e in (screen, select) if e is not None),
         )
 
     def _best_summary(self) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Stage = Literal["screen", "select", "test"]
+Stage = Literal["proxy", "screen", "select", "test"]
 
 _EMBEDDER: Any = None
 _LLMS: dict[tuple[str, str | None], Any] = {}
@@ -40,6 +40,11 @@ class EvalJob(BaseModel):
     budget_tokens: int = 1024
     sandbox: dict[str, Any] = Field(default_factory=dict)
     max_traces: int = 5
+
+    @property
+    def recall_only(self) -> bool:
+        """The proxy stage: ingest and recall only, scored by the environment's LLM-free proxy."""
+        return self.stage == "proxy"
 
     def key(self) -> str:
         """Identifies the question set: two jobs with the same key score the same questions."""
@@ -129,11 +134,17 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
     try:
         environment = make_env(job.env, job.data, job.options, job.seed)
         metric = environment.primary_metric
+        if job.recall_only:
+            from agentmem.environment import PROXY_METRIC, supports_proxy
+
+            if not supports_proxy(environment):
+                raise ValueError(f"{job.env} has no LLM-free proxy; turn the proxy stage off ([cascade] proxy = false)")
+            metric = PROXY_METRIC
         limits = SandboxLimits(**job.sandbox)
         result = run_eval(
             environment, [f"candidate-{job.program_id}"], llm=llm, embedder=embedder,
             split=job.split, limit=job.limit, budget_tokens=job.budget_tokens,  # type: ignore[arg-type]
-            seed=job.seed, memory_factory=sandboxed_factory(job.source, limits),
+            seed=job.seed, memory_factory=sandboxed_factory(job.source, limits), recall_only=job.recall_only,
         )
     except LLMUnavailable as exc:  # the model's outage, not the candidate's failure: no score either way
         outcome.status = "unavailable"
@@ -155,10 +166,16 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
         outcome.cost = {"seconds": round(time.perf_counter() - t0, 2)}
         outcome.finished_at = _now()
         return outcome
-    outcome.metrics = result.metrics
-    outcome.score = round(result.primary(metric), 4)
     questions = [q for task in result.tasks for q in task.questions]
-    outcome.per_instance = {f"{task.task_id}/{q.question_id}": float(q.metrics.get(metric, 0.0)) for task in result.tasks for q in task.questions}
+    if job.recall_only:
+        _score_proxy(outcome, result, metric)
+    else:
+        outcome.metrics = result.metrics
+        outcome.score = round(result.primary(metric), 4)
+        outcome.per_instance = {f"{task.task_id}/{q.question_id}": float(q.metrics.get(metric, 0.0)) for task in result.tasks for q in task.questions}
+        proxies = [q.metrics["proxy"] for q in questions if "proxy" in q.metrics]
+        if proxies:  # the proxy comes free with every LLM-scored run of an environment that has one
+            outcome.metrics["proxy"] = round(sum(proxies) / len(proxies), 4)
     n = max(1, len(questions))
     outcome.cost = {
         "llm_calls": result.cost.llm_calls,
@@ -173,24 +190,54 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
         "recall_items": round(sum(len([ln for ln in q.recalled.splitlines() if ln.strip()]) for q in questions) / n, 2),
         "recall_chars": round(sum(len(q.recalled) for q in questions) / n, 1),
     }
-    outcome.traces = pick_traces(questions, metric, job.max_traces)
+    if job.recall_only:
+        outcome.traces = []
+    else:
+        from agentmem_evolve.diagnosis import diagnose
+
+        diagnosis = diagnose(questions, metric)
+        outcome.metrics.update(diagnosis.metrics())
+        outcome.traces = pick_traces(questions, metric, job.max_traces, diagnosis=diagnosis)
     outcome.finished_at = _now()
     return outcome
 
 
-def pick_traces(questions: list[Any], metric: str, limit: int) -> list[dict[str, Any]]:
-    """A few failures (lowest score first) and a success or two, for the reflective proposer."""
+def _score_proxy(outcome: EvalOutcome, result: Any, metric: str) -> None:
+    """A proxy-stage outcome: the mean proxy over the questions that have grounding to check."""
+    per = {f"{task.task_id}/{q.question_id}": float(q.metrics[metric]) for task in result.tasks for q in task.questions
+           if metric in q.metrics}
+    outcome.per_instance = per
+    outcome.score = round(sum(per.values()) / len(per), 4) if per else 0.0
+    outcome.metrics = {metric: outcome.score, "questions": float(sum(len(t.questions) for t in result.tasks)),
+                       "proxy_questions": float(len(per))}
+    for key in ("proxy/evidence", "proxy/stale"):
+        values = [q.metrics[key] for task in result.tasks for q in task.questions if key in q.metrics]
+        if values:
+            outcome.metrics[key] = round(sum(values) / len(values), 4)
+
+
+def pick_traces(questions: list[Any], metric: str, limit: int, *, diagnosis: Any = None) -> list[dict[str, Any]]:
+    """A few failures (lowest score first) and a success or two, for the reflective proposer.
+
+    With a :class:`~agentmem_evolve.diagnosis.Diagnosis`, two cases of its
+    largest class come first and every failure carries its ``diagnosis``.
+    """
+    from agentmem_evolve.diagnosis import classify, trace_of
+
     ranked = sorted(questions, key=lambda q: q.metrics.get(metric, 0.0))
     failures = [q for q in ranked if q.metrics.get(metric, 0.0) < 1.0][: max(1, limit - 2)]
     successes = [q for q in reversed(ranked) if q.metrics.get(metric, 0.0) >= 0.999][:2]
-    out = []
+    out: list[dict[str, Any]] = []
+    largest = diagnosis.largest if diagnosis is not None else None
+    if largest is not None:
+        out.extend(diagnosis.examples.get(largest, [])[:2])
+    seen = {(t["question"], t["prediction"]) for t in out}
     for q in failures + successes:
-        out.append({
-            "question": q.question[:600],
-            "reference": q.reference[:300],
-            "prediction": q.prediction[:300],
-            "recalled": q.recalled[:900],
-            "score": round(float(q.metrics.get(metric, 0.0)), 3),
-            "category": q.category,
-        })
+        trace = trace_of(q, metric)
+        if (trace["question"], trace["prediction"]) in seen:
+            continue
+        label = classify(q.metrics, q.reference, q.prediction, float(q.metrics.get(metric, 0.0)))
+        if label is not None and diagnosis is not None:
+            trace["diagnosis"] = label
+        out.append(trace)
     return out[:limit]

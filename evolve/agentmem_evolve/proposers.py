@@ -87,6 +87,7 @@ class ParentView:
     lineage: list[str] = field(default_factory=list)
     seed_source: str = ""
     seed_score: float | None = None
+    diagnosis: dict[str, int] = field(default_factory=dict)  # failures per class (agentmem_evolve.diagnosis)
 
 
 @dataclass
@@ -139,6 +140,18 @@ def _apply(source: str, name: str, value_source: str) -> str:
 # -- reflective --------------------------------------------------------------------------------
 
 
+def diagnosed(parent: ParentView) -> dict[str, Any] | None:
+    """The parent's failures by class, for the prompt (:func:`agentmem_evolve.diagnosis.prompt_view`); None if undiagnosed."""
+    from agentmem_evolve.diagnosis import prompt_view
+
+    return prompt_view(parent.diagnosis, parent.traces) if parent.diagnosis else None
+
+
+def _aim(diagnosis: dict[str, Any] | None) -> dict[str, Any]:
+    """What the child's record keeps of the diagnosis it was asked to fix."""
+    return {"aimed_at": diagnosis["largest"]} if diagnosis else {}
+
+
 class ReflectiveProposer:
     """An LLM rewrites one target of the parent, shown why the parent fails."""
 
@@ -167,11 +180,12 @@ class ReflectiveProposer:
         failures = [t for t in parent.traces if t.get("score", 0) < 1.0][:3]
         successes = [t for t in parent.traces if t.get("score", 0) >= 0.999][:1]
         base = parent.meta.get("base_plugin") or parent.meta.get("seed") or "custom"
+        diagnosis = diagnosed(parent)
         if target == "usage":
             user = render(
                 "reflect_template.j2", env=self.task.env, env_description=self.task.description, base=base,
                 score=parent.score, metric=self.task.metric, failures=failures or parent.traces[:2],
-                template=prog.read_template(parent.source) or "",
+                template=prog.read_template(parent.source) or "", diagnosis=diagnosis,
             )
         else:
             code = prog.functions(parent.source)[target]
@@ -186,20 +200,23 @@ class ReflectiveProposer:
                 score=parent.score, metric=self.task.metric, seed_score=parent.seed_score, lineage=parent.lineage[-5:],
                 failures=failures or parent.traces[:2], successes=successes, target=target,
                 purpose=HOOK_PURPOSE.get(target, "is part of the memory program"), code=code,
-                reference=reference, hint=HOOK_HINT.get(target, ""),
+                reference=reference, hint=HOOK_HINT.get(target, ""), diagnosis=diagnosis,
             )
         conversation = [{"role": "system", "content": render("reflect_system.j2")}, {"role": "user", "content": user}]
         proposal = Proposal(source=parent.source, operator="reflective", parents=[parent.id], conversation=conversation, target=target,
-                            meta={"target": target, "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed")})
+                            meta={"target": target, "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed"),
+                                  **_aim(diagnosis)})
         return self._complete(proposal, parent.source, rng)
 
     def _propose_file(self, parent: ParentView, rng: random.Random) -> Proposal:
         failures = [t for t in parent.traces if t.get("score", 0) < 1.0][:3] or parent.traces[:2]
+        diagnosis = diagnosed(parent)
         user = render("reflect_file.j2", env=self.task.env, env_description=self.task.description, score=parent.score,
-                      metric=self.task.metric, failures=failures, code=parent.source)
+                      metric=self.task.metric, failures=failures, code=parent.source, diagnosis=diagnosis)
         conversation = [{"role": "system", "content": "You improve the memory program of an AI agent."}, {"role": "user", "content": user}]
         proposal = Proposal(source=parent.source, operator="reflective", parents=[parent.id], conversation=conversation, target="file",
-                            meta={"target": "file", "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed")})
+                            meta={"target": "file", "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed"),
+                                  **_aim(diagnosis)})
         return self._complete(proposal, parent.source, rng)
 
     def _complete(self, proposal: Proposal, parent_source: str, rng: random.Random) -> Proposal:

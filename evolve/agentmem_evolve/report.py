@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
+from agentmem_evolve.proxy import proxy_summary
 from agentmem_evolve.selection import Scored, pareto_frontier
 
 __all__ = ["render_report", "summary", "seed_of"]
@@ -71,6 +72,7 @@ def summary(archive: Archive) -> dict[str, Any]:
         "frontier": [s.program_id for s in pareto_frontier(pool)],
         "spend": spend,
         "sandbox": archive.get_state("sandbox", None),
+        "proxy": proxy_summary(archive),
     }
 
 

@@ -45,14 +45,18 @@ from pydantic import BaseModel, Field
 
 from agentmem.environment import (
     AgentLike,
+    ProxyScore,
+    ProxyScoring,
+    Question,
     QuestionResult,
     Task,
     TaskResult,
     TaskSetEnvironment,
     check_top_k,
     parse_knobs,
+    proxy_metrics,
 )
-from agentmem.types import Episode
+from agentmem.types import Episode, Recall
 from agentmem_environments.bfcl.checker import Checker, bfcl_correct, load_checker
 from agentmem_environments.bfcl.install import BFCL_VERSION, ENV_DIR, BFCLInstallError, ensure_bfcl, find_bfcl
 from agentmem_environments.bfcl.loader import load_tasks
@@ -77,7 +81,7 @@ class Options(BaseModel):
     install: bool = Field(True, description="install bfcl-eval (no dependencies) into the cache when it is not found")
 
 
-class BFCLMemoryEnvironment(TaskSetEnvironment):
+class BFCLMemoryEnvironment(TaskSetEnvironment, ProxyScoring):
     """BFCL v4 memory: prerequisite conversations fill memory, then questions scored by BFCL's agentic checker."""
 
     name: ClassVar[str] = "bfcl-memory"
@@ -157,6 +161,7 @@ class BFCLMemoryEnvironment(TaskSetEnvironment):
             er = evidence_recall(recalled_dia_ids(items, turns), question.evidence)
             if er is not None:
                 metrics["evidence_recall"] = er
+            metrics.update(proxy_metrics(self.proxy_score(task, question, answer.recall, turns), answer.recall))
             results.append(
                 QuestionResult(
                     question_id=question.id,
@@ -170,6 +175,16 @@ class BFCLMemoryEnvironment(TaskSetEnvironment):
             )
             log.debug("%s %r -> %r %s", question.id, truth, answer.text, metrics)
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
+
+    def proxy_score(self, task: Task, question: Question, recall: Recall,
+                    turns: dict[str, str] | None = None) -> ProxyScore | None:
+        """Whether the answer is in what memory recalled, by BFCL's own checker (``None`` where the source lacks it)."""
+        if not question.metadata.get("answer_in_source"):
+            return None
+        truth = list(question.metadata.get("ground_truth") or [question.answer])
+        found = bfcl_correct(self.checker, recall.text(), truth) == 1.0
+        er = evidence_recall(recalled_dia_ids(recall.items, turns if turns is not None else turn_ids(task)), question.evidence)
+        return ProxyScore(score=float(found), evidence=er, answer_in_recall=found)
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:
         questions = [q for r in results for q in r.questions]

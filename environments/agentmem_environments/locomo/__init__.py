@@ -32,15 +32,18 @@ from typing import Any, ClassVar
 
 from agentmem.environment import (
     AgentLike,
+    ProxyScore,
+    ProxyScoring,
     Question,
     QuestionResult,
     Task,
     TaskResult,
     TaskSetEnvironment,
     check_top_k,
+    proxy_metrics,
 )
 from agentmem.errors import AgentmemError, DataError
-from agentmem.types import Episode
+from agentmem.types import Episode, Recall
 from agentmem_environments.locomo.demo import DEMO_PATH
 from agentmem_environments.locomo.loader import ADVERSARIAL_ANSWER as NOT_MENTIONED
 from agentmem_environments.locomo.loader import CATEGORIES, load_tasks
@@ -132,7 +135,7 @@ def split_ids(ids: list[str], seed: int) -> dict[str, list[str]]:
     }
 
 
-class LocomoEnvironment(TaskSetEnvironment):
+class LocomoEnvironment(TaskSetEnvironment, ProxyScoring):
     """LoCoMo conversation QA (token F1 per category; evidence recall as an LLM-free proxy)."""
 
     name: ClassVar[str] = "locomo"
@@ -214,6 +217,7 @@ class LocomoEnvironment(TaskSetEnvironment):
             er = evidence_recall(recalled_dia_ids(recalled, turns), question.evidence)
             if er is not None:
                 metrics["evidence_recall"] = er
+            metrics.update(proxy_metrics(self.proxy_score(task, question, answer.recall, turns), answer.recall))
             results.append(
                 QuestionResult(
                     question_id=question.id,
@@ -227,6 +231,12 @@ class LocomoEnvironment(TaskSetEnvironment):
             )
             log.debug("%s f1=%.3f er=%s", question.id, metrics["f1"], metrics.get("evidence_recall"))
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
+
+    def proxy_score(self, task: Task, question: Question, recall: Recall,
+                    turns: dict[str, str] | None = None) -> ProxyScore | None:
+        """Evidence recall over everything memory recalled within the budget (``None`` without evidence)."""
+        er = evidence_recall(recalled_dia_ids(recall.items, turns if turns is not None else turn_ids(task)), question.evidence)
+        return None if er is None else ProxyScore(score=er, evidence=er)
 
     def prompt_for(self, question: Question) -> str:
         """The question as the agent sees it.

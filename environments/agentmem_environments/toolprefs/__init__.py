@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 
 from agentmem.environment import (
     AgentLike,
+    ProxyScore,
+    ProxyScoring,
     Question,
     QuestionResult,
     Task,
@@ -43,10 +45,11 @@ from agentmem.environment import (
     TaskSetEnvironment,
     check_top_k,
     parse_knobs,
+    proxy_metrics,
     require_act,
 )
 from agentmem.llm.tools import ToolSpec
-from agentmem.types import Episode
+from agentmem.types import Episode, Recall
 from agentmem_environments.locomo import split_ids
 from agentmem_environments.toolprefs.domains import DOMAINS, TOOLS, tool_spec
 from agentmem_environments.toolprefs.generator import GeneratorOptions, generate_users, render_call
@@ -65,7 +68,7 @@ def _spec(name: str) -> ToolSpec:
     return tool_spec(TOOLS[name])
 
 
-class ToolPrefsEnvironment(TaskSetEnvironment):
+class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
     """Generated users whose stated preferences must ground later tool calls (Mem2ActBench-style)."""
 
     name: ClassVar[str] = "toolprefs"
@@ -148,6 +151,7 @@ class ToolPrefsEnvironment(TaskSetEnvironment):
             er = evidence_recall(recalled_dia_ids(items, turns), question.evidence)
             if er is not None:
                 metrics["evidence_recall"] = er
+            metrics.update(proxy_metrics(self.proxy_score(task, question, action.recall, turns), action.recall))
             prediction = render_call(action.tool, action.arguments) if action.tool else f"(no call: {action.error})"
             results.append(
                 QuestionResult(
@@ -162,6 +166,36 @@ class ToolPrefsEnvironment(TaskSetEnvironment):
             )
             log.debug("%s %s -> %s %s", question.id, question.answer, prediction, metrics)
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
+
+    def proxy_score(self, task: Task, question: Question, recall: Recall,
+                    turns: dict[str, str] | None = None) -> ProxyScore | None:
+        """The fraction of grounding statements recalled, each with no superseded value ranked ahead of it.
+
+        A corrected preference earns credit only when its current statement is
+        recalled and the stale statement it replaced is not recalled before it
+        (an item that holds both counts as current first). ``stale`` is set when
+        any stale statement was recalled ahead of (or instead of) its correction.
+        """
+        turns = turns if turns is not None else turn_ids(task)
+        grounding: dict[str, str] = dict(question.metadata.get("grounding") or {})
+        if not grounding:
+            return None
+        stale_of: dict[str, str] = dict(question.metadata.get("stale_grounding") or {})
+        first_at: dict[str, int] = {}
+        for rank, item in enumerate(recall.items):
+            for dia in recalled_dia_ids([item], turns):
+                first_at.setdefault(str(dia).strip().upper(), rank)
+        checks = dict.fromkeys((str(dia).upper(), str(stale_of[p]).upper() if p in stale_of else None) for p, dia in grounding.items())
+        credit = 0.0
+        stale = False
+        for current, old in checks:
+            at = first_at.get(current)
+            old_at = first_at.get(old) if old else None
+            ahead = old_at is not None and (at is None or old_at < at)
+            stale = stale or ahead
+            credit += float(at is not None and not ahead)
+        evidence = sum(1 for current, _ in checks if current in first_at) / len(checks)
+        return ProxyScore(score=credit / len(checks), evidence=evidence, stale=stale)
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:
         questions = [q for r in results for q in r.questions]

@@ -61,7 +61,7 @@ class _Statement(BaseModel):
 
     text: str
     session: int
-    grounds: list[str] = Field(default_factory=list)  # "pref:<slot>" or "state:<question index>"
+    grounds: list[str] = Field(default_factory=list)  # "pref:<slot>", "stale:<slot>" (superseded) or "state:<question index>"
     order: int = 0  # within one session, a correction goes after what it corrects
     dia_id: str = ""
 
@@ -141,7 +141,7 @@ def generate_user(index: int, options: GeneratorOptions, seed: int = 0) -> Task:
             first_session = rng.randint(1, n_sessions)
             fix_session = first_session
         text = slot.say(rng.choice(slot.statements), initial[s])
-        statements.append(_Statement(text=text, session=first_session, grounds=[] if s in corrected else [f"pref:{s}"]))
+        statements.append(_Statement(text=text, session=first_session, grounds=[f"stale:{s}"] if s in corrected else [f"pref:{s}"]))
         if s in corrected:
             text = slot.say(rng.choice(slot.corrections), final[s], initial[s])
             statements.append(_Statement(text=text, session=fix_session, grounds=[f"pref:{s}"], order=1))
@@ -217,6 +217,8 @@ def generate_user(index: int, options: GeneratorOptions, seed: int = 0) -> Task:
                     "memory_params": memory_params,
                     "grounding": sources,
                     "stale": stale,
+                    # the turns stating the superseded values, for the LLM-free proxy (never shown to memory)
+                    "stale_grounding": {p: grounding[f"stale:{p}"] for p in stale},
                     "tools": [t.name for t in TOOLS.values() if t.domain == tool.domain],
                     "state_task": i in state_idx,
                 },

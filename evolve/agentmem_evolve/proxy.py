@@ -1,0 +1,84 @@
+"""The LLM-free first stage of the cascade: which children go on, and whether the proxy can be trusted.
+
+Stage 0 scores every valid child on the environment's proxy
+(:class:`agentmem.environment.ProxyScoring`: what memory recalled against
+the known grounding) over many questions, with ingest and recall only; only
+the best fraction of them is paid an LLM for. :func:`keep_best` makes that
+cut; :func:`proxy_summary` reports, for `status` and the report, how many
+were screened out and the Spearman rank correlation between the proxy and
+the LLM score over the programs that reached both, so a user can see
+whether the proxy ranks programs as the task model does in that environment.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+REJECTED_STATE = "proxy_rejected"
+
+
+def keep_best(scores: dict[str, float | None], fraction: float, floor: float = 0.0) -> tuple[list[str], list[str]]:
+    """(kept, screened out) ids: the best ``fraction`` (at least one) of those scoring above ``floor``.
+
+    A candidate with no proxy score (its recall-only run failed) or one at or
+    below ``floor`` (with the default 0: it recalled none of the grounding)
+    never goes on. Ties at the cut are broken by id, so a replay cuts the same.
+    """
+    eligible = sorted(((s, pid) for pid, s in scores.items() if s is not None and s > floor), key=lambda t: (-t[0], t[1]))
+    n = max(1, math.ceil(len(eligible) * fraction)) if eligible else 0
+    kept = [pid for _, pid in eligible[:n]]
+    return kept, [pid for pid in scores if pid not in kept]
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (Pearson on tie-averaged ranks); ``None`` under 3 pairs or with no spread."""
+    if len(xs) != len(ys) or len(xs) < 3:
+        return None
+    rx, ry = _ranks(list(xs)), _ranks(list(ys))
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    if vx == 0 or vy == 0:
+        return None
+    return round(cov / math.sqrt(vx * vy), 4)
+
+
+def rank_correlation(archive: Any, stage: str) -> dict[str, Any]:
+    """Spearman between the proxy score and the LLM score at ``stage``, over programs scored on both."""
+    proxy = {s.program_id: s.score for s in archive.scored("proxy")}
+    llm = {s.program_id: s.score for s in archive.scored(stage)}
+    both = sorted(set(proxy) & set(llm))
+    return {"n": len(both), "spearman": spearman([proxy[p] for p in both], [llm[p] for p in both])}
+
+
+def proxy_summary(archive: Any) -> dict[str, Any] | None:
+    """For `status` and the report: programs proxy-scored, screened out, and the proxy-vs-LLM rank correlation.
+
+    ``None`` when the run has no proxy stage (the environment has no proxy, or it was turned off).
+    """
+    scored = archive.evaluations(stage="proxy")
+    if not scored:
+        return None
+    rejected = archive.get_state(REJECTED_STATE, []) or []
+    return {
+        "scored": len({e.program_id for e in scored}),
+        "screened_out": len(rejected),
+        "rank_correlation": {stage: rank_correlation(archive, stage) for stage in ("screen", "select")},
+    }
