@@ -17,6 +17,7 @@ and nothing is evaluated twice.
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from pathlib import Path
@@ -119,7 +120,7 @@ class Controller:
             self.archive.set_state("heldout_seed", saved)
         return int(saved)
 
-    @property
+    @functools.cached_property
     def proxy_on(self) -> bool:
         """Whether this run screens children on the environment's LLM-free proxy first."""
         if not self.config.cascade.proxy:
@@ -141,18 +142,22 @@ class Controller:
         fresh = [c for c in children if c.operator != "seed"]
         if not self.proxy_on or not fresh:
             return children
-        from agentmem_evolve.proxy import REJECTED_STATE, keep_best
+        from agentmem_evolve.proxy import KEPT_STATE, REJECTED_STATE, keep_best
 
-        self._evaluate([(c, "proxy") for c in fresh])
-        scores = {c.id: self._score(c.id, "proxy") for c in fresh}
-        cascade = self.config.cascade
-        kept, dropped = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor)
         rejected = list(self.archive.get_state(REJECTED_STATE, []) or [])
-        rejected += [pid for pid in dropped if pid not in rejected]
-        self.archive.set_state(REJECTED_STATE, rejected)
-        for c in fresh:
-            self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept)
-        return [c for c in children if c.operator == "seed" or c.id in kept]
+        passed = list(self.archive.get_state(KEPT_STATE, []) or [])
+        undecided = [c for c in fresh if c.id not in rejected and c.id not in passed]  # a replay keeps earlier cuts
+        if undecided:
+            self._evaluate([(c, "proxy") for c in undecided])
+            scores = {c.id: self._score(c.id, "proxy") for c in undecided}
+            cascade = self.config.cascade
+            kept, dropped = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor)
+            self.archive.set_state(REJECTED_STATE, rejected + dropped)
+            self.archive.set_state(KEPT_STATE, passed + kept)
+            passed += kept
+            for c in undecided:
+                self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept)
+        return [c for c in children if c.operator == "seed" or c.id in passed]
 
     def _stage_options(self, stage: str) -> dict[str, Any]:
         """The environment's options for one stage: the test stage also gets the held-out seed."""

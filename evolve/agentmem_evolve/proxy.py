@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-REJECTED_STATE = "proxy_rejected"
+REJECTED_STATE = "proxy_rejected"  # archive state: ids of children the proxy stage screened out
+KEPT_STATE = "proxy_kept"  # ... and of those it sent on (a replay after a crash keeps both decisions)
 
 
 def keep_best(scores: dict[str, float | None], fraction: float, floor: float = 0.0) -> tuple[list[str], list[str]]:

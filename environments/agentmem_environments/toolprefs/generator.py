@@ -15,7 +15,8 @@ form) and ``metadata["date_time"]``; every question carries the expected call
 (``metadata["tool"]``, ``metadata["arguments"]``), which arguments only
 memory can supply (``metadata["memory_params"]``) and the turn that grounds each
 (``metadata["grounding"]``), the superseded values of
-corrected ones (``metadata["stale"]``), and as ``evidence`` the dia_ids of the
+corrected ones (``metadata["stale"]``) and the turns that stated them
+(``metadata["stale_grounding"]``), and as ``evidence`` the dia_ids of the
 statements that ground them.
 
 Generation is pure Python with one ``random.Random`` per user, seeded by the

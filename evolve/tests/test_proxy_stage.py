@@ -1,0 +1,146 @@
+"""Stage 0 of the cascade: children scored on the LLM-free proxy, only the best paid an LLM for.
+
+Plumbing with the real sandbox and archive and a model that must not be
+called; the proxy itself is tested per environment in
+environments/tests/test_proxy.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from evolve_fakes import BagEmbedder
+
+from agentmem_evolve import program as prog
+from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
+from agentmem_evolve.config import RunConfig
+from agentmem_evolve.controller import Controller
+from agentmem_evolve.executor import InlineExecutor
+from agentmem_evolve.proxy import REJECTED_STATE, keep_best, proxy_summary, spearman
+from agentmem_evolve.report import summary
+
+pytestmark = pytest.mark.timeout(600)
+
+
+class NeverCalled:
+    """A task model that counts every call and answers none."""
+
+    model = "never"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _called(self, *a: Any, **kw: Any) -> Any:
+        self.calls += 1
+        raise AssertionError("the proxy stage called the LLM")
+
+    complete = structured = call_tool = _called
+
+
+def _config(**cascade: Any) -> RunConfig:
+    return RunConfig.from_dict({
+        "seeds": ["episodic"],
+        "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3, "heldout_seed": 4242},
+        "cascade": {"proxy_questions": 6, **cascade},
+        "sandbox": {"wall_seconds_per_op": 300},  # generous: the tests share a loaded machine
+    })
+
+
+def _child(ctl: Controller, source: str, meta: dict[str, Any]) -> ProgramRecord:
+    record = ProgramRecord(source=source, operator="mutate", generation=1, meta=meta)
+    ctl.archive.add_program(record)
+    ctl.archive.set_status(record.id, "valid")
+    stored = ctl.archive.program(record.id)
+    assert stored is not None
+    return stored
+
+
+def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_call(tmp_path):
+    llm = NeverCalled()
+    embedder = BagEmbedder()
+    ctl = Controller.create(tmp_path / "run", _config(proxy_keep=1.0), executor=InlineExecutor(llm=llm, embedder=embedder),
+                            task_llm=llm, mutation_llm=llm, embedder=embedder)
+    try:
+        source, meta = prog.seed_source("episodic")
+        blind = _child(ctl, prog.replace_function(source, "def after_recall(self, query, recall):\n    return Recall()\n",
+                                                  "after_recall").source, meta)
+        keen = _child(ctl, source.replace("return recall\n", "return recall  # unchanged\n"), meta)
+        assert ctl.proxy_on
+        kept = ctl._proxy_screen([blind, keen])
+        assert [c.id for c in kept] == [keen.id]
+        assert llm.calls == 0  # ingest and recall only: the task model was never asked
+        assert [c.id for c in ctl._proxy_screen([keen, blind])] == [keen.id]  # a replay keeps the cut, runs nothing
+        assert len(ctl.archive.evaluations(stage="proxy")) == 2
+        blind_eval = ctl.archive.evaluation(blind.id, "proxy", ctl._keys["proxy"])
+        keen_eval = ctl.archive.evaluation(keen.id, "proxy", ctl._keys["proxy"])
+        assert blind_eval is not None and blind_eval.status == "ok", blind_eval.reason
+        assert blind_eval.score == 0.0
+        assert keen_eval is not None and keen_eval.score > 0.0 and keen_eval.metrics["proxy_questions"] >= 1
+        assert keen_eval.cost.get("llm_calls", 0) == 0
+        assert ctl.archive.get_state(REJECTED_STATE) == [blind.id]
+        assert {(e.payload["id"], e.payload["kept"]) for e in ctl.archive.events() if e.kind == "proxy_screened"} == {
+            (blind.id, False), (keen.id, True)}
+        assert ctl.archive.evaluation(blind.id, "screen", ctl._keys["screen"]) is None
+        for stage in ("screen", "select"):  # as if the kept child went on through the LLM stages
+            ctl.archive.record_evaluation(EvaluationRecord(program_id=keen.id, stage=stage, split="train",
+                                                           key=ctl._keys[stage], score=0.5))
+        ctl._finish_pending()  # a resumed run never screens (or promotes) a rejected child
+        assert llm.calls == 0
+        assert ctl.archive.evaluation(blind.id, "select", ctl._keys["select"]) is None
+        assert ctl.archive.evaluation(blind.id, "screen", ctl._keys["screen"]) is None
+    finally:
+        ctl.close()
+
+
+def test_the_proxy_stage_is_off_when_the_run_turns_it_off(tmp_path):
+    llm = NeverCalled()
+    ctl = Controller.create(tmp_path / "run", _config(proxy=False), executor=InlineExecutor(llm=llm, embedder=BagEmbedder()),
+                            task_llm=llm, mutation_llm=llm, embedder=BagEmbedder())
+    try:
+        source, meta = prog.seed_source("episodic")
+        child = _child(ctl, source.replace("return recall\n", "return recall  # x\n"), meta)
+        assert not ctl.proxy_on and ctl._proxy_screen([child]) == [child]
+        assert not ctl.archive.evaluations(stage="proxy")
+    finally:
+        ctl.close()
+
+
+def test_keep_best_cuts_to_the_best_fraction_and_never_keeps_a_blind_or_failed_child():
+    scores = {"a": 0.9, "b": 0.5, "c": 0.7, "d": 0.0, "e": None, "f": 0.6}
+    kept, dropped = keep_best(scores, 0.5)
+    assert kept == ["a", "c"] and set(dropped) == {"b", "d", "e", "f"}
+    assert keep_best({"a": 0.0, "b": None}, 1.0) == ([], ["a", "b"])
+    assert keep_best({"a": 0.2}, 0.1) == (["a"], [])  # at least one goes on
+    assert keep_best({"a": 0.2, "b": 0.4}, 1.0, floor=0.3) == (["b"], ["a"])
+
+
+def test_spearman_rank_correlation():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8)
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9487, abs=1e-4)  # ties share their mean rank
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_status_reports_the_proxy_llm_rank_correlation_over_programs_that_reached_both(tmp_path):
+    with Archive(tmp_path / "run") as archive:
+        proxy = {"p1": 0.1, "p2": 0.4, "p3": 0.3, "p4": 0.8, "p5": 0.2}
+        screen = {"p1": 0.2, "p2": 0.5, "p3": 0.6, "p4": 0.9}  # p5 was screened out: no LLM score
+        ids = {}
+        for name in proxy:
+            record = ProgramRecord(source=f"# {name}\n", operator="mutate", status="valid")
+            archive.add_program(record)
+            ids[name] = record.id
+        for name, score in proxy.items():
+            archive.record_evaluation(EvaluationRecord(program_id=ids[name], stage="proxy", split="train", key="k0", score=score))
+        for name, score in screen.items():
+            archive.record_evaluation(EvaluationRecord(program_id=ids[name], stage="screen", split="train", key="k1", score=score))
+        archive.set_state(REJECTED_STATE, [ids["p5"]])
+        info = proxy_summary(archive)
+        assert info is not None and info["scored"] == 5 and info["screened_out"] == 1
+        assert info["rank_correlation"]["screen"] == {"n": 4, "spearman": 0.8}
+        assert info["rank_correlation"]["select"] == {"n": 0, "spearman": None}
+        assert summary(archive)["proxy"] == info
+    with Archive(tmp_path / "other") as empty:
+        assert proxy_summary(empty) is None
