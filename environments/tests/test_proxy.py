@@ -160,3 +160,40 @@ def test_a_recall_only_run_scores_the_proxy_without_any_llm_call(tmp_path):
     assert all("proxy" in q.metrics and "recall/omitted" in q.metrics for q in questions)
     assert any(q.metrics["proxy"] > 0 for q in questions)  # episodic recalls some of the grounding
     assert all(q.prediction.startswith("(no call") for q in questions)
+
+
+def test_in_a_recall_only_run_memory_sees_sessions_and_queries_but_no_answer_or_grounding(tmp_path):
+    """What the proxy needs stays with the environment: memory gets events and query texts, nothing else."""
+    from typing import ClassVar
+
+    from agentmem.evaluation import run_eval
+    from agentmem.memory import MemoryProgram
+    from agentmem.toolkit import Toolkit
+    from agentmem.types import Query
+
+    seen: list[str] = []
+
+    class Recorder(MemoryProgram):
+        name: ClassVar[str] = "recorder"
+
+        def observe(self, event: Any) -> None:
+            seen.append(event.model_dump_json())
+
+        def recall(self, query: Query) -> Recall:
+            seen.append(query.model_dump_json())
+            return Recall()
+
+    def factory(scope, stores, llm, embedder, params):
+        return [Recorder(Toolkit(scope=scope, stores=stores, embedder=embedder, namespace="recorder"))]
+
+    env = ToolPrefsEnvironment(users=4, corrections=3)
+    llm = NeverCalled()
+    result = run_eval(env, ["recorder"], llm=llm, embedder=Bag(), split="train", limit=6, recall_only=True,
+                      memory_factory=factory, workdir=tmp_path)
+    assert llm.calls == 0 and all(q.metrics["proxy"] == 0.0 for t in result.tasks for q in t.questions)
+    text = "\n".join(seen)
+    tasks = {t.id: t for t in env.tasks("train", limit=6)}
+    for task_result in result.tasks:
+        for q in tasks[task_result.task_id].questions:
+            assert q.answer not in text  # the expected call, as the environment renders it
+            assert '"grounding"' not in text and '"stale_grounding"' not in text and '"memory_params"' not in text

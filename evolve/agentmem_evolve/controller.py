@@ -2,8 +2,9 @@
 
 Each iteration: select parents (a pluggable strategy), propose children
 (reflective LLM rewrite, structured mutation or swap, merge), validate each
-child in the sandbox (with bounded repairs for LLM proposals), screen it on
-a minibatch, promote it to the full select split when it does at least as
+child in the sandbox (with bounded repairs for LLM proposals), keep only the
+best fraction by the environment's LLM-free proxy where it has one (stage 0,
+:mod:`agentmem_evolve.proxy`), screen those on a minibatch, promote it to the full select split when it does at least as
 well as its parent there (the cascade), and record everything in the
 archive as it happens. At the end the best program and the seeds are scored
 once on the held-out test split, which selection never saw.
