@@ -61,6 +61,7 @@ def config(**over: Any) -> RunConfig:
         "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3,
                         "heldout_seed": HELDOUT_SEED},
         "budget": {"iterations": 2},
+        "cascade": {"proxy_questions": 6},  # the LLM-free stage 0 on a few questions: plumbing, kept cheap
         "proposers": {"weights": {"mutate": 1.0, "merge": 0.5}, "children_per_iteration": 2},
         "sandbox": {"wall_seconds_per_op": 60},
     }
@@ -108,7 +109,7 @@ def test_an_interrupted_run_resumes_without_losing_or_redoing_evaluations(tmp_pa
     def crash_after_three(kind: str, payload: dict[str, Any]) -> None:
         if kind == "evaluated":
             seen["evaluated"] += 1
-            if seen["evaluated"] == 3:  # the seed's two, then the first child's screen
+            if seen["evaluated"] == 4:  # the seed's three (proxy, screen, select), then the first child's proxy
                 raise KeyboardInterrupt
 
     ctl = controller(run, config(), MemoryBoundModel(), on_event=crash_after_three)
@@ -116,13 +117,13 @@ def test_an_interrupted_run_resumes_without_losing_or_redoing_evaluations(tmp_pa
         ctl.run()
     before = [(e.id, e.program_id, e.stage, e.key, e.score) for e in ctl.archive.evaluations()]
     ctl.close()
-    assert len(before) == 3
+    assert len(before) == 4
 
     again = controller(run, config(), MemoryBoundModel(), create=False)
     try:
         summary = again.run()
         after = [(e.id, e.program_id, e.stage, e.key, e.score) for e in again.archive.evaluations()]
-        assert after[:3] == before
+        assert after[:4] == before
         assert len(keys(again)) == len(set(keys(again)))
         assert summary["iteration"] == 2
     finally:
