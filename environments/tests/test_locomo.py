@@ -497,7 +497,8 @@ def test_run_task_with_a_perfect_agent_scores_one():
         assert [c["category"] for c in agent.contexts] == [q.category for q in task.questions]
         assert result.task_id == task.id
         assert [r.question_id for r in result.questions] == [q.id for q in task.questions]
-        assert all(r.metrics == {"f1": 1.0, "evidence_recall": 1.0} for r in result.questions)
+        assert all(r.metrics == {"f1": 1.0, "evidence_recall": 1.0, "recall/omitted": 0.0, "proxy": 1.0,
+                                 "proxy/evidence": 1.0, "proxy/stale": 0.0} for r in result.questions)
     metrics = env.aggregate(results)
     assert metrics["f1"] == 1.0 and metrics["evidence_recall"] == 1.0
     assert metrics["questions"] == 22
