@@ -68,7 +68,7 @@ def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_c
         keen = _child(ctl, source.replace("return recall\n", "return recall  # unchanged\n"), meta)
         assert ctl.proxy_on
         kept = ctl._proxy_screen([blind, keen])
-        assert [c.id for c in kept] == [keen.id]
+        assert [c.id for c in kept] == [keen.id], [(e.program_id, e.status, e.reason) for e in ctl.archive.evaluations()]
         assert llm.calls == 0  # ingest and recall only: the task model was never asked
         assert [c.id for c in ctl._proxy_screen([keen, blind])] == [keen.id]  # a replay keeps the cut, runs nothing
         assert len(ctl.archive.evaluations(stage="proxy")) == 2
