@@ -28,6 +28,7 @@ from agentmem.scratch import sweep_dead
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
+from agentmem_evolve.evidence import incumbent, judge_new, replaced
 from agentmem_evolve.evaluator import EvalJob, EvalOutcome, slice_key
 from agentmem_evolve.executor import Executor, make_executor
 from agentmem_evolve.proposers import (
@@ -316,7 +317,7 @@ class Controller:
     # -- one iteration ---------------------------------------------------------------------------
     def _iteration(self, iteration: int) -> None:
         rng = random.Random(f"{self.config.seed}:{iteration}")
-        pool = self.archive.scored("select", self._keys["select"])
+        pool = self._parent_pool()
         if not pool:
             raise BudgetExhausted("no program has a score to select from (every seed failed its evaluation)")
         k = self.config.proposers.children_per_iteration
@@ -477,6 +478,8 @@ class Controller:
             if outcome.status == "unavailable":  # no result: nothing is recorded, the job runs again on resume
                 raise LLMUnavailable(outcome.reason or "the task model did not answer")
             self._record(outcome)
+        if any(job.stage == "select" for job in jobs):
+            self._judge()
 
     def _record(self, outcome: EvalOutcome) -> None:
         rec = EvaluationRecord(
@@ -542,8 +545,22 @@ class Controller:
             seed_score=self._score(seed.id, "select"),
         )
 
+    # -- selection on evidence (agentmem_evolve.evidence) ------------------------------------------
+    def _judge(self) -> None:
+        """Judge the programs newly scored on the select split against their parents and the run's best (paired)."""
+        judge_new(self.archive, self._keys["select"], self.config.selection, emit=self.emit)
+
+    def _parent_pool(self) -> list[Any]:
+        """Programs scored on the select split that no child has replaced (the incumbent best always stays)."""
+        self._judge()  # a run resumed after a crash may hold evaluations not judged yet
+        pool = self.archive.scored("select", self._keys["select"])
+        gone = replaced(self.archive)
+        best = incumbent(self.archive, self._keys["select"])
+        keep = [s for s in pool if s.program_id not in gone or (best is not None and s.program_id == best[0].id)]
+        return keep or pool
+
     def _best_summary(self) -> dict[str, Any] | None:
-        best = self.archive.best("select", self._keys["select"])
+        best = incumbent(self.archive, self._keys["select"])
         if best is None:
             return None
         record, evaluation = best
@@ -551,7 +568,8 @@ class Controller:
 
     # -- the end -----------------------------------------------------------------------------------
     def _final_test(self) -> None:
-        best = self.archive.best("select", self._keys["select"])
+        self._judge()
+        best = incumbent(self.archive, self._keys["select"])
         work: list[tuple[ProgramRecord, str]] = []
         if best is not None:
             work.append((best[0], "test"))

@@ -249,8 +249,19 @@ def _provenance(archive: Archive, rec: ProgramRecord) -> dict[str, Any]:
         "metrics_stage": metrics_stage,
         "lineage": lineage,
         "params": rec.params,
+        "test_vs_seed": _test_vs_seed(archive, rec.id),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _test_vs_seed(archive: Archive, program_id: str) -> dict[str, Any]:
+    """Whether the program beats its own seed on the test split (the paired 95% interval), as provenance."""
+    from agentmem_evolve.evidence import seed_verdict
+
+    verdict = seed_verdict(archive, program_id)
+    d = verdict.difference
+    return {"status": verdict.status, "seed": verdict.seed, "message": verdict.message,
+            "difference": d.rounded() if d is not None else None}
 
 
 def export_program(
