@@ -238,10 +238,17 @@ def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
         for col in ("id", "operator", "gen", "screen", "select", "test", "status"):
             table.add_column(col)
         best = (result.get("best") or {}).get("id")
+        from agentmem_evolve.evidence import intervals
+
+        spans = {stage: intervals(archive, stage) for stage in ("select", "test")}
         for p in archive.programs():
             scores = {}
             for e in archive.evaluations(p.id):
                 scores[e.stage] = f"{e.score:.4f}" if e.status == "ok" else "failed"
+            for stage, by_program in spans.items():
+                iv = by_program.get(p.id)
+                if iv is not None and iv.n and scores.get(stage) != "failed":
+                    scores[stage] = f"{iv.mean:.4f} [{iv.low:.3f}, {iv.high:.3f}] n={iv.n}"
             mark = " [green]best[/]" if p.id == best else ""
             table.add_row(p.id + mark, p.operator, str(p.generation), scores.get("screen", "-"), scores.get("select", "-"),
                           scores.get("test", "-"),

@@ -278,6 +278,15 @@ def test_status_prints_the_flag_on_stderr_and_json_on_stdout(finished):
     assert "warning" in result.stderr and "worse than its seed" in result.stderr and "--force" in result.stderr
 
 
+def test_the_end_of_run_table_shows_intervals_and_the_flag(finished, capsys):
+    from agentmem_evolve.cli import _print_result
+
+    archive, p, _ = finished
+    _print_result(archive.run_dir, {"best": {"id": p["child"].id}, "stopped": "iterations", "spend": {}})
+    out = capsys.readouterr()
+    assert "n=190" in out.out and "worse than its seed" in out.err
+
+
 def test_export_refuses_a_best_that_lost_to_its_seed_unless_forced(finished, tmp_path, monkeypatch):
     archive, p, _ = finished
     out = tmp_path / "pkg"
