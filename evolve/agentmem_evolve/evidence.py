@@ -115,7 +115,7 @@ def _event(verdict: Verdict) -> dict[str, Any]:
     d = verdict.difference
     return {"id": verdict.challenger, "incumbent": verdict.incumbent, "replaces": verdict.replaces,
             "reason": verdict.reason, "difference": d.rounded(), "wins": d.wins, "losses": d.losses,
-            "sign_p": round(d.sign_p, 4), "tokens": round(verdict.challenger_tokens, 1),
+            "sign_p": float(f"{d.sign_p:.3g}"), "tokens": round(verdict.challenger_tokens, 1),
             "incumbent_tokens": round(verdict.incumbent_tokens, 1)}
 
 

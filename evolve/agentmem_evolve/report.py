@@ -102,7 +102,7 @@ def _rounded(interval: Interval | None) -> dict[str, float | int] | None:
 
 
 def _paired(d: Any) -> dict[str, Any]:
-    return {**d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties, "sign_p": round(d.sign_p, 4),
+    return {**d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties, "sign_p": float(f"{d.sign_p:.3g}"),
             "better": d.low > 0, "worse": d.high < 0}
 
 
