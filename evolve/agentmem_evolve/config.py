@@ -92,10 +92,11 @@ class EnvironmentConfig(_Section):
     def _sized_splits(cls, data: Any) -> Any:
         """Fill in the split sizes of :data:`SPLIT_DEFAULTS` where the config leaves them out.
 
-        Only when the config gives the select or the test size itself does the
-        environment keep its usual knobs: a config that sizes both splits (as every
-        run directory's saved copy from before these defaults does) is read as it
-        was written, so that resuming a run never changes its questions.
+        A config that gives both sizes is read as written: every run directory's
+        saved copy from before these defaults gives both, so resuming such a run
+        never changes its questions. Otherwise the missing sizes are filled in,
+        and so are the environment's knobs that the config does not set (the
+        users of toolprefs), unless the knobs come as a ``data`` string.
         """
         if not isinstance(data, dict) or data.get("name") not in SPLIT_DEFAULTS:
             return data
