@@ -68,7 +68,7 @@ class Proposal(BaseModel):
     """A child program, how it was made, and (for LLM proposals) the conversation that made it."""
 
     source: str
-    operator: Literal["reflective", "mutate", "swap", "merge"]
+    operator: str  # reflective, mutate, swap, merge, or structural:<operator name>
     parents: list[str]
     meta: dict[str, Any] = Field(default_factory=dict)
     conversation: list[dict[str, str]] = Field(default_factory=list, exclude=True)
@@ -298,6 +298,10 @@ class MutationProposer:
         base = parent.meta.get("base_plugin")
         if not base:
             return None
+        if base == "assembled":  # made by a structural operator: the knobs of every core module
+            from agentmem.assembled import AssembledParams
+
+            return ParamSpace(AssembledParams)
         return ParamSpace(load_memory(base).Params)
 
     def propose(self, parent: ParentView, rng: random.Random, others: list[ParentView] | None = None) -> Proposal:
