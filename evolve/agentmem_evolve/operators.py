@@ -125,15 +125,25 @@ def lift(source: str, meta: dict[str, Any]) -> tuple[str, str | None]:
     first = cls.body[0]
     indent = " " * first.col_offset
     # edits bottom-up so that earlier line numbers stay valid
-    edits = sorted([
+    edits = [
         (first.end_lineno or first.lineno, first.end_lineno or first.lineno, [lines[(first.end_lineno or first.lineno) - 1],
                                                                               f"{indent}design = DESIGN"]),
         (defaults_node.lineno, defaults_node.end_lineno or defaults_node.lineno,
          ["# which core modules the program is made of (agentmem.assembled.Design); structural operators rewrite it",
           *format_design(design).splitlines(), "", *prog.format_defaults(defaults).splitlines()]),
         (base_import.lineno, base_import.end_lineno or base_import.lineno, [ASSEMBLED_BASE]),
-    ], reverse=True)
-    for start, end, new in edits:
+    ]
+    doc = tree.body[0]
+    if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
+        edits.append((doc.lineno, doc.end_lineno or doc.lineno, [
+            f'"""Memory program assembled from agentmem\'s core modules (lifted from the seeded \'{base}\' program).',
+            "",
+            "Evolution edits DESIGN (which modules: agentmem.assembled.Design), DEFAULTS (their",
+            "knobs), TEMPLATES and the three hook methods of Program; structural operators",
+            "rewrite DESIGN with no code-writing model.",
+            '"""',
+        ]))
+    for start, end, new in sorted(edits, reverse=True):
         lines = lines[: start - 1] + new + lines[end:]
     lifted = "\n".join(lines) + "\n"
     if read_design(lifted) != design:
