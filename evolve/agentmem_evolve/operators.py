@@ -63,15 +63,15 @@ def _design_node(tree: ast.Module) -> ast.Assign | None:
 
 
 def read_design(source: str) -> dict[str, Any] | None:
-    """The program's ``DESIGN`` literal, validated (``None`` when it declares none or it is not a literal)."""
+    """The program's ``DESIGN`` literal, validated (``None`` when it declares none, or one that is not a valid design)."""
     node = _design_node(prog.parse(source))
     if node is None:
         return None
     try:
         value = ast.literal_eval(node.value)
-    except ValueError:
+        return Design.model_validate(value).model_dump() if isinstance(value, dict) else None
+    except (ValueError, TypeError, SyntaxError):  # pydantic's ValidationError is a ValueError
         return None
-    return Design.model_validate(value).model_dump() if isinstance(value, dict) else None
 
 
 def format_design(design: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
 from agentmem_evolve.operators import OPERATORS, Compose, StructuralProposer, lift, read_design, set_design
-from agentmem_evolve.proposers import MutationProposer, ParentView, ProposalFailed
+from agentmem_evolve.proposers import MergeProposer, MutationProposer, ParentView, ProposalFailed
 from agentmem_evolve.report import operator_payoff, render_report
 from agentmem_evolve.sandbox import validate_program
 
@@ -76,6 +76,22 @@ def test_compose_offers_only_installed_plugins_and_can_drop_or_reweight():
         "dropped +procedural", "+procedural reweighted 0.5 -> 1"}
     with pytest.raises(ValueError, match="weight"):
         set_design(lift(seed_view().source, {"base_plugin": "episodic"})[0], {**design, "compose": {"semantic": 5.0}})
+
+
+def test_structural_children_merge_and_swap_module_choices():
+    seed = seed_view()
+    children = {}
+    for name, want in (("swap-retriever", "retriever hybrid -> lexical"), ("add-manager", "added manager supersede")):
+        child = next(c for c in (StructuralProposer([name]).propose(seed, random.Random(i)) for i in range(40)) if c.meta["change"] == want)
+        children[name] = ParentView(id=name, source=child.source, score=0.5 if name == "swap-retriever" else 0.45,
+                                    meta=child.meta, seed_source=seed.source)
+    merged = MergeProposer().propose(children["swap-retriever"], children["add-manager"], random.Random(0))
+    design = read_design(merged.source)
+    assert design["retriever"] == "lexical" and design["managers"] == ["supersede", "consolidate"]
+    assert merged.meta["taken"] == ["design:managers"]
+    swapped = MutationProposer(swap_probability=1.0).propose(children["swap-retriever"], random.Random(0), [children["add-manager"]])
+    assert swapped.operator == "swap" and read_design(swapped.source) != read_design(children["swap-retriever"].source)
+    assert read_design(seed.source.replace("DEFAULTS =", "DESIGN = {'retriever': 'psychic'}\nDEFAULTS =")) is None
 
 
 OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
