@@ -33,7 +33,7 @@ from agentmem.assembled import ENCODINGS, MANAGERS, RETRIEVERS, AssembledParams,
 from agentmem_evolve import program as prog
 from agentmem_evolve.proposers import ParentView, Proposal, ProposalFailed
 
-__all__ = ["OPERATORS", "Change", "StructuralProposer", "lift", "read_design", "set_design", "operator_names"]
+__all__ = ["OPERATORS", "Change", "StructuralProposer", "composed_modules", "lift", "read_design", "set_design", "operator_names"]
 
 ASSEMBLED_BASE = "from agentmem.assembled import AssembledMemory as Base"
 COMPOSABLE = ("semantic", "procedural")
@@ -88,6 +88,15 @@ def set_design(source: str, design: dict[str, Any]) -> str:
         raise ValueError("the program has no DESIGN dict to rewrite")
     lines = source.splitlines()
     return "\n".join(lines[: node.lineno - 1] + format_design(design).splitlines() + lines[node.end_lineno or node.lineno:]) + "\n"
+
+
+def composed_modules(source: str) -> set[str]:
+    """The top-level modules of the plugins an assembled program composes (loaded by name at run time, so an
+    exported package must depend on them although the source never imports them)."""
+    from importlib.metadata import entry_points
+
+    wanted = set((read_design(source) or {}).get("compose", {}))
+    return {ep.value.split(":")[0].split(".")[0] for ep in entry_points(group="agentmem.memory") if ep.name in wanted}
 
 
 # -- lifting a seeded plugin into modules ---------------------------------------------------------

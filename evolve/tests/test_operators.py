@@ -14,7 +14,7 @@ from agentmem.errors import ConfigError
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
-from agentmem_evolve.operators import OPERATORS, Compose, StructuralProposer, lift, read_design, set_design
+from agentmem_evolve.operators import OPERATORS, Compose, StructuralProposer, composed_modules, lift, read_design, set_design
 from agentmem_evolve.proposers import MergeProposer, MutationProposer, ParentView, ProposalFailed
 from agentmem_evolve.report import operator_payoff, render_report
 from agentmem_evolve.sandbox import validate_program
@@ -92,6 +92,15 @@ def test_structural_children_merge_and_swap_module_choices():
     swapped = MutationProposer(swap_probability=1.0).propose(children["swap-retriever"], random.Random(0), [children["add-manager"]])
     assert swapped.operator == "swap" and read_design(swapped.source) != read_design(children["swap-retriever"].source)
     assert read_design(seed.source.replace("DEFAULTS =", "DESIGN = {'retriever': 'psychic'}\nDEFAULTS =")) is None
+
+
+def test_an_exported_program_depends_on_the_plugins_it_composes():
+    from agentmem_evolve.export import _extra_dependencies
+
+    lifted, _ = lift(seed_view().source, {"base_plugin": "episodic"})
+    composed = set_design(lifted, {**read_design(lifted), "compose": {"semantic": 0.5}})
+    assert composed_modules(lifted) == set() and composed_modules(composed) == {"agentmem_semantic"}
+    assert "agentmem-semantic" in _extra_dependencies(composed_modules(composed), "evolved_memory")
 
 
 OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
