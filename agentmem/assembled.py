@@ -28,14 +28,17 @@ first content words, values left out - hides the earlier one, history kept),
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentmem.composition import split_budget
 from agentmem.encode import event_text, event_when, group_turns
+from agentmem.errors import ConfigError
 from agentmem.managers import Consolidate, ConsolidateParams, Prune, PruneParams, Supersede, UsageTracker
 from agentmem.memory import MemoryProgram
 from agentmem.packer import Packer, candidate
@@ -58,8 +61,8 @@ from agentmem.retrievers import (
 from agentmem.store import StoredItem
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
 
-__all__ = ["AssembledMemory", "AssembledParams", "Design", "ENCODINGS", "MANAGERS", "RETRIEVERS", "session_summary",
-           "subject_key", "extract_facts"]
+__all__ = ["AssembledMemory", "AssembledParams", "Design", "ENCODINGS", "MANAGERS", "RETRIEVERS", "extract_facts",
+           "check_design", "know_plugins", "plugin_class", "session_summary", "subject_key"]
 
 ENCODINGS = ("turn", "turn+summary", "fact")
 RETRIEVERS = ("dense", "lexical", "hybrid", "recency")
@@ -132,6 +135,44 @@ def extract_facts(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if s.strip() and (_FIRST_PERSON.search(s) or _PREFERENCE.search(s))]
 
 
+def check_design(design: Mapping[str, Any], owner: str = "the program") -> Design:
+    """``design`` validated; a wrong choice is one line naming the field, what was given and what is allowed."""
+    try:
+        return Design.model_validate(dict(design))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "DESIGN"
+        raise ConfigError(f"{owner}'s DESIGN: {where}: {first['msg']} (given {first.get('input')!r}); "
+                          f"fix that entry of the DESIGN dict") from None
+
+
+_KNOWN_PLUGINS: dict[str, str] = {}
+
+
+def know_plugins(targets: Mapping[str, str]) -> None:
+    """Remember installed memory plugins (name -> ``module:Class``) for :func:`plugin_class`.
+
+    The evolution sandbox calls it with the entry points it read before it
+    locked itself down, so that a composed plugin is found without reading
+    package metadata from inside the jail.
+    """
+    _KNOWN_PLUGINS.update(targets)
+
+
+def plugin_class(name: str) -> type[MemoryProgram[Any]]:
+    """The memory plugin class installed as ``name`` (one a sandbox announced, else from the registry)."""
+    target = _KNOWN_PLUGINS.get(name)
+    if target is None:
+        from agentmem.registry import load_memory
+
+        return load_memory(name)
+    module, _, attr = target.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        found = getattr(found, part)
+    return found  # type: ignore[no-any-return]
+
+
 class AssembledMemory(MemoryProgram[AssembledParams]):
     """A memory made of the core modules its ``design`` names."""
 
@@ -147,7 +188,7 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
         super().__init__(toolkit, params)
-        self.shape = Design.model_validate(self.design)
+        self.shape = check_design(self.design, type(self).__name__)
         p = self.params
         self.buffer = self.open_buffer(sync_every=_FLUSH_EVENTS)
         self.store = self.open_store("items")
@@ -159,10 +200,8 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
         self.prune = Prune.from_params(p) if "prune" in self.shape.managers else None
         self.members: dict[str, MemoryProgram[Any]] = {}
         if self.shape.compose:
-            from agentmem.registry import load_memory
-
             for member in self.shape.compose:
-                program = load_memory(member)(toolkit.for_namespace(f"{toolkit.namespace}-{member}"))
+                program = plugin_class(member)(toolkit.for_namespace(f"{toolkit.namespace}-{member}"))
                 self.members[member] = program
                 self._opened.append(program)
         self._session: str | None = None

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agentmem.assembled import AssembledMemory, Design, extract_facts, session_summary, subject_key
+from agentmem.assembled import AssembledMemory, Design, check_design, extract_facts, session_summary, subject_key
+from agentmem.errors import ConfigError
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Scope
 from agentmem_episodic import EpisodicMemory
@@ -115,3 +116,5 @@ def test_a_wrong_design_is_one_clear_error():
     with pytest.raises(ValidationError, match="weight"):
         Design.model_validate({"compose": {"semantic": 9.0}})
     assert Design.model_validate({"managers": ["prune", "supersede", "prune"]}).managers == ["supersede", "prune"]
+    with pytest.raises(ConfigError, match=r"^Mine's DESIGN: managers\.0: Input should be .* \(given 'forget'\); fix"):
+        check_design({"managers": ["forget"]}, "Mine")

@@ -127,7 +127,7 @@ def test_a_design_the_program_cannot_build_fails_validation_at_the_interface():
     lifted, _ = lift(seed_view().source, {"base_plugin": "episodic"})
     broken = lifted.replace("'retriever': 'hybrid'", "'retriever': 'psychic'")
     report = validate_program(broken, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=LIMITS)
-    assert not report.ok and report.stage == "interface" and "retriever" in report.error
+    assert not report.ok and report.stage == "interface" and "DESIGN: retriever: Input should be" in report.error
 
 
 def evaluation(pid: str, stage: str, score: float) -> EvaluationRecord:
