@@ -14,8 +14,9 @@ Encodings (all LLM-free; an LLM-extracted fact is what ``+semantic`` adds):
 
 * ``turn`` - each event verbatim with its date (``chunk_turns`` of them per item);
 * ``turn+summary`` - the same, searched and shown with an extractive summary of
-  its session (the session's most frequent content words), so a turn that says
-  "yes, that one" is still found by what its session was about;
+  its session (the most frequent content words of the session's events stored
+  with it: the whole session, unless a recall came in the middle of it), so a
+  turn that says "yes, that one" is still found by what its session was about;
 * ``fact`` - only the sentences of a turn that state something about the
   speaker (first-person statements, preferences), one item each.
 

@@ -118,3 +118,13 @@ def test_a_wrong_design_is_one_clear_error():
     assert Design.model_validate({"managers": ["prune", "supersede", "prune"]}).managers == ["supersede", "prune"]
     with pytest.raises(ConfigError, match=r"^Mine's DESIGN: managers\.0: Input should be .* \(given 'forget'\); fix"):
         check_design({"managers": ["forget"]}, "Mine")
+
+
+def test_a_composed_plugin_announced_by_the_sandbox_is_found_without_the_registry(monkeypatch):
+    import agentmem.assembled as assembled_module
+    from agentmem_baselines import FullContextMemory
+
+    monkeypatch.setattr(assembled_module, "_KNOWN_PLUGINS", {})
+    assembled_module.know_plugins({"everything": "agentmem_baselines:FullContextMemory"})
+    assert assembled_module.plugin_class("everything") is FullContextMemory
+    assert assembled_module.plugin_class("full-context") is FullContextMemory  # not announced: the registry's
