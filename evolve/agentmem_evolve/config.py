@@ -57,7 +57,7 @@ SPLIT_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 StrategyName = Literal["softmax", "islands", "map-elites", "pareto"]
-PROPOSERS = ("reflective", "mutate", "merge")
+PROPOSERS = ("reflective", "mutate", "merge", "structural")
 
 
 class _Section(BaseModel):
@@ -171,6 +171,9 @@ class ProposersConfig(_Section):
     weights: dict[str, float] = Field(default_factory=lambda: {"reflective": 0.5, "mutate": 0.3, "merge": 0.2})
     children_per_iteration: int = Field(2, ge=1)
     repair_attempts: int = Field(2, ge=0, le=10)
+    structural: list[str] = Field(
+        default_factory=list, description="structural operators the `structural` proposer may use (empty: all of them)"
+    )
 
     @field_validator("weights")
     @classmethod
@@ -182,6 +185,16 @@ class ProposersConfig(_Section):
             raise ValueError("weights must be finite and >= 0")
         if not any(w > 0 for w in value.values()):
             raise ValueError("at least one proposer needs a weight > 0")
+        return value
+
+    @field_validator("structural")
+    @classmethod
+    def _check_structural(cls, value: list[str]) -> list[str]:
+        from agentmem_evolve.operators import operator_names
+
+        unknown = sorted(set(value) - set(operator_names()))
+        if unknown:
+            raise ValueError(f"unknown structural operator(s) {', '.join(unknown)}; known: {', '.join(operator_names())}")
         return value
 
 

@@ -392,6 +392,13 @@ class Controller:
                 raise  # an outage stops the run (resumably): this child is proposed again on resume
             except LLMError as exc:  # the code-writing model is down or too slow: this child is lost, not the run
                 raise ProposalFailed(f"the mutation model failed: {exc}") from None
+        if operator == "structural":
+            from agentmem_evolve.operators import StructuralProposer
+
+            try:
+                return StructuralProposer(self.config.proposers.structural or None).propose(parent, rng)
+            except ProposalFailed as exc:  # a program no operator applies to: a cheap mutation instead
+                self.emit("structural_skipped", parent=parent.id, reason=str(exc))
         if operator == "merge":
             others = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
             try:

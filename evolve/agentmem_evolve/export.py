@@ -288,7 +288,9 @@ def export_program(
     names: PluginNames = plugin_names(name)
     where = f"program {rec.id}"
     cls_name = find_program_class(rec.source, where)
-    deps = _extra_dependencies(_imports(rec.source, where), names.module)
+    from agentmem_evolve.operators import composed_modules
+
+    deps = _extra_dependencies(_imports(rec.source, where) | composed_modules(rec.source), names.module)
     source = _set_class_name_attr(rec.source, cls_name, names.name)
     if not source.endswith("\n"):
         source += "\n"

@@ -23,7 +23,7 @@ from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.evidence import incumbent, intervals, seed_of, compare_with_seeds, seed_verdict
 from agentmem_evolve.selection import Scored, pareto_frontier
 
-__all__ = ["render_report", "summary", "seed_of"]
+__all__ = ["operator_payoff", "render_report", "summary", "seed_of"]
 
 STAGES = ("screen", "select", "test")
 REPORT_FILE = "report.html"
@@ -305,6 +305,42 @@ def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dic
     return rows
 
 
+def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
+    """Per operator that made children: how many it made, how many were valid, scored, and improved on their parent.
+
+    A child *improved* when it scored higher than its first parent on the same
+    stage (select where both have a select score, else screen). Proposals that
+    failed before any program came out are counted under the proposer kind
+    (``failed``); a failed proposal that left a program is also an invalid child.
+    """
+    scores = _stage_scores(archive)
+    table: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        return table.setdefault(name, {"operator": name, "children": 0, "valid": 0, "scored": 0, "improved": 0,
+                                       "best_gain": None, "failed": 0})
+
+    for p in archive.programs():
+        if p.operator == "seed":
+            continue
+        r = row(p.operator)
+        r["children"] += 1
+        r["valid"] += p.status == "valid"
+        parent = p.parents[0] if p.parents else None
+        stage = next((s for s in ("select", "screen") if p.id in scores[s]), None)
+        if stage is None:
+            continue
+        r["scored"] += 1
+        shared = next((s for s in ("select", "screen") if p.id in scores[s] and parent in scores[s]), None)
+        if shared is not None:
+            gain = scores[shared][p.id] - scores[shared][parent]  # type: ignore[index]
+            r["improved"] += gain > 0
+            r["best_gain"] = gain if r["best_gain"] is None else max(r["best_gain"], gain)
+    for event in archive.events(kind="proposal_failed"):
+        row(str(event.payload.get("operator", "?")))["failed"] += 1
+    return sorted(table.values(), key=lambda r: (-r["improved"], -r["valid"], r["operator"]))
+
+
 def _diff(old: ProgramRecord, new: ProgramRecord) -> list[dict[str, str]]:
     """The unified diff (source, then parameter values) of ``new`` against ``old``, line by line with a kind."""
     lines = list(difflib.unified_diff(
@@ -407,6 +443,7 @@ def render_report(archive: Archive, out: Path | str | None = None) -> Path:
         front_stage="select" if archive.scored("select") else "screen",
         tree=_tree(programs, scores),
         rows=_rows(archive, programs, scores),
+        operators=operator_payoff(archive),
         diff=diff,
         lineage=lineage,
         events=[
