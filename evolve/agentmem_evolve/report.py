@@ -309,7 +309,10 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
     """Per operator that made children: how many it made, how many were valid, scored, and improved on their parent.
 
     A child *improved* when it scored higher than its first parent on the same
-    stage (select where both have a select score, else screen). Proposals that
+    stage (select where both have a select score, else screen): a mean that may
+    be noise. It *replaced* its parent when the run's paired verdict
+    (:mod:`agentmem_evolve.evidence`) said so: better with confidence on the
+    questions both answered, or as good and cheaper. Proposals that
     failed before any program came out are counted under the proposer kind
     (``failed``); a failed proposal that left a program is also an invalid child.
     """
@@ -318,7 +321,9 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
 
     def row(name: str) -> dict[str, Any]:
         return table.setdefault(name, {"operator": name, "children": 0, "valid": 0, "scored": 0, "improved": 0,
-                                       "best_gain": None, "failed": 0})
+                                       "replaced": 0, "best_gain": None, "failed": 0})
+
+    judged = archive.get_state("judged", {}) or {}
 
     for p in archive.programs():
         if p.operator == "seed":
@@ -331,6 +336,8 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
         if stage is None:
             continue
         r["scored"] += 1
+        r["replaced"] += any(v.get("replaces") and v.get("incumbent") == parent
+                             for v in (judged.get(p.id) or {}).get("parents", []))
         shared = next((s for s in ("select", "screen") if p.id in scores[s] and parent in scores[s]), None)
         if shared is not None:
             gain = scores[shared][p.id] - scores[shared][parent]  # type: ignore[index]

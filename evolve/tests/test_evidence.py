@@ -333,3 +333,22 @@ def test_default_splits_are_sized_to_see_a_gain_of_five_points():
     assert mine.environment.options == {"users": 60}
     assert RunConfig.from_dict(json.loads(json.dumps(mine.model_dump(mode="json", exclude_none=True)))) == mine
     assert set(SPLIT_DEFAULTS) == {"toolprefs", "locomo"}
+
+
+def test_the_operator_table_counts_paired_replacements_apart_from_mean_gains(tmp_path):
+    from agentmem_evolve.report import operator_payoff
+
+    rng = random.Random(10)
+    with Archive(tmp_path / "run") as archive:
+        base = answers(rng, 190, 0.5)
+        seed = _add(archive, "seed episodic", base)
+        for s in range(200):  # a re-roll whose mean came out higher: improved, but replaces nothing
+            noisy = changed(random.Random(s), base, fix=0.1, break_=0.1)
+            if sum(noisy.values()) - sum(base.values()) >= 4:
+                break
+        _add(archive, "child lucky", noisy, parents=[seed.id], operator="structural:swap-retriever")
+        _add(archive, "child good", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id], operator="mutate")
+        judge_new(archive, "select:k", SELECTION)
+        table = {r["operator"]: r for r in operator_payoff(archive)}
+        assert (table["structural:swap-retriever"]["improved"], table["structural:swap-retriever"]["replaced"]) == (1, 0)
+        assert (table["mutate"]["improved"], table["mutate"]["replaced"]) == (1, 1)

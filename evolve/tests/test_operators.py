@@ -152,7 +152,8 @@ def test_the_report_shows_which_operators_paid_off(tmp_path):
     archive.log_event("proposal_failed", operator="structural", parent=seed.id, reason="no change applies")
     table = {r["operator"]: r for r in operator_payoff(archive)}
     assert table["structural:swap-retriever"] == {"operator": "structural:swap-retriever", "children": 2, "valid": 2,
-                                                  "scored": 2, "improved": 1, "best_gain": pytest.approx(0.1), "failed": 0}
+                                                  "scored": 2, "improved": 1, "replaced": 0, "best_gain": pytest.approx(0.1),
+                                                  "failed": 0}
     assert table["structural:compose"]["valid"] == 0 and table["structural:encode"]["improved"] == 0
     assert table["structural"]["failed"] == 1
     html = render_report(archive).read_text()
