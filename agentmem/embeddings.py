@@ -419,7 +419,8 @@ _BLAS = _BlasThreads()
 def _resolve_threads(threads: int | None) -> int | None:
     """BLAS threads for the forward pass: the argument, else ``AGENTMEM_EMBEDDING_THREADS``, else the default.
 
-    ``0`` leaves OpenBLAS's own setting (``OPENBLAS_NUM_THREADS``, else all cores) alone.
+    ``0`` leaves OpenBLAS's own setting (``OPENBLAS_NUM_THREADS``, else all cores) alone for the
+    numpy pass, and means one thread for onnxruntime (a query is a handful of tokens).
     """
     if threads is None:
         env = os.environ.get(ENV_THREADS, "").strip()
