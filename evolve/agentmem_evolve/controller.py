@@ -168,10 +168,9 @@ class Controller:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from agentmem.embeddings import default_embedder
-            from agentmem.evaluation import CachingEmbedder
+            from agentmem.embedding_cache import shared_embedder
 
-            self._embedder = CachingEmbedder(default_embedder())
+            self._embedder = shared_embedder()
         return self._embedder
 
     @property
