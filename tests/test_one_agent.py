@@ -184,6 +184,22 @@ def test_a_task_instruction_replaces_the_conversational_prompt_for_that_question
         assert {t.id for t in agent.threads()} == {"default"}  # task questions leave no thread behind
 
 
+def test_a_chat_turn_streams_and_a_task_answer_is_one_call_with_the_same_messages(tmp_path: Path) -> None:
+    class StreamingModel(RecordingModel):
+        def stream(self, messages: list[dict[str, Any]], **kw: Any) -> Any:
+            self.prompts.append({"messages": messages, "streamed": True, **kw})
+            yield from ("Por", "to")
+
+    llm = StreamingModel()
+    with Agent(model=llm, store_dir=tmp_path, system_prompt=render("task_answer"),
+               max_reply_tokens=Agent.ANSWER_TOKENS) as agent:
+        assert agent.chat(QUESTION).text == "Porto"
+        assert agent.answer(QUESTION).text == "Porto"
+    streamed, called = llm.prompts
+    assert streamed.pop("streamed") and "streamed" not in called
+    assert streamed == called
+
+
 def test_conversation_defaults_to_the_chat_model_and_evaluation_keeps_local(tmp_path: Path, monkeypatch: Any) -> None:
     from agentmem.config import load_settings
     from agentmem.llm import LLM

@@ -129,11 +129,12 @@ class _State(TypedDict, total=False):
     answer: str
     written: dict[str, list[str]]
     # what the caller sets for this turn: a task's instruction in place of the system prompt, the date it
-    # happens on, the reply's room, and whether memory observes the turn
+    # happens on, the reply's room, whether memory observes the turn, and whether someone watches the tokens
     instruction: str | None
     now: str | None
     max_tokens: int | None
     remember: bool
+    streaming: bool
 
 
 class _ModelHandle:
@@ -457,7 +458,7 @@ class Agent:
         if draft:
             write({"token": draft})
             text = draft
-        elif callable(getattr(llm, "stream", None)):
+        elif state.get("streaming", True) and callable(getattr(llm, "stream", None)):
             pieces: list[str] = []
             for piece in llm.stream(self._prompt(state, with_results=True), max_tokens=room, caller="agent.respond"):
                 pieces.append(piece)
@@ -612,6 +613,8 @@ class Agent:
             "instruction": context.get("instruction") or render("task_solve" if free_form else "task_answer"),
             "now": context.get("now"), "max_tokens": context.get("max_tokens") or self.answer_tokens,
             "remember": self.remember_turns,
+            # nobody watches a task's tokens: one call, which the client retries whole if the connection drops
+            "streaming": False,
         }
         with self._lock:
             self._check_open()
@@ -683,7 +686,7 @@ class Agent:
             user = {"role": "user", "content": message, "ts": _now()}
             final: dict[str, Any] = {}
             turn = {"messages": [user], "thread_id": thread_id, "instruction": None, "now": None, "max_tokens": None,
-                    "remember": self.remember_turns}
+                    "remember": self.remember_turns, "streaming": True}
             for mode, chunk in self._graph.stream(turn, config, stream_mode=["custom", "values"]):
                 if mode == "custom" and isinstance(chunk, dict) and chunk.get("token"):
                     yield StreamEvent(kind="token", text=str(chunk["token"]))
