@@ -37,9 +37,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agentmem.stats import paired_interval  # the same seeded bootstrap as the M* benchmark and agentmem evolve
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_mstar import paired_interval  # noqa: E402  (the same seeded bootstrap as the M* benchmark)
 
 RESULTS = ROOT / "benchmarks" / "results" / "design-space.json"
 BEFORE = "499a624"
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cell": cell, "plugin": plugin, "metric": metric, "n": len(shared),
                 "before": round(sum(b[q] for q in shared) / max(len(shared), 1), 4),
                 "after": round(sum(a[q] for q in shared) / max(len(shared), 1), 4),
-                "difference": paired_interval([a[q] - b[q] for q in shared]),
+                "difference": paired_interval([a[q] - b[q] for q in shared]).rounded(),
                 "model": after.get("model", ""),
             })
             print(json.dumps(rows[-1]), flush=True)
