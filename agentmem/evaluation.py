@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
-from agentmem.agent import MemoryAgent, build_memory_stack
+from agentmem.agent import build_memory_stack
 from agentmem.embedding_cache import CachingEmbedder  # noqa: F401 - its old home; evolution imports it from here
 from agentmem.environment import Action, AgentLike, Answer, Environment, Split, TaskResult
 from agentmem.errors import ConfigError
@@ -162,6 +162,7 @@ def run_eval(
     """
     from agentmem.embedding_cache import shared_embedder
     from agentmem.llm.context import call_context
+    from agentmem.sdk.agent import Agent
 
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
     tasks = environment.tasks(split=split, limit=limit)
@@ -200,7 +201,8 @@ def run_eval(
                         programs = build_memory_stack(
                             memory, scope=scope, stores=stores, llm=llm, embedder=task_embedder, params=params
                         )
-                    agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
+                    # the agent SDK users run; memory sees what the task feeds it, never the agent's answers
+                    agent = Agent.for_tasks(llm, programs, budget_tokens=budget_tokens, remember_turns=False)
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))
                     except Exception:
