@@ -53,7 +53,7 @@ def require_act(env: str, agent: Any) -> Any:
     if act is None:
         raise ConfigError(
             f"{env}: the agent ({type(agent).__name__}) has no act(instruction, tools); "
-            "use agentmem.agent.MemoryAgent or give the agent an act method"
+            "use agentmem.Agent (Agent.for_tasks) or give the agent an act method"
         )
     return act
 
@@ -196,7 +196,14 @@ class TaskResult(BaseModel):
 
 
 class AgentLike(Protocol):
-    """What an environment needs of an agent (see :class:`agentmem.agent.MemoryAgent`)."""
+    """What an environment needs of an agent (see :meth:`agentmem.Agent.for_tasks`, the agent evaluation runs).
+
+    ``answer``'s ``context`` is the task's say in how to answer: ``instruction``
+    (the agent's instruction for this question, in place of its conversational
+    system prompt; the agent's default is a short phrase from memory),
+    ``now`` (the date the question is asked on), ``max_tokens`` (room for the
+    reply) and ``multiline`` (the whole reply is the answer, not its first line).
+    """
 
     def observe(self, event: Event) -> None: ...
 

@@ -159,11 +159,10 @@ def run_grid(
     answer; ``on_cell_done(cell, result, resumed)`` when a cell is finished.
     ``environments`` passes instances already built (loading a dataset once).
     """
-    from agentmem.evaluation import CachingEmbedder
-    from agentmem.embeddings import default_embedder
+    from agentmem.embedding_cache import shared_embedder
 
     model = str(getattr(llm, "model", type(llm).__name__))
-    shared = embedder or CachingEmbedder(default_embedder())
+    shared = embedder or shared_embedder()
     cells = [GridCell(env=e, memory=c) for e in envs for c in configs]
     environments = dict(environments or {})
     for e in envs:

@@ -1,4 +1,4 @@
-"""The agent runtime: a LangGraph graph that recalls, responds and observes."""
+"""Building memory stacks for the agent; the agent itself is :class:`agentmem.Agent` (``agentmem.sdk``)."""
 
 from agentmem.agent.graph import MemoryAgent, build_memory_stack
 

@@ -355,7 +355,11 @@ def chat_command(
     if store_dir is not None:
         check_directory_target(store_dir, "--store-dir")
     check_settings(model, api_base)
-    llm = make_llm(model, api_base)
+    from agentmem.config import load_settings
+    from agentmem.llm.models import conversation_model
+
+    # a conversation defaults to the local model that converses well (evaluation keeps "local", the 0.5B)
+    llm = make_llm(model or conversation_model(load_settings(api_base=api_base)), api_base)
     with console.status(f"loading memory ({'+'.join(names) or 'none'})..."):
         agent = Agent(model=llm, memory=names, user_id=user, store_dir=store_dir)
     try:

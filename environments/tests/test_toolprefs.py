@@ -322,8 +322,7 @@ class OracleLLM:
 
     def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
         self.calls.append((messages, [t.name for t in tools]))
-        request = re.search(r"Request: (.*)", messages[-1]["content"]).group(1)  # type: ignore[union-attr]
-        meta = self.expected[request]
+        meta = self.expected[messages[-1]["content"]]  # the request is the user's message, as in a chat turn
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
 
@@ -350,10 +349,10 @@ def test_memory_agent_acts_with_memories_first_in_the_prompt(tmp_path):
     turns = _turns(task)
     messages, offered = llm.calls[0]
     assert offered == [t.name for t in env.tools_for(task.questions[0])] and len(offered) == 2
-    prompt = messages[-1]["content"]
+    # the agent's turn prompt: the task's instruction and the memories in the system message, then the request
+    assert [m["role"] for m in messages] == ["system", "user"]
     statement = turns[task.questions[0].evidence[0]].content
-    assert statement in prompt and prompt.index(statement) < prompt.index("Request:")
-    assert "latest" in prompt
+    assert statement in messages[0]["content"] and "later statement" in messages[0]["content"]
 
 
 # --------------------------------------------------------------------------- the real local model

@@ -8,7 +8,6 @@ test_evolve_run.py.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -48,9 +47,8 @@ class MemoryBoundModel:
 
     def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
         self.meter.record(caller, 100, 20, 0.0)
-        prompt = messages[-1]["content"]
-        request = re.search(r"Request: (.*)", prompt).group(1)  # type: ignore[union-attr]
-        meta = self.expected[request]
+        prompt = "\n".join(m["content"] for m in messages)  # memory in the system message, the request last
+        meta = self.expected[messages[-1]["content"]]
         args = {k: (v if str(v).lower() in prompt.lower() else "unknown") for k, v in meta["arguments"].items()}
         return ToolCall(name=meta["tool"], arguments=args)
 

@@ -83,8 +83,7 @@ class MeteredFakeLLM:
 
     def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
         self.meter.record(caller, 10, 3, 0.0)
-        request = re.search(r"Request: (.*)", messages[-1]["content"]).group(1)  # type: ignore[union-attr]
-        meta = self.expected[request]
+        meta = self.expected[messages[-1]["content"]]  # the request is the agent's user message
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
     def note(self, event: str, caller: str | None = None) -> None:
@@ -914,7 +913,7 @@ def test_a_candidate_cannot_overspend_its_recall_budget(tmp_path):
     program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
     try:
         got = ComposedMemory([program]).recall(Query(text="x", budget_tokens=64))
-        shown = got.instructions or got.text()  # what the agent puts in its prompt (MemoryAgent._respond_node)
+        shown = got.instructions or got.text()  # what the agent puts in its prompt (agentmem.Agent._recall)
         assert count_tokens(shown) <= 64 + LIMITS.instruction_tokens, f"the agent is shown {count_tokens(shown)} tokens"
     except CandidateFailed as failed:
         assert failed.kind == "invalid" and "budget" in str(failed) or "instructions" in str(failed)
