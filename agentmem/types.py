@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentmem.config import DEFAULT_RECALL_BUDGET
+
 EventKind = Literal["message", "tool_call", "observation", "outcome"]
 
 
@@ -145,7 +147,7 @@ class Query(BaseModel):
     """What the agent asks its memory for, and how many tokens the answer may take."""
 
     text: str
-    budget_tokens: int = Field(default=1024, ge=0)
+    budget_tokens: int = Field(default=DEFAULT_RECALL_BUDGET, ge=0)
     timestamp: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from agentmem.composition import ComposedMemory, Router
+from agentmem.config import recall_budget
 from agentmem.environment import Action, Answer
 from agentmem.errors import ConfigError, LLMError, LLMUnavailable
 from agentmem.memory import MemoryProgram
@@ -69,7 +70,7 @@ class MemoryAgent:
         llm: ChatModel,
         memory: list[MemoryProgram] | MemoryProgram | None = None,
         *,
-        budget_tokens: int = 1024,
+        budget_tokens: int | None = None,
         max_answer_tokens: int = 48,
         remember_answers: bool = True,
         weights: dict[str, float] | None = None,
@@ -82,7 +83,7 @@ class MemoryAgent:
             programs = [] if memory is None else (memory if isinstance(memory, list) else [memory])
             self.composed = ComposedMemory(programs, weights=weights, router=router)
         self.memory: list[MemoryProgram] = self.composed.programs
-        self.budget_tokens = budget_tokens
+        self.budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
         self.max_answer_tokens = max_answer_tokens
         self.remember_answers = remember_answers
         self._graph = self._build_graph()

@@ -129,9 +129,13 @@ class _ModelHandle:
 class Agent:
     """A chat agent with long-term memory, tools and persistent threads (see the module's notes).
 
-    ``model``: ``"local"`` (the embedded llama.cpp model), any litellm model
-    string (``"openai/gpt-4o-mini"``, ``"hosted_vllm/..."`` with ``api_base``),
-    or a ready :class:`~agentmem.toolkit.ChatModel`. ``memory``: plugin names
+    ``model``: ``None`` for the configured model (``AGENTMEM_MODEL`` /
+    ``agentmem.toml``, else the embedded llama.cpp one), ``"local"`` (the
+    embedded llama.cpp backend: the configured ``local/<name>`` if any), any
+    litellm model string (``"openai/gpt-4o-mini"``, ``"hosted_vllm/..."`` with
+    ``api_base``), or a ready :class:`~agentmem.toolkit.ChatModel`.
+    ``budget_tokens`` and ``max_reply_tokens`` default to the ``recall_budget``
+    and ``max_reply_tokens`` settings. ``memory``: plugin names
     (``"episodic"``), ``"episodic+semantic"``, paths of program ``.py`` files,
     :class:`~agentmem.memory.MemoryProgram` instances, or a list of them;
     ``None`` for none. ``tools``: typed Python functions (the docstring is
@@ -141,39 +145,43 @@ class Agent:
 
     def __init__(
         self,
-        model: str | ChatModel = "local",
+        model: str | ChatModel | None = None,
         memory: MemorySpec | list[MemorySpec] | None = None,
         tools: list[Callable[..., Any] | ToolSpec] | None = None,
         user_id: str = "default",
         store_dir: str | Path | None = None,
         *,
         system_prompt: str | None = None,
-        budget_tokens: int = 1024,
+        budget_tokens: int | None = None,
         api_base: str | None = None,
         params: dict[str, dict[str, Any]] | None = None,
         max_tool_rounds: int = 3,
         history_tokens: int = 1536,
-        max_reply_tokens: int = 256,
+        max_reply_tokens: int | None = None,
         reflect_every: int | None = 10,
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ConfigError("Agent(user_id=...) is empty: give the name or id of the person the memories belong to")
         self.user_id = user_id
+        from agentmem.config import load_settings
+
+        # resolved once: a model string here is the top layer, paired with api_base (see agentmem.config)
+        settings = load_settings(model=model if isinstance(model, str) else None, api_base=api_base)
         _check_memory_names(memory)  # a misspelt plugin fails before any directory is made
-        self.store_dir = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+        self.store_dir = Path(store_dir).expanduser() if store_dir is not None else settings.home
         if self.store_dir.exists() and not self.store_dir.is_dir():
             raise ConfigError(f"Agent(store_dir=...): {self.store_dir} is a file; give a directory for threads and memories")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.system_prompt = system_prompt
-        self.budget_tokens = budget_tokens
+        self.budget_tokens = budget_tokens if budget_tokens is not None else settings.recall_budget
         self.max_tool_rounds = max_tool_rounds
         self.history_tokens = history_tokens
-        self.max_reply_tokens = max_reply_tokens
+        self.max_reply_tokens = max_reply_tokens if max_reply_tokens is not None else settings.max_reply_tokens
         self.reflect_every = reflect_every
         self._lock = threading.RLock()
         self._closed = False
 
-        self._handle = _ModelHandle(self._make_model(model, api_base))
+        self._handle = _ModelHandle(self._make_model(model, settings))
         try:
             self.tools: list[ToolSpec] = as_tool_specs(tools or [])
         except ValueError as exc:
@@ -193,11 +201,12 @@ class Agent:
 
     # -- construction ------------------------------------------------------------------
     @staticmethod
-    def _make_model(model: str | ChatModel, api_base: str | None) -> ChatModel:
-        if isinstance(model, str):
+    def _make_model(model: str | ChatModel | None, settings: Any) -> ChatModel:
+        if model is None or isinstance(model, str):
             from agentmem.llm import LLM
 
-            return LLM(model, api_base=api_base, max_tokens=512)
+            return LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings,
+                       max_tokens=settings.max_reply_tokens)
         if not callable(getattr(model, "complete", None)):
             raise ConfigError(
                 f"Agent(model=...) got a {type(model).__name__}: give a model string such as \"local\" or an object "
@@ -259,8 +268,11 @@ class Agent:
 
     def set_model(self, model: str | ChatModel, api_base: str | None = None) -> None:
         """Switch the model for the following turns; memories and threads stay as they are."""
+        from agentmem.config import load_settings
+
+        settings = load_settings(model=model if isinstance(model, str) else None, api_base=api_base)
         with self._lock:
-            self._handle.target = self._make_model(model, api_base)
+            self._handle.target = self._make_model(model, settings)
 
     # -- the graph -------------------------------------------------------------------------
     def _build_graph(self) -> Any:
