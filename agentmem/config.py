@@ -12,10 +12,11 @@ merges them; :class:`_Layers` below is the one source that does it):
    ``<user config dir>/agentmem/config.toml``; its keys are the field names,
 4. the defaults below.
 
-The model and its server travel together: ``api_base`` and ``api_key`` are
-used only when they come from the same layer as ``model`` or a higher one,
-so ``--model openai/gpt-4o-mini`` never inherits an ``AGENTMEM_API_BASE``
-written for a vLLM server. ``"local"`` names the embedded llama.cpp backend;
+The model and its server travel together: an ``api_base`` or ``api_key``
+written in a layer below the model's is used only when the model in force at
+its own layer is the same one (or when no layer names a model at all), so
+``--model openai/gpt-4o-mini`` never inherits the ``AGENTMEM_API_BASE`` that
+goes with ``AGENTMEM_MODEL=hosted_vllm/...``. ``"local"`` names the embedded llama.cpp backend;
 when a lower layer names a particular local model (``local/<name>``), a plain
 ``"local"`` means that one.
 
@@ -268,7 +269,10 @@ class _Layers(PydanticBaseSettingsSource):
                     break
         for key in _PAIRED_WITH_MODEL:
             if key in merged and rank[key] > model_rank:
-                del merged[key], origins[key]  # written for the model of a lower layer, not this one
+                # the model that was in force where this value was written: the value belongs to it
+                written_for = next((v["model"] for _w, v in layers[rank[key]:] if "model" in v), None)
+                if written_for is not None and str(written_for).strip() != merged["model"]:
+                    del merged[key], origins[key]
         _last_origins.value = origins
         return merged
 
