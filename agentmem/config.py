@@ -63,6 +63,20 @@ def _default_cache() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
+def check_model_name(value: str) -> str:
+    """``value`` stripped, or a ``ValueError`` saying why it names no model agentmem can use."""
+    value = value.strip()
+    if not value:
+        raise ValueError('the model is empty; use "local" or a litellm model string such as "openai/gpt-4o-mini"')
+    if value.startswith("local/"):
+        from agentmem.llm.models import KNOWN_MODELS
+
+        name = value.removeprefix("local/")
+        if name not in KNOWN_MODELS:
+            raise ValueError(f"unknown local model '{name}'; known: {', '.join(KNOWN_MODELS)}")
+    return value
+
+
 class Settings(BaseSettings):
     """Everything agentmem reads from flags, environment and config file (see the module's notes).
 
@@ -110,16 +124,7 @@ class Settings(BaseSettings):
     @field_validator("model")
     @classmethod
     def _check_model(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError('the model is empty; use "local" or a litellm model string such as "openai/gpt-4o-mini"')
-        if value.startswith("local/"):
-            from agentmem.llm.models import KNOWN_MODELS
-
-            name = value.removeprefix("local/")
-            if name not in KNOWN_MODELS:
-                raise ValueError(f"unknown local model '{name}'; known: {', '.join(KNOWN_MODELS)}")
-        return value
+        return check_model_name(value)
 
     @field_validator(*_PATH_FIELDS)
     @classmethod

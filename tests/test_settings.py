@@ -224,3 +224,19 @@ def test_make_environment_refuses_options_it_would_have_dropped(clean: Path) -> 
     with pytest.raises(ConfigError, match="judge_model"):
         make_environment("locomo", judge_model="openai/gpt-4o")
     assert make_environment("arc", seed=2, data=None, judge_model=None).seed == 2  # None: not given
+
+
+def test_the_settings_page_lists_every_setting() -> None:
+    from agentmem.config import Settings
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "settings.md").read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"| `{name}` |" not in page]
+    assert not missing, f"docs/settings.md lacks {missing}"
+
+
+def test_whether_anyone_chose_the_model_is_known(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A purpose with a default of its own (conversation) may use it only where no layer named a model."""
+    assert "model" not in load_settings().model_fields_set
+    assert "model" in load_settings(model="local").model_fields_set
+    monkeypatch.setenv("AGENTMEM_MODEL", "local")
+    assert "model" in load_settings().model_fields_set

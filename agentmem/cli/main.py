@@ -179,7 +179,7 @@ def eval_command(
     data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="at most this many questions (per cell)")] = None,
     split: Annotated[str, typer.Option("--split", help="train | validation | test | all")] = "all",
-    budget: Annotated[Optional[int], typer.Option("--budget", min=0, help="recall token budget per question (default: the recall_budget setting, env AGENTMEM_RECALL_BUDGET, 1024)")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", min=0, help="recall token budget per question (default: the recall_budget setting, env AGENTMEM_RECALL_BUDGET)")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file of a single run (default results/<env>-<memory>-<time>.json)")] = None,

@@ -96,6 +96,13 @@ class ModelsConfig(_Section):
     api_base: str | None = None
     mutation_api_base: str | None = None
 
+    @field_validator("task", "mutation")
+    @classmethod
+    def _check_model(cls, value: str | None) -> str | None:
+        from agentmem.config import check_model_name
+
+        return None if value is None else check_model_name(value)
+
     @model_validator(mode="after")
     def _resolve_models(self) -> "ModelsConfig":
         from agentmem.config import load_settings
