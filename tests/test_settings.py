@@ -169,6 +169,13 @@ def test_evolve_run_config_takes_models_and_budget_from_settings(clean: Path, mo
     cfg = RunConfig.from_dict(minimal)
     assert (cfg.models.task, cfg.models.api_base) == ("hosted_vllm/Qwen/Qwen3-8B", "http://gpu:8000/v1")
     assert cfg.models.mutation == "hosted_vllm/Qwen/Qwen3-8B" and cfg.environment.budget_tokens == 512
+    assert cfg.models.mutation_api_base == "http://gpu:8000/v1"
+    named = RunConfig.from_dict({**minimal, "models": {"mutation": "openai/gpt-4o-mini"}})
+    assert named.models.api_base == "http://gpu:8000/v1"  # the task model keeps its server...
+    assert (named.models.mutation, named.models.mutation_api_base) == ("openai/gpt-4o-mini", None)  # ...not the other
+    shared = RunConfig.from_dict({**minimal, "models": {"task": "hosted_vllm/a", "mutation": "hosted_vllm/b",
+                                                        "api_base": "http://box:8000/v1"}})
+    assert shared.models.mutation_api_base == "http://box:8000/v1"  # a config's api_base serves both, as before
     # the run directory's copy records the resolved names: a resume under other settings keeps them
     path = clean / "run.toml"
     cfg.write(path)

@@ -87,8 +87,9 @@ class ModelsConfig(_Section):
     Each model resolves as :mod:`agentmem.config` resolves ``--model``: left out, it
     is the configured one (``AGENTMEM_MODEL`` / ``agentmem.toml``, else the embedded
     local model), with that model's api base; ``"local"`` is the configured local
-    model. The resolved names are what the run directory's copy records, so a
-    resumed run uses the models it started with.
+    model; ``mutation_api_base`` defaults to ``api_base``. The resolved values are
+    what the run directory's copy records, so a resumed run uses the models it
+    started with.
     """
 
     task: str | None = Field(None, min_length=1)
@@ -110,9 +111,7 @@ class ModelsConfig(_Section):
         task = load_settings(model=self.task, api_base=self.api_base)
         mutation = load_settings(model=self.mutation, api_base=self.mutation_api_base or self.api_base)
         self.task, self.api_base = task.model, task.api_base
-        self.mutation = mutation.model
-        if mutation.api_base != self.api_base:
-            self.mutation_api_base = mutation.api_base
+        self.mutation, self.mutation_api_base = mutation.model, mutation.api_base  # None: the mutation model has none
         return self
 
 
