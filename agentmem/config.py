@@ -40,11 +40,10 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agentmem.errors import ConfigError
+from agentmem.types import DEFAULT_RECALL_BUDGET
 
 APP_NAME = "agentmem"
 
-#: The token budget of one recall when nothing says otherwise (the one place it is written).
-DEFAULT_RECALL_BUDGET = 1024
 #: The longest reply the agent writes to a user when nothing says otherwise (chat, SDK).
 DEFAULT_REPLY_TOKENS = 512
 

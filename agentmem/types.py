@@ -14,8 +14,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentmem.config import DEFAULT_RECALL_BUDGET
-
 EventKind = Literal["message", "tool_call", "observation", "outcome"]
 
 
@@ -141,6 +139,12 @@ class Event(BaseModel):
             r = "" if self.reward is None else f" (reward {self.reward:g})"
             return f"[{when}] outcome{r}: {self.content}"
         return f"[{when}] {who}{self.content}"
+
+
+#: The token budget of one recall when nothing says otherwise: the one place it is written (the
+#: ``recall_budget`` setting of :mod:`agentmem.config` defaults to it). Kept here, beside :class:`Query`,
+#: so that ``import agentmem`` and the sandbox worker need not load the settings machinery.
+DEFAULT_RECALL_BUDGET = 1024
 
 
 class Query(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agentmem.config import DEFAULT_RECALL_BUDGET
+from agentmem.types import DEFAULT_RECALL_BUDGET
 
 Stage = Literal["screen", "select", "test"]
 
