@@ -205,7 +205,6 @@ def read_toml(path: Path | str, what: str = "config file", fix: str = "give the 
         raise ConfigError(f"{what} {path} cannot be read ({exc.strerror}): check its permissions") from None
 
 
-
 def _read_file(path: Path) -> dict[str, Any]:
     data = read_toml(path, "config file", "fix or remove it")
     if isinstance(data.get("agentmem"), dict) and len(data) == 1:  # allow an [agentmem] table too
@@ -228,9 +227,10 @@ def _read_file(path: Path) -> dict[str, Any]:
 class _Layers(PydanticBaseSettingsSource):
     """Flags > environment > config file, merged with the model's settings kept as a pair.
 
-    One source rather than three so that the pairing rule (an ``api_base`` from a
-    layer below the model's belonged to another model) sees every layer, and so
-    that each value's origin is known for error messages (:attr:`origins`).
+    One source rather than three so that the pairing rule (an ``api_base`` written
+    below the model's layer for a different model stays behind) sees every layer,
+    and so that each value's origin is known to :func:`load_settings`'s error
+    messages.
     """
 
     def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource,
