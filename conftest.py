@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
 from agentmem.toolkit import Stores
+
+# Vectors computed by tests go to a store of this test process, not the user's shared one
+# (agentmem.embedding_cache): a test that counts embedder calls sees only its own.
+if "AGENTMEM_EMBEDDING_CACHE" not in os.environ:
+    os.environ["AGENTMEM_EMBEDDING_CACHE"] = _VECTORS = tempfile.mkdtemp(prefix="agentmem-test-vectors-")
+    atexit.register(shutil.rmtree, _VECTORS, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,14 @@
-"""Sentence embeddings that work offline: all-MiniLM-L6-v2 in plain numpy.
+"""Sentence embeddings that work offline: all-MiniLM-L6-v2 without torch.
 
 The model is sentence-transformers' ``all-MiniLM-L6-v2``: a 6-layer BERT
 (hidden 384, 12 heads, intermediate 1536, exact-erf GELU, LayerNorm eps
 1e-12), mean pooling over the attention mask, then L2 normalisation. The
-forward pass here is numpy (BLAS for the matrix products) reading
-``model.safetensors``; text is tokenised by the ``tokenizers`` library from
-the model's ``tokenizer.json``, truncated to 256 tokens (the model's
-``max_seq_length``) and padded per batch. No torch is involved.
+forward pass runs in onnxruntime, on a graph built in memory from
+``model.safetensors`` (:mod:`agentmem.embedding_onnx`), or in numpy (BLAS for
+the matrix products) where ``onnx`` is missing or ``AGENTMEM_EMBEDDING_BACKEND``
+is ``numpy``; text is tokenised by the ``tokenizers`` library from the model's
+``tokenizer.json``, truncated to 256 tokens (the model's ``max_seq_length``)
+and padded per batch. No torch is involved.
 
 The weights are found by :func:`locate_embedding_model`, in this order:
 
@@ -56,7 +58,9 @@ MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 ENV_PATH = "AGENTMEM_EMBEDDING_PATH"
 ENV_CACHE = "AGENTMEM_CACHE_DIR"
 ENV_THREADS = "AGENTMEM_EMBEDDING_THREADS"
+ENV_BACKEND = "AGENTMEM_EMBEDDING_BACKEND"
 _DEFAULT_THREADS = 0
+BACKENDS = ("auto", "onnx", "numpy")
 _STAMP = ".verified"
 _FIX = (
     f"set {ENV_PATH} to a directory holding {', '.join(MODEL_FILES)} of {HUB_REPO}, "
@@ -419,7 +423,8 @@ _BLAS = _BlasThreads()
 def _resolve_threads(threads: int | None) -> int | None:
     """BLAS threads for the forward pass: the argument, else ``AGENTMEM_EMBEDDING_THREADS``, else the default.
 
-    ``0`` leaves OpenBLAS's own setting (``OPENBLAS_NUM_THREADS``, else all cores) alone.
+    ``0`` leaves OpenBLAS's own setting (``OPENBLAS_NUM_THREADS``, else all cores) alone for the
+    numpy pass, and means one thread for onnxruntime (a query is a handful of tokens).
     """
     if threads is None:
         env = os.environ.get(ENV_THREADS, "").strip()
@@ -437,6 +442,29 @@ def _resolve_threads(threads: int | None) -> int | None:
     return threads or None
 
 
+def _resolve_backend(backend: str | None) -> str:
+    """``"onnx"`` or ``"numpy"``: the argument, else ``AGENTMEM_EMBEDDING_BACKEND``, else ``"auto"``.
+
+    ``auto`` is onnxruntime whenever ``onnx`` and ``onnxruntime`` import (a short
+    query is several times faster there, and batches are faster too), the numpy
+    forward pass otherwise.
+    """
+    from agentmem.embedding_onnx import onnx_available
+
+    chosen = backend if backend is not None else (os.environ.get(ENV_BACKEND, "").strip().lower() or "auto")
+    if chosen not in BACKENDS:
+        where = ENV_BACKEND if backend is None else "backend"
+        raise ModelError(f"{where}={chosen!r} is not an embedding backend: use one of {', '.join(BACKENDS)}")
+    if chosen == "auto":
+        return "onnx" if onnx_available() else "numpy"
+    if chosen == "onnx" and not onnx_available():
+        raise ModelError(
+            "the onnx embedding backend needs the onnx and onnxruntime packages: "
+            f"`pip install onnx onnxruntime`, or set {ENV_BACKEND}=numpy"
+        )
+    return chosen
+
+
 class _Layer:
     __slots__ = (
         "down_b", "down_w", "ln1_b", "ln1_w", "ln2_b", "ln2_w", "out_b", "out_w", "qkv_b", "qkv_w", "up_b", "up_w",
@@ -444,13 +472,25 @@ class _Layer:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 sentence embeddings, numpy forward pass (an :class:`~agentmem.toolkit.Embedder`)."""
+    """all-MiniLM-L6-v2 sentence embeddings (an :class:`~agentmem.toolkit.Embedder`).
+
+    The forward pass runs in onnxruntime (a graph built in memory from the
+    verified weights, :mod:`agentmem.embedding_onnx`) or, where ``onnx`` is not
+    installed or ``backend="numpy"`` is asked for, in numpy. Both give the
+    reference vectors to float32 rounding.
+    """
 
     name = MODEL_NAME
     dim = 384
 
     def __init__(
-        self, model_dir: Path, *, batch_size: int = 32, max_length: int = 256, threads: int | None = None
+        self,
+        model_dir: Path,
+        *,
+        batch_size: int = 32,
+        max_length: int = 256,
+        threads: int | None = None,
+        backend: str | None = None,
     ) -> None:
         import numpy as np
         from safetensors import safe_open
@@ -478,6 +518,7 @@ class MiniLMEmbedder:
         self.max_length = max_length
         self.max_batch_tokens = max(4096, max_length)
         self.threads = _resolve_threads(threads)
+        self.backend = _resolve_backend(backend)
         self.heads = int(config["num_attention_heads"])
         self.head_dim = self.dim // self.heads
 
@@ -506,12 +547,27 @@ class MiniLMEmbedder:
             except Exception as exc:
                 raise ModelError(f"{model_dir / 'model.safetensors'} is unreadable ({_one_line(exc)}): {_FIX}") from exc
 
+        self._onnx = None
+        self._layers: list[_Layer] = []
+        if self.backend == "onnx":
+            from agentmem.embedding_onnx import OnnxEncoder, build_minilm_graph
+
+            try:
+                graph = build_minilm_graph(get, layers=int(config["num_hidden_layers"]), heads=self.heads,
+                                           dim=self.dim, eps=_LAYER_NORM_EPS)
+                self._onnx = OnnxEncoder(graph, threads=self.threads)
+            except ModelError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - an onnx/onnxruntime failure: say which and how to avoid it
+                raise ModelError(
+                    f"onnxruntime could not load {MODEL_NAME} ({_one_line(exc)}): set {ENV_BACKEND}=numpy"
+                ) from exc
+            return
         self._word = get("embeddings.word_embeddings.weight")
         self._pos = get("embeddings.position_embeddings.weight")
         self._type0 = get("embeddings.token_type_embeddings.weight")[0].copy()
         self._emb_ln = (get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias"))
         scale = np.float32(1.0 / np.sqrt(self.head_dim))
-        self._layers: list[_Layer] = []
         for i in range(int(config["num_hidden_layers"])):
             p = f"encoder.layer.{i}."
             layer = _Layer()
@@ -540,8 +596,18 @@ class MiniLMEmbedder:
     def __repr__(self) -> str:
         return (
             f"MiniLMEmbedder({str(self.model_dir)!r}, batch_size={self.batch_size}, "
-            f"max_length={self.max_length}, threads={self.threads})"
+            f"max_length={self.max_length}, threads={self.threads}, backend={self.backend!r})"
         )
+
+    @property
+    def identity(self) -> str:
+        """What decides the vectors: the model, its weights' sha256 and the truncation length.
+
+        Two embedders with the same identity give the same vector for a text (the
+        backends agree to float32 rounding), so caches key on it
+        (:mod:`agentmem.embedding_cache`).
+        """
+        return f"{MODEL_NAME}@sha256:{MODEL_SHA256[:16]}/max{self.max_length}"
 
     # -- public
 
@@ -567,7 +633,7 @@ class MiniLMEmbedder:
             return out
         ids = self.tokenize(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths share a batch: less padding
-        capped = _BLAS.acquire(self.threads)
+        capped = self._onnx is None and _BLAS.acquire(self.threads)
         try:
             self._embed_sorted(ids, order, out)
         finally:
@@ -598,6 +664,8 @@ class MiniLMEmbedder:
         for row, seq in enumerate(batch):
             token_ids[row, : len(seq)] = seq
             mask[row, : len(seq)] = 1.0
+        if self._onnx is not None:
+            return self._onnx.encode(token_ids, mask)
         heads, head_dim, dim = self.heads, self.head_dim, self.dim
 
         x = self._word[token_ids.reshape(-1)].reshape(n, length, dim)
@@ -677,6 +745,7 @@ def default_embedder() -> MiniLMEmbedder:
 
 __all__ = [
     "MODEL_NAME",
+    "BACKENDS",
     "MODEL_SHA256",
     "MiniLMEmbedder",
     "default_cache_dir",

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import threading
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +18,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 
 from agentmem.agent import MemoryAgent, build_memory_stack
+from agentmem.embedding_cache import CachingEmbedder  # noqa: F401 - its old home; evolution imports it from here
 from agentmem.environment import Action, AgentLike, Answer, Environment, Split, TaskResult
 from agentmem.errors import ConfigError
 from agentmem.llm.outage import OutageWatch
@@ -92,48 +91,6 @@ class EvalResult(BaseModel):
 
     def primary(self, metric: str) -> float:
         return float(self.metrics.get(metric, 0.0))
-
-
-class CachingEmbedder:
-    """Memoises embeddings by text: candidates re-embedding the same dataset pay once.
-
-    Keys are digests of the texts and values float32 vectors, so the cache's
-    size is bounded by ``max_items`` whatever the texts (a sandboxed candidate
-    may ask to embed megabytes of text; none of it is kept).
-    """
-
-    def __init__(self, inner: Embedder, max_items: int = 100_000) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.dim = inner.dim
-        self._cache: OrderedDict[bytes, Any] = OrderedDict()
-        self._max = max_items
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(text: str) -> bytes:
-        import hashlib
-
-        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        import numpy as np
-
-        keys = [self._key(t) for t in texts]
-        with self._lock:
-            missing = list(dict.fromkeys((k, t) for k, t in zip(keys, texts) if k not in self._cache))
-        if missing:
-            vectors = self.inner.embed([t for _, t in missing])
-            with self._lock:
-                for (key, _), vec in zip(missing, vectors):
-                    self._cache[key] = np.asarray(vec, dtype=np.float32)
-                while len(self._cache) > self._max:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            found = {k: self._cache.get(k) for k in keys}
-        absent = [t for k, t in zip(keys, texts) if found[k] is None]  # evicted meanwhile: embed again
-        fresh = iter(self.inner.embed(absent)) if absent else iter(())
-        return [(found[k].tolist() if found[k] is not None else list(next(fresh))) for k in keys]
 
 
 class _CountingAgent:
@@ -220,7 +177,7 @@ def run_eval(
     the agent or a sandboxed candidate caught it: questions the model never
     answered are not scored.
     """
-    from agentmem.embeddings import default_embedder
+    from agentmem.embedding_cache import shared_embedder
     from agentmem.llm.context import call_context
 
     from agentmem.config import recall_budget
@@ -233,7 +190,8 @@ def run_eval(
     # otherwise the run records a score the memory never earned
     llm = watch = OutageWatch(llm)
     total = sum(len(t.questions) for t in tasks)
-    shared_embedder = embedder or default_embedder()
+    # each text is embedded once per model, whatever the evaluation, process or run (agentmem.embedding_cache)
+    task_embedder = embedder or shared_embedder()
     meter = getattr(llm, "meter", None)
     # a child meter that sees exactly this run's calls, even when other runs share the LLM
     metering = meter.scope(env=environment.name) if meter is not None else contextlib.nullcontext(None)
@@ -257,10 +215,10 @@ def run_eval(
                 scope = Scope(user_id="eval", agent_id="+".join(memory) or "none", run_id=task.id)
                 with call_context(task=task.id):
                     if memory_factory is not None:
-                        programs = memory_factory(scope, stores, llm, shared_embedder, params)
+                        programs = memory_factory(scope, stores, llm, task_embedder, params)
                     else:
                         programs = build_memory_stack(
-                            memory, scope=scope, stores=stores, llm=llm, embedder=shared_embedder, params=params
+                            memory, scope=scope, stores=stores, llm=llm, embedder=task_embedder, params=params
                         )
                     agent = MemoryAgent(llm, programs, budget_tokens=budget_tokens, remember_answers=False)
                     try:

@@ -160,12 +160,11 @@ def run_grid(
     ``environments`` passes instances already built (loading a dataset once).
     """
     from agentmem.config import recall_budget
-    from agentmem.evaluation import CachingEmbedder
-    from agentmem.embeddings import default_embedder
+    from agentmem.embedding_cache import shared_embedder
 
     budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
     model = str(getattr(llm, "model", type(llm).__name__))
-    shared = embedder or CachingEmbedder(default_embedder())
+    shared = embedder or shared_embedder()
     cells = [GridCell(env=e, memory=c) for e in envs for c in configs]
     environments = dict(environments or {})
     for e in envs:

@@ -40,6 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agentmem.stats import paired_interval
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "mstar.json"
 PROGRAMS = ["examples/mstar/raw_text_search.py", "examples/mstar/session_summary.py", "examples/mstar/session_facts.py"]
@@ -51,20 +53,6 @@ def _git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def paired_interval(diffs: list[float], *, resamples: int = BOOTSTRAP, seed: int = 0) -> dict[str, float]:
-    """Mean of paired differences with a 95% percentile-bootstrap interval over the questions."""
-    import numpy as np
-
-    values = np.asarray(diffs, dtype=float)
-    if values.size == 0:
-        return {"mean": 0.0, "low": 0.0, "high": 0.0, "n": 0}
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(resamples, values.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"mean": round(float(values.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4),
-            "n": int(values.size)}
 
 
 def _per_question_f1(result: Any) -> dict[str, float]:
@@ -168,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows[1:]:
         mine = row["per_question_f1"]
         shared = [q for q in baseline if q in mine]
-        row["f1_minus_baseline"] = paired_interval([mine[q] - baseline[q] for q in shared])
+        row["f1_minus_baseline"] = paired_interval([mine[q] - baseline[q] for q in shared], resamples=BOOTSTRAP).rounded()
 
     print(f"\n{'memory':28s} {'F1':>6s} {'vs ' + args.baseline + ' (95% CI)':>28s} {'sessions':>8s} {'extr.calls':>10s} "
           f"{'failed':>6s} {'fallbk':>6s} {'splits':>6s} {'wall s':>7s}")

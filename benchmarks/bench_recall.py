@@ -1,26 +1,30 @@
-"""Recall latency of every memory plugin's LLM-free read path at 1k, 10k and 100k stored items.
+"""Recall latency of memory plugins' LLM-free read paths, beside the floor their store sets.
 
 Each plugin is filled through its own LLM-free bulk loader (``import_items``
 or plain ``observe`` for the event stores) with synthetic, varied
-sentences, then asked ``--queries`` questions; the wall time of each
+sentences, then asked ``--queries`` distinct questions; the wall time of each
 ``recall`` call is recorded and reported as p50 / p99 / mean. Load time (items
 per second) is reported too, for information.
 
-Embeddings: the default ``--embedder hash`` stores and queries with a fast,
-deterministic hashing embedder, so the timings are of retrieval itself (the
-vector index, BM25, SQLite, packing) and 100k items load in minutes; the
-real MiniLM query embedding, a fixed cost per recall that does not grow with
-the store, is timed separately (``query_embedding_ms``) and adds to every
-plugin that embeds the query. ``--embedder minilm`` uses the real model for
-everything (each sentence embedded once, memoised across plugins): slow to
-load at 100k on a small CPU (about 100 sentences/s on 2 busy cores).
+Embeddings: by default (``--embedder minilm``) the real embedder users get
+(:func:`agentmem.embeddings.default_embedder`). The corpus is embedded once
+(through the shared on-disk embedding store, so a re-run does not embed it
+again) and reused by every plugin; every question is embedded afresh inside
+each timed ``recall``, as a user's would be. ``--embedder hash`` swaps in a
+fast hashing embedder to time retrieval alone.
+
+The floor, measured in the same run at each size: a raw Chroma collection
+holding the same vectors, asked for the same ``k`` the plugin asked Chroma
+for (recorded during its recalls), plus one real query embedding; the
+``vs_floor_p99`` column is the plugin's recall p99 over the floor's.
 
 Usage::
 
-    python benchmarks/bench_recall.py [--sizes 1000,10000,100000] [--plugins episodic,rag,...]
-                                      [--queries 50] [--budget 1024] [--embedder minilm|hash]
+    python benchmarks/bench_recall.py [--items 100000 | --sizes 1000,10000,100000]
+                                      [--plugins episodic,semantic,hierarchical] [--queries 50]
+                                      [--budget 1024] [--embedder minilm|hash] [--out FILE]
 
-Prints a table and writes ``benchmarks/results/recall.json``.
+Prints a table and writes ``benchmarks/results/recall.json`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -76,12 +80,30 @@ def sentences(n: int, seed: int = 0) -> list[str]:
 
 
 def queries(n: int, seed: int = 1) -> list[str]:
+    """``n`` distinct questions (none embedded before its timed recall)."""
     rng = random.Random(seed)
     forms = [
         "What does {a} prefer on rainy days?", "When is the trip to {p}?", "Who did {a} meet at the {t} club?",
         "What went wrong when booking a hotel in {p}?", "How long does {a} practise {t}?", "Which book did {a} lend?",
     ]
-    return [rng.choice(forms).format(a=rng.choice(NAMES), p=rng.choice(PLACES), t=rng.choice(THINGS)) for _ in range(n)]
+    out: dict[str, None] = {}
+    while len(out) < n:
+        ask = rng.choice(forms).format(a=rng.choice(NAMES), p=rng.choice(PLACES), t=rng.choice(THINGS))
+        out.setdefault(ask if ask not in out else f"{ask} (asked {len(out)})", None)
+    return list(out)
+
+
+class BenchEmbedder:
+    """Corpus texts from the memo (embedded once for all plugins), every question computed live."""
+
+    def __init__(self, corpus: Any, live: Any, questions: set[str]) -> None:
+        self.corpus, self.live, self.questions = corpus, live, questions
+        self.name, self.dim = live.name, live.dim
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if any(t in self.questions for t in texts):
+            return self.live.embed(texts)
+        return self.corpus.embed(texts)
 
 
 class HashEmbedder:
@@ -185,6 +207,31 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+class _ChromaQueries:
+    """Records the ``n_results`` of every Chroma query made while active (the k a plugin asks its store for)."""
+
+    def __init__(self) -> None:
+        self.k: list[int] = []
+
+    def __enter__(self) -> "_ChromaQueries":
+        from chromadb.api.models.Collection import Collection
+
+        self._original = original = Collection.query
+        seen = self.k
+
+        def query(collection: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(int(kwargs.get("n_results", 10)))
+            return original(collection, *args, **kwargs)
+
+        Collection.query = query  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from chromadb.api.models.Collection import Collection
+
+        Collection.query = self._original  # type: ignore[method-assign]
+
+
 def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder: Any, budget: int) -> dict[str, Any]:
     from agentmem.types import Query
 
@@ -197,80 +244,149 @@ def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder:
         memory.recall(Query(text="warm-up question", budget_tokens=budget))  # first-use index builds
         times = []
         items = []
-        for ask in asks:
-            t0 = time.perf_counter()
-            got = memory.recall(Query(text=ask, budget_tokens=budget))
-            times.append((time.perf_counter() - t0) * 1000.0)
-            items.append(len(got.items))
+        with _ChromaQueries() as chroma:
+            for ask in asks:
+                t0 = time.perf_counter()
+                got = memory.recall(Query(text=ask, budget_tokens=budget))
+                times.append((time.perf_counter() - t0) * 1000.0)
+                items.append(len(got.items))
         memory.close()
         return {
             "plugin": name, "items": size, "load_s": round(load_s, 2),
             "load_items_per_s": round(size / load_s, 1) if load_s > 0 else None,
             "p50_ms": round(_percentile(times, 0.5), 2), "p99_ms": round(_percentile(times, 0.99), 2),
             "mean_ms": round(statistics.fmean(times), 2), "mean_items": round(statistics.fmean(items), 1),
+            "chroma_k": max(chroma.k) if chroma.k else None,
+            "chroma_queries_per_recall": round(len(chroma.k) / len(asks), 2),
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
         gc.collect()
 
 
+def bench_floor(size: int, texts: list[str], asks: list[str], corpus: Any, live: Any, ks: list[int]) -> list[dict[str, Any]]:
+    """A raw Chroma query of ``k`` over the same ``size`` vectors, plus one live query embedding, per question."""
+    import chromadb
+    from chromadb.config import Settings
+
+    root = Path(tempfile.mkdtemp(prefix="bench-floor-"))
+    try:
+        client = chromadb.PersistentClient(path=str(root), settings=Settings(anonymized_telemetry=False))
+        collection = client.create_collection("floor", embedding_function=None, metadata={"hnsw:space": "cosine"})
+        step = 4096
+        for start in range(0, size, step):
+            part = texts[start : min(start + step, size)]
+            collection.add(ids=[str(start + i) for i in range(len(part))], embeddings=corpus.embed(part),
+                           documents=part)
+        collection.query(query_embeddings=live.embed(["warm-up question"]), n_results=max(ks))
+        rows = []
+        for k in sorted(set(ks)):
+            times = []
+            for ask in asks:
+                t0 = time.perf_counter()
+                vector = live.embed([ask])
+                collection.query(query_embeddings=vector, n_results=min(k, size), include=["distances"])
+                times.append((time.perf_counter() - t0) * 1000.0)
+            rows.append({"items": size, "k": k, "p50_ms": round(_percentile(times, 0.5), 2),
+                         "p99_ms": round(_percentile(times, 0.99), 2)})
+        return rows
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        gc.collect()
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--plugins", default=",".join(LOADERS))
+    parser.add_argument("--items", type=int, default=None, help="one store size (overrides --sizes)")
+    parser.add_argument("--plugins", default="episodic,semantic,hierarchical")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--budget", type=int, default=1024)
-    parser.add_argument("--embedder", choices=["minilm", "hash"], default="hash")
+    parser.add_argument("--embedder", choices=["minilm", "hash"], default="minilm")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", default="", help="a line about the machine's state (e.g. its load)")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    sizes = [args.items] if args.items else [int(s) for s in args.sizes.split(",") if s]
     names = [n for n in args.plugins.split(",") if n]
     unknown = [n for n in names if n not in LOADERS]
     if unknown:
         print(f"no bulk loader for {', '.join(unknown)}; known: {', '.join(LOADERS)}", file=sys.stderr)
         return 2
-    from agentmem.evaluation import CachingEmbedder
+    from agentmem.embedding_cache import CachingEmbedder, default_store
+    from agentmem.embeddings import default_embedder
 
-    if args.embedder == "minilm":
-        from agentmem.embeddings import default_embedder
-
-        embedder: Any = CachingEmbedder(default_embedder(), max_items=max(sizes) + 10 * args.queries + 1000)
-    else:
-        embedder = HashEmbedder()
     texts = sentences(max(sizes))
     asks = queries(args.queries)
-    if args.embedder == "minilm":  # embed the corpus once, shared by every plugin and size
-        t0 = time.perf_counter()
-        for start in range(0, len(texts), 512):
-            embedder.embed(texts[start : start + 512])
-        print(f"embedded {len(texts)} sentences in {time.perf_counter() - t0:.0f} s", flush=True)
-    from agentmem.embeddings import default_embedder as _minilm
-
-    real = _minilm()
+    if args.embedder == "minilm":
+        live: Any = default_embedder()
+        corpus: Any = CachingEmbedder(live, max_items=max(sizes) + 1000, store=default_store())
+    else:
+        live = HashEmbedder()
+        corpus = CachingEmbedder(live, max_items=max(sizes) + 1000)
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), 512):  # the corpus once, shared by every plugin, size and the floor
+        corpus.embed(texts[start : start + 512])
+    print(f"corpus of {len(texts)} sentences ready in {time.perf_counter() - t0:.0f} s "
+          f"({getattr(corpus, 'computed', 0)} embedded, {getattr(corpus, 'from_store', 0)} from the store)", flush=True)
+    embedder = BenchEmbedder(corpus, live, set(asks))
+    real = default_embedder()
     real.embed(["warm-up"])
     query_ms = []
     for ask in asks:
         t0 = time.perf_counter()
         real.embed([ask])
         query_ms.append((time.perf_counter() - t0) * 1000.0)
-    query_embedding = {"p50_ms": round(_percentile(query_ms, 0.5), 2), "p99_ms": round(_percentile(query_ms, 0.99), 2)}
-    print(f"MiniLM query embedding: p50 {query_embedding['p50_ms']} ms, p99 {query_embedding['p99_ms']} ms", flush=True)
-    rows = []
-    for name in names:
-        for size in sizes:
+    query_embedding = {"backend": getattr(real, "backend", "numpy"), "p50_ms": round(_percentile(query_ms, 0.5), 2),
+                       "p99_ms": round(_percentile(query_ms, 0.99), 2)}
+    print(f"MiniLM query embedding ({query_embedding['backend']}): p50 {query_embedding['p50_ms']} ms, "
+          f"p99 {query_embedding['p99_ms']} ms", flush=True)
+    rows: list[dict[str, Any]] = []
+    floors: list[dict[str, Any]] = []
+    for size in sizes:
+        at_size = []
+        for name in names:
             row = bench_one(name, size, texts, asks, embedder, args.budget)
-            rows.append(row)
+            at_size.append(row)
             print(
                 f"{name:>13} {size:>7} items: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
-                f"  (load {row['load_s']:.1f} s, {row['mean_items']} items recalled)",
+                f"  (k {row['chroma_k']}, load {row['load_s']:.1f} s, {row['mean_items']} items recalled)",
                 flush=True,
             )
+        ks = sorted({r["chroma_k"] for r in at_size if r["chroma_k"]}) or [8]
+        floor = bench_floor(size, texts, asks, corpus, live, ks)
+        floors.extend(floor)
+        by_k = {f["k"]: f for f in floor}
+        for row in at_size:
+            base = by_k.get(row["chroma_k"]) if row["chroma_k"] else None
+            row["floor_p99_ms"] = base["p99_ms"] if base else None
+            row["vs_floor_p99"] = round(row["p99_ms"] / base["p99_ms"], 2) if base and base["p99_ms"] else None
+            print(f"{row['plugin']:>13} {size:>7} items: recall p99 {row['p99_ms']:.2f} ms vs floor p99 "
+                  f"{row['floor_p99_ms']} ms (raw Chroma k={row['chroma_k']} + one query embedding): "
+                  f"x{row['vs_floor_p99']}", flush=True)
+        rows.extend(at_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    import os
+
     args.out.write_text(json.dumps({
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
-        "embedder": args.embedder, "query_embedding_ms": query_embedding, "queries": args.queries, "budget_tokens": args.budget, "results": rows,
-    }, indent=2))
+        "git_commit": _git_commit(),
+        "command": "python benchmarks/bench_recall.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                    "note": args.note},
+        "embedder": args.embedder, "query_embedding_ms": query_embedding, "queries": args.queries,
+        "budget_tokens": args.budget, "results": rows, "floor": floors,
+    }, indent=2) + "\n")
     print(f"written {args.out}")
     return 0
 

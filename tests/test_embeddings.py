@@ -68,9 +68,10 @@ def model_dir() -> Path:
     return locate_embedding_model()
 
 
-@pytest.fixture(scope="session")
-def embedder(model_dir: Path) -> MiniLMEmbedder:
-    return MiniLMEmbedder(model_dir)
+@pytest.fixture(scope="session", params=["onnx", "numpy"])
+def embedder(model_dir: Path, request: pytest.FixtureRequest) -> MiniLMEmbedder:
+    """Both forward passes: every test of what the vectors mean runs on each."""
+    return MiniLMEmbedder(model_dir, backend=request.param)
 
 
 @pytest.fixture()
@@ -135,7 +136,7 @@ def test_batching_and_padding_do_not_change_vectors(model_dir: Path, embedder: M
         "The meeting moved to 3pm on Thursday.",
     ]
     one_by_one = np.stack([embedder.embed_array([t])[0] for t in texts])
-    small_batches = MiniLMEmbedder(model_dir, batch_size=3).embed_array(texts)
+    small_batches = MiniLMEmbedder(model_dir, batch_size=3, backend=embedder.backend).embed_array(texts)
     one_batch = embedder.embed_array(texts)
     np.testing.assert_allclose(small_batches, one_by_one, atol=1e-5)
     np.testing.assert_allclose(one_batch, one_by_one, atol=1e-5)
@@ -355,3 +356,34 @@ def test_blas_thread_cap_gives_same_vectors_and_is_restored(model_dir: Path, mon
     monkeypatch.setenv("AGENTMEM_EMBEDDING_THREADS", "many")
     with pytest.raises(ModelError, match="AGENTMEM_EMBEDDING_THREADS"):
         emb._resolve_threads(None)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def test_onnx_and_numpy_backends_agree_on_a_fixed_sample(model_dir: Path) -> None:
+    """The onnxruntime graph gives the numpy (reference-checked) vectors: cosine >= 0.999, in fact ~1e-6 apart."""
+    sample = [*REFERENCE, "Hello!", "", "Where does my sister live?", "ok " * 200]
+    fast = MiniLMEmbedder(model_dir, backend="onnx").embed_array(sample)
+    slow = MiniLMEmbedder(model_dir, backend="numpy").embed_array(sample)
+    cosines = (fast * slow).sum(axis=1)
+    assert cosines.min() >= 0.999, cosines
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+
+
+def test_backend_choice(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentmem.embedding_onnx as onnx_backend
+
+    assert emb._resolve_backend("numpy") == "numpy"
+    monkeypatch.setenv("AGENTMEM_EMBEDDING_BACKEND", "numpy")
+    assert emb._resolve_backend(None) == "numpy"
+    monkeypatch.setenv("AGENTMEM_EMBEDDING_BACKEND", "gpu")
+    with pytest.raises(ModelError, match="AGENTMEM_EMBEDDING_BACKEND='gpu'.*auto, onnx, numpy"):
+        emb._resolve_backend(None)
+    monkeypatch.delenv("AGENTMEM_EMBEDDING_BACKEND")
+    assert emb._resolve_backend(None) == "onnx"  # both packages are dependencies
+    # without onnx, auto falls back to numpy and an explicit onnx says how to fix it
+    monkeypatch.setattr(onnx_backend, "onnx_available", lambda: False)
+    assert emb._resolve_backend("auto") == "numpy"
+    with pytest.raises(ModelError, match="pip install onnx onnxruntime"):
+        emb._resolve_backend("onnx")

@@ -130,6 +130,21 @@ def _print_summary(run_dir: Path) -> None:
     with Archive(run_dir) as archive:
         info = summary(archive)
     console.print_json(json.dumps(info, default=str))
+    _print_test_flag(info)
+
+
+def _print_test_flag(info: dict[str, Any]) -> None:
+    """One line on stderr (stdout stays JSON) when the best does not beat its seed on test."""
+    from rich.console import Console
+
+    test = info.get("test") or {}
+    if not test.get("flagged"):
+        return
+    err = Console(stderr=True)
+    if test.get("verdict") in ("worse", "not better"):
+        err.print(f"[red]warning[/]: {escape(test['message'])}; `agentmem evolve export` refuses it without --force")
+    else:
+        err.print(f"note: {escape(test['message'])}")
 
 
 @evolve_app.command("run")
@@ -223,16 +238,27 @@ def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
         for col in ("id", "operator", "gen", "screen", "select", "test", "status"):
             table.add_column(col)
         best = (result.get("best") or {}).get("id")
+        from agentmem_evolve.evidence import intervals
+
+        spans = {stage: intervals(archive, stage) for stage in ("select", "test")}
         for p in archive.programs():
             scores = {}
             for e in archive.evaluations(p.id):
                 scores[e.stage] = f"{e.score:.4f}" if e.status == "ok" else "failed"
+            for stage, by_program in spans.items():
+                iv = by_program.get(p.id)
+                if iv is not None and iv.n and scores.get(stage) != "failed":
+                    scores[stage] = f"{iv.mean:.4f} [{iv.low:.3f}, {iv.high:.3f}] n={iv.n}"
             mark = " [green]best[/]" if p.id == best else ""
             table.add_row(p.id + mark, p.operator, str(p.generation), scores.get("screen", "-"), scores.get("select", "-"),
                           scores.get("test", "-"),
                           p.status if p.status != "invalid" else escape(f"invalid: {(p.error or '')[:60]}"))
         console.print(table)
     spend = result.get("spend", {})
+    from agentmem_evolve.report import summary
+
+    with Archive(run_dir) as archive:
+        _print_test_flag(summary(archive))
     console.print(f"stopped: {result.get('stopped')}; spent {int(spend.get('llm_calls', 0))} LLM calls, "
                   f"{int(spend.get('tokens', 0))} tokens, {spend.get('seconds', 0):.0f} s")
     console.print(f"report: `agentmem evolve report {run_dir}`; export: `agentmem evolve export {run_dir} --name my-memory`")
@@ -271,8 +297,14 @@ def export_command(
     name: Annotated[str, typer.Option("--name", "-n", help="plugin name (entry point under agentmem.memory)")],
     program: Annotated[Optional[str], typer.Option("--program", "-p", help="program id (default: the best on the select split)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="where the package goes (default ./<name>)")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="export even a program that does not beat its seed on the test split")] = False,
 ) -> None:
-    """Write a program as an installable plugin package (`pip install ./<name>`, then `agentmem plugins list`)."""
+    """Write a program as an installable plugin package (`pip install ./<name>`, then `agentmem plugins list`).
+
+    Refuses, without --force, a program that is not better than its own seed
+    on the held-out test split (the paired 95% interval above zero).
+    """
     from agentmem.cli.main import console
     from agentmem_evolve.archive import Archive
     from agentmem_evolve.export import export_program
@@ -283,12 +315,18 @@ def export_command(
     plugin_names(name)  # a bad name fails before the archive is opened
     if out is not None:
         check_directory_target(out, "--out")
+    from agentmem_evolve.evidence import incumbent, seed_verdict
+    from agentmem_evolve.export import resolve_program_id
+
     with Archive(run_dir) as archive:
         if program is None:
-            best = archive.best("select")
+            best = incumbent(archive)
             if best is None:
                 raise ConfigError(f"{run_dir} has no scored program yet; finish or resume the run first")
             program = best[0].id
+        verdict = seed_verdict(archive, resolve_program_id(archive, program).id)
+        if verdict.flagged and not force:
+            raise ConfigError(f"{verdict.message}; export refuses it: pass --force to export it anyway")
         path = export_program(archive, program, out or Path(name), name)
     console.print(f"exported program {program} as plugin '{name}' to [bold]{path}[/]; install it with `pip install {path}`")
 

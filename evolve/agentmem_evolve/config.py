@@ -35,14 +35,30 @@ __all__ = [
     "ModelsConfig",
     "ProposersConfig",
     "RunConfig",
+    "SPLIT_DEFAULTS",
     "SandboxConfig",
     "SelectionConfig",
     "dump_toml",
 ]
 
 SplitName = Literal["train", "validation", "test", "all"]
+
+#: questions of the select and test splits of an environment without an entry in SPLIT_DEFAULTS
+DEFAULT_SPLIT_QUESTIONS = 200
+
+#: split sizes per environment, chosen so that the paired 95% interval of a difference is about 0.05
+#: wide on either side (docs/evolution.md, "How large a gain a run can tell from noise"; the numbers
+#: come from benchmarks/split_sizes.py): the defaults of an environment's [environment] table, each
+#: used only when the run config leaves that key out
+SPLIT_DEFAULTS: dict[str, dict[str, Any]] = {
+    # 5 requests per user; users split 50/25/25: 152 users give 38 users = 190 requests per split
+    "toolprefs": {"validation_limit": None, "test_limit": None, "options": {"users": 152}},
+    # whole conversations: with locomo6.json one conversation each (a 10-conversation file: two each)
+    "locomo": {"validation_limit": None, "test_limit": None},
+}
+
 StrategyName = Literal["softmax", "islands", "map-elites", "pareto"]
-PROPOSERS = ("reflective", "mutate", "merge")
+PROPOSERS = ("reflective", "mutate", "merge", "structural")
 
 
 class _Section(BaseModel):
@@ -59,8 +75,11 @@ class EnvironmentConfig(_Section):
     select_split: SplitName = "validation"
     test_split: SplitName = "test"
     minibatch: int = Field(6, ge=1, description="questions per screening evaluation")
-    validation_limit: int | None = Field(12, ge=1, description="questions of the select split (None = all)")
-    test_limit: int | None = Field(20, ge=1, description="questions of the test split (None = all)")
+    validation_limit: int | None = Field(
+        DEFAULT_SPLIT_QUESTIONS, ge=1,
+        description="questions of the select split (None = all); see SPLIT_DEFAULTS for the environments that size it")
+    test_limit: int | None = Field(
+        DEFAULT_SPLIT_QUESTIONS, ge=1, description="questions of the test split (None = all)")
     budget_tokens: int = Field(default_factory=lambda: recall_budget(), ge=16, description="token budget of each recall (default: the recall_budget setting)")
     heldout_seed: int | Literal["secret"] | None = Field(
         "secret",
@@ -68,6 +87,32 @@ class EnvironmentConfig(_Section):
                     "the run starts and keeps it in the run directory, so no candidate can regenerate the test tasks; "
                     "None uses the environment's usual test split",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sized_splits(cls, data: Any) -> Any:
+        """Fill in the split sizes of :data:`SPLIT_DEFAULTS` where the config leaves them out.
+
+        A config that gives both sizes is read as written: every run directory's
+        saved copy from before these defaults gives both, so resuming such a run
+        never changes its questions. Otherwise the missing sizes are filled in,
+        and so are the environment's knobs that the config does not set (the
+        users of toolprefs), unless the knobs come as a ``data`` string.
+        """
+        if not isinstance(data, dict) or data.get("name") not in SPLIT_DEFAULTS:
+            return data
+        missing = [key for key in ("validation_limit", "test_limit") if key not in data]
+        if not missing:
+            return data
+        defaults = SPLIT_DEFAULTS[data["name"]]
+        data = dict(data)
+        for key in missing:
+            if key in defaults:
+                data[key] = defaults[key]
+        options = defaults.get("options", {})
+        if options and not data.get("data") and isinstance(data.get("options", {}), dict):
+            data["options"] = {**options, **data.get("options", {})}  # knobs the config gives win
+        return data
 
     @model_validator(mode="after")
     def _never_select_on_test(self) -> "EnvironmentConfig":
@@ -124,7 +169,7 @@ class BudgetConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    """How parents are picked (see :mod:`agentmem_evolve.selection`)."""
+    """How parents are picked, and when a child replaces its parent or the run's best (see :mod:`agentmem_evolve.selection`)."""
 
     strategy: StrategyName = "pareto"
     temperature: float = Field(0.05, gt=0, description="softmax temperature over scores")
@@ -134,6 +179,16 @@ class SelectionConfig(_Section):
     descriptors: list[str] = Field(default_factory=lambda: ["tokens", "recall_items"], min_length=1)
     bins: int = Field(4, ge=1, le=64, description="bins per behaviour descriptor (MAP-Elites grid)")
     exploitation: float = Field(0.5, ge=0, le=1, description="chance an island parent is its best rather than a random elite")
+    confidence: float = Field(
+        0.95, ge=0.5, lt=1,
+        description="level at which a child must beat its parent or the run's best on the questions both were scored on")
+    paired_test: Literal["bootstrap", "sign", "both"] = Field(
+        "both", description="what 'beats with confidence' means: the paired bootstrap interval above zero, "
+                            "the sign test, or both")
+    tie_cost_margin: float = Field(
+        0.05, ge=0, lt=1,
+        description="when neither program is better with confidence, the challenger wins only with at least this "
+                    "fraction fewer tokens per question")
 
 
 class ProposersConfig(_Section):
@@ -142,6 +197,9 @@ class ProposersConfig(_Section):
     weights: dict[str, float] = Field(default_factory=lambda: {"reflective": 0.5, "mutate": 0.3, "merge": 0.2})
     children_per_iteration: int = Field(2, ge=1)
     repair_attempts: int = Field(2, ge=0, le=10)
+    structural: list[str] = Field(
+        default_factory=list, description="structural operators the `structural` proposer may use (empty: all of them)"
+    )
 
     @field_validator("weights")
     @classmethod
@@ -153,6 +211,16 @@ class ProposersConfig(_Section):
             raise ValueError("weights must be finite and >= 0")
         if not any(w > 0 for w in value.values()):
             raise ValueError("at least one proposer needs a weight > 0")
+        return value
+
+    @field_validator("structural")
+    @classmethod
+    def _check_structural(cls, value: list[str]) -> list[str]:
+        from agentmem_evolve.operators import operator_names
+
+        unknown = sorted(set(value) - set(operator_names()))
+        if unknown:
+            raise ValueError(f"unknown structural operator(s) {', '.join(unknown)}; known: {', '.join(operator_names())}")
         return value
 
 

@@ -28,6 +28,7 @@ from agentmem.scratch import sweep_dead
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
+from agentmem_evolve.evidence import incumbent, judge_new, replaced
 from agentmem_evolve.evaluator import EvalJob, EvalOutcome, slice_key
 from agentmem_evolve.executor import Executor, make_executor
 from agentmem_evolve.proposers import (
@@ -167,10 +168,9 @@ class Controller:
     @property
     def embedder(self) -> Any:
         if self._embedder is None:
-            from agentmem.embeddings import default_embedder
-            from agentmem.evaluation import CachingEmbedder
+            from agentmem.embedding_cache import shared_embedder
 
-            self._embedder = CachingEmbedder(default_embedder())
+            self._embedder = shared_embedder()
         return self._embedder
 
     @property
@@ -316,7 +316,7 @@ class Controller:
     # -- one iteration ---------------------------------------------------------------------------
     def _iteration(self, iteration: int) -> None:
         rng = random.Random(f"{self.config.seed}:{iteration}")
-        pool = self.archive.scored("select", self._keys["select"])
+        pool = self._parent_pool()
         if not pool:
             raise BudgetExhausted("no program has a score to select from (every seed failed its evaluation)")
         k = self.config.proposers.children_per_iteration
@@ -391,6 +391,13 @@ class Controller:
                 raise  # an outage stops the run (resumably): this child is proposed again on resume
             except LLMError as exc:  # the code-writing model is down or too slow: this child is lost, not the run
                 raise ProposalFailed(f"the mutation model failed: {exc}") from None
+        if operator == "structural":
+            from agentmem_evolve.operators import StructuralProposer
+
+            try:
+                return StructuralProposer(self.config.proposers.structural or None).propose(parent, rng)
+            except ProposalFailed as exc:  # a program no operator applies to: a cheap mutation instead
+                self.emit("structural_skipped", parent=parent.id, reason=str(exc))
         if operator == "merge":
             others = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
             try:
@@ -477,6 +484,8 @@ class Controller:
             if outcome.status == "unavailable":  # no result: nothing is recorded, the job runs again on resume
                 raise LLMUnavailable(outcome.reason or "the task model did not answer")
             self._record(outcome)
+        if any(job.stage == "select" for job in jobs):
+            self._judge()
 
     def _record(self, outcome: EvalOutcome) -> None:
         rec = EvaluationRecord(
@@ -542,8 +551,22 @@ class Controller:
             seed_score=self._score(seed.id, "select"),
         )
 
+    # -- selection on evidence (agentmem_evolve.evidence) ------------------------------------------
+    def _judge(self) -> None:
+        """Judge the programs newly scored on the select split against their parents and the run's best (paired)."""
+        judge_new(self.archive, self._keys["select"], self.config.selection, emit=self.emit)
+
+    def _parent_pool(self) -> list[Any]:
+        """Programs scored on the select split that no child has replaced (the incumbent best always stays)."""
+        self._judge()  # a run resumed after a crash may hold evaluations not judged yet
+        pool = self.archive.scored("select", self._keys["select"])
+        gone = replaced(self.archive)
+        best = incumbent(self.archive, self._keys["select"])
+        keep = [s for s in pool if s.program_id not in gone or (best is not None and s.program_id == best[0].id)]
+        return keep or pool
+
     def _best_summary(self) -> dict[str, Any] | None:
-        best = self.archive.best("select", self._keys["select"])
+        best = incumbent(self.archive, self._keys["select"])
         if best is None:
             return None
         record, evaluation = best
@@ -551,7 +574,8 @@ class Controller:
 
     # -- the end -----------------------------------------------------------------------------------
     def _final_test(self) -> None:
-        best = self.archive.best("select", self._keys["select"])
+        self._judge()
+        best = incumbent(self.archive, self._keys["select"])
         work: list[tuple[ProgramRecord, str]] = []
         if best is not None:
             work.append((best[0], "test"))

@@ -93,6 +93,12 @@ def _describe(kind: str, p: dict[str, Any]) -> str:
         return f"  {text(p['stage']):6} {text(p['id'])} -> {p['score']:.4f}"
     if kind == "screened":
         return f"  {'[green]promoted[/]' if p.get('promoted') else 'not promoted'} {text(p['id'])}"
+    if kind == "judged":
+        d = p.get("difference") or {}
+        what = "[green]replaces[/]" if p.get("replaces") else "does not replace"
+        against = "the best" if p.get("against") == "best" else "its parent"
+        return (f"  {text(p['id'])} {what} {against} {text(p.get('incumbent'))} ({text(p.get('reason'))}): "
+                f"{d.get('mean', 0):+.3f} [{d.get('low', 0):+.3f}, {d.get('high', 0):+.3f}] n={d.get('n', 0)}")
     if kind == "budget_exhausted":
         return f"[yellow]stopping: {text(p.get('reason'))}[/]"
     if kind == "interrupted":

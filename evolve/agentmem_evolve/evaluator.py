@@ -77,10 +77,9 @@ class EvalOutcome(BaseModel):
 def _shared_embedder() -> Any:
     global _EMBEDDER
     if _EMBEDDER is None:
-        from agentmem.embeddings import default_embedder
-        from agentmem.evaluation import CachingEmbedder
+        from agentmem.embedding_cache import shared_embedder
 
-        _EMBEDDER = CachingEmbedder(default_embedder())
+        _EMBEDDER = shared_embedder()  # memo + the user's on-disk store, shared with every process and run
     return _EMBEDDER
 
 

@@ -249,8 +249,19 @@ def _provenance(archive: Archive, rec: ProgramRecord) -> dict[str, Any]:
         "metrics_stage": metrics_stage,
         "lineage": lineage,
         "params": rec.params,
+        "test_vs_seed": _test_vs_seed(archive, rec.id),
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _test_vs_seed(archive: Archive, program_id: str) -> dict[str, Any]:
+    """Whether the program beats its own seed on the test split (the paired 95% interval), as provenance."""
+    from agentmem_evolve.evidence import seed_verdict
+
+    verdict = seed_verdict(archive, program_id)
+    d = verdict.difference
+    return {"status": verdict.status, "seed": verdict.seed, "message": verdict.message,
+            "difference": d.rounded() if d is not None else None}
 
 
 def export_program(
@@ -277,7 +288,9 @@ def export_program(
     names: PluginNames = plugin_names(name)
     where = f"program {rec.id}"
     cls_name = find_program_class(rec.source, where)
-    deps = _extra_dependencies(_imports(rec.source, where), names.module)
+    from agentmem_evolve.operators import composed_modules
+
+    deps = _extra_dependencies(_imports(rec.source, where) | composed_modules(rec.source), names.module)
     source = _set_class_name_attr(rec.source, cls_name, names.name)
     if not source.endswith("\n"):
         source += "\n"

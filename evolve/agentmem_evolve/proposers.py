@@ -68,7 +68,7 @@ class Proposal(BaseModel):
     """A child program, how it was made, and (for LLM proposals) the conversation that made it."""
 
     source: str
-    operator: Literal["reflective", "mutate", "swap", "merge"]
+    operator: str  # reflective, mutate, swap, merge, or structural:<operator name>
     parents: list[str]
     meta: dict[str, Any] = Field(default_factory=dict)
     conversation: list[dict[str, str]] = Field(default_factory=list, exclude=True)
@@ -119,6 +119,10 @@ def _components(source: str) -> dict[str, str]:
         out["template:usage"] = template
     for key, value in prog.read_defaults(source).items():
         out[f"param:{key}"] = repr(value)
+    from agentmem_evolve.operators import read_design  # (operators build on this module)
+
+    for key, value in (read_design(source) or {}).items():  # an assembled program's module choices, one by one
+        out[f"design:{key}"] = repr(value)
     return out
 
 
@@ -131,6 +135,12 @@ def _apply(source: str, name: str, value_source: str) -> str:
         text = prog.read_template(value_source, key)
         assert text is not None
         return prog.set_template(source, text, key)
+    if kind == "design":
+        from agentmem_evolve.operators import read_design, set_design
+
+        design, theirs = read_design(source), read_design(value_source)
+        assert design is not None and theirs is not None
+        return set_design(source, {**design, key: theirs[key]})
     defaults = prog.read_defaults(source)
     defaults[key] = prog.read_defaults(value_source)[key]
     return prog.set_defaults(source, defaults)
@@ -298,6 +308,10 @@ class MutationProposer:
         base = parent.meta.get("base_plugin")
         if not base:
             return None
+        if base == "assembled":  # made by a structural operator: the knobs of every core module
+            from agentmem.assembled import AssembledParams
+
+            return ParamSpace(AssembledParams)
         return ParamSpace(load_memory(base).Params)
 
     def propose(self, parent: ParentView, rng: random.Random, others: list[ParentView] | None = None) -> Proposal:
@@ -354,7 +368,7 @@ class MergeProposer:
         if first.meta.get("base_plugin") != second.meta.get("base_plugin") or not first.seed_source:
             raise ProposalFailed("the parents do not share a seed; nothing to merge")
         a, b = (first, second) if first.score >= second.score else (second, first)
-        seed = _components(a.seed_source)
+        seed = _components(_as_assembled(a.seed_source) if "design:encode" in _components(a.source) else a.seed_source)
         comp_a, comp_b = _components(a.source), _components(b.source)
         source = a.source
         taken: list[str] = []
@@ -367,3 +381,17 @@ class MergeProposer:
         return Proposal(source=source, operator="merge", parents=[a.id, b.id],
                         meta={"taken": taken, "base_plugin": a.meta.get("base_plugin"), "seed": a.meta.get("seed"),
                               "rationale": f"{a.id} + {', '.join(taken)} from {b.id}"})
+
+
+def _as_assembled(seed_source: str) -> str:
+    """A plugin seed lifted into modules, so that structural children merge against the design they started from."""
+    from agentmem_evolve.operators import LIFTABLE, lift, read_design
+
+    if read_design(seed_source) is not None:
+        return seed_source
+    for base in LIFTABLE:
+        try:
+            return lift(seed_source, {"base_plugin": base})[0]
+        except ProposalFailed:
+            continue
+    return seed_source

@@ -18,10 +18,12 @@ from typing import Any
 
 import jinja2
 
+from agentmem.stats import Interval
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
+from agentmem_evolve.evidence import incumbent, intervals, seed_of, compare_with_seeds, seed_verdict
 from agentmem_evolve.selection import Scored, pareto_frontier
 
-__all__ = ["render_report", "summary", "seed_of"]
+__all__ = ["operator_payoff", "render_report", "summary", "seed_of"]
 
 STAGES = ("screen", "select", "test")
 REPORT_FILE = "report.html"
@@ -44,10 +46,12 @@ def summary(archive: Archive) -> dict[str, Any]:
     for e in evaluations:
         by_stage.setdefault(e.stage, {"ok": 0, "failed": 0})[e.status] += 1
     spend = _spend(archive, evaluations)
-    best_stage, best = "select", archive.best("select")
+    best_stage, best = "select", incumbent(archive)
     if best is None:
         best_stage, best = "screen", archive.best("screen")
+    by_stage_interval = {stage: intervals(archive, stage) for stage in STAGES}
     best_info = None
+    test = None
     if best is not None:
         prog, ev = best
         scores = _stage_scores(archive)
@@ -58,8 +62,20 @@ def summary(archive: Archive) -> dict[str, Any]:
             "stage": best_stage,
             "score": ev.score,
             "scores": {stage: scores.get(stage, {}).get(prog.id) for stage in STAGES},
+            "intervals": {stage: _rounded(by_stage_interval[stage].get(prog.id)) for stage in STAGES},
             "tokens_per_question": round(ev.tokens / ev.questions, 1),
             "metrics": ev.metrics,
+        }
+        verdict = seed_verdict(archive, prog.id)
+        test = {
+            "best": prog.id,
+            "verdict": verdict.status,
+            "flagged": verdict.flagged,
+            "message": verdict.message,
+            "vs_seeds": [
+                {"seed": c.seed, "name": c.seed_name, "own_seed": c.own_seed, **_paired(c.difference)}
+                for c in compare_with_seeds(archive, prog.id)
+            ],
         }
     pool = archive.scored("select") or archive.scored("screen")
     return {
@@ -68,10 +84,26 @@ def summary(archive: Archive) -> dict[str, Any]:
         "programs": {"total": len(programs), **by_status},
         "evaluations": by_stage,
         "best": best_info,
+        "test": test,
+        "scores": [
+            {"id": p.id, "operator": p.operator, "generation": p.generation,
+             **{stage: _rounded(by_stage_interval[stage].get(p.id)) for stage in STAGES}}
+            for p in programs if any(p.id in by_stage_interval[stage] for stage in STAGES)
+        ],
         "frontier": [s.program_id for s in pareto_frontier(pool)],
         "spend": spend,
         "sandbox": archive.get_state("sandbox", None),
     }
+
+
+def _rounded(interval: Interval | None) -> dict[str, float | int] | None:
+    """A score as status prints it: mean, its 95% interval over the questions, and n."""
+    return None if interval is None else interval.rounded()
+
+
+def _paired(d: Any) -> dict[str, Any]:
+    return {**d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties, "sign_p": float(f"{d.sign_p:.3g}"),
+            "better": d.low > 0, "worse": d.high < 0}
 
 
 def _spend(archive: Archive, evaluations: list[EvaluationRecord]) -> dict[str, Any]:
@@ -100,19 +132,6 @@ def _spend(archive: Archive, evaluations: list[EvaluationRecord]) -> dict[str, A
 
 def _stage_scores(archive: Archive) -> dict[str, dict[str, float]]:
     return {stage: {s.program_id: s.score for s in archive.scored(stage)} for stage in STAGES}
-
-
-def seed_of(archive: Archive, program_id: str) -> ProgramRecord | None:
-    """The seed a program descends from through its first parents (itself if it is a seed)."""
-    rec = archive.program(program_id)
-    seen = set()
-    while rec is not None and rec.parents and rec.id not in seen:
-        seen.add(rec.id)
-        parent = archive.program(rec.parents[0])
-        if parent is None:
-            break
-        rec = parent
-    return rec
 
 
 # -- plots -----------------------------------------------------------------------------
@@ -259,6 +278,7 @@ def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) ->
 
 
 def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    by_stage = {stage: intervals(archive, stage) for stage in STAGES}
     evals: dict[str, list[EvaluationRecord]] = {}
     for e in archive.evaluations():
         evals.setdefault(e.program_id, []).append(e)
@@ -275,6 +295,7 @@ def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dic
             "id": p.id, "operator": p.operator, "generation": p.generation, "island": p.island,
             "parents": p.parents, "status": p.status,
             "scores": {stage: scores[stage].get(p.id) for stage in STAGES},
+            "intervals": {stage: by_stage[stage].get(p.id) for stage in STAGES},
             "tokens_per_question": (tokens / questions) if questions else None,
             "calls": int(sum(float(e.cost.get("llm_calls", 0) or 0) for e in mine)),
             "seconds": sum(float(e.cost.get("seconds", 0) or 0) for e in mine),
@@ -282,6 +303,49 @@ def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dic
             "rationale": str(p.meta.get("rationale") or p.meta.get("summary") or "")[:300],
         })
     return rows
+
+
+def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
+    """Per operator that made children: how many it made, how many were valid, scored, and improved on their parent.
+
+    A child *improved* when it scored higher than its first parent on the same
+    stage (select where both have a select score, else screen): a mean that may
+    be noise. It *replaced* its parent when the run's paired verdict
+    (:mod:`agentmem_evolve.evidence`) said so: better with confidence on the
+    questions both answered, or as good and cheaper. Proposals that
+    failed before any program came out are counted under the proposer kind
+    (``failed``); a failed proposal that left a program is also an invalid child.
+    """
+    scores = _stage_scores(archive)
+    table: dict[str, dict[str, Any]] = {}
+
+    def row(name: str) -> dict[str, Any]:
+        return table.setdefault(name, {"operator": name, "children": 0, "valid": 0, "scored": 0, "improved": 0,
+                                       "replaced": 0, "best_gain": None, "failed": 0})
+
+    judged = archive.get_state("judged", {}) or {}
+
+    for p in archive.programs():
+        if p.operator == "seed":
+            continue
+        r = row(p.operator)
+        r["children"] += 1
+        r["valid"] += p.status == "valid"
+        parent = p.parents[0] if p.parents else None
+        stage = next((s for s in ("select", "screen") if p.id in scores[s]), None)
+        if stage is None:
+            continue
+        r["scored"] += 1
+        r["replaced"] += any(v.get("replaces") and v.get("incumbent") == parent
+                             for v in (judged.get(p.id) or {}).get("parents", []))
+        shared = next((s for s in ("select", "screen") if p.id in scores[s] and parent in scores[s]), None)
+        if shared is not None:
+            gain = scores[shared][p.id] - scores[shared][parent]  # type: ignore[index]
+            r["improved"] += gain > 0
+            r["best_gain"] = gain if r["best_gain"] is None else max(r["best_gain"], gain)
+    for event in archive.events(kind="proposal_failed"):
+        row(str(event.payload.get("operator", "?")))["failed"] += 1
+    return sorted(table.values(), key=lambda r: (-r["improved"], -r["valid"], r["operator"]))
 
 
 def _diff(old: ProgramRecord, new: ProgramRecord) -> list[dict[str, str]]:
@@ -328,7 +392,9 @@ def _config(archive: Archive) -> dict[str, Any]:
             f"select {cfg.environment.select_split} ({cfg.environment.validation_limit or 'all'} q), "
             f"test {cfg.environment.test_split} ({cfg.environment.test_limit or 'all'} q)",
             "models": f"task {cfg.models.task}, mutation {cfg.models.mutation}",
-            "selection": cfg.selection.strategy,
+            "selection": f"{cfg.selection.strategy}; a child replaces its parent or the best when better on shared "
+            f"questions ({cfg.selection.paired_test}, {cfg.selection.confidence:.0%}), or as good and at least "
+            f"{cfg.selection.tie_cost_margin:.0%} cheaper",
             "budget": f"{cfg.budget.iterations} iterations"
             + (f", {cfg.budget.max_llm_tokens:,} tokens" if cfg.budget.max_llm_tokens else "")
             + (f", {cfg.budget.max_wall_seconds:.0f} s" if cfg.budget.max_wall_seconds else ""),
@@ -364,7 +430,7 @@ def render_report(archive: Archive, out: Path | str | None = None) -> Path:
     pool = archive.scored("select") or archive.scored("screen")
     front = pareto_frontier(pool)
     info = summary(archive)
-    best = archive.best("select") or archive.best("screen")
+    best = incumbent(archive) or archive.best("screen")
     diff = None
     if best is not None:
         seed = seed_of(archive, best[0].id)
@@ -384,6 +450,7 @@ def render_report(archive: Archive, out: Path | str | None = None) -> Path:
         front_stage="select" if archive.scored("select") else "screen",
         tree=_tree(programs, scores),
         rows=_rows(archive, programs, scores),
+        operators=operator_payoff(archive),
         diff=diff,
         lineage=lineage,
         events=[

@@ -23,9 +23,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field, field_validator
+
+from agentmem.stats import Method, PairedDifference, paired_difference
 
 __all__ = [
     "IslandsSelection",
@@ -34,7 +36,9 @@ __all__ = [
     "Scored",
     "SelectionStrategy",
     "SoftmaxSelection",
+    "Verdict",
     "dominates",
+    "judge",
     "make_strategy",
     "pareto_frontier",
 ]
@@ -462,3 +466,74 @@ def make_strategy(config: Any) -> SelectionStrategy:
     if name == "pareto":
         return ParetoSelection()
     raise ValueError(f"unknown selection strategy '{name}'; choose softmax, islands, map-elites or pareto")
+
+
+# -- replacement on evidence ----------------------------------------------------------------
+class Verdict(BaseModel):
+    """Whether a challenger (a child) replaces an incumbent (its parent, or the run's best), and why.
+
+    ``reason``: ``better`` (the challenger is better with confidence),
+    ``worse`` (it is worse with confidence), ``cheaper`` (a tie that the
+    challenger wins with fewer tokens per question), ``not cheaper`` (a tie
+    it loses), ``no shared questions`` (nothing to pair, so no evidence).
+    """
+
+    challenger: str
+    incumbent: str
+    replaces: bool
+    reason: Literal["better", "worse", "cheaper", "not cheaper", "no shared questions"]
+    difference: PairedDifference
+    challenger_tokens: float
+    incumbent_tokens: float
+
+    def text(self) -> str:
+        """One line for events and the live display."""
+        what = "replaces" if self.replaces else "does not replace"
+        return (f"{self.challenger} {what} {self.incumbent} ({self.reason}): challenger - incumbent = "
+                f"{self.difference.text()}; tokens/question {self.challenger_tokens:.0f} vs {self.incumbent_tokens:.0f}")
+
+
+def _clean(scores: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for q, v in scores.items():
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = 0.0
+        out[q] = x if math.isfinite(x) else 0.0  # a question that produced no number counts as a miss, as in Scored
+    return out
+
+
+def judge(
+    challenger: Scored,
+    incumbent: Scored,
+    *,
+    level: float = 0.95,
+    method: Method = "both",
+    cost_margin: float = 0.05,
+    seed: int = 0,
+) -> Verdict:
+    """Compare two programs on the questions both were scored on (paired), and decide on evidence.
+
+    The challenger replaces the incumbent when it is better with confidence
+    ``level`` (``method``: the paired bootstrap interval above zero, the
+    sign test, or both). When neither is better with confidence - a tie as far
+    as the evidence goes - the cheaper program wins: the challenger only with
+    at least ``cost_margin`` fewer tokens per question, so that noise in
+    token counts does not churn the incumbent. A challenger worse with
+    confidence never replaces, however cheap.
+    """
+    diff = paired_difference(_clean(challenger.per_instance), _clean(incumbent.per_instance), level=level, seed=seed)
+    mine, theirs = float(challenger.tokens), float(incumbent.tokens)
+    if diff.n == 0:
+        reason, replaces = "no shared questions", False
+    elif diff.better(method):
+        reason, replaces = "better", True
+    elif diff.worse(method):
+        reason, replaces = "worse", False
+    elif mine < theirs * (1 - cost_margin):
+        reason, replaces = "cheaper", True
+    else:
+        reason, replaces = "not cheaper", False
+    return Verdict(challenger=challenger.program_id, incumbent=incumbent.program_id, replaces=replaces,
+                   reason=reason, difference=diff, challenger_tokens=mine, incumbent_tokens=theirs)

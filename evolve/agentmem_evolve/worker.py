@@ -680,11 +680,16 @@ def _trusted_imports() -> None:
     import agentmem.toolkit  # noqa: F401
     import agentmem.types  # noqa: F401
 
+    import agentmem.assembled
+
+    plugins = {}
     for ep in entry_points(group="agentmem.memory"):
         try:
             importlib.import_module(ep.module)
+            plugins[ep.name] = ep.value
         except Exception:  # a broken plugin is the program's problem only if it imports it
             pass
+    agentmem.assembled.know_plugins(plugins)  # composed plugins are found without reading metadata in the jail
     for name in ("json", "re", "math", "datetime", "collections", "dataclasses", "itertools", "functools",
                  "hashlib", "heapq", "random", "statistics", "string", "textwrap", "uuid", "typing", "enum",
                  "bisect", "difflib", "copy", "inspect", "traceback", "linecache"):

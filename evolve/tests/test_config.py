@@ -40,7 +40,8 @@ def test_written_config_reads_back_equal(tmp_path):
     out = cfg.write(tmp_path / "run_dir" / "config.toml")
     again = RunConfig.load(out)
     assert again == cfg
-    assert again.environment.options == {"sessions": 3, "name_with_space": 'a "quoted" value'}
+    # the users a toolprefs run needs to size its splits (SPLIT_DEFAULTS) join the options given
+    assert again.environment.options == {"users": 152, "sessions": 3, "name_with_space": 'a "quoted" value'}
     assert cfg.model_dump_toml() == cfg.to_toml()
 
 

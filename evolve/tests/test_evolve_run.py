@@ -109,10 +109,12 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
     assert "<svg" in html
 
     out = tmp_path / "evolved-prefs"
-    exported = subprocess.run(
-        [str(BIN / "agentmem"), "evolve", "export", str(run), "--name", "evolved-prefs", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
+    export = [str(BIN / "agentmem"), "evolve", "export", str(run), "--name", "evolved-prefs", "--out", str(out)]
+    exported = subprocess.run(export, capture_output=True, text=True, timeout=120)
+    if exported.returncode != 0:  # on 3 test questions the best seldom beats its seed with confidence: refused, one line
+        assert exported.returncode == 2 and "--force" in exported.stdout + exported.stderr, exported.stdout + exported.stderr
+        assert not out.exists()
+        exported = subprocess.run(export + ["--force"], capture_output=True, text=True, timeout=120)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     package = next(p.parent for p in out.rglob("pyproject.toml"))  # the package directory `export` printed
     site = tmp_path / "site"

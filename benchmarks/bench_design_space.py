@@ -1,0 +1,159 @@
+"""First-party plugins before and after the design-space rebuild (issue 13): lines of code and scores.
+
+The rebuild moved every first-party plugin onto the core modules (store,
+retrievers, packer, managers, encode). Its promise was "behaviour stays, the
+code shrinks". This script checks both on real runs:
+
+* **lines**: the non-blank lines of each plugin's package at the two commits
+  (``git show``, no checkout needed);
+* **scores**: ``agentmem eval`` of each plugin on LoCoMo (the 40 questions of
+  the subset that docs/memory-plugins.md uses) and on toolprefs' validation
+  split, run once with the code of each commit, and the paired difference
+  after - before over the same questions with a 95% bootstrap interval.
+
+"Before" runs in a separate checkout of the older commit with its own virtual
+environment (``git worktree add --detach DIR 499a624`` then ``uv sync
+--all-packages`` in it); "after" runs in this repository. Each cell's result
+file is kept in ``--work`` and a cell whose file exists is not run again, so
+the script resumes where it stopped (a full run takes hours with the local
+0.5B on 2 cores). Usage (from the repository root)::
+
+    python benchmarks/bench_design_space.py --before-checkout ../wt-before13
+
+writes ``benchmarks/results/design-space.json`` (git commits, date, machine,
+model, commands) and prints the table; ``--table`` prints the Markdown table
+of the result file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from agentmem.stats import paired_interval  # the same seeded bootstrap as the M* benchmark and agentmem evolve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RESULTS = ROOT / "benchmarks" / "results" / "design-space.json"
+BEFORE = "499a624"
+PLUGINS = {  # plugin -> its package folder
+    "episodic": "plugins/episodic",
+    "semantic": "plugins/semantic",
+    "procedural": "plugins/procedural",
+    "hierarchical": "plugins/hierarchical",
+    "rag": "plugins/rag",
+    "full-context": "plugins/full_context",
+}
+LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "locomo6.json"
+CELLS = {  # environment cell -> (env, primary metric, extra eval arguments)
+    "locomo": ("locomo", "f1", ["--data", str(LOCOMO), "--limit", "40"]),
+    "toolprefs": ("toolprefs", "param_accuracy", ["--split", "validation"]),
+}
+
+
+def _git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def plugin_lines(commit: str, folder: str) -> int:
+    """Non-blank lines of the plugin's Python source (tests excluded) at ``commit``."""
+    files = [f for f in _git("ls-tree", "-r", "--name-only", commit, folder).split()
+             if f.endswith(".py") and "/tests/" not in f]
+    return sum(1 for f in files for line in _git("show", f"{commit}:{f}").splitlines() if line.strip())
+
+
+def run_cell(checkout: Path, version: str, cell: str, plugin: str, work: Path) -> dict[str, Any]:
+    """One ``agentmem eval`` in ``checkout`` (skipped when its result file exists); returns the parsed result."""
+    env, _, extra = CELLS[cell]
+    out = work / f"{version}-{cell}-{plugin}.json"
+    if not out.exists():
+        cmd = [str(checkout / ".venv" / "bin" / "agentmem"), "eval", "--env", env, "--memory", plugin, *extra,
+               "--out", str(out)]
+        print(f"[{datetime.now():%H:%M:%S}] {version} {cell} {plugin}: {' '.join(cmd[1:])}", flush=True)
+        environ = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                   "AGENTMEM_LLM_TIMEOUT": os.environ.get("AGENTMEM_LLM_TIMEOUT", "3600")}
+        proc = subprocess.run(cmd, cwd=checkout, env=environ)
+        if proc.returncode != 0 or not out.exists():
+            raise SystemExit(f"{version} {cell} {plugin}: agentmem eval failed with status {proc.returncode}")
+    return json.loads(out.read_text())
+
+
+def per_question(result: dict[str, Any], metric: str) -> dict[str, float]:
+    return {q["question_id"]: float(q["metrics"].get(metric, 0.0))
+            for task in result.get("tasks", []) for q in task["questions"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before-checkout", type=Path, help=f"a checkout of {BEFORE} with its .venv")
+    parser.add_argument("--before", default=BEFORE, help="the commit before the rebuild")
+    parser.add_argument("--plugins", default=",".join(PLUGINS))
+    parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument("--work", type=Path, default=ROOT / "results" / "design-space")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--table", nargs="?", const=str(RESULTS), help="print the Markdown table of a result file")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
+    if args.before_checkout is None or not (args.before_checkout / ".venv").is_dir():
+        parser.error(f"--before-checkout must name a checkout of {args.before} with a .venv "
+                     f"(git worktree add --detach DIR {args.before}; cd DIR; uv sync --all-packages)")
+    head = _git("rev-parse", "HEAD").strip()
+    before_head = _git("rev-parse", "HEAD", cwd=args.before_checkout).strip()
+    if not before_head.startswith(_git("rev-parse", args.before).strip()):
+        raise SystemExit(f"{args.before_checkout} is at {before_head[:12]}, not {args.before}: check out {args.before} there")
+    args.work.mkdir(parents=True, exist_ok=True)
+    plugins = [p for p in args.plugins.split(",") if p]
+    rows: list[dict[str, Any]] = []
+    for cell in [c for c in args.cells.split(",") if c]:
+        metric = CELLS[cell][1]
+        for plugin in plugins:
+            before = run_cell(args.before_checkout, "before", cell, plugin, args.work)
+            after = run_cell(ROOT, "after", cell, plugin, args.work)
+            b, a = per_question(before, metric), per_question(after, metric)
+            shared = sorted(set(a) & set(b))
+            rows.append({
+                "cell": cell, "plugin": plugin, "metric": metric, "n": len(shared),
+                "before": round(sum(b[q] for q in shared) / max(len(shared), 1), 4),
+                "after": round(sum(a[q] for q in shared) / max(len(shared), 1), 4),
+                "difference": paired_interval([a[q] - b[q] for q in shared]).rounded(),
+                "model": after.get("model", ""),
+            })
+            print(json.dumps(rows[-1]), flush=True)
+    lines = {p: {"before": plugin_lines(args.before, f), "after": plugin_lines(head, f)} for p, f in PLUGINS.items()
+             if p in plugins}
+    result = {
+        "benchmark": "design-space", "commit": head, "before_commit": _git("rev-parse", args.before).strip(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
+        "command": "python benchmarks/bench_design_space.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "lines": lines, "scores": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    return 0
+
+
+def table(result: dict[str, Any]) -> str:
+    out = ["| plugin | lines before | lines after | environment | n | before | after | after - before (95% CI) |",
+           "|---|---:|---:|---|---:|---:|---:|---|"]
+    for row in result["scores"]:
+        lines = result["lines"].get(row["plugin"], {})
+        d = row["difference"]
+        out.append(f"| {row['plugin']} | {lines.get('before', '')} | {lines.get('after', '')} | {row['cell']} "
+                   f"({row['metric']}) | {row['n']} | {row['before']:.3f} | {row['after']:.3f} | "
+                   f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,299 @@
+"""Structural operators: children that differ from their parent in what the program is made of, with no LLM.
+
+A program assembled from the core modules (:mod:`agentmem.assembled`)
+declares its module choices as a literal, ``DESIGN = {...}``, beside its
+``DEFAULTS``. Each operator here reads that literal, offers the changes it
+can make to it (and to the knobs a newly added module needs), and writes one
+back; the source stays a valid program by construction (the design is
+checked against :class:`~agentmem.assembled.Design` before it is written,
+then validated in the sandbox like every child).
+
+* ``swap-retriever`` - dense / lexical / hybrid / recency-blended hybrid;
+* ``add-manager`` / ``remove-manager`` - supersede by subject, consolidate, prune;
+* ``neighbours`` - widen each hit with the items stored beside it (or stop);
+* ``compose`` - recall another installed plugin beside this one under a
+  weight (``+semantic``, ``+procedural``), reweight it, or drop it;
+* ``encode`` - verbatim turn, turn with its session summary, extracted fact.
+
+A parent seeded from the ``episodic`` plugin is first *lifted*: rewritten as
+the assembled program with the same modules (hybrid retrieval, recency,
+de-duplication, neighbours, consolidation of repeats), its usage template,
+hooks and parameter values kept, so the operator's change is the only
+difference in behaviour.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentmem.assembled import ENCODINGS, MANAGERS, RETRIEVERS, AssembledParams, Design
+from agentmem_evolve import program as prog
+from agentmem_evolve.proposers import ParentView, Proposal, ProposalFailed
+
+__all__ = ["OPERATORS", "Change", "StructuralProposer", "composed_modules", "lift", "read_design", "set_design", "operator_names"]
+
+ASSEMBLED_BASE = "from agentmem.assembled import AssembledMemory as Base"
+COMPOSABLE = ("semantic", "procedural")
+"""Plugins the ``compose`` operator may add (each must be installed to be offered)."""
+COMPOSE_WEIGHTS = (0.5, 1.0)
+LIFTABLE = ("episodic",)
+"""Plugins whose seeded programs can be rewritten as assembled programs with the same behaviour."""
+
+
+@dataclass
+class Change:
+    """One structural edit: the new design, knob values it needs, and what it did in words."""
+
+    design: dict[str, Any]
+    what: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the DESIGN literal ------------------------------------------------------------------------
+
+
+def _design_node(tree: ast.Module) -> ast.Assign | None:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DESIGN" for t in node.targets):
+            return node
+    return None
+
+
+def read_design(source: str) -> dict[str, Any] | None:
+    """The program's ``DESIGN`` literal, validated (``None`` when it declares none, or one that is not a valid design)."""
+    node = _design_node(prog.parse(source))
+    if node is None:
+        return None
+    try:
+        value = ast.literal_eval(node.value)
+        return Design.model_validate(value).model_dump() if isinstance(value, dict) else None
+    except (ValueError, TypeError, SyntaxError):  # pydantic's ValidationError is a ValueError
+        return None
+
+
+def format_design(design: dict[str, Any]) -> str:
+    """``DESIGN = {...}`` with one choice per line (readable diffs)."""
+    rows = "".join(f"    {k!r}: {v!r},\n" for k, v in design.items())
+    return "DESIGN = {\n" + rows + "}"
+
+
+def set_design(source: str, design: dict[str, Any]) -> str:
+    """``source`` with its ``DESIGN`` literal replaced by ``design`` (checked against :class:`Design` first)."""
+    design = Design.model_validate(design).model_dump()
+    node = _design_node(prog.parse(source))
+    if node is None:
+        raise ValueError("the program has no DESIGN dict to rewrite")
+    lines = source.splitlines()
+    return "\n".join(lines[: node.lineno - 1] + format_design(design).splitlines() + lines[node.end_lineno or node.lineno:]) + "\n"
+
+
+def composed_modules(source: str) -> set[str]:
+    """The top-level modules of the plugins an assembled program composes (loaded by name at run time, so an
+    exported package must depend on them although the source never imports them)."""
+    from importlib.metadata import entry_points
+
+    wanted = set((read_design(source) or {}).get("compose", {}))
+    return {ep.value.split(":")[0].split(".")[0] for ep in entry_points(group="agentmem.memory") if ep.name in wanted}
+
+
+# -- lifting a seeded plugin into modules ---------------------------------------------------------
+
+
+def lift(source: str, meta: dict[str, Any]) -> tuple[str, str | None]:
+    """``source`` as an assembled program, and the plugin it was lifted from (``None`` if it already was one).
+
+    Raises :class:`ProposalFailed` for a program that is neither assembled nor
+    seeded from a liftable plugin.
+    """
+    if read_design(source) is not None:
+        return source, None
+    base = meta.get("base_plugin")
+    if base not in LIFTABLE:
+        raise ProposalFailed(
+            f"structural operators need a program assembled from modules (a DESIGN) or one seeded from "
+            f"{', '.join(LIFTABLE)}; this one is based on {base or 'a custom file'}"
+        )
+    tree = prog.parse(source)
+    cls = prog.program_class(tree)
+    base_import = next((n for n in tree.body if isinstance(n, ast.ImportFrom)
+                        and any(a.asname == "Base" for a in n.names)), None)
+    defaults_node = next((n for n in tree.body if isinstance(n, ast.Assign)
+                          and any(isinstance(t, ast.Name) and t.id == "DEFAULTS" for t in n.targets)), None)
+    if cls is None or base_import is None or defaults_node is None or not cls.body:
+        raise ProposalFailed("the seeded program lost its Base import, DEFAULTS or class; it cannot be lifted")
+    old = prog.read_defaults(source)
+    defaults = {**AssembledParams().model_dump(), **{k: v for k, v in old.items() if k in AssembledParams.model_fields}}
+    design = Design(
+        encode="turn", retriever="recency" if float(defaults.get("recency_weight", 0) or 0) > 0 else "hybrid",
+        neighbours=int(defaults.get("neighbors", 0) or 0) > 0, dedup=True, managers=["consolidate"],
+    ).model_dump()
+    lines = source.splitlines()
+    first = cls.body[0]
+    indent = " " * first.col_offset
+    # edits bottom-up so that earlier line numbers stay valid
+    edits = [
+        (first.end_lineno or first.lineno, first.end_lineno or first.lineno, [lines[(first.end_lineno or first.lineno) - 1],
+                                                                              f"{indent}design = DESIGN"]),
+        (defaults_node.lineno, defaults_node.end_lineno or defaults_node.lineno,
+         ["# which core modules the program is made of (agentmem.assembled.Design); structural operators rewrite it",
+          *format_design(design).splitlines(), "", *prog.format_defaults(defaults).splitlines()]),
+        (base_import.lineno, base_import.end_lineno or base_import.lineno, [ASSEMBLED_BASE]),
+    ]
+    doc = tree.body[0]
+    if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
+        edits.append((doc.lineno, doc.end_lineno or doc.lineno, [
+            f'"""Memory program assembled from agentmem\'s core modules (lifted from the seeded \'{base}\' program).',
+            "",
+            "Evolution edits DESIGN (which modules: agentmem.assembled.Design), DEFAULTS (their",
+            "knobs), TEMPLATES and the three hook methods of Program; structural operators",
+            "rewrite DESIGN with no code-writing model.",
+            '"""',
+        ]))
+    for start, end, new in sorted(edits, reverse=True):
+        lines = lines[: start - 1] + new + lines[end:]
+    lifted = "\n".join(lines) + "\n"
+    if read_design(lifted) != design:
+        raise ProposalFailed("lifting the program did not leave a readable DESIGN")
+    return lifted, str(base)
+
+
+# -- the operators ----------------------------------------------------------------------------------
+
+
+def _installed() -> set[str]:
+    from agentmem.registry import discover
+
+    return {p.name for p in discover("memory") if p.status == "ok"}
+
+
+class Operator:
+    """A kind of structural edit: every change of that kind the design allows."""
+
+    name = ""
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        raise NotImplementedError
+
+
+class SwapRetriever(Operator):
+    name = "swap-retriever"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        out = []
+        for kind in RETRIEVERS:
+            if kind == design["retriever"]:
+                continue
+            knobs = {"recency_weight": 0.3} if kind == "recency" and not defaults.get("recency_weight") else {}
+            out.append(Change({**design, "retriever": kind}, f"retriever {design['retriever']} -> {kind}", knobs))
+        return out
+
+
+class AddManager(Operator):
+    name = "add-manager"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        return [Change({**design, "managers": [*design["managers"], m]}, f"added manager {m}")
+                for m in MANAGERS if m not in design["managers"]]
+
+
+class RemoveManager(Operator):
+    name = "remove-manager"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        return [Change({**design, "managers": [x for x in design["managers"] if x != m]}, f"removed manager {m}")
+                for m in design["managers"]]
+
+
+class Neighbours(Operator):
+    name = "neighbours"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        if design["neighbours"] and defaults.get("neighbors", 0):
+            return [Change({**design, "neighbours": False}, "stopped widening hits with their neighbours")]
+        width = max(1, int(defaults.get("neighbors", 0) or 0))
+        return [Change({**design, "neighbours": True}, f"widened each hit with {width} neighbour(s) on each side",
+                       {"neighbors": width})]
+
+
+class Compose(Operator):
+    name = "compose"
+
+    def __init__(self, plugins: tuple[str, ...] = COMPOSABLE, installed: set[str] | None = None) -> None:
+        self.plugins = plugins
+        self._installed = installed
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        installed = self._installed if self._installed is not None else _installed()
+        composed = dict(design["compose"])
+        out = []
+        for plugin in self.plugins:
+            if plugin in composed:
+                rest = {k: v for k, v in composed.items() if k != plugin}
+                out.append(Change({**design, "compose": rest}, f"dropped +{plugin}"))
+                for weight in COMPOSE_WEIGHTS:
+                    if weight != composed[plugin]:
+                        out.append(Change({**design, "compose": {**composed, plugin: weight}},
+                                          f"+{plugin} reweighted {composed[plugin]:g} -> {weight:g}"))
+            elif plugin in installed:
+                for weight in COMPOSE_WEIGHTS:
+                    out.append(Change({**design, "compose": {**composed, plugin: weight}}, f"composed +{plugin} at weight {weight:g}"))
+        return out
+
+
+class Encode(Operator):
+    name = "encode"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        return [Change({**design, "encode": e}, f"encode {design['encode']} -> {e}") for e in ENCODINGS if e != design["encode"]]
+
+
+OPERATORS: dict[str, Operator] = {op.name: op for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode())}
+
+
+def operator_names() -> list[str]:
+    return list(OPERATORS)
+
+
+# -- the proposer ------------------------------------------------------------------------------------
+
+
+class StructuralProposer:
+    """Picks one structural operator the parent's design allows, and one of its changes (uniformly, by ``rng``).
+
+    The child's operator is ``structural:<name>``, so the archive and the
+    report tell which structural edits pay off.
+    """
+
+    name = "structural"
+
+    def __init__(self, operators: list[str] | None = None) -> None:
+        unknown = sorted(set(operators or []) - set(OPERATORS))
+        if unknown:
+            raise ValueError(f"unknown structural operator(s) {', '.join(unknown)}; known: {', '.join(OPERATORS)}")
+        self.operators = [OPERATORS[n] for n in (operators or OPERATORS)]
+
+    def propose(self, parent: ParentView, rng: random.Random, *, operator: str | None = None) -> Proposal:
+        source, lifted_from = lift(parent.source, parent.meta)
+        design = read_design(source)
+        assert design is not None
+        defaults = prog.read_defaults(source)
+        pool = [op for op in self.operators if operator is None or op.name == operator]
+        options = [(op, change) for op in pool for change in [op.changes(design, defaults)] if change]
+        if not options:
+            raise ProposalFailed(f"no structural change applies to this design ({design})")
+        op, changes = rng.choice(options)
+        change = rng.choice(changes)
+        child = set_design(source, change.design)
+        if change.defaults:
+            knobs = {**defaults, **change.defaults}
+            AssembledParams.model_validate(knobs)  # a knob an operator sets stays within its bounds
+            child = prog.set_defaults(child, knobs)
+        what = change.what if lifted_from is None else f"lifted {lifted_from} into modules; {change.what}"
+        return Proposal(
+            source=child, operator=f"structural:{op.name}", parents=[parent.id],
+            meta={"structure": op.name, "change": change.what, "design": Design.model_validate(change.design).model_dump(),
+                  "lifted_from": lifted_from, "base_plugin": "assembled", "seed": parent.meta.get("seed"), "rationale": what},
+        )
