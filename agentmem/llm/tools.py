@@ -31,22 +31,33 @@ import json
 import re
 import typing
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
 from agentmem.errors import InvalidReply, LLMError
+from agentmem.llm.schemas import clean_schema, parse_json_object, response_format, schema_problems, validation_summary
+from agentmem.llm.structured import ChatClient, Reply, ask_json, schema_token_bound, with_instruction
+from agentmem.llm.transport import one_line, tool_calls_as_text
 
-if TYPE_CHECKING:  # pragma: no cover
-    from agentmem.llm.client import LLM
-
-__all__ = ["ToolSpec", "ToolCall", "ToolCallError", "parse_tool_calls", "call_tool", "as_tool_specs"]
+__all__ = ["ToolSpec", "ToolCall", "ToolCallError", "parse_tool_calls", "call_tool", "as_tool_specs",
+           "tool_calls_as_text"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 
 
 class ToolCallError(LLMError):
     """A tool call that names a known tool but whose arguments do not fit its schema."""
+
+
+class ToolClient(ChatClient, Protocol):
+    """What tool calling needs of a client (:class:`agentmem.llm.LLM` is one)."""
+
+    temperature: float
+    seed: int | None
+
+    def _call_reply(self, request: dict[str, Any], caller: str | None) -> Reply: ...
 
 
 # -- specs -------------------------------------------------------------------------------
@@ -70,7 +81,7 @@ class ToolSpec(BaseModel):
             hints = typing.get_type_hints(fn, include_extras=True)
         except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw ones
             hints = {k: p.annotation for k, p in sig.parameters.items()}
-        summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
+        summary, arg_docs = _describe_from_docstring(inspect.getdoc(fn) or "")
         fields: dict[str, Any] = {}
         for pname, param in sig.parameters.items():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or pname in ("self", "cls"):
@@ -85,7 +96,7 @@ class ToolSpec(BaseModel):
             f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
         spec = cls(name=tool_name, description=description if description is not None else summary,
-                   parameters=_clean_schema(model.model_json_schema()))
+                   parameters=clean_schema(model.model_json_schema()))
         spec._args_model = model
         spec._fn = fn
         return spec
@@ -111,8 +122,8 @@ class ToolSpec(BaseModel):
             try:
                 return self._args_model.model_validate(arguments).model_dump(mode="json", exclude_unset=True)
             except ValidationError as exc:
-                raise ToolCallError(f"{self.name}: {_summary(exc)}") from None
-        problems = _check_schema(arguments, self.parameters, self.parameters, "")
+                raise ToolCallError(f"{self.name}: {validation_summary(exc)}") from None
+        problems = schema_problems(arguments, self.parameters)
         if problems:
             more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
             raise ToolCallError(f"{self.name}: {'; '.join(problems[:3])}{more}")
@@ -142,132 +153,17 @@ def as_tool_specs(tools: Iterable[ToolSpec | Callable[..., Any]]) -> list[ToolSp
     return specs
 
 
-# -- docstrings and schemas --------------------------------------------------------------
-_PARAM_RE = re.compile(r"^\s*:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
-_ARG_RE = re.compile(r"^\s*(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
-_SECTION_RE = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?)\s*:\s*$")
-
-
-def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """(summary, {argument: description}) from a Google-style (``Args:``) or reST (``:param x:``) docstring."""
-    lines = doc.splitlines()
-    summary_lines: list[str] = []
-    for line in lines:
-        if not line.strip() or _SECTION_RE.match(line) or line.lstrip().startswith(":"):
-            break
-        summary_lines.append(line.strip())
-    args: dict[str, str] = {}
-    section = ""
-    current: str | None = None
-    indent = 0
-    for line in lines:
-        m = _PARAM_RE.match(line)
-        if m:
-            section, current = "rest", m.group(1)
-            args[current] = m.group(2).strip()
-            continue
-        head = _SECTION_RE.match(line)
-        if head:
-            section, current = head.group(1), None
-            continue
-        if not line.strip():
-            current = None if section != "rest" else current
-            continue
-        if section in ("Args", "Arguments", "Parameters"):
-            m = _ARG_RE.match(line)
-            here = len(line) - len(line.lstrip())
-            if m and (current is None or here <= indent):
-                current, indent = m.group(1), here
-                args[current] = m.group(2).strip()
-            elif current is not None:
-                args[current] = f"{args[current]} {line.strip()}".strip()
-        elif section == "rest" and current is not None and not line.lstrip().startswith(":"):
-            args[current] = f"{args[current]} {line.strip()}".strip()
-        elif line.lstrip().startswith(":"):
-            current = None
-    return " ".join(summary_lines), {k: v for k, v in args.items() if v}
-
-
-def _clean_schema(schema: Any) -> Any:
-    """Drop pydantic's ``title`` noise (not field names) so small models see a short schema."""
-    if isinstance(schema, dict):
-        out = {}
-        for key, value in schema.items():
-            if key == "title" and isinstance(value, str):
-                continue
-            if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
-                out[key] = {k: _clean_schema(v) for k, v in value.items()}
-            else:
-                out[key] = _clean_schema(value)
-        return out
-    if isinstance(schema, list):
-        return [_clean_schema(v) for v in schema]
-    return schema
-
-
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "null": lambda v: v is None,
-}
-
-
-def _check_schema(value: Any, schema: Any, root: dict[str, Any], where: str) -> list[str]:
-    """A small JSON-schema check (type, enum, const, required, properties, items, anyOf, $ref)."""
-    if not isinstance(schema, dict):
-        return []
-    at = where or "(root)"
-    ref = schema.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        target: Any = root
-        for part in ref[2:].split("/"):
-            target = target.get(part, {}) if isinstance(target, dict) else {}
-        return _check_schema(value, target, root, where)
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            if not any(not _check_schema(value, s, root, where) for s in schema[key]):
-                return [f"{at}: does not match any allowed form"]
-    if "const" in schema and value != schema["const"]:
-        return [f"{at}: must be {schema['const']!r}"]
-    if "enum" in schema and value not in schema["enum"]:
-        return [f"{at}: must be one of {schema['enum']}"]
-    kind = schema.get("type")
-    if kind is not None:
-        kinds = kind if isinstance(kind, list) else [kind]
-        if not any(_JSON_TYPES.get(k, lambda v: True)(value) for k in kinds):
-            return [f"{at}: expected {'/'.join(kinds)}, got {type(value).__name__}"]
-    problems: list[str] = []
-    if isinstance(value, dict):
-        props = schema.get("properties", {}) or {}
-        for req in schema.get("required", []) or []:
-            if req not in value:
-                problems.append(f"{where + '.' if where else ''}{req}: Field required")
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            path = f"{where}.{key}" if where else key
-            if key in props:
-                problems += _check_schema(item, props[key], root, path)
-            elif extra is False:
-                problems.append(f"{path}: unexpected argument")
-            elif isinstance(extra, dict):
-                problems += _check_schema(item, extra, root, path)
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            problems += _check_schema(item, schema["items"], root, f"{where}[{i}]")
-    return problems
-
-
-def _summary(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(x) for x in err.get("loc", ())) or "(root)"
-        parts.append(f"{loc}: {err.get('msg')}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+# -- docstrings ---------------------------------------------------------------------------------
+def _describe_from_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """(summary, {argument: description}) from a Google, reST (``:param x:``) or numpydoc docstring
+    (parsed by ``docstring_parser``); the summary is the first paragraph, on one line."""
+    parsed = docstring_parser.parse(doc)
+    summary = parsed.short_description or ""
+    if summary and parsed.long_description and not parsed.blank_after_short_description:
+        summary = f"{summary} {parsed.long_description.split(chr(10) * 2, 1)[0]}"  # a summary wrapped over lines
+    summary = " ".join(summary.split())
+    args = {p.arg_name: " ".join((p.description or "").split()) for p in parsed.params}
+    return summary, {k: v for k, v in args.items() if v}
 
 
 # -- parsing tool calls written as text ----------------------------------------------------
@@ -440,50 +336,9 @@ def _literal(node: ast.AST) -> Any:
     return ast.literal_eval(node)
 
 
-def tool_calls_as_text(message: Any) -> str:
-    """A reply message's text followed by its native ``tool_calls`` as ``<tool_call>`` blocks
-    (so that :func:`parse_tool_calls` reads both the same way)."""
-    content = getattr(message, "content", None) or ""
-    blocks = []
-    for call in getattr(message, "tool_calls", None) or []:
-        fn = getattr(call, "function", None)
-        name = getattr(fn, "name", None)
-        if not name:
-            continue
-        arguments = getattr(fn, "arguments", None)
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except ValueError:
-                pass  # left as a string: validation reports it
-        payload = {"name": name, "arguments": arguments if arguments is not None else {}}
-        if getattr(call, "id", None):
-            payload["id"] = call.id
-        blocks.append(f"<tool_call>{json.dumps(payload)}</tool_call>")
-    if not blocks:
-        return content
-    return "\n".join([*([content] if content.strip() else []), *blocks])
-
-
 # -- getting a tool call from a model --------------------------------------------------------
-def _with_user_note(messages: list[dict[str, Any]], note: str) -> list[dict[str, Any]]:
-    out = [dict(m) for m in messages]
-    for message in reversed(out):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            message["content"] = f"{message['content']}\n\n{note}"
-            return out
-    out.append({"role": "user", "content": note})
-    return out
-
-
-def _schema_format(llm: "LLM", name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    if llm.is_local:
-        return {"type": "json_object", "schema": schema}
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-
-
 def _constrained_json(
-    llm: "LLM",
+    llm: ToolClient,
     messages: list[dict[str, Any]],
     schema: dict[str, Any],
     schema_name: str,
@@ -494,13 +349,11 @@ def _constrained_json(
     """One reply constrained to ``schema`` and passed through ``check`` (see :func:`agentmem.llm.structured.ask_json`:
     a limit from the schema and the room left, a cut reply asked again with room, one repair).
     Raises :class:`~agentmem.errors.InvalidReply` or :class:`~agentmem.errors.NoRoomForReply`."""
-    from agentmem.llm.structured import ask_json, parse_json_object
-
     def checked(text: str) -> Any:
         try:
             value = parse_json_object(text)
         except ValueError as exc:
-            raise ValueError(f"not valid JSON ({_short(exc)})") from None
+            raise ValueError(f"not valid JSON ({one_line(exc, 160)})") from None
         try:
             return check(value)
         except ToolCallError as exc:
@@ -510,7 +363,7 @@ def _constrained_json(
         llm,
         messages,
         schema=schema,
-        response_format=_schema_format(llm, schema_name, schema),
+        response_format=response_format(schema_name, schema, local=llm.is_local),
         check=checked,
         repair=lambda error: f"That was not valid: {error}\nReply again with only the corrected JSON object.",
         name=schema_name,
@@ -519,13 +372,8 @@ def _constrained_json(
     )
 
 
-def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def call_tool(
-    llm: "LLM",
+    llm: ToolClient,
     messages: list[dict[str, Any]],
     tools: Iterable[ToolSpec | Callable[..., Any]],
     *,
@@ -548,7 +396,7 @@ def call_tool(
             tool = specs[0].name
         else:
             names = [s.name for s in specs]
-            choose = _with_user_note(
+            choose = with_instruction(
                 messages,
                 "Pick the tool for this request. Tools:\n"
                 + "\n".join(f"{s.name} = {s.description or s.name}" for s in specs)
@@ -574,7 +422,7 @@ def call_tool(
                                    f"({exc.reason})", reason=exc.reason) from None
 
     spec = by_name[tool]
-    ask = _with_user_note(
+    ask = with_instruction(
         messages,
         f"Fill in the arguments of `{spec.name}` ({spec.description or 'a tool'}) from the request above, "
         f"copying its words exactly. JSON schema:\n{json.dumps(spec.parameters, separators=(',', ':'))}",
@@ -588,14 +436,12 @@ def call_tool(
 
 
 def _native_call(
-    llm: "LLM", messages: list[dict[str, Any]], specs: list[ToolSpec], caller: str | None, max_tokens: int | None
+    llm: ToolClient, messages: list[dict[str, Any]], specs: list[ToolSpec], caller: str | None, max_tokens: int | None
 ) -> ToolCall:
     """Native function calling (``tools=``), with the reply text parsed as a fallback.
 
     The limit follows from the tools' argument schemas and the room left; a reply
     cut by it is asked again with room; an invalid call gets one repair."""
-    from agentmem.llm.structured import Reply, ask_json, schema_token_bound
-
     bounds = [schema_token_bound(s.parameters) for s in specs]
     if all(b is not None for b in bounds):
         cap = max(b for b in bounds if b is not None) + 32  # the name and the call's envelope
