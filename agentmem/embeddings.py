@@ -82,13 +82,17 @@ _EXPECTED_CONFIG = {
 
 
 def default_cache_dir() -> Path:
-    """``AGENTMEM_CACHE_DIR`` or the platform's user cache directory for agentmem."""
-    env = os.environ.get(ENV_CACHE)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    """The ``cache_dir`` setting (``AGENTMEM_CACHE_DIR``, ``agentmem.toml``, else the user cache directory)."""
+    from agentmem.config import cache_dir
 
-    return Path(platformdirs.user_cache_dir("agentmem"))
+    return cache_dir()
+
+
+def _configured_path() -> Path | None:
+    """The ``embedding_model_path`` setting (``AGENTMEM_EMBEDDING_PATH`` or ``agentmem.toml``), if any."""
+    from agentmem.config import load_settings
+
+    return load_settings().embedding_model_path
 
 
 def _one_line(text: object) -> str:
@@ -183,9 +187,9 @@ def locate_embedding_model(
     Raises :class:`ModelIntegrityError` for weights that fail their sha256,
     :class:`ModelError` (one line, naming what was tried) when nothing works.
     """
-    explicit = path if path is not None else (os.environ.get(ENV_PATH) or None)
+    explicit = path if path is not None else _configured_path()
     if explicit is not None:
-        source = "the given path" if path is not None else ENV_PATH
+        source = "the given path" if path is not None else f"the embedding_model_path setting ({ENV_PATH} or agentmem.toml)"
         directory = Path(explicit).expanduser()
         try:
             return _check_dir(directory, what=source)
@@ -718,7 +722,8 @@ def default_embedder() -> MiniLMEmbedder:
     Honours ``AGENTMEM_EMBEDDING_PATH`` and ``AGENTMEM_CACHE_DIR``; a change
     to either gives a new instance.
     """
-    key = (os.environ.get(ENV_PATH) or None, os.environ.get(ENV_CACHE) or None)
+    configured = _configured_path()
+    key = (str(configured) if configured is not None else None, str(default_cache_dir()))
     with _DEFAULT_LOCK:
         embedder = _DEFAULT.get(key)
         if embedder is None:

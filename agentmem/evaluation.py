@@ -163,10 +163,27 @@ class RecallOnlyAgent:
 
 
 def make_environment(name: str, **options: Any) -> Environment:
-    """Instantiate an environment plugin, passing only the options its constructor accepts."""
+    """Instantiate an environment plugin with ``options`` (``None`` values count as not given).
+
+    An option its constructor does not take is a :class:`ConfigError` naming the
+    option and the ones it accepts, rather than silently dropped (an environment
+    with ``**knobs`` takes any keyword and checks its knobs itself). ``seed``,
+    which every run passes, goes only to an environment that takes one.
+    """
     cls = load_environment(name)
-    accepted = inspect.signature(cls).parameters
-    kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
+    parameters = inspect.signature(cls).parameters
+    named = [p.name for p in parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    if "seed" not in named and not takes_any:
+        kwargs.pop("seed", None)  # every run passes a seed; an environment without one is deterministic anyway
+    unknown = [] if takes_any else sorted(set(kwargs) - set(named))
+    if unknown:
+        flags = ", ".join(f"{k} (--{k.replace('_', '-')})" for k in unknown)
+        raise ConfigError(
+            f"environment '{name}' does not take option(s) {flags}: it accepts {', '.join(named) or 'none'}; "
+            "leave the option out for this environment"
+        )
     return cls(**kwargs)
 
 
@@ -179,7 +196,7 @@ def run_eval(
     params: dict[str, dict[str, Any]] | None = None,
     split: Split = "validation",
     limit: int | None = None,
-    budget_tokens: int = 1024,
+    budget_tokens: int | None = None,
     data: str | Path | None = None,
     seed: int = 0,
     workdir: Path | None = None,
@@ -208,6 +225,9 @@ def run_eval(
     from agentmem.llm.context import call_context
     from agentmem.sdk.agent import Agent
 
+    from agentmem.config import recall_budget
+
+    budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
     tasks = environment.tasks(split=split, limit=limit)
     model_label = getattr(llm, "model", type(llm).__name__)

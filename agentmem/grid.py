@@ -142,7 +142,7 @@ def run_grid(
     split: str = "all",
     limit: int | None = None,
     params: dict[str, Any] | None = None,
-    budget_tokens: int = 1024,
+    budget_tokens: int | None = None,
     data: str | None = None,
     seed: int = 0,
     embedder: Embedder | None = None,
@@ -159,8 +159,10 @@ def run_grid(
     answer; ``on_cell_done(cell, result, resumed)`` when a cell is finished.
     ``environments`` passes instances already built (loading a dataset once).
     """
+    from agentmem.config import recall_budget
     from agentmem.embedding_cache import shared_embedder
 
+    budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
     model = str(getattr(llm, "model", type(llm).__name__))
     shared = embedder or shared_embedder()
     cells = [GridCell(env=e, memory=c) for e in envs for c in configs]

@@ -141,11 +141,17 @@ class Event(BaseModel):
         return f"[{when}] {who}{self.content}"
 
 
+#: The token budget of one recall when nothing says otherwise: the one place it is written (the
+#: ``recall_budget`` setting of :mod:`agentmem.config` defaults to it). Kept here, beside :class:`Query`,
+#: so that ``import agentmem`` and the sandbox worker need not load the settings machinery.
+DEFAULT_RECALL_BUDGET = 1024
+
+
 class Query(BaseModel):
     """What the agent asks its memory for, and how many tokens the answer may take."""
 
     text: str
-    budget_tokens: int = Field(default=1024, ge=0)
+    budget_tokens: int = Field(default=DEFAULT_RECALL_BUDGET, ge=0)
     timestamp: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 

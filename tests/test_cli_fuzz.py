@@ -153,6 +153,8 @@ HOSTILE: list[tuple[list[str], str]] = [
     (["eval", "--env", "toolprefs", "--data", "users=0"], "users"),
     (["eval", "--env", "toolprefs", "--data", "nosuchknob=1"], "nosuchknob"),
     (["eval", "--env", "textworld", "--seed", "500"], "seed"),
+    (["eval", "--env", "arc", "--data", "puzzles.json"], "data (--data)"),  # once silently dropped
+    (["eval", "--env", "arc", "--judge-model", "openai/gpt-4o"], "judge_model"),
     (["eval", "--out", "a-dir"], "--out"),
     (["eval", "--out", "a-file/result.json"], "a-file"),
     (["eval", "--out-dir", "a-file"], "--out-dir"),

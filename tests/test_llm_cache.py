@@ -218,9 +218,10 @@ def test_llm_cache_key_changes_with_model_and_parameters(tmp_path):
 
 def test_settings_turn_the_default_disk_cache_on_and_off(tmp_path, monkeypatch):
     path = tmp_path / "mine.sqlite"
-    on = _llm(settings=Settings(cache_path=path))
+    # Settings(...) resolves the layers too (its arguments beat AGENTMEM_CACHE=0 of the test session)
+    on = _llm(settings=Settings(cache=True, cache_path=path))
     assert isinstance(on.cache, DiskCache) and on.cache.path == path
-    assert on.cache is _llm(settings=Settings(cache_path=path)).cache  # one per file in a process
+    assert on.cache is _llm(settings=Settings(cache=True, cache_path=path)).cache  # one per file in a process
     assert _llm(settings=Settings(cache_path=path), cache=False).cache is None
     assert _llm(settings=Settings(cache=False, cache_path=path)).cache is None
     assert isinstance(_llm(settings=Settings(cache=False, cache_path=path), cache=True).cache, DiskCache)

@@ -47,7 +47,7 @@ def MemoryAgent(  # noqa: N802 - the name code written against the old evaluatio
     llm: ChatModel,
     memory: list[MemoryProgram] | MemoryProgram | ComposedMemory | None = None,
     *,
-    budget_tokens: int = 1024,
+    budget_tokens: int | None = None,
     max_answer_tokens: int = 48,
     remember_answers: bool = True,
     weights: dict[str, float] | None = None,

@@ -71,11 +71,11 @@ def parse_params(values: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def check_settings(model: str | None, api_base: str | None) -> None:
-    """Validate the model settings (flags, environment, config file) without building a client (which opens a cache)."""
+def check_settings(model: str | None, api_base: str | None) -> Any:
+    """The settings (flags > environment > config file > defaults), checked without building a client (which opens a cache)."""
     from agentmem.config import load_settings
 
-    load_settings(model=model, api_base=api_base)
+    return load_settings(model=model, api_base=api_base)
 
 
 def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
@@ -179,7 +179,7 @@ def eval_command(
     data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="at most this many questions (per cell)")] = None,
     split: Annotated[str, typer.Option("--split", help="train | validation | test | all")] = "all",
-    budget: Annotated[int, typer.Option("--budget", min=0, help="recall token budget per question")] = 1024,
+    budget: Annotated[Optional[int], typer.Option("--budget", min=0, help="recall token budget per question (default: the recall_budget setting, env AGENTMEM_RECALL_BUDGET)")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file of a single run (default results/<env>-<memory>-<time>.json)")] = None,
@@ -211,7 +211,8 @@ def eval_command(
         check_file_target(out, "--out")
     if out_dir is not None:
         check_directory_target(out_dir, "--out-dir")
-    check_settings(model, api_base)
+    settings = check_settings(model, api_base)
+    budget = settings.recall_budget if budget is None else budget
     environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model)
                     for e in envs}
     for environment in environments.values():  # last: reading a dataset is the slowest check

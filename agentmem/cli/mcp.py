@@ -75,7 +75,7 @@ def mcp_command(
     store_dir: Annotated[Optional[Path], typer.Option("--store-dir", help="where the memories are kept (default: <agentmem home>/mcp); one server per directory")] = None,
     user: Annotated[str, typer.Option("--user", "-u", help="user_id the tools use when a call gives none")] = "default",
     agent: Annotated[str, typer.Option("--agent", help="agent_id the tools use when a call gives none")] = "default",
-    budget: Annotated[int, typer.Option("--budget", help="default token budget of search_memories")] = 1024,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="default token budget of search_memories (default: the recall_budget setting)")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="LLM for plugins that call one (semantic, procedural): 'local' or a litellm model string (env AGENTMEM_MODEL)")] = None,
     api_base: Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL for --model (env AGENTMEM_API_BASE)")] = None,
@@ -96,7 +96,7 @@ def mcp_command(
         raise typer.BadParameter(f"--port must be between 1 and 65535 (got {port})")
     if not path.startswith("/"):
         raise typer.BadParameter(f"--path must start with / (got '{path}')")
-    if not 1 <= budget <= 32_000:
+    if budget is not None and not 1 <= budget <= 32_000:
         raise typer.BadParameter(f"--budget must be between 1 and 32000 (got {budget})")
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     names = parse_memory_spec(memory)
@@ -107,6 +107,7 @@ def mcp_command(
     from agentmem.llm import LLM
 
     settings = load_settings(model=model, api_base=api_base)
+    budget = settings.recall_budget if budget is None else budget
     llm = LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings)
     where = store_dir.expanduser() if store_dir is not None else settings.home / "mcp"
     service = MemoryService(names, where, llm=llm, params=params, budget_tokens=budget,

@@ -112,11 +112,17 @@ class LLM:
         if settings is None:
             from agentmem.config import load_settings
 
-            settings = load_settings()
+            # the arguments are the top layer: the model and its api base/key resolve as a pair there
+            settings = load_settings(model=model, api_base=api_base, api_key=api_key)
+            model = api_base = api_key = None
         self.settings = settings
-        self.model: str = (model or settings.model).strip()
-        self.api_base: str | None = api_base or settings.api_base
-        self.api_key: str | None = api_key or settings.api_key
+        chosen = (model or settings.model).strip()
+        if chosen == LOCAL_ALIAS and settings.model.startswith("local/"):
+            chosen = settings.model  # "local" is the backend; the settings say which local model
+        paired = chosen == settings.model  # the settings' api base and key belong to their model only
+        self.model: str = chosen
+        self.api_base: str | None = api_base or (settings.api_base if paired else None)
+        self.api_key: str | None = api_key or (settings.api_key if paired else None)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout = timeout if timeout is not None else settings.llm_timeout

@@ -316,13 +316,9 @@ def _registry_dir() -> Path:
     explicit = os.environ.get("AGENTMEM_SERVER_REGISTRY")
     if explicit:
         return Path(explicit).expanduser()
-    env = os.environ.get("AGENTMEM_CACHE_DIR")
-    if env:
-        root = Path(env).expanduser()
-    else:
-        import platformdirs
+    from agentmem.config import cache_dir
 
-        root = Path(platformdirs.user_cache_dir("agentmem"))
+    root = cache_dir()
     return root / "servers"
 
 

@@ -55,6 +55,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agentmem.composition import ComposedMemory
+from agentmem.config import recall_budget
 from agentmem.errors import AgentmemError, ConfigError
 from agentmem.toolkit import ChatModel, Embedder, Stores
 from agentmem.types import Episode, Event, Query, Scope
@@ -199,7 +200,7 @@ class MemoryService:
         *,
         llm: ChatModel | None = None,
         params: dict[str, dict[str, Any]] | None = None,
-        budget_tokens: int = 1024,
+        budget_tokens: int | None = None,
         max_open: int = 16,
         chroma_host: str | None = None,
         embedder: Embedder | None = None,
@@ -215,7 +216,7 @@ class MemoryService:
         self.label = "+".join(Path(n).stem if n.endswith(".py") else n for n in self.names)
         self.params = params or None
         self.llm = llm
-        self.budget_tokens = int(budget_tokens)
+        self.budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
         self.max_open = max(1, int(max_open))
         self.chroma_host = chroma_host
         self.embedder = embedder

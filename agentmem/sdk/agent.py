@@ -150,9 +150,13 @@ class _ModelHandle:
 class Agent:
     """A chat agent with long-term memory, tools and persistent threads (see the module's notes).
 
-    ``model``: ``"local"`` (the embedded llama.cpp model), any litellm model
-    string (``"openai/gpt-4o-mini"``, ``"hosted_vllm/..."`` with ``api_base``),
-    or a ready :class:`~agentmem.toolkit.ChatModel`. ``memory``: plugin names
+    ``model``: ``None`` for the configured model (``AGENTMEM_MODEL`` /
+    ``agentmem.toml``, else the embedded llama.cpp one), ``"local"`` (the
+    embedded llama.cpp backend: the configured ``local/<name>`` if any), any
+    litellm model string (``"openai/gpt-4o-mini"``, ``"hosted_vllm/..."`` with
+    ``api_base``), or a ready :class:`~agentmem.toolkit.ChatModel`.
+    ``budget_tokens`` and ``max_reply_tokens`` default to the ``recall_budget``
+    and ``max_reply_tokens`` settings. ``memory``: plugin names
     (``"episodic"``), ``"episodic+semantic"``, paths of program ``.py`` files,
     :class:`~agentmem.memory.MemoryProgram` instances, or a list of them;
     ``None`` for none. ``tools``: typed Python functions (the docstring is
@@ -172,29 +176,35 @@ class Agent:
         store_dir: str | Path | None = None,
         *,
         system_prompt: str | None = None,
-        budget_tokens: int = 1024,
+        budget_tokens: int | None = None,
         api_base: str | None = None,
         params: dict[str, dict[str, Any]] | None = None,
         max_tool_rounds: int = 3,
         history_tokens: int = 1536,
-        max_reply_tokens: int = 256,
+        max_reply_tokens: int | None = None,
         reflect_every: int | None = 10,
         remember_turns: bool = True,
     ) -> None:
         if not isinstance(user_id, str) or not user_id.strip():
             raise ConfigError("Agent(user_id=...) is empty: give the name or id of the person the memories belong to")
         self.user_id = user_id
+        from agentmem.config import load_settings
+
+        # resolved once: a model string here is the top layer, paired with api_base (see agentmem.config)
+        settings = load_settings(model=model if isinstance(model, str) else None, api_base=api_base)
         _check_memory_names(memory)  # a misspelt plugin fails before any directory is made
-        directory = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
+        directory = Path(store_dir).expanduser() if store_dir is not None else settings.home
         if directory.exists() and not directory.is_dir():
             raise ConfigError(f"Agent(store_dir=...): {directory} is a file; give a directory for threads and memories")
         directory.mkdir(parents=True, exist_ok=True)
         self.store_dir: Path | None = directory  # None for a task agent (Agent.for_tasks)
-        self._configure(system_prompt=system_prompt, budget_tokens=budget_tokens, max_tool_rounds=max_tool_rounds,
-                        history_tokens=history_tokens, max_reply_tokens=max_reply_tokens, reflect_every=reflect_every,
-                        remember_turns=remember_turns)
+        self._configure(system_prompt=system_prompt,
+                        budget_tokens=budget_tokens if budget_tokens is not None else settings.recall_budget,
+                        max_tool_rounds=max_tool_rounds, history_tokens=history_tokens,
+                        max_reply_tokens=max_reply_tokens if max_reply_tokens is not None else settings.max_reply_tokens,
+                        reflect_every=reflect_every, remember_turns=remember_turns)
 
-        self._handle = _ModelHandle(self._make_model(model, api_base))
+        self._handle = _ModelHandle(self._make_model(model, settings))
         try:
             self.tools: list[ToolSpec] = as_tool_specs(tools or [])
         except ValueError as exc:
@@ -218,7 +228,7 @@ class Agent:
         model: ChatModel,
         memory: list[MemoryProgram] | MemoryProgram | ComposedMemory | None = None,
         *,
-        budget_tokens: int = 1024,
+        budget_tokens: int | None = None,
         max_answer_tokens: int | None = None,
         weights: dict[str, float] | None = None,
         router: Router | None = None,
@@ -238,8 +248,12 @@ class Agent:
         agent = cls.__new__(cls)
         agent.user_id = "task"
         agent.store_dir = None
-        agent._configure(system_prompt=system_prompt, budget_tokens=budget_tokens, max_tool_rounds=3,
-                         history_tokens=1536, max_reply_tokens=256, reflect_every=None, remember_turns=remember_turns)
+        from agentmem.config import load_settings
+
+        settings = load_settings()
+        agent._configure(system_prompt=system_prompt,
+                         budget_tokens=budget_tokens if budget_tokens is not None else settings.recall_budget,
+                         max_tool_rounds=3, history_tokens=1536, max_reply_tokens=settings.max_reply_tokens, reflect_every=None, remember_turns=remember_turns)
         if max_answer_tokens is not None:
             agent.answer_tokens = max_answer_tokens
         agent._handle = _ModelHandle(cls._make_model(model, None))
@@ -274,19 +288,22 @@ class Agent:
 
     # -- construction ------------------------------------------------------------------
     @staticmethod
-    def _make_model(model: str | ChatModel | None, api_base: str | None) -> ChatModel:
-        if model is None:  # a conversation: the configured model, else the local one that converses well
+    def _make_model(model: str | ChatModel | None, settings: Any) -> ChatModel:
+        if model is None or isinstance(model, str):
             from agentmem.config import load_settings
             from agentmem.llm import LLM
             from agentmem.llm.models import conversation_model
 
-            settings = load_settings(api_base=api_base)
-            return LLM(conversation_model(settings), api_base=settings.api_base, api_key=settings.api_key,
-                       settings=settings, max_tokens=512)
-        if isinstance(model, str):
+            if settings is None:
+                settings = load_settings(model=model)
+            # no model given: the configured one, else the local model that converses well (see conversation_model)
+            chosen = conversation_model(settings) if model is None else settings.model
+            return LLM(chosen, api_base=settings.api_base, api_key=settings.api_key, settings=settings,
+                       max_tokens=settings.max_reply_tokens)
             from agentmem.llm import LLM
 
-            return LLM(model, api_base=api_base, max_tokens=512)
+            return LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings,
+                       max_tokens=settings.max_reply_tokens)
         if not callable(getattr(model, "complete", None)):
             raise ConfigError(
                 f"Agent(model=...) got a {type(model).__name__}: give a model string such as \"local\" or an object "
@@ -348,8 +365,11 @@ class Agent:
 
     def set_model(self, model: str | ChatModel | None, api_base: str | None = None) -> None:
         """Switch the model for the following turns; memories and threads stay as they are."""
+        from agentmem.config import load_settings
+
+        settings = load_settings(model=model if isinstance(model, str) else None, api_base=api_base)
         with self._lock:
-            self._handle.target = self._make_model(model, api_base)
+            self._handle.target = self._make_model(model, settings)
 
     # -- the graph -------------------------------------------------------------------------
     def _build_graphs(self) -> None:

@@ -96,10 +96,11 @@ class AgentmemStore(BaseStore):
         store_dir: str | Path | None = None,
         model: str | ChatModel | None = "local",
         user_id: str = "default",
-        budget_tokens: int = 1024,
+        budget_tokens: int | None = None,
         params: dict[str, dict[str, Any]] | None = None,
         api_base: str | None = None,
     ) -> None:
+        from agentmem.config import recall_budget
         from agentmem.sdk.agent import default_store_dir
 
         names = memory if isinstance(memory, list) else [memory]
@@ -113,7 +114,7 @@ class AgentmemStore(BaseStore):
         self.store_dir = Path(store_dir).expanduser() if store_dir is not None else default_store_dir()
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.user_id = user_id
-        self.budget_tokens = budget_tokens
+        self.budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
         self.params = params
         if isinstance(model, str):
             from agentmem.llm import LLM

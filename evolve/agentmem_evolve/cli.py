@@ -100,7 +100,7 @@ def check_run_inputs(cfg: Any) -> None:
     getattr(environment, "source", None)  # reads (and so checks) the dataset
     models = cfg.models
     load_settings(model=models.task, api_base=models.api_base)
-    load_settings(model=models.mutation, api_base=models.mutation_api_base or models.api_base)
+    load_settings(model=models.mutation, api_base=models.mutation_api_base)
 
 
 def _run(controller: Any, quiet: bool) -> dict[str, Any]:

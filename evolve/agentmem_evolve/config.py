@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agentmem.config import recall_budget
 from agentmem.errors import ConfigError
 
 __all__ = [
@@ -79,7 +80,7 @@ class EnvironmentConfig(_Section):
         description="questions of the select split (None = all); see SPLIT_DEFAULTS for the environments that size it")
     test_limit: int | None = Field(
         DEFAULT_SPLIT_QUESTIONS, ge=1, description="questions of the test split (None = all)")
-    budget_tokens: int = Field(1024, ge=16, description="token budget of each recall")
+    budget_tokens: int = Field(default_factory=lambda: recall_budget(), ge=16, description="token budget of each recall (default: the recall_budget setting)")
     heldout_seed: int | Literal["secret"] | None = Field(
         "secret",
         description="seed of the test split of generated environments (toolprefs, textworld): 'secret' draws one when "
@@ -126,12 +127,37 @@ class EnvironmentConfig(_Section):
 
 
 class ModelsConfig(_Section):
-    """The model the task agent answers with, and the one that writes new programs."""
+    """The model the task agent answers with, and the one that writes new programs.
 
-    task: str = Field("local", min_length=1)
-    mutation: str = Field("local", min_length=1)
+    Each model resolves as :mod:`agentmem.config` resolves ``--model``: left out, it
+    is the configured one (``AGENTMEM_MODEL`` / ``agentmem.toml``, else the embedded
+    local model), with that model's api base; ``"local"`` is the configured local
+    model; ``mutation_api_base`` defaults to ``api_base``. The resolved values are
+    what the run directory's copy records, so a resumed run uses the models it
+    started with.
+    """
+
+    task: str | None = Field(None, min_length=1)
+    mutation: str | None = Field(None, min_length=1)
     api_base: str | None = None
     mutation_api_base: str | None = None
+
+    @field_validator("task", "mutation")
+    @classmethod
+    def _check_model(cls, value: str | None) -> str | None:
+        from agentmem.config import check_model_name
+
+        return None if value is None else check_model_name(value)
+
+    @model_validator(mode="after")
+    def _resolve_models(self) -> "ModelsConfig":
+        from agentmem.config import load_settings
+
+        task = load_settings(model=self.task, api_base=self.api_base)
+        mutation = load_settings(model=self.mutation, api_base=self.mutation_api_base or self.api_base)
+        self.task, self.api_base = task.model, task.api_base
+        self.mutation, self.mutation_api_base = mutation.model, mutation.api_base  # None: the mutation model has none
+        return self
 
 
 class BudgetConfig(_Section):

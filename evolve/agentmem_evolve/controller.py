@@ -202,7 +202,7 @@ class Controller:
             from agentmem.llm import LLM
 
             models = self.config.models
-            self._mutation_llm = LLM.from_settings(models.mutation, models.mutation_api_base or models.api_base)
+            self._mutation_llm = LLM.from_settings(models.mutation, models.mutation_api_base)  # resolved by ModelsConfig
             # writing code with a 1.5B model on a busy CPU takes minutes: a short timeout would resend
             # the request while the server is still busy with it, and every retry would wait longer
             self._mutation_llm.timeout = max(float(getattr(self._mutation_llm, "timeout", 0) or 0), MUTATION_TIMEOUT)

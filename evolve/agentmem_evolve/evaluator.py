@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agentmem.types import DEFAULT_RECALL_BUDGET
+
 Stage = Literal["proxy", "screen", "select", "test"]
 
 _EMBEDDER: Any = None
@@ -37,7 +39,7 @@ class EvalJob(BaseModel):
     seed: int = 0
     model: str = "local"
     api_base: str | None = None
-    budget_tokens: int = 1024
+    budget_tokens: int = DEFAULT_RECALL_BUDGET
     sandbox: dict[str, Any] = Field(default_factory=dict)
     max_traces: int = 5
 

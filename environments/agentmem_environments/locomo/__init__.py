@@ -68,14 +68,9 @@ _RECALLED_TEXT_CHARS = 2000
 
 def default_data_path() -> Path:
     """Where the downloaded official file is kept."""
-    env = os.environ.get("AGENTMEM_CACHE_DIR")
-    if env:
-        root = Path(env).expanduser()
-    else:
-        import platformdirs
+    from agentmem.config import cache_dir
 
-        root = Path(platformdirs.user_cache_dir("agentmem"))
-    return root / "data" / "locomo10.json"
+    return cache_dir() / "data" / "locomo10.json"
 
 
 def _valid_official(path: Path) -> list[Task] | None:

@@ -100,12 +100,9 @@ class Options(BaseModel):
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("AGENTMEM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "data" / "longmemeval"
-    import platformdirs
+    from agentmem.config import cache_dir
 
-    return Path(platformdirs.user_cache_dir("agentmem")) / "data" / "longmemeval"
+    return cache_dir() / "data" / "longmemeval"
 
 
 def _checked(path: Path) -> list[Task] | None:

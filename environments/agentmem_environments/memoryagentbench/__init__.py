@@ -122,12 +122,9 @@ class Options(BaseModel):
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("AGENTMEM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "data" / "memoryagentbench"
-    import platformdirs
+    from agentmem.config import cache_dir
 
-    return Path(platformdirs.user_cache_dir("agentmem")) / "data" / "memoryagentbench"
+    return cache_dir() / "data" / "memoryagentbench"
 
 
 def fetch_official(cache: Path | None = None, connect_timeout: float = 3.0) -> Path | None:

@@ -155,12 +155,9 @@ def _tw_make() -> str:
 
 def cache_root() -> Path:
     """``$AGENTMEM_CACHE_DIR/textworld`` or the user cache dir's ``agentmem/textworld``."""
-    env = os.environ.get("AGENTMEM_CACHE_DIR")
-    if env:
-        return Path(env).expanduser() / "textworld"
-    import platformdirs
+    from agentmem.config import cache_dir
 
-    return Path(platformdirs.user_cache_dir("agentmem")) / "textworld"
+    return cache_dir() / "textworld"
 
 
 def game_path(spec: GameSpec) -> Path:
