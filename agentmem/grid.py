@@ -91,11 +91,13 @@ def parse_configs(spec: str) -> list[list[str]]:
     return configs
 
 
-def params_for(members: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+def params_for(members: list[str], params: dict[str, Any], *, strict: bool = True) -> dict[str, dict[str, Any]] | None:
     """``--param key=value`` pairs given to each member whose ``Params`` declares ``key``.
 
     A key that no member declares is an error (a typo would otherwise be
-    silently ignored and the run would measure the defaults).
+    silently ignored and the run would measure the defaults); a grid checks
+    that over all its configurations at once and passes ``strict=False`` per
+    cell, so ``--memory episodic,amem -p note_turns=8`` gives the key to amem only.
     """
     if not params:
         return None
@@ -110,7 +112,7 @@ def params_for(members: list[str], params: dict[str, Any]) -> dict[str, dict[str
             out[name] = mine
             used.update(mine)
     unknown = sorted(set(params) - used)
-    if unknown:
+    if unknown and strict:
         raise ConfigError(
             f"--param {', '.join(unknown)}: no parameter of that name in {', '.join(members)}; "
             "see the plugin's Params (docs/memory-plugins.md) for the names"
@@ -171,8 +173,10 @@ def run_grid(
         if e not in environments:
             environments[e] = make_environment(e, data=data if len(envs) == 1 else None, seed=seed)
     grid = GridResult(split=split, limit=limit, model=model)
+    if params:  # a key that no configuration of the grid declares is a typo: say so before any cell runs
+        params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
     for cell in cells:
-        cell_params = params_for(cell.memory, params or {})
+        cell_params = params_for(cell.memory, params or {}, strict=False)
         path = out_dir / "cells" / f"{cell.key}.json"
         if path.is_file():
             try:

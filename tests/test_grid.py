@@ -45,6 +45,18 @@ def test_params_go_to_the_members_that_declare_them():
         params_for(["episodic"], {"top_kk": 3})
 
 
+def test_a_grid_gives_a_param_to_the_configurations_that_declare_it(tmp_path, embedder):
+    """`--memory none,episodic -p top_k=3`: episodic gets it, none runs as it is; a key no cell knows is an error."""
+    llm = ScriptedLLM()
+    grid = run_grid(["locomo"], [["none"], ["episodic"]], llm=llm, out_dir=tmp_path / "grid", split="all", limit=1,
+                    data=str(LOCOMO6), embedder=embedder, params={"top_k": 3})
+    assert [c.params for c in grid.cells] == [{}, {"episodic": {"top_k": 3}}]
+    with pytest.raises(ConfigError, match="top_kk"):
+        run_grid(["locomo"], [["none"], ["episodic"]], llm=llm, out_dir=tmp_path / "bad", split="all", limit=1,
+                 data=str(LOCOMO6), embedder=embedder, params={"top_kk": 3})
+    assert not (tmp_path / "bad" / "cells").exists()  # refused before any cell ran
+
+
 def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_path, embedder):
     llm = ScriptedLLM()
     out = tmp_path / "grid"
