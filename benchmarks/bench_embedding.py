@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "embedding.json"
@@ -89,19 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend:>6} threads {threads}: query p50 {row['query_p50_ms']:6.2f} ms, p99 "
                   f"{row['query_p99_ms']:6.2f} ms; batch {row['batch_texts_per_s']:7.1f} texts/s; "
                   f"load {row['load_s']:.2f} s; min cosine vs numpy {row['min_cosine_vs_numpy']}", flush=True)
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "command": "python benchmarks/bench_embedding.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": args.note},
+        **provenance("bench_embedding.py", argv, args.note),
         "queries": args.queries, "batch": args.batch, "results": rows,
     }, indent=2) + "\n")
     print(f"written {args.out}")

@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "ingest.json"
@@ -134,19 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {mode: mean(mode) for mode in MODES}
     print("mean seconds per evaluation: " + ", ".join(f"{mode} {value}" for mode, value in summary.items()))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "command": "python benchmarks/bench_ingest.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": args.note},
+        **provenance("bench_ingest.py", argv, args.note),
         "env": args.env, "split": args.split, "memory": args.memory,
         "embedder": {"name": real.name, "backend": getattr(real, "backend", "numpy"), "identity": real.identity},
         "mean_seconds_per_evaluation": summary, "tasks": rows,

@@ -34,7 +34,6 @@ import gc
 import hashlib
 import json
 import math
-import platform
 import random
 import shutil
 import statistics
@@ -45,6 +44,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "recall.json"
@@ -295,16 +296,6 @@ def bench_floor(size: int, texts: list[str], asks: list[str], corpus: Any, live:
         gc.collect()
 
 
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
@@ -375,15 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"x{row['vs_floor_p99']}", flush=True)
         rows.extend(at_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    import os
-
     args.out.write_text(json.dumps({
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
-        "command": "python benchmarks/bench_recall.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": args.note},
+        **provenance("bench_recall.py", argv, args.note),
         "embedder": args.embedder, "query_embedding_ms": query_embedding, "queries": args.queries,
         "budget_tokens": args.budget, "results": rows, "floor": floors,
     }, indent=2) + "\n")
