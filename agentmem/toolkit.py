@@ -196,6 +196,9 @@ class Stores:
                     host, _, port = self.chroma_host.partition(":")
                     self._chroma = chromadb.HttpClient(host=host, port=int(port or 8000), settings=settings)
                 else:
+                    from agentmem.scrub import scrub_freed_memory
+
+                    scrub_freed_memory()  # Chroma writes unused index slots as the allocator left them
                     self._chroma = chromadb.PersistentClient(path=str(self.root / "chroma"), settings=settings)
                 # a Stores dropped without close() must not keep its files open for the process's life
                 self._release = weakref.finalize(self, _close_client, self._chroma)
