@@ -1,36 +1,6 @@
-"""Shared fixtures.
+"""Fixtures of the cross-distribution tests: see the root ``conftest.py`` (``local_llm``, ``embedder``,
+``locomo6``, hermetic caches) and ``tests/helpers.py`` (shared data, plumbing fakes).
 
 Tests marked ``llm`` use the real embedded local model (Qwen2.5-Coder-0.5B
 through llama.cpp); they run in CI. Everything else is fast plumbing.
 """
-
-from __future__ import annotations
-
-import os
-from pathlib import Path
-
-import pytest
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-os.environ.setdefault("AGENTMEM_CACHE", "0")  # tests opt in to the LLM disk cache explicitly
-
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-LOCOMO6 = SHARED / "data" / "locomo" / "locomo6.json"
-
-
-@pytest.fixture(scope="session")
-def local_llm():
-    """The real embedded local model, shared by every test in the session."""
-    from agentmem.llm import LLM
-
-    llm = LLM("local")
-    yield llm
-
-
-@pytest.fixture(scope="session")
-def embedder():
-    """The real offline MiniLM sentence embedder."""
-    from agentmem.embeddings import default_embedder
-
-    return default_embedder()

@@ -13,15 +13,7 @@ from agentmem.errors import ConfigError
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Scope
 from agentmem_episodic import EpisodicMemory
-
-FACTS = [
-    "I adopted a golden retriever named Biscuit.",
-    "My sister lives in Lisbon and works as an architect.",
-    "I started learning the cello in March.",
-    "The quarterly report is due on Friday.",
-    "I am allergic to peanuts.",
-    "We are planning a trip to Kyoto in autumn.",
-]
+from tests.helpers import FACTS
 
 
 def assembled(design: dict[str, Any]) -> type[AssembledMemory]:

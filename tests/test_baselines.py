@@ -12,15 +12,7 @@ from agentmem.tokens import _PIECES, count_tokens
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Event, Query, Scope
 from agentmem_baselines import FullContextMemory, RAGMemory, RAGParams
-
-FACTS = [
-    "I adopted a golden retriever named Biscuit.",
-    "My sister lives in Lisbon and works as an architect.",
-    "I started learning the cello in March.",
-    "The quarterly report is due on Friday.",
-    "I am allergic to peanuts.",
-    "We are planning a trip to Kyoto in autumn.",
-]
+from tests.helpers import FACTS
 
 
 def _event(i: int, fact: str) -> Event:

@@ -27,6 +27,7 @@ from agentmem.memory import MemoryProgram
 from agentmem.registry import load_memory
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Scope
+from tests.helpers import HashEmbedder
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "examples" / "mstar"
 RAW_TEXT = PROGRAMS / "raw_text_search.py"
@@ -92,23 +93,6 @@ class ScriptedLLM:
 
     def note(self, event: str, caller: str | None = None) -> None:
         self.meter.note(event, caller)
-
-
-class HashEmbedder:
-    """Plumbing-only embedder: bag of words hashed into 64 dimensions."""
-
-    name = "hash"
-    dim = 64
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            vec = [0.0] * self.dim
-            for word in text.lower().split():
-                vec[hash(word.strip(".,!?:")) % self.dim] += 1.0
-            norm = sum(v * v for v in vec) ** 0.5 or 1.0
-            out.append([v / norm for v in vec])
-        return out
 
 
 def _memory(program: Path, tmp_path: Path, llm: Any, embedder: Any = None) -> MStarProgram:

@@ -13,14 +13,10 @@ from agentmem.memory import MemoryProgram
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, RecallItem, Scope
 from agentmem_baselines import FullContextMemory, RAGMemory
+from tests.helpers import FACTS
 
 TURNS = [
-    "I adopted a golden retriever named Biscuit.",
-    "My sister lives in Lisbon and works as an architect.",
-    "I started learning the cello in March.",
-    "The quarterly report is due on Friday.",
-    "I am allergic to peanuts.",
-    "We are planning a trip to Kyoto in autumn.",
+    *FACTS,
     "My favourite dish is mushroom risotto.",
     "I run five kilometres every Sunday morning.",
 ] * 3
@@ -45,7 +41,8 @@ def _toolkit(tmp_path, namespace, embedder=None, user="ann"):
     return Toolkit(scope=Scope(user_id=user), stores=Stores(tmp_path), embedder=embedder, namespace=namespace)
 
 
-def _events(n=len(TURNS)):
+def _events(n: int | None = None):
+    n = len(TURNS) if n is None else n
     return [
         Event.message(t, speaker="Ann", session_id=f"s{i // 4}", timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc),
                       metadata={"dia_id": f"D{i // 4 + 1}:{i % 4 + 1}"})

@@ -10,13 +10,13 @@ import sys
 import pytest
 
 from agentmem.evaluation import run_eval
-from tests.conftest import LOCOMO6
+from agentmem_environments.locomo.demo import DEMO_PATH
 
 pytestmark = pytest.mark.llm
 
 
-def test_eval_episodic_on_locomo_with_the_local_model(local_llm, embedder):
-    result = run_eval("locomo", ["episodic"], llm=local_llm, embedder=embedder, data=LOCOMO6, split="all", limit=6)
+def test_eval_episodic_on_locomo_with_the_local_model(local_llm, embedder, locomo6):
+    result = run_eval("locomo", ["episodic"], llm=local_llm, embedder=embedder, data=locomo6, split="all", limit=6)
     assert result.questions == 6
     assert 0.0 <= result.metrics["f1"] <= 1.0
     # recall surfaces annotated evidence for most of these questions
@@ -28,16 +28,17 @@ def test_eval_episodic_on_locomo_with_the_local_model(local_llm, embedder):
 
 
 def test_eval_without_memory_recalls_nothing(local_llm, embedder):
-    result = run_eval("locomo", ["none"], llm=local_llm, embedder=embedder, data=LOCOMO6, split="all", limit=3)
+    result = run_eval("locomo", ["none"], llm=local_llm, embedder=embedder, data=DEMO_PATH, split="all", limit=3)
     assert result.metrics["evidence_recall"] == 0.0
     assert result.cost.llm_calls == 3
 
 
 def test_cli_eval_prints_metrics_and_writes_json(tmp_path):
+    """The command prints and writes its metrics (the demo set the project ships: no data file needed)."""
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--memory", "episodic",
-         "--data", str(LOCOMO6), "--limit", "2", "--out", str(out)],
+         "--data", str(DEMO_PATH), "--limit", "2", "--out", str(out)],
         capture_output=True, text=True, timeout=900, env=dict(os.environ, COLUMNS="200"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

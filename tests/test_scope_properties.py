@@ -24,6 +24,7 @@ from agentmem.memory import MemoryProgram
 from agentmem.registry import load_memory
 from agentmem.toolkit import Stores, Toolkit, storage_name
 from agentmem.types import Event, Query, Scope
+from tests.helpers import HashEmbedder
 
 # parts that collided before: the old separator inside a part, and "" next to None
 _TRICKY = ["a", "b", "a\x1fb", "b\x1f", "\x1fb", "\x1f", "", "x/y", "x", "y", "ann", "ann/notes", "é", "a b", "a-b", "a_b"]
@@ -102,23 +103,6 @@ def test_distinct_scope_program_collection_triples_never_share_a_file_or_collect
 
 
 # -- every first-party plugin: a scope never recalls another scope's items ----------------------------
-class _HashEmbedder:
-    """Deterministic word-hash vectors: texts sharing words get similar vectors (plumbing only, no model)."""
-
-    name = "hash-test"
-    dim = 64
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            v = [0.0] * self.dim
-            for word in re.findall(r"[a-z0-9]+", text.lower()):
-                v[int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
-            norm = sum(x * x for x in v) ** 0.5 or 1.0
-            out.append([x / norm for x in v])
-        return out
-
-
 def _write(memory: MemoryProgram, token: str) -> None:
     """Store one item that names ``token``, through the plugin's LLM-free path."""
     text = f"The secret word is {token}."
@@ -153,7 +137,7 @@ def shared_root() -> Iterator[Path]:
 def test_scopes_never_see_each_others_items(plugin: str, shared_root: Path) -> None:
     cls = load_memory(plugin)
     stores = Stores(shared_root / plugin)
-    embedder = _HashEmbedder()
+    embedder = HashEmbedder()
     written: dict[tuple[Scope, str], set[str]] = {}  # (scope, program name) -> its tokens, over all examples
     recalls_own = {"none": False}.get(plugin, True)
 

@@ -196,7 +196,8 @@ def main():
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             text = "echo: " + body["messages"][-1]["content"]
             self._send({"id": "x", "object": "chat.completion", "created": 0, "model": model,
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": text}}],
                         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
 
     # a worker in the same process group, as vLLM has

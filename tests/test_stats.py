@@ -13,6 +13,7 @@ import random
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from agentmem.stats import (
     Interval,
@@ -177,7 +178,7 @@ def test_sizes_for_a_given_gain():
 def test_results_are_typed_and_frozen():
     d = paired_interval([0.1, 0.2, -0.1])
     assert isinstance(d, PairedDifference) and isinstance(d, Interval)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         d.mean = 1.0  # type: ignore[misc]
     assert set(d.rounded()) == {"mean", "low", "high", "n"}
     assert "better" in d.text() and "sign p=" in d.text()

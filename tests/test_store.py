@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from agentmem.store import Store, StoredItem
@@ -104,7 +106,7 @@ def test_replace_keeps_one_item_per_id(tmp_path, embedder):
     store.add([StoredItem(id="w1", text="first window")], replace=True)
     store.add([StoredItem(id="w1", text="first window, grown")], replace=True)
     assert store.get_one("w1").text == "first window, grown" and store.count() == 5
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError):
         store.add([StoredItem(id="w1", text="a clash")])
     assert store.get_one("w1").text == "first window, grown"  # the failed write left nothing behind
 

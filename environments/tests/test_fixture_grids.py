@@ -10,29 +10,13 @@ The real-model grids quoted in docs/evaluation.md come from
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from agentmem.errors import ModelError
 from agentmem.grid import run_grid
-
-
-class ScriptedLLM:
-    """Answers every question "I don't know" (plumbing only)."""
-
-    model = "scripted"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def complete(self, messages: list[dict[str, Any]], **kw: Any) -> str:
-        self.calls += 1
-        return "I don't know"
-
-    def structured(self, messages: list[dict[str, Any]], schema: Any, **kw: Any) -> Any:  # pragma: no cover
-        raise AssertionError("no structured calls expected")
+from tests.helpers import FixedReplyLLM
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +33,7 @@ def _no_network(monkeypatch, tmp_path):
 
 @pytest.mark.timeout(600)
 def test_grid_of_both_environments_with_none_and_episodic(tmp_path, embedder):
-    llm = ScriptedLLM()
+    llm = FixedReplyLLM("I don't know")
     out = tmp_path / "grid"
     grid = run_grid(["longmemeval", "memoryagentbench"], [["none"], ["episodic"]], llm=llm, out_dir=out, split="all",
                     embedder=embedder)

@@ -33,8 +33,6 @@ from agentmem_environments.locomo.metrics import (
     turn_ids,
 )
 
-LOCOMO6 = Path(__file__).resolve().parents[3] / "shared" / "data" / "locomo" / "locomo6.json"
-needs_locomo6 = pytest.mark.skipif(not LOCOMO6.is_file(), reason="shared LoCoMo subset not present")
 
 
 @pytest.fixture(autouse=True)
@@ -50,16 +48,13 @@ def _no_network(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def locomo6_tasks() -> list[Task]:
-    if not LOCOMO6.is_file():
-        pytest.skip("shared LoCoMo subset not present")
-    return load_tasks(LOCOMO6)
+def locomo6_tasks(locomo6: Path) -> list[Task]:
+    return load_tasks(locomo6)
 
 
 # --------------------------------------------------------------------------- loader
 
 
-@needs_locomo6
 def test_locomo6_loads_every_conversation_and_question(locomo6_tasks):
     tasks = locomo6_tasks
     assert [t.id for t in tasks] == ["conv-26", "conv-30", "conv-41", "conv-42", "conv-43", "conv-44"]
@@ -77,7 +72,6 @@ def test_locomo6_loads_every_conversation_and_question(locomo6_tasks):
     assert all(isinstance(q.answer, str) and q.answer for q in questions)
 
 
-@needs_locomo6
 def test_recalled_event_ids_are_mapped_to_the_turns_they_are(locomo6_tasks):
     """Memories return event ids; the environment knows which turn each is (and still reads a dia_id a program set)."""
     conv = locomo6_tasks[0]
@@ -89,7 +83,7 @@ def test_recalled_event_ids_are_mapped_to_the_turns_they_are(locomo6_tasks):
     assert evidence_recall(recalled_dia_ids(items, turns), ["D1:3", "D9:9"]) == 0.5
 
 
-def test_locomo6_turns_carry_dia_ids_and_parsed_dates(locomo6_tasks):
+def test_locomo6_turns_carry_dia_ids_and_parsed_dates(locomo6_tasks, locomo6):
     conv = locomo6_tasks[0]
     assert len(conv.sessions) == 19  # the 16 date-only entries without turns are skipped
     first = conv.sessions[0]
@@ -110,10 +104,9 @@ def test_locomo6_turns_carry_dia_ids_and_parsed_dates(locomo6_tasks):
         stamps = [s.events[0].timestamp for s in task.sessions]
         assert stamps == sorted(stamps)
         assert all(e.metadata["dia_id"].startswith("D") for s in task.sessions for e in s.events)
-    assert load_tasks(LOCOMO6)[0].sessions[0].events[0].id == conv.sessions[0].events[0].id
+    assert load_tasks(locomo6)[0].sessions[0].events[0].id == conv.sessions[0].events[0].id
 
 
-@needs_locomo6
 def test_malformed_upstream_evidence_is_tolerated(locomo6_tasks):
     by_id = {q.id: q for t in locomo6_tasks for q in t.questions}
     all_dia = {t.id: {e.metadata["dia_id"] for s in t.sessions for e in s.events} for t in locomo6_tasks}
@@ -310,10 +303,9 @@ def test_download_of_the_wrong_shape_is_discarded(monkeypatch, tmp_path):
 # --------------------------------------------------------------------------- splits and limits
 
 
-@needs_locomo6
-def test_splits_are_deterministic_disjoint_and_cover_everything():
-    a = LocomoEnvironment(LOCOMO6, seed=0)
-    b = LocomoEnvironment(LOCOMO6, seed=0)
+def test_splits_are_deterministic_disjoint_and_cover_everything(locomo6):
+    a = LocomoEnvironment(locomo6, seed=0)
+    b = LocomoEnvironment(locomo6, seed=0)
     ids = {split: [t.id for t in a.tasks(split)] for split in ("train", "validation", "test")}
     assert ids == {split: [t.id for t in b.tasks(split)] for split in ("train", "validation", "test")}
     sets = [set(v) for v in ids.values()]
@@ -321,7 +313,7 @@ def test_splits_are_deterministic_disjoint_and_cover_everything():
     assert set().union(*sets) == {t.id for t in a.tasks("all")}
     assert len(ids["train"]) >= len(ids["validation"])
     # another seed gives another split (for at least one of a few seeds)
-    assert any(LocomoEnvironment(LOCOMO6, seed=s).split_ids() != a.split_ids() for s in range(1, 6))
+    assert any(LocomoEnvironment(locomo6, seed=s).split_ids() != a.split_ids() for s in range(1, 6))
 
 
 def test_split_ids_sizes():
@@ -339,9 +331,8 @@ def test_demo_has_too_few_conversations_to_split():
     assert [t.id for t in env.tasks("test")] == [t.id for t in env.tasks("all")]
 
 
-@needs_locomo6
-def test_limit_caps_questions_in_order():
-    env = LocomoEnvironment(LOCOMO6)
+def test_limit_caps_questions_in_order(locomo6):
+    env = LocomoEnvironment(locomo6)
     first = env.tasks("all", limit=20)
     assert [t.id for t in first] == ["conv-26"]
     assert [q.id for q in first[0].questions] == [f"conv-26:q{i}" for i in range(20)]
@@ -430,11 +421,10 @@ def _official_score(prediction: str, answer: Any, category: int) -> float:
     return f1(prediction, answer)
 
 
-@needs_locomo6
-def test_f1_equals_the_official_scorer_on_the_shared_subset():
+def test_f1_equals_the_official_scorer_on_the_shared_subset(locomo6):
     """Every question of the shared subset, answered by the text of its evidence turns (real sentences
     that share some words with the answer) and by its own answer, scores as the official scorer scores it."""
-    data = json.loads(LOCOMO6.read_text(encoding="utf-8"))
+    data = json.loads(locomo6.read_text(encoding="utf-8"))
     compared = partial = 0
     for conversation in data:
         turns = {t["dia_id"]: t["text"] for key, session in conversation["conversation"].items()
@@ -585,9 +575,8 @@ def test_aggregate_of_nothing():
     assert LocomoEnvironment(DEMO_PATH).aggregate([]) == {"questions": 0.0}
 
 
-@needs_locomo6
-def test_reference_answers_score_one_on_locomo6(locomo6_tasks):
-    env = LocomoEnvironment(LOCOMO6)
+def test_reference_answers_score_one_on_locomo6(locomo6_tasks, locomo6):
+    env = LocomoEnvironment(locomo6)
     task = env.tasks("all", limit=200)[0]
     result = env.run_task(task, ScriptedAgent(task, perfect=True))
     metrics = env.aggregate([result])

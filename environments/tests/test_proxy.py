@@ -19,6 +19,7 @@ from agentmem_environments.bfcl import BFCLMemoryEnvironment
 from agentmem_environments.locomo import LocomoEnvironment
 from agentmem_environments.locomo.demo import DEMO_PATH
 from agentmem_environments.toolprefs import ToolPrefsEnvironment
+from tests.helpers import BagEmbedder
 
 
 def _event_ids(task: Any) -> dict[str, str]:
@@ -134,27 +135,12 @@ class NeverCalled:
         raise AssertionError("the recall-only run called the LLM")
 
 
-class Bag:
-    name, dim = "bag", 26
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        out = []
-        for text in texts:
-            v = [0.0] * 26
-            for ch in text.lower():
-                if "a" <= ch <= "z":
-                    v[ord(ch) - 97] += 1.0
-            n = sum(x * x for x in v) ** 0.5 or 1.0
-            out.append([x / n for x in v])
-        return out
-
-
 def test_a_recall_only_run_scores_the_proxy_without_any_llm_call(tmp_path):
     from agentmem.evaluation import run_eval
 
     llm = NeverCalled()
     env = ToolPrefsEnvironment(users=4)
-    result = run_eval(env, ["episodic"], llm=llm, embedder=Bag(), split="train", limit=4, recall_only=True, workdir=tmp_path)
+    result = run_eval(env, ["episodic"], llm=llm, embedder=BagEmbedder(), split="train", limit=4, recall_only=True, workdir=tmp_path)
     questions = [q for t in result.tasks for q in t.questions]
     assert llm.calls == 0 and len(questions) == 4
     assert all("proxy" in q.metrics and "recall/omitted" in q.metrics for q in questions)
@@ -188,7 +174,7 @@ def test_in_a_recall_only_run_memory_sees_sessions_and_queries_but_no_answer_or_
 
     env = ToolPrefsEnvironment(users=4, corrections=3)
     llm = NeverCalled()
-    result = run_eval(env, ["recorder"], llm=llm, embedder=Bag(), split="train", limit=6, recall_only=True,
+    result = run_eval(env, ["recorder"], llm=llm, embedder=BagEmbedder(), split="train", limit=6, recall_only=True,
                       memory_factory=factory, workdir=tmp_path)
     assert llm.calls == 0 and all(q.metrics["proxy"] == 0.0 for t in result.tasks for q in t.questions)
     text = "\n".join(seen)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evolve_fakes import BagEmbedder
+from tests.helpers import BagEmbedder
 
 from agentmem.llm.meter import Meter
 from agentmem.llm.tools import ToolCall

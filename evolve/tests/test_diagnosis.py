@@ -83,7 +83,7 @@ def test_the_reflective_prompt_shows_the_counts_and_two_cases_of_the_largest_cla
         model = Recording()
         proposer = ReflectiveProposer(model, TaskInfo(env="toolprefs", description="preferences", metric="param_accuracy"))
         if target == "usage":
-            model.complete = lambda messages, **kw: (model.messages.extend(messages) or  # type: ignore[method-assign]
+            model.complete = lambda messages, _model=model, **kw: (_model.messages.extend(messages) or  # type: ignore[method-assign]
                                                      "```text\nThe latest statement wins.\n{{ context }}\n```")
         proposal = proposer.propose(parent, random.Random(0), target=target)
         prompt = model.messages[1]["content"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evolve_fakes import BagEmbedder
+from tests.helpers import BagEmbedder
 
 from agentmem.embedding_cache import CachingEmbedder, EmbeddingStore, text_key
 from agentmem.toolkit import Stores, Toolkit

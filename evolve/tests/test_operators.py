@@ -7,7 +7,7 @@ import random
 import re
 
 import pytest
-from evolve_fakes import BagEmbedder
+from tests.helpers import BagEmbedder
 from test_sandbox import LIMITS, MeteredFakeLLM
 
 from agentmem.errors import ConfigError

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evolve_fakes import BagEmbedder
+from tests.helpers import SHARED_DATA, BagEmbedder
 
 from agentmem.evaluation import run_eval
 from agentmem.llm.meter import Meter
@@ -88,24 +88,6 @@ class MeteredFakeLLM:
 
     def note(self, event: str, caller: str | None = None) -> None:
         self.meter.note(event, caller)
-
-
-@pytest.fixture(scope="module")
-def local_llm():
-    """The real embedded local model (tests/conftest.py does not apply under evolve/)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("AGENTMEM_CACHE", "0")
-    from agentmem.llm import LLM
-
-    return LLM("local")
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    """The real offline MiniLM sentence embedder."""
-    from agentmem.embeddings import default_embedder
-
-    return default_embedder()
 
 
 @pytest.fixture(autouse=True)
@@ -258,7 +240,8 @@ class Stores(MemoryProgram):
         rows = [r[0] for r in self.toolkit.db.execute("SELECT x FROM t")]
         hits = self.toolkit.collection("c").query(query_texts=[query.text], n_results=1)["documents"][0]
         score = float(np.dot(np.ones(3), np.arange(3)))
-        return Recall(items=[RecallItem(content=f"{len(rows)}|{hits[0]}|{score}|{open('notes.txt').read().count(chr(10))}")])
+        lines = open('notes.txt').read().count(chr(10))
+        return Recall(items=[RecallItem(content=f"{len(rows)}|{hits[0]}|{score}|{lines}")])
 '''
     program = _program(source, tmp_path)
     try:
@@ -341,7 +324,6 @@ class Host:
 
 
 SECRET_FILE_TEXT = "the-host-secret-7f3a9c"
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 @pytest.fixture
@@ -957,7 +939,7 @@ def test_embed_calls_cannot_grow_the_controllers_cache(tmp_path):
 _KILLED_CONTROLLER = '''
 import sys
 sys.path.insert(0, sys.argv[2])
-from evolve_fakes import BagEmbedder
+from tests.helpers import BagEmbedder
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Query, Scope
 from agentmem_evolve.sandbox import SandboxedProgram, SandboxLimits
@@ -980,7 +962,7 @@ def test_a_worker_dies_with_its_killed_controller(jail, tmp_path):
     import sys
 
     controller = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_CONTROLLER, jail, str(HERE), str(tmp_path / "stores"), str(HOSTILE / "sleep_forever.py")],
+        [sys.executable, "-c", _KILLED_CONTROLLER, jail, str(HERE.parents[1]), str(tmp_path / "stores"), str(HOSTILE / "sleep_forever.py")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert controller.stdout is not None
     line = controller.stdout.readline().split()
