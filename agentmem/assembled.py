@@ -93,7 +93,7 @@ class Design(BaseModel):
     retriever: RetrieverName = "hybrid"
     neighbours: bool = False
     dedup: bool = True
-    managers: list[ManagerName] = Field(default_factory=lambda: ["consolidate"])
+    managers: list[ManagerName] = Field(default_factory=lambda: list[ManagerName](["consolidate"]))
     compose: dict[str, float] = Field(default_factory=dict, description="other installed plugins recalled beside this one, by weight")
 
     @field_validator("managers")
@@ -171,7 +171,7 @@ def plugin_class(name: str) -> type[MemoryProgram[Any]]:
     found: Any = importlib.import_module(module)
     for part in attr.split("."):
         found = getattr(found, part)
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 class AssembledMemory(MemoryProgram[AssembledParams]):

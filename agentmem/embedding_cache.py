@@ -215,7 +215,7 @@ class CachingEmbedder:
             found = {k: self._cache.get(k) for k in keys}
         absent = [t for k, t in zip(keys, texts) if found[k] is None]  # evicted meanwhile: embed again
         fresh = iter(self.inner.embed(absent)) if absent else iter(())
-        return [(found[k].tolist() if found[k] is not None else list(next(fresh))) for k in keys]
+        return [(cached.tolist() if (cached := found[k]) is not None else list(next(fresh))) for k in keys]
 
     def _trim(self) -> None:
         while len(self._cache) > self._max:

@@ -49,7 +49,7 @@ def build_minilm_graph(
     initializers: list[onnx.TensorProto] = []
     counter = [0]
 
-    def const(name: str, array: np.ndarray) -> str:
+    def const(name: str, array: np.ndarray | np.generic) -> str:
         initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 

@@ -458,6 +458,18 @@ class _Layer:
     __slots__ = (
         "down_b", "down_w", "ln1_b", "ln1_w", "ln2_b", "ln2_w", "out_b", "out_w", "qkv_b", "qkv_w", "up_b", "up_w",
     )
+    down_b: np.ndarray
+    down_w: np.ndarray
+    ln1_b: np.ndarray
+    ln1_w: np.ndarray
+    ln2_b: np.ndarray
+    ln2_w: np.ndarray
+    out_b: np.ndarray
+    out_w: np.ndarray
+    qkv_b: np.ndarray
+    qkv_w: np.ndarray
+    up_b: np.ndarray
+    up_w: np.ndarray
 
 
 class MiniLMEmbedder:
@@ -657,7 +669,7 @@ class MiniLMEmbedder:
             return self._onnx.encode(token_ids, mask)
         heads, head_dim, dim = self.heads, self.head_dim, self.dim
 
-        x = self._word[token_ids.reshape(-1)].reshape(n, length, dim)
+        x: np.ndarray = self._word[token_ids.reshape(-1)].reshape(n, length, dim)
         x += self._pos[:length]
         x += self._type0
         x = x.reshape(n * length, dim)

@@ -14,6 +14,7 @@ the cells.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -192,12 +193,12 @@ def run_grid(
                 continue
         environment = environments[cell.env]
         if on_cell_start:
-            total = sum(len(t.questions) for t in environment.tasks(split=split, limit=limit))  # type: ignore[arg-type]
+            total = sum(len(t.questions) for t in environment.tasks(split=split, limit=limit))  # type: ignore[arg-type,misc]
             on_cell_start(cell, total)
         result = run_eval(
             environment, cell.memory, llm=llm, embedder=shared, params=cell_params, split=split,  # type: ignore[arg-type]
             limit=limit, budget_tokens=budget_tokens, chroma_host=chroma_host,
-            progress=(lambda d, t, m, _c=cell: progress(_c, d, t, m)) if progress else None,
+            progress=functools.partial(progress, cell) if progress else None,
         )
         _write_atomic(path, result.model_dump_json(indent=2))
         grid.cells.append(result)

@@ -14,11 +14,15 @@ import inspect
 import sys
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
 from agentmem.errors import PluginError
+
+if TYPE_CHECKING:
+    from agentmem.environment import Environment
+    from agentmem.memory import MemoryProgram
 
 MEMORY_GROUP = "agentmem.memory"
 ENVIRONMENT_GROUP = "agentmem.environments"
@@ -70,7 +74,7 @@ def discover(kind: Kind | None = None) -> list[PluginInfo]:
     for k in kinds:
         for ep in _entry_points(_GROUPS[k]):
             dist = ep.dist
-            info = dict(
+            info: dict[str, Any] = dict(
                 name=ep.name,
                 kind=k,
                 distribution=dist.name if dist else "?",
@@ -104,19 +108,19 @@ def _load(name: str, kind: Kind) -> Any:
     raise PluginError(f"no {kind} plugin named '{name}' (installed: {names}); `pip install` the package that provides it")
 
 
-def load_memory(name: str) -> type:
+def load_memory(name: str) -> type[MemoryProgram]:
     """The memory program class for an entry-point name, or a ``.py`` file path."""
     if name.endswith(".py") or "/" in name or "\\" in name:
         return load_program_file(Path(name))
     return _load(name, "memory")
 
 
-def load_environment(name: str) -> type:
+def load_environment(name: str) -> type[Environment]:
     """The environment class registered under ``name``."""
     return _load(name, "environment")
 
 
-def load_program_file(path: Path) -> type:
+def load_program_file(path: Path) -> type[MemoryProgram]:
     """Import a memory program from a Python file and return its MemoryProgram subclass.
 
     The file must define exactly one subclass of

@@ -77,7 +77,7 @@ class BM25Index:
         return self._alive
 
     def __contains__(self, doc_id: object) -> bool:
-        return doc_id in self._number and self._number[doc_id] in self._terms  # type: ignore[index]
+        return doc_id in self._number and self._number[doc_id] in self._terms
 
     def add(self, doc_id: str, text: str) -> None:
         """Index ``text`` under ``doc_id`` (replacing what was there)."""

@@ -43,8 +43,9 @@ def _mallopt(param: int, value: int) -> bool:
     try:
         libc = ctypes.CDLL(name)
         mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # only glibc has it: other C libraries' mallopt take other numbers
     except (OSError, AttributeError):
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):  # only glibc has it: other C libraries' mallopt take other numbers
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

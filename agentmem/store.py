@@ -136,7 +136,8 @@ class Store:
             CREATE INDEX IF NOT EXISTS {t}_key ON {t} (key, status);
             CREATE INDEX IF NOT EXISTS {t}_grp ON {t} (grp);
             CREATE TABLE IF NOT EXISTS {t}_history (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, version INTEGER NOT NULL, op TEXT NOT NULL,
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, version INTEGER NOT NULL,
+                op TEXT NOT NULL,
                 old_text TEXT, new_text TEXT, event_ids TEXT NOT NULL DEFAULT '[]', reason TEXT NOT NULL DEFAULT '',
                 at REAL NOT NULL, data TEXT NOT NULL DEFAULT '{{}}');
             CREATE INDEX IF NOT EXISTS {t}_history_item ON {t}_history (item_id, seq);

@@ -296,7 +296,7 @@ class Stores:
         if _collection_exists(client, new):
             return
         try:
-            found = client.get_collection(old, embedding_function=function)  # type: ignore[arg-type]
+            found = client.get_collection(old, embedding_function=function)
         except (ValueError, LookupError, _chroma_not_found()):
             return
         found.modify(name=new)
@@ -397,7 +397,7 @@ class Toolkit:
             self.stores.claim_legacy_collection(legacy, full)
         return self.stores.chroma.get_or_create_collection(
             name=full,
-            embedding_function=_ChromaEmbeddingFunction(self.embedder),  # type: ignore[arg-type]
+            embedding_function=_ChromaEmbeddingFunction(self.embedder),
             metadata={"hnsw:space": "cosine"},
         )
 

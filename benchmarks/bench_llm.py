@@ -245,7 +245,8 @@ def main() -> None:
         print(f"\n{'eval run':<10}{'wall s':>9}{'model calls':>13}{'cache hits':>12}{'tokens':>9}")
         for label in ("cold", "warm"):
             r = ev[label]
-            print(f"{label:<10}{r['wall_s']:>9.1f}{r['model_calls']:>13}{r['cache_hits']:>12}{r['prompt_tokens'] + r['completion_tokens']:>9}")
+            print(f"{label:<10}{r['wall_s']:>9.1f}{r['model_calls']:>13}{r['cache_hits']:>12}"
+                  f"{r['prompt_tokens'] + r['completion_tokens']:>9}")
         print(f"cold/warm wall time: x{ev['wall_ratio_cold_vs_warm']:.1f}; same metrics: {ev['same_metrics']}; same answers: {ev['same_answers']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

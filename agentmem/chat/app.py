@@ -111,15 +111,15 @@ class ChatApp(App[None]):
     # active screen, which is the help screen while it is open, and a reply may land then.
     @property
     def transcript(self) -> Transcript:
-        return self._panes["transcript"]  # type: ignore[return-value]
+        return self._panes["transcript"]
 
     @property
     def inspector(self) -> MemoryInspector:
-        return self._panes["inspector"]  # type: ignore[return-value]
+        return self._panes["inspector"]
 
     @property
     def status(self) -> StatusBar:
-        return self._panes["status"]  # type: ignore[return-value]
+        return self._panes["status"]
 
     async def on_mount(self) -> None:
         self._panes = {"transcript": self.query_one(Transcript), "inspector": self.query_one(MemoryInspector),

@@ -70,5 +70,5 @@ class HelpScreen(ModalScreen[None]):
                 "memory plugin recalled (score and why), what it wrote, tool calls and tokens spent.",
                 style="italic dim"), classes="help-note")
 
-    async def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
+    async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)

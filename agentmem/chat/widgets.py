@@ -145,7 +145,7 @@ class MemoryInspector(VerticalScroll):
                       classes="placeholder")
 
     def on_mount(self) -> None:
-        self.border_title = "memory"
+        self.border_title = Text("memory")
         self.mount(self.compose_placeholder())
 
     async def show(self, view: InspectorView) -> None:
@@ -161,7 +161,7 @@ class MemoryInspector(VerticalScroll):
 
     async def reset(self) -> None:
         self.view = None
-        self.border_title = "memory"
+        self.border_title = Text("memory")
         await self.remove_children()
         await self.mount(self.compose_placeholder())
 

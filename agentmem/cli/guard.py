@@ -58,6 +58,8 @@ def _click_classes(name: str) -> tuple[type[BaseException], ...]:
 _CLICK_ERROR = _click_classes("ClickException")
 _USAGE_ERROR = _click_classes("UsageError")
 _ABORT = _click_classes("Abort")
+#: a person stopped the command (Ctrl-C, or click's Abort at a prompt)
+_INTERRUPTED: tuple[type[BaseException], ...] = (KeyboardInterrupt, *_ABORT)
 #: raised when a group that needs a command got none (its help is shown)
 _NO_COMMAND = _click_classes("NoArgsIsHelpError")
 
@@ -99,7 +101,7 @@ def run_guarded(call: Callable[[], Any]) -> int:
             raise
         print_error(f"{exc.strerror or exc}: {exc.filename}; check that path (does it exist, is it a directory, may you write there?)")
         return USAGE_EXIT
-    except (KeyboardInterrupt, *_ABORT):
+    except _INTERRUPTED:
         from agentmem.cli.main import err_console
 
         err_console.print("[yellow]interrupted[/]")
@@ -118,8 +120,7 @@ class OneLineErrors(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        parent = super()
-        code = run_guarded(lambda: parent.main(args=args, prog_name=prog_name, complete_var=complete_var,
+        code = run_guarded(lambda: TyperGroup.main(self, args=args, prog_name=prog_name, complete_var=complete_var,
                                                standalone_mode=False, **extra))
         if not standalone_mode:
             return code

@@ -249,7 +249,10 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
 
         def progress(done: int, total: int, metrics: dict[str, float]) -> None:
             score = f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}" if metrics.get(environment.primary_metric) is not None else ""
-            bar.update(job, completed=done, total=total, **({"score": score} if score else {}))
+            if score:
+                bar.update(job, completed=done, total=total, score=score)
+            else:
+                bar.update(job, completed=done, total=total)
 
         try:
             result = run_eval(
@@ -277,7 +280,7 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
     out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
     cells = len(envs) * len(configs)
     console.print(f"grid: {len(envs)} environment(s) x {len(configs)} memory configuration(s) = {cells} cells -> {out_dir}")
-    totals = {e: sum(len(t.questions) for t in environments[e].tasks(split=split, limit=limit)) for e in envs}  # type: ignore[arg-type]
+    totals = {e: sum(len(t.questions) for t in environments[e].tasks(split=split, limit=limit)) for e in envs}
     primaries = {e: environments[e].primary_metric for e in envs}
     llm = make_llm(model, api_base)
     console.print(f"model: {llm.describe() if hasattr(llm, 'describe') else llm.model}")
@@ -292,7 +295,10 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
         def progress(cell: GridCell, done: int, total: int, metrics: dict[str, float]) -> None:
             key = primaries[cell.env]
             score = f"{key} {metrics[key]:.3f}" if key in metrics else ""  # metrics is {} until a task ends
-            bar.update(current, completed=done, total=total, **({"score": score} if score else {}))
+            if score:
+                bar.update(current, completed=done, total=total, score=score)
+            else:
+                bar.update(current, completed=done, total=total)
             bar.update(overall, completed=finished["questions"] + done)
 
         def done(cell: GridCell, result: Any, resumed: bool) -> None:
@@ -362,7 +368,7 @@ def chat_command(
     # a conversation defaults to the local model that converses well (evaluation keeps "local", the 0.5B)
     llm = make_llm(model or conversation_model(load_settings(api_base=api_base)), api_base)
     with console.status(f"loading memory ({'+'.join(names) or 'none'})..."):
-        agent = Agent(model=llm, memory=names, user_id=user, store_dir=store_dir)
+        agent = Agent(model=llm, memory=[*names], user_id=user, store_dir=store_dir)
     try:
         ChatApp(agent, thread_id=thread).run()
     finally:

@@ -197,9 +197,9 @@ class Meter:
         events_by_caller: dict[str, dict[str, int]] = {}
         for key, counts in now["events_by_caller"].items():
             before = old_by_caller.get(key) or {}
-            changed = {k: n - before.get(k, 0) for k, n in counts.items() if n - before.get(k, 0)}
-            if changed:
-                events_by_caller[key] = changed
+            moved = {k: n - before.get(k, 0) for k, n in counts.items() if n - before.get(k, 0)}
+            if moved:
+                events_by_caller[key] = moved
         out["events_by_caller"] = events_by_caller
         return out
 

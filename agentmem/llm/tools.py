@@ -92,7 +92,7 @@ class ToolSpec(BaseModel):
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (hint, Field(default, description=arg_docs.get(pname)))
         tool_name = name or fn.__name__
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
         )
         spec = cls(name=tool_name, description=description if description is not None else summary,

@@ -5,6 +5,8 @@ added, per-user memories rebuilt from it, real deletion); :func:`build_server`
 puts it behind an MCP server (`agentmem mcp`, see ``docs/mcp.md``).
 """
 
+from typing import Any
+
 from agentmem.mcp_server.service import (
     DeleteResult,
     ListResult,
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-def build_server(*args, **kwargs):  # type: ignore[no-untyped-def]
+def build_server(*args: Any, **kwargs: Any) -> Any:
     """:func:`agentmem.mcp_server.server.build_server` (imported lazily: the MCP SDK is only needed to serve)."""
     from agentmem.mcp_server.server import build_server as _build
 

@@ -60,7 +60,7 @@ def build_server(service: MemoryService, *, default_user: str = "default", defau
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
-    class _Server(MCPServer):  # type: ignore[misc]
+    class _Server(MCPServer):
         """Argument errors as one line (the SDK's are multi-line pydantic reports)."""
 
         async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
@@ -74,7 +74,7 @@ def build_server(service: MemoryService, *, default_user: str = "default", defau
     server = _Server(
         "agentmem",
         instructions=_INSTRUCTIONS.format(label=service.label, user=default_user, agent=default_agent),
-        log_level=log_level.upper(),  # type: ignore[arg-type]
+        log_level=log_level.upper(),
     )
 
     def run(tool: str, call: Callable[[], T]) -> T:

@@ -415,7 +415,10 @@ class Agent:
             return self._decide_native(llm, messages)
         note = render("agent_decide", tools=untried, done=[c.model_dump() for c in done])
         names = [t.name for t in untried]
-        choice_model = create_model("ToolChoice", tool=(Literal[tuple([*names, "none"])], ...))  # type: ignore[misc]
+        # a Literal of names known only at run time: no static type can say it
+        choice_model = create_model(
+            "ToolChoice", tool=(Literal[tuple([*names, "none"])], ...)  # type: ignore[arg-type,maybe-unrecognized-str-typeform]
+        )
         choice = llm.structured(_with_note(messages, note), choice_model, caller="agent.decide")
         name = getattr(choice, "tool", "none")
         if name == "none" or name not in self._tools or any(c.name == name for c in done):
@@ -478,9 +481,9 @@ class Agent:
         if draft:
             write({"token": draft})
             text = draft
-        elif state.get("streaming", True) and callable(getattr(llm, "stream", None)):
+        elif state.get("streaming", True) and callable(stream := getattr(llm, "stream", None)):
             pieces: list[str] = []
-            for piece in llm.stream(self._prompt(state, with_results=True), max_tokens=room, caller="agent.respond"):
+            for piece in stream(self._prompt(state, with_results=True), max_tokens=room, caller="agent.respond"):
                 pieces.append(piece)
                 write({"token": piece})
             text = "".join(pieces)

@@ -587,7 +587,7 @@ class Controller:
             if score is not None and previous is not None and score < previous:
                 mark = " [REGRESSION]"
             what = ancestor.meta.get("rationale") or ancestor.operator
-            rows.append(f"{ancestor.operator} {ancestor.id}: {what} -> {'%.3f' % score if score is not None else 'not scored'}{mark}")
+            rows.append(f"{ancestor.operator} {ancestor.id}: {what} -> {f'{score:.3f}' if score is not None else 'not scored'}{mark}")
             if score is not None:
                 previous = score
         return ParentView(

@@ -82,7 +82,8 @@ __all__ = [
 ]
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS query_edges (src TEXT NOT NULL, dst TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (src, dst));
+CREATE TABLE IF NOT EXISTS query_edges (
+    src TEXT NOT NULL, dst TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (src, dst));
 CREATE INDEX IF NOT EXISTS query_edges_dst ON query_edges (dst);
 CREATE TABLE IF NOT EXISTS support (
     insight_id TEXT NOT NULL, query_id TEXT NOT NULL, weight REAL NOT NULL, PRIMARY KEY (insight_id, query_id));
@@ -147,7 +148,7 @@ Earlier similar tasks:
 {% endfor %}
 
 {% endif %}
-Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <do something> before <something else>.").""",
+Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <do something> before <something else>.").""",  # noqa: E501  (prompt text, one instruction per line)
     }
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:

@@ -477,7 +477,7 @@ def _lesson(item: StoredItem) -> ProceduralItem:
     head = {k: data.pop(k, "") for k in ("when_to_use", "task", "episode_id")}
     if item.event_ids:
         data["event_ids"] = item.event_ids
-    return ProceduralItem(id=item.id, kind=item.kind, content=item.text, retrieved=item.retrieved,  # type: ignore[arg-type]
+    return ProceduralItem(id=item.id, kind=item.kind, content=item.text, retrieved=item.retrieved,
                           helped=item.helped, created_at=item.ts, metadata=data, **head)
 
 

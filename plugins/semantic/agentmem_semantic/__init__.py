@@ -494,7 +494,7 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         """Every change of one fact, oldest first: what it said, what changed it, from which events, when."""
         self._require(fact_id)
         return [
-            FactChange(fact_id=r.item_id, version=r.version, op=r.op, old_text=r.old_text, new_text=r.new_text,  # type: ignore[arg-type]
+            FactChange(fact_id=r.item_id, version=r.version, op=r.op, old_text=r.old_text, new_text=r.new_text,
                        event_ids=r.event_ids, date=r.data.get("date", ""), at=datetime.fromtimestamp(r.at, timezone.utc),
                        reason=r.reason)
             for r in self.store.history(fact_id)
