@@ -2,7 +2,7 @@
 
 Hermetic caches. A test session never reads or writes the user's agentmem
 cache, config or data: before anything imports agentmem, ``AGENTMEM_CACHE_DIR``,
-``AGENTMEM_HOME``, ``XDG_CONFIG_HOME`` and the embedding store point at
+``AGENTMEM_HOME``, ``AGENTMEM_CONFIG`` and the embedding store point at
 directories of this session (subprocesses the tests start inherit them), and
 ``AGENTMEM_CACHE_PATH`` is cleared so the LLM disk cache lives there too. Three
 things are taken from the user's cache dir through symlinks, because they are
@@ -58,10 +58,12 @@ def _hermetic_environment() -> None:
     os.environ["AGENTMEM_TEST_SESSION_DIR"] = str(session)
     os.environ["AGENTMEM_CACHE_DIR"] = str(cache)
     os.environ["AGENTMEM_HOME"] = str(session / "home")
-    os.environ["XDG_CONFIG_HOME"] = str(session / "config")  # no user config.toml
+    # an empty config file of the session stands in for ./agentmem.toml and the user's config.toml (not
+    # XDG_CONFIG_HOME: pip, uv and others read their own settings there)
+    (session / "agentmem.toml").write_text("", encoding="utf-8")
+    os.environ["AGENTMEM_CONFIG"] = str(session / "agentmem.toml")
     os.environ["AGENTMEM_EMBEDDING_CACHE"] = str(session / "vectors")  # vectors of this session only
-    for leaking in ("AGENTMEM_CACHE_PATH", "AGENTMEM_CONFIG"):
-        os.environ.pop(leaking, None)
+    os.environ.pop("AGENTMEM_CACHE_PATH", None)
 
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
