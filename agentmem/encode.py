@@ -90,10 +90,8 @@ class EventBuffer:
         """Keep ``event``; returns how many events of its session now wait."""
         session = event.session_id or ""
         db = self.toolkit.db
-        db.execute(
-            f"INSERT INTO {self.table} (id, session_id, event) VALUES (?, ?, ?)",
-            (event.id, session, event.model_dump_json()),
-        )
+        db.execute(f"INSERT INTO {self.table} (id, session_id, event) VALUES (?, ?, ?)",
+                   (event.id, session, event.model_dump_json()))
         self._unsynced += 1
         if self._unsynced >= self.sync_every:
             db.commit()

@@ -11,10 +11,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
@@ -58,30 +57,19 @@ class ExtractionHealth(BaseModel):
     (:mod:`agentmem.llm.structured`, :meth:`agentmem.toolkit.Toolkit.note`).
     """
 
-    failed: int = Field(
-        0,
-        description="structured calls that ended with no valid object (invalid after a repair, or no room "
-        "left in the context), not counting those whose input the program then split and asked again",
-    )
-    fallbacks: int = Field(
-        0,
-        description="inputs stored without the model's object (M*: the raw text kept once with an item built from it)",
-    )
+    failed: int = Field(0, description="structured calls that ended with no valid object (invalid after a repair, or no room "
+                        "left in the context), not counting those whose input the program then split and asked again")
+    fallbacks: int = Field(0, description="inputs stored without the model's object (M*: the raw text kept once with an item built from it)")
     splits: int = Field(0, description="inputs split in two because they did not fit the model's context")
     length_retries: int = Field(0, description="replies cut by their token limit and asked again with more room")
     repairs: int = Field(0, description="complete but invalid replies sent back once for repair")
 
     @classmethod
-    def from_events(cls, events: dict[str, int]) -> ExtractionHealth:
+    def from_events(cls, events: dict[str, int]) -> "ExtractionHealth":
         splits = events.get("split", 0)
         failed = events.get("invalid", 0) + max(events.get("no_room", 0) - splits, 0)  # a split answers a no_room
-        return cls(
-            failed=failed,
-            fallbacks=events.get("fallback", 0),
-            splits=splits,
-            length_retries=events.get("length_retry", 0),
-            repairs=events.get("repair", 0),
-        )
+        return cls(failed=failed, fallbacks=events.get("fallback", 0), splits=splits,
+                   length_retries=events.get("length_retry", 0), repairs=events.get("repair", 0))
 
 
 class EvalResult(BaseModel):
@@ -127,9 +115,7 @@ class _CountingAgent:
         """One tool call (for environments that score actions); a clear error if the agent cannot act."""
         act = getattr(self._agent, "act", None)
         if act is None:
-            raise ConfigError(
-                f"{type(self._agent).__name__} has no act(); this environment needs an agent that calls tools"
-            )
+            raise ConfigError(f"{type(self._agent).__name__} has no act(); this environment needs an agent that calls tools")
         result = act(instruction, tools, context=context)
         self._tick()
         return result
@@ -169,11 +155,8 @@ class RecallOnlyAgent:
 
     def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
         started = time.perf_counter()
-        return Action(
-            recall=self._recall(instruction),
-            error="recall only: no call was made",
-            seconds=time.perf_counter() - started,
-        )
+        return Action(recall=self._recall(instruction), error="recall only: no call was made",
+                      seconds=time.perf_counter() - started)
 
     def close(self) -> None:
         self._agent.close()
@@ -238,10 +221,11 @@ def run_eval(
     the agent or a sandboxed candidate caught it: questions the model never
     answered are not scored.
     """
-    from agentmem.config import recall_budget
     from agentmem.embedding_cache import shared_embedder
     from agentmem.llm.context import call_context
     from agentmem.sdk.agent import Agent
+
+    from agentmem.config import recall_budget
 
     budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
@@ -257,7 +241,7 @@ def run_eval(
     # a child meter that sees exactly this run's calls, even when other runs share the LLM
     metering = meter.scope(env=environment.name) if meter is not None else contextlib.nullcontext(None)
     started = time.perf_counter()
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     root = make_scratch("eval", workdir)
     results: list[TaskResult] = []
     done = 0

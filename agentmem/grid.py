@@ -121,14 +121,10 @@ def params_for(members: list[str], params: dict[str, Any], *, strict: bool = Tru
     return out
 
 
-def _cell_matches(
-    result: EvalResult, *, split: str, limit: int | None, model: str, params: Any, memory: list[str] | None = None
-) -> bool:
+def _cell_matches(result: EvalResult, *, split: str, limit: int | None, model: str, params: Any,
+                  memory: list[str] | None = None) -> bool:
     return (
-        result.split == split
-        and result.limit == limit
-        and result.model == model
-        and (result.params or {}) == (params or {})
+        result.split == split and result.limit == limit and result.model == model and (result.params or {}) == (params or {})
         and (memory is None or list(result.memory) == list(memory))
     )
 
@@ -188,9 +184,8 @@ def run_grid(
                 done = EvalResult.model_validate_json(path.read_text())
             except ValueError:
                 done = None  # a torn or foreign file: run the cell again
-            if done is not None and _cell_matches(
-                done, split=split, limit=limit, model=model, params=cell_params, memory=cell.memory
-            ):
+            if done is not None and _cell_matches(done, split=split, limit=limit, model=model, params=cell_params,
+                                                  memory=cell.memory):
                 grid.cells.append(done)
                 grid.resumed.append(cell.key)
                 if on_cell_done:
@@ -201,15 +196,8 @@ def run_grid(
             total = sum(len(t.questions) for t in environment.tasks(split=split, limit=limit))  # type: ignore[arg-type,misc]
             on_cell_start(cell, total)
         result = run_eval(
-            environment,
-            cell.memory,
-            llm=llm,
-            embedder=shared,
-            params=cell_params,
-            split=split,  # type: ignore[arg-type]
-            limit=limit,
-            budget_tokens=budget_tokens,
-            chroma_host=chroma_host,
+            environment, cell.memory, llm=llm, embedder=shared, params=cell_params, split=split,  # type: ignore[arg-type]
+            limit=limit, budget_tokens=budget_tokens, chroma_host=chroma_host,
             progress=functools.partial(progress, cell) if progress else None,
         )
         _write_atomic(path, result.model_dump_json(indent=2))
@@ -238,9 +226,7 @@ def rows(grid: GridResult) -> list[dict[str, Any]]:
                 row[key] = round(value, 4)
         cost = r.cost
         row.update(
-            llm_calls=cost.llm_calls,
-            cache_hits=cost.cache_hits,
-            prompt_tokens=cost.prompt_tokens,
+            llm_calls=cost.llm_calls, cache_hits=cost.cache_hits, prompt_tokens=cost.prompt_tokens,
             completion_tokens=cost.completion_tokens,
             tokens_per_question=round(cost.tokens / r.questions, 1) if r.questions else 0.0,
             seconds=cost.seconds,
@@ -256,7 +242,7 @@ def _primary(env: str) -> str:
         from agentmem.registry import load_environment
 
         return str(load_environment(env).primary_metric)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an uninstalled environment still has a row
         return "score"
 
 
@@ -284,13 +270,8 @@ def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
         "markdown": out_dir / "report.md",
         "html": out_dir / "report.html",
     }
-    summary = {
-        "split": grid.split,
-        "limit": grid.limit,
-        "model": grid.model,
-        "rows": table,
-        "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells],
-    }
+    summary = {"split": grid.split, "limit": grid.limit, "model": grid.model, "rows": table,
+               "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells]}
     _write_atomic(paths["json"], json.dumps(summary, indent=2))
     _write_atomic(paths["csv"], to_csv(table))
     _write_atomic(paths["markdown"], grid_markdown(grid, table))

@@ -33,7 +33,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
 from statistics import NormalDist
@@ -71,33 +71,22 @@ def split_questions(locomo: str | None) -> list[dict[str, Any]]:
     rows = []
     prefs = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "toolprefs"}}).environment
     env = load_environment("toolprefs")(**prefs.options)
-    rows.append(
-        {
-            "environment": "toolprefs",
-            "how": f"generated, options {prefs.options}, whole splits",
-            "select": sum(len(t.questions) for t in env.tasks("validation")),
-            "test": sum(len(t.questions) for t in env.tasks("test")),
-        }
-    )
+    rows.append({
+        "environment": "toolprefs", "how": f"generated, options {prefs.options}, whole splits",
+        "select": sum(len(t.questions) for t in env.tasks("validation")),
+        "test": sum(len(t.questions) for t in env.tasks("test")),
+    })
     if locomo:
         env = load_environment("locomo")(data=locomo)
         names = {split: ", ".join(t.id for t in env.tasks(split)) for split in ("validation", "test")}
-        rows.append(
-            {
-                "environment": "locomo",
-                "how": f"{Path(locomo).name}, whole conversations (select {names['validation']}; test {names['test']})",
-                "select": sum(len(t.questions) for t in env.tasks("validation")),
-                "test": sum(len(t.questions) for t in env.tasks("test")),
-            }
-        )
-    rows.append(
-        {
-            "environment": "any other",
-            "how": "the first questions of each split",
-            "select": DEFAULT_SPLIT_QUESTIONS,
-            "test": DEFAULT_SPLIT_QUESTIONS,
-        }
-    )
+        rows.append({
+            "environment": "locomo", "how": f"{Path(locomo).name}, whole conversations (select {names['validation']}; "
+                                            f"test {names['test']})",
+            "select": sum(len(t.questions) for t in env.tasks("validation")),
+            "test": sum(len(t.questions) for t in env.tasks("test")),
+        })
+    rows.append({"environment": "any other", "how": "the first questions of each split",
+                 "select": DEFAULT_SPLIT_QUESTIONS, "test": DEFAULT_SPLIT_QUESTIONS})
     return rows
 
 
@@ -118,12 +107,8 @@ def measured_sd(run_dir: Path) -> dict[str, Any]:
                         sds.append(statistics.stdev(scores[a][q] - scores[b][q] for q in shared))
     if not sds:
         raise SystemExit(f"{run_dir} has no two programs scored on the same questions; give a finished run")
-    return {
-        "run": str(run_dir),
-        "pairs": len(sds),
-        "sd_median": round(statistics.median(sds), 4),
-        "sd_max": round(max(sds), 4),
-    }
+    return {"run": str(run_dir), "pairs": len(sds), "sd_median": round(statistics.median(sds), 4),
+            "sd_max": round(max(sds), 4)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,10 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{split}_half_width_by_sd"] = {str(s): round(half_width(s, row[split]), 4) for s in SENSITIVITY}
     needed = {str(s): questions_needed(s, GAIN, LEVEL) for s in SENSITIVITY}
     result = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "commit": _git("rev-parse", "HEAD"),
-        "command": "python "
-        + " ".join([Path(sys.argv[0]).as_posix().split(str(ROOT) + "/")[-1], *(argv or sys.argv[1:])]),
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix().split(str(ROOT) + "/")[-1], *(argv or sys.argv[1:])]),
         "machine": {"python": platform.python_version()},
         "level": LEVEL,
         "gain": GAIN,
@@ -167,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in splits:
         for split in ("select", "test"):
             d = row[f"{split}_detects"]
-            print(
-                f"{row['environment']:12s} {split:6s} {row[split]:9d} {d['half_width']:10.3f} "
-                f"{d['gain_at_80pct_power']:11.3f}"
-            )
+            print(f"{row['environment']:12s} {split:6s} {row[split]:9d} {d['half_width']:10.3f} {d['gain_at_80pct_power']:11.3f}")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from agentmem.encode import EventBuffer, event_text, event_when, group_turns, merge_events
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Event, Scope
 
-T = datetime(2024, 5, 1, 13, 56, tzinfo=UTC)
+T = datetime(2024, 5, 1, 13, 56, tzinfo=timezone.utc)
 
 
 def test_an_event_reads_as_one_line_and_shows_its_sources_date():

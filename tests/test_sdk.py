@@ -25,9 +25,7 @@ class ScriptedModel:
 
     model = "scripted"
 
-    def __init__(
-        self, answer: str = "noted", tool: str | None = None, trigger: str = "", arguments: dict | None = None
-    ):
+    def __init__(self, answer: str = "noted", tool: str | None = None, trigger: str = "", arguments: dict | None = None):
         self.answer, self.tool, self.trigger, self.arguments = answer, tool, trigger, arguments or {}
         self.prompts: list[list[dict[str, Any]]] = []
 
@@ -174,10 +172,10 @@ def test_end_thread_reflects(tmp_path: Path) -> None:
         name = "spy"
         episodes: list = []
 
-        def recall(self, query):
+        def recall(self, query):  # noqa: ANN001, ANN201
             return Recall(plugin=self.name)
 
-        def reflect(self, episode):
+        def reflect(self, episode):  # noqa: ANN001, ANN201
             Spy.episodes.append(episode)
 
     from agentmem.toolkit import Stores, Toolkit
@@ -208,7 +206,7 @@ def test_dead_api_base_is_one_line_llm_error(tmp_path: Path, monkeypatch: pytest
 # -- the real local model ----------------------------------------------------------------------------
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_thread_survives_a_restart(tmp_path: Path, local_llm) -> None:
+def test_local_thread_survives_a_restart(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
     with Agent(model=local_llm, store_dir=tmp_path) as agent:
         agent.chat("Please remember: the code word is PELICAN.", thread_id="spy")
     with Agent(model=local_llm, store_dir=tmp_path) as again:
@@ -221,7 +219,7 @@ def test_local_thread_survives_a_restart(tmp_path: Path, local_llm) -> None:
 
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_model_calls_a_tool(tmp_path: Path, local_llm) -> None:
+def test_local_model_calls_a_tool(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
     seen: list[str] = []
 
     def get_weather(city: str) -> str:
@@ -238,7 +236,7 @@ def test_local_model_calls_a_tool(tmp_path: Path, local_llm) -> None:
 
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_memory_crosses_threads_not_users(tmp_path: Path, local_llm) -> None:
+def test_local_memory_crosses_threads_not_users(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
     with Agent(model=local_llm, memory="episodic", user_id="ann", store_dir=tmp_path) as ann:
         ann.chat("My favourite colour is teal.", thread_id="monday")
         reply = ann.chat("What is my favourite colour?", thread_id="friday")
@@ -251,7 +249,7 @@ def test_local_memory_crosses_threads_not_users(tmp_path: Path, local_llm) -> No
 
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_stream_and_async(tmp_path: Path, local_llm) -> None:
+def test_local_stream_and_async(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
     with Agent(model=local_llm, store_dir=tmp_path) as agent:
         events = list(agent.stream("Say hello in five words.", thread_id="s"))
         tokens = [e for e in events if e.kind == "token"]
@@ -275,17 +273,17 @@ class _Chunk:
         self.usage = usage
 
 
-def _scripted_llm(monkeypatch: pytest.MonkeyPatch, pieces: list[Any], cache: Any = False):
+def _scripted_llm(monkeypatch: pytest.MonkeyPatch, pieces: list[Any], cache: Any = False):  # noqa: ANN202
     from agentmem.llm import LLM
 
     monkeypatch.setenv("AGENTMEM_MAX_RETRIES", "0")
     llm = LLM("openai/scripted", api_base="http://127.0.0.1:9/v1", cache=cache)
     calls: list[dict[str, Any]] = []
 
-    def completion(model, base, key, request, *, stream=False):
+    def completion(model, base, key, request, *, stream=False):  # noqa: ANN001, ANN202
         calls.append({"stream": stream, **request})
 
-        def gen():
+        def gen():  # noqa: ANN202
             for piece in pieces:
                 if isinstance(piece, BaseException):
                     raise piece
@@ -359,7 +357,7 @@ def test_remote_models_use_native_function_calling(tmp_path: Path, monkeypatch: 
 
 def test_arguments_the_model_cannot_fill_mean_no_call(tmp_path: Path) -> None:
     class NoArguments(ScriptedModel):
-        def structured(self, messages, schema, *, caller=None, max_tokens=None):
+        def structured(self, messages, schema, *, caller=None, max_tokens=None):  # noqa: ANN001, ANN201
             if "tool" in schema.model_fields:
                 return schema(tool="get_weather")
             raise LLMError("scripted model did not return valid arguments for tool get_weather")

@@ -34,22 +34,16 @@ def _toml(where: Path, text: str) -> None:
 # -- precedence ----------------------------------------------------------------------------
 # (setting, flag value, env value, toml text, expected from flag / env / toml / default)
 LAYERS = [
-    (
-        "model",
-        "openai/gpt-4o-mini",
-        "hosted_vllm/Qwen/Qwen3-8B",
-        'model = "local/qwen2.5-coder-1.5b"\n',
-        ["openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", "local/qwen2.5-coder-1.5b", "local"],
-    ),
+    ("model", "openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", 'model = "local/qwen2.5-coder-1.5b"\n',
+     ["openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", "local/qwen2.5-coder-1.5b", "local"]),
     ("recall_budget", 64, "128", "recall_budget = 256\n", [64, 128, 256, DEFAULT_RECALL_BUDGET]),
     ("max_reply_tokens", 100, "200", "max_reply_tokens = 300\n", [100, 200, 300, DEFAULT_REPLY_TOKENS]),
 ]
 
 
 @pytest.mark.parametrize(("name", "flag", "env", "toml", "expected"), LAYERS, ids=[row[0] for row in LAYERS])
-def test_flag_beats_env_beats_toml_beats_default(
-    clean: Path, monkeypatch: pytest.MonkeyPatch, name: str, flag: object, env: str, toml: str, expected: list[object]
-) -> None:
+def test_flag_beats_env_beats_toml_beats_default(clean: Path, monkeypatch: pytest.MonkeyPatch, name: str, flag: object,
+                                                 env: str, toml: str, expected: list[object]) -> None:
     assert getattr(load_settings(), name) == expected[3]
     _toml(clean, toml)
     assert getattr(load_settings(), name) == expected[2]
@@ -108,20 +102,14 @@ def test_api_base_travels_with_its_model(clean: Path, monkeypatch: pytest.Monkey
     assert (s.model, s.api_base) == ("hosted_vllm/flag-model", "http://env:8000/v1")
 
 
-def test_llm_with_a_model_does_not_inherit_an_api_base_set_for_another(
-    clean: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_llm_with_a_model_does_not_inherit_an_api_base_set_for_another(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agentmem.llm import LLM
 
     monkeypatch.setenv("AGENTMEM_MODEL", "hosted_vllm/Qwen/Qwen3-8B")
     monkeypatch.setenv("AGENTMEM_API_BASE", "http://gpu:8000/v1")
     monkeypatch.setenv("AGENTMEM_API_KEY", "vllm-key")
     configured = LLM()
-    assert (configured.model, configured.api_base, configured.api_key) == (
-        "hosted_vllm/Qwen/Qwen3-8B",
-        "http://gpu:8000/v1",
-        "vllm-key",
-    )
+    assert (configured.model, configured.api_base, configured.api_key) == ("hosted_vllm/Qwen/Qwen3-8B", "http://gpu:8000/v1", "vllm-key")
     other = LLM("openai/gpt-4o-mini")
     assert (other.model, other.api_base, other.api_key) == ("openai/gpt-4o-mini", None, None)
     same = LLM("hosted_vllm/Qwen/Qwen3-8B")
@@ -142,9 +130,7 @@ def test_local_means_the_configured_local_model(clean: Path, monkeypatch: pytest
     assert load_settings(model="local").model == "local"
 
 
-def test_agent_resolves_its_model_budget_and_reply_length_from_settings(
-    clean: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_agent_resolves_its_model_budget_and_reply_length_from_settings(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agentmem import Agent
 
     _toml(clean, 'model = "local/qwen2.5-coder-1.5b"\nrecall_budget = 300\nmax_reply_tokens = 200\n')
@@ -171,11 +157,7 @@ def test_evolve_run_config_takes_models_and_budget_from_settings(clean: Path, mo
 
     minimal = {"environment": {"name": "toolprefs"}, "seeds": ["episodic"]}
     cfg = RunConfig.from_dict(minimal)
-    assert (cfg.models.task, cfg.models.mutation, cfg.environment.budget_tokens) == (
-        "local",
-        "local",
-        DEFAULT_RECALL_BUDGET,
-    )
+    assert (cfg.models.task, cfg.models.mutation, cfg.environment.budget_tokens) == ("local", "local", DEFAULT_RECALL_BUDGET)
 
     _toml(clean, 'model = "local/qwen2.5-coder-1.5b"\n')
     cfg = RunConfig.from_dict({**minimal, "models": {"task": "local"}})
@@ -191,9 +173,8 @@ def test_evolve_run_config_takes_models_and_budget_from_settings(clean: Path, mo
     named = RunConfig.from_dict({**minimal, "models": {"mutation": "openai/gpt-4o-mini"}})
     assert named.models.api_base == "http://gpu:8000/v1"  # the task model keeps its server...
     assert (named.models.mutation, named.models.mutation_api_base) == ("openai/gpt-4o-mini", None)  # ...not the other
-    shared = RunConfig.from_dict(
-        {**minimal, "models": {"task": "hosted_vllm/a", "mutation": "hosted_vllm/b", "api_base": "http://box:8000/v1"}}
-    )
+    shared = RunConfig.from_dict({**minimal, "models": {"task": "hosted_vllm/a", "mutation": "hosted_vllm/b",
+                                                        "api_base": "http://box:8000/v1"}})
     assert shared.models.mutation_api_base == "http://box:8000/v1"  # a config's api_base serves both, as before
     # the run directory's copy records the resolved names: a resume under other settings keeps them
     path = clean / "run.toml"
@@ -236,9 +217,7 @@ def test_unknown_settings_name_the_option_and_the_accepted_ones(clean: Path) -> 
 
 def test_bad_budget_names_its_source(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTMEM_RECALL_BUDGET", "lots")
-    with pytest.raises(
-        ConfigError, match="recall_budget.*environment variable AGENTMEM_RECALL_BUDGET.*unset AGENTMEM_RECALL_BUDGET"
-    ):
+    with pytest.raises(ConfigError, match="recall_budget.*environment variable AGENTMEM_RECALL_BUDGET.*unset AGENTMEM_RECALL_BUDGET"):
         load_settings()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import jinja2
 
 from agentmem.stats import Interval
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
-from agentmem_evolve.evidence import compare_with_seeds, incumbent, intervals, seed_of, seed_verdict
+from agentmem_evolve.evidence import incumbent, intervals, seed_of, compare_with_seeds, seed_verdict
 from agentmem_evolve.proxy import proxy_summary
 from agentmem_evolve.selection import Scored, pareto_frontier
 
@@ -87,14 +87,9 @@ def summary(archive: Archive) -> dict[str, Any]:
         "best": best_info,
         "test": test,
         "scores": [
-            {
-                "id": p.id,
-                "operator": p.operator,
-                "generation": p.generation,
-                **{stage: _rounded(by_stage_interval[stage].get(p.id)) for stage in STAGES},
-            }
-            for p in programs
-            if any(p.id in by_stage_interval[stage] for stage in STAGES)
+            {"id": p.id, "operator": p.operator, "generation": p.generation,
+             **{stage: _rounded(by_stage_interval[stage].get(p.id)) for stage in STAGES}}
+            for p in programs if any(p.id in by_stage_interval[stage] for stage in STAGES)
         ],
         "frontier": [s.program_id for s in pareto_frontier(pool)],
         "spend": spend,
@@ -109,15 +104,8 @@ def _rounded(interval: Interval | None) -> dict[str, float | int] | None:
 
 
 def _paired(d: Any) -> dict[str, Any]:
-    return {
-        **d.rounded(),
-        "wins": d.wins,
-        "losses": d.losses,
-        "ties": d.ties,
-        "sign_p": float(f"{d.sign_p:.3g}"),
-        "better": d.low > 0,
-        "worse": d.high < 0,
-    }
+    return {**d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties, "sign_p": float(f"{d.sign_p:.3g}"),
+            "better": d.low > 0, "worse": d.high < 0}
 
 
 def _spend(archive: Archive, evaluations: list[EvaluationRecord]) -> dict[str, Any]:
@@ -152,9 +140,7 @@ def _stage_scores(archive: Archive) -> dict[str, dict[str, float]]:
 class _Axis:
     """A linear or log axis from data values to pixels, with a few round tick labels."""
 
-    def __init__(
-        self, values: list[float], lo_px: float, hi_px: float, *, log: bool = False, pad: float = 0.05
-    ) -> None:
+    def __init__(self, values: list[float], lo_px: float, hi_px: float, *, log: bool = False, pad: float = 0.05) -> None:
         self.log = bool(log and values and min(values) > 0 and max(values) / min(values) > 20)
         vals = [self._t(v) for v in values] or [0.0, 1.0]
         lo, hi = min(vals), max(vals)
@@ -177,8 +163,7 @@ class _Axis:
             mults = (1, 2, 5) if self.hi - self.lo < 3 else (1,)  # few decades: 1-2-5 ticks
             out = [
                 {"pos": self(m * 10.0**e), "label": _fmt(m * 10.0**e)}
-                for e in decades
-                for m in mults
+                for e in decades for m in mults
                 if self.lo <= math.log10(m * 10.0**e) <= self.hi
             ]
             return out or [{"pos": self(10.0**self.lo), "label": _fmt(10.0**self.lo)}]
@@ -240,18 +225,9 @@ def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float
     if best_path:
         best_path.append(f"L{x(pts[-1][0])},{y(best)}")
     return {
-        "w": W,
-        "h": H,
-        "left": LEFT,
-        "right": W - RIGHT,
-        "top": TOP,
-        "bottom": H - BOTTOM,
-        "points": points,
-        "best_path": " ".join(best_path),
-        "xticks": x.ticks(),
-        "yticks": y.ticks(),
-        "xlabel": "program (creation order)",
-        "ylabel": "score",
+        "w": W, "h": H, "left": LEFT, "right": W - RIGHT, "top": TOP, "bottom": H - BOTTOM,
+        "points": points, "best_path": " ".join(best_path), "xticks": x.ticks(), "yticks": y.ticks(),
+        "xlabel": "program (creation order)", "ylabel": "score",
     }
 
 
@@ -264,11 +240,8 @@ def _pareto_plot(pool: list[Scored], front: list[Scored]) -> dict[str, Any] | No
     on_front = {s.program_id for s in front}
     points = [
         {
-            "x": x(s.tokens),
-            "y": y(s.score),
-            "cls": "front" if s.program_id in on_front else "dominated",
-            "title": f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question",
-            "label": s.program_id[:6],
+            "x": x(s.tokens), "y": y(s.score), "cls": "front" if s.program_id in on_front else "dominated",
+            "title": f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question", "label": s.program_id[:6],
         }
         for s in pool
     ]
@@ -279,18 +252,9 @@ def _pareto_plot(pool: list[Scored], front: list[Scored]) -> dict[str, Any] | No
         else:
             path.append(f"L{x(s.tokens)},{y(front[i - 1].score)} L{x(s.tokens)},{y(s.score)}")
     return {
-        "w": W,
-        "h": H,
-        "left": LEFT,
-        "right": W - RIGHT,
-        "top": TOP,
-        "bottom": H - BOTTOM,
-        "points": points,
-        "front_path": " ".join(path),
-        "xticks": x.ticks(),
-        "yticks": y.ticks(),
-        "xlabel": "tokens per question" + (" (log scale)" if x.log else ""),
-        "ylabel": "score",
+        "w": W, "h": H, "left": LEFT, "right": W - RIGHT, "top": TOP, "bottom": H - BOTTOM,
+        "points": points, "front_path": " ".join(path), "xticks": x.ticks(), "yticks": y.ticks(),
+        "xlabel": "tokens per question" + (" (log scale)" if x.log else ""), "ylabel": "score",
     }
 
 
@@ -300,14 +264,10 @@ def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) ->
     ids = {p.id for p in programs}
     nodes = {
         p.id: {
-            "id": p.id,
-            "operator": p.operator,
-            "generation": p.generation,
-            "status": p.status,
+            "id": p.id, "operator": p.operator, "generation": p.generation, "status": p.status,
             "score": scores["select"].get(p.id, scores["screen"].get(p.id)),
             "stage": "select" if p.id in scores["select"] else ("screen" if p.id in scores["screen"] else None),
-            "also": [q for q in p.parents[1:]],
-            "children": [],
+            "also": [q for q in p.parents[1:]], "children": [],
             "seed": p.meta.get("seed") or p.meta.get("plugin") or "",
         }
         for p in programs
@@ -330,28 +290,20 @@ def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dic
         failed = [e for e in mine if e.status == "failed"]
         tokens = sum(e.tokens for e in mine if e.status == "ok")
         questions = sum(e.questions for e in mine if e.status == "ok")
-        problem = (
-            p.error
-            if p.status == "invalid"
-            else ("; ".join(f"{e.stage}: {e.reason or 'failed'}" for e in failed) if failed else "")
+        problem = p.error if p.status == "invalid" else (
+            "; ".join(f"{e.stage}: {e.reason or 'failed'}" for e in failed) if failed else ""
         )
-        rows.append(
-            {
-                "id": p.id,
-                "operator": p.operator,
-                "generation": p.generation,
-                "island": p.island,
-                "parents": p.parents,
-                "status": p.status,
-                "scores": {stage: scores[stage].get(p.id) for stage in STAGES},
-                "intervals": {stage: by_stage[stage].get(p.id) for stage in STAGES},
-                "tokens_per_question": (tokens / questions) if questions else None,
-                "calls": int(sum(float(e.cost.get("llm_calls", 0) or 0) for e in mine)),
-                "seconds": sum(float(e.cost.get("seconds", 0) or 0) for e in mine),
-                "problem": problem or "",
-                "rationale": str(p.meta.get("rationale") or p.meta.get("summary") or "")[:300],
-            }
-        )
+        rows.append({
+            "id": p.id, "operator": p.operator, "generation": p.generation, "island": p.island,
+            "parents": p.parents, "status": p.status,
+            "scores": {stage: scores[stage].get(p.id) for stage in STAGES},
+            "intervals": {stage: by_stage[stage].get(p.id) for stage in STAGES},
+            "tokens_per_question": (tokens / questions) if questions else None,
+            "calls": int(sum(float(e.cost.get("llm_calls", 0) or 0) for e in mine)),
+            "seconds": sum(float(e.cost.get("seconds", 0) or 0) for e in mine),
+            "problem": problem or "",
+            "rationale": str(p.meta.get("rationale") or p.meta.get("summary") or "")[:300],
+        })
     return rows
 
 
@@ -370,19 +322,8 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
 
     def row(name: str) -> dict[str, Any]:
-        return table.setdefault(
-            name,
-            {
-                "operator": name,
-                "children": 0,
-                "valid": 0,
-                "scored": 0,
-                "improved": 0,
-                "replaced": 0,
-                "best_gain": None,
-                "failed": 0,
-            },
-        )
+        return table.setdefault(name, {"operator": name, "children": 0, "valid": 0, "scored": 0, "improved": 0,
+                                       "replaced": 0, "best_gain": None, "failed": 0})
 
     judged = archive.get_state("judged", {}) or {}
 
@@ -397,9 +338,8 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
         if stage is None:
             continue
         r["scored"] += 1
-        r["replaced"] += any(
-            v.get("replaces") and v.get("incumbent") == parent for v in (judged.get(p.id) or {}).get("parents", [])
-        )
+        r["replaced"] += any(v.get("replaces") and v.get("incumbent") == parent
+                             for v in (judged.get(p.id) or {}).get("parents", []))
         shared = next((s for s in ("select", "screen") if p.id in scores[s] and parent in scores[s]), None)
         if shared is not None:
             gain = scores[shared][p.id] - scores[shared][parent]  # type: ignore[index]
@@ -412,26 +352,15 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
 
 def _diff(old: ProgramRecord, new: ProgramRecord) -> list[dict[str, str]]:
     """The unified diff (source, then parameter values) of ``new`` against ``old``, line by line with a kind."""
-    lines = list(
-        difflib.unified_diff(
-            old.source.splitlines(),
-            new.source.splitlines(),
-            f"{old.id} (seed)",
-            f"{new.id} (best)",
-            lineterm="",
-            n=3,
-        )
-    )
+    lines = list(difflib.unified_diff(
+        old.source.splitlines(), new.source.splitlines(), f"{old.id} (seed)", f"{new.id} (best)", lineterm="", n=3,
+    ))
     if old.params != new.params:
-        lines += list(
-            difflib.unified_diff(
-                json.dumps(old.params, indent=1, sort_keys=True).splitlines(),
-                json.dumps(new.params, indent=1, sort_keys=True).splitlines(),
-                f"{old.id} params",
-                f"{new.id} params",
-                lineterm="",
-            )
-        )
+        lines += list(difflib.unified_diff(
+            json.dumps(old.params, indent=1, sort_keys=True).splitlines(),
+            json.dumps(new.params, indent=1, sort_keys=True).splitlines(),
+            f"{old.id} params", f"{new.id} params", lineterm="",
+        ))
     out = []
     for line in lines:
         if line.startswith(("+++", "---")):
@@ -513,27 +442,23 @@ def render_report(archive: Archive, out: Path | str | None = None) -> Path:
         {"id": p.id, "operator": p.operator, "score": scores["select"].get(p.id)}
         for p in (archive.lineage(best[0].id) if best else [])
     ]
-    html = (
-        _templates()
-        .get_template("report.html.j2")
-        .render(
-            title=f"agentmem evolve: {archive.run_dir.name}",
-            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            summary=info,
-            config=_config(archive),
-            score_plot=_score_plot(programs, scores),
-            pareto_plot=_pareto_plot(pool, front),
-            front_stage="select" if archive.scored("select") else "screen",
-            tree=_tree(programs, scores),
-            rows=_rows(archive, programs, scores),
-            operators=operator_payoff(archive),
-            diff=diff,
-            lineage=lineage,
-            events=[
-                {"id": e.id, "time": e.ts.strftime("%H:%M:%S"), "kind": e.kind, "details": _short_json(e.payload)}
-                for e in archive.events()[-40:]
-            ],
-        )
+    html = _templates().get_template("report.html.j2").render(
+        title=f"agentmem evolve: {archive.run_dir.name}",
+        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        summary=info,
+        config=_config(archive),
+        score_plot=_score_plot(programs, scores),
+        pareto_plot=_pareto_plot(pool, front),
+        front_stage="select" if archive.scored("select") else "screen",
+        tree=_tree(programs, scores),
+        rows=_rows(archive, programs, scores),
+        operators=operator_payoff(archive),
+        diff=diff,
+        lineage=lineage,
+        events=[
+            {"id": e.id, "time": e.ts.strftime("%H:%M:%S"), "kind": e.kind, "details": _short_json(e.payload)}
+            for e in archive.events()[-40:]
+        ],
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
