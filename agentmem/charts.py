@@ -180,7 +180,9 @@ class Line:
 
 def _open(width: float, height: float, title: str, chart_id: str | None) -> str:
     ident = f' id="{escape(chart_id)}"' if chart_id else ""
-    return (f'<svg xmlns="http://www.w3.org/2000/svg"{ident} width="{width:g}" height="{height:g}" '
+    # no xmlns: the charts are inline in HTML, whose parser puts <svg> in the SVG namespace itself (and a report
+    # holds no URL at all)
+    return (f'<svg{ident} width="{width:g}" height="{height:g}" '
             f'viewBox="0 0 {width:g} {height:g}" role="img" aria-label="{escape(title)}" '
             f'font-family="DejaVu Sans, Verdana, sans-serif">')
 
@@ -321,8 +323,8 @@ def chart_texts(svg: str) -> list[dict[str, Any]]:
     """Each ``<text>`` of a chart made here with its position, anchor, size and lines (for tests and checks)."""
     import xml.etree.ElementTree as ET
 
-    ns = "{http://www.w3.org/2000/svg}"
     root = ET.fromstring(svg)
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     out = []
     for node in root.iter(f"{ns}text"):
         size = float(node.get("font-size", FONT_PX))

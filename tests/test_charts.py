@@ -9,7 +9,7 @@ import pytest
 
 from agentmem.charts import Line, Point, bar_chart, chart_texts, scatter_chart, text_width, wrap_label
 
-NS = "{http://www.w3.org/2000/svg}"
+NS = ""  # the charts are inline HTML SVG, without an xmlns
 LONG = "episodic+semantic+procedural+hierarchical+/tmp/programs/a_very_long_evolved_program_name.py"
 
 

@@ -18,7 +18,7 @@ from agentmem.evaluation import Cost, EvalResult, metric_intervals, question_sco
 from agentmem.grid import GridResult, pairwise, rows, write_outputs
 from agentmem.stats import mean_interval, paired_difference
 
-NS = "{http://www.w3.org/2000/svg}"
+NS = ""  # the charts are inline HTML SVG, without an xmlns
 LONG = "episodic+semantic+procedural+hierarchical+full-context"
 
 
