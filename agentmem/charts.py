@@ -188,7 +188,8 @@ def _open(width: float, height: float, title: str, chart_id: str | None) -> str:
 
 
 def _title(title: str) -> str:
-    return f'<text class="title" x="4" y="{TITLE_PX + 3}" font-size="{TITLE_PX}" font-weight="bold">{escape(title)}</text>'
+    return (f'<text class="title" x="4" y="{TITLE_PX + 3}" font-size="{TITLE_PX}" font-weight="bold">'
+            f'{escape(title)}</text>')
 
 
 def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str,
@@ -280,7 +281,8 @@ def scatter_chart(points: Sequence[Point], *, title: str, x_label: str, y_label:
         parts.append(_title(title))
     for pos, label in y.ticks():
         parts.append(f'<line class="grid" x1="{left:g}" x2="{plot_right:g}" y1="{pos}" y2="{pos}" stroke="#eef0f4"/>'
-                     f'<text x="{left - 6:g}" y="{pos + 4}" font-size="{FONT_PX}" text-anchor="end">{escape(label)}</text>')
+                     f'<text x="{left - 6:g}" y="{pos + 4}" font-size="{FONT_PX}" text-anchor="end">'
+                     f'{escape(label)}</text>')
     for pos, label in x.ticks():
         parts.append(f'<text x="{pos}" y="{plot_bottom + 16:g}" font-size="{FONT_PX}" text-anchor="middle">'
                      f'{escape(label)}</text>')
@@ -292,24 +294,14 @@ def scatter_chart(points: Sequence[Point], *, title: str, x_label: str, y_label:
             d = " ".join(("M" if k == 0 else "L") + f"{x(a)},{y(b)}" for k, (a, b) in enumerate(ln.xy))
             parts.append(f'<path class="{escape(ln.cls)}" d="{d}" fill="none" stroke="{escape(ln.color)}" '
                          f'stroke-width="1.5"/>')
+    placed: list[tuple[float, float, float, float]] = []  # label boxes drawn so far: (x0, y0, x1, y1)
     for p in points:
         cx, cy = x(p.x), y(p.y)
         fill = f' fill="{escape(p.color)}"' if p.color else ""
         tip = f"<title>{escape(p.title)}</title>" if p.title else ""
         parts.append(f'<circle class="{escape(p.cls)}" cx="{cx}" cy="{cy}" r="{p.r:g}"{fill}>{tip}</circle>')
         if p.label:
-            wrapped = wrap_label(p.label)
-            w = max(text_width(line) for line in wrapped)
-            anchor, tx = ("start", cx + p.r + 3) if cx + p.r + 3 + w <= width - 2 else ("end", cx - p.r - 3)
-            if anchor == "end" and tx - w < 2:  # too wide for either side: start at the left edge
-                anchor, tx = "start", 2.0
-            line_h = FONT_PX + LINE_GAP
-            first = cy - 6 - (len(wrapped) - 1) * line_h  # the lines end just above the point
-            if first - FONT_PX < 0:
-                first = cy + FONT_PX + 6  # no room above: below the point
-            tspans = "".join(f'<tspan x="{tx:.1f}" y="{first + k * line_h:.1f}">{escape(line)}</tspan>'
-                             for k, line in enumerate(wrapped))
-            parts.append(f'<text class="point-label" font-size="{FONT_PX}" text-anchor="{anchor}">{tspans}</text>')
+            parts.append(_point_label(p, cx, cy, width, height, placed))
     parts.append(f'<text x="{(left + plot_right) / 2:.1f}" y="{height - 6:g}" font-size="{FONT_PX}" '
                  f'text-anchor="middle">{escape(x_label)}</text>')
     mid = (top + plot_bottom) / 2
@@ -317,6 +309,35 @@ def scatter_chart(points: Sequence[Point], *, title: str, x_label: str, y_label:
                  f'text-anchor="middle">{escape(y_label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _point_label(p: Point, cx: float, cy: float, width: float, height: float,
+                 placed: list[tuple[float, float, float, float]]) -> str:
+    """``p``'s label beside its point: right of it (left where it would leave the chart), above it, or below,
+    or further up or down where it would overlap a label already drawn (two configurations with the same
+    score and cost share a point)."""
+    wrapped = wrap_label(p.label)
+    w = max(text_width(line) for line in wrapped)
+    anchor, tx = ("start", cx + p.r + 3) if cx + p.r + 3 + w <= width - 2 else ("end", cx - p.r - 3)
+    if anchor == "end" and tx - w < 2:  # too wide for either side: start at the left edge
+        anchor, tx = "start", 2.0
+    x0 = tx if anchor == "start" else tx - w
+    line_h = FONT_PX + LINE_GAP
+    block = (len(wrapped) - 1) * line_h + FONT_PX  # from the first line's top to the last baseline
+    above = cy - 6 - (len(wrapped) - 1) * line_h  # the first baseline when the lines end just above the point
+    below = cy + FONT_PX + 6
+    candidates = [above, below] + [c for k in range(1, 12) for c in (above - k * line_h, below + k * line_h)]
+    inside = [c for c in candidates if c - FONT_PX >= 0 and c - FONT_PX + block <= height]
+
+    def clear(c: float) -> bool:
+        top = c - FONT_PX
+        return not any(x0 < b[2] and b[0] < x0 + w and top < b[3] and b[1] < top + block for b in placed)
+
+    first = next((c for c in inside if clear(c)), inside[0] if inside else below)
+    placed.append((x0, first - FONT_PX, x0 + w, first - FONT_PX + block))
+    tspans = "".join(f'<tspan x="{tx:.1f}" y="{first + k * line_h:.1f}">{escape(line)}</tspan>'
+                     for k, line in enumerate(wrapped))
+    return f'<text class="point-label" font-size="{FONT_PX}" text-anchor="{anchor}">{tspans}</text>'
 
 
 def chart_texts(svg: str) -> list[dict[str, Any]]:

@@ -102,7 +102,9 @@ class EvalResult(BaseModel):
         """``metric``'s mean with its 95% interval and n (computed from ``tasks`` for a result file without them)."""
         if metric in self.intervals:
             return self.intervals[metric]
-        return metric_intervals(self.tasks, {metric: self.metrics[metric]}).get(metric) if metric in self.metrics else None
+        if metric not in self.metrics:
+            return None
+        return metric_intervals(self.tasks, {metric: self.metrics[metric]}).get(metric)
 
 
 def question_scores(tasks: list[TaskResult], metric: str, *, category: str | None = None,

@@ -277,7 +277,8 @@ def pairwise(grid: GridResult) -> list[dict[str, Any]]:
                 out.append({
                     "env": env, "metric": metric, "a": _label(cells[i]), "b": _label(cells[j]),
                     **d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties,
-                    "sign_p": float(f"{d.sign_p:.3g}"), "better": d.n > 0 and d.low > 0, "worse": d.n > 0 and d.high < 0,
+                    "sign_p": float(f"{d.sign_p:.3g}"),
+                    "better": d.n > 0 and d.low > 0, "worse": d.n > 0 and d.high < 0,
                 })
     return out
 
@@ -305,7 +306,7 @@ def to_csv(table: list[dict[str, Any]]) -> str:
 
 
 def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
-    """``grid.json`` (``rows``, ``cells``, ``pairwise``), ``grid.csv``, ``report.md`` and ``report.html`` in ``out_dir``."""
+    """``grid.json`` (``rows``, ``cells``, ``pairwise``), ``grid.csv``, ``report.md`` and ``report.html``."""
     from agentmem.report import grid_html, grid_markdown
 
     table = rows(grid)

@@ -132,6 +132,7 @@ def grid_html(grid: "GridResult", table: list[dict[str, Any]], pairs: list[dict[
                 title=f"{env}: {primary} against cost", x_label="tokens per question", y_label=primary,
                 x_include=[0.0], y_include=[0.0], width=560,
             ),
-            "time_svg": bar_chart(labels, [float(r["seconds"]) for r in rows], title=f"{env}: wall time (s)", fmt="{:.0f}"),
+            "time_svg": bar_chart(labels, [float(r["seconds"]) for r in rows], title=f"{env}: wall time (s)",
+                                  fmt="{:.0f}"),
         })
     return _env().get_template("grid.html.j2").render(grid=grid, sections=sections)

@@ -27,7 +27,7 @@ def git_commit() -> str:
 
 
 def git_dirty() -> bool | None:
-    """Whether tracked files differ from the commit (a number from a dirty tree is not that commit's); None outside git."""
+    """Whether tracked files differ from the commit (a dirty tree's number is not that commit's); None outside git."""
     try:
         return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                    capture_output=True, text=True, check=True).stdout.strip())
