@@ -43,13 +43,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = ROOT / "benchmarks" / "results" / "design-space.json"
 BEFORE = "499a624"
-PLUGINS = {  # plugin -> its package folder
-    "episodic": "plugins/episodic",
-    "semantic": "plugins/semantic",
-    "procedural": "plugins/procedural",
-    "hierarchical": "plugins/hierarchical",
-    "rag": "plugins/rag",
-    "full-context": "plugins/full_context",
+_BASELINES = "plugins/baselines/agentmem_baselines/"
+PLUGINS = {  # plugin -> the source paths that are its own (a folder, or files; a path absent at a commit counts 0)
+    "episodic": ["plugins/episodic"],
+    "semantic": ["plugins/semantic"],
+    "procedural": ["plugins/procedural"],
+    "hierarchical": ["plugins/hierarchical"],
+    # the two baselines share one package; before the rebuild both used _common.py, counted with each
+    "rag": [_BASELINES + "rag.py", _BASELINES + "_common.py"],
+    "full-context": [_BASELINES + "full_context.py", _BASELINES + "_common.py"],
 }
 LOCOMO = ROOT.parent / "shared" / "data" / "locomo" / "locomo6.json"
 CELLS = {  # environment cell -> (env, primary metric, extra eval arguments)
@@ -62,9 +64,9 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
 
-def plugin_lines(commit: str, folder: str) -> int:
+def plugin_lines(commit: str, paths: list[str]) -> int:
     """Non-blank lines of the plugin's Python source (tests excluded) at ``commit``."""
-    files = [f for f in _git("ls-tree", "-r", "--name-only", commit, folder).split()
+    files = [f for f in _git("ls-tree", "-r", "--name-only", commit, "--", *paths).split()
              if f.endswith(".py") and "/tests/" not in f]
     return sum(1 for f in files for line in _git("show", f"{commit}:{f}").splitlines() if line.strip())
 

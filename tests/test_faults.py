@@ -267,6 +267,9 @@ test_limit = 2
 [budget]
 iterations = {iterations}
 
+[cascade]
+proxy_questions = 20
+
 [proposers]
 children_per_iteration = 1
 repair_attempts = 0
@@ -329,7 +332,7 @@ def test_evolution_stops_at_each_server_fault_and_resumes_losing_nothing(proxy, 
     cfg = RunConfig.from_dict({
         "seeds": ["episodic"], "seed": 5,
         "environment": {"name": "toolprefs", "minibatch": 2, "validation_limit": 2, "test_limit": 2},
-        "budget": {"iterations": 1}, "proposers": {"weights": {"mutate": 1.0}, "children_per_iteration": 1},
+        "budget": {"iterations": 1}, "cascade": {"proxy_questions": 20}, "proposers": {"weights": {"mutate": 1.0}, "children_per_iteration": 1},
         "sandbox": sandbox,
     })
     llm = LLM("openai/fault", api_base=proxy.api_base, timeout=1.0, cache=False, retry_backoff=0.01,

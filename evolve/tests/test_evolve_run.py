@@ -39,6 +39,9 @@ test_limit = 3
 [budget]
 iterations = {over.get("iterations", 2)}
 
+[cascade]
+proxy_questions = 20  # the stage runs and gates as with 200; each program's proxy costs ~5 s, not ~55
+
 [proposers]
 children_per_iteration = 1
 repair_attempts = 1
