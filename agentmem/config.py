@@ -121,16 +121,32 @@ class Settings(BaseSettings):
     cache: bool = Field(True, description="keep deterministic LLM answers in an on-disk cache")
     cache_path: Path | None = Field(None, description="the LLM cache file (default <cache_dir>/llm-cache.sqlite)")
     cache_max_mb: int = Field(512, ge=1, description="size bound of the LLM cache; least recently used entries go first")
-    embedding_backend: str = Field("auto", description="where the embedder runs: auto (onnxruntime when installed), onnx, numpy")
-    embedding_threads: int = Field(0, ge=0, le=1024, description="threads of the embedder's forward pass (0: the library's default)")
-    embedding_cache: bool | Path = Field(
-        True, description="the on-disk store of computed embeddings: on (<cache_dir>/embeddings/vectors), off, or a directory",
+    embedding_backend: str = Field(
+        "auto", description="where the embedder runs: auto (onnxruntime when installed), onnx, numpy",
     )
-    server_registry: Path | None = Field(None, description="where local llama.cpp servers register to be shared (default <cache_dir>/servers)")
-    share_server: bool = Field(True, description="attach to a live local server of the same model that another process started")
-    locomo_data: Path | None = Field(None, description="LoCoMo's locomo10.json (else the cached download, else the demo set)")
-    longmemeval_data: Path | None = Field(None, description="a file in LongMemEval's format (else the official file, else the fixture)")
-    memoryagentbench_data: Path | None = Field(None, description="MemoryAgentBench's parquet files or JSON rows (else the official files, else the fixture)")
+    embedding_threads: int = Field(
+        0, ge=0, le=1024, description="threads of the embedder's forward pass (0: the library's default)",
+    )
+    embedding_cache: bool | Path = Field(
+        True,
+        description="the on-disk store of computed embeddings: on (<cache_dir>/embeddings/vectors), off, or a directory",
+    )
+    server_registry: Path | None = Field(
+        None, description="where local llama.cpp servers register to be shared (default <cache_dir>/servers)",
+    )
+    share_server: bool = Field(
+        True, description="attach to a live local server of the same model that another process started",
+    )
+    locomo_data: Path | None = Field(
+        None, description="LoCoMo's locomo10.json (else the cached download, else the demo set)",
+    )
+    longmemeval_data: Path | None = Field(
+        None, description="a file in LongMemEval's format (else the official file, else the fixture)",
+    )
+    memoryagentbench_data: Path | None = Field(
+        None,
+        description="MemoryAgentBench's parquet files or JSON rows (else the official files, else the fixture)",
+    )
     bfcl_dir: Path | None = Field(None, description="a `pip install --no-deps --target` directory holding bfcl-eval")
 
     @classmethod

@@ -81,12 +81,16 @@ def test_cache_dir_precedence_and_every_reader_follows_it(clean: Path, monkeypat
 
 # -- what used to be read from the environment alone -----------------------------------------
 #: path settings that were environment variables alone; the variable keeps its name (AGENTMEM_<SETTING>)
-PATH_SETTINGS = ["server_registry", "embedding_cache", "locomo_data", "longmemeval_data", "memoryagentbench_data", "bfcl_dir"]
+PATH_SETTINGS = [
+    "server_registry", "embedding_cache", "locomo_data", "longmemeval_data", "memoryagentbench_data", "bfcl_dir",
+]
 
 
 def _fake_bfcl_install(root: Path) -> Path:
     """A folder that looks like a ``pip install --target`` of bfcl-eval (the two files agentmem checks)."""
-    for parts in (("bfcl_eval", "data", "BFCL_v4_memory.json"), ("bfcl_eval", "eval_checker", "agentic_eval", "agentic_checker.py")):
+    checked = (("bfcl_eval", "data", "BFCL_v4_memory.json"),
+               ("bfcl_eval", "eval_checker", "agentic_eval", "agentic_checker.py"))
+    for parts in checked:
         root.joinpath(*parts).parent.mkdir(parents=True, exist_ok=True)
         root.joinpath(*parts).write_text("{}", encoding="utf-8")
     return root
@@ -187,8 +191,9 @@ def test_agentmem_reads_no_environment_variable_behind_the_settings_back() -> No
     import ast
 
     root = Path(__file__).resolve().parent.parent
-    sources = [p for pattern in ("agentmem/**/*.py", "plugins/*/agentmem_*/**/*.py", "environments/agentmem_environments/**/*.py",
-                                 "evolve/agentmem_evolve/**/*.py") for p in root.glob(pattern)]
+    patterns = ("agentmem/**/*.py", "plugins/*/agentmem_*/**/*.py", "environments/agentmem_environments/**/*.py",
+                "evolve/agentmem_evolve/**/*.py")
+    sources = [p for pattern in patterns for p in root.glob(pattern)]
     assert len(sources) > 50
     found: list[str] = []
     for path in sources:
@@ -200,7 +205,8 @@ def test_agentmem_reads_no_environment_variable_behind_the_settings_back() -> No
                 target = ast.unparse(node.func)
                 if target in ("os.environ.get", "os.getenv", "os.environ.pop"):
                     name = node.args[0]
-            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ" and isinstance(node.ctx, ast.Load):
+            elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                  and ast.unparse(node.value) == "os.environ"):
                 name = node.slice
             if name is None:
                 continue
