@@ -101,18 +101,16 @@ def ask_through_eval(llm: Any, embedder: Any, workdir: Path) -> tuple[str, Recal
 
 
 def ask_through_sdk(llm: Any, embedder: Any, workdir: Path) -> tuple[str, list[str]]:
-    """The question asked by an SDK user whose agent has the same memory and the task's instruction."""
+    """The question asked by an SDK user (``Agent.answer``, the SDK's task call) whose agent has the same memory."""
     stores = Stores(workdir / "memory")
     programs = build_memory_stack(["episodic"], scope=Scope(user_id="ann"), stores=stores, llm=llm, embedder=embedder)
     try:
-        with Agent(model=llm, memory=programs, store_dir=workdir / "agent", system_prompt=render("task_answer"),
-                   max_reply_tokens=Agent.ANSWER_TOKENS) as agent:
+        with Agent(model=llm, memory=programs, store_dir=workdir / "agent") as agent:
             for event in history_events():
                 agent.observe(event)
             agent.end_session(Episode(id="s1", task="t1", events=history_events()))
-            reply = agent.chat(QUESTION)
-            recalled = [i.text for d in reply.trace.recalls for i in d.items]
-            return reply.text, recalled
+            answer = agent.answer(QUESTION)
+            return answer.text, [i.content for i in answer.recall.items]
     finally:
         stores.close()
 
@@ -126,9 +124,10 @@ def test_sdk_and_eval_send_the_model_the_same_messages_and_give_the_same_answer(
     assert len(via_eval.prompts) == len(via_sdk.prompts) == 1  # one answering call each, no hidden second agent
     assert via_eval.prompts[0] == via_sdk.prompts[0]  # identical messages, token limit and caller
     sent = via_eval.prompts[0]["messages"]
-    assert [m["role"] for m in sent] == ["system", "user"] and sent[-1]["content"] == QUESTION
-    assert "Ines lives in Porto" in sent[0]["content"]  # the memory reached the prompt
-    assert sent[0]["content"].startswith(render("task_answer"))
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert sent[0]["content"].strip() == render("task_answer").strip()  # the task's instruction, nothing else
+    assert "Ines lives in Porto" in sent[-1]["content"]  # the memory reached the prompt, beside the question
+    assert sent[-1]["content"].rstrip().endswith(f"Question: {QUESTION}\nShort answer:")
     assert eval_answer == sdk_answer == "Porto"
     assert [i.content for i in eval_recall.items] == sdk_recalled
 
@@ -167,8 +166,9 @@ def test_a_task_instruction_replaces_the_conversational_prompt_for_that_question
         assert llm.prompts[-1]["max_tokens"] == agent.max_reply_tokens
 
         short = agent.answer("Where?", context={"now": "8 May 2023"})
-        system = llm.prompts[-1]["messages"][0]["content"]
-        assert system.startswith(render("task_answer")) and system.endswith("Today is 8 May 2023.")
+        system, user = (m["content"] for m in llm.prompts[-1]["messages"])
+        assert system.strip() == render("task_answer").strip()
+        assert "(Today is 8 May 2023.)\nQuestion: Where?" in user  # a task's date sits beside its question
         assert short.text == "first line" and llm.prompts[-1]["max_tokens"] == Agent.ANSWER_TOKENS
 
         whole = agent.answer("Solve it", context={"multiline": True, "max_tokens": 300})
@@ -184,7 +184,7 @@ def test_a_task_instruction_replaces_the_conversational_prompt_for_that_question
         assert {t.id for t in agent.threads()} == {"default"}  # task questions leave no thread behind
 
 
-def test_a_chat_turn_streams_and_a_task_answer_is_one_call_with_the_same_messages(tmp_path: Path) -> None:
+def test_a_chat_turn_streams_and_a_task_answer_is_one_call_with_the_same_instruction(tmp_path: Path) -> None:
     class StreamingModel(RecordingModel):
         def stream(self, messages: list[dict[str, Any]], **kw: Any) -> Any:
             self.prompts.append({"messages": messages, "streamed": True, **kw})
@@ -197,7 +197,14 @@ def test_a_chat_turn_streams_and_a_task_answer_is_one_call_with_the_same_message
         assert agent.answer(QUESTION).text == "Porto"
     streamed, called = llm.prompts
     assert streamed.pop("streamed") and "streamed" not in called
-    assert streamed == called
+    chat_messages, task_messages = streamed.pop("messages"), called.pop("messages")
+    assert streamed == called  # the same token limit and caller
+    # the same instruction; a chat turn keeps the date (and memory) in the system message, a task puts them
+    # beside its question (task_answer_user.j2)
+    assert chat_messages[0]["content"].startswith(render("task_answer").strip())
+    assert task_messages[0]["content"].strip() == render("task_answer").strip()
+    assert chat_messages[-1]["content"] == QUESTION
+    assert task_messages[-1]["content"].rstrip().endswith(f"Question: {QUESTION}\nShort answer:")
 
 
 def test_conversation_defaults_to_the_chat_model_and_evaluation_keeps_local(tmp_path: Path, monkeypatch: Any) -> None:

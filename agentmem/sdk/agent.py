@@ -131,6 +131,7 @@ class _State(TypedDict, total=False):
     # what the caller sets for this turn: a task's instruction in place of the system prompt, the date it
     # happens on, the reply's room, whether memory observes the turn, and whether someone watches the tokens
     instruction: str | None
+    message_template: str | None  # a task's user-message template (memory beside the request) in place of agent_user
     now: str | None
     max_tokens: int | None
     remember: bool
@@ -514,11 +515,14 @@ class Agent:
     # -- prompt ------------------------------------------------------------------------------
     def _prompt(self, state: _State, *, with_results: bool) -> list[dict[str, Any]]:
         """System prompt + memory, the thread's recent user/assistant messages within ``history_tokens``, the message."""
+        template = state.get("message_template")
+        memory = state.get("memory") or ""
+        now = state.get("now") or datetime.now().strftime("%A %d %B %Y")
         system = render(
             "agent_system",
             instruction=state.get("instruction") or self.system_prompt or render("persona"),
-            memory=state.get("memory") or "",
-            now=state.get("now") or datetime.now().strftime("%A %d %B %Y"),
+            memory="" if template else memory,
+            now="" if template else now,
         )
         thread = state.get("messages") or []
         start = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
@@ -532,7 +536,8 @@ class Agent:
         while recent and recent[0]["role"] != "user":  # chat templates want user first after the system message
             recent.pop(0)
         results = [c for c in state.get("tool_calls") or [] if _was_called(c)]
-        user = render("agent_user", message=state.get("user") or "", tool_results=results if with_results else [])
+        user = render(template or "agent_user", message=state.get("user") or "",
+                      tool_results=results if with_results else [], memory=memory, now=now)
         return [{"role": "system", "content": system}, *recent, {"role": "user", "content": user}]
 
     # -- memory ------------------------------------------------------------------------------
@@ -631,6 +636,8 @@ class Agent:
         turn = {
             "messages": [{"role": "user", "content": question, "ts": _now()}], "thread_id": "task",
             "instruction": context.get("instruction") or render("task_solve" if free_form else "task_answer"),
+            # memory and date beside the question, as task_answer_user.j2 lays them out (see its comment)
+            "message_template": None if free_form else "task_answer_user",
             "now": context.get("now"), "max_tokens": context.get("max_tokens") or self.answer_tokens,
             "remember": self.remember_turns,
             # nobody watches a task's tokens: one call, which the client retries whole if the connection drops
@@ -667,7 +674,8 @@ class Agent:
             _, block = self._recall(instruction, self.budget_tokens)
             recall = self._last_recall
             state: _State = {"user": instruction, "memory": block, "now": context.get("now"),
-                             "instruction": context.get("instruction") or render("task_act")}
+                             "instruction": context.get("instruction") or render("task_act"),
+                             "message_template": "task_act_user"}
             try:
                 call = call_tool(self._prompt(state, with_results=False), tools, caller="agent.act")
             except LLMUnavailable:

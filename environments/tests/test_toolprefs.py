@@ -322,7 +322,8 @@ class OracleLLM:
 
     def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
         self.calls.append((messages, [t.name for t in tools]))
-        meta = self.expected[messages[-1]["content"]]  # the request is the user's message, as in a chat turn
+        request = messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]  # task_act_user.j2's layout
+        meta = self.expected[request]
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
 
@@ -349,10 +350,12 @@ def test_memory_agent_acts_with_memories_first_in_the_prompt(tmp_path):
     turns = _turns(task)
     messages, offered = llm.calls[0]
     assert offered == [t.name for t in env.tools_for(task.questions[0])] and len(offered) == 2
-    # the agent's turn prompt: the task's instruction and the memories in the system message, then the request
+    # the agent's turn prompt: the task's instruction as the system message; the memories, then the request
     assert [m["role"] for m in messages] == ["system", "user"]
     statement = turns[task.questions[0].evidence[0]].content
-    assert statement in messages[0]["content"] and "later statement" in messages[0]["content"]
+    assert "later statement" in messages[0]["content"] and statement not in messages[0]["content"]
+    memory, request = messages[1]["content"].split("Request: ")
+    assert statement in memory and request.startswith(task.questions[0].text)
 
 
 # --------------------------------------------------------------------------- the real local model
