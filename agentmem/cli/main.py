@@ -78,11 +78,13 @@ def check_settings(model: str | None, api_base: str | None) -> Any:
     return load_settings(model=model, api_base=api_base)
 
 
-def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+def check_memory_params(members: list[str], params: dict[str, Any], *, strict: bool = True) -> dict[str, dict[str, Any]] | None:
     """Each member's share of ``--param`` (see :func:`agentmem.grid.params_for`), with every value checked against its ``Params``.
 
     A value a plugin would refuse is one line naming the plugin, the
-    parameter, what it accepts and what was given.
+    parameter, what it accepts and what was given. ``strict=False`` (one
+    configuration of a grid) lets keys that this configuration does not
+    declare pass: the grid checks that some configuration declares each.
     """
     from pydantic import ValidationError
 
@@ -91,7 +93,7 @@ def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str,
 
     for member in members:  # every name, with or without --param: a misspelt plugin fails here
         load_memory(member)
-    shares = params_for(members, params)
+    shares = params_for(members, params, strict=strict)
     for member, share in (shares or {}).items():
         model = load_memory(member).Params
         try:
@@ -190,7 +192,7 @@ def eval_command(
 ) -> None:
     """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and reports)."""
     from agentmem.evaluation import make_environment
-    from agentmem.grid import parse_configs
+    from agentmem.grid import params_for, parse_configs
 
     # every input is checked before anything is written or a model is loaded
     if split not in ("train", "validation", "test", "all"):
@@ -203,7 +205,9 @@ def eval_command(
     configs = parse_configs(memory)
     params = parse_params(param)
     for members in configs:
-        check_memory_params(members, params)
+        check_memory_params(members, params, strict=len(configs) == 1)
+    if len(configs) > 1 and params:  # a key that no configuration declares is a typo
+        params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
     single = len(envs) == 1 and len(configs) == 1 and out_dir is None
     if out is not None and not single:
         raise ConfigError("--out names the result file of a single run; for several environments or memories use --out-dir")
