@@ -48,7 +48,15 @@ APP_NAME = "agentmem"
 DEFAULT_REPLY_TOKENS = 512
 
 ENV_PREFIX = "AGENTMEM_"
-_PATH_FIELDS = ("home", "cache_dir", "local_model_path", "embedding_model_path", "cache_path")
+_PATH_FIELDS = (
+    "home", "cache_dir", "local_model_path", "embedding_model_path", "cache_path", "server_registry",
+    "locomo_data", "longmemeval_data", "memoryagentbench_data", "bfcl_dir",
+)
+#: where the embedding forward pass may run (``auto``: onnxruntime when it imports, else numpy)
+EMBEDDING_BACKENDS = ("auto", "onnx", "numpy")
+#: what turns a switch-or-path setting (``embedding_cache``) on or off rather than naming a directory
+_SWITCH_WORDS = {"on": True, "1": True, "true": True, "yes": True,
+                 "off": False, "0": False, "false": False, "no": False, "none": False}
 #: the settings that belong to the model: taken only from the model's own layer or a higher one
 _PAIRED_WITH_MODEL = ("api_base", "api_key")
 FLAGS, ENVIRONMENT, FILE, DEFAULTS = "the command line", "environment", "config file", "the defaults"
@@ -60,6 +68,11 @@ def _default_home() -> Path:
 
 def _default_cache() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def _expanded(value: str | Path) -> Path:
+    """``value`` with ``$VARS`` and ``~`` expanded."""
+    return Path(os.path.expandvars(str(value))).expanduser()
 
 
 def check_model_name(value: str) -> str:
@@ -108,6 +121,33 @@ class Settings(BaseSettings):
     cache: bool = Field(True, description="keep deterministic LLM answers in an on-disk cache")
     cache_path: Path | None = Field(None, description="the LLM cache file (default <cache_dir>/llm-cache.sqlite)")
     cache_max_mb: int = Field(512, ge=1, description="size bound of the LLM cache; least recently used entries go first")
+    embedding_backend: str = Field(
+        "auto", description="where the embedder runs: auto (onnxruntime when installed), onnx, numpy",
+    )
+    embedding_threads: int = Field(
+        0, ge=0, le=1024, description="threads of the embedder's forward pass (0: the library's default)",
+    )
+    embedding_cache: bool | Path = Field(
+        True,
+        description="the on-disk store of computed embeddings: on (<cache_dir>/embeddings/vectors), off, or a directory",
+    )
+    server_registry: Path | None = Field(
+        None, description="where local llama.cpp servers register to be shared (default <cache_dir>/servers)",
+    )
+    share_server: bool = Field(
+        True, description="attach to a live local server of the same model that another process started",
+    )
+    locomo_data: Path | None = Field(
+        None, description="LoCoMo's locomo10.json (else the cached download, else the demo set)",
+    )
+    longmemeval_data: Path | None = Field(
+        None, description="a file in LongMemEval's format (else the official file, else the fixture)",
+    )
+    memoryagentbench_data: Path | None = Field(
+        None,
+        description="MemoryAgentBench's parquet files or JSON rows (else the official files, else the fixture)",
+    )
+    bfcl_dir: Path | None = Field(None, description="a `pip install --no-deps --target` directory holding bfcl-eval")
 
     @classmethod
     def settings_customise_sources(
@@ -128,7 +168,25 @@ class Settings(BaseSettings):
     @field_validator(*_PATH_FIELDS)
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
-        return None if value is None else Path(os.path.expandvars(str(value))).expanduser()
+        return None if value is None else _expanded(value)
+
+    @field_validator("embedding_backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in EMBEDDING_BACKENDS:
+            raise ValueError(f"not an embedding backend: use one of {', '.join(EMBEDDING_BACKENDS)}")
+        return value
+
+    @field_validator("embedding_cache", mode="before")
+    @classmethod
+    def _switch_or_path(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in _SWITCH_WORDS:
+                return _SWITCH_WORDS[word]
+            return _expanded(value.strip())
+        return _expanded(value) if isinstance(value, Path) else value
 
     @field_validator("api_base", "api_key", "chroma_host")
     @classmethod
@@ -217,8 +275,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         # relative paths in a config file are relative to that file
-        if key in _PATH_FIELDS and isinstance(value, str):
-            expanded = Path(os.path.expandvars(value)).expanduser()
+        is_path = key in _PATH_FIELDS or (key == "embedding_cache" and str(value).strip().lower() not in _SWITCH_WORDS)
+        if is_path and isinstance(value, str):
+            expanded = _expanded(value)
             value = expanded if expanded.is_absolute() else (path.parent / expanded)
         out[key] = value
     return out

@@ -27,7 +27,6 @@ never unpickled.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -134,16 +133,21 @@ _STORES_LOCK = threading.Lock()
 
 
 def default_store() -> EmbeddingStore | None:
-    """The user's shared store (``<cache>/embeddings/vectors``), or ``None`` when ``AGENTMEM_EMBEDDING_CACHE=off``.
+    """The user's shared store, as the ``embedding_cache`` setting says; ``None`` when it is off.
 
-    ``AGENTMEM_EMBEDDING_CACHE`` may also name another directory. A store
-    that cannot be created is ``None`` too (embeddings are then computed).
+    The setting (``AGENTMEM_EMBEDDING_CACHE`` or ``agentmem.toml``, see
+    :mod:`agentmem.config`) is on (``<cache>/embeddings/vectors``), off, or
+    another directory. A store that cannot be created in the default place is
+    ``None`` too (embeddings are then computed); in a directory the user named,
+    it is one :class:`~agentmem.errors.ConfigError` line.
     """
-    setting = os.environ.get(ENV_STORE, "").strip()
-    if setting.lower() in ("off", "0", "false", "no", "none"):
+    from agentmem.config import load_settings
+
+    setting = load_settings().embedding_cache
+    if setting is False:
         return None
-    explicit = bool(setting) and setting.lower() not in ("on", "1", "true", "yes")
-    directory = Path(setting).expanduser() if explicit else default_store_dir()
+    explicit = isinstance(setting, Path)
+    directory = setting if isinstance(setting, Path) else default_store_dir()
     with _STORES_LOCK:
         store = _STORES.get(directory)
         if store is None:
@@ -153,7 +157,7 @@ def default_store() -> EmbeddingStore | None:
                 if not explicit:
                     return None  # the default place is unusable: compute, as without a cache
                 raise ConfigError(
-                    f"{ENV_STORE}={setting}: the embedding cache cannot be opened there "
+                    f"embedding_cache ({ENV_STORE}) = {setting}: the embedding cache cannot be opened there "
                     f"({' '.join(str(exc).split())}): set it to a writable directory or to off"
                 ) from exc
             _STORES[directory] = store

@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentmem.config import EMBEDDING_BACKENDS
 from agentmem.errors import ModelError, ModelIntegrityError
 from agentmem.fetch import (
     extract_member,
@@ -57,10 +58,8 @@ MODEL_FILES = ("config.json", "tokenizer.json", "model.safetensors")
 MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 ENV_PATH = "AGENTMEM_EMBEDDING_PATH"
 ENV_CACHE = "AGENTMEM_CACHE_DIR"
-ENV_THREADS = "AGENTMEM_EMBEDDING_THREADS"
 ENV_BACKEND = "AGENTMEM_EMBEDDING_BACKEND"
-_DEFAULT_THREADS = 0
-BACKENDS = ("auto", "onnx", "numpy")
+BACKENDS = EMBEDDING_BACKENDS
 _STAMP = ".verified"
 _FIX = (
     f"set {ENV_PATH} to a directory holding {', '.join(MODEL_FILES)} of {HUB_REPO}, "
@@ -410,29 +409,27 @@ _BLAS = _BlasThreads()
 
 
 def _resolve_threads(threads: int | None) -> int | None:
-    """BLAS threads for the forward pass: the argument, else ``AGENTMEM_EMBEDDING_THREADS``, else the default.
+    """BLAS threads for the forward pass: the argument, else the ``embedding_threads`` setting.
 
-    ``0`` leaves OpenBLAS's own setting (``OPENBLAS_NUM_THREADS``, else all cores) alone for the
-    numpy pass, and means one thread for onnxruntime (a query is a handful of tokens).
+    The setting comes from ``AGENTMEM_EMBEDDING_THREADS`` or ``agentmem.toml``
+    (:mod:`agentmem.config`). ``0`` leaves OpenBLAS's own setting
+    (``OPENBLAS_NUM_THREADS``, else all cores) alone for the numpy pass, and
+    means one thread for onnxruntime (a query is a handful of tokens).
     """
     if threads is None:
-        env = os.environ.get(ENV_THREADS, "").strip()
-        if env:
-            try:
-                threads = int(env)
-            except ValueError:
-                raise ModelError(
-                    f"{ENV_THREADS}={env!r} is not a whole number: set it to 0 (BLAS default) or a thread count"
-                ) from None
-        else:
-            threads = _DEFAULT_THREADS
+        from agentmem.config import load_settings
+
+        threads = load_settings().embedding_threads
     if threads < 0:
         raise ValueError("threads must be 0 (BLAS default) or a positive count")
     return threads or None
 
 
 def _resolve_backend(backend: str | None) -> str:
-    """``"onnx"`` or ``"numpy"``: the argument, else ``AGENTMEM_EMBEDDING_BACKEND``, else ``"auto"``.
+    """``"onnx"`` or ``"numpy"``: the argument, else the ``embedding_backend`` setting (default ``"auto"``).
+
+    The setting comes from ``AGENTMEM_EMBEDDING_BACKEND`` or ``agentmem.toml``
+    (:mod:`agentmem.config`).
 
     ``auto`` is onnxruntime whenever ``onnx`` and ``onnxruntime`` import (a short
     query is several times faster there, and batches are faster too), the numpy
@@ -440,10 +437,14 @@ def _resolve_backend(backend: str | None) -> str:
     """
     from agentmem.embedding_onnx import onnx_available
 
-    chosen = backend if backend is not None else (os.environ.get(ENV_BACKEND, "").strip().lower() or "auto")
+    if backend is None:
+        from agentmem.config import load_settings
+
+        chosen = load_settings().embedding_backend  # checked there: a bad value names its source
+    else:
+        chosen = backend
     if chosen not in BACKENDS:
-        where = ENV_BACKEND if backend is None else "backend"
-        raise ModelError(f"{where}={chosen!r} is not an embedding backend: use one of {', '.join(BACKENDS)}")
+        raise ModelError(f"backend={chosen!r} is not an embedding backend: use one of {', '.join(BACKENDS)}")
     if chosen == "auto":
         return "onnx" if onnx_available() else "numpy"
     if chosen == "onnx" and not onnx_available():

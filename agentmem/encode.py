@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agentmem.types import Event
@@ -111,14 +111,27 @@ class EventBuffer:
         """The waiting events (of ``session``, or all), oldest first, removed from the buffer."""
         rows = self._rows(session)
         if rows:
-            last = rows[-1][0]
-            if session is None:
-                self.toolkit.db.execute(f"DELETE FROM {self.table} WHERE seq <= ?", (last,))
-            else:
-                self.toolkit.db.execute(f"DELETE FROM {self.table} WHERE session_id = ? AND seq <= ?", (session, last))
-            self.toolkit.db.commit()
-            self._unsynced = 0
+            self._remove(session, rows[-1][0])
         return [event for _, event in rows]
+
+    def drain(self, handle: Callable[[str, list[Event]], object], session: str | None = None, *,
+              skip: str | None = None) -> None:
+        """Hand the waiting events of each session to ``handle(session, events)``, then remove them.
+
+        Sessions go in the order their first event arrived (only ``session``
+        when given; never ``skip``). A session's events leave the buffer only
+        once ``handle`` returns, so an exception (a crash, a failed LLM call
+        that the program lets through) keeps them waiting for the next flush;
+        events added while ``handle`` ran stay too.
+        """
+        for name in [session] if session is not None else self.sessions():
+            if name == skip:
+                continue
+            rows = self._rows(name)
+            if not rows:
+                continue
+            handle(name, [event for _, event in rows])
+            self._remove(name, rows[-1][0])
 
     def __len__(self) -> int:
         return int(self.toolkit.db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
@@ -131,6 +144,15 @@ class EventBuffer:
         if self._unsynced:
             self.toolkit.db.commit()
             self._unsynced = 0
+
+    def _remove(self, session: str | None, last: int) -> None:
+        """Delete the events (of ``session``, or all) up to sequence number ``last``, and commit."""
+        if session is None:
+            self.toolkit.db.execute(f"DELETE FROM {self.table} WHERE seq <= ?", (last,))
+        else:
+            self.toolkit.db.execute(f"DELETE FROM {self.table} WHERE session_id = ? AND seq <= ?", (session, last))
+        self.toolkit.db.commit()
+        self._unsynced = 0
 
     def _rows(self, session: str | None) -> list[tuple[int, Event]]:
         if session is None:

@@ -25,6 +25,7 @@ from agentmem.llm.outage import OutageWatch
 from agentmem.memory import MemoryProgram
 from agentmem.registry import load_environment
 from agentmem.scratch import make_scratch, remove_tree
+from agentmem.stats import Interval, mean_interval
 from agentmem.toolkit import ChatModel, Embedder, Stores, storage_name
 from agentmem.types import Episode, Event, Query, Recall, Scope
 
@@ -88,9 +89,68 @@ class EvalResult(BaseModel):
     questions: int
     started_at: str
     tasks: list[TaskResult] = Field(default_factory=list)
+    intervals: dict[str, Interval] = Field(
+        default_factory=dict,
+        description="per metric of `metrics` that is a mean over questions: that mean, its 95% percentile-bootstrap "
+                    "interval over the questions (agentmem.stats.mean_interval, 10,000 resamples, seed 0) and n",
+    )
 
     def primary(self, metric: str) -> float:
         return float(self.metrics.get(metric, 0.0))
+
+    def interval(self, metric: str) -> Interval | None:
+        """``metric``'s mean with its 95% interval and n (computed from ``tasks`` for a result file without them)."""
+        if metric in self.intervals:
+            return self.intervals[metric]
+        if metric not in self.metrics:
+            return None
+        return metric_intervals(self.tasks, {metric: self.metrics[metric]}).get(metric)
+
+
+def question_scores(tasks: list[TaskResult], metric: str, *, category: str | None = None,
+                    missing: float | None = None) -> dict[str, float]:
+    """Per-question values of ``metric`` keyed ``<task id>/<question id>`` (the key evolution pairs programs on).
+
+    Questions that do not carry the metric are left out, or count as
+    ``missing`` when it is given (evolution scores a question without its
+    primary metric as 0); ``category`` keeps only that category's questions.
+    """
+    out: dict[str, float] = {}
+    for task in tasks:
+        for q in task.questions:
+            if category is not None and q.category != category:
+                continue
+            if metric in q.metrics:
+                out[f"{task.task_id}/{q.question_id}"] = float(q.metrics[metric])
+            elif missing is not None:
+                out[f"{task.task_id}/{q.question_id}"] = float(missing)
+    return out
+
+
+def metric_intervals(tasks: list[TaskResult], metrics: dict[str, float], *, level: float = 0.95) -> dict[str, Interval]:
+    """A mean with its ``level`` bootstrap interval and n for each of ``metrics`` that is a mean over questions.
+
+    ``f1`` is matched with the questions' own ``f1``, ``f1/<category>`` with
+    that category's questions; a metric is given an interval only when the
+    mean of those per-question values is the reported number (over the
+    questions that carry it, or over all with a missing value as 0, as the
+    environment aggregated it). Counts (``questions``, ``n/...``) and derived
+    numbers (rates under another name, averages of averages) get none.
+    """
+    out: dict[str, Interval] = {}
+    for key, reported in metrics.items():
+        if key == "questions" or key.startswith("n/"):
+            continue
+        metric, _, group = key.partition("/")
+        # a category's key is the category (``accuracy/temporal-reasoning``), or LoCoMo's ``f1/cat2`` for category "2"
+        categories = list(dict.fromkeys([group, group.removeprefix("cat")])) if group else [None]
+        candidates = (question_scores(tasks, metric, category=c, missing=m) for c in categories for m in (None, 0.0))
+        for scores in candidates:
+            values = list(scores.values())
+            if values and abs(sum(values) / len(values) - float(reported)) <= 1e-6:
+                out[key] = Interval(**mean_interval(values, level=level).rounded(), level=level)
+                break
+    return out
 
 
 class _CountingAgent:
@@ -287,6 +347,7 @@ def run_eval(
         if not keep_stores:
             remove_tree(root)
     metrics = environment.aggregate(results)
+    intervals = metric_intervals(results, metrics)
     cost = Cost(seconds=round(time.perf_counter() - started, 2))
     extraction = ExtractionHealth()
     if spent is not None:
@@ -313,4 +374,5 @@ def run_eval(
         questions=total,
         started_at=started_at,
         tasks=results,
+        intervals=intervals,
     )

@@ -28,10 +28,11 @@ from pydantic import BaseModel, Field
 
 from agentmem.environment import Environment
 from agentmem.errors import ConfigError
-from agentmem.evaluation import EvalResult, make_environment, run_eval
+from agentmem.evaluation import EvalResult, make_environment, metric_intervals, question_scores, run_eval
+from agentmem.stats import paired_difference
 from agentmem.toolkit import ChatModel, Embedder
 
-__all__ = ["GridCell", "GridResult", "parse_configs", "params_for", "run_grid", "write_outputs"]
+__all__ = ["GridCell", "GridResult", "pairwise", "parse_configs", "params_for", "rows", "run_grid", "write_outputs"]
 
 CellProgress = Callable[["GridCell", int, int, dict[str, float]], None]
 
@@ -186,6 +187,8 @@ def run_grid(
                 done = None  # a torn or foreign file: run the cell again
             if done is not None and _cell_matches(done, split=split, limit=limit, model=model, params=cell_params,
                                                   memory=cell.memory):
+                if not done.intervals:  # a cell written before results carried their intervals
+                    done.intervals = metric_intervals(done.tasks, done.metrics)
                 grid.cells.append(done)
                 grid.resumed.append(cell.key)
                 if on_cell_done:
@@ -209,16 +212,29 @@ def run_grid(
 
 
 # -- outputs ------------------------------------------------------------------------------------
+def _label(result: EvalResult) -> str:
+    return "+".join(Path(m).stem if m.endswith(".py") else m for m in result.memory)
+
+
 def rows(grid: GridResult) -> list[dict[str, Any]]:
-    """One flat row per cell: quality metrics (without per-category detail) and cost."""
+    """One flat row per cell: quality metrics (without per-category detail) and cost.
+
+    ``score`` is the environment's primary metric; ``score_low`` and
+    ``score_high`` bound its 95% bootstrap interval over the ``score_n``
+    questions that carry it (:mod:`agentmem.stats`).
+    """
     out = []
     for r in grid.cells:
         env_metric = _primary(r.env)
+        interval = r.interval(env_metric)
         row: dict[str, Any] = {
             "env": r.env,
-            "memory": "+".join(Path(m).stem if m.endswith(".py") else m for m in r.memory),
+            "memory": _label(r),
             "primary_metric": env_metric,
             "score": round(r.metrics.get(env_metric, 0.0), 4),
+            "score_low": interval.low if interval is not None else None,
+            "score_high": interval.high if interval is not None else None,
+            "score_n": interval.n if interval is not None else 0,
             "questions": r.questions,
         }
         for key, value in r.metrics.items():
@@ -234,6 +250,37 @@ def rows(grid: GridResult) -> list[dict[str, Any]]:
             fallbacks=r.extraction.fallbacks,
         )
         out.append(row)
+    return out
+
+
+def pairwise(grid: GridResult) -> list[dict[str, Any]]:
+    """Every two configurations of an environment compared on the questions both were scored on.
+
+    For each pair ``a``, ``b`` (in grid order): ``a - b`` of the primary
+    metric averaged over the ``n`` shared questions (keyed task id / question
+    id), its 95% paired bootstrap interval, the questions where ``a`` scored
+    higher (``wins``), lower (``losses``) or the same (``ties``), the sign
+    test's p-value, and whether the interval lies above (``better``) or below
+    (``worse``) zero (:func:`agentmem.stats.paired_difference`). Pairing on
+    shared questions only keeps a cell that answered different questions
+    (another limit or split) from being compared on them.
+    """
+    out: list[dict[str, Any]] = []
+    by_env: dict[str, list[EvalResult]] = {}
+    for r in grid.cells:
+        by_env.setdefault(r.env, []).append(r)
+    for env, cells in by_env.items():
+        metric = _primary(env)
+        scores = [question_scores(c.tasks, metric) for c in cells]
+        for i in range(len(cells)):
+            for j in range(i + 1, len(cells)):
+                d = paired_difference(scores[i], scores[j])
+                out.append({
+                    "env": env, "metric": metric, "a": _label(cells[i]), "b": _label(cells[j]),
+                    **d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties,
+                    "sign_p": float(f"{d.sign_p:.3g}"),
+                    "better": d.n > 0 and d.low > 0, "worse": d.n > 0 and d.high < 0,
+                })
     return out
 
 
@@ -260,10 +307,11 @@ def to_csv(table: list[dict[str, Any]]) -> str:
 
 
 def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
-    """``grid.json``, ``grid.csv``, ``report.md`` and ``report.html`` in ``out_dir``."""
+    """``grid.json`` (``rows``, ``cells``, ``pairwise``), ``grid.csv``, ``report.md`` and ``report.html``."""
     from agentmem.report import grid_html, grid_markdown
 
     table = rows(grid)
+    pairs = pairwise(grid)
     paths = {
         "json": out_dir / "grid.json",
         "csv": out_dir / "grid.csv",
@@ -271,9 +319,10 @@ def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
         "html": out_dir / "report.html",
     }
     summary = {"split": grid.split, "limit": grid.limit, "model": grid.model, "rows": table,
-               "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells]}
+               "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells],
+               "pairwise": pairs}
     _write_atomic(paths["json"], json.dumps(summary, indent=2))
     _write_atomic(paths["csv"], to_csv(table))
-    _write_atomic(paths["markdown"], grid_markdown(grid, table))
-    _write_atomic(paths["html"], grid_html(grid, table))
+    _write_atomic(paths["markdown"], grid_markdown(grid, table, pairs))
+    _write_atomic(paths["html"], grid_html(grid, table, pairs))
     return paths

@@ -20,9 +20,9 @@ the script resumes where it stopped (a full run takes hours with the local
 
     python benchmarks/bench_design_space.py --before-checkout ../wt-before13
 
-writes ``benchmarks/results/design-space.json`` (git commits, date, machine,
-model, commands) and prints the table; ``--table`` prints the Markdown table
-of the result file.
+writes ``benchmarks/results/design-space.json`` (the header of
+``benchmarks/provenance.py``: git commit, date, machine, model, command) and
+prints the table; ``--table`` prints the Markdown table of the result file.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
-import sys
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
 
 from agentmem.stats import paired_interval  # the same seeded bootstrap as the M* benchmark and agentmem evolve
 
@@ -132,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     lines = {p: {"before": plugin_lines(args.before, f), "after": plugin_lines(head, f)} for p, f in PLUGINS.items()
              if p in plugins}
+    models = sorted({row["model"] for row in rows if row["model"]})
     result = {
-        "benchmark": "design-space", "commit": head, "before_commit": _git("rev-parse", args.before).strip(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
-        "command": "python benchmarks/bench_design_space.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "benchmark": "design-space",
+        **provenance("bench_design_space.py", argv, model=", ".join(models), commit=head),
+        "before_commit": _git("rev-parse", args.before).strip(),
         "lines": lines, "scores": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

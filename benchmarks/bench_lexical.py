@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_recall import queries, sentences  # noqa: E402
+from provenance import provenance  # noqa: E402 - benchmarks/provenance.py: the shared result header
 
 from agentmem.retrieval import BM25Index, tokenize  # noqa: E402
 
@@ -98,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     fts_add = time.perf_counter() - t0
 
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "sqlite": sqlite3.sqlite_version},
+        **provenance("bench_lexical.py", argv, machine={"sqlite": sqlite3.sqlite_version}),
         "items": args.items, "queries": len(asks), "k": 30,
         "search": timing,
         "build_s": {"bm25_in_memory_on_open": round(bm25_build, 2), "fts5_once": round(fts_build, 2)},

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import git_commit, load_average, provenance  # benchmarks/provenance.py: the shared result header
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "llm.json"
@@ -211,16 +210,8 @@ def main() -> None:
     from agentmem.llm.models import DEFAULT_MODEL
     from agentmem.llm.server import default_threads
 
-    report: dict[str, Any] = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "cores": default_threads(),
-            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-            "llama_cpp_python": llama_cpp.__version__,
-        },
-        "model": DEFAULT_MODEL,
-    }
+    commit, load_start = git_commit(), load_average()  # read at the start: a run takes a while
+    report: dict[str, Any] = {}
     if not args.skip_throughput:
         levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
         print(f"(a) throughput: {args.prompts} prompts, max_tokens {args.max_tokens}", flush=True)
@@ -228,7 +219,12 @@ def main() -> None:
     if not args.skip_eval:
         print(f"(b) eval with the cache cold, then warm: limit {args.eval_limit}", flush=True)
         report["eval_cache"] = bench_eval_cache(args.eval_limit, args.data)
-    report["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report = {
+        **provenance("bench_llm.py", None, model=DEFAULT_MODEL, commit=commit,
+                     machine={"llama_threads": default_threads(), "llama_cpp_python": llama_cpp.__version__,
+                              "load_average_at_start": load_start}),
+        **report,
+    }
 
     print()
     if "throughput" in report:

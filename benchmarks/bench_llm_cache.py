@@ -25,16 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the shared result header
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "llm_cache.json"
@@ -150,17 +147,9 @@ def main() -> None:
             "three_processes_correct": correct,
             "evictions_counted": kind == "agentmem",
         }
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = ""
     report = {
         "benchmark": "llm_cache",
-        "command": "python benchmarks/bench_llm_cache.py " + " ".join(sys.argv[1:]),
-        "git_commit": commit,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        **provenance("bench_llm_cache.py", None),
         "diskcache_version": diskcache.__version__,
         "n": args.n,
         "repeats": args.repeats,

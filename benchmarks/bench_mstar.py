@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import git_commit, git_dirty, load_average, provenance  # benchmarks/provenance.py: the shared header
 
 from agentmem.stats import paired_interval
 
@@ -46,13 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "mstar.json"
 PROGRAMS = ["examples/mstar/raw_text_search.py", "examples/mstar/session_summary.py", "examples/mstar/session_facts.py"]
 BOOTSTRAP = 10_000
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def _per_question_f1(result: Any) -> dict[str, float]:
@@ -144,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     environment = make_environment("locomo", data=args.data, seed=0)
     programs = [p.strip() for p in args.programs.split(",") if p.strip()]
     programs = [p if Path(p).is_file() or not (ROOT / p).is_file() else str(ROOT / p) for p in programs]
-    load_start = [round(x, 2) for x in os.getloadavg()]
-    commit, dirty = _git("rev-parse", "HEAD"), bool(_git("status", "--porcelain", "--untracked-files=no"))
+    load_start = load_average()
+    commit, dirty = git_commit(), git_dirty()  # of the code that ran (read at the start)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     print(f"model {llm.describe()}; data {environment.source}; {args.limit} questions; cache {'on' if args.cache else 'off'}")
 
@@ -167,17 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{Path(row['memory']).stem:28s} {row['f1']:6.3f} {vs:>28s} {ing['sessions']:8d} {ing['extraction_calls']:10d} "
               f"{ing['failed']:6d} {ing['fallbacks']:6d} {ing['splits']:6d} {row['wall_seconds']:7.0f}")
 
-    command = "python benchmarks/bench_mstar.py " + " ".join(argv)
     result = {
         "benchmark": "mstar",
-        "command": command.strip(),
-        "git_commit": commit,  # of the code that ran (read at the start)
-        "git_dirty": dirty,
-        "date": started,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_at_start": load_start, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": "2 cores shared with other work; the local model server may be shared with other processes"},
-        "model": llm.describe(),
+        **provenance("bench_mstar.py", argv, model=llm.describe(), commit=commit, dirty=dirty,
+                     machine={"load_average_at_start": load_start},
+                     note="2 cores shared with other work; the local model server may be shared with other processes"),
+        "started": started,
         "n_ctx": settings.n_ctx,
         "llm_timeout_s": settings.llm_timeout,
         "data": environment.source,

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the shared result header
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "sandbox.json"
@@ -138,12 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"recall {row['recall_ms_p50']:.2f} ms  resident {row['resident_mb']:.0f} MB")
     result = {
         "benchmark": "sandbox",
-        "command": "python benchmarks/bench_sandbox.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain")),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_1m": round(os.getloadavg()[0], 2)},
+        # the commit is that of the agentmem_evolve measured (an earlier checkout's, with PYTHONPATH), not this script's
+        **provenance("bench_sandbox.py", argv, commit=_git("rev-parse", "HEAD") or None,
+                     dirty=bool(_git("status", "--porcelain"))),
         "program": str(PROGRAM.relative_to(ROOT)),
         "rows": rows,
     }

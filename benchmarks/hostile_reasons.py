@@ -34,13 +34,13 @@ import os
 import platform
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from provenance import git_commit, git_dirty, provenance  # benchmarks/provenance.py: the shared result header
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = ROOT / "evolve" / "tests" / "hostile"
@@ -200,9 +200,7 @@ def main() -> int:
     # the limits of the test suite: every op ends in seconds
     limits = SandboxLimits(op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048,
                            output_bytes=256 << 10)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip())
+    commit, dirty = git_commit(), git_dirty()  # of the code that ran (read at the start)
     rows = []
     for jail in jails:
         for path in programs:
@@ -213,11 +211,8 @@ def main() -> int:
             print(f"{jail:8s} {path.name:26s} {verdict[:150]}{flag}", flush=True)
     result = {
         "script": "benchmarks/hostile_reasons.py",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": commit,
-        "dirty": dirty,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        **provenance("hostile_reasons.py", None, commit=commit, dirty=dirty,
+                     machine={"kernel": f"{platform.system()} {platform.release()}"}),
         "backends": backends,
         "programs": len(programs),
         "runs": rows,

@@ -1,7 +1,7 @@
 """Where a benchmark result came from: the header every result file written by these scripts starts with.
 
-One place for it so that every file names its commit, command and machine the same way (a number in the
-docs is traced back through these fields).
+One place for it so that every file names its commit, command, machine and (where a model made the numbers)
+model the same way: a number in the docs is traced back through these fields.
 """
 
 from __future__ import annotations
@@ -26,14 +26,38 @@ def git_commit() -> str:
         return "unknown"
 
 
-def provenance(script: str, argv: list[str] | None, note: str = "") -> dict[str, Any]:
-    """``when``, ``git_commit``, ``command`` (``python benchmarks/<script> <args>``) and ``machine`` (with the
-    load average at the end of the run, since a loaded machine makes every timing worse)."""
-    return {
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from the commit (a dirty tree's number is not that commit's); None outside git."""
+    try:
+        return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                   capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded (a loaded machine makes every timing worse)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def provenance(script: str, argv: list[str] | None, note: str = "", *, model: str | None = None,
+               machine: dict[str, Any] | None = None, commit: str | None = None,
+               dirty: bool | None = None) -> dict[str, Any]:
+    """``when``, ``git_commit``, ``git_dirty``, ``command`` (``python benchmarks/<script> <args>``), ``machine``
+    (with the load average at the end of the run) and, for a benchmark whose numbers come from a model, ``model``.
+
+    ``machine`` adds the script's own facts about the machine (a library's version, the load at the start);
+    ``commit`` and ``dirty`` are the commit and tree state read when a long run started, if the script read them then.
+    """
+    header: dict[str, Any] = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "git_commit": commit or git_commit(),
+        "git_dirty": git_dirty() if commit is None else dirty,
         "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-                    "note": note},
+                    "cores": os.cpu_count(), "platform": platform.platform(), **(machine or {}),
+                    "load_average_at_end": load_average(), "note": note},
     }
+    if model is not None:
+        header["model"] = model
+    return header

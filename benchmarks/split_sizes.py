@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
-import sys
-from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
+
+from provenance import provenance  # benchmarks/provenance.py: the shared result header
 
 from agentmem.stats import half_width, questions_needed
 
@@ -47,13 +45,6 @@ GAIN = 0.05
 LEVEL = 0.95
 POWER = 0.8
 SENSITIVITY = (0.25, 0.35, 0.5)
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def detectable(sd: float, n: int, level: float = LEVEL, power: float = POWER) -> dict[str, float]:
@@ -131,10 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{split}_half_width_by_sd"] = {str(s): round(half_width(s, row[split]), 4) for s in SENSITIVITY}
     needed = {str(s): questions_needed(s, GAIN, LEVEL) for s in SENSITIVITY}
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git("rev-parse", "HEAD"),
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix().split(str(ROOT) + "/")[-1], *(argv or sys.argv[1:])]),
-        "machine": {"python": platform.python_version()},
+        **provenance("split_sizes.py", argv),
         "level": LEVEL,
         "gain": GAIN,
         "sd": sd,

@@ -22,7 +22,7 @@ from agentmem.embeddings import (
     default_embedder,
     locate_embedding_model,
 )
-from agentmem.errors import ModelError, ModelIntegrityError
+from agentmem.errors import ConfigError, ModelError, ModelIntegrityError
 from agentmem.fetch import sha256_file
 from agentmem.toolkit import Embedder
 
@@ -354,7 +354,7 @@ def test_blas_thread_cap_gives_same_vectors_and_is_restored(model_dir: Path, mon
     monkeypatch.setenv("AGENTMEM_EMBEDDING_THREADS", "2")
     assert emb._resolve_threads(None) == 2 and emb._resolve_threads(1) == 1
     monkeypatch.setenv("AGENTMEM_EMBEDDING_THREADS", "many")
-    with pytest.raises(ModelError, match="AGENTMEM_EMBEDDING_THREADS"):
+    with pytest.raises(ConfigError, match="AGENTMEM_EMBEDDING_THREADS"):  # a bad setting, named by its variable
         emb._resolve_threads(None)
 
 
@@ -378,7 +378,7 @@ def test_backend_choice(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AGENTMEM_EMBEDDING_BACKEND", "numpy")
     assert emb._resolve_backend(None) == "numpy"
     monkeypatch.setenv("AGENTMEM_EMBEDDING_BACKEND", "gpu")
-    with pytest.raises(ModelError, match="AGENTMEM_EMBEDDING_BACKEND='gpu'.*auto, onnx, numpy"):
+    with pytest.raises(ConfigError, match="AGENTMEM_EMBEDDING_BACKEND: 'gpu'.*auto, onnx, numpy"):
         emb._resolve_backend(None)
     monkeypatch.delenv("AGENTMEM_EMBEDDING_BACKEND")
     assert emb._resolve_backend(None) == "onnx"  # both packages are dependencies

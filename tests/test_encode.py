@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
+
 from agentmem.encode import EventBuffer, event_text, event_when, group_turns, merge_events
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Event, Scope
@@ -36,3 +38,27 @@ def test_the_buffer_survives_a_reopen_and_is_taken_per_session(tmp_path):
     assert len(again) == 3 and again.sessions() == ["s1", "s2"]
     assert [e.content for e in again.take("s1")] == ["m0", "m1"] and [e.content for e in again.peek()] == ["m2"]
     assert [e.content for e in again.take()] == ["m2"] and not again
+
+
+def test_drain_hands_each_session_over_and_keeps_what_a_failed_handler_saw(tmp_path):
+    toolkit = Toolkit(scope=Scope(), stores=Stores(tmp_path), namespace="probe")
+    buffer = EventBuffer(toolkit, "pending")
+    for i, session in enumerate(["s1", "s2", "s1", "s3"]):
+        buffer.add(Event.message(f"m{i}", session_id=session))
+    seen: list[tuple[str, list[str]]] = []
+
+    def keep(session: str, events: list[Event]) -> None:
+        seen.append((session, [e.content for e in events]))
+
+    buffer.drain(keep, skip="s1")  # every other session, in arrival order
+    assert seen == [("s2", ["m1"]), ("s3", ["m3"])] and buffer.sessions() == ["s1"]
+
+    def fail(session: str, events: list[Event]) -> None:
+        raise RuntimeError("the model is down")
+
+    with pytest.raises(RuntimeError):
+        buffer.drain(fail, "s1")
+    assert [e.content for e in buffer.peek("s1")] == ["m0", "m2"]  # a failure keeps the events waiting
+    buffer.drain(keep)
+    assert seen[-1] == ("s1", ["m0", "m2"]) and not buffer
+    toolkit.close()

@@ -40,6 +40,20 @@ def test_a_grid_gives_a_param_to_the_configurations_that_declare_it(tmp_path, em
     assert not (tmp_path / "bad" / "cells").exists()  # refused before any cell ran
 
 
+def test_the_cli_gives_a_grid_param_to_the_configurations_that_declare_it(tmp_path):
+    """`agentmem eval --memory none,episodic -p top_k=3` passes the check (none declares no top_k); a typo does not."""
+    base = [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--data", str(LOCOMO6), "--limit", "1",
+            "--model", "openai/nothing", "--api-base", "http://127.0.0.1:9/v1"]
+    env = dict(os.environ, COLUMNS="200", AGENTMEM_MAX_RETRIES="0")
+    typo = subprocess.run([*base, "--memory", "none,episodic", "-p", "top_kk=3", "--out-dir", str(tmp_path / "a")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert typo.returncode != 0 and "top_kk" in typo.stdout + typo.stderr and "Traceback" not in typo.stderr
+    grid = subprocess.run([*base, "--memory", "none,episodic", "-p", "top_k=3", "--out-dir", str(tmp_path / "b")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert "top_k" not in grid.stdout + grid.stderr  # the check passed: what stops the run is the absent server
+    assert "Traceback" not in grid.stderr
+
+
 def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_path, embedder):
     llm = FixedReplyLLM()
     out = tmp_path / "grid"

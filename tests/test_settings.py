@@ -38,6 +38,10 @@ LAYERS = [
      ["openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", "local/qwen2.5-coder-1.5b", "local"]),
     ("recall_budget", 64, "128", "recall_budget = 256\n", [64, 128, 256, DEFAULT_RECALL_BUDGET]),
     ("max_reply_tokens", 100, "200", "max_reply_tokens = 300\n", [100, 200, 300, DEFAULT_REPLY_TOKENS]),
+    ("embedding_backend", "auto", "numpy", 'embedding_backend = "onnx"\n', ["auto", "numpy", "onnx", "auto"]),
+    ("embedding_threads", 1, "2", "embedding_threads = 3\n", [1, 2, 3, 0]),
+    ("share_server", False, "on", "share_server = false\n", [False, True, False, True]),
+    ("embedding_cache", False, "on", "embedding_cache = false\n", [False, True, False, True]),
 ]
 
 
@@ -73,6 +77,143 @@ def test_cache_dir_precedence_and_every_reader_follows_it(clean: Path, monkeypat
     monkeypatch.setenv("AGENTMEM_CACHE_DIR", str(clean / "from-env"))
     assert {reader() for reader in readers} == {clean / "from-env"}
     assert load_settings(cache_dir=clean / "from-flag").cache_dir == clean / "from-flag"
+
+
+# -- what used to be read from the environment alone -----------------------------------------
+#: path settings that were environment variables alone; the variable keeps its name (AGENTMEM_<SETTING>)
+PATH_SETTINGS = [
+    "server_registry", "embedding_cache", "locomo_data", "longmemeval_data", "memoryagentbench_data", "bfcl_dir",
+]
+
+
+def _fake_bfcl_install(root: Path) -> Path:
+    """A folder that looks like a ``pip install --target`` of bfcl-eval (the two files agentmem checks)."""
+    checked = (("bfcl_eval", "data", "BFCL_v4_memory.json"),
+               ("bfcl_eval", "eval_checker", "agentic_eval", "agentic_checker.py"))
+    for parts in checked:
+        root.joinpath(*parts).parent.mkdir(parents=True, exist_ok=True)
+        root.joinpath(*parts).write_text("{}", encoding="utf-8")
+    return root
+
+
+def _readers() -> dict[str, object]:
+    """What each path setting is for, read the way agentmem reads it."""
+    from agentmem.embedding_cache import default_store
+    from agentmem.llm.server import _registry_dir
+    from agentmem_environments.bfcl.install import find_bfcl
+    from agentmem_environments.longmemeval import LongMemEvalEnvironment
+    from agentmem_environments.memoryagentbench import MemoryAgentBenchEnvironment
+
+    def store() -> Path | None:
+        found = default_store()
+        return None if found is None else found.directory
+
+    return {
+        "server_registry": _registry_dir,
+        "embedding_cache": store,
+        "longmemeval_data": lambda: LongMemEvalEnvironment().data_path(),
+        "memoryagentbench_data": lambda: MemoryAgentBenchEnvironment().data_path(),
+        "bfcl_dir": lambda: find_bfcl(install=False)[0],
+    }
+
+
+@pytest.mark.parametrize("name", PATH_SETTINGS)
+def test_former_environment_variables_are_settings_with_the_same_names(clean: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      name: str) -> None:
+    """Each one: flag > AGENTMEM_<NAME> > agentmem.toml (relative to the file) > default, and its reader follows."""
+    (clean / "conf").mkdir()
+    if name == "bfcl_dir":
+        _fake_bfcl_install(clean / "conf" / "from-toml")
+        _fake_bfcl_install(clean / "from-env")
+    monkeypatch.setenv("AGENTMEM_CONFIG", str(clean / "conf" / "agentmem.toml"))
+    (clean / "conf" / "agentmem.toml").write_text(f'{name} = "from-toml"\n', encoding="utf-8")
+    assert getattr(load_settings(), name) == clean / "conf" / "from-toml"
+    monkeypatch.setenv(f"AGENTMEM_{name.upper()}", str(clean / "from-env"))
+    assert getattr(load_settings(), name) == clean / "from-env"
+    assert getattr(load_settings(**{name: clean / "from-flag"}), name) == clean / "from-flag"
+    reader = _readers().get(name)
+    if reader is not None:
+        assert reader() == clean / "from-env"  # type: ignore[operator]
+        monkeypatch.delenv(f"AGENTMEM_{name.upper()}")
+        assert reader() == clean / "conf" / "from-toml"  # type: ignore[operator]
+
+
+def test_locomo_data_setting_picks_the_file(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentmem_environments.locomo import LocomoEnvironment
+    from agentmem_environments.locomo.demo import DEMO_PATH
+
+    _toml(clean, f'locomo_data = "{DEMO_PATH}"\n')
+    assert LocomoEnvironment().source == str(DEMO_PATH)
+    monkeypatch.setenv("AGENTMEM_LOCOMO_DATA", str(clean / "missing.json"))
+    with pytest.raises(Exception, match="missing.json"):
+        LocomoEnvironment().source  # noqa: B018 - reading the source loads the data
+    assert LocomoEnvironment(data=str(DEMO_PATH)).source == str(DEMO_PATH)  # --data beats the setting
+
+
+def test_embedder_and_server_switches_follow_the_settings(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agentmem.embeddings as emb
+    from agentmem.embedding_cache import default_store
+    from agentmem.llm.server import _sharing
+
+    _toml(clean, 'embedding_backend = "numpy"\nembedding_threads = 2\nshare_server = false\nembedding_cache = "off"\n')
+    assert emb._resolve_backend(None) == "numpy" and emb._resolve_threads(None) == 2
+    assert _sharing() is False and default_store() is None
+    monkeypatch.setenv("AGENTMEM_SHARE_SERVER", "1")
+    monkeypatch.setenv("AGENTMEM_EMBEDDING_THREADS", "0")
+    assert _sharing() is True and emb._resolve_threads(None) is None
+    assert emb._resolve_backend("onnx") == "onnx"  # an argument beats the setting
+
+
+@pytest.mark.parametrize(("variable", "value", "accepted"), [
+    ("AGENTMEM_EMBEDDING_BACKEND", "gpu", "auto, onnx, numpy"),
+    ("AGENTMEM_EMBEDDING_THREADS", "-1", "greater than or equal to 0"),
+    ("AGENTMEM_SHARE_SERVER", "maybe", "valid boolean"),
+])
+def test_a_bad_switch_is_one_line_naming_its_variable(clean: Path, monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                      value: str, accepted: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert f"unset {variable}" in str(err.value) and accepted in str(err.value) and "\n" not in str(err.value)
+
+
+#: environment variables read outside agentmem.config, and why they are not settings
+NOT_SETTINGS = {
+    "HF_HUB_OFFLINE": "Hugging Face's own switch, honoured as its libraries do",
+    "HF_ENDPOINT": "Hugging Face's own mirror address",
+    "OPENAI_API_KEY": "litellm's provider key, read to tell an unauthenticated server from a missing key",
+    "AGENTMEM_SANDBOX_LOG_FD": "set by the evolution sandbox for its worker alone",
+}
+
+
+def test_agentmem_reads_no_environment_variable_behind_the_settings_back() -> None:
+    """Every ``os.environ`` / ``os.getenv`` read outside agentmem/config.py is a variable listed in NOT_SETTINGS."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = ("agentmem/**/*.py", "plugins/*/agentmem_*/**/*.py", "environments/agentmem_environments/**/*.py",
+                "evolve/agentmem_evolve/**/*.py")
+    sources = [p for pattern in patterns for p in root.glob(pattern)]
+    assert len(sources) > 50
+    found: list[str] = []
+    for path in sources:
+        if path == root / "agentmem" / "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = None
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+                target = ast.unparse(node.func)
+                if target in ("os.environ.get", "os.getenv", "os.environ.pop"):
+                    name = node.args[0]
+            elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                  and ast.unparse(node.value) == "os.environ"):
+                name = node.slice
+            if name is None:
+                continue
+            text = name.value if isinstance(name, ast.Constant) else ast.unparse(name)
+            if text not in NOT_SETTINGS:
+                found.append(f"{path.relative_to(root)}:{node.lineno} reads {text}")
+    assert not found, f"make these settings (agentmem/config.py) or list them in NOT_SETTINGS: {found}"
 
 
 # -- the model and its server --------------------------------------------------------------

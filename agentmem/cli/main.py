@@ -78,11 +78,13 @@ def check_settings(model: str | None, api_base: str | None) -> Any:
     return load_settings(model=model, api_base=api_base)
 
 
-def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+def check_memory_params(members: list[str], params: dict[str, Any], *, strict: bool = True) -> dict[str, dict[str, Any]] | None:
     """Each member's share of ``--param`` (see :func:`agentmem.grid.params_for`), with every value checked against its ``Params``.
 
     A value a plugin would refuse is one line naming the plugin, the
-    parameter, what it accepts and what was given.
+    parameter, what it accepts and what was given. ``strict=False`` (one
+    configuration of a grid) lets keys that this configuration does not
+    declare pass: the grid checks that some configuration declares each.
     """
     from pydantic import ValidationError
 
@@ -91,7 +93,7 @@ def check_memory_params(members: list[str], params: dict[str, Any]) -> dict[str,
 
     for member in members:  # every name, with or without --param: a misspelt plugin fails here
         load_memory(member)
-    shares = params_for(members, params)
+    shares = params_for(members, params, strict=strict)
     for member, share in (shares or {}).items():
         model = load_memory(member).Params
         try:
@@ -190,7 +192,7 @@ def eval_command(
 ) -> None:
     """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and reports)."""
     from agentmem.evaluation import make_environment
-    from agentmem.grid import parse_configs
+    from agentmem.grid import params_for, parse_configs
 
     # every input is checked before anything is written or a model is loaded
     if split not in ("train", "validation", "test", "all"):
@@ -203,7 +205,9 @@ def eval_command(
     configs = parse_configs(memory)
     params = parse_params(param)
     for members in configs:
-        check_memory_params(members, params)
+        check_memory_params(members, params, strict=len(configs) == 1)
+    if len(configs) > 1 and params:  # a key that no configuration declares is a typo
+        params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
     single = len(envs) == 1 and len(configs) == 1 and out_dir is None
     if out is not None and not single:
         raise ConfigError("--out names the result file of a single run; for several environments or memories use --out-dir")
@@ -275,7 +279,7 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
                api_base: str | None, environments: dict[str, Any]) -> None:
     from rich.progress import Progress
 
-    from agentmem.grid import GridCell, rows, run_grid
+    from agentmem.grid import GridCell, pairwise, rows, run_grid
 
     out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
     cells = len(envs) * len(configs)
@@ -318,13 +322,26 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
             raise LLMUnavailable(f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
                                  f"run the same command (same --out-dir) again to resume") from None
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
-    for col in ("env", "memory", "score", "tokens/question", "LLM calls", "failed extr. / fallbacks", "seconds"):
+    for col in ("env", "memory", "score", "95% interval", "n", "tokens/question", "LLM calls",
+                "failed extr. / fallbacks", "seconds"):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
     for row in rows(grid):
+        low, high = row["score_low"], row["score_high"]
         table.add_row(row["env"], row["memory"], f"{row['primary_metric']} {row['score']:.3f}",
+                      "-" if low is None or high is None else f"[{low:.3f}, {high:.3f}]", str(row["score_n"]),
                       f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]),
                       f"{row['failed_extractions']} / {row['fallbacks']}", f"{row['seconds']:.0f}")
     console.print(table)
+    pairs = pairwise(grid)
+    if pairs:
+        compare = Table(title="pairwise on shared questions: a - b of the primary metric (95% paired interval)")
+        for col in ("env", "a", "b", "n shared", "a - b", "95% interval", "a better / worse / tie", "sign p"):
+            compare.add_column(col, justify="left" if col in ("env", "a", "b") else "right")
+        for p in pairs:
+            compare.add_row(p["env"], p["a"], p["b"], str(p["n"]), f"{p['mean']:+.3f}" if p["n"] else "-",
+                            f"[{p['low']:+.3f}, {p['high']:+.3f}]" if p["n"] else "-",
+                            f"{p['wins']} / {p['losses']} / {p['ties']}", f"{p['sign_p']:.3g}")
+        console.print(compare)
     if grid.resumed:
         console.print(f"{len(grid.resumed)} cell(s) resumed from {out_dir / 'cells'}")
     console.print(f"written: {out_dir / 'grid.json'}, grid.csv, report.md, report.html")
@@ -390,16 +407,23 @@ def print_result(result: Any) -> None:
     table = Table(title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})", min_width=64)
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("95% interval", justify="right")
+    table.add_column("n", justify="right")
+    intervals = getattr(result, "intervals", None) or {}
     for key, value in result.metrics.items():
         is_count = key == "questions" or key.startswith("n/")
-        table.add_row(key, str(int(value)) if is_count else f"{value:.3f}")
+        interval = intervals.get(key)
+        if interval is not None:  # a mean over questions: with its bootstrap interval and how many questions
+            table.add_row(key, f"{value:.3f}", f"[{interval.low:.3f}, {interval.high:.3f}]", str(interval.n))
+        else:
+            table.add_row(key, str(int(value)) if is_count else f"{value:.3f}", "", "")
     health = getattr(result, "extraction", None)
     if health is not None:  # how the structured calls fared: failures and fallbacks change what memory holds
         table.add_section()
         for label, count in (("failed extractions", health.failed), ("extraction fallbacks", health.fallbacks),
                              ("inputs split (too long for the context)", health.splits),
                              ("replies cut and asked again", health.length_retries), ("repaired replies", health.repairs)):
-            table.add_row(label, str(count))
+            table.add_row(label, str(count), "", "")
     console.print(table)
     cost = result.cost
     per_q = cost.tokens / result.questions if result.questions else 0

@@ -313,17 +313,18 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _registry_dir() -> Path:
-    explicit = os.environ.get("AGENTMEM_SERVER_REGISTRY")
-    if explicit:
-        return Path(explicit).expanduser()
-    from agentmem.config import cache_dir
+    """The ``server_registry`` setting (``AGENTMEM_SERVER_REGISTRY``), else ``<cache_dir>/servers``."""
+    from agentmem.config import load_settings
 
-    root = cache_dir()
-    return root / "servers"
+    settings = load_settings()
+    return settings.server_registry if settings.server_registry is not None else settings.cache_dir / "servers"
 
 
 def _sharing() -> bool:
-    return os.environ.get("AGENTMEM_SHARE_SERVER", "1").strip().lower() not in ("0", "false", "no", "off")
+    """The ``share_server`` setting (``AGENTMEM_SHARE_SERVER=0`` turns sharing off)."""
+    from agentmem.config import load_settings
+
+    return load_settings().share_server
 
 
 def _healthy(api_base: str) -> bool:

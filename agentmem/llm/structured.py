@@ -70,10 +70,12 @@ _jinja = Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_
 SCHEMA_INSTRUCTION = _jinja.from_string(
     "Reply with only a JSON object (no prose, no code fence) that matches this JSON schema:\n{{ schema }}"
 )
-REPAIR_REQUEST = _jinja.from_string(
-    "Your reply was not a valid {{ name }} object: {{ error }}\n"
-    "Reply again with only the corrected JSON object that matches the schema."
-)
+#: sent back (once) with the reason when a complete reply is not valid; ``what`` names what was asked for
+REPAIR_REQUEST = _jinja.from_string("Your reply was not a valid {{ what }}: {{ error }}\n{{ fix }}")
+#: the ``fix`` of :data:`REPAIR_REQUEST` for a reply that must be one JSON object
+JSON_FIX = "Reply again with only the corrected JSON object that matches the schema."
+#: the one line raised when the repaired reply is still not valid; ``goal`` says what the model had to do
+GAVE_UP = "{model} did not {goal} after a repair attempt ({error}): try a larger model (--model) or simplify the schema"
 
 #: the least room a reply is given when its schema does not bound it lower
 MIN_REPLY_TOKENS = 128
@@ -296,17 +298,22 @@ def ask_json(
     schema: Mapping[str, Any] | None,
     response_format: dict[str, Any] | None,
     check: Callable[[str], V],
-    repair: Callable[[str], str],
     name: str,
     caller: str | None = None,
     max_tokens: int | None = None,
     send: Callable[[list[dict[str, Any]], int], Reply] | None = None,
+    what: str | None = None,
+    fix: str = JSON_FIX,
+    goal: str | None = None,
 ) -> V:
     """One JSON reply to ``messages`` that passes ``check``, by the rules of this module.
 
     ``check`` turns the reply text into the value (raising ``ValueError`` or a
-    ``ValidationError`` when it is not valid); ``repair`` words the request
-    sent back with a reason. ``send`` makes one call with a token limit
+    ``ValidationError`` when it is not valid). An invalid reply is sent back
+    once as :data:`REPAIR_REQUEST` with the reason: ``what`` names what was
+    asked for (default ``"<name> object"``) and ``fix`` how to answer; if the
+    repaired reply is not valid either, :data:`GAVE_UP` says the model did not
+    ``goal`` (default ``"return a valid <name>"``). ``send`` makes one call with a token limit
     (default: :meth:`LLM.complete_reply` with ``response_format``). Raises
     :class:`NoRoomForReply` or :class:`InvalidReply` (both
     :class:`~agentmem.errors.LLMError`).
@@ -342,13 +349,13 @@ def ask_json(
             if repaired:
                 _note(llm, "invalid", caller)
                 raise InvalidReply(
-                    f"{_describe(llm)} did not return a valid {name} after a repair attempt ({error}): "
-                    "try a larger model (--model) or simplify the schema",
+                    GAVE_UP.format(model=_describe(llm), goal=goal or f"return a valid {name}", error=error),
                     reason=error,
                 )
             repaired = True
             _note(llm, "repair", caller)
-            convo = [*convo, {"role": "assistant", "content": reply.text}, {"role": "user", "content": repair(error)}]
+            request = REPAIR_REQUEST.render(what=what or f"{name} object", error=error, fix=fix)
+            convo = [*convo, {"role": "assistant", "content": reply.text}, {"role": "user", "content": request}]
             plan = plan_reply(convo, schema, context_window=context_window, max_output=max_output, requested=max_tokens)
             limit = plan.first
     except NoRoomForReply:
@@ -373,7 +380,6 @@ def structured(
         schema=json_schema,
         response_format=schemas.response_format(schema.__name__, json_schema, local=getattr(llm, "is_local", False)),
         check=lambda text: validate_reply(schema, text),
-        repair=lambda error: REPAIR_REQUEST.render(name=schema.__name__, error=error),
         name=schema.__name__,
         caller=caller,
         max_tokens=max_tokens,

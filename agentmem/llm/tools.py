@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
 
-from agentmem.errors import InvalidReply, LLMError
+from agentmem.errors import LLMError
 from agentmem.llm.schemas import clean_schema, parse_json_object, response_format, schema_problems, validation_summary
 from agentmem.llm.structured import ChatClient, Reply, ask_json, schema_token_bound, with_instruction
 from agentmem.llm.transport import one_line, tool_calls_as_text
@@ -345,6 +345,7 @@ def _constrained_json(
     check: Callable[[Any], Any],
     caller: str | None,
     max_tokens: int | None,
+    goal: str,
 ) -> Any:
     """One reply constrained to ``schema`` and passed through ``check`` (see :func:`agentmem.llm.structured.ask_json`:
     a limit from the schema and the room left, a cut reply asked again with room, one repair).
@@ -365,10 +366,10 @@ def _constrained_json(
         schema=schema,
         response_format=response_format(schema_name, schema, local=llm.is_local),
         check=checked,
-        repair=lambda error: f"That was not valid: {error}\nReply again with only the corrected JSON object.",
         name=schema_name,
         caller=caller,
         max_tokens=max_tokens,
+        goal=goal,
     )
 
 
@@ -415,11 +416,8 @@ def call_tool(
                     raise ToolCallError(f"name must be one of {names}")
                 return name
 
-            try:
-                tool = _constrained_json(llm, choose, schema, "tool_choice", check_name, caller, None)
-            except InvalidReply as exc:
-                raise InvalidReply(f"{llm.describe()} did not choose one of the tools {names} after a repair attempt "
-                                   f"({exc.reason})", reason=exc.reason) from None
+            tool = _constrained_json(llm, choose, schema, "tool_choice", check_name, caller, None,
+                                     goal=f"choose one of the tools {names}")
 
     spec = by_name[tool]
     ask = with_instruction(
@@ -427,11 +425,8 @@ def call_tool(
         f"Fill in the arguments of `{spec.name}` ({spec.description or 'a tool'}) from the request above, "
         f"copying its words exactly. JSON schema:\n{json.dumps(spec.parameters, separators=(',', ':'))}",
     )
-    try:
-        arguments = _constrained_json(llm, ask, spec.parameters, spec.name, spec.validate_arguments, caller, max_tokens)
-    except InvalidReply as exc:
-        raise InvalidReply(f"{llm.describe()} did not return valid arguments for tool {spec.name} after a repair "
-                           f"attempt ({exc.reason})", reason=exc.reason) from None
+    arguments = _constrained_json(llm, ask, spec.parameters, spec.name, spec.validate_arguments, caller, max_tokens,
+                                  goal=f"return valid arguments for tool {spec.name}")
     return ToolCall(name=spec.name, arguments=arguments)
 
 
@@ -470,20 +465,17 @@ def _native_call(
         return calls[0]
 
     names = [s.name for s in specs]
-    try:
-        return ask_json(
-            llm,
-            [dict(m) for m in messages],
-            schema=None,
-            response_format=None,
-            check=checked,
-            repair=lambda error: f"That was not a valid tool call: {error}\nCall exactly one of the tools "
-            f"{names} with arguments matching its schema.",
-            name="tool call",
-            caller=caller,
-            max_tokens=max_tokens,
-            send=send,
-        )
-    except InvalidReply as exc:
-        raise InvalidReply(f"{llm.describe()} did not make a valid tool call after a repair attempt ({exc.reason})",
-                           reason=exc.reason) from None
+    return ask_json(
+        llm,
+        [dict(m) for m in messages],
+        schema=None,
+        response_format=None,
+        check=checked,
+        name="tool call",
+        caller=caller,
+        max_tokens=max_tokens,
+        send=send,
+        what="tool call",
+        fix=f"Call exactly one of the tools {names} with arguments matching its schema.",
+        goal="make a valid tool call",
+    )

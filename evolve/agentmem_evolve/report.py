@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 
+from agentmem.charts import Axis, Line, Point, scatter_chart
 from agentmem.stats import Interval
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.evidence import incumbent, intervals, seed_of, compare_with_seeds, seed_verdict
@@ -136,68 +137,11 @@ def _stage_scores(archive: Archive) -> dict[str, dict[str, float]]:
     return {stage: {s.program_id: s.score for s in archive.scored(stage)} for stage in STAGES}
 
 
-# -- plots -----------------------------------------------------------------------------
-class _Axis:
-    """A linear or log axis from data values to pixels, with a few round tick labels."""
-
-    def __init__(self, values: list[float], lo_px: float, hi_px: float, *, log: bool = False, pad: float = 0.05) -> None:
-        self.log = bool(log and values and min(values) > 0 and max(values) / min(values) > 20)
-        vals = [self._t(v) for v in values] or [0.0, 1.0]
-        lo, hi = min(vals), max(vals)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 0.5, hi + 0.5
-        span = hi - lo
-        self.lo, self.hi = lo - pad * span, hi + pad * span
-        self.lo_px, self.hi_px = lo_px, hi_px
-
-    def _t(self, v: float) -> float:
-        return math.log10(v) if self.log else v
-
-    def __call__(self, v: float) -> float:
-        t = self._t(v) if (not self.log or v > 0) else self.lo
-        return round(self.lo_px + (t - self.lo) / (self.hi - self.lo) * (self.hi_px - self.lo_px), 1)
-
-    def ticks(self, n: int = 5) -> list[dict[str, Any]]:
-        if self.log:
-            decades = range(math.floor(self.lo), math.ceil(self.hi) + 1)
-            mults = (1, 2, 5) if self.hi - self.lo < 3 else (1,)  # few decades: 1-2-5 ticks
-            out = [
-                {"pos": self(m * 10.0**e), "label": _fmt(m * 10.0**e)}
-                for e in decades for m in mults
-                if self.lo <= math.log10(m * 10.0**e) <= self.hi
-            ]
-            return out or [{"pos": self(10.0**self.lo), "label": _fmt(10.0**self.lo)}]
-        step = _nice_step((self.hi - self.lo) / max(1, n))
-        start = math.ceil(self.lo / step) * step
-        out, v = [], start
-        while v <= self.hi + 1e-12:
-            out.append({"pos": self(v), "label": _fmt(v)})
-            v += step
-        return out
+# -- plots (drawn by agentmem.charts, the one SVG engine of agentmem's reports) ---------
+W, H = 640, 300
 
 
-def _nice_step(raw: float) -> float:
-    if raw <= 0:
-        return 1.0
-    mag = 10 ** math.floor(math.log10(raw))
-    for m in (1, 2, 2.5, 5, 10):
-        if raw <= m * mag:
-            return m * mag
-    return 10 * mag
-
-
-def _fmt(v: float) -> str:
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    if abs(v - round(v)) < 1e-9:
-        return str(int(round(v)))
-    return f"{v:.3g}"
-
-
-W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 300, 56, 16, 16, 40
-
-
-def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> str | None:
     """Each evaluated program by creation order; filled = select score, hollow = screen only; best-so-far line."""
     pts = []
     for i, p in enumerate(programs):
@@ -207,55 +151,51 @@ def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float
             pts.append((i, scores["screen"][p.id], "screen", p))
     if not pts:
         return None
-    x = _Axis([float(i) for i, *_ in pts] + [0.0], LEFT, W - RIGHT)
-    y = _Axis([v for _, v, *_ in pts], H - BOTTOM, TOP)
-    points = [
-        {"x": x(i), "y": y(v), "cls": stage, "title": f"{p.id} ({p.operator}, gen {p.generation}): {stage} {v:.3f}"}
-        for i, v, stage, p in pts
-    ]
-    best_path, best = [], -math.inf
+    points = [Point(x=float(i), y=v, cls=stage, title=f"{p.id} ({p.operator}, gen {p.generation}): {stage} {v:.3f}")
+              for i, v, stage, p in pts]
+    best_line: list[tuple[float, float]] = []
+    best = -math.inf
     for i, v, stage, _p in pts:
         if stage != "select":
             continue
         if v > best:
-            if best_path:
-                best_path.append(f"L{x(i)},{y(best)}")
+            if best_line:
+                best_line.append((float(i), best))  # the step: flat until this program, then up
             best = v
-        best_path.append(("M" if not best_path else "L") + f"{x(i)},{y(best)}")
-    if best_path:
-        best_path.append(f"L{x(pts[-1][0])},{y(best)}")
-    return {
-        "w": W, "h": H, "left": LEFT, "right": W - RIGHT, "top": TOP, "bottom": H - BOTTOM,
-        "points": points, "best_path": " ".join(best_path), "xticks": x.ticks(), "yticks": y.ticks(),
-        "xlabel": "program (creation order)", "ylabel": "score",
-    }
+        best_line.append((float(i), best))
+    if best_line:
+        best_line.append((float(pts[-1][0]), best))
+    return scatter_chart(
+        points, title="score of each program in creation order", x_label="program (creation order)", y_label="score",
+        lines=[Line(xy=best_line, cls="bestline")] if best_line else [], x_include=[0.0], width=W, height=H,
+        chart_id="score-plot", show_title=False,
+    )  # an SVG string built with every text escaped (agentmem.charts); the template inserts it as it is
 
 
-def _pareto_plot(pool: list[Scored], front: list[Scored]) -> dict[str, Any] | None:
+def _pareto_plot(pool: list[Scored], front: list[Scored]) -> str | None:
     """Score against tokens per question; the frontier highlighted and joined by a staircase."""
     if not pool:
         return None
-    x = _Axis([max(s.tokens, 0.0) for s in pool], LEFT, W - RIGHT, log=True)
-    y = _Axis([s.score for s in pool], H - BOTTOM, TOP)
     on_front = {s.program_id for s in front}
     points = [
-        {
-            "x": x(s.tokens), "y": y(s.score), "cls": "front" if s.program_id in on_front else "dominated",
-            "title": f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question", "label": s.program_id[:6],
-        }
+        Point(x=max(s.tokens, 0.0), y=s.score, cls="front" if s.program_id in on_front else "dominated",
+              r=5 if s.program_id in on_front else 3.5,
+              title=f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question",
+              label=s.program_id[:6] if s.program_id in on_front else "")
         for s in pool
     ]
-    path = []
+    stairs: list[tuple[float, float]] = []
     for i, s in enumerate(front):
-        if i == 0:
-            path.append(f"M{x(s.tokens)},{y(s.score)}")
-        else:
-            path.append(f"L{x(s.tokens)},{y(front[i - 1].score)} L{x(s.tokens)},{y(s.score)}")
-    return {
-        "w": W, "h": H, "left": LEFT, "right": W - RIGHT, "top": TOP, "bottom": H - BOTTOM,
-        "points": points, "front_path": " ".join(path), "xticks": x.ticks(), "yticks": y.ticks(),
-        "xlabel": "tokens per question" + (" (log scale)" if x.log else ""), "ylabel": "score",
-    }
+        if i > 0:
+            stairs.append((s.tokens, front[i - 1].score))
+        stairs.append((s.tokens, s.score))
+    log = Axis([max(s.tokens, 0.0) for s in pool], 0, 1, log=True).log  # whether the data allow a log axis
+    return scatter_chart(
+        points, title="score against tokens per question", y_label="score",
+        x_label="tokens per question" + (" (log scale)" if log else ""), lines=[Line(xy=stairs, cls="frontline",
+                                                                                    color="#dc2626")],
+        log_x=True, width=W, height=H, chart_id="pareto-plot", show_title=False,
+    )
 
 
 # -- lineage, table, diff --------------------------------------------------------------

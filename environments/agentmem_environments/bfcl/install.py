@@ -13,7 +13,7 @@ and only that directory is read (the data) and briefly put on ``sys.path``
 Where the package is looked for, in order:
 
 1. ``bfcl_dir`` (the environment's knob, ``--data "bfcl_dir=..."``);
-2. the ``AGENTMEM_BFCL_DIR`` environment variable;
+2. the ``bfcl_dir`` setting (``AGENTMEM_BFCL_DIR`` or ``agentmem.toml``);
 3. a ``bfcl_eval`` package importable from this Python (a user who installed
    ``bfcl-eval`` with its dependencies);
 4. the cached install, made on first use with ``uv pip install --no-deps
@@ -201,9 +201,11 @@ def find_bfcl(bfcl_dir: str | Path | None = None, *, install: bool = True, cache
     """
     if bfcl_dir not in (None, ""):
         return resolve_bfcl_dir(bfcl_dir), "bfcl_dir"
-    env = os.environ.get(ENV_DIR)
-    if env:
-        return resolve_bfcl_dir(env), ENV_DIR
+    from agentmem.config import load_settings
+
+    configured = load_settings().bfcl_dir
+    if configured is not None:
+        return resolve_bfcl_dir(configured), ENV_DIR
     spec = importlib.util.find_spec("bfcl_eval") if "bfcl_eval" not in sys.modules else sys.modules["bfcl_eval"].__spec__
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         root = Path(location).parent

@@ -10,7 +10,7 @@ are scored with the token F1 of the LoCoMo paper (per category, see
 Where the data comes from, in order:
 
 1. the ``data`` argument (``agentmem eval --data``);
-2. the ``AGENTMEM_LOCOMO_DATA`` environment variable;
+2. the ``locomo_data`` setting (``AGENTMEM_LOCOMO_DATA`` or ``agentmem.toml``);
 3. the official ``locomo10.json``, downloaded once into the user cache
    (``AGENTMEM_CACHE_DIR`` or the platform cache dir, ``data/locomo10.json``);
 4. the project's own demo set (``demo_locomo.json``, two short conversations
@@ -24,12 +24,12 @@ selects on test questions.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from agentmem.config import load_settings
 from agentmem.environment import (
     AgentLike,
     ProxyScore,
@@ -152,7 +152,7 @@ class LocomoEnvironment(TaskSetEnvironment, ProxyScoring):
     def _load(self) -> list[Task]:
         if self._tasks is not None:
             return self._tasks
-        explicit = self._data if self._data not in (None, "") else os.environ.get(ENV_DATA) or None
+        explicit = self._data if self._data not in (None, "") else load_settings().locomo_data
         if explicit is not None:
             path = Path(explicit).expanduser()
             tasks = load_tasks(path)

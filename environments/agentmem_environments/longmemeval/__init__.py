@@ -28,8 +28,8 @@ for abstention questions (``f1/abstention``), and averaged over the six types
 (``f1/task_avg``).
 
 Where the data comes from, in order: ``--data`` (a file in the format, see
-:mod:`.loader`, or knobs ``variant=oracle,judge_model=...``),
-``AGENTMEM_LONGMEMEVAL_DATA``, the official file of the chosen variant
+:mod:`.loader`, or knobs ``variant=oracle,judge_model=...``), the
+``longmemeval_data`` setting (``AGENTMEM_LONGMEMEVAL_DATA`` or ``agentmem.toml``), the official file of the chosen variant
 (``s`` by default) downloaded once into the cache and checked (it must parse,
 hold 500 instances with distinct ids, and match the sha256 recorded at its
 download), else the project's generated fixture (NOT the benchmark; a
@@ -39,7 +39,6 @@ warning says so and :attr:`source` starts with ``"fixture"``).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -47,17 +46,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from agentmem.environment import (
-    AgentLike,
-    QuestionResult,
-    Task,
-    TaskResult,
-    TaskSetEnvironment,
-    check_top_k,
-    parse_knobs,
-)
+from agentmem.environment import AgentLike, QuestionResult, Task, TaskResult
 from agentmem.errors import AgentmemError, DataError
 from agentmem.types import Episode
+from agentmem_environments.dataset import DatasetEnvironment
 from agentmem_environments.longmemeval.loader import FIELDS, QUESTION_TYPES, TURN_FIELDS, load_tasks
 from agentmem_environments.qa_metrics import exact_match, substring_match, token_f1
 
@@ -176,7 +168,7 @@ def split_ids(tasks: list[Task], seed: int) -> dict[str, list[str]]:
     return out
 
 
-class LongMemEvalEnvironment(TaskSetEnvironment):
+class LongMemEvalEnvironment(DatasetEnvironment):
     """LongMemEval: a question after a long dated chat history (F1 / judge by type; evidence-session recall)."""
 
     name: ClassVar[str] = "longmemeval"
@@ -186,54 +178,25 @@ class LongMemEvalEnvironment(TaskSetEnvironment):
     )
     primary_metric: ClassVar[str] = "f1"
 
-    def __init__(self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None,
-                 judge_model: str | None = None, **knobs: Any) -> None:
-        self.top_k = check_top_k("longmemeval", top_k)
-        text = str(data).strip() if data not in (None, "") else ""
-        if text and (Path(text).expanduser().is_file() or (text.endswith(".json") and "=" not in text)):
-            data, knobs = None, {"path": text, **knobs}  # --data may be just the file
-        if judge_model:
-            knobs["judge_model"] = judge_model
-        self.options = parse_knobs("longmemeval", Options, data, knobs)
-        self.seed = int(seed)
-        self._tasks: list[Task] | None = None
-        self._splits: dict[str, list[str]] = {}
-        self._source = ""
-        self.judge: Any = None
-        if self.options.judge_model:
-            from agentmem_environments.judge import Judge
-
-            self.judge = Judge(self.options.judge_model, env="longmemeval")
-            self.primary_metric = "judge_accuracy"  # type: ignore[misc]
+    Options = Options
+    data_setting: ClassVar[str] = "longmemeval_data"
+    data_variable: ClassVar[str] = ENV_DATA
+    fixture_path: ClassVar[Path] = FIXTURE_PATH
+    fixture_notice: ClassVar[str] = FIXTURE_NOTICE
+    benchmark: ClassVar[str] = "LongMemEval"
+    data_hint: ClassVar[str] = "a longmemeval_s.json"
+    judged_metric: ClassVar[str | None] = "judge_accuracy"
 
     # ------------------------------------------------------------------ data
 
-    def _load(self) -> list[Task]:
-        if self._tasks is not None:
-            return self._tasks
-        explicit = self.options.path or os.environ.get(ENV_DATA) or None
-        if explicit:
-            path = Path(explicit).expanduser()
-            tasks, source = load_tasks(path), str(path)
-        else:
-            got = fetch_official(self.options.variant) if self.options.download else None
-            if got is not None:
-                tasks, source = got[0], f"downloaded ({got[1]})"
-            else:
-                tasks, source = load_tasks(FIXTURE_PATH), f"fixture: {FIXTURE_NOTICE}"
-                log.warning(
-                    "%s: %d questions written by agentmem's generator; scores say nothing about LongMemEval. "
-                    "Set %s or pass --data to a longmemeval_s.json to run the benchmark.", FIXTURE_NOTICE, len(tasks), ENV_DATA,
-                )
-        self._splits = split_ids(tasks, self.seed)
-        self._tasks, self._source = tasks, source
-        return tasks
+    def _read(self, path: Path) -> list[Task]:
+        return load_tasks(path)
 
-    @property
-    def source(self) -> str:
-        """Where the data came from: a path, ``"downloaded (<path>)"`` or ``"fixture: ..."``."""
-        self._load()
-        return self._source
+    def _download(self) -> tuple[list[Task], Path] | None:
+        return fetch_official(self.options.variant)
+
+    def _split(self, tasks: list[Task]) -> dict[str, list[str]]:
+        return split_ids(tasks, self.seed)
 
     # ------------------------------------------------------------------ protocol
 

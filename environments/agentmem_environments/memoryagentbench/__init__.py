@@ -36,7 +36,8 @@ equality, then by difflib's closest match, not by edit distance (difflib is
 fast enough in pure Python).
 
 Data, in order: ``--data`` (see :mod:`.loader`; or knobs such as
-``chunk_tokens=256,competencies=AR+CR``), ``AGENTMEM_MEMORYAGENTBENCH_DATA``,
+``chunk_tokens=256,competencies=AR+CR``), the ``memoryagentbench_data`` setting
+(``AGENTMEM_MEMORYAGENTBENCH_DATA`` or ``agentmem.toml``),
 the official parquet files downloaded once into the cache and checked (every
 split present and non-empty, sha256 recorded at download and verified after;
 needs ``pyarrow``), else the generated fixture (NOT the benchmark).
@@ -46,7 +47,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import os
 import random
 import re
 import time
@@ -55,18 +55,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator
 
-from agentmem.environment import (
-    AgentLike,
-    Question,
-    QuestionResult,
-    Task,
-    TaskResult,
-    TaskSetEnvironment,
-    check_top_k,
-    parse_knobs,
-)
+from agentmem.environment import AgentLike, Question, QuestionResult, Task, TaskResult
 from agentmem.errors import AgentmemError, DataError
 from agentmem.types import Episode
+from agentmem_environments.dataset import DatasetEnvironment
 from agentmem_environments.judge import render_prompt
 from agentmem_environments.memoryagentbench.loader import (
     COMPETENCIES,
@@ -181,7 +173,7 @@ def split_ids(tasks: list[Task], seed: int) -> dict[str, list[str]]:
     return out
 
 
-class MemoryAgentBenchEnvironment(TaskSetEnvironment):
+class MemoryAgentBenchEnvironment(DatasetEnvironment):
     """MemoryAgentBench: AR, TTL, LRU and CR over chunked long contexts, each scored by the benchmark's metric."""
 
     name: ClassVar[str] = "memoryagentbench"
@@ -191,43 +183,25 @@ class MemoryAgentBenchEnvironment(TaskSetEnvironment):
     )
     primary_metric: ClassVar[str] = "accuracy"
 
+    Options = Options
+    data_setting: ClassVar[str] = "memoryagentbench_data"
+    data_variable: ClassVar[str] = ENV_DATA
+    data_suffixes: ClassVar[tuple[str, ...]] = (".json", ".jsonl", ".parquet")
+    data_dirs: ClassVar[bool] = True
+    fixture_path: ClassVar[Path] = FIXTURE_PATH
+    fixture_notice: ClassVar[str] = FIXTURE_NOTICE
+    benchmark: ClassVar[str] = "MemoryAgentBench"
+    data_hint: ClassVar[str] = "the benchmark's parquet files"
+
     def __init__(self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None,
                  judge_model: str | None = None, **knobs: Any) -> None:
-        self.top_k = check_top_k("memoryagentbench", top_k)
-        text = str(data).strip() if data not in (None, "") else ""
-        if text and "=" not in text and (Path(text).expanduser().exists() or text.endswith((".json", ".jsonl", ".parquet"))):
-            data, knobs = None, {"path": text, **knobs}
-        if judge_model:
-            knobs["judge_model"] = judge_model
-        self.options = parse_knobs("memoryagentbench", Options, data, knobs)
-        self.seed = int(seed)
-        self._tasks: list[Task] | None = None
-        self._splits: dict[str, list[str]] = {}
-        self._source = ""
+        super().__init__(data, seed=seed, top_k=top_k, judge_model=judge_model, **knobs)
         self._entity2id: dict[str, Any] | None = None
         self._movies: dict[str, str] = {}
-        self.judge: Any = None
-        if self.options.judge_model:
-            from agentmem_environments.judge import Judge
-
-            self.judge = Judge(self.options.judge_model, env="memoryagentbench")
 
     # ------------------------------------------------------------------ data
 
-    def _load(self) -> list[Task]:
-        if self._tasks is not None:
-            return self._tasks
-        explicit = self.options.path or os.environ.get(ENV_DATA) or None
-        if explicit:
-            path, source = Path(explicit).expanduser(), str(Path(explicit).expanduser())
-        else:
-            got = fetch_official() if self.options.download else None
-            if got is not None:
-                path, source = got, f"downloaded ({got})"
-            else:
-                path, source = FIXTURE_PATH, f"fixture: {FIXTURE_NOTICE}"
-                log.warning("%s: scores say nothing about MemoryAgentBench. Set %s or pass --data to the "
-                            "benchmark's parquet files to run it.", FIXTURE_NOTICE, ENV_DATA)
+    def _read(self, path: Path) -> list[Task]:
         by_split, entity2id = load_rows(path)
         if self.options.entity2id:
             import json
@@ -239,14 +213,14 @@ class MemoryAgentBenchEnvironment(TaskSetEnvironment):
         if not tasks:
             raise DataError(f"{path}: no rows of the competencies {self.options.competencies}; choose others with --data competencies=...")
         self._entity2id = entity2id
-        self._splits = split_ids(tasks, self.seed)
-        self._tasks, self._source = tasks, source
         return tasks
 
-    @property
-    def source(self) -> str:
-        self._load()
-        return self._source
+    def _download(self) -> tuple[list[Task], Path] | None:
+        got = fetch_official()
+        return (self._read(got), got) if got is not None else None
+
+    def _split(self, tasks: list[Task]) -> dict[str, list[str]]:
+        return split_ids(tasks, self.seed)
 
     # ------------------------------------------------------------------ protocol
 

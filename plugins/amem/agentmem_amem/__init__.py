@@ -125,12 +125,10 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
             return
         session = event.session_id or ""
         if session != self._session:
-            for other in self.buffer.sessions():  # a session ended: its partial group becomes a note now
-                if other != session:
-                    self._flush_session(other)
+            self.buffer.drain(self._write_notes, skip=session)  # a session ended: its partial group becomes a note now
             self._session = session
         if self.buffer.add(event) >= self.params.note_turns:
-            self._flush_session(session)
+            self.buffer.drain(self._write_notes, session)
 
     def reflect(self, episode: Episode) -> None:
         """End of a session or episode: the events still waiting become notes."""
@@ -138,15 +136,12 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
 
     def flush(self) -> None:
         """Write notes for every waiting event now."""
-        for session in self.buffer.sessions():
-            self._flush_session(session)
+        self.buffer.drain(self._write_notes)
 
-    def _flush_session(self, session: str) -> None:
-        events = self.buffer.peek(session)
+    def _write_notes(self, session: str, events: list[Event]) -> None:
+        """One session's waiting events as notes (they leave the buffer once written: a failure keeps them)."""
         for group in group_turns(events, self.params.note_turns):
             self._write(group, use_llm=True)
-        if events:
-            self.buffer.take(session)  # once written: a failure above keeps the events waiting
 
     def _write(self, group: Sequence[Event], *, use_llm: bool) -> StoredItem:
         """One note: construct (one LLM call, or the raw-text fallback), store, link, evolve the neighbours."""

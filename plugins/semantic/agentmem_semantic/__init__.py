@@ -174,7 +174,7 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         if event.kind != "message" or not event.content.strip():
             return
         if self.buffer.add(event) >= self.params.batch_turns:
-            self._flush_session(event.session_id or "")
+            self.buffer.drain(self._extract_batch, event.session_id or "")
 
     def reflect(self, episode: Episode) -> None:
         """End of a session: extract whatever is still pending."""
@@ -182,20 +182,16 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
 
     def flush(self) -> None:
         """Run extraction and reconciliation over every pending event now."""
-        for session in self.buffer.sessions():
-            self._flush_session(session)
+        self.buffer.drain(self._extract_batch)
 
-    def _flush_session(self, session: str) -> None:
-        events = self.buffer.peek(session)
-        if not events:
-            return
+    def _extract_batch(self, session: str, events: list[Event]) -> None:
+        """Extract and reconcile one session's pending events (they then leave the buffer)."""
         try:
             candidates = self._extract_fitting(events, self._recent.get(session, []))
             self._reconcile(candidates)
         except LLMError as exc:
             # the model failed twice on this batch: skip it rather than retry forever; stored facts are untouched
             self.toolkit.logger.warning("semantic: extraction of %d events skipped: %s", len(events), exc)
-        self.buffer.take(session)
         keep = self.params.context_turns
         self._recent[session] = (self._recent.get(session, []) + events)[-keep:] if keep else []
 
