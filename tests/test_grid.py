@@ -42,7 +42,7 @@ def test_a_grid_gives_a_param_to_the_configurations_that_declare_it(tmp_path, em
 
 def test_the_cli_gives_a_grid_param_to_the_configurations_that_declare_it(tmp_path):
     """`agentmem eval --memory none,episodic -p top_k=3` passes the check (none declares no top_k); a typo does not."""
-    base = [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--data", str(LOCOMO6), "--limit", "1",
+    base = [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--data", str(DEMO_PATH), "--limit", "1",
             "--model", "openai/nothing", "--api-base", "http://127.0.0.1:9/v1"]
     env = dict(os.environ, COLUMNS="200", AGENTMEM_MAX_RETRIES="0")
     typo = subprocess.run([*base, "--memory", "none,episodic", "-p", "top_kk=3", "--out-dir", str(tmp_path / "a")],
