@@ -74,7 +74,6 @@ _hermetic_environment()
 
 from agentmem.toolkit import Stores  # noqa: E402  (after the environment above is in place)
 
-
 #: The per-test limit of tests marked ``llm`` that set none of their own (the global one, ``timeout`` in
 #: pyproject.toml, is for plumbing); the slowest real-model test takes about 9 minutes on 2 loaded cores.
 LLM_TEST_TIMEOUT = 1200

@@ -30,7 +30,9 @@ _PREFIX = re.compile(r"^([rRbBfFuU]{0,2})('''|\"\"\"|'|\")")
 def _long_lines(paths: list[str]) -> dict[Path, set[int]]:
     out = subprocess.run(
         ["ruff", "check", "--select", "E501", "--output-format", "concise", *paths],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     found: dict[Path, set[int]] = {}
     for line in out.splitlines():
@@ -146,7 +148,7 @@ def _fix(path: Path, lines_to_fix: set[int]) -> int:
                     line = lines[row - 1]
                     indent = len(line) - len(line.lstrip(" "))
                     opening = tok.string[:3] if row == tok.start[0] else ""
-                    text = line.strip()[len(opening):]
+                    text = line.strip()[len(opening) :]
                     wrapped = textwrap.wrap(text, LIMIT - indent - len(opening), break_on_hyphens=False)
                     wrapped[0] = opening + wrapped[0]
                     rewrap[row] = "".join(" " * indent + w + "\n" for w in wrapped)

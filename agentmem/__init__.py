@@ -8,18 +8,28 @@ import os
 # agentmem must work offline, so use the copy bundled with litellm.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agentmem.errors import AgentmemError  # noqa: E402
-from agentmem.memory import MemoryProgram  # noqa: E402
-from agentmem.toolkit import Toolkit  # noqa: E402
-from agentmem.types import Episode, Event, Query, Recall, RecallItem, Scope  # noqa: E402
+from agentmem.errors import AgentmemError
+from agentmem.memory import MemoryProgram
+from agentmem.toolkit import Toolkit
+from agentmem.types import Episode, Event, Query, Recall, RecallItem, Scope
 
 __version__ = "0.1.0"
 
 # the SDK pulls in LangGraph; load it on first use so that `import agentmem` stays fast
-_SDK_NAMES = frozenset({
-    "Agent", "AgentmemStore", "Message", "RecallDetail", "RecalledItem", "Reply", "StreamEvent", "ThreadInfo",
-    "ToolCallRecord", "TurnTrace",
-})
+_SDK_NAMES = frozenset(
+    {
+        "Agent",
+        "AgentmemStore",
+        "Message",
+        "RecallDetail",
+        "RecalledItem",
+        "Reply",
+        "StreamEvent",
+        "ThreadInfo",
+        "ToolCallRecord",
+        "TurnTrace",
+    }
+)
 
 
 def __getattr__(name: str) -> object:

@@ -62,8 +62,20 @@ from agentmem.retrievers import (
 from agentmem.store import StoredItem
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
 
-__all__ = ["AssembledMemory", "AssembledParams", "Design", "ENCODINGS", "MANAGERS", "RETRIEVERS", "extract_facts",
-           "check_design", "know_plugins", "plugin_class", "session_summary", "subject_key"]
+__all__ = [
+    "AssembledMemory",
+    "AssembledParams",
+    "Design",
+    "ENCODINGS",
+    "MANAGERS",
+    "RETRIEVERS",
+    "extract_facts",
+    "check_design",
+    "know_plugins",
+    "plugin_class",
+    "session_summary",
+    "subject_key",
+]
 
 ENCODINGS = ("turn", "turn+summary", "fact")
 RETRIEVERS = ("dense", "lexical", "hybrid", "recency")
@@ -76,7 +88,9 @@ ManagerName = Literal["supersede", "consolidate", "prune"]
 _FLUSH_EVENTS = 64
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|i'll|my|mine|me|we|our|us)\b", re.IGNORECASE)
-_PREFERENCE = re.compile(r"\b(prefer\w*|like|love|hate|always|usually|never|favou?rite|want|need|allerg\w*)\b", re.IGNORECASE)
+_PREFERENCE = re.compile(
+    r"\b(prefer\w*|like|love|hate|always|usually|never|favou?rite|want|need|allerg\w*)\b", re.IGNORECASE
+)
 #: words that say how, not what: left out of a subject so "I prefer X" and "actually make it Y" meet
 _NOT_SUBJECT = frozenset(
     "prefer prefers preferred like likes love loves want wants need needs make set change switch please actually"
@@ -94,7 +108,9 @@ class Design(BaseModel):
     neighbours: bool = False
     dedup: bool = True
     managers: list[ManagerName] = Field(default_factory=lambda: list[ManagerName](["consolidate"]))
-    compose: dict[str, float] = Field(default_factory=dict, description="other installed plugins recalled beside this one, by weight")
+    compose: dict[str, float] = Field(
+        default_factory=dict, description="other installed plugins recalled beside this one, by weight"
+    )
 
     @field_validator("managers")
     @classmethod
@@ -110,13 +126,19 @@ class Design(BaseModel):
         return value
 
 
-class AssembledParams(HybridParams, RecencyParams, NeighbourParams, NearDuplicateParams, ConsolidateParams, PruneParams):
+class AssembledParams(
+    HybridParams, RecencyParams, NeighbourParams, NearDuplicateParams, ConsolidateParams, PruneParams
+):
     """The knobs of every module a design may use, plus the program's own; unused ones are inert."""
 
     top_k: int = Field(8, ge=1, le=50, description="how many items to recall")
-    chunk_turns: int = Field(1, ge=1, le=8, description="consecutive events stored together as one item (turn encodings)")
+    chunk_turns: int = Field(
+        1, ge=1, le=8, description="consecutive events stored together as one item (turn encodings)"
+    )
     summary_words: int = Field(6, ge=2, le=20, description="content words in a session's extractive summary")
-    own_weight: float = Field(1.0, ge=0.1, le=3.0, description="this program's share of the budget against composed plugins")
+    own_weight: float = Field(
+        1.0, ge=0.1, le=3.0, description="this program's share of the budget against composed plugins"
+    )
 
 
 def session_summary(texts: list[str], words: int) -> str:
@@ -133,7 +155,9 @@ def subject_key(speaker: str, text: str) -> str:
 
 def extract_facts(text: str) -> list[str]:
     """The sentences of ``text`` that state something about the speaker (first person or a preference)."""
-    return [s.strip() for s in _SENTENCE.split(text) if s.strip() and (_FIRST_PERSON.search(s) or _PREFERENCE.search(s))]
+    return [
+        s.strip() for s in _SENTENCE.split(text) if s.strip() and (_FIRST_PERSON.search(s) or _PREFERENCE.search(s))
+    ]
 
 
 def check_design(design: Mapping[str, Any], owner: str = "the program") -> Design:
@@ -143,8 +167,10 @@ def check_design(design: Mapping[str, Any], owner: str = "the program") -> Desig
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "DESIGN"
-        raise ConfigError(f"{owner}'s DESIGN: {where}: {first['msg']} (given {first.get('input')!r}); "
-                          f"fix that entry of the DESIGN dict") from None
+        raise ConfigError(
+            f"{owner}'s DESIGN: {where}: {first['msg']} (given {first.get('input')!r}); "
+            f"fix that entry of the DESIGN dict"
+        ) from None
 
 
 _KNOWN_PLUGINS: dict[str, str] = {}
@@ -183,7 +209,8 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
         "usage": (
             "Memories from earlier conversations, oldest first; each line starts with its date."
             "\n{{ context }}"
-            "{% if omitted is defined and omitted %}\n({{ omitted }} more matching memor{{ 'ies' if omitted != 1 else 'y' }} did not fit.){% endif %}"
+            "{% if omitted is defined and omitted %}\n({{ omitted }} more matching memor{{ 'ies' if omitted != "
+            "1 else 'y' }} did not fit.){% endif %}"
         ),
     }
 
@@ -252,8 +279,12 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
     def _encode(self, events: list[Event]) -> list[StoredItem]:
         p = self.params
         if self.shape.encode == "fact":
-            return [self._item([e], f"{e.speaker}: {fact}" if e.speaker else fact)
-                    for e in events for fact in extract_facts(e.content or "") if e.kind == "message"]
+            return [
+                self._item([e], f"{e.speaker}: {fact}" if e.speaker else fact)
+                for e in events
+                for fact in extract_facts(e.content or "")
+                if e.kind == "message"
+            ]
         summaries: dict[str, str] = {}
         if self.shape.encode == "turn+summary":
             by_session: dict[str, list[str]] = {}
@@ -277,8 +308,16 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
             key = " ".join(text.lower().split())
         else:
             key = ""
-        return StoredItem(text=text, dense_text=shown, lexical_text=shown, key=key, group=first.session_id or "",
-                          ts=first.timestamp.timestamp(), event_ids=[e.id for e in group], data={"when": when, "shown": shown})
+        return StoredItem(
+            text=text,
+            dense_text=shown,
+            lexical_text=shown,
+            key=key,
+            group=first.session_id or "",
+            ts=first.timestamp.timestamp(),
+            event_ids=[e.id for e in group],
+            data={"when": when, "shown": shown},
+        )
 
     def _write(self, items: list[StoredItem]) -> None:
         if self.supersede is not None:
@@ -301,8 +340,13 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
         shares = split_budget(query.budget_tokens, [self.params.own_weight, *self.shape.compose.values()])
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
         found = ctx.found(hits)
-        packed = self.packer.pack((candidate(c, c.data.get("shown") or f"[{c.data['when']}] {c.text}", hit.score, self.name)
-                                   for hit, c in found), shares[0])
+        packed = self.packer.pack(
+            (
+                candidate(c, c.data.get("shown") or f"[{c.data['when']}] {c.text}", hit.score, self.name)
+                for hit, c in found
+            ),
+            shares[0],
+        )
         if self.usage is not None:
             self.usage.served([i.metadata["item_id"] for i in packed.items])
         items: list[RecallItem] = list(packed.items)
@@ -314,5 +358,9 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
             items += got.items
             omitted += got.omitted
         context = "\n".join(i.content for i in items)
-        return Recall(items=items, omitted=omitted, plugin=self.name,
-                      instructions=self.instructions("usage", context=context, omitted=omitted) if items else "")
+        return Recall(
+            items=items,
+            omitted=omitted,
+            plugin=self.name,
+            instructions=self.instructions("usage", context=context, omitted=omitted) if items else "",
+        )

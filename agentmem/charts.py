@@ -56,11 +56,103 @@ WRAP_CHARS = 26  # a bar label longer than this wraps (at '+', '/', '-', '_' or 
 # (read from the fonts' hmtx tables). DejaVu Sans is the widest of the common sans-serif faces, so a
 # width estimated from it is an upper bound for what a browser draws; other characters count as 1 em.
 _ASCII = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
-_EM = (0.35, 0.46, 0.53, 0.84, 0.7, 1.01, 0.88, 0.31, 0.46, 0.46, 0.53, 0.84, 0.38, 0.42, 0.38, 0.37, 0.7, 0.7, 0.7,
-       0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.4, 0.4, 0.84, 0.84, 0.84, 0.59, 1, 0.78, 0.77, 0.74, 0.84, 0.69, 0.69,
-       0.83, 0.84, 0.38, 0.38, 0.78, 0.64, 1, 0.84, 0.86, 0.74, 0.86, 0.78, 0.73, 0.69, 0.82, 0.78, 1.11, 0.78, 0.73,
-       0.73, 0.46, 0.37, 0.46, 0.84, 0.5, 0.5, 0.68, 0.72, 0.6, 0.72, 0.68, 0.44, 0.72, 0.72, 0.35, 0.35, 0.67, 0.35,
-       1.05, 0.72, 0.69, 0.72, 0.72, 0.5, 0.6, 0.48, 0.72, 0.66, 0.93, 0.65, 0.66, 0.59, 0.72, 0.37, 0.72, 0.84)
+_EM = (
+    0.35,
+    0.46,
+    0.53,
+    0.84,
+    0.7,
+    1.01,
+    0.88,
+    0.31,
+    0.46,
+    0.46,
+    0.53,
+    0.84,
+    0.38,
+    0.42,
+    0.38,
+    0.37,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.7,
+    0.4,
+    0.4,
+    0.84,
+    0.84,
+    0.84,
+    0.59,
+    1,
+    0.78,
+    0.77,
+    0.74,
+    0.84,
+    0.69,
+    0.69,
+    0.83,
+    0.84,
+    0.38,
+    0.38,
+    0.78,
+    0.64,
+    1,
+    0.84,
+    0.86,
+    0.74,
+    0.86,
+    0.78,
+    0.73,
+    0.69,
+    0.82,
+    0.78,
+    1.11,
+    0.78,
+    0.73,
+    0.73,
+    0.46,
+    0.37,
+    0.46,
+    0.84,
+    0.5,
+    0.5,
+    0.68,
+    0.72,
+    0.6,
+    0.72,
+    0.68,
+    0.44,
+    0.72,
+    0.72,
+    0.35,
+    0.35,
+    0.67,
+    0.35,
+    1.05,
+    0.72,
+    0.69,
+    0.72,
+    0.72,
+    0.5,
+    0.6,
+    0.48,
+    0.72,
+    0.66,
+    0.93,
+    0.65,
+    0.66,
+    0.59,
+    0.72,
+    0.37,
+    0.72,
+    0.84,
+)
 _WIDTHS = dict(zip(_ASCII, _EM, strict=True))
 
 
@@ -86,7 +178,7 @@ def wrap_label(text: str, max_chars: int = WRAP_CHARS) -> list[str]:
         space = window.rfind(" ")
         if space > 0 and space + 1 >= cut:
             lines.append(rest[:space])
-            rest = rest[space + 1:]
+            rest = rest[space + 1 :]
             continue
         if cut <= 0 or cut > max_chars:
             cut = max_chars
@@ -122,8 +214,9 @@ class Axis:
     than a factor of 20 (otherwise a log scale hides more than it shows).
     """
 
-    def __init__(self, values: Sequence[float], lo_px: float, hi_px: float, *, log: bool = False,
-                 pad: float = 0.05) -> None:
+    def __init__(
+        self, values: Sequence[float], lo_px: float, hi_px: float, *, log: bool = False, pad: float = 0.05
+    ) -> None:
         self.log = bool(log and values and min(values) > 0 and max(values) / min(values) > 20)
         vals = [self._t(v) for v in values] or [0.0, 1.0]
         lo, hi = min(vals), max(vals)
@@ -145,8 +238,12 @@ class Axis:
         if self.log:
             decades = range(math.floor(self.lo), math.ceil(self.hi) + 1)
             mults = (1, 2, 5) if self.hi - self.lo < 3 else (1,)  # few decades: 1-2-5 ticks
-            out = [(self(m * 10.0**e), _fmt(m * 10.0**e)) for e in decades for m in mults
-                   if self.lo <= math.log10(m * 10.0**e) <= self.hi]
+            out = [
+                (self(m * 10.0**e), _fmt(m * 10.0**e))
+                for e in decades
+                for m in mults
+                if self.lo <= math.log10(m * 10.0**e) <= self.hi
+            ]
             return out or [(self(10.0**self.lo), _fmt(10.0**self.lo))]
         step = _nice_step((self.hi - self.lo) / max(1, n))
         out, v = [], math.ceil(self.lo / step) * step
@@ -182,19 +279,29 @@ def _open(width: float, height: float, title: str, chart_id: str | None) -> str:
     ident = f' id="{escape(chart_id)}"' if chart_id else ""
     # no xmlns: the charts are inline in HTML, whose parser puts <svg> in the SVG namespace itself (and a report
     # holds no URL at all)
-    return (f'<svg{ident} width="{width:g}" height="{height:g}" '
-            f'viewBox="0 0 {width:g} {height:g}" role="img" aria-label="{escape(title)}" '
-            f'font-family="DejaVu Sans, Verdana, sans-serif">')
+    return (
+        f'<svg{ident} width="{width:g}" height="{height:g}" '
+        f'viewBox="0 0 {width:g} {height:g}" role="img" aria-label="{escape(title)}" '
+        f'font-family="DejaVu Sans, Verdana, sans-serif">'
+    )
 
 
 def _title(title: str) -> str:
-    return (f'<text class="title" x="4" y="{TITLE_PX + 3}" font-size="{TITLE_PX}" font-weight="bold">'
-            f'{escape(title)}</text>')
+    return (
+        f'<text class="title" x="4" y="{TITLE_PX + 3}" font-size="{TITLE_PX}" font-weight="bold">{escape(title)}</text>'
+    )
 
 
-def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str,
-              intervals: Sequence[tuple[float, float] | None] | None = None, fmt: str = "{:.3f}",
-              plot_width: int = 320, chart_id: str | None = None) -> str:
+def bar_chart(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    intervals: Sequence[tuple[float, float] | None] | None = None,
+    fmt: str = "{:.3f}",
+    plot_width: int = 320,
+    chart_id: str | None = None,
+) -> str:
     """Horizontal bars (values >= 0), one per label, with a 95% error bar where ``intervals`` gives one.
 
     Long labels wrap (:func:`wrap_label`) and the label column widens to the
@@ -228,11 +335,15 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str,
     for i, (lines, value, span, text, h) in enumerate(zip(wrapped, values, spans, texts, heights)):
         mid = y + h / 2
         first = mid - (len(lines) - 1) * line_h / 2 + LABEL_PX / 2 - 2  # baseline of the first line
-        tspans = "".join(f'<tspan x="{left - 6:g}" y="{first + k * line_h:.1f}">{escape(line)}</tspan>'
-                         for k, line in enumerate(lines))
+        tspans = "".join(
+            f'<tspan x="{left - 6:g}" y="{first + k * line_h:.1f}">{escape(line)}</tspan>'
+            for k, line in enumerate(lines)
+        )
         parts.append(f'<text class="label" font-size="{LABEL_PX}" text-anchor="end">{tspans}</text>')
-        parts.append(f'<rect class="bar" x="{left:g}" y="{y:.1f}" width="{max(1.0, px(value) - left):.1f}" '
-                     f'height="{h:.1f}" fill="{PALETTE[i % len(PALETTE)]}"/>')
+        parts.append(
+            f'<rect class="bar" x="{left:g}" y="{y:.1f}" width="{max(1.0, px(value) - left):.1f}" '
+            f'height="{h:.1f}" fill="{PALETTE[i % len(PALETTE)]}"/>'
+        )
         end = px(value)
         if span is not None:
             lo, hi = px(span[0]), px(span[1])
@@ -244,17 +355,30 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str,
                 f'<line x1="{hi:.1f}" y1="{mid - cap:.1f}" x2="{hi:.1f}" y2="{mid + cap:.1f}"/></g>'
             )
             end = max(end, hi)
-        parts.append(f'<text class="value" x="{end + 4:.1f}" y="{mid + FONT_PX / 2 - 1:.1f}" '
-                     f'font-size="{FONT_PX}">{escape(text)}</text>')
+        parts.append(
+            f'<text class="value" x="{end + 4:.1f}" y="{mid + FONT_PX / 2 - 1:.1f}" '
+            f'font-size="{FONT_PX}">{escape(text)}</text>'
+        )
         y += h + 8
     parts.append("</svg>")
     return "".join(parts)
 
 
-def scatter_chart(points: Sequence[Point], *, title: str, x_label: str, y_label: str,
-                  lines: Sequence[Line] = (), log_x: bool = False, x_include: Sequence[float] = (),
-                  y_include: Sequence[float] = (), width: int = 640, height: int = 300,
-                  chart_id: str | None = None, show_title: bool = True) -> str:
+def scatter_chart(
+    points: Sequence[Point],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    lines: Sequence[Line] = (),
+    log_x: bool = False,
+    x_include: Sequence[float] = (),
+    y_include: Sequence[float] = (),
+    width: int = 640,
+    height: int = 300,
+    chart_id: str | None = None,
+    show_title: bool = True,
+) -> str:
     """Points (and lines through data points) on linear axes, or a log x axis where ``log_x`` and the data allow.
 
     ``x_include`` / ``y_include`` are values the axes must reach (e.g. 0).
@@ -280,20 +404,27 @@ def scatter_chart(points: Sequence[Point], *, title: str, x_label: str, y_label:
     if show_title:
         parts.append(_title(title))
     for pos, label in y.ticks():
-        parts.append(f'<line class="grid" x1="{left:g}" x2="{plot_right:g}" y1="{pos}" y2="{pos}" stroke="#eef0f4"/>'
-                     f'<text x="{left - 6:g}" y="{pos + 4}" font-size="{FONT_PX}" text-anchor="end">'
-                     f'{escape(label)}</text>')
+        parts.append(
+            f'<line class="grid" x1="{left:g}" x2="{plot_right:g}" y1="{pos}" y2="{pos}" stroke="#eef0f4"/>'
+            f'<text x="{left - 6:g}" y="{pos + 4}" font-size="{FONT_PX}" text-anchor="end">'
+            f"{escape(label)}</text>"
+        )
     for pos, label in x.ticks():
-        parts.append(f'<text x="{pos}" y="{plot_bottom + 16:g}" font-size="{FONT_PX}" text-anchor="middle">'
-                     f'{escape(label)}</text>')
-    parts.append(f'<line class="axis" x1="{left:g}" x2="{plot_right:g}" y1="{plot_bottom:g}" y2="{plot_bottom:g}" '
-                 f'stroke="#9ca3af"/>')
+        parts.append(
+            f'<text x="{pos}" y="{plot_bottom + 16:g}" font-size="{FONT_PX}" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+    parts.append(
+        f'<line class="axis" x1="{left:g}" x2="{plot_right:g}" y1="{plot_bottom:g}" y2="{plot_bottom:g}" '
+        f'stroke="#9ca3af"/>'
+    )
     parts.append(f'<line class="axis" x1="{left:g}" x2="{left:g}" y1="{top:g}" y2="{plot_bottom:g}" stroke="#9ca3af"/>')
     for ln in lines:
         if ln.xy:
             d = " ".join(("M" if k == 0 else "L") + f"{x(a)},{y(b)}" for k, (a, b) in enumerate(ln.xy))
-            parts.append(f'<path class="{escape(ln.cls)}" d="{d}" fill="none" stroke="{escape(ln.color)}" '
-                         f'stroke-width="1.5"/>')
+            parts.append(
+                f'<path class="{escape(ln.cls)}" d="{d}" fill="none" stroke="{escape(ln.color)}" stroke-width="1.5"/>'
+            )
     placed: list[tuple[float, float, float, float]] = []  # label boxes drawn so far: (x0, y0, x1, y1)
     for p in points:
         cx, cy = x(p.x), y(p.y)
@@ -302,17 +433,22 @@ def scatter_chart(points: Sequence[Point], *, title: str, x_label: str, y_label:
         parts.append(f'<circle class="{escape(p.cls)}" cx="{cx}" cy="{cy}" r="{p.r:g}"{fill}>{tip}</circle>')
         if p.label:
             parts.append(_point_label(p, cx, cy, width, height, placed))
-    parts.append(f'<text x="{(left + plot_right) / 2:.1f}" y="{height - 6:g}" font-size="{FONT_PX}" '
-                 f'text-anchor="middle">{escape(x_label)}</text>')
+    parts.append(
+        f'<text x="{(left + plot_right) / 2:.1f}" y="{height - 6:g}" font-size="{FONT_PX}" '
+        f'text-anchor="middle">{escape(x_label)}</text>'
+    )
     mid = (top + plot_bottom) / 2
-    parts.append(f'<text x="12" y="{mid:.1f}" font-size="{FONT_PX}" transform="rotate(-90 12 {mid:.1f})" '
-                 f'text-anchor="middle">{escape(y_label)}</text>')
+    parts.append(
+        f'<text x="12" y="{mid:.1f}" font-size="{FONT_PX}" transform="rotate(-90 12 {mid:.1f})" '
+        f'text-anchor="middle">{escape(y_label)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _point_label(p: Point, cx: float, cy: float, width: float, height: float,
-                 placed: list[tuple[float, float, float, float]]) -> str:
+def _point_label(
+    p: Point, cx: float, cy: float, width: float, height: float, placed: list[tuple[float, float, float, float]]
+) -> str:
     """``p``'s label beside its point: right of it (left where it would leave the chart), above it, or below,
     or further up or down where it would overlap a label already drawn (two configurations with the same
     score and cost share a point)."""
@@ -335,8 +471,9 @@ def _point_label(p: Point, cx: float, cy: float, width: float, height: float,
 
     first = next((c for c in inside if clear(c)), inside[0] if inside else below)
     placed.append((x0, first - FONT_PX, x0 + w, first - FONT_PX + block))
-    tspans = "".join(f'<tspan x="{tx:.1f}" y="{first + k * line_h:.1f}">{escape(line)}</tspan>'
-                     for k, line in enumerate(wrapped))
+    tspans = "".join(
+        f'<tspan x="{tx:.1f}" y="{first + k * line_h:.1f}">{escape(line)}</tspan>' for k, line in enumerate(wrapped)
+    )
     return f'<text class="point-label" font-size="{FONT_PX}" text-anchor="{anchor}">{tspans}</text>'
 
 
@@ -352,8 +489,17 @@ def chart_texts(svg: str) -> list[dict[str, Any]]:
         anchor = node.get("text-anchor", "start")
         spans = list(node.iter(f"{ns}tspan"))
         items = [(float(s.get("x", 0)), float(s.get("y", 0)), s.text or "") for s in spans] or [
-            (float(node.get("x", 0)), float(node.get("y", 0)), node.text or "")]
+            (float(node.get("x", 0)), float(node.get("y", 0)), node.text or "")
+        ]
         for tx, ty, text in items:
-            out.append({"x": tx, "y": ty, "text": text, "size": size, "anchor": anchor,
-                        "rotated": node.get("transform") is not None})
+            out.append(
+                {
+                    "x": tx,
+                    "y": ty,
+                    "text": text,
+                    "size": size,
+                    "anchor": anchor,
+                    "rotated": node.get("transform") is not None,
+                }
+            )
     return out

@@ -19,7 +19,8 @@ member fits the intent, all are asked.
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Iterable, Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -51,17 +52,41 @@ class IntentRouter:
 
     DEFAULT_INTENTS: ClassVar[dict[str, list[str]]] = {
         "procedure": [
-            r"\bhow (do|can|should|would) (i|we|you)\b", r"\bhow to\b", r"\bsteps?\b", r"\bprocedure\b",
-            r"\bworkflow\b", r"\bwhat should (i|we) do\b", r"\bbest way\b", r"\bstrategy\b", r"\bfix\b",
-            r"\bsolve\b", r"\bplan\b",
+            r"\bhow (do|can|should|would) (i|we|you)\b",
+            r"\bhow to\b",
+            r"\bsteps?\b",
+            r"\bprocedure\b",
+            r"\bworkflow\b",
+            r"\bwhat should (i|we) do\b",
+            r"\bbest way\b",
+            r"\bstrategy\b",
+            r"\bfix\b",
+            r"\bsolve\b",
+            r"\bplan\b",
         ],
         "profile": [
-            r"\bprefer", r"\bfavou?rite\b", r"\b(do|does) (i|he|she|they) like\b", r"\ballerg", r"\bmy name\b",
-            r"\bwho (am i|is)\b", r"\bwhere does .* live\b", r"\bidentity\b", r"\bhobb(y|ies)\b", r"\bjob\b",
+            r"\bprefer",
+            r"\bfavou?rite\b",
+            r"\b(do|does) (i|he|she|they) like\b",
+            r"\ballerg",
+            r"\bmy name\b",
+            r"\bwho (am i|is)\b",
+            r"\bwhere does .* live\b",
+            r"\bidentity\b",
+            r"\bhobb(y|ies)\b",
+            r"\bjob\b",
         ],
         "event": [
-            r"\bwhen\b", r"\bwhat did\b", r"\bwhat happened\b", r"\blast (time|week|month|year)\b", r"\bago\b",
-            r"\byesterday\b", r"\bdate\b", r"\bbefore\b", r"\bafter\b", r"\bdid (i|we|he|she|they)\b",
+            r"\bwhen\b",
+            r"\bwhat did\b",
+            r"\bwhat happened\b",
+            r"\blast (time|week|month|year)\b",
+            r"\bago\b",
+            r"\byesterday\b",
+            r"\bdate\b",
+            r"\bbefore\b",
+            r"\bafter\b",
+            r"\bdid (i|we|he|she|they)\b",
         ],
     }
     DEFAULT_FAMILIES: ClassVar[dict[str, list[str]]] = {
@@ -75,7 +100,9 @@ class IntentRouter:
         intents: dict[str, list[str]] | None = None,
         families: dict[str, list[str]] | None = None,
     ) -> None:
-        self.intents = {k: [re.compile(p, re.IGNORECASE) for p in v] for k, v in (intents or self.DEFAULT_INTENTS).items()}
+        self.intents = {
+            k: [re.compile(p, re.IGNORECASE) for p in v] for k, v in (intents or self.DEFAULT_INTENTS).items()
+        }
         self.families = families or dict(self.DEFAULT_FAMILIES)
 
     def intents_of(self, query: str) -> list[str]:
@@ -88,10 +115,7 @@ class IntentRouter:
             return list(names)
         known = {frag for frags in self.families.values() for frag in frags}
         wanted = {frag for intent in intents for frag in self.families.get(intent, [])}
-        chosen = [
-            n for n in names
-            if any(f in n.lower() for f in wanted) or not any(f in n.lower() for f in known)
-        ]
+        chosen = [n for n in names if any(f in n.lower() for f in wanted) or not any(f in n.lower() for f in known)]
         # nobody serves this intent specifically: ask everyone rather than no one
         if not any(any(f in n.lower() for f in wanted) for n in chosen):
             return list(names)
@@ -213,7 +237,9 @@ class ComposedMemory(MemoryProgram):
         # a member that overspends is trimmed (its items recounted, in its own order), not trusted
         held = _TRIM.pack((Candidate(i.model_copy(update={"source": i.source or name})) for i in got.items), budget)
         if held.omitted:
-            return got.model_copy(update={"items": held.items, "omitted": got.omitted + held.omitted, "instructions": ""})
+            return got.model_copy(
+                update={"items": held.items, "omitted": got.omitted + held.omitted, "instructions": ""}
+            )
         return got.model_copy(update={"items": held.items, "plugin": got.plugin or name})
 
     def merge(self, recalls: list[Recall], names: list[str] | None = None) -> Recall:

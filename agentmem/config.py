@@ -37,7 +37,7 @@ from typing import Any
 import platformdirs
 from pydantic import Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agentmem.errors import ConfigError
 from agentmem.types import DEFAULT_RECALL_BUDGET
@@ -49,14 +49,31 @@ DEFAULT_REPLY_TOKENS = 512
 
 ENV_PREFIX = "AGENTMEM_"
 _PATH_FIELDS = (
-    "home", "cache_dir", "local_model_path", "embedding_model_path", "cache_path", "server_registry",
-    "locomo_data", "longmemeval_data", "memoryagentbench_data", "bfcl_dir",
+    "home",
+    "cache_dir",
+    "local_model_path",
+    "embedding_model_path",
+    "cache_path",
+    "server_registry",
+    "locomo_data",
+    "longmemeval_data",
+    "memoryagentbench_data",
+    "bfcl_dir",
 )
 #: where the embedding forward pass may run (``auto``: onnxruntime when it imports, else numpy)
 EMBEDDING_BACKENDS = ("auto", "onnx", "numpy")
 #: what turns a switch-or-path setting (``embedding_cache``) on or off rather than naming a directory
-_SWITCH_WORDS = {"on": True, "1": True, "true": True, "yes": True,
-                 "off": False, "0": False, "false": False, "no": False, "none": False}
+_SWITCH_WORDS = {
+    "on": True,
+    "1": True,
+    "true": True,
+    "yes": True,
+    "off": False,
+    "0": False,
+    "false": False,
+    "no": False,
+    "none": False,
+}
 #: the settings that belong to the model: taken only from the model's own layer or a higher one
 _PAIRED_WITH_MODEL = ("api_base", "api_key")
 FLAGS, ENVIRONMENT, FILE, DEFAULTS = "the command line", "environment", "config file", "the defaults"
@@ -97,7 +114,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        extra="forbid", protected_namespaces=(), env_prefix=ENV_PREFIX, env_ignore_empty=True, case_sensitive=False,
+        extra="forbid",
+        protected_namespaces=(),
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        case_sensitive=False,
     )
 
     model: str = Field(
@@ -110,9 +131,13 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache, description="models, datasets, LLM cache, server registry")
     chroma_host: str | None = None
     local_model_path: Path | None = None
-    embedding_model_path: Path | None = Field(None, description="a directory with all-MiniLM-L6-v2's files (env AGENTMEM_EMBEDDING_PATH)")
+    embedding_model_path: Path | None = Field(
+        None, description="a directory with all-MiniLM-L6-v2's files (env AGENTMEM_EMBEDDING_PATH)"
+    )
     recall_budget: int = Field(DEFAULT_RECALL_BUDGET, ge=0, le=1_000_000, description="token budget of each recall")
-    max_reply_tokens: int = Field(DEFAULT_REPLY_TOKENS, ge=16, le=32_768, description="longest reply to a user, in tokens")
+    max_reply_tokens: int = Field(
+        DEFAULT_REPLY_TOKENS, ge=16, le=32_768, description="longest reply to a user, in tokens"
+    )
     llm_timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=20)
     max_concurrency: int = Field(4, ge=1, le=1024)
@@ -120,28 +145,39 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1)
     cache: bool = Field(True, description="keep deterministic LLM answers in an on-disk cache")
     cache_path: Path | None = Field(None, description="the LLM cache file (default <cache_dir>/llm-cache.sqlite)")
-    cache_max_mb: int = Field(512, ge=1, description="size bound of the LLM cache; least recently used entries go first")
+    cache_max_mb: int = Field(
+        512, ge=1, description="size bound of the LLM cache; least recently used entries go first"
+    )
     embedding_backend: str = Field(
-        "auto", description="where the embedder runs: auto (onnxruntime when installed), onnx, numpy",
+        "auto",
+        description="where the embedder runs: auto (onnxruntime when installed), onnx, numpy",
     )
     embedding_threads: int = Field(
-        0, ge=0, le=1024, description="threads of the embedder's forward pass (0: the library's default)",
+        0,
+        ge=0,
+        le=1024,
+        description="threads of the embedder's forward pass (0: the library's default)",
     )
     embedding_cache: bool | Path = Field(
         True,
-        description="the on-disk store of computed embeddings: on (<cache_dir>/embeddings/vectors), off, or a directory",
+        description="the on-disk store of computed embeddings: on (<cache_dir>/embeddings/vectors), off, or a "
+        "directory",
     )
     server_registry: Path | None = Field(
-        None, description="where local llama.cpp servers register to be shared (default <cache_dir>/servers)",
+        None,
+        description="where local llama.cpp servers register to be shared (default <cache_dir>/servers)",
     )
     share_server: bool = Field(
-        True, description="attach to a live local server of the same model that another process started",
+        True,
+        description="attach to a live local server of the same model that another process started",
     )
     locomo_data: Path | None = Field(
-        None, description="LoCoMo's locomo10.json (else the cached download, else the demo set)",
+        None,
+        description="LoCoMo's locomo10.json (else the cached download, else the demo set)",
     )
     longmemeval_data: Path | None = Field(
-        None, description="a file in LongMemEval's format (else the official file, else the fixture)",
+        None,
+        description="a file in LongMemEval's format (else the official file, else the fixture)",
     )
     memoryagentbench_data: Path | None = Field(
         None,
@@ -242,10 +278,14 @@ def toml_error(path: Path | str, exc: tomllib.TOMLDecodeError, what: str = "conf
     else:
         where = "somewhere in it"
     problem = problem[:1].lower() + problem[1:]
-    return ConfigError(f"{what} {path} is not valid TOML at {where}: {problem}; fix the syntax there (see https://toml.io)")
+    return ConfigError(
+        f"{what} {path} is not valid TOML at {where}: {problem}; fix the syntax there (see https://toml.io)"
+    )
 
 
-def read_toml(path: Path | str, what: str = "config file", fix: str = "give the path of a .toml file") -> dict[str, Any]:
+def read_toml(
+    path: Path | str, what: str = "config file", fix: str = "give the path of a .toml file"
+) -> dict[str, Any]:
     """Parse the TOML file at ``path``; every failure is one :class:`ConfigError` line."""
     path = Path(path).expanduser()
     try:
@@ -270,7 +310,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(Settings.model_fields))
     if unknown:
         raise ConfigError(
-            f"config file {path} has unknown key(s) {', '.join(unknown)}: valid keys are {', '.join(Settings.model_fields)}"
+            f"config file {path} has unknown key(s) {', '.join(unknown)}: valid keys are "
+            f"{', '.join(Settings.model_fields)}"
         )
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -292,8 +333,9 @@ class _Layers(PydanticBaseSettingsSource):
     messages.
     """
 
-    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource,
-                 env: PydanticBaseSettingsSource) -> None:
+    def __init__(
+        self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource, env: PydanticBaseSettingsSource
+    ) -> None:
         super().__init__(settings_cls)
         self.init, self.env = init, env
 
@@ -325,7 +367,7 @@ class _Layers(PydanticBaseSettingsSource):
         model_rank = rank.get("model", len(layers))
         if isinstance(merged.get("model"), str) and merged["model"].strip() == "local":
             # "local" is the backend; a lower layer may name which local model
-            for _where, values in layers[model_rank + 1:]:
+            for _where, values in layers[model_rank + 1 :]:
                 lower = values.get("model")
                 if isinstance(lower, str) and lower.strip().startswith("local/"):
                     merged["model"] = lower.strip()
@@ -333,7 +375,7 @@ class _Layers(PydanticBaseSettingsSource):
         for key in _PAIRED_WITH_MODEL:
             if key in merged and rank[key] > model_rank:
                 # the model that was in force where this value was written: the value belongs to it
-                written_for = next((v["model"] for _w, v in layers[rank[key]:] if "model" in v), None)
+                written_for = next((v["model"] for _w, v in layers[rank[key] :] if "model" in v), None)
                 if written_for is not None and str(written_for).strip() != merged["model"]:
                     del merged[key], origins[key]
         _last_origins.value = origins

@@ -88,7 +88,7 @@ class EmbeddingStore:
             statistics=False,
         )
 
-    def get_many(self, keys: list[bytes], dim: int) -> dict[bytes, "np.ndarray"]:
+    def get_many(self, keys: list[bytes], dim: int) -> dict[bytes, np.ndarray]:
         """The stored vectors among ``keys`` (float32, ``dim`` long); absent or malformed entries are left out."""
         import numpy as np
 
@@ -101,18 +101,18 @@ class EmbeddingStore:
                     vector = np.frombuffer(raw, dtype=np.float32)
                     if np.isfinite(vector).all():
                         found[key] = vector
-        except Exception:  # noqa: BLE001 - a damaged or locked store is a miss, the model answers instead
+        except Exception:
             pass
         return found
 
-    def put_many(self, items: list[tuple[bytes, "np.ndarray"]]) -> None:
+    def put_many(self, items: list[tuple[bytes, np.ndarray]]) -> None:
         import numpy as np
 
         try:
             with self._cache.transact(retry=True):
                 for key, vector in items:
                     self._cache.set(key, np.asarray(vector, dtype=np.float32).tobytes(), retry=True)
-        except Exception:  # noqa: BLE001 - not kept is only slower next time
+        except Exception:
             pass
 
     def __len__(self) -> int:
@@ -153,7 +153,7 @@ def default_store() -> EmbeddingStore | None:
         if store is None:
             try:
                 store = EmbeddingStore(directory)
-            except Exception as exc:  # noqa: BLE001 - a file where the directory should be, no permission...
+            except Exception as exc:
                 if not explicit:
                     return None  # the default place is unusable: compute, as without a cache
                 raise ConfigError(

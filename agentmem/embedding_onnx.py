@@ -16,7 +16,8 @@ Face's reference values).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -31,9 +32,7 @@ def onnx_available() -> bool:
     return importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxruntime") is not None
 
 
-def build_minilm_graph(
-    get: Callable[[str], "np.ndarray"], *, layers: int, heads: int, dim: int, eps: float
-) -> bytes:
+def build_minilm_graph(get: Callable[[str], np.ndarray], *, layers: int, heads: int, dim: int, eps: float) -> bytes:
     """The serialised ONNX model of a BERT sentence encoder whose tensors ``get`` returns by name.
 
     ``get`` takes Hugging Face's BertModel tensor names without the ``bert.``
@@ -66,8 +65,12 @@ def build_minilm_graph(
         return node("Add", [product, const(prefix + ".b", bias.astype(np.float32))])
 
     def layer_norm(x: str, prefix: str) -> str:
-        return node("LayerNormalization", [x, const(prefix + ".g", get(prefix + ".weight")),
-                                           const(prefix + ".beta", get(prefix + ".bias"))], axis=-1, epsilon=eps)
+        return node(
+            "LayerNormalization",
+            [x, const(prefix + ".g", get(prefix + ".weight")), const(prefix + ".beta", get(prefix + ".bias"))],
+            axis=-1,
+            epsilon=eps,
+        )
 
     i64 = lambda *values: np.asarray(values, dtype=np.int64)  # noqa: E731 - shape constants
     split_heads = const("shape.split_heads", i64(0, 0, heads, head_dim))  # (n, L, h, d); 0 keeps the input's size
@@ -76,10 +79,18 @@ def build_minilm_graph(
     # Embeddings: word + position (0..L-1) + token type 0, then LayerNorm.
     words = node("Gather", [const("emb.word", get("embeddings.word_embeddings.weight")), "input_ids"])
     length = node("Gather", [node("Shape", ["input_ids"]), const("idx.one", i64(1))])  # (1,)
-    positions = node("Slice", [const("emb.pos", get("embeddings.position_embeddings.weight")),
-                               const("idx.zero", i64(0)), length, const("axis.zero", i64(0))])
-    x = node("Add", [node("Add", [words, positions]),
-                     const("emb.type0", get("embeddings.token_type_embeddings.weight")[0])])
+    positions = node(
+        "Slice",
+        [
+            const("emb.pos", get("embeddings.position_embeddings.weight")),
+            const("idx.zero", i64(0)),
+            length,
+            const("axis.zero", i64(0)),
+        ],
+    )
+    x = node(
+        "Add", [node("Add", [words, positions]), const("emb.type0", get("embeddings.token_type_embeddings.weight")[0])]
+    )
     x = layer_norm(x, "embeddings.LayerNorm")
 
     # Padded keys get -1e30 before the softmax (exp of it is exactly 0), as in HF's extended mask.
@@ -90,39 +101,59 @@ def build_minilm_graph(
     scale = 1.0 / float(np.sqrt(head_dim))
     for i in range(layers):
         p = f"encoder.layer.{i}."
-        q = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.query", scale=scale), split_heads])],
-                 perm=[0, 2, 1, 3])  # (n, h, L, d), already scaled
-        k_t = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.key"), split_heads])],
-                   perm=[0, 2, 3, 1])  # (n, h, d, L)
-        v = node("Transpose", [node("Reshape", [linear(x, p + "attention.self.value"), split_heads])],
-                 perm=[0, 2, 1, 3])
+        q = node(
+            "Transpose",
+            [node("Reshape", [linear(x, p + "attention.self.query", scale=scale), split_heads])],
+            perm=[0, 2, 1, 3],
+        )  # (n, h, L, d), already scaled
+        k_t = node(
+            "Transpose", [node("Reshape", [linear(x, p + "attention.self.key"), split_heads])], perm=[0, 2, 3, 1]
+        )  # (n, h, d, L)
+        v = node(
+            "Transpose", [node("Reshape", [linear(x, p + "attention.self.value"), split_heads])], perm=[0, 2, 1, 3]
+        )
         scores = node("Add", [node("MatMul", [q, k_t]), key_bias])
         context = node("MatMul", [node("Softmax", [scores], axis=-1), v])
         context = node("Reshape", [node("Transpose", [context], perm=[0, 2, 1, 3]), merge_heads])
-        x = layer_norm(node("Add", [linear(context, p + "attention.output.dense"), x]),
-                       p + "attention.output.LayerNorm")
+        x = layer_norm(
+            node("Add", [linear(context, p + "attention.output.dense"), x]), p + "attention.output.LayerNorm"
+        )
         hidden = linear(x, p + "intermediate.dense")
         # exact (erf) GELU: x * 0.5 * (1 + erf(x / sqrt 2)); onnxruntime fuses the pattern
         erf = node("Erf", [node("Mul", [hidden, const(f"gelu{i}.rsqrt2", np.float32(0.7071067811865476))])])
-        gelu = node("Mul", [node("Mul", [hidden, node("Add", [erf, const(f"gelu{i}.one", np.float32(1.0))])]),
-                            const(f"gelu{i}.half", np.float32(0.5))])
+        gelu = node(
+            "Mul",
+            [
+                node("Mul", [hidden, node("Add", [erf, const(f"gelu{i}.one", np.float32(1.0))])]),
+                const(f"gelu{i}.half", np.float32(0.5)),
+            ],
+        )
         x = layer_norm(node("Add", [linear(gelu, p + "output.dense"), x]), p + "output.LayerNorm")
 
     # Mean pooling over real tokens, then L2 normalisation.
     weights = node("Unsqueeze", [mask, const("axes.last", i64(2))])  # (n, L, 1)
     summed = node("ReduceSum", [node("Mul", [x, weights]), const("axes.tokens", i64(1))], keepdims=0)
-    count = node("Max", [node("ReduceSum", [weights, const("axes.tokens2", i64(1))], keepdims=0),
-                         const("tiny.count", np.float32(1e-9))])
+    count = node(
+        "Max",
+        [
+            node("ReduceSum", [weights, const("axes.tokens2", i64(1))], keepdims=0),
+            const("tiny.count", np.float32(1e-9)),
+        ],
+    )
     pooled = node("Div", [summed, count])
-    norm = node("Max", [node("ReduceL2", [pooled, const("axes.dim", i64(1))], keepdims=1),
-                        const("tiny.norm", np.float32(1e-12))])
+    norm = node(
+        "Max",
+        [node("ReduceL2", [pooled, const("axes.dim", i64(1))], keepdims=1), const("tiny.norm", np.float32(1e-12))],
+    )
     nodes.append(helper.make_node("Div", [pooled, norm], ["sentence_embedding"]))
 
     graph = helper.make_graph(
         nodes,
         "all-MiniLM-L6-v2",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "length"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "length"])],
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "length"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "length"]),
+        ],
         [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", dim])],
         initializers,
     )
@@ -150,7 +181,7 @@ class OnnxEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
-    def encode(self, token_ids: "np.ndarray", mask: "np.ndarray") -> "np.ndarray":
+    def encode(self, token_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import numpy as np
 
         (out,) = self._session.run(

@@ -146,7 +146,7 @@ def _installed_package_dir() -> Path | None:
             return None
         module = importlib.import_module(WHEEL_PACKAGE)
         return Path(module.get_model_path())
-    except Exception:  # noqa: BLE001 - a broken third-party package is just "not there"
+    except Exception:
         return None
 
 
@@ -188,7 +188,9 @@ def locate_embedding_model(
     """
     explicit = path if path is not None else _configured_path()
     if explicit is not None:
-        source = "the given path" if path is not None else f"the embedding_model_path setting ({ENV_PATH} or agentmem.toml)"
+        source = (
+            "the given path" if path is not None else f"the embedding_model_path setting ({ENV_PATH} or agentmem.toml)"
+        )
         directory = Path(explicit).expanduser()
         try:
             return _check_dir(directory, what=source)
@@ -268,10 +270,22 @@ def locate_embedding_model(
 
 # erf(x) ~= x * P(x^2) / Q(x^2) on [-4, 4] (erf is +-1 in float32 beyond): the
 # rational approximation Eigen and XLA use for float32, about 1e-7 absolute error.
-_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
-          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
-_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
-          -1.42647390514189e-02)
+_ERF_P = (
+    -2.72614225801306e-10,
+    2.77068142495902e-08,
+    -2.10102402082508e-06,
+    -5.69250639462346e-05,
+    -7.34990630326855e-04,
+    -2.95459980854025e-03,
+    -1.60960333262415e-02,
+)
+_ERF_Q = (
+    -1.45660718464996e-05,
+    -2.13374055278905e-04,
+    -1.68282697438203e-03,
+    -7.37332916720468e-03,
+    -1.42647390514189e-02,
+)
 _CHUNK = 1 << 16  # elements per pass: the scratch buffers stay in L2
 
 
@@ -457,7 +471,18 @@ def _resolve_backend(backend: str | None) -> str:
 
 class _Layer:
     __slots__ = (
-        "down_b", "down_w", "ln1_b", "ln1_w", "ln2_b", "ln2_w", "out_b", "out_w", "qkv_b", "qkv_w", "up_b", "up_w",
+        "down_b",
+        "down_w",
+        "ln1_b",
+        "ln1_w",
+        "ln2_b",
+        "ln2_w",
+        "out_b",
+        "out_w",
+        "qkv_b",
+        "qkv_w",
+        "up_b",
+        "up_w",
     )
     down_b: np.ndarray
     down_w: np.ndarray
@@ -555,12 +580,13 @@ class MiniLMEmbedder:
             from agentmem.embedding_onnx import OnnxEncoder, build_minilm_graph
 
             try:
-                graph = build_minilm_graph(get, layers=int(config["num_hidden_layers"]), heads=self.heads,
-                                           dim=self.dim, eps=_LAYER_NORM_EPS)
+                graph = build_minilm_graph(
+                    get, layers=int(config["num_hidden_layers"]), heads=self.heads, dim=self.dim, eps=_LAYER_NORM_EPS
+                )
                 self._onnx = OnnxEncoder(graph, threads=self.threads)
             except ModelError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - an onnx/onnxruntime failure: say which and how to avoid it
+            except Exception as exc:
                 raise ModelError(
                     f"onnxruntime could not load {MODEL_NAME} ({_one_line(exc)}): set {ENV_BACKEND}=numpy"
                 ) from exc

@@ -90,8 +90,10 @@ class EventBuffer:
         """Keep ``event``; returns how many events of its session now wait."""
         session = event.session_id or ""
         db = self.toolkit.db
-        db.execute(f"INSERT INTO {self.table} (id, session_id, event) VALUES (?, ?, ?)",
-                   (event.id, session, event.model_dump_json()))
+        db.execute(
+            f"INSERT INTO {self.table} (id, session_id, event) VALUES (?, ?, ?)",
+            (event.id, session, event.model_dump_json()),
+        )
         self._unsynced += 1
         if self._unsynced >= self.sync_every:
             db.commit()
@@ -114,8 +116,9 @@ class EventBuffer:
             self._remove(session, rows[-1][0])
         return [event for _, event in rows]
 
-    def drain(self, handle: Callable[[str, list[Event]], object], session: str | None = None, *,
-              skip: str | None = None) -> None:
+    def drain(
+        self, handle: Callable[[str, list[Event]], object], session: str | None = None, *, skip: str | None = None
+    ) -> None:
         """Hand the waiting events of each session to ``handle(session, events)``, then remove them.
 
         Sessions go in the order their first event arrived (only ``session``

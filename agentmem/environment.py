@@ -24,7 +24,7 @@ Split = Literal["train", "validation", "test", "all"]
 K = TypeVar("K", bound=BaseModel)
 
 
-def cap_questions(tasks: list["Task"], limit: int | None) -> list["Task"]:
+def cap_questions(tasks: list[Task], limit: int | None) -> list[Task]:
     """Deep copies of ``tasks``, in order, holding at most ``limit`` questions in all.
 
     Tasks left with no question are dropped; ``None`` keeps every question.
@@ -100,7 +100,9 @@ def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overri
             try:
                 value = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"{env}: cannot read knobs from {path} ({exc}); write a JSON object of knobs ({', '.join(names)})") from None
+                raise ConfigError(
+                    f"{env}: cannot read knobs from {path} ({exc}); write a JSON object of knobs ({', '.join(names)})"
+                ) from None
             if not isinstance(value, dict):
                 raise ConfigError(f"{env}: {path} must hold a JSON object of knobs ({', '.join(names)})")
             options.update(value)
@@ -108,7 +110,9 @@ def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overri
             for part in filter(None, (p.strip() for p in text.split(";" if ";" in text else ","))):
                 key, sep, value = part.partition("=")
                 if not sep or not key.strip():
-                    raise ConfigError(f"{env}: cannot read knob {part!r} in --data; write key=value pairs like '{names[0]}=2'")
+                    raise ConfigError(
+                        f"{env}: cannot read knob {part!r} in --data; write key=value pairs like '{names[0]}=2'"
+                    )
                 options[key.strip()] = value.strip()
     options.update(overrides or {})
     unknown = sorted(set(options) - set(names))
@@ -126,7 +130,9 @@ def parse_knobs(env: str, model: type[K], data: str | Path | None = None, overri
             hi = next((m.le for m in info.metadata if hasattr(m, "le")), None)
             if lo is not None and hi is not None:
                 limits = f"; use a value from {lo} to {hi}"
-        raise ConfigError(f"{env}: {field} {err.get('msg', 'is invalid').lower()} (got {err.get('input')!r}){limits}") from None
+        raise ConfigError(
+            f"{env}: {field} {err.get('msg', 'is invalid').lower()} (got {err.get('input')!r}){limits}"
+        ) from None
 
 
 class Session(BaseModel):

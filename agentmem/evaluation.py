@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -58,19 +59,30 @@ class ExtractionHealth(BaseModel):
     (:mod:`agentmem.llm.structured`, :meth:`agentmem.toolkit.Toolkit.note`).
     """
 
-    failed: int = Field(0, description="structured calls that ended with no valid object (invalid after a repair, or no room "
-                        "left in the context), not counting those whose input the program then split and asked again")
-    fallbacks: int = Field(0, description="inputs stored without the model's object (M*: the raw text kept once with an item built from it)")
+    failed: int = Field(
+        0,
+        description="structured calls that ended with no valid object (invalid after a repair, or no room "
+        "left in the context), not counting those whose input the program then split and asked again",
+    )
+    fallbacks: int = Field(
+        0,
+        description="inputs stored without the model's object (M*: the raw text kept once with an item built from it)",
+    )
     splits: int = Field(0, description="inputs split in two because they did not fit the model's context")
     length_retries: int = Field(0, description="replies cut by their token limit and asked again with more room")
     repairs: int = Field(0, description="complete but invalid replies sent back once for repair")
 
     @classmethod
-    def from_events(cls, events: dict[str, int]) -> "ExtractionHealth":
+    def from_events(cls, events: dict[str, int]) -> ExtractionHealth:
         splits = events.get("split", 0)
         failed = events.get("invalid", 0) + max(events.get("no_room", 0) - splits, 0)  # a split answers a no_room
-        return cls(failed=failed, fallbacks=events.get("fallback", 0), splits=splits,
-                   length_retries=events.get("length_retry", 0), repairs=events.get("repair", 0))
+        return cls(
+            failed=failed,
+            fallbacks=events.get("fallback", 0),
+            splits=splits,
+            length_retries=events.get("length_retry", 0),
+            repairs=events.get("repair", 0),
+        )
 
 
 class EvalResult(BaseModel):
@@ -92,7 +104,7 @@ class EvalResult(BaseModel):
     intervals: dict[str, Interval] = Field(
         default_factory=dict,
         description="per metric of `metrics` that is a mean over questions: that mean, its 95% percentile-bootstrap "
-                    "interval over the questions (agentmem.stats.mean_interval, 10,000 resamples, seed 0) and n",
+        "interval over the questions (agentmem.stats.mean_interval, 10,000 resamples, seed 0) and n",
     )
 
     def primary(self, metric: str) -> float:
@@ -107,8 +119,9 @@ class EvalResult(BaseModel):
         return metric_intervals(self.tasks, {metric: self.metrics[metric]}).get(metric)
 
 
-def question_scores(tasks: list[TaskResult], metric: str, *, category: str | None = None,
-                    missing: float | None = None) -> dict[str, float]:
+def question_scores(
+    tasks: list[TaskResult], metric: str, *, category: str | None = None, missing: float | None = None
+) -> dict[str, float]:
     """Per-question values of ``metric`` keyed ``<task id>/<question id>`` (the key evolution pairs programs on).
 
     Questions that do not carry the metric are left out, or count as
@@ -175,7 +188,9 @@ class _CountingAgent:
         """One tool call (for environments that score actions); a clear error if the agent cannot act."""
         act = getattr(self._agent, "act", None)
         if act is None:
-            raise ConfigError(f"{type(self._agent).__name__} has no act(); this environment needs an agent that calls tools")
+            raise ConfigError(
+                f"{type(self._agent).__name__} has no act(); this environment needs an agent that calls tools"
+            )
         result = act(instruction, tools, context=context)
         self._tick()
         return result
@@ -215,8 +230,11 @@ class RecallOnlyAgent:
 
     def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
         started = time.perf_counter()
-        return Action(recall=self._recall(instruction), error="recall only: no call was made",
-                      seconds=time.perf_counter() - started)
+        return Action(
+            recall=self._recall(instruction),
+            error="recall only: no call was made",
+            seconds=time.perf_counter() - started,
+        )
 
     def close(self) -> None:
         self._agent.close()
@@ -281,11 +299,10 @@ def run_eval(
     the agent or a sandboxed candidate caught it: questions the model never
     answered are not scored.
     """
+    from agentmem.config import recall_budget
     from agentmem.embedding_cache import shared_embedder
     from agentmem.llm.context import call_context
     from agentmem.sdk.agent import Agent
-
-    from agentmem.config import recall_budget
 
     budget_tokens = recall_budget(budget_tokens)  # None: the recall_budget setting
     environment = make_environment(env, data=data, seed=seed) if isinstance(env, str) else env
@@ -301,7 +318,7 @@ def run_eval(
     # a child meter that sees exactly this run's calls, even when other runs share the LLM
     metering = meter.scope(env=environment.name) if meter is not None else contextlib.nullcontext(None)
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     root = make_scratch("eval", workdir)
     results: list[TaskResult] = []
     done = 0

@@ -62,8 +62,9 @@ def http_download(url: str, dest: Path, *, connect_timeout: float = 5.0, read_ti
     return dest
 
 
-def hub_download(repo_id: str, filename: str, dest: Path, *, revision: str | None = None,
-                 connect_timeout: float = 5.0) -> Path:
+def hub_download(
+    repo_id: str, filename: str, dest: Path, *, revision: str | None = None, connect_timeout: float = 5.0
+) -> Path:
     """One file of a model-hub repository, saved as ``dest``. Raises :class:`ModelError` on any failure.
 
     Through ``huggingface_hub.hf_hub_download``: ``HF_ENDPOINT`` (read at call
@@ -83,15 +84,18 @@ def hub_download(repo_id: str, filename: str, dest: Path, *, revision: str | Non
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".hub-", dir=dest.parent))
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint),
-                             timeout=connect_timeout)
-        got = hf_hub_download(repo_id, filename, revision=revision, local_dir=work, etag_timeout=connect_timeout,
-                              endpoint=endpoint)
+        get_hf_file_metadata(
+            hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint), timeout=connect_timeout
+        )
+        got = hf_hub_download(
+            repo_id, filename, revision=revision, local_dir=work, etag_timeout=connect_timeout, endpoint=endpoint
+        )
         Path(got).replace(dest)
-    except Exception as exc:  # noqa: BLE001 - the hub library raises its own, httpx's and OS errors
+    except Exception as exc:
         detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ModelError(f"download of {filename} from the hub repository {repo_id} failed "
-                         f"({type(exc).__name__}: {detail})") from exc
+        raise ModelError(
+            f"download of {filename} from the hub repository {repo_id} failed ({type(exc).__name__}: {detail})"
+        ) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return dest
@@ -107,8 +111,17 @@ def pip_fetch_wheel(requirement: str, dest_dir: Path, *, timeout: float = 900.0)
     dest_dir.mkdir(parents=True, exist_ok=True)
     before = set(dest_dir.glob("*.whl"))
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", "--dest", str(dest_dir), requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(dest_dir),
+        requirement,
     ]
     env = dict(os.environ, PIP_NO_INPUT="1")
     try:

@@ -122,10 +122,14 @@ def params_for(members: list[str], params: dict[str, Any], *, strict: bool = Tru
     return out
 
 
-def _cell_matches(result: EvalResult, *, split: str, limit: int | None, model: str, params: Any,
-                  memory: list[str] | None = None) -> bool:
+def _cell_matches(
+    result: EvalResult, *, split: str, limit: int | None, model: str, params: Any, memory: list[str] | None = None
+) -> bool:
     return (
-        result.split == split and result.limit == limit and result.model == model and (result.params or {}) == (params or {})
+        result.split == split
+        and result.limit == limit
+        and result.model == model
+        and (result.params or {}) == (params or {})
         and (memory is None or list(result.memory) == list(memory))
     )
 
@@ -185,8 +189,9 @@ def run_grid(
                 done = EvalResult.model_validate_json(path.read_text())
             except ValueError:
                 done = None  # a torn or foreign file: run the cell again
-            if done is not None and _cell_matches(done, split=split, limit=limit, model=model, params=cell_params,
-                                                  memory=cell.memory):
+            if done is not None and _cell_matches(
+                done, split=split, limit=limit, model=model, params=cell_params, memory=cell.memory
+            ):
                 if not done.intervals:  # a cell written before results carried their intervals
                     done.intervals = metric_intervals(done.tasks, done.metrics)
                 grid.cells.append(done)
@@ -199,8 +204,15 @@ def run_grid(
             total = sum(len(t.questions) for t in environment.tasks(split=split, limit=limit))  # type: ignore[arg-type,misc]
             on_cell_start(cell, total)
         result = run_eval(
-            environment, cell.memory, llm=llm, embedder=shared, params=cell_params, split=split,  # type: ignore[arg-type]
-            limit=limit, budget_tokens=budget_tokens, chroma_host=chroma_host,
+            environment,
+            cell.memory,
+            llm=llm,
+            embedder=shared,
+            params=cell_params,
+            split=split,  # type: ignore[arg-type]
+            limit=limit,
+            budget_tokens=budget_tokens,
+            chroma_host=chroma_host,
             progress=functools.partial(progress, cell) if progress else None,
         )
         _write_atomic(path, result.model_dump_json(indent=2))
@@ -242,7 +254,9 @@ def rows(grid: GridResult) -> list[dict[str, Any]]:
                 row[key] = round(value, 4)
         cost = r.cost
         row.update(
-            llm_calls=cost.llm_calls, cache_hits=cost.cache_hits, prompt_tokens=cost.prompt_tokens,
+            llm_calls=cost.llm_calls,
+            cache_hits=cost.cache_hits,
+            prompt_tokens=cost.prompt_tokens,
             completion_tokens=cost.completion_tokens,
             tokens_per_question=round(cost.tokens / r.questions, 1) if r.questions else 0.0,
             seconds=cost.seconds,
@@ -275,12 +289,21 @@ def pairwise(grid: GridResult) -> list[dict[str, Any]]:
         for i in range(len(cells)):
             for j in range(i + 1, len(cells)):
                 d = paired_difference(scores[i], scores[j])
-                out.append({
-                    "env": env, "metric": metric, "a": _label(cells[i]), "b": _label(cells[j]),
-                    **d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties,
-                    "sign_p": float(f"{d.sign_p:.3g}"),
-                    "better": d.n > 0 and d.low > 0, "worse": d.n > 0 and d.high < 0,
-                })
+                out.append(
+                    {
+                        "env": env,
+                        "metric": metric,
+                        "a": _label(cells[i]),
+                        "b": _label(cells[j]),
+                        **d.rounded(),
+                        "wins": d.wins,
+                        "losses": d.losses,
+                        "ties": d.ties,
+                        "sign_p": float(f"{d.sign_p:.3g}"),
+                        "better": d.n > 0 and d.low > 0,
+                        "worse": d.n > 0 and d.high < 0,
+                    }
+                )
     return out
 
 
@@ -289,7 +312,7 @@ def _primary(env: str) -> str:
         from agentmem.registry import load_environment
 
         return str(load_environment(env).primary_metric)
-    except Exception:  # noqa: BLE001 - an uninstalled environment still has a row
+    except Exception:
         return "score"
 
 
@@ -318,9 +341,14 @@ def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
         "markdown": out_dir / "report.md",
         "html": out_dir / "report.html",
     }
-    summary = {"split": grid.split, "limit": grid.limit, "model": grid.model, "rows": table,
-               "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells],
-               "pairwise": pairs}
+    summary = {
+        "split": grid.split,
+        "limit": grid.limit,
+        "model": grid.model,
+        "rows": table,
+        "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells],
+        "pairwise": pairs,
+    }
     _write_atomic(paths["json"], json.dumps(summary, indent=2))
     _write_atomic(paths["csv"], to_csv(table))
     _write_atomic(paths["markdown"], grid_markdown(grid, table, pairs))

@@ -49,9 +49,18 @@ class Supersede(Manager):
     name = "supersede"
     Params = NoParams
 
-    def replace(self, store: Store, item_id: str, text: str, *, reason: str = "", op: str = "UPDATE",
-                event_ids: Sequence[str] | None = None, history: dict[str, Any] | None = None,
-                **changes: Any) -> StoredItem | None:
+    def replace(
+        self,
+        store: Store,
+        item_id: str,
+        text: str,
+        *,
+        reason: str = "",
+        op: str = "UPDATE",
+        event_ids: Sequence[str] | None = None,
+        history: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> StoredItem | None:
         """Give ``item_id`` a new version with ``text`` (and other field ``changes``); ``None`` if it is not stored.
 
         ``history`` is extra data for the history row (a dataset date, say).
@@ -62,8 +71,16 @@ class Supersede(Manager):
         data = {**current.data, **changes.pop("data", {}), "previous": current.text}
         sources = list(current.event_ids if event_ids is None else event_ids)
         updated = store.update(item_id, text=text, version=current.version + 1, event_ids=sources, data=data, **changes)
-        store.record(item_id, op, version=current.version + 1, old_text=current.text, new_text=text,
-                     event_ids=sources, reason=reason, data=history)
+        store.record(
+            item_id,
+            op,
+            version=current.version + 1,
+            old_text=current.text,
+            new_text=text,
+            event_ids=sources,
+            reason=reason,
+            data=history,
+        )
         return updated
 
     def put(self, store: Store, item: StoredItem, *, reason: str = "") -> tuple[str, StoredItem]:
@@ -71,8 +88,15 @@ class Supersede(Manager):
         if item.key:
             held = store.by_key(item.key, limit=1)
             if held:
-                done = self.replace(store, held[0].id, item.text, reason=reason or "same slot", event_ids=item.event_ids,
-                                    ts=item.ts, data=item.data)
+                done = self.replace(
+                    store,
+                    held[0].id,
+                    item.text,
+                    reason=reason or "same slot",
+                    event_ids=item.event_ids,
+                    ts=item.ts,
+                    data=item.data,
+                )
                 assert done is not None
                 return "UPDATE", done
         (added,) = store.add([item])
@@ -86,8 +110,16 @@ class Forget(Manager):
     name = "forget"
     Params = NoParams
 
-    def forget(self, store: Store, item_id: str, *, reason: str = "forgotten on request", op: str = "DELETE",
-               event_ids: Sequence[str] = (), data: dict[str, Any] | None = None) -> bool:
+    def forget(
+        self,
+        store: Store,
+        item_id: str,
+        *,
+        reason: str = "forgotten on request",
+        op: str = "DELETE",
+        event_ids: Sequence[str] = (),
+        data: dict[str, Any] | None = None,
+    ) -> bool:
         """Soft-delete ``item_id``; ``True`` when the store holds it (a second call changes nothing)."""
         current = store.get_one(item_id)
         if current is None:
@@ -95,8 +127,15 @@ class Forget(Manager):
         if current.status == "deleted":
             return True
         store.update(item_id, status="deleted", version=current.version + 1)
-        store.record(item_id, op, version=current.version + 1, old_text=current.text, event_ids=event_ids,
-                     reason=reason, data=data)
+        store.record(
+            item_id,
+            op,
+            version=current.version + 1,
+            old_text=current.text,
+            event_ids=event_ids,
+            reason=reason,
+            data=data,
+        )
         return True
 
 
@@ -106,7 +145,10 @@ class ConsolidateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     merge_threshold: float = Field(
-        0.85, ge=0.5, le=1.0, description="similarity (cosine or word jaccard) above which two items of a kind are merged"
+        0.85,
+        ge=0.5,
+        le=1.0,
+        description="similarity (cosine or word jaccard) above which two items of a kind are merged",
     )
 
 
@@ -117,21 +159,32 @@ class Consolidate(Manager):
     Params = ConsolidateParams
     params: ConsolidateParams
 
-    def duplicate_of(self, store: Store, text: str, vector: Sequence[float], *, k: int = 3,
-                     where: dict[str, Any] | None = None, exclude: str | None = None,
-                     jaccard_threshold: float | None = None,
-                     same: Callable[[StoredItem], bool] | None = None) -> str | None:
+    def duplicate_of(
+        self,
+        store: Store,
+        text: str,
+        vector: Sequence[float],
+        *,
+        k: int = 3,
+        where: dict[str, Any] | None = None,
+        exclude: str | None = None,
+        jaccard_threshold: float | None = None,
+        same: Callable[[StoredItem], bool] | None = None,
+    ) -> str | None:
         """The id of a stored item that says the same as ``text``: among the ``k`` nearest to ``vector``, the first
         at least ``merge_threshold`` close (cosine) - or sharing ``jaccard_threshold`` of its words, if given - that
         also passes ``same``."""
-        hits = [(i, sim) for i, sim in store.nearest(vector, k + (exclude is not None), where=where) if i != exclude][:k]
+        hits = [(i, sim) for i, sim in store.nearest(vector, k + (exclude is not None), where=where) if i != exclude][
+            :k
+        ]
         found = store.get([i for i, _ in hits])
         for item_id, sim in hits:
             item = found.get(item_id)
             if item is None:
                 continue
             close = sim >= self.params.merge_threshold or (
-                jaccard_threshold is not None and jaccard(text, item.dense) >= jaccard_threshold)
+                jaccard_threshold is not None and jaccard(text, item.dense) >= jaccard_threshold
+            )
             if close and (same is None or same(item)):
                 return item_id
         return None
@@ -156,10 +209,12 @@ class Consolidate(Manager):
                 place[item.key] = len(fresh)
                 fresh.append(item)
                 continue
-            joined = prior.model_copy(update={
-                "event_ids": [*prior.event_ids, *item.event_ids],
-                "data": {**prior.data, note: [*prior.data.get(note, []), item.data.get("when", "")]},
-            })
+            joined = prior.model_copy(
+                update={
+                    "event_ids": [*prior.event_ids, *item.event_ids],
+                    "data": {**prior.data, note: [*prior.data.get(note, []), item.data.get("when", "")]},
+                }
+            )
             if item.key in place:
                 fresh[place[item.key]] = joined
             else:
@@ -169,15 +224,33 @@ class Consolidate(Manager):
             store.update(joined.id, event_ids=joined.event_ids, data=joined.data)
         return added
 
-    def merge(self, store: Store, keep: StoredItem, drop: StoredItem, *, data: dict[str, Any] | None = None,
-              cap: int = 200, reason: str = "") -> StoredItem | None:
+    def merge(
+        self,
+        store: Store,
+        keep: StoredItem,
+        drop: StoredItem,
+        *,
+        data: dict[str, Any] | None = None,
+        cap: int = 200,
+        reason: str = "",
+    ) -> StoredItem | None:
         """Merge ``drop`` into ``keep``: counters summed, event ids united (at most ``cap``), ``data`` as given
         (else ``keep``'s); ``drop`` is logged with its last state and deleted."""
         sources = list(dict.fromkeys([*keep.event_ids, *drop.event_ids]))[:cap]
-        merged = store.update(keep.id, retrieved=keep.retrieved + drop.retrieved, helped=keep.helped + drop.helped,
-                              event_ids=sources, data=keep.data if data is None else data)
-        store.record(drop.id, "merged", old_text=drop.text, reason=reason or f"near-duplicate of {keep.id}",
-                     data=drop.model_dump(mode="json"))
+        merged = store.update(
+            keep.id,
+            retrieved=keep.retrieved + drop.retrieved,
+            helped=keep.helped + drop.helped,
+            event_ids=sources,
+            data=keep.data if data is None else data,
+        )
+        store.record(
+            drop.id,
+            "merged",
+            old_text=drop.text,
+            reason=reason or f"near-duplicate of {keep.id}",
+            data=drop.model_dump(mode="json"),
+        )
         store.delete([drop.id])
         return merged
 
@@ -198,10 +271,13 @@ class UsageTracker(Manager):
     def served(self, ids: Sequence[str]) -> None:
         """Remember that ``ids`` were recalled (credited at the next :meth:`credit`).
 
-        Not committed here - recall stays free of disk syncs; the next write, ``credit`` or the owner's close commits it.
+        Not committed here - recall stays free of disk syncs; the next write, ``credit`` or the owner's close commits
+        it.
         """
         if ids:
-            self.store.toolkit.db.executemany(f"INSERT OR IGNORE INTO {self.table} (item_id) VALUES (?)", [(i,) for i in ids])
+            self.store.toolkit.db.executemany(
+                f"INSERT OR IGNORE INTO {self.table} (item_id) VALUES (?)", [(i,) for i in ids]
+            )
 
     def pending(self) -> list[str]:
         return [r[0] for r in self.store.toolkit.db.execute(f"SELECT item_id FROM {self.table}")]
@@ -210,19 +286,24 @@ class UsageTracker(Manager):
         """A merged item's pending credit goes to its survivor."""
         db = self.store.toolkit.db
         with db:
-            db.execute(f"INSERT OR IGNORE INTO {self.table} (item_id) SELECT ? FROM {self.table} WHERE item_id = ?",
-                       (to_id, from_id))
+            db.execute(
+                f"INSERT OR IGNORE INTO {self.table} (item_id) SELECT ? FROM {self.table} WHERE item_id = ?",
+                (to_id, from_id),
+            )
             db.execute(f"DELETE FROM {self.table} WHERE item_id = ?", (from_id,))
 
     def credit(self, success: bool | None) -> list[str]:
-        """Every served item was retrieved once more, and helped if the episode succeeded; an unknown outcome books nothing."""
+        """Every served item was retrieved once more, and helped if the episode succeeded; an unknown outcome
+        books nothing.
+        """
         ids = self.pending()
         db = self.store.toolkit.db
         with db:
             if success is not None and ids:
                 db.execute(
                     f"UPDATE {self.store.table} SET retrieved = retrieved + 1, helped = helped + ?"
-                    f" WHERE id IN (SELECT item_id FROM {self.table})", (int(success),),
+                    f" WHERE id IN (SELECT item_id FROM {self.table})",
+                    (int(success),),
                 )
             db.execute(f"DELETE FROM {self.table}")
         return ids if success is not None else []
@@ -233,7 +314,9 @@ class PruneParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_uses: int = Field(3, ge=1, le=50, description="retrievals before an item's utility is trusted enough to prune it")
+    min_uses: int = Field(
+        3, ge=1, le=50, description="retrievals before an item's utility is trusted enough to prune it"
+    )
     prune_below: float = Field(
         0.25, ge=0.0, le=1.0, description="items used at least min_uses times with a utility below this are deleted"
     )
@@ -249,10 +332,18 @@ class Prune(Manager):
     def prune(self, store: Store) -> list[StoredItem]:
         """Delete the useless items (each logged with its last state); returns them."""
         p = self.params
-        victims = list(store.items(where="retrieved >= ? AND (helped + 1.0) / (retrieved + 2.0) < ?",
-                                   args=(p.min_uses, p.prune_below)))
+        victims = list(
+            store.items(
+                where="retrieved >= ? AND (helped + 1.0) / (retrieved + 2.0) < ?", args=(p.min_uses, p.prune_below)
+            )
+        )
         for item in victims:
-            store.record(item.id, "pruned", old_text=item.text, data=item.model_dump(mode="json"),
-                         reason=f"utility {item.utility:.2f} < {p.prune_below} after {item.retrieved} uses")
+            store.record(
+                item.id,
+                "pruned",
+                old_text=item.text,
+                data=item.model_dump(mode="json"),
+                reason=f"utility {item.utility:.2f} < {p.prune_below} after {item.retrieved} uses",
+            )
         store.delete([i.id for i in victims])
         return victims

@@ -84,8 +84,13 @@ class MemoryProgram(ABC, Generic[P]):
             for base in cls.__dict__.get("__orig_bases__", ()):
                 args = get_args(base)
                 origin = get_origin(base)
-                if args and isinstance(origin, type) and issubclass(origin, MemoryProgram) \
-                        and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+                if (
+                    args
+                    and isinstance(origin, type)
+                    and issubclass(origin, MemoryProgram)
+                    and isinstance(args[0], type)
+                    and issubclass(args[0], BaseModel)
+                ):
                     cls.Params = args[0]
                     break
         own = cls.__dict__.get("close")
@@ -130,7 +135,7 @@ class MemoryProgram(ABC, Generic[P]):
             toolkit.close()
 
     # -- core modules the base opens (and closes) ----------------------------
-    def open_store(self, name: str, **options: Any) -> "Store":
+    def open_store(self, name: str, **options: Any) -> Store:
         """A :class:`~agentmem.store.Store` of this program and scope, closed with the program."""
         from agentmem.store import Store
 
@@ -138,7 +143,7 @@ class MemoryProgram(ABC, Generic[P]):
         self._opened.append(store)
         return store
 
-    def open_buffer(self, name: str = "pending", **options: Any) -> "EventBuffer":
+    def open_buffer(self, name: str = "pending", **options: Any) -> EventBuffer:
         """An :class:`~agentmem.encode.EventBuffer` (events kept in SQLite until processed), closed with the program."""
         from agentmem.encode import EventBuffer
 
@@ -146,14 +151,18 @@ class MemoryProgram(ABC, Generic[P]):
         self._opened.append(buffer)
         return buffer
 
-    def recalled(self, packed: "Packed", *, template: str = "usage", **context: Any) -> Recall:
+    def recalled(self, packed: Packed, *, template: str = "usage", **context: Any) -> Recall:
         """The :class:`Recall` of packed items, with the ``usage`` instructions rendered around them."""
         items = packed.items
         text = "\n".join(i.content for i in items)
         context.setdefault("context", text)
         context.setdefault("omitted", packed.omitted)
-        return Recall(items=items, omitted=packed.omitted, plugin=self.name,
-                      instructions=self.instructions(template, **context) if items else "")
+        return Recall(
+            items=items,
+            omitted=packed.omitted,
+            plugin=self.name,
+            instructions=self.instructions(template, **context) if items else "",
+        )
 
     # -- instructions ----------------------------------------------------
     def instructions(self, template: str = "usage", **context: Any) -> str:
@@ -163,7 +172,7 @@ class MemoryProgram(ABC, Generic[P]):
             return ""
         return _compiled(source).render(params=self.params, **context)
 
-    def __enter__(self) -> "MemoryProgram[P]":
+    def __enter__(self) -> MemoryProgram[P]:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -33,7 +33,7 @@ class NoParams(BaseModel):
 
 MP = TypeVar("MP", bound=BaseModel)
 
-_REGISTRY: dict[str, type["Module[Any]"]] = {}
+_REGISTRY: dict[str, type[Module[Any]]] = {}
 
 
 class Module(Generic[MP]):

@@ -31,13 +31,19 @@ class Candidate:
     position: float = 0.0
 
 
-def candidate(item: StoredItem, content: str, score: float, source: str, *, position: float | None = None,
-              **metadata: Any) -> Candidate:
+def candidate(
+    item: StoredItem, content: str, score: float, source: str, *, position: float | None = None, **metadata: Any
+) -> Candidate:
     """A stored item as a recall candidate: shown as ``content``, with its source events and its id
     (``metadata["item_id"]``, what ``forget`` takes); placed by its ``seq`` unless ``position`` says otherwise."""
     return Candidate(
-        RecallItem(content=content, score=round(score, 4), source=source, event_ids=item.event_ids,
-                   metadata={"item_id": item.id, **metadata}),
+        RecallItem(
+            content=content,
+            score=round(score, 4),
+            source=source,
+            event_ids=item.event_ids,
+            metadata={"item_id": item.id, **metadata},
+        ),
         float(item.seq if position is None else position),
     )
 
@@ -73,8 +79,14 @@ class Packer(Module[Any]):
     kind = "packer"
     Params = NoParams
 
-    def __init__(self, order: Order = "score", *, rank: Literal["score", "given"] = "score", contiguous: bool = False,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self,
+        order: Order = "score",
+        *,
+        rank: Literal["score", "given"] = "score",
+        contiguous: bool = False,
+        limit: int | None = None,
+    ) -> None:
         super().__init__()
         self.order = order
         self.rank = "given" if contiguous else rank

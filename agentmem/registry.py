@@ -105,7 +105,9 @@ def _load(name: str, kind: Kind) -> Any:
                 ) from exc
             return obj
     names = ", ".join(ep.name for ep in _entry_points(_GROUPS[kind])) or "none installed"
-    raise PluginError(f"no {kind} plugin named '{name}' (installed: {names}); `pip install` the package that provides it")
+    raise PluginError(
+        f"no {kind} plugin named '{name}' (installed: {names}); `pip install` the package that provides it"
+    )
 
 
 def load_memory(name: str) -> type[MemoryProgram]:
@@ -148,13 +150,16 @@ def load_program_file(path: Path) -> type[MemoryProgram]:
         from agentmem.compat.mstar import is_mstar_module, mstar_program_class
 
         if is_mstar_module(module) and not any(
-            inspect.isclass(o) and issubclass(o, MemoryProgram) and o.__module__ == module_name for o in vars(module).values()
+            inspect.isclass(o) and issubclass(o, MemoryProgram) and o.__module__ == module_name
+            for o in vars(module).values()
         ):
             return mstar_program_class(module, name=path.stem)  # an M*-format program (KnowledgeBase.write/read)
         classes = [
             obj
             for obj in vars(module).values()
-            if inspect.isclass(obj) and issubclass(obj, MemoryProgram) and obj is not MemoryProgram
+            if inspect.isclass(obj)
+            and issubclass(obj, MemoryProgram)
+            and obj is not MemoryProgram
             and obj.__module__ == module_name
         ]
         if len(classes) != 1:

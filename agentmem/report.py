@@ -43,8 +43,22 @@ _INTERVAL_KEYS = ("score_low", "score_high")
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
     fixed = ["memory", "score", "95% interval", "score_n"]
     cost = ["tokens_per_question", "llm_calls", "cache_hits", "seconds", "failed_extractions", "fallbacks"]
-    metrics = [k for r in rows for k in r if k not in (*fixed, *cost, *_INTERVAL_KEYS, "env", "primary_metric",
-                                                       "questions", "prompt_tokens", "completion_tokens")]
+    metrics = [
+        k
+        for r in rows
+        for k in r
+        if k
+        not in (
+            *fixed,
+            *cost,
+            *_INTERVAL_KEYS,
+            "env",
+            "primary_metric",
+            "questions",
+            "prompt_tokens",
+            "completion_tokens",
+        )
+    ]
     seen: list[str] = []
     for m in metrics:
         if m not in seen:
@@ -88,51 +102,83 @@ def _pairs(pairs: list[dict[str, Any]] | None, env: str) -> list[dict[str, str]]
             verdict = f"{p['b']} better"
         else:
             verdict = "no difference shown"
-        out.append({"a": p["a"], "b": p["b"], "n": str(p["n"]), "difference": f"{p['mean']:+.3f}",
-                    "interval": f"[{p['low']:+.3f}, {p['high']:+.3f}]" if p["n"] else "-",
-                    "record": f"{p['wins']} / {p['losses']} / {p['ties']}", "sign_p": f"{p['sign_p']:.3g}",
-                    "verdict": verdict})
+        out.append(
+            {
+                "a": p["a"],
+                "b": p["b"],
+                "n": str(p["n"]),
+                "difference": f"{p['mean']:+.3f}",
+                "interval": f"[{p['low']:+.3f}, {p['high']:+.3f}]" if p["n"] else "-",
+                "record": f"{p['wins']} / {p['losses']} / {p['ties']}",
+                "sign_p": f"{p['sign_p']:.3g}",
+                "verdict": verdict,
+            }
+        )
     return out
 
 
-def grid_markdown(grid: "GridResult", table: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None) -> str:
+def grid_markdown(grid: GridResult, table: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None) -> str:
     """The grid as Markdown tables, one per environment, each followed by its pairwise comparisons."""
     sections = []
     for env, rows in _by_env(table).items():
         cols = _columns(rows)
         primary = rows[0]["primary_metric"]
-        sections.append({
-            "env": env, "primary": primary,
-            "header": "| " + " | ".join(_header(c, primary) for c in cols) + " |",
-            "rule": "|" + "|".join("---" if c == "memory" else "---:" for c in cols) + "|",
-            "lines": ["| " + " | ".join(_value(r, c) for c in cols) + " |" for r in rows],
-            "pairs": _pairs(pairs, env),
-        })
+        sections.append(
+            {
+                "env": env,
+                "primary": primary,
+                "header": "| " + " | ".join(_header(c, primary) for c in cols) + " |",
+                "rule": "|" + "|".join("---" if c == "memory" else "---:" for c in cols) + "|",
+                "lines": ["| " + " | ".join(_value(r, c) for c in cols) + " |" for r in rows],
+                "pairs": _pairs(pairs, env),
+            }
+        )
     return _env().get_template("grid.md.j2").render(grid=grid, sections=sections).strip() + "\n"
 
 
-def grid_html(grid: "GridResult", table: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None) -> str:
+def grid_html(grid: GridResult, table: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None) -> str:
     """The grid as one self-contained HTML page: tables, pairwise comparisons and SVG plots per environment."""
     sections = []
     for env, rows in _by_env(table).items():
         cols = _columns(rows)
         primary = rows[0]["primary_metric"]
         labels = [r["memory"] for r in rows]
-        sections.append({
-            "env": env, "primary": primary, "columns": [_header(c, primary) for c in cols],
-            "rows": [[_value(r, c) for c in cols] for r in rows],
-            "pairs": _pairs(pairs, env),
-            "score_svg": bar_chart(labels, [float(r["score"]) for r in rows], title=f"{env}: {primary} (95% interval)",
-                                   intervals=[_interval(r) for r in rows]),
-            "cost_svg": scatter_chart(
-                [Point(x=float(r["tokens_per_question"]), y=float(r["score"]), color=PALETTE[i % len(PALETTE)],
-                       label=r["memory"], r=5, title=f"{r['memory']}: {primary} {float(r['score']):.3f}, "
-                       f"{float(r['tokens_per_question']):.0f} tokens per question")
-                 for i, r in enumerate(rows)],
-                title=f"{env}: {primary} against cost", x_label="tokens per question", y_label=primary,
-                x_include=[0.0], y_include=[0.0], width=560,
-            ),
-            "time_svg": bar_chart(labels, [float(r["seconds"]) for r in rows], title=f"{env}: wall time (s)",
-                                  fmt="{:.0f}"),
-        })
+        sections.append(
+            {
+                "env": env,
+                "primary": primary,
+                "columns": [_header(c, primary) for c in cols],
+                "rows": [[_value(r, c) for c in cols] for r in rows],
+                "pairs": _pairs(pairs, env),
+                "score_svg": bar_chart(
+                    labels,
+                    [float(r["score"]) for r in rows],
+                    title=f"{env}: {primary} (95% interval)",
+                    intervals=[_interval(r) for r in rows],
+                ),
+                "cost_svg": scatter_chart(
+                    [
+                        Point(
+                            x=float(r["tokens_per_question"]),
+                            y=float(r["score"]),
+                            color=PALETTE[i % len(PALETTE)],
+                            label=r["memory"],
+                            r=5,
+                            title=f"{r['memory']}: {primary} {float(r['score']):.3f}, "
+                            f"{float(r['tokens_per_question']):.0f} tokens per question",
+                        )
+                        for i, r in enumerate(rows)
+                    ],
+                    title=f"{env}: {primary} against cost",
+                    x_label="tokens per question",
+                    y_label=primary,
+                    x_include=[0.0],
+                    y_include=[0.0],
+                    width=560,
+                ),
+                "time_svg": bar_chart(
+                    labels, [float(r["seconds"]) for r in rows], title=f"{env}: wall time (s)", fmt="{:.0f}"
+                ),
+            }
+        )
     return _env().get_template("grid.html.j2").render(grid=grid, sections=sections)

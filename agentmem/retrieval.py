@@ -126,8 +126,10 @@ class BM25Index:
             posting = self._postings.get(term)
             if not posting:
                 return None
-            cached = (np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
-                      np.fromiter(posting.values(), dtype=np.float32, count=len(posting)))
+            cached = (
+                np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                np.fromiter(posting.values(), dtype=np.float32, count=len(posting)),
+            )
             self._arrays[term] = cached
         return cached
 

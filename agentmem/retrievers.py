@@ -166,11 +166,14 @@ class HybridRetriever(Retriever):
             cosine.update(zip(extra, (float(x) for x in sims)))
         eligible = sorted((i for i, s in cosine.items() if s >= p.min_similarity), key=lambda i: -cosine[i])
         allowed = set(eligible)
-        return fuse([eligible, [i for i in words if i in allowed]], [p.dense_weight, p.bm25_weight], order=store.order(allowed))
+        return fuse(
+            [eligible, [i for i in words if i in allowed]], [p.dense_weight, p.bm25_weight], order=store.order(allowed)
+        )
 
 
-def fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, *,
-         order: Mapping[str, int] | None = None) -> list[Hit]:
+def fuse(
+    rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, *, order: Mapping[str, int] | None = None
+) -> list[Hit]:
     """Weighted reciprocal-rank fusion of rankings, scored against the best possible value, best first.
 
     Ties go to the item first in ``order`` (a store's insertion order: older first), then by id.
@@ -223,8 +226,12 @@ class RecencyBlend(Stage):
         newest = ctx.store.newest_ts()
         half_life = self.params.recency_half_life_days * 86400.0
         scored = [
-            Hit(h.id, (1 - w) * h.score / top
-                + w * math.exp(-math.log(2) * max(0.0, newest - (items[h.id].ts if h.id in items else newest)) / half_life))
+            Hit(
+                h.id,
+                (1 - w) * h.score / top
+                + w
+                * math.exp(-math.log(2) * max(0.0, newest - (items[h.id].ts if h.id in items else newest)) / half_life),
+            )
             for h in hits
         ]
         return sorted(scored, key=lambda h: (-h.score, items[h.id].seq if h.id in items else 0))
@@ -259,7 +266,9 @@ class NearDuplicateParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dedup_threshold: float = Field(0.9, ge=0.5, le=1.0, description="word overlap above which two hits count as one (1.0: off)")
+    dedup_threshold: float = Field(
+        0.9, ge=0.5, le=1.0, description="word overlap above which two hits count as one (1.0: off)"
+    )
 
 
 class NearDuplicateFilter(Stage):

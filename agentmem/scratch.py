@@ -14,7 +14,8 @@ ticks since boot) and ``boot id`` the first eight hex digits of the kernel's
 boot id: together they tell the owner from a later, unrelated process that
 reuses its pid. ``pid ns`` is the owner's pid namespace: a directory made in
 another one (a container sharing this temp dir) names a pid this process
-cannot look up, so it is left alone unless it is abandoned (below). The owner is in the name rather than in a marker file inside
+cannot look up, so it is left alone unless it is abandoned (below). The owner is in the name rather than in a marker
+file inside
 the directory because the directory may be handed to untrusted code (a
 sandboxed candidate's scratch), which could delete or forge a marker; a name
 is set atomically by ``mkdtemp`` and only the directory's parent can change
@@ -54,7 +55,7 @@ def _boot_id() -> str:
         raw = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
     except OSError:
         return "0" * 8
-    return (raw[:8] if re.fullmatch(r"[0-9a-f]{8,}", raw) else "0" * 8)
+    return raw[:8] if re.fullmatch(r"[0-9a-f]{8,}", raw) else "0" * 8
 
 
 @functools.cache
@@ -168,7 +169,9 @@ def sweep_dead(parents: list[str | Path] | None = None, *, unowned_grace: float 
         except OSError:
             continue
         for entry in entries:
-            if not entry.name.startswith("agentmem-") or not any(entry.name.startswith(f"agentmem-{k}-") for k in SCRATCH_KINDS):
+            if not entry.name.startswith("agentmem-") or not any(
+                entry.name.startswith(f"agentmem-{k}-") for k in SCRATCH_KINDS
+            ):
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)

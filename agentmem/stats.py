@@ -73,8 +73,12 @@ class Interval(BaseModel):
 
     def rounded(self, digits: int = 4) -> dict[str, float | int]:
         """``{"mean", "low", "high", "n"}`` rounded, for result files."""
-        return {"mean": round(self.mean, digits), "low": round(self.low, digits), "high": round(self.high, digits),
-                "n": self.n}
+        return {
+            "mean": round(self.mean, digits),
+            "low": round(self.low, digits),
+            "high": round(self.high, digits),
+            "n": self.n,
+        }
 
 
 class PairedDifference(Interval):
@@ -113,8 +117,10 @@ class PairedDifference(Interval):
     def text(self, digits: int = 3) -> str:
         if self.n == 0:
             return "- (no shared questions)"
-        return (f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] n={self.n}, "
-                f"{self.wins} better / {self.losses} worse, sign p={self.sign_p:.3g}")
+        return (
+            f"{self.mean:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] n={self.n}, "
+            f"{self.wins} better / {self.losses} worse, sign p={self.sign_p:.3g}"
+        )
 
 
 def _values(values: Iterable[float], what: str) -> np.ndarray:
@@ -193,8 +199,17 @@ def paired_interval(
     if diffs.size == 0:
         return PairedDifference(mean=0.0, low=0.0, high=0.0, n=0, level=level)
     low, high = _bootstrap(diffs, level, resamples, seed)
-    return PairedDifference(mean=float(diffs.mean()), low=low, high=high, n=int(diffs.size), level=level,
-                            wins=wins, losses=losses, ties=ties, sign_p=_sign_p(wins, losses))
+    return PairedDifference(
+        mean=float(diffs.mean()),
+        low=low,
+        high=high,
+        n=int(diffs.size),
+        level=level,
+        wins=wins,
+        losses=losses,
+        ties=ties,
+        sign_p=_sign_p(wins, losses),
+    )
 
 
 def paired_difference(
@@ -215,7 +230,9 @@ def paired_difference(
 
 
 def half_width(sd: float, n: int, level: float = 0.95) -> float:
-    """The normal-approximation half-width of a ``level`` interval of a mean of ``n`` values with standard deviation ``sd``."""
+    """The normal-approximation half-width of a ``level`` interval of a mean of ``n`` values with standard
+    deviation ``sd``.
+    """
     if n <= 0:
         return math.inf
     return NormalDist().inv_cdf((1 + level) / 2) * sd / math.sqrt(n)

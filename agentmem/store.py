@@ -44,8 +44,25 @@ __all__ = ["BATCH", "HistoryRow", "Store", "StoredItem"]
 #: items per embedding call, Chroma write and SQL ``IN (...)`` list
 BATCH = 1000
 
-_COLUMNS = ("seq", "id", "kind", "grp", "key", "text", "dense_text", "lexical_text", "ts", "status", "version",
-            "event_ids", "retrieved", "helped", "data", "created", "updated")
+_COLUMNS = (
+    "seq",
+    "id",
+    "kind",
+    "grp",
+    "key",
+    "text",
+    "dense_text",
+    "lexical_text",
+    "ts",
+    "status",
+    "version",
+    "event_ids",
+    "retrieved",
+    "helped",
+    "data",
+    "created",
+    "updated",
+)
 
 
 def new_id() -> str:
@@ -113,8 +130,9 @@ class HistoryRow(BaseModel):
 class Store:
     """Items of one kind in one program's scope: SQLite truth, Chroma mirror (``dense``), BM25 (``lexical``)."""
 
-    def __init__(self, toolkit: Any, name: str = "items", *, dense: bool = True, lexical: bool = True,
-                 sync_every: int = 1) -> None:
+    def __init__(
+        self, toolkit: Any, name: str = "items", *, dense: bool = True, lexical: bool = True, sync_every: int = 1
+    ) -> None:
         self.toolkit = toolkit
         self.sync_every = max(1, sync_every)
         self._unsynced = 0
@@ -170,7 +188,8 @@ class Store:
             for item in items:
                 item = item.model_copy(update={"created": item.created or now, "updated": item.updated or now})
                 cur = db.execute(
-                    f"{verb} INTO {self.table} (id, kind, grp, key, text, dense_text, lexical_text, ts, status, version,"
+                    f"{verb} INTO {self.table} (id, kind, grp, key, text, dense_text, lexical_text, ts, "
+                    "status, version,"
                     " event_ids, retrieved, helped, data, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     self._values(item),
                 )
@@ -184,7 +203,9 @@ class Store:
         return out
 
     def update(self, item_id: str, **changes: Any) -> StoredItem | None:
-        """Change fields of one item (``text``, ``status``, ``version``, ``data``, counters...) and keep the indexes in step."""
+        """Change fields of one item (``text``, ``status``, ``version``, ``data``, counters...) and keep the
+        indexes in step.
+        """
         current = self.get_one(item_id)
         if current is None:
             return None
@@ -217,31 +238,79 @@ class Store:
         self._unindex(ids)
         return gone
 
-    def record(self, item_id: str, op: str, *, version: int = 1, old_text: str | None = None,
-               new_text: str | None = None, event_ids: Sequence[str] = (), reason: str = "",
-               data: dict[str, Any] | None = None, at: float | None = None) -> None:
+    def record(
+        self,
+        item_id: str,
+        op: str,
+        *,
+        version: int = 1,
+        old_text: str | None = None,
+        new_text: str | None = None,
+        event_ids: Sequence[str] = (),
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+        at: float | None = None,
+    ) -> None:
         """Append one history row for ``item_id`` (what a manager did, and why)."""
-        self.record_many([HistoryRow(item_id=item_id, version=version, op=op, old_text=old_text, new_text=new_text,
-                                     event_ids=list(event_ids), reason=reason, at=time.time() if at is None else at,
-                                     data=data or {})])
+        self.record_many(
+            [
+                HistoryRow(
+                    item_id=item_id,
+                    version=version,
+                    op=op,
+                    old_text=old_text,
+                    new_text=new_text,
+                    event_ids=list(event_ids),
+                    reason=reason,
+                    at=time.time() if at is None else at,
+                    data=data or {},
+                )
+            ]
+        )
 
     def record_many(self, rows: Sequence[HistoryRow]) -> None:
         db = self.toolkit.db
         with db:
             db.executemany(
-                f"INSERT INTO {self.table}_history (item_id, version, op, old_text, new_text, event_ids, reason, at, data)"
+                f"INSERT INTO {self.table}_history (item_id, version, op, old_text, new_text, event_ids, "
+                "reason, at, data)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
-                [(r.item_id, r.version, r.op, r.old_text, r.new_text, json.dumps(r.event_ids), r.reason, r.at,
-                  json.dumps(r.data, default=str)) for r in rows],
+                [
+                    (
+                        r.item_id,
+                        r.version,
+                        r.op,
+                        r.old_text,
+                        r.new_text,
+                        json.dumps(r.event_ids),
+                        r.reason,
+                        r.at,
+                        json.dumps(r.data, default=str),
+                    )
+                    for r in rows
+                ],
             )
 
     def history(self, item_id: str | None = None) -> list[HistoryRow]:
         """History rows (of one item, or all), oldest first."""
         sql = f"SELECT item_id, version, op, old_text, new_text, event_ids, reason, at, data FROM {self.table}_history"
-        rows = self.toolkit.db.execute(sql + (" WHERE item_id = ?" if item_id else "") + " ORDER BY seq",
-                                       (item_id,) if item_id else ()).fetchall()
-        return [HistoryRow(item_id=r[0], version=r[1], op=r[2], old_text=r[3], new_text=r[4], event_ids=json.loads(r[5]),
-                           reason=r[6], at=r[7], data=json.loads(r[8])) for r in rows]
+        rows = self.toolkit.db.execute(
+            sql + (" WHERE item_id = ?" if item_id else "") + " ORDER BY seq", (item_id,) if item_id else ()
+        ).fetchall()
+        return [
+            HistoryRow(
+                item_id=r[0],
+                version=r[1],
+                op=r[2],
+                old_text=r[3],
+                new_text=r[4],
+                event_ids=json.loads(r[5]),
+                reason=r[6],
+                at=r[7],
+                data=json.loads(r[8]),
+            )
+            for r in rows
+        ]
 
     # -- read ------------------------------------------------------------------------------------
     def get(self, ids: Iterable[str]) -> dict[str, StoredItem]:
@@ -279,8 +348,15 @@ class Store:
             args.append(limit)
         return [_item(r) for r in self.toolkit.db.execute(sql, args)]
 
-    def items(self, *, kind: str | None = None, include_deleted: bool = False, where: str = "",
-              args: Sequence[Any] = (), order: str = "seq") -> Iterator[StoredItem]:
+    def items(
+        self,
+        *,
+        kind: str | None = None,
+        include_deleted: bool = False,
+        where: str = "",
+        args: Sequence[Any] = (),
+        order: str = "seq",
+    ) -> Iterator[StoredItem]:
         """Every item (of ``kind``; active only unless ``include_deleted``; an extra SQL ``where``), in ``order``."""
         clauses = [] if include_deleted else ["status = 'active'"]
         params: list[Any] = []
@@ -290,7 +366,11 @@ class Store:
         if where:
             clauses.append(f"({where})")
             params.extend(args)
-        sql = f"SELECT * FROM {self.table}" + (" WHERE " + " AND ".join(clauses) if clauses else "") + f" ORDER BY {order}"
+        sql = (
+            f"SELECT * FROM {self.table}"
+            + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            + f" ORDER BY {order}"
+        )
         for row in self.toolkit.db.execute(sql, params):
             yield _item(row)
 
@@ -304,7 +384,9 @@ class Store:
                 clauses.append("kind = ?")
                 params.append(kind)
             where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-            self._counts[key] = int(self.toolkit.db.execute(f"SELECT COUNT(*) FROM {self.table}{where}", params).fetchone()[0])
+            self._counts[key] = int(
+                self.toolkit.db.execute(f"SELECT COUNT(*) FROM {self.table}{where}", params).fetchone()[0]
+            )
         return self._counts[key]
 
     def newest_ts(self) -> float:
@@ -320,15 +402,18 @@ class Store:
             out.extend(self.toolkit.embed(part))
         return out
 
-    def nearest(self, vector: Sequence[float], k: int, *, where: dict[str, Any] | None = None) -> list[tuple[str, float]]:
+    def nearest(
+        self, vector: Sequence[float], k: int, *, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
         """The ``k`` active items nearest to ``vector`` with their cosine similarity, best first.
 
         ``where`` filters on ``kind`` and ``group`` (Chroma's metadata syntax).
         """
         return self.nearest_many([vector], k, where=where)[0]
 
-    def nearest_many(self, vectors: Sequence[Sequence[float]], k: int, *,
-                     where: dict[str, Any] | None = None) -> list[list[tuple[str, float]]]:
+    def nearest_many(
+        self, vectors: Sequence[Sequence[float]], k: int, *, where: dict[str, Any] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """:meth:`nearest` for several vectors in one call."""
         total = self.count() if self._collection is not None else 0
         if total == 0 or k <= 0 or not vectors:
@@ -336,13 +421,18 @@ class Store:
         out: list[list[tuple[str, float]]] = []
         for part in _batches(list(vectors)):
             try:
-                hits = self._collection.query(query_embeddings=[np.asarray(v, dtype=np.float32).tolist() for v in part],
-                                              n_results=min(k, total),
-                                              where=where, include=["distances"])
-            except Exception:  # noqa: BLE001 - a filter that matches nothing makes some chroma versions raise
+                hits = self._collection.query(
+                    query_embeddings=[np.asarray(v, dtype=np.float32).tolist() for v in part],
+                    n_results=min(k, total),
+                    where=where,
+                    include=["distances"],
+                )
+            except Exception:
                 out.extend([] for _ in part)
                 continue
-            out.extend([(i, 1.0 - float(d)) for i, d in zip(ids, dists)] for ids, dists in zip(hits["ids"], hits["distances"]))
+            out.extend(
+                [(i, 1.0 - float(d)) for i, d in zip(ids, dists)] for ids, dists in zip(hits["ids"], hits["distances"])
+            )
         return out
 
     def vectors(self, ids: Sequence[str]) -> dict[str, Any]:
@@ -432,8 +522,12 @@ class Store:
         write = self._collection.add if fresh else self._collection.upsert
         for part in _batches(list(items)):
             docs = [i.dense for i in part]
-            write(ids=[i.id for i in part], documents=docs, embeddings=self.embed(docs),
-                  metadatas=[{"kind": i.kind, "group": i.group, "seq": i.seq} for i in part])
+            write(
+                ids=[i.id for i in part],
+                documents=docs,
+                embeddings=self.embed(docs),
+                metadatas=[{"kind": i.kind, "group": i.group, "seq": i.seq} for i in part],
+            )
 
     def _unindex(self, ids: Sequence[str], *, mirror: bool = True) -> None:
         if mirror and self._collection is not None:
@@ -468,18 +562,46 @@ class Store:
         return self._seqs
 
     def _values(self, item: StoredItem) -> tuple[Any, ...]:
-        return (item.id, item.kind, item.group, item.key, item.text, item.dense_text, item.lexical_text, item.ts,
-                item.status, item.version, json.dumps(item.event_ids), item.retrieved, item.helped,
-                json.dumps(item.data, default=str), item.created, item.updated)
+        return (
+            item.id,
+            item.kind,
+            item.group,
+            item.key,
+            item.text,
+            item.dense_text,
+            item.lexical_text,
+            item.ts,
+            item.status,
+            item.version,
+            json.dumps(item.event_ids),
+            item.retrieved,
+            item.helped,
+            json.dumps(item.data, default=str),
+            item.created,
+            item.updated,
+        )
 
 
 def _item(row: Any) -> StoredItem:
     """A row as an item, without re-validating what the store itself wrote (recall reads many per query)."""
     return StoredItem.model_construct(
-        seq=row["seq"], id=row["id"], kind=row["kind"], group=row["grp"], key=row["key"], text=row["text"],
-        dense_text=row["dense_text"], lexical_text=row["lexical_text"], ts=row["ts"], status=row["status"],
-        version=row["version"], event_ids=json.loads(row["event_ids"]), retrieved=row["retrieved"],
-        helped=row["helped"], data=json.loads(row["data"]), created=row["created"], updated=row["updated"],
+        seq=row["seq"],
+        id=row["id"],
+        kind=row["kind"],
+        group=row["grp"],
+        key=row["key"],
+        text=row["text"],
+        dense_text=row["dense_text"],
+        lexical_text=row["lexical_text"],
+        ts=row["ts"],
+        status=row["status"],
+        version=row["version"],
+        event_ids=json.loads(row["event_ids"]),
+        retrieved=row["retrieved"],
+        helped=row["helped"],
+        data=json.loads(row["data"]),
+        created=row["created"],
+        updated=row["updated"],
     )
 
 
@@ -490,7 +612,7 @@ def _doc(seq: int) -> str:
 
 def _batches(values: Sequence[Any]) -> Iterator[list[Any]]:
     for start in range(0, len(values), BATCH):
-        yield list(values[start:start + BATCH])
+        yield list(values[start : start + BATCH])
 
 
 def _marks(part: Sequence[Any]) -> str:

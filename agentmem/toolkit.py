@@ -31,7 +31,7 @@ import re
 import sqlite3
 import threading
 import weakref
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -80,7 +80,7 @@ class Clock:
         self._fixed = fixed
 
     def now(self) -> datetime:
-        return self._fixed or datetime.now(timezone.utc)
+        return self._fixed or datetime.now(UTC)
 
     def set(self, when: datetime | None) -> None:
         """Pin the clock (``None`` returns it to wall time)."""
@@ -93,12 +93,12 @@ class _ChromaEmbeddingFunction:
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
 
-    def __call__(self, input: list[str]) -> list[Any]:  # noqa: A002 - chroma's name
+    def __call__(self, input: list[str]) -> list[Any]:
         import numpy as np
 
         return [np.asarray(v, dtype=np.float32) for v in self._embedder.embed(list(input))]
 
-    def embed_query(self, input: list[str]) -> list[Any]:  # noqa: A002
+    def embed_query(self, input: list[str]) -> list[Any]:
         return self(input)
 
     @staticmethod
@@ -118,7 +118,7 @@ class _ChromaEmbeddingFunction:
         return {"name": getattr(self._embedder, "name", "agentmem")}
 
     @staticmethod
-    def build_from_config(config: dict[str, Any]) -> "_ChromaEmbeddingFunction":
+    def build_from_config(config: dict[str, Any]) -> _ChromaEmbeddingFunction:
         """Chroma rebuilds the function from a stored collection's config: use the default embedder."""
         return _ChromaEmbeddingFunction(_LazyDefaultEmbedder())
 
@@ -185,7 +185,7 @@ class Stores:
         self._adopted: set[str] = set()  # scope keys whose earlier-version data has been looked for
 
     @property
-    def chroma(self) -> "chromadb.ClientAPI":
+    def chroma(self) -> chromadb.ClientAPI:
         with self._lock:
             if self._chroma is None:
                 import chromadb
@@ -333,7 +333,7 @@ class Toolkit:
         self._db: sqlite3.Connection | None = None
 
     # -- derived toolkits ---------------------------------------------------
-    def for_namespace(self, namespace: str) -> "Toolkit":
+    def for_namespace(self, namespace: str) -> Toolkit:
         """The same services for another program (composition gives each plugin its own)."""
         return Toolkit(
             scope=self.scope,
@@ -351,7 +351,9 @@ class Toolkit:
         if self._llm is None:
             from agentmem.errors import ConfigError
 
-            raise ConfigError(f"memory '{self.namespace}' asked for an LLM but none was configured: pass model=... to the agent")
+            raise ConfigError(
+                f"memory '{self.namespace}' asked for an LLM but none was configured: pass model=... to the agent"
+            )
         return self._llm
 
     @property
@@ -412,7 +414,9 @@ class Toolkit:
             db = sqlite3.connect(path, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             if db.execute("PRAGMA application_id").fetchone()[0] != LAYOUT_STAMP:
-                db.execute(f"PRAGMA application_id={LAYOUT_STAMP}")  # in use by this layout: never claimed by another name
+                db.execute(
+                    f"PRAGMA application_id={LAYOUT_STAMP}"
+                )  # in use by this layout: never claimed by another name
                 db.commit()
             db.row_factory = sqlite3.Row
             self._db = db

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +22,7 @@ def _new_id() -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Scope(BaseModel):
@@ -113,20 +113,20 @@ class Event(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def message(cls, content: str, speaker: str = "user", **kw: Any) -> "Event":
+    def message(cls, content: str, speaker: str = "user", **kw: Any) -> Event:
         return cls(kind="message", content=content, speaker=speaker, **kw)
 
     @classmethod
-    def tool_call(cls, tool_name: str, arguments: dict[str, Any], **kw: Any) -> "Event":
+    def tool_call(cls, tool_name: str, arguments: dict[str, Any], **kw: Any) -> Event:
         content = kw.pop("content", f"{tool_name}({arguments})")
         return cls(kind="tool_call", content=content, tool_name=tool_name, arguments=arguments, **kw)
 
     @classmethod
-    def observation(cls, content: str, **kw: Any) -> "Event":
+    def observation(cls, content: str, **kw: Any) -> Event:
         return cls(kind="observation", content=content, **kw)
 
     @classmethod
-    def outcome(cls, content: str, reward: float | None = None, **kw: Any) -> "Event":
+    def outcome(cls, content: str, reward: float | None = None, **kw: Any) -> Event:
         return cls(kind="outcome", content=content, reward=reward, **kw)
 
     def render(self) -> str:

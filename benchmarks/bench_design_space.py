@@ -66,8 +66,11 @@ def _git(*args: str, cwd: Path = ROOT) -> str:
 
 def plugin_lines(commit: str, paths: list[str]) -> int:
     """Non-blank lines of the plugin's Python source (tests excluded) at ``commit``."""
-    files = [f for f in _git("ls-tree", "-r", "--name-only", commit, "--", *paths).split()
-             if f.endswith(".py") and "/tests/" not in f]
+    files = [
+        f
+        for f in _git("ls-tree", "-r", "--name-only", commit, "--", *paths).split()
+        if f.endswith(".py") and "/tests/" not in f
+    ]
     return sum(1 for f in files for line in _git("show", f"{commit}:{f}").splitlines() if line.strip())
 
 
@@ -76,11 +79,23 @@ def run_cell(checkout: Path, version: str, cell: str, plugin: str, work: Path) -
     env, _, extra = CELLS[cell]
     out = work / f"{version}-{cell}-{plugin}.json"
     if not out.exists():
-        cmd = [str(checkout / ".venv" / "bin" / "agentmem"), "eval", "--env", env, "--memory", plugin, *extra,
-               "--out", str(out)]
+        cmd = [
+            str(checkout / ".venv" / "bin" / "agentmem"),
+            "eval",
+            "--env",
+            env,
+            "--memory",
+            plugin,
+            *extra,
+            "--out",
+            str(out),
+        ]
         print(f"[{datetime.now():%H:%M:%S}] {version} {cell} {plugin}: {' '.join(cmd[1:])}", flush=True)
-        environ = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                   "AGENTMEM_LLM_TIMEOUT": os.environ.get("AGENTMEM_LLM_TIMEOUT", "3600")}
+        environ = {
+            **os.environ,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "AGENTMEM_LLM_TIMEOUT": os.environ.get("AGENTMEM_LLM_TIMEOUT", "3600"),
+        }
         proc = subprocess.run(cmd, cwd=checkout, env=environ)
         if proc.returncode != 0 or not out.exists():
             raise SystemExit(f"{version} {cell} {plugin}: agentmem eval failed with status {proc.returncode}")
@@ -88,8 +103,11 @@ def run_cell(checkout: Path, version: str, cell: str, plugin: str, work: Path) -
 
 
 def per_question(result: dict[str, Any], metric: str) -> dict[str, float]:
-    return {q["question_id"]: float(q["metrics"].get(metric, 0.0))
-            for task in result.get("tasks", []) for q in task["questions"]}
+    return {
+        q["question_id"]: float(q["metrics"].get(metric, 0.0))
+        for task in result.get("tasks", [])
+        for q in task["questions"]
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         print(table(json.loads(Path(args.table).read_text())))
         return 0
     if args.before_checkout is None or not (args.before_checkout / ".venv").is_dir():
-        parser.error(f"--before-checkout must name a checkout of {args.before} with a .venv "
-                     f"(git worktree add --detach DIR {args.before}; cd DIR; uv sync --all-packages)")
+        parser.error(
+            f"--before-checkout must name a checkout of {args.before} with a .venv "
+            f"(git worktree add --detach DIR {args.before}; cd DIR; uv sync --all-packages)"
+        )
     head = _git("rev-parse", "HEAD").strip()
     before_head = _git("rev-parse", "HEAD", cwd=args.before_checkout).strip()
     if not before_head.startswith(_git("rev-parse", args.before).strip()):
-        raise SystemExit(f"{args.before_checkout} is at {before_head[:12]}, not {args.before}: check out {args.before} there")
+        raise SystemExit(
+            f"{args.before_checkout} is at {before_head[:12]}, not {args.before}: check out {args.before} there"
+        )
     args.work.mkdir(parents=True, exist_ok=True)
     plugins = [p for p in args.plugins.split(",") if p]
     rows: list[dict[str, Any]] = []
@@ -122,22 +144,31 @@ def main(argv: list[str] | None = None) -> int:
             after = run_cell(ROOT, "after", cell, plugin, args.work)
             b, a = per_question(before, metric), per_question(after, metric)
             shared = sorted(set(a) & set(b))
-            rows.append({
-                "cell": cell, "plugin": plugin, "metric": metric, "n": len(shared),
-                "before": round(sum(b[q] for q in shared) / max(len(shared), 1), 4),
-                "after": round(sum(a[q] for q in shared) / max(len(shared), 1), 4),
-                "difference": paired_interval([a[q] - b[q] for q in shared]).rounded(),
-                "model": after.get("model", ""),
-            })
+            rows.append(
+                {
+                    "cell": cell,
+                    "plugin": plugin,
+                    "metric": metric,
+                    "n": len(shared),
+                    "before": round(sum(b[q] for q in shared) / max(len(shared), 1), 4),
+                    "after": round(sum(a[q] for q in shared) / max(len(shared), 1), 4),
+                    "difference": paired_interval([a[q] - b[q] for q in shared]).rounded(),
+                    "model": after.get("model", ""),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
-    lines = {p: {"before": plugin_lines(args.before, f), "after": plugin_lines(head, f)} for p, f in PLUGINS.items()
-             if p in plugins}
+    lines = {
+        p: {"before": plugin_lines(args.before, f), "after": plugin_lines(head, f)}
+        for p, f in PLUGINS.items()
+        if p in plugins
+    }
     models = sorted({row["model"] for row in rows if row["model"]})
     result = {
         "benchmark": "design-space",
         **provenance("bench_design_space.py", argv, model=", ".join(models), commit=head),
         "before_commit": _git("rev-parse", args.before).strip(),
-        "lines": lines, "scores": rows,
+        "lines": lines,
+        "scores": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -146,14 +177,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(result: dict[str, Any]) -> str:
-    out = ["| plugin | lines before | lines after | environment | n | before | after | after - before (95% CI) |",
-           "|---|---:|---:|---|---:|---:|---:|---|"]
+    out = [
+        "| plugin | lines before | lines after | environment | n | before | after | after - before (95% CI) |",
+        "|---|---:|---:|---|---:|---:|---:|---|",
+    ]
     for row in result["scores"]:
         lines = result["lines"].get(row["plugin"], {})
         d = row["difference"]
-        out.append(f"| {row['plugin']} | {lines.get('before', '')} | {lines.get('after', '')} | {row['cell']} "
-                   f"({row['metric']}) | {row['n']} | {row['before']:.3f} | {row['after']:.3f} | "
-                   f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |")
+        out.append(
+            f"| {row['plugin']} | {lines.get('before', '')} | {lines.get('after', '')} | {row['cell']} "
+            f"({row['metric']}) | {row['n']} | {row['before']:.3f} | {row['after']:.3f} | "
+            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |"
+        )
     return "\n".join(out)
 
 

@@ -29,7 +29,10 @@ from provenance import provenance  # benchmarks/provenance.py: the script's own 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "embedding.json"
 SAMPLE = [
-    "I adopted a puppy last week", "Where does my sister live?", "", "Hello!",
+    "I adopted a puppy last week",
+    "Where does my sister live?",
+    "",
+    "Hello!",
     "Ünïcödé façade — naïve café 東京 😀 emoji",
     "My sister's wedding is on June 14th in Lisbon; I'm the maid of honor.",
     " ".join(f"word{i} longer text about memory and agents" for i in range(80)),
@@ -52,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a line about the machine's state (e.g. its load)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_recall import queries, sentences
-
     import numpy as np
+    from bench_recall import queries, sentences
 
     from agentmem.embeddings import MiniLMEmbedder, locate_embedding_model
 
@@ -79,19 +81,35 @@ def main(argv: list[str] | None = None) -> int:
             model.embed(batch)
             batch_s = time.perf_counter() - t0
             cosines = (model.embed_array(SAMPLE) * reference).sum(axis=1)
-            row = {"backend": backend, "threads": threads, "load_s": round(load_s, 2),
-                   "query_p50_ms": round(_percentile(times, 0.5), 2), "query_p99_ms": round(_percentile(times, 0.99), 2),
-                   "batch_texts_per_s": round(len(batch) / batch_s, 1),
-                   "min_cosine_vs_numpy": round(float(np.min(cosines)), 6)}
+            row = {
+                "backend": backend,
+                "threads": threads,
+                "load_s": round(load_s, 2),
+                "query_p50_ms": round(_percentile(times, 0.5), 2),
+                "query_p99_ms": round(_percentile(times, 0.99), 2),
+                "batch_texts_per_s": round(len(batch) / batch_s, 1),
+                "min_cosine_vs_numpy": round(float(np.min(cosines)), 6),
+            }
             rows.append(row)
-            print(f"{backend:>6} threads {threads}: query p50 {row['query_p50_ms']:6.2f} ms, p99 "
-                  f"{row['query_p99_ms']:6.2f} ms; batch {row['batch_texts_per_s']:7.1f} texts/s; "
-                  f"load {row['load_s']:.2f} s; min cosine vs numpy {row['min_cosine_vs_numpy']}", flush=True)
+            print(
+                f"{backend:>6} threads {threads}: query p50 {row['query_p50_ms']:6.2f} ms, p99 "
+                f"{row['query_p99_ms']:6.2f} ms; batch {row['batch_texts_per_s']:7.1f} texts/s; "
+                f"load {row['load_s']:.2f} s; min cosine vs numpy {row['min_cosine_vs_numpy']}",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        **provenance("bench_embedding.py", argv, args.note),
-        "queries": args.queries, "batch": args.batch, "results": rows,
-    }, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                **provenance("bench_embedding.py", argv, args.note),
+                "queries": args.queries,
+                "batch": args.batch,
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {args.out}")
     return 0
 

@@ -66,8 +66,9 @@ def ingest(task: Any, memory_name: str, embedder: Any, root: Path) -> float:
     cls = load_memory(memory_name)
     stores = Stores(root)
     try:
-        toolkit = Toolkit(scope=Scope(user_id="bench", run_id=task.id), stores=stores, embedder=embedder,
-                          namespace=cls.name)
+        toolkit = Toolkit(
+            scope=Scope(user_id="bench", run_id=task.id), stores=stores, embedder=embedder, namespace=cls.name
+        )
         memory = cls(toolkit, None)
         started = time.perf_counter()
         for session in task.sessions:
@@ -119,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
                 row[mode] = {"seconds": round(seconds, 2), "texts_embedded": counting.texts}
                 if store is not None:
                     store.close()
-                print(f"{task.id:>12} {events:>5} events {mode:>10}: {seconds:7.2f} s, "
-                      f"{counting.texts} texts embedded", flush=True)
+                print(
+                    f"{task.id:>12} {events:>5} events {mode:>10}: {seconds:7.2f} s, {counting.texts} texts embedded",
+                    flush=True,
+                )
             row["speedup_vs_numpy_memo_only"] = round(
-                row["numpy_memo_only"]["seconds"] / max(row["store_warm"]["seconds"], 1e-6), 1)
+                row["numpy_memo_only"]["seconds"] / max(row["store_warm"]["seconds"], 1e-6), 1
+            )
             rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -133,12 +137,25 @@ def main(argv: list[str] | None = None) -> int:
     summary = {mode: mean(mode) for mode in MODES}
     print("mean seconds per evaluation: " + ", ".join(f"{mode} {value}" for mode, value in summary.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        **provenance("bench_ingest.py", argv, args.note),
-        "env": args.env, "split": args.split, "memory": args.memory,
-        "embedder": {"name": real.name, "backend": getattr(real, "backend", "numpy"), "identity": real.identity},
-        "mean_seconds_per_evaluation": summary, "tasks": rows,
-    }, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                **provenance("bench_ingest.py", argv, args.note),
+                "env": args.env,
+                "split": args.split,
+                "memory": args.memory,
+                "embedder": {
+                    "name": real.name,
+                    "backend": getattr(real, "backend", "numpy"),
+                    "identity": real.identity,
+                },
+                "mean_seconds_per_evaluation": summary,
+                "tasks": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {args.out}")
     return 0
 

@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     db.execute("CREATE VIRTUAL TABLE fts USING fts5(body)")
-    db.executemany("INSERT INTO fts (rowid, body) VALUES (?, ?)", [(i, " ".join(tokenize(t))) for i, t in enumerate(texts)])
+    db.executemany(
+        "INSERT INTO fts (rowid, body) VALUES (?, ?)", [(i, " ".join(tokenize(t))) for i, t in enumerate(texts)]
+    )
     db.commit()
     fts_build = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -91,14 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         index.add(f"extra{i}", texts[i])
     bm25_add = time.perf_counter() - t0
     t0 = time.perf_counter()
-    db.executemany("INSERT INTO fts (rowid, body) VALUES (?, ?)",
-                   [(args.items + i, " ".join(tokenize(texts[i]))) for i in range(1000)])
+    db.executemany(
+        "INSERT INTO fts (rowid, body) VALUES (?, ?)",
+        [(args.items + i, " ".join(tokenize(texts[i]))) for i in range(1000)],
+    )
     db.commit()
     fts_add = time.perf_counter() - t0
 
     result = {
         **provenance("bench_lexical.py", argv, machine={"sqlite": sqlite3.sqlite_version}),
-        "items": args.items, "queries": len(asks), "k": 30,
+        "items": args.items,
+        "queries": len(asks),
+        "k": 30,
         "search": timing,
         "build_s": {"bm25_in_memory_on_open": round(bm25_build, 2), "fts5_once": round(fts_build, 2)},
         "add_1000_ms": {"bm25": round(bm25_add * 1000, 1), "fts5": round(fts_add * 1000, 1)},

@@ -46,7 +46,13 @@ TOPICS = [
 
 def _prompts(n: int) -> list[list[dict[str, str]]]:
     return [
-        [{"role": "user", "content": f"Write one short sentence about {TOPICS[i % len(TOPICS)]}." + (f" ({i})" if i >= len(TOPICS) else "")}]
+        [
+            {
+                "role": "user",
+                "content": f"Write one short sentence about {TOPICS[i % len(TOPICS)]}."
+                + (f" ({i})" if i >= len(TOPICS) else ""),
+            }
+        ]
         for i in range(n)
     ]
 
@@ -102,7 +108,11 @@ def bench_throughput(n_prompts: int, max_tokens: int, levels: list[int], servers
             result = _batch([_client(server.api_base, level, max_tokens)], prompts, level)
             result.update(setup=f"1 server x {server.n_threads} threads")
             runs.append(result)
-            print(f"  1 server, concurrency {level:>2}: {result['completion_tokens_per_s']:7.2f} completion tok/s, {result['wall_s']:6.1f} s", flush=True)
+            print(
+                f"  1 server, concurrency {level:>2}: {result['completion_tokens_per_s']:7.2f} completion "
+                f"tok/s, {result['wall_s']:6.1f} s",
+                flush=True,
+            )
     multi: dict[str, Any] | None = None
     if servers > 1:
         threads = max(cores // servers, 1)
@@ -115,7 +125,11 @@ def bench_throughput(n_prompts: int, max_tokens: int, levels: list[int], servers
                 c.complete([{"role": "user", "content": "Say hi."}])
             multi = _batch(clients, prompts, servers)
             multi.update(setup=f"{servers} servers x {threads} thread{'s' if threads > 1 else ''}")
-            print(f"  {multi['setup']}, concurrency {servers}: {multi['completion_tokens_per_s']:7.2f} completion tok/s, {multi['wall_s']:6.1f} s", flush=True)
+            print(
+                f"  {multi['setup']}, concurrency {servers}: {multi['completion_tokens_per_s']:7.2f} "
+                f"completion tok/s, {multi['wall_s']:6.1f} s",
+                flush=True,
+            )
         finally:
             for s in group:
                 s.stop()
@@ -197,7 +211,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--concurrency", default="1,2,4,8", help="comma-separated levels; the first is the baseline")
-    parser.add_argument("--servers", type=int, default=2, help="also try this many servers splitting the cores (0: skip)")
+    parser.add_argument(
+        "--servers", type=int, default=2, help="also try this many servers splitting the cores (0: skip)"
+    )
     parser.add_argument("--eval-limit", type=int, default=10)
     parser.add_argument("--data", type=Path, default=LOCOMO6)
     parser.add_argument("--skip-throughput", action="store_true")
@@ -220,9 +236,17 @@ def main() -> None:
         print(f"(b) eval with the cache cold, then warm: limit {args.eval_limit}", flush=True)
         report["eval_cache"] = bench_eval_cache(args.eval_limit, args.data)
     report = {
-        **provenance("bench_llm.py", None, model=DEFAULT_MODEL, commit=commit,
-                     machine={"llama_threads": default_threads(), "llama_cpp_python": llama_cpp.__version__,
-                              "load_average_at_start": load_start}),
+        **provenance(
+            "bench_llm.py",
+            None,
+            model=DEFAULT_MODEL,
+            commit=commit,
+            machine={
+                "llama_threads": default_threads(),
+                "llama_cpp_python": llama_cpp.__version__,
+                "load_average_at_start": load_start,
+            },
+        ),
         **report,
     }
 
@@ -231,7 +255,9 @@ def main() -> None:
         tp = report["throughput"]
         print(f"{'setup':<28}{'conc.':>6}{'wall s':>9}{'compl. tok/s':>14}{'req/s':>8}")
         for r in tp["runs"] + ([tp["multi_server"]] if "multi_server" in tp else []):
-            print(f"{r['setup']:<28}{r['concurrency']:>6}{r['wall_s']:>9.1f}{r['completion_tokens_per_s']:>14.2f}{r['requests_per_s']:>8.2f}")
+            print(
+                f"{r['setup']:<28}{r['concurrency']:>6}{r['wall_s']:>9.1f}{r['completion_tokens_per_s']:>14.2f}{r['requests_per_s']:>8.2f}"
+            )
         line = f"best concurrency {tp['best_concurrency']} vs 1: x{tp['ratio_best_vs_1']:.2f}"
         if "ratio_multi_server_vs_1" in tp:
             line += f"; {tp['multi_server']['setup']} vs 1 server: x{tp['ratio_multi_server_vs_1']:.2f}"
@@ -241,9 +267,14 @@ def main() -> None:
         print(f"\n{'eval run':<10}{'wall s':>9}{'model calls':>13}{'cache hits':>12}{'tokens':>9}")
         for label in ("cold", "warm"):
             r = ev[label]
-            print(f"{label:<10}{r['wall_s']:>9.1f}{r['model_calls']:>13}{r['cache_hits']:>12}"
-                  f"{r['prompt_tokens'] + r['completion_tokens']:>9}")
-        print(f"cold/warm wall time: x{ev['wall_ratio_cold_vs_warm']:.1f}; same metrics: {ev['same_metrics']}; same answers: {ev['same_answers']}")
+            print(
+                f"{label:<10}{r['wall_s']:>9.1f}{r['model_calls']:>13}{r['cache_hits']:>12}"
+                f"{r['prompt_tokens'] + r['completion_tokens']:>9}"
+            )
+        print(
+            f"cold/warm wall time: x{ev['wall_ratio_cold_vs_warm']:.1f}; same metrics: {ev['same_metrics']}; "
+            f"same answers: {ev['same_answers']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwritten to {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")

@@ -39,8 +39,13 @@ ANSWER = "The answer, about one kilobyte long. " * 28
 
 
 def _request(i: int, tag: str = "") -> dict[str, Any]:
-    return {"model": "local:0123abcd", "messages": [{"role": "user", "content": f"question {tag}{i}"}],
-            "max_tokens": 256, "temperature": 0.0, "response_format": None}
+    return {
+        "model": "local:0123abcd",
+        "messages": [{"role": "user", "content": f"question {tag}{i}"}],
+        "max_tokens": 256,
+        "temperature": 0.0,
+        "response_format": None,
+    }
 
 
 class _Ours:
@@ -63,8 +68,9 @@ class _Diskcache:
     def __init__(self, where: Path, max_bytes: int) -> None:
         import diskcache
 
-        self.cache = diskcache.Cache(str(where / "diskcache"), size_limit=max_bytes,
-                                     eviction_policy="least-recently-used")
+        self.cache = diskcache.Cache(
+            str(where / "diskcache"), size_limit=max_bytes, eviction_policy="least-recently-used"
+        )
 
     def put(self, request: dict[str, Any], text: str) -> None:
         from agentmem.llm.cache import request_key
@@ -159,8 +165,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"{'cache':<10} {'put us':>8} {'get us':>8} {'kept@64KiB':>11} {'3 procs s':>10} correct")
     for kind, row in rows.items():
-        print(f"{kind:<10} {row['put_us']:>8} {row['get_us']:>8} {row['entries_kept_at_64kib']:>11} "
-              f"{row['three_processes_s']:>10} {row['three_processes_correct']}")
+        print(
+            f"{kind:<10} {row['put_us']:>8} {row['get_us']:>8} {row['entries_kept_at_64kib']:>11} "
+            f"{row['three_processes_s']:>10} {row['three_processes_correct']}"
+        )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

@@ -34,7 +34,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,7 @@ def _run(environment: Any, memory: str, llm: Any, *, limit: int, budget: int) ->
             first_answer.append(time.perf_counter() - started)
         print(f"  {memory}: {done}/{total} answered, {time.perf_counter() - started:.0f} s", flush=True)
 
-    result = run_eval(environment, [memory], llm=llm, split="all", limit=limit, budget_tokens=budget,
-                      progress=progress)
+    result = run_eval(environment, [memory], llm=llm, split="all", limit=limit, budget_tokens=budget, progress=progress)
     extract = {name: stats for name, stats in result.cost.by_caller.items() if name.endswith(".extract")}
     sessions = sum(len(t.sessions) for t in environment.tasks(split="all", limit=limit))
     return {
@@ -132,15 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     from agentmem.llm import LLM
 
     settings = load_settings(model=args.model)
-    llm = LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings,
-              cache=None if args.cache else False)
+    llm = LLM(
+        settings.model,
+        api_base=settings.api_base,
+        api_key=settings.api_key,
+        settings=settings,
+        cache=None if args.cache else False,
+    )
     environment = make_environment("locomo", data=args.data, seed=0)
     programs = [p.strip() for p in args.programs.split(",") if p.strip()]
     programs = [p if Path(p).is_file() or not (ROOT / p).is_file() else str(ROOT / p) for p in programs]
     load_start = load_average()
     commit, dirty = git_commit(), git_dirty()  # of the code that ran (read at the start)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    print(f"model {llm.describe()}; data {environment.source}; {args.limit} questions; cache {'on' if args.cache else 'off'}")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    print(
+        f"model {llm.describe()}; data {environment.source}; {args.limit} questions; cache "
+        f"{'on' if args.cache else 'off'}"
+    )
 
     rows = [_run(environment, args.baseline, llm, limit=args.limit, budget=args.budget)]
     for program in programs:
@@ -149,22 +156,35 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows[1:]:
         mine = row["per_question_f1"]
         shared = [q for q in baseline if q in mine]
-        row["f1_minus_baseline"] = paired_interval([mine[q] - baseline[q] for q in shared], resamples=BOOTSTRAP).rounded()
+        row["f1_minus_baseline"] = paired_interval(
+            [mine[q] - baseline[q] for q in shared], resamples=BOOTSTRAP
+        ).rounded()
 
-    print(f"\n{'memory':28s} {'F1':>6s} {'vs ' + args.baseline + ' (95% CI)':>28s} {'sessions':>8s} {'extr.calls':>10s} "
-          f"{'failed':>6s} {'fallbk':>6s} {'splits':>6s} {'wall s':>7s}")
+    print(
+        f"\n{'memory':28s} {'F1':>6s} {'vs ' + args.baseline + ' (95% CI)':>28s} {'sessions':>8s} {'extr.calls':>10s} "
+        f"{'failed':>6s} {'fallbk':>6s} {'splits':>6s} {'wall s':>7s}"
+    )
     for row in rows:
         ing = row["ingestion"]
         paired = row.get("f1_minus_baseline")
         vs = f"{paired['mean']:+.3f} [{paired['low']:+.3f}, {paired['high']:+.3f}]" if paired else "-"
-        print(f"{Path(row['memory']).stem:28s} {row['f1']:6.3f} {vs:>28s} {ing['sessions']:8d} {ing['extraction_calls']:10d} "
-              f"{ing['failed']:6d} {ing['fallbacks']:6d} {ing['splits']:6d} {row['wall_seconds']:7.0f}")
+        print(
+            f"{Path(row['memory']).stem:28s} {row['f1']:6.3f} {vs:>28s} {ing['sessions']:8d} "
+            f"{ing['extraction_calls']:10d} "
+            f"{ing['failed']:6d} {ing['fallbacks']:6d} {ing['splits']:6d} {row['wall_seconds']:7.0f}"
+        )
 
     result = {
         "benchmark": "mstar",
-        **provenance("bench_mstar.py", argv, model=llm.describe(), commit=commit, dirty=dirty,
-                     machine={"load_average_at_start": load_start},
-                     note="2 cores shared with other work; the local model server may be shared with other processes"),
+        **provenance(
+            "bench_mstar.py",
+            argv,
+            model=llm.describe(),
+            commit=commit,
+            dirty=dirty,
+            machine={"load_average_at_start": load_start},
+            note="2 cores shared with other work; the local model server may be shared with other processes",
+        ),
         "started": started,
         "n_ctx": settings.n_ctx,
         "llm_timeout_s": settings.llm_timeout,
@@ -174,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "cache": args.cache,
         "baseline": args.baseline,
         "interval": f"paired difference in per-question F1 against the baseline, 95% percentile bootstrap, "
-                    f"{BOOTSTRAP} resamples, seed 0",
+        f"{BOOTSTRAP} resamples, seed 0",
         "rows": rows,
     }
     out = Path(args.out)

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,46 @@ from provenance import provenance  # benchmarks/provenance.py: the script's own 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "recall.json"
 
-NAMES = ["Ann", "Bo", "Caro", "Dev", "Ela", "Finn", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea", "Mo", "Nia", "Oto", "Pia"]
+NAMES = [
+    "Ann",
+    "Bo",
+    "Caro",
+    "Dev",
+    "Ela",
+    "Finn",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jun",
+    "Kai",
+    "Lea",
+    "Mo",
+    "Nia",
+    "Oto",
+    "Pia",
+]
 PLACES = ["Lisbon", "Oslo", "Kyoto", "Lima", "Cairo", "Quebec", "Hanoi", "Porto", "Dakar", "Tbilisi", "Perth", "Bergen"]
 THINGS = [
-    "cello", "sourdough", "chess", "kayak", "watercolours", "marathon", "pottery", "salsa", "astronomy", "beekeeping",
-    "origami", "climbing", "jazz", "gardening", "knitting", "photography", "sailing", "yoga", "poetry", "robotics",
+    "cello",
+    "sourdough",
+    "chess",
+    "kayak",
+    "watercolours",
+    "marathon",
+    "pottery",
+    "salsa",
+    "astronomy",
+    "beekeeping",
+    "origami",
+    "climbing",
+    "jazz",
+    "gardening",
+    "knitting",
+    "photography",
+    "sailing",
+    "yoga",
+    "poetry",
+    "robotics",
 ]
 TEMPLATES = [
     "{a} told {b} that the trip to {p} is planned for week {n}.",
@@ -84,8 +119,12 @@ def queries(n: int, seed: int = 1) -> list[str]:
     """``n`` distinct questions (none embedded before its timed recall)."""
     rng = random.Random(seed)
     forms = [
-        "What does {a} prefer on rainy days?", "When is the trip to {p}?", "Who did {a} meet at the {t} club?",
-        "What went wrong when booking a hotel in {p}?", "How long does {a} practise {t}?", "Which book did {a} lend?",
+        "What does {a} prefer on rainy days?",
+        "When is the trip to {p}?",
+        "Who did {a} meet at the {t} club?",
+        "What went wrong when booking a hotel in {p}?",
+        "How long does {a} practise {t}?",
+        "Which book did {a} lend?",
     ]
     out: dict[str, None] = {}
     while len(out) < n:
@@ -129,11 +168,14 @@ class HashEmbedder:
 def _events(texts: list[str]) -> list[Any]:
     from agentmem.types import Event
 
-    start = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2023, 1, 1, tzinfo=UTC)
     return [
         Event.message(
-            text, speaker=text.split()[0].rstrip("'s"), session_id=f"s{i // 20}",
-            timestamp=start + timedelta(minutes=10 * i), metadata={"dia_id": f"D{i // 20 + 1}:{i % 20 + 1}"},
+            text,
+            speaker=text.split()[0].rstrip("'s"),
+            session_id=f"s{i // 20}",
+            timestamp=start + timedelta(minutes=10 * i),
+            metadata={"dia_id": f"D{i // 20 + 1}:{i % 20 + 1}"},
         )
         for i, text in enumerate(texts)
     ]
@@ -153,29 +195,53 @@ def _import_items(memory: Any, texts: list[str]) -> None:
 
 
 def _import_facts(memory: Any, texts: list[str]) -> None:
-    memory.import_items([
-        {"text": text, "subject": text.split()[0].rstrip("'s"), "key": f"fact {i % 97}", "date": f"{1 + i % 28} May 2023",
-         "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"]}
-        for i, text in enumerate(texts)
-    ])
+    memory.import_items(
+        [
+            {
+                "text": text,
+                "subject": text.split()[0].rstrip("'s"),
+                "key": f"fact {i % 97}",
+                "date": f"{1 + i % 28} May 2023",
+                "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
+            }
+            for i, text in enumerate(texts)
+        ]
+    )
 
 
 def _import_tasks(memory: Any, texts: list[str]) -> None:
-    memory.import_items([
-        {"task": text, "steps": [f"look at {text.split()[-1]}", f"do step {i % 7}", "check the result"],
-         "success": i % 3 != 0, "outcome": "done" if i % 3 else "failed", "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
-         "insights": [f"When handling {THINGS[i % len(THINGS)]}, check the inventory first."] if i % 10 == 0 else []}
-        for i, text in enumerate(texts)
-    ])
+    memory.import_items(
+        [
+            {
+                "task": text,
+                "steps": [f"look at {text.split()[-1]}", f"do step {i % 7}", "check the result"],
+                "success": i % 3 != 0,
+                "outcome": "done" if i % 3 else "failed",
+                "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
+                "insights": [f"When handling {THINGS[i % len(THINGS)]}, check the inventory first."]
+                if i % 10 == 0
+                else [],
+            }
+            for i, text in enumerate(texts)
+        ]
+    )
 
 
 def _import_lessons(memory: Any, texts: list[str]) -> None:
     kinds = ["success_pattern", "failure_trigger", "comparative", "workflow"]
-    memory.import_items([
-        {"kind": kinds[i % 4], "when_to_use": text, "content": f"Check the {THINGS[i % len(THINGS)]} list before step {i % 5}.",
-         "task": text, "retrieved": i % 4, "helped": i % 3 % 2}
-        for i, text in enumerate(texts)
-    ])
+    memory.import_items(
+        [
+            {
+                "kind": kinds[i % 4],
+                "when_to_use": text,
+                "content": f"Check the {THINGS[i % len(THINGS)]} list before step {i % 5}.",
+                "task": text,
+                "retrieved": i % 4,
+                "helped": i % 3 % 2,
+            }
+            for i, text in enumerate(texts)
+        ]
+    )
 
 
 LOADERS: dict[str, Callable[[Any, list[str]], None]] = {
@@ -214,7 +280,7 @@ class _ChromaQueries:
     def __init__(self) -> None:
         self.k: list[int] = []
 
-    def __enter__(self) -> "_ChromaQueries":
+    def __enter__(self) -> _ChromaQueries:
         from chromadb.api.models.Collection import Collection
 
         self._original = original = Collection.query
@@ -253,10 +319,14 @@ def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder:
                 items.append(len(got.items))
         memory.close()
         return {
-            "plugin": name, "items": size, "load_s": round(load_s, 2),
+            "plugin": name,
+            "items": size,
+            "load_s": round(load_s, 2),
             "load_items_per_s": round(size / load_s, 1) if load_s > 0 else None,
-            "p50_ms": round(_percentile(times, 0.5), 2), "p99_ms": round(_percentile(times, 0.99), 2),
-            "mean_ms": round(statistics.fmean(times), 2), "mean_items": round(statistics.fmean(items), 1),
+            "p50_ms": round(_percentile(times, 0.5), 2),
+            "p99_ms": round(_percentile(times, 0.99), 2),
+            "mean_ms": round(statistics.fmean(times), 2),
+            "mean_items": round(statistics.fmean(items), 1),
             "chroma_k": max(chroma.k) if chroma.k else None,
             "chroma_queries_per_recall": round(len(chroma.k) / len(asks), 2),
         }
@@ -265,7 +335,9 @@ def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder:
         gc.collect()
 
 
-def bench_floor(size: int, texts: list[str], asks: list[str], corpus: Any, live: Any, ks: list[int]) -> list[dict[str, Any]]:
+def bench_floor(
+    size: int, texts: list[str], asks: list[str], corpus: Any, live: Any, ks: list[int]
+) -> list[dict[str, Any]]:
     """A raw Chroma query of ``k`` over the same ``size`` vectors, plus one live query embedding, per question."""
     import chromadb
     from chromadb.config import Settings
@@ -277,8 +349,9 @@ def bench_floor(size: int, texts: list[str], asks: list[str], corpus: Any, live:
         step = 4096
         for start in range(0, size, step):
             part = texts[start : min(start + step, size)]
-            collection.add(ids=[str(start + i) for i in range(len(part))], embeddings=corpus.embed(part),
-                           documents=part)
+            collection.add(
+                ids=[str(start + i) for i in range(len(part))], embeddings=corpus.embed(part), documents=part
+            )
         collection.query(query_embeddings=live.embed(["warm-up question"]), n_results=max(ks))
         rows = []
         for k in sorted(set(ks)):
@@ -288,8 +361,14 @@ def bench_floor(size: int, texts: list[str], asks: list[str], corpus: Any, live:
                 vector = live.embed([ask])
                 collection.query(query_embeddings=vector, n_results=min(k, size), include=["distances"])
                 times.append((time.perf_counter() - t0) * 1000.0)
-            rows.append({"items": size, "k": k, "p50_ms": round(_percentile(times, 0.5), 2),
-                         "p99_ms": round(_percentile(times, 0.99), 2)})
+            rows.append(
+                {
+                    "items": size,
+                    "k": k,
+                    "p50_ms": round(_percentile(times, 0.5), 2),
+                    "p99_ms": round(_percentile(times, 0.99), 2),
+                }
+            )
         return rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -327,8 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for start in range(0, len(texts), 512):  # the corpus once, shared by every plugin, size and the floor
         corpus.embed(texts[start : start + 512])
-    print(f"corpus of {len(texts)} sentences ready in {time.perf_counter() - t0:.0f} s "
-          f"({getattr(corpus, 'computed', 0)} embedded, {getattr(corpus, 'from_store', 0)} from the store)", flush=True)
+    print(
+        f"corpus of {len(texts)} sentences ready in {time.perf_counter() - t0:.0f} s "
+        f"({getattr(corpus, 'computed', 0)} embedded, {getattr(corpus, 'from_store', 0)} from the store)",
+        flush=True,
+    )
     embedder = BenchEmbedder(corpus, live, set(asks))
     real = default_embedder()
     real.embed(["warm-up"])
@@ -337,10 +419,16 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         real.embed([ask])
         query_ms.append((time.perf_counter() - t0) * 1000.0)
-    query_embedding = {"backend": getattr(real, "backend", "numpy"), "p50_ms": round(_percentile(query_ms, 0.5), 2),
-                       "p99_ms": round(_percentile(query_ms, 0.99), 2)}
-    print(f"MiniLM query embedding ({query_embedding['backend']}): p50 {query_embedding['p50_ms']} ms, "
-          f"p99 {query_embedding['p99_ms']} ms", flush=True)
+    query_embedding = {
+        "backend": getattr(real, "backend", "numpy"),
+        "p50_ms": round(_percentile(query_ms, 0.5), 2),
+        "p99_ms": round(_percentile(query_ms, 0.99), 2),
+    }
+    print(
+        f"MiniLM query embedding ({query_embedding['backend']}): p50 {query_embedding['p50_ms']} ms, "
+        f"p99 {query_embedding['p99_ms']} ms",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     floors: list[dict[str, Any]] = []
     for size in sizes:
@@ -361,16 +449,29 @@ def main(argv: list[str] | None = None) -> int:
             base = by_k.get(row["chroma_k"]) if row["chroma_k"] else None
             row["floor_p99_ms"] = base["p99_ms"] if base else None
             row["vs_floor_p99"] = round(row["p99_ms"] / base["p99_ms"], 2) if base and base["p99_ms"] else None
-            print(f"{row['plugin']:>13} {size:>7} items: recall p99 {row['p99_ms']:.2f} ms vs floor p99 "
-                  f"{row['floor_p99_ms']} ms (raw Chroma k={row['chroma_k']} + one query embedding): "
-                  f"x{row['vs_floor_p99']}", flush=True)
+            print(
+                f"{row['plugin']:>13} {size:>7} items: recall p99 {row['p99_ms']:.2f} ms vs floor p99 "
+                f"{row['floor_p99_ms']} ms (raw Chroma k={row['chroma_k']} + one query embedding): "
+                f"x{row['vs_floor_p99']}",
+                flush=True,
+            )
         rows.extend(at_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        **provenance("bench_recall.py", argv, args.note),
-        "embedder": args.embedder, "query_embedding_ms": query_embedding, "queries": args.queries,
-        "budget_tokens": args.budget, "results": rows, "floor": floors,
-    }, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                **provenance("bench_recall.py", argv, args.note),
+                "embedder": args.embedder,
+                "query_embedding_ms": query_embedding,
+                "queries": args.queries,
+                "budget_tokens": args.budget,
+                "results": rows,
+                "floor": floors,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written {args.out}")
     return 0
 

@@ -55,7 +55,6 @@ class _HashEmbedder:
 def _measure(jail: str, starts: int, ops: int) -> dict[str, Any]:
     from agentmem.toolkit import Stores, Toolkit
     from agentmem.types import Event, Query, Scope
-
     from agentmem_evolve.sandbox import SandboxedProgram, SandboxLimits
 
     fields = SandboxLimits.model_fields
@@ -67,8 +66,13 @@ def _measure(jail: str, starts: int, ops: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="agentmem-bench-sandbox-"))
     try:
         for i in range(starts):
-            toolkit = Toolkit(scope=Scope(user_id=f"bench-{i}"), stores=Stores(root / str(i)), llm=None,
-                              embedder=_HashEmbedder(), namespace="notes")
+            toolkit = Toolkit(
+                scope=Scope(user_id=f"bench-{i}"),
+                stores=Stores(root / str(i)),
+                llm=None,
+                embedder=_HashEmbedder(),
+                namespace="notes",
+            )
             t0 = time.perf_counter()
             program = SandboxedProgram(PROGRAM.read_text(), toolkit, None, limits)
             startup.append(time.perf_counter() - t0)
@@ -83,7 +87,7 @@ def _measure(jail: str, starts: int, ops: int) -> dict[str, Any]:
                     recall_ms.append((time.perf_counter() - t0) * 1000)
                 from agentmem_evolve import sandbox as sandbox_module
 
-                tree = getattr(sandbox_module, "_tree_rss_kb", None) or getattr(sandbox_module, "_rss_kb")
+                tree = getattr(sandbox_module, "_tree_rss_kb", None) or sandbox_module._rss_kb
                 rss.append((tree(program._proc.pid) or 0) / 1024)
                 caps = dict(program.capabilities)
             finally:
@@ -94,8 +98,11 @@ def _measure(jail: str, starts: int, ops: int) -> dict[str, Any]:
         "jail": jail,
         "capabilities": {k: v for k, v in caps.items() if k != "rlimits"},
         "starts": starts,
-        "startup_s": {"p50": round(statistics.median(startup), 3), "min": round(min(startup), 3),
-                      "max": round(max(startup), 3)},
+        "startup_s": {
+            "p50": round(statistics.median(startup), 3),
+            "min": round(min(startup), 3),
+            "max": round(max(startup), 3),
+        },
         "observe_ms_p50": round(statistics.median(observe_ms), 3),
         "recall_ms_p50": round(statistics.median(recall_ms), 3),
         "resident_mb": round(statistics.median(rss), 1),
@@ -125,20 +132,26 @@ def main(argv: list[str] | None = None) -> int:
     for jail in [j.strip() for j in args.jails.split(",") if j.strip()]:
         try:
             rows.append(_measure(jail, args.starts, args.ops))
-        except Exception as exc:  # noqa: BLE001 - a jail this machine cannot build is reported, not fatal
+        except Exception as exc:
             rows.append({"jail": jail, "error": f"{type(exc).__name__}: {exc}"})
         row = rows[-1]
         if "error" in row:
             print(f"{jail:8s}  unavailable: {row['error']}")
         else:
-            print(f"{jail:8s}  start-up p50 {row['startup_s']['p50']:.2f} s (min {row['startup_s']['min']:.2f}, "
-                  f"max {row['startup_s']['max']:.2f})  observe {row['observe_ms_p50']:.2f} ms  "
-                  f"recall {row['recall_ms_p50']:.2f} ms  resident {row['resident_mb']:.0f} MB")
+            print(
+                f"{jail:8s}  start-up p50 {row['startup_s']['p50']:.2f} s (min {row['startup_s']['min']:.2f}, "
+                f"max {row['startup_s']['max']:.2f})  observe {row['observe_ms_p50']:.2f} ms  "
+                f"recall {row['recall_ms_p50']:.2f} ms  resident {row['resident_mb']:.0f} MB"
+            )
     result = {
         "benchmark": "sandbox",
         # the commit is that of the agentmem_evolve measured (an earlier checkout's, with PYTHONPATH), not this script's
-        **provenance("bench_sandbox.py", argv, commit=_git("rev-parse", "HEAD") or None,
-                     dirty=bool(_git("status", "--porcelain"))),
+        **provenance(
+            "bench_sandbox.py",
+            argv,
+            commit=_git("rev-parse", "HEAD") or None,
+            dirty=bool(_git("status", "--porcelain")),
+        ),
         "program": str(PROGRAM.relative_to(ROOT)),
         "rows": rows,
     }

@@ -66,7 +66,9 @@ class FixedReplyLLM:
         self.meter.record(caller, 10, 3, 0.0)
         return schema.model_construct()
 
-    def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> Any:
+    def call_tool(
+        self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
+    ) -> Any:
         from agentmem.llm.tools import ToolCall
 
         self.meter.record(caller, 10, 3, 0.0)
@@ -135,7 +137,6 @@ def run_one(path: Path, jail: str, limits_base: Any) -> dict[str, Any]:
     from agentmem.embeddings import default_embedder
     from agentmem.toolkit import Stores, Toolkit
     from agentmem.types import Episode, Event, Query, Scope
-
     from agentmem_evolve.sandbox import CandidateFailed, SandboxedProgram
 
     root = Path(tempfile.mkdtemp(prefix="hostile-host-"))
@@ -144,15 +145,21 @@ def run_one(path: Path, jail: str, limits_base: Any) -> dict[str, Any]:
     if path.name == "fill_disk.py":
         limits = limits.model_copy(update={"disk_mb": 64})
     (root / "sandboxes").mkdir()
-    toolkit = Toolkit(scope=Scope(user_id="hostile"), stores=Stores(root / "stores"), llm=FixedReplyLLM(),
-                      embedder=default_embedder(), namespace="candidate")
+    toolkit = Toolkit(
+        scope=Scope(user_id="hostile"),
+        stores=Stores(root / "stores"),
+        llm=FixedReplyLLM(),
+        embedder=default_embedder(),
+        namespace="candidate",
+    )
     program = None
     failed: dict[str, Any] | None = None
     got = ""
     started = time.monotonic()
     try:
-        program = SandboxedProgram(path.read_text(), toolkit, host.params(path.name), limits,
-                                   scratch_parent=root / "sandboxes")
+        program = SandboxedProgram(
+            path.read_text(), toolkit, host.params(path.name), limits, scratch_parent=root / "sandboxes"
+        )
         program.observe(Event.message("hello", session_id="s1"))
         got = program.recall(Query(text="hello")).text()
         program.reflect(Episode())
@@ -183,7 +190,9 @@ def run_one(path: Path, jail: str, limits_base: Any) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jails", default="", help="comma-separated (bwrap, unshare, none); default: every one available")
+    parser.add_argument(
+        "--jails", default="", help="comma-separated (bwrap, unshare, none); default: every one available"
+    )
     parser.add_argument("--programs", default="", help="comma-separated file names (default: all)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -194,30 +203,45 @@ def main() -> int:
     from agentmem_evolve.sandbox import SandboxLimits
 
     backends = available_backends()
-    jails = [j.strip() for j in args.jails.split(",") if j.strip()] or [b for b, why in backends.items() if why is None] + ["none"]
+    jails = [j.strip() for j in args.jails.split(",") if j.strip()] or [
+        b for b, why in backends.items() if why is None
+    ] + ["none"]
     wanted = {p.strip() for p in args.programs.split(",") if p.strip()}
     programs = sorted(p for p in HOSTILE.glob("*.py") if not wanted or p.name in wanted)
     # the limits of the test suite: every op ends in seconds
-    limits = SandboxLimits(op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048,
-                           output_bytes=256 << 10)
+    limits = SandboxLimits(
+        op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048, output_bytes=256 << 10
+    )
     commit, dirty = git_commit(), git_dirty()  # of the code that ran (read at the start)
     rows = []
     for jail in jails:
         for path in programs:
             row = run_one(path, jail, limits)
             rows.append(row)
-            verdict = f"{row['failed']['kind']}: {row['failed']['reason']}" if row["failed"] else f"ran; got {row['got'][:60]!r}"
-            flag = "" if row["host_untouched"] and not row["leaked"] and not row["scratch_left"] else "  <-- NOT CONTAINED"
+            verdict = (
+                f"{row['failed']['kind']}: {row['failed']['reason']}"
+                if row["failed"]
+                else f"ran; got {row['got'][:60]!r}"
+            )
+            flag = (
+                "" if row["host_untouched"] and not row["leaked"] and not row["scratch_left"] else "  <-- NOT CONTAINED"
+            )
             print(f"{jail:8s} {path.name:26s} {verdict[:150]}{flag}", flush=True)
     result = {
         "script": "benchmarks/hostile_reasons.py",
-        **provenance("hostile_reasons.py", None, commit=commit, dirty=dirty,
-                     machine={"kernel": f"{platform.system()} {platform.release()}"}),
+        **provenance(
+            "hostile_reasons.py",
+            None,
+            commit=commit,
+            dirty=dirty,
+            machine={"kernel": f"{platform.system()} {platform.release()}"},
+        ),
         "backends": backends,
         "programs": len(programs),
         "runs": rows,
-        "not_contained": [f"{r['program']} ({r['jail']})" for r in rows
-                          if not r["host_untouched"] or r["leaked"] or r["scratch_left"]],
+        "not_contained": [
+            f"{r['program']} ({r['jail']})" for r in rows if not r["host_untouched"] or r["leaked"] or r["scratch_left"]
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def git_commit() -> str:
     """The checked-out commit, or ``"unknown"`` outside a git checkout."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -29,8 +30,15 @@ def git_commit() -> str:
 def git_dirty() -> bool | None:
     """Whether tracked files differ from the commit (a dirty tree's number is not that commit's); None outside git."""
     try:
-        return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                   capture_output=True, text=True, check=True).stdout.strip())
+        return bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -40,9 +48,16 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def provenance(script: str, argv: list[str] | None, note: str = "", *, model: str | None = None,
-               machine: dict[str, Any] | None = None, commit: str | None = None,
-               dirty: bool | None = None) -> dict[str, Any]:
+def provenance(
+    script: str,
+    argv: list[str] | None,
+    note: str = "",
+    *,
+    model: str | None = None,
+    machine: dict[str, Any] | None = None,
+    commit: str | None = None,
+    dirty: bool | None = None,
+) -> dict[str, Any]:
     """``when``, ``git_commit``, ``git_dirty``, ``command`` (``python benchmarks/<script> <args>``), ``machine``
     (with the load average at the end of the run) and, for a benchmark whose numbers come from a model, ``model``.
 
@@ -50,13 +65,19 @@ def provenance(script: str, argv: list[str] | None, note: str = "", *, model: st
     ``commit`` and ``dirty`` are the commit and tree state read when a long run started, if the script read them then.
     """
     header: dict[str, Any] = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit or git_commit(),
         "git_dirty": git_dirty() if commit is None else dirty,
         "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "platform": platform.platform(), **(machine or {}),
-                    "load_average_at_end": load_average(), "note": note},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            **(machine or {}),
+            "load_average_at_end": load_average(),
+            "note": note,
+        },
     }
     if model is not None:
         header["model"] = model

@@ -41,9 +41,12 @@ def dump(env_name: str, plugin: str, out: Path, *, data: str | None, split: str,
     rows: list[dict[str, Any]] = []
     for task in env.tasks(split, limit):
         cls = load_memory(plugin)
-        toolkit = Toolkit(scope=Scope(user_id="eval", agent_id=plugin, run_id=task.id),
-                          stores=Stores(Path(tempfile.mkdtemp(prefix="recall-dump-"))), embedder=embedder,
-                          namespace=cls.name)
+        toolkit = Toolkit(
+            scope=Scope(user_id="eval", agent_id=plugin, run_id=task.id),
+            stores=Stores(Path(tempfile.mkdtemp(prefix="recall-dump-"))),
+            embedder=embedder,
+            namespace=cls.name,
+        )
         memory = cls(toolkit, None)
         turns = {e.id: str(e.metadata.get("dia_id")) for s in task.sessions for e in s.events}
         for session in task.sessions:
@@ -59,8 +62,16 @@ def dump(env_name: str, plugin: str, out: Path, *, data: str | None, split: str,
                 evidence += [turns[e] for e in item.event_ids if e in turns]
                 value = item.metadata.get("dia_id")  # what programs written before event-id evidence carried
                 evidence += [str(v) for v in (value if isinstance(value, list) else [value]) if v]
-            rows.append({"question": question.id, "text": recall.text(), "instructions": recall.instructions,
-                         "omitted": recall.omitted, "evidence": sorted(set(evidence)), "wanted": list(question.evidence)})
+            rows.append(
+                {
+                    "question": question.id,
+                    "text": recall.text(),
+                    "instructions": recall.instructions,
+                    "omitted": recall.omitted,
+                    "evidence": sorted(set(evidence)),
+                    "wanted": list(question.evidence),
+                }
+            )
         memory.close()
     out.write_text(json.dumps(rows, indent=1))
     print(f"{plugin} on {env_name}: {len(rows)} questions -> {out}")
@@ -83,8 +94,10 @@ def compare(before: Path, after: Path, *, verbose: bool) -> int:
         for x, y in zip(a, b):
             if x["text"] != y["text"]:
                 old, new = x["text"].split("\n"), y["text"].split("\n")
-                print(f"{x['question']}: only before {[ln[:90] for ln in old if ln not in new]}; "
-                      f"only after {[ln[:90] for ln in new if ln not in old]}")
+                print(
+                    f"{x['question']}: only before {[ln[:90] for ln in old if ln not in new]}; "
+                    f"only after {[ln[:90] for ln in new if ln not in old]}"
+                )
     return 0
 
 

@@ -62,22 +62,33 @@ def split_questions(locomo: str | None) -> list[dict[str, Any]]:
     rows = []
     prefs = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "toolprefs"}}).environment
     env = load_environment("toolprefs")(**prefs.options)
-    rows.append({
-        "environment": "toolprefs", "how": f"generated, options {prefs.options}, whole splits",
-        "select": sum(len(t.questions) for t in env.tasks("validation")),
-        "test": sum(len(t.questions) for t in env.tasks("test")),
-    })
+    rows.append(
+        {
+            "environment": "toolprefs",
+            "how": f"generated, options {prefs.options}, whole splits",
+            "select": sum(len(t.questions) for t in env.tasks("validation")),
+            "test": sum(len(t.questions) for t in env.tasks("test")),
+        }
+    )
     if locomo:
         env = load_environment("locomo")(data=locomo)
         names = {split: ", ".join(t.id for t in env.tasks(split)) for split in ("validation", "test")}
-        rows.append({
-            "environment": "locomo", "how": f"{Path(locomo).name}, whole conversations (select {names['validation']}; "
-                                            f"test {names['test']})",
-            "select": sum(len(t.questions) for t in env.tasks("validation")),
-            "test": sum(len(t.questions) for t in env.tasks("test")),
-        })
-    rows.append({"environment": "any other", "how": "the first questions of each split",
-                 "select": DEFAULT_SPLIT_QUESTIONS, "test": DEFAULT_SPLIT_QUESTIONS})
+        rows.append(
+            {
+                "environment": "locomo",
+                "how": f"{Path(locomo).name}, whole conversations (select {names['validation']}; test {names['test']})",
+                "select": sum(len(t.questions) for t in env.tasks("validation")),
+                "test": sum(len(t.questions) for t in env.tasks("test")),
+            }
+        )
+    rows.append(
+        {
+            "environment": "any other",
+            "how": "the first questions of each split",
+            "select": DEFAULT_SPLIT_QUESTIONS,
+            "test": DEFAULT_SPLIT_QUESTIONS,
+        }
+    )
     return rows
 
 
@@ -98,8 +109,12 @@ def measured_sd(run_dir: Path) -> dict[str, Any]:
                         sds.append(statistics.stdev(scores[a][q] - scores[b][q] for q in shared))
     if not sds:
         raise SystemExit(f"{run_dir} has no two programs scored on the same questions; give a finished run")
-    return {"run": str(run_dir), "pairs": len(sds), "sd_median": round(statistics.median(sds), 4),
-            "sd_max": round(max(sds), 4)}
+    return {
+        "run": str(run_dir),
+        "pairs": len(sds),
+        "sd_median": round(statistics.median(sds), 4),
+        "sd_max": round(max(sds), 4),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     for row in splits:
         for split in ("select", "test"):
             d = row[f"{split}_detects"]
-            print(f"{row['environment']:12s} {split:6s} {row[split]:9d} {d['half_width']:10.3f} {d['gain_at_80pct_power']:11.3f}")
+            print(
+                f"{row['environment']:12s} {split:6s} {row[split]:9d} {d['half_width']:10.3f} "
+                f"{d['gain_at_80pct_power']:11.3f}"
+            )
     print(f"\nwrote {args.out}")
     return 0
 

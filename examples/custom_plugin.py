@@ -48,8 +48,11 @@ class NotesMemory(MemoryProgram[NotesParams]):
 
     def recall(self, query: Query) -> Recall:
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
-        return self.recalled(self.packer.pack(
-            (candidate(note, note.text, hit.score, self.name) for hit, note in ctx.found(hits)), query.budget_tokens))
+        return self.recalled(
+            self.packer.pack(
+                (candidate(note, note.text, hit.score, self.name) for hit, note in ctx.found(hits)), query.budget_tokens
+            )
+        )
 
 
 def main(model: Any = "local", store_dir: str | None = None) -> list[Reply]:

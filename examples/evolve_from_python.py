@@ -11,15 +11,17 @@ from agentmem_evolve import Controller, RunConfig
 
 
 def main(run_dir: str = "runs/example-evolution", iterations: int = 1) -> dict:
-    config = RunConfig.from_dict({
-        "environment": {"name": "toolprefs", "minibatch": 2, "validation_limit": 2, "test_limit": 2},
-        "seeds": ["episodic"],
-        "budget": {"iterations": iterations},
-        # the LLM-free proxy (ingest and recall) on 20 questions, not the default 200: a demo in minutes
-        "cascade": {"proxy_questions": 20},
-        # structured mutation needs no code-writing model; add "reflective" to let an LLM rewrite hooks
-        "proposers": {"weights": {"mutate": 1.0}, "children_per_iteration": 1},
-    })
+    config = RunConfig.from_dict(
+        {
+            "environment": {"name": "toolprefs", "minibatch": 2, "validation_limit": 2, "test_limit": 2},
+            "seeds": ["episodic"],
+            "budget": {"iterations": iterations},
+            # the LLM-free proxy (ingest and recall) on 20 questions, not the default 200: a demo in minutes
+            "cascade": {"proxy_questions": 20},
+            # structured mutation needs no code-writing model; add "reflective" to let an LLM rewrite hooks
+            "proposers": {"weights": {"mutate": 1.0}, "children_per_iteration": 1},
+        }
+    )
     controller = Controller.create(Path(run_dir), config)
     try:
         summary = controller.run()

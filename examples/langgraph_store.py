@@ -39,7 +39,7 @@ def look_up(state: State, *, store: BaseStore) -> dict:
     return {"memories": [hit.value["content"] for hit in hits]}
 
 
-def build(store: BaseStore):  # noqa: ANN201 - a compiled LangGraph graph
+def build(store: BaseStore):
     graph = StateGraph(State)
     graph.add_node("save", save)
     graph.add_node("look_up", look_up)
@@ -54,8 +54,11 @@ def main(store_dir: str | None = None) -> list[str]:
     store_dir = store_dir or tempfile.mkdtemp(prefix="agentmem-store-")
     with AgentmemStore("episodic", store_dir=store_dir, model=None) as store:
         app = build(store)
-        for user, message in [("ann", "I keep bees in my garden"), ("ann", "My sister lives in Porto"),
-                              ("bob", "I keep chickens")]:
+        for user, message in [
+            ("ann", "I keep bees in my garden"),
+            ("ann", "My sister lives in Porto"),
+            ("bob", "I keep chickens"),
+        ]:
             app.invoke({"user": user, "message": message})
         found = app.invoke({"user": "ann", "message": "Where does my sister live?"})["memories"]
         print("found for ann:", found)

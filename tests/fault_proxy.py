@@ -37,8 +37,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 FAULTS = ("ok", "refuse", "http500", "stall", "drop", "malformed", "bad_content")
 
@@ -83,8 +84,13 @@ def canned_reply(request: dict[str, Any], *, bad_content: bool = False) -> dict[
     if tools:
         function = tools[0].get("function", {})
         arguments = "{not json" if bad_content else json.dumps(value_for(function.get("parameters") or {}))
-        message["tool_calls"] = [{"id": "call_0", "type": "function",
-                                  "function": {"name": function.get("name", "tool"), "arguments": arguments}}]
+        message["tool_calls"] = [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": function.get("name", "tool"), "arguments": arguments},
+            }
+        ]
         finish = "tool_calls"
     elif response_format.get("type") in ("json_schema", "json_object"):
         inner = response_format.get("json_schema") or {}
@@ -93,7 +99,10 @@ def canned_reply(request: dict[str, Any], *, bad_content: bool = False) -> dict[
     else:
         message["content"] = "{not json" if bad_content else "ok"
     return {
-        "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()), "model": request.get("model", "fault"),
+        "id": "chatcmpl-fault",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "fault"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
@@ -165,10 +174,10 @@ class FaultProxy:
             def log_message(self, *args: Any) -> None:  # quiet
                 return None
 
-            def do_GET(self) -> None:  # noqa: N802 - /v1/models, for clients that probe
+            def do_GET(self) -> None:
                 self._json(200, {"object": "list", "data": [{"id": "fault", "object": "model"}]})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b"{}"
                 try:
@@ -234,7 +243,7 @@ class FaultProxy:
         self._release.set()
         self._close()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:

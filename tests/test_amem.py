@@ -10,7 +10,7 @@ stored fact are also shown with the real local model.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -47,8 +47,13 @@ class FakeModel:
             memory = prompt.split('\n"', 1)[1].rsplit('"\n', 1)[0]
             names = re.findall(r"\b[A-Z][a-z]+\b", memory)
             last = " ".join(memory.rstrip(".").split()[-3:])
-            return schema.model_validate({"keywords": names[:4], "tags": ["Talk", "talk", "life"],
-                                          "context": f"{names[0] if names else 'Someone'} mentions {last}"})
+            return schema.model_validate(
+                {
+                    "keywords": names[:4],
+                    "tags": ["Talk", "talk", "life"],
+                    "context": f"{names[0] if names else 'Someone'} mentions {last}",
+                }
+            )
         reply = self.evolve
         if isinstance(reply, Exception):
             raise reply
@@ -70,8 +75,14 @@ def _memory(root, embedder, llm=None, user: str = "u", **params: Any) -> AMemMem
 
 
 def _event(text: str, dia: str, speaker: str = "Ann", session: str = "s1") -> Event:
-    return Event.message(text, speaker=speaker, session_id=session, id=dia,
-                         timestamp=datetime(2023, 5, 8, tzinfo=timezone.utc), when="8 May, 2023")
+    return Event.message(
+        text,
+        speaker=speaker,
+        session_id=session,
+        id=dia,
+        timestamp=datetime(2023, 5, 8, tzinfo=UTC),
+        when="8 May, 2023",
+    )
 
 
 FACTS = [
@@ -121,7 +132,10 @@ def test_note_turns_groups_consecutive_events_of_one_session_only(tmp_path, embe
 
 
 def test_evolution_updates_at_most_evolve_k_neighbours_and_keeps_history(tmp_path, embedder):
-    updates = [{"number": n, "context": f"Ann walks Biscuit every morning, update {n}.", "tags": ["Pets", "tags"]} for n in range(1, 5)]
+    updates = [
+        {"number": n, "context": f"Ann walks Biscuit every morning, update {n}.", "tags": ["Pets", "tags"]}
+        for n in range(1, 5)
+    ]
     llm = FakeModel()
     memory = _memory(tmp_path, embedder, llm, link_k=3, evolve_k=2, **LOOSE)
     _observe_all(memory, FACTS[:3])  # these evolve nothing (the fake answers with no updates)
@@ -142,8 +156,11 @@ def test_evolution_updates_at_most_evolve_k_neighbours_and_keeps_history(tmp_pat
         assert change.data["by"] == memory.notes()[-1].id
     # the evolved context is what the note is now found by (it was re-embedded and re-indexed)
     got = memory.recall(Query(text="update", budget_tokens=400))
-    assert got.items and "every morning, update" in got.items[0].content and got.items[0].metadata["item_id"] != \
-        memory.notes()[-1].id
+    assert (
+        got.items
+        and "every morning, update" in got.items[0].content
+        and got.items[0].metadata["item_id"] != memory.notes()[-1].id
+    )
     memory.close()
 
 
@@ -178,15 +195,18 @@ def test_recall_follows_links_from_the_best_hits_within_bounds(tmp_path, embedde
     capped = _memory(tmp_path, embedder, llm, top_k=1, follow_from=1, max_linked=0, **LOOSE).recall(query)
     assert len(capped.items) == 1
     tight = _memory(tmp_path, embedder, llm, top_k=4, follow_from=4, **LOOSE).recall(
-        Query(text="What did Bob say about his car?", budget_tokens=25))
+        Query(text="What did Bob say about his car?", budget_tokens=25)
+    )
     assert tight.omitted > 0 and sum(i.tokens for i in tight.items) <= 25
     memory.close()
 
 
 def test_what_a_small_model_copies_from_the_prompt_or_the_memory_is_not_kept(tmp_path, embedder):
-    copied = {"keywords": ["Tom", "Denver", "Biscuit", "names, things, places"],
-              "tags": ["Topic labels", "dogs", "Dogs", "memory"],
-              "context": "One sentence: Ann: I adopted a puppy last week, his name is Biscuit."}
+    copied = {
+        "keywords": ["Tom", "Denver", "Biscuit", "names, things, places"],
+        "tags": ["Topic labels", "dogs", "Dogs", "memory"],
+        "context": "One sentence: Ann: I adopted a puppy last week, his name is Biscuit.",
+    }
     memory = _memory(tmp_path, embedder, FakeModel(draft=copied), evolve=False)
     memory.observe(_event(*FACTS[0][:2]))
     (note,) = memory.notes()
@@ -208,7 +228,9 @@ def test_what_a_small_model_copies_from_the_prompt_or_the_memory_is_not_kept(tmp
 def test_a_failed_note_reply_falls_back_to_the_raw_text_and_loses_no_event(tmp_path, embedder):
     llm = FakeModel(fail_notes=True)
     memory = _memory(tmp_path, embedder, llm, evolve=False)
-    memory.observe(_event("Caroline went to the LGBTQ support group meeting, the support group helped.", "D1:1", "Caroline"))
+    memory.observe(
+        _event("Caroline went to the LGBTQ support group meeting, the support group helped.", "D1:1", "Caroline")
+    )
     (note,) = memory.notes()
     assert note.fallback and note.event_ids == ["D1:1"] and note.tags == [] and note.context == ""
     assert set(note.keywords[:3]) == {"caroline", "support", "group"}  # the lexical tokenizer's most frequent words
@@ -289,7 +311,9 @@ def test_params_are_bounded_and_the_plugin_is_registered():
 
 # -- with the real local model -------------------------------------------------------------------------
 @pytest.mark.llm
-def test_real_model_writes_notes_with_keywords_tags_and_context_and_recall_finds_the_fact(tmp_path, embedder, local_llm):
+def test_real_model_writes_notes_with_keywords_tags_and_context_and_recall_finds_the_fact(
+    tmp_path, embedder, local_llm
+):
     memory = _memory(tmp_path, embedder, local_llm)
     turns = [
         ("Guess what, I adopted a golden retriever! His name is Biscuit.", "D1:1", "Ann"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,8 +22,15 @@ def assembled(design: dict[str, Any]) -> type[AssembledMemory]:
 
 def fill(memory: Any, lines: list[str], *, speaker: str = "Ann", per_session: int = 2) -> Any:
     for i, line in enumerate(lines):
-        memory.observe(Event.message(line, speaker=speaker, session_id=f"s{i // per_session}",
-                                     timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc), id=f"e{i}"))
+        memory.observe(
+            Event.message(
+                line,
+                speaker=speaker,
+                session_id=f"s{i // per_session}",
+                timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
+                id=f"e{i}",
+            )
+        )
     return memory
 
 
@@ -38,8 +45,10 @@ def contents(recall) -> list[str]:
 def test_the_episodic_design_recalls_what_episodic_recalls(tmp_path, embedder):
     """Lifting a seeded episodic program into modules changes nothing before an operator does."""
     design = {"encode": "turn", "retriever": "hybrid", "neighbours": False, "dedup": True, "managers": ["consolidate"]}
-    with fill(EpisodicMemory(toolkit(tmp_path / "a", embedder, "episodic")), FACTS) as plugin, \
-            fill(assembled(design)(toolkit(tmp_path / "b", embedder, "assembled")), FACTS) as modules:
+    with (
+        fill(EpisodicMemory(toolkit(tmp_path / "a", embedder, "episodic")), FACTS) as plugin,
+        fill(assembled(design)(toolkit(tmp_path / "b", embedder, "assembled")), FACTS) as modules,
+    ):
         for question in ("What is Ann allergic to?", "Where does her sister live?", "When did the cello start?"):
             query = Query(text=question, budget_tokens=120)
             assert contents(modules.recall(query)) == contents(plugin.recall(query))
@@ -47,15 +56,23 @@ def test_the_episodic_design_recalls_what_episodic_recalls(tmp_path, embedder):
 
 def test_each_retriever_finds_the_fact(tmp_path, embedder):
     for kind in ("dense", "lexical", "hybrid", "recency"):
-        with fill(assembled({"retriever": kind})(toolkit(tmp_path / kind, embedder, kind), {"recency_weight": 0.2, "top_k": 1}),
-                  FACTS) as memory:
+        with fill(
+            assembled({"retriever": kind})(
+                toolkit(tmp_path / kind, embedder, kind), {"recency_weight": 0.2, "top_k": 1}
+            ),
+            FACTS,
+        ) as memory:
             (found,) = contents(memory.recall(Query(text="allergic to peanuts", budget_tokens=60)))
             assert "peanuts" in found, kind
 
 
 def test_turn_with_session_summary_is_found_by_what_its_session_was_about(tmp_path, embedder):
-    lines = ["We talked about the kitchen renovation budget and the kitchen tiles.", "Yes, that one, the blue kind.",
-             "The dentist appointment is on Monday.", "Sure, see you then."]
+    lines = [
+        "We talked about the kitchen renovation budget and the kitchen tiles.",
+        "Yes, that one, the blue kind.",
+        "The dentist appointment is on Monday.",
+        "Sure, see you then.",
+    ]
     with fill(assembled({"encode": "turn+summary"})(toolkit(tmp_path, embedder, "summary")), lines) as memory:
         got = contents(memory.recall(Query(text="kitchen", budget_tokens=400)))
     blue = next(c for c in got if "blue kind" in c)  # a turn without the word is found through its session's summary
@@ -65,8 +82,10 @@ def test_turn_with_session_summary_is_found_by_what_its_session_was_about(tmp_pa
 
 def test_fact_encoding_keeps_statements_about_the_speaker_and_drops_chatter(tmp_path, embedder):
     assert extract_facts("Nice weather today. I am allergic to peanuts! See you.") == ["I am allergic to peanuts!"]
-    with fill(assembled({"encode": "fact"})(toolkit(tmp_path, embedder, "facts")),
-              ["Hello there, how was the weekend?", "Nice weather today. I am allergic to peanuts."]) as memory:
+    with fill(
+        assembled({"encode": "fact"})(toolkit(tmp_path, embedder, "facts")),
+        ["Hello there, how was the weekend?", "Nice weather today. I am allergic to peanuts."],
+    ) as memory:
         (item,) = memory.recall(Query(text="allergies", budget_tokens=100)).items
         assert memory.store.count() == 1
     assert item.content.endswith("Ann: I am allergic to peanuts.") and item.event_ids == ["e1"]
@@ -76,11 +95,15 @@ def test_supersede_by_subject_keeps_only_the_newest_value_with_its_history(tmp_p
     lines = ["I prefer 22 degrees in the living room.", "Actually make it 24 degrees in the living room."]
     assert subject_key("Ann", lines[0]) == subject_key("Ann", lines[1]) != ""
     query = Query(text="living room temperature degrees", budget_tokens=200)
-    with fill(assembled({"managers": ["supersede"]})(toolkit(tmp_path / "on", embedder, "sup")), lines, per_session=1) as memory:
+    with fill(
+        assembled({"managers": ["supersede"]})(toolkit(tmp_path / "on", embedder, "sup")), lines, per_session=1
+    ) as memory:
         got = contents(memory.recall(query))
         (row,) = [h for h in memory.store.history() if h.op == "UPDATE"]
     assert len(got) == 1 and "24 degrees" in got[0] and "22 degrees" in row.old_text
-    with fill(assembled({"managers": []})(toolkit(tmp_path / "off", embedder, "plain")), lines, per_session=1) as memory:
+    with fill(
+        assembled({"managers": []})(toolkit(tmp_path / "off", embedder, "plain")), lines, per_session=1
+    ) as memory:
         assert len(memory.recall(query).items) == 2
 
 
@@ -90,7 +113,10 @@ def test_prune_drops_items_recalled_in_episodes_that_keep_failing(tmp_path, embe
         for _ in range(2):
             assert "Biscuit" in contents(memory.recall(Query(text="golden retriever Biscuit", budget_tokens=200)))[0]
             memory.reflect(Episode(success=False))
-        assert all("Biscuit" not in c for c in contents(memory.recall(Query(text="golden retriever Biscuit", budget_tokens=200))))
+        assert all(
+            "Biscuit" not in c
+            for c in contents(memory.recall(Query(text="golden retriever Biscuit", budget_tokens=200)))
+        )
         assert memory.store.count() == 1
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -17,8 +17,12 @@ from tests.helpers import FACTS
 
 def _event(i: int, fact: str) -> Event:
     return Event.message(
-        fact, speaker="Ann", session_id=f"s{i // 2}", timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc),
-        id=f"D{i // 2 + 1}:{i % 2 + 1}", when=f"{1 + i} January 2024",
+        fact,
+        speaker="Ann",
+        session_id=f"s{i // 2}",
+        timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
+        id=f"D{i // 2 + 1}:{i % 2 + 1}",
+        when=f"{1 + i} January 2024",
     )
 
 

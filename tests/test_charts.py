@@ -36,8 +36,12 @@ def assert_texts_inside(svg: str) -> None:
 
 
 def test_bars_carry_error_bars_at_their_interval():
-    svg = bar_chart(["none", "episodic", "episodic+semantic"], [0.2, 0.4, 0.5], title="locomo: f1 (95% interval)",
-                    intervals=[(0.1, 0.3), (0.3, 0.5), None])
+    svg = bar_chart(
+        ["none", "episodic", "episodic+semantic"],
+        [0.2, 0.4, 0.5],
+        title="locomo: f1 (95% interval)",
+        intervals=[(0.1, 0.3), (0.3, 0.5), None],
+    )
     root = ET.fromstring(svg)
     bars = root.findall(f"{NS}g[@class='errorbar']")
     assert len(bars) == 2  # the third bar has no interval
@@ -54,8 +58,12 @@ def test_bars_carry_error_bars_at_their_interval():
 
 def test_long_configuration_names_wrap_and_stay_inside_the_chart():
     labels = ["none", LONG, "W" * 60]
-    svg = bar_chart(labels, [0.1, 0.9, 0.5], title="a title much longer than the chart would otherwise be " * 3,
-                    intervals=[(0.0, 0.2), (0.8, 1.0), (0.4, 0.6)])
+    svg = bar_chart(
+        labels,
+        [0.1, 0.9, 0.5],
+        title="a title much longer than the chart would otherwise be " * 3,
+        intervals=[(0.0, 0.2), (0.8, 1.0), (0.4, 0.6)],
+    )
     assert_texts_inside(svg)
     texts = [t["text"] for t in chart_texts(svg)]
     assert "".join(wrap_label(LONG)) == LONG and len(wrap_label(LONG)) > 1
@@ -71,10 +79,20 @@ def test_wrapping_breaks_after_plus_where_it_can():
 
 
 def test_scatter_labels_near_the_edges_stay_inside():
-    points = [Point(x=0, y=0, label=LONG), Point(x=1000, y=1.0, label="full-context+semantic"),
-              Point(x=500, y=0.5, label="episodic", cls="front")]
-    svg = scatter_chart(points, title="locomo: f1 against cost", x_label="tokens per question", y_label="f1",
-                        lines=[Line(xy=[(0, 0), (500, 0.5)], cls="frontline")], x_include=[0.0], width=420)
+    points = [
+        Point(x=0, y=0, label=LONG),
+        Point(x=1000, y=1.0, label="full-context+semantic"),
+        Point(x=500, y=0.5, label="episodic", cls="front"),
+    ]
+    svg = scatter_chart(
+        points,
+        title="locomo: f1 against cost",
+        x_label="tokens per question",
+        y_label="f1",
+        lines=[Line(xy=[(0, 0), (500, 0.5)], cls="frontline")],
+        x_include=[0.0],
+        width=420,
+    )
     assert_texts_inside(svg)
     root = ET.fromstring(svg)
     assert len(root.findall(f"{NS}circle")) == 3 and root.find(f"{NS}path[@class='frontline']") is not None

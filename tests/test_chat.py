@@ -36,8 +36,13 @@ pytestmark = pytest.mark.timeout(180)
 class ScriptedModel:
     """A ChatModel that answers with fixed text in word-sized pieces, metered at fixed token counts."""
 
-    def __init__(self, reply: str | Callable[[list[dict[str, Any]]], str] = "Noted.", *, model: str = "scripted",
-                 fail: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        reply: str | Callable[[list[dict[str, Any]]], str] = "Noted.",
+        *,
+        model: str = "scripted",
+        fail: BaseException | None = None,
+    ) -> None:
         self.model = model
         self.reply = reply
         self.fail = fail
@@ -51,8 +56,16 @@ class ScriptedModel:
         self.meter.record(caller, 120, 8, 0.0)
         return self.reply(messages) if callable(self.reply) else self.reply
 
-    def complete(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None, temperature: float | None = None,
-                 response_format: dict[str, Any] | None = None, caller: str | None = None, **_: Any) -> str:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_format: dict[str, Any] | None = None,
+        caller: str | None = None,
+        **_: Any,
+    ) -> str:
         return self._answer(messages, caller)
 
     def stream(self, messages: list[dict[str, Any]], *, caller: str | None = None, **_: Any) -> Iterator[str]:
@@ -81,9 +94,15 @@ class Notebook(MemoryProgram, Forgets):
         for note_id, text in self.notes.items():
             shared = words & set(re.findall(r"\w+", text.lower()))
             if shared:
-                items.append(RecallItem(content=text, score=round(len(shared) / len(words), 2), source="notebook",
-                                        tokens=len(text.split()),
-                                        metadata={"id": note_id, "why": f"shares '{', '.join(sorted(shared))}'"}))
+                items.append(
+                    RecallItem(
+                        content=text,
+                        score=round(len(shared) / len(words), 2),
+                        source="notebook",
+                        tokens=len(text.split()),
+                        metadata={"id": note_id, "why": f"shares '{', '.join(sorted(shared))}'"},
+                    )
+                )
         return Recall(items=sorted(items, key=lambda i: -i.score), plugin=self.name)
 
     def forget(self, item_id: str) -> bool:
@@ -117,8 +136,14 @@ def make_agent(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
     made: list[Agent] = []
 
     def make(model: Any = None, memory: Any = "episodic", store_dir: Path | None = None, **kw: Any) -> Agent:
-        agent = Agent(model=model or ScriptedModel(echo), memory=memory, user_id="ann",
-                      store_dir=store_dir or tmp_path / "store", reflect_every=None, **kw)
+        agent = Agent(
+            model=model or ScriptedModel(echo),
+            memory=memory,
+            user_id="ann",
+            store_dir=store_dir or tmp_path / "store",
+            reflect_every=None,
+            **kw,
+        )
         made.append(agent)
         return agent
 
@@ -166,13 +191,26 @@ def test_unknown_command_is_one_line() -> None:
 
 def test_trace_view_shows_recall_why_writes_tools_and_cost() -> None:
     trace = TurnTrace(
-        recalls=[RecallDetail(plugin="episodic", tokens=12, truncated=2,
-                              items=[RecalledItem(id="ev1", text="user: my cat is Tom", score=0.91, source="episodic", why="recency")]),
-                 RecallDetail(plugin="semantic")],
+        recalls=[
+            RecallDetail(
+                plugin="episodic",
+                tokens=12,
+                truncated=2,
+                items=[
+                    RecalledItem(id="ev1", text="user: my cat is Tom", score=0.91, source="episodic", why="recency")
+                ],
+            ),
+            RecallDetail(plugin="semantic"),
+        ],
         written={"episodic": ["user: hi", "assistant: hello"], "semantic": ["user: hi", "assistant: hello"]},
-        tool_calls=[ToolCallRecord(name="weather", arguments={"city": "Oslo"}, result="sunny"),
-                    ToolCallRecord(name="book", error="error: ValueError: no seats")],
-        llm_calls=2, prompt_tokens=300, completion_tokens=20, seconds=1.25,
+        tool_calls=[
+            ToolCallRecord(name="weather", arguments={"city": "Oslo"}, result="sunny"),
+            ToolCallRecord(name="book", error="error: ValueError: no seats"),
+        ],
+        llm_calls=2,
+        prompt_tokens=300,
+        completion_tokens=20,
+        seconds=1.25,
     )
     view = trace_view(trace, turn=3)
     by_title = {s.title: s for s in view.sections}
@@ -181,7 +219,10 @@ def test_trace_view_shows_recall_why_writes_tools_and_cost() -> None:
     assert (item.text, item.ref) == ("user: my cat is Tom", "ev1") and "0.91" in item.meta and "recency" in item.meta
     assert "2 cut by the budget" in by_title["episodic"].subtitle
     assert by_title["semantic"].entries == []
-    assert [e.text for e in by_title["written"].entries] == ["user: hi", "assistant: hello"]  # once, naming both plugins
+    assert [e.text for e in by_title["written"].entries] == [
+        "user: hi",
+        "assistant: hello",
+    ]  # once, naming both plugins
     assert "episodic, semantic" in by_title["written"].entries[0].meta
     assert by_title["tool calls"].entries[1].error
     assert by_title["cost"].entries[0].text == "320 tokens" and "1.2 s" in by_title["cost"].entries[1].meta
@@ -189,8 +230,13 @@ def test_trace_view_shows_recall_why_writes_tools_and_cost() -> None:
 
 def test_other_views() -> None:
     assert search_view("cat", []).note == "no memory matches this query"
-    view = plugins_view(["episodic"], [{"name": "episodic", "status": "ok", "distribution": "agentmem-episodic", "version": "0.1"},
-                                       {"name": "bad", "status": "broken", "error": "ImportError: x"}])
+    view = plugins_view(
+        ["episodic"],
+        [
+            {"name": "episodic", "status": "ok", "distribution": "agentmem-episodic", "version": "0.1"},
+            {"name": "bad", "status": "broken", "error": "ImportError: x"},
+        ],
+    )
     installed = view.sections[1].entries
     assert installed[0].text.endswith("(active)") and installed[1].error
     threads = threads_view([ThreadInfo(id="a", messages=4), ThreadInfo(id="b")], current="b")
@@ -198,8 +244,16 @@ def test_other_views() -> None:
 
 
 def test_transcript_markdown() -> None:
-    text = transcript_markdown([ChatMessage(role="user", content="hi"), ChatMessage(role="assistant", content="**hello**"),
-                                ChatMessage(role="error", content="model down")], thread_id="t1", model="local", plugins=["episodic"])
+    text = transcript_markdown(
+        [
+            ChatMessage(role="user", content="hi"),
+            ChatMessage(role="assistant", content="**hello**"),
+            ChatMessage(role="error", content="model down"),
+        ],
+        thread_id="t1",
+        model="local",
+        plugins=["episodic"],
+    )
     assert text.startswith("# agentmem chat: t1\n")
     assert "**You:**\n\nhi\n" in text and "**Assistant:**\n\n**hello**\n" in text and "> error: model down" in text
     assert "model `local` · memory `episodic`" in text
@@ -318,7 +372,9 @@ async def test_slash_commands(make_agent: Callable[..., Agent], tmp_path: Path) 
         assert [e.text for e in app.inspector.view.sections[0].entries] == ["main  (current)"]  # type: ignore[union-attr]
         await submit(app, pilot, "/thread holiday")
         assert app.thread_id == "holiday" and app.status.thread == "holiday"
-        assert bubbles(app, UserMessage) == [] and bubbles(app, NoticeMessage) == ["new thread holiday; type a message, or /help"]
+        assert bubbles(app, UserMessage) == [] and bubbles(app, NoticeMessage) == [
+            "new thread holiday; type a message, or /help"
+        ]
         await submit(app, pilot, "/thread main")
         assert bubbles(app, UserMessage) == ["My cat is called Tom", "I live in Oslo"]
         await submit(app, pilot, "/thread no spaces allowed")
@@ -403,13 +459,20 @@ async def test_restart_finds_the_thread_and_its_history(make_agent: Callable[...
 
 @pytest.mark.asyncio
 async def test_failing_model_shows_an_error_and_the_chat_goes_on(make_agent: Callable[..., Agent]) -> None:
-    agent = make_agent(ScriptedModel(fail=LLMError("model 'local' at http://127.0.0.1:9/v1: connection refused; start it with `agentmem serve`")))
+    agent = make_agent(
+        ScriptedModel(
+            fail=LLMError("model 'local' at http://127.0.0.1:9/v1: connection refused; start it with `agentmem serve`")
+        )
+    )
     app = ChatApp(agent, thread_id="t")
     async with app.run_test(size=SIZE) as pilot:
         await submit(app, pilot, "hello?")
         assert app.is_running and not app.busy
         (error,) = bubbles(app, ErrorMessage)
-        assert error == "the model call failed: model 'local' at http://127.0.0.1:9/v1: connection refused; start it with `agentmem serve`"
+        assert (
+            error == "the model call failed: model 'local' at http://127.0.0.1:9/v1: connection refused; start it "
+            "with `agentmem serve`"
+        )
         assert bubbles(app, AssistantMessage) == []  # the empty reply bubble is gone
 
         agent.set_model(ScriptedModel(fail=ZeroDivisionError("division by zero")))
@@ -424,7 +487,9 @@ async def test_failing_model_shows_an_error_and_the_chat_goes_on(make_agent: Cal
 
 # -- snapshots ----------------------------------------------------------------------------------
 def _snapshot_app(make_agent: Callable[..., Agent]) -> ChatApp:
-    agent = make_agent(ScriptedModel("Your cat is called **Tom**.\n\n- remembered from an earlier message"), memory=[Notebook()])
+    agent = make_agent(
+        ScriptedModel("Your cat is called **Tom**.\n\n- remembered from an earlier message"), memory=[Notebook()]
+    )
     return ChatApp(FixedTiming(agent), thread_id="pets")
 
 
@@ -473,12 +538,32 @@ def test_cli_chat_builds_the_agent_from_its_options(monkeypatch: pytest.MonkeyPa
     seen: dict[str, Any] = {}
 
     def fake_run(self: ChatApp, *args: Any, **kwargs: Any) -> None:  # no terminal under CliRunner
-        seen.update(model=self.agent.model, plugins=self.agent.plugins, user=self.agent.user_id,
-                    store=self.agent.store_dir, thread=self.thread_id, agent=self.agent)
+        seen.update(
+            model=self.agent.model,
+            plugins=self.agent.plugins,
+            user=self.agent.user_id,
+            store=self.agent.store_dir,
+            thread=self.thread_id,
+            agent=self.agent,
+        )
 
     monkeypatch.setattr(ChatApp, "run", fake_run)
-    result = CliRunner().invoke(app, ["chat", "-m", "local", "--memory", "none", "--user", "bob", "--thread", "work",
-                                      "--store-dir", str(tmp_path / "s")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "chat",
+            "-m",
+            "local",
+            "--memory",
+            "none",
+            "--user",
+            "bob",
+            "--thread",
+            "work",
+            "--store-dir",
+            str(tmp_path / "s"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (seen["model"], seen["plugins"], seen["user"], seen["thread"]) == ("local", [], "bob", "work")
     assert seen["store"] == tmp_path / "s" and (tmp_path / "s" / "threads.sqlite").exists()
@@ -491,7 +576,9 @@ def test_cli_chat_builds_the_agent_from_its_options(monkeypatch: pytest.MonkeyPa
 @pytest.mark.timeout(600)
 @pytest.mark.asyncio
 async def test_chat_with_the_local_model(local_llm: Any, tmp_path: Path) -> None:
-    agent = Agent(model=local_llm, memory="episodic", user_id="ann", store_dir=tmp_path, max_reply_tokens=32, reflect_every=None)
+    agent = Agent(
+        model=local_llm, memory="episodic", user_id="ann", store_dir=tmp_path, max_reply_tokens=32, reflect_every=None
+    )
     try:
         app = ChatApp(agent, thread_id="real")
         async with app.run_test(size=SIZE) as pilot:

@@ -43,10 +43,17 @@ class Place:
         self.cwd = root / "cwd"
         self.cwd.mkdir()
         self.env = {
-            "HOME": str(root / "home"), "XDG_DATA_HOME": str(root / "data"), "XDG_CACHE_HOME": str(root / "cache"),
-            "XDG_CONFIG_HOME": str(root / "config"), "AGENTMEM_HOME": str(root / "agentmem-home"),
-            "AGENTMEM_CACHE_DIR": str(root / "agentmem-cache"), "AGENTMEM_CONFIG": "", "AGENTMEM_MODEL": "",
-            "AGENTMEM_API_BASE": "", "LOCOMO_DATA": "", "COLUMNS": "200",
+            "HOME": str(root / "home"),
+            "XDG_DATA_HOME": str(root / "data"),
+            "XDG_CACHE_HOME": str(root / "cache"),
+            "XDG_CONFIG_HOME": str(root / "config"),
+            "AGENTMEM_HOME": str(root / "agentmem-home"),
+            "AGENTMEM_CACHE_DIR": str(root / "agentmem-cache"),
+            "AGENTMEM_CONFIG": "",
+            "AGENTMEM_MODEL": "",
+            "AGENTMEM_API_BASE": "",
+            "LOCOMO_DATA": "",
+            "COLUMNS": "200",
         }
         c = self.cwd
         (c / "a-file").write_text("not a directory\n")
@@ -60,13 +67,18 @@ class Place:
         (c / "unknown-top.toml").write_text('seeds = ["episodic"]\ncolour = "red"\n[environment]\nname = "toolprefs"\n')
         (c / "seeds-string.toml").write_text('seeds = "episodic"\n[environment]\nname = "toolprefs"\n')
         (c / "env-value.toml").write_text('seeds = ["episodic"]\nenvironment = 5\n')
-        (c / "negative.toml").write_text('seeds = ["episodic"]\n[environment]\nname = "toolprefs"\n[budget]\niterations = -1\n')
+        (c / "negative.toml").write_text(
+            'seeds = ["episodic"]\n[environment]\nname = "toolprefs"\n[budget]\niterations = -1\n'
+        )
         (c / "test-select.toml").write_text(
-            'seeds = ["episodic"]\n[environment]\nname = "toolprefs"\nselect_split = "test"\n')
+            'seeds = ["episodic"]\n[environment]\nname = "toolprefs"\nselect_split = "test"\n'
+        )
         (c / "bad-option.toml").write_text(
-            'seeds = ["episodic"]\n[environment]\nname = "toolprefs"\n[environment.options]\nusers = "many"\n')
+            'seeds = ["episodic"]\n[environment]\nname = "toolprefs"\n[environment.options]\nusers = "many"\n'
+        )
         (c / "unknown-option.toml").write_text(
-            'seeds = ["episodic"]\n[environment]\nname = "locomo"\n[environment.options]\ncolour = 1\n')
+            'seeds = ["episodic"]\n[environment]\nname = "locomo"\n[environment.options]\ncolour = 1\n'
+        )
         (c / "unknown-seed.toml").write_text('seeds = ["nosuch-plugin"]\n[environment]\nname = "toolprefs"\n')
         (c / "broken_seed.py").write_text("class Broken(:\n    pass\n")
         (c / "broken.json").write_text("{not json")
@@ -113,7 +125,8 @@ def assert_refused(place: Place, args: list[str], extra_env: dict[str, str] | No
     after = place.listing()
     shown = f"agentmem {' '.join(args)!r}:\nstdout: {result.stdout!r}\nstderr: {result.stderr!r}"
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"{shown}\nraised {type(result.exception).__name__}: {result.exception}")
+        f"{shown}\nraised {type(result.exception).__name__}: {result.exception}"
+    )
     assert "Traceback" not in result.output, shown
     assert result.exit_code == 2, shown
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -280,12 +293,18 @@ def test_a_toml_error_names_the_file_line_and_column(inside: Place) -> None:
     assert "bad.toml" in line and "line 2, column 1" in line and "fix the syntax" in line
 
 
-@pytest.mark.parametrize(("text", "mentions"), [
-    ('model = "local"\nn_ctx = \n', "line 2, column 9"),
-    ('model = "local"\ncolour = "red"\n', "colour"),
-    ("n_ctx = 12\n", "n_ctx"),
-], ids=["syntax", "unknown-key", "bad-value"])
-@pytest.mark.parametrize("command", [["eval"], ["chat"], ["evolve", "run", "--env", "toolprefs"]], ids=["eval", "chat", "evolve"])
+@pytest.mark.parametrize(
+    ("text", "mentions"),
+    [
+        ('model = "local"\nn_ctx = \n', "line 2, column 9"),
+        ('model = "local"\ncolour = "red"\n', "colour"),
+        ("n_ctx = 12\n", "n_ctx"),
+    ],
+    ids=["syntax", "unknown-key", "bad-value"],
+)
+@pytest.mark.parametrize(
+    "command", [["eval"], ["chat"], ["evolve", "run", "--env", "toolprefs"]], ids=["eval", "chat", "evolve"]
+)
 def test_a_bad_settings_file_is_one_line(inside: Place, text: str, mentions: str, command: list[str]) -> None:
     settings_file = inside.root / "settings.toml"
     settings_file.write_text(text)
@@ -300,24 +319,97 @@ def test_a_parameter_error_names_the_plugin_the_parameter_and_its_bounds(inside:
 
 # -- hypothesis: bad values mixed with others ---------------------------------------------------------
 _JUNK = st.one_of(
-    st.sampled_from(["", " ", "-1", "0", "-0", "1e999", "nan", "inf", "NaN", "[]", "{}", "null", "\x00", "é",
-                     "../..", "/", "a-file", "a-dir", "a-file/x", "--", "-", "'", '"', "\\", "$HOME", "~"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "-1",
+            "0",
+            "-0",
+            "1e999",
+            "nan",
+            "inf",
+            "NaN",
+            "[]",
+            "{}",
+            "null",
+            "\x00",
+            "é",
+            "../..",
+            "/",
+            "a-file",
+            "a-dir",
+            "a-file/x",
+            "--",
+            "-",
+            "'",
+            '"',
+            "\\",
+            "$HOME",
+            "~",
+        ]
+    ),
     st.text(max_size=12).filter(lambda s: "\x00" not in s),
     st.integers(min_value=-(10**20), max_value=-1).map(str),
 )
 # one input that makes the command fail whatever else it is given
-_EVAL_POISON = st.sampled_from([
-    ["--budget", "-1"], ["--limit", "0"], ["-p", "top_k=abc"], ["-p", "nosuchparam=1"], ["--split", "dev"],
-    ["--memory", "nosuch"], ["--env", "nosuch"], ["--model", "local/nosuch"], ["--out", "a-dir"], ["--bogus"],
-])
-_EVAL_FLAGS = ["--env", "--memory", "--data", "--limit", "--split", "--budget", "--param", "--seed", "--out-dir", "--model"]
-_RUN_POISON = st.sampled_from([
-    ["--iterations", "-1"], ["--strategy", "bogus"], ["--seed", "nosuch"], ["-c", "bad.toml"], ["--executor", "x"],
-    ["--run-dir", "a-file"], ["--env", "nosuch"], ["--children", "0"], ["--model", "local/nosuch"], ["--bogus"],
-])
-_RUN_FLAGS = ["--env", "--seed", "--data", "--iterations", "--children", "--minibatch", "--validation-limit",
-              "--strategy", "--executor", "--concurrency", "--max-tokens", "--max-seconds", "--random-seed",
-              "--model", "--mutation-model"]
+_EVAL_POISON = st.sampled_from(
+    [
+        ["--budget", "-1"],
+        ["--limit", "0"],
+        ["-p", "top_k=abc"],
+        ["-p", "nosuchparam=1"],
+        ["--split", "dev"],
+        ["--memory", "nosuch"],
+        ["--env", "nosuch"],
+        ["--model", "local/nosuch"],
+        ["--out", "a-dir"],
+        ["--bogus"],
+    ]
+)
+_EVAL_FLAGS = [
+    "--env",
+    "--memory",
+    "--data",
+    "--limit",
+    "--split",
+    "--budget",
+    "--param",
+    "--seed",
+    "--out-dir",
+    "--model",
+]
+_RUN_POISON = st.sampled_from(
+    [
+        ["--iterations", "-1"],
+        ["--strategy", "bogus"],
+        ["--seed", "nosuch"],
+        ["-c", "bad.toml"],
+        ["--executor", "x"],
+        ["--run-dir", "a-file"],
+        ["--env", "nosuch"],
+        ["--children", "0"],
+        ["--model", "local/nosuch"],
+        ["--bogus"],
+    ]
+)
+_RUN_FLAGS = [
+    "--env",
+    "--seed",
+    "--data",
+    "--iterations",
+    "--children",
+    "--minibatch",
+    "--validation-limit",
+    "--strategy",
+    "--executor",
+    "--concurrency",
+    "--max-tokens",
+    "--max-seconds",
+    "--random-seed",
+    "--model",
+    "--mutation-model",
+]
 
 
 @st.composite
@@ -343,8 +435,12 @@ def test_evolve_run_fuzz(inside: Place, args: list[str]) -> None:
 
 
 @settings(max_examples=15, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-@given(command=st.sampled_from([["evolve", "status"], ["evolve", "report"], ["evolve", "resume"],
-                                ["evolve", "export", "--name", "mine"]]), target=_JUNK)
+@given(
+    command=st.sampled_from(
+        [["evolve", "status"], ["evolve", "report"], ["evolve", "resume"], ["evolve", "export", "--name", "mine"]]
+    ),
+    target=_JUNK,
+)
 def test_evolve_run_dir_fuzz(inside: Place, command: list[str], target: str) -> None:
     if target.startswith("-"):
         target = "./" + target  # a value, not an option
@@ -369,16 +465,29 @@ def test_plugin_new_fuzz(inside: Place, name: str) -> None:
 
 
 # -- the console script itself (a few real processes) --------------------------------------------------
-@pytest.mark.parametrize("args", [
-    ["eval", "--budget", "-5"],
-    ["evolve", "run", "-c", "bad.toml"],
-    ["plugin", "new", "Bad Name"],
-], ids=["eval", "evolve-run", "plugin-new"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--budget", "-5"],
+        ["evolve", "run", "-c", "bad.toml"],
+        ["plugin", "new", "Bad Name"],
+    ],
+    ids=["eval", "evolve-run", "plugin-new"],
+)
 def test_the_console_script_answers_in_one_line(inside: Place, args: list[str]) -> None:
     before = inside.listing()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AGENTMEM_")}, **{k: v for k, v in inside.env.items() if v}}
-    proc = subprocess.run([sys.executable, "-m", "agentmem.cli.main", *args], cwd=inside.cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTMEM_")},
+        **{k: v for k, v in inside.env.items() if v},
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentmem.cli.main", *args],
+        cwd=inside.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

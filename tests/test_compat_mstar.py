@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,31 +35,41 @@ SUMMARY = PROGRAMS / "session_summary.py"
 FACTS = PROGRAMS / "session_facts.py"
 
 SESSIONS = {
-    "s1": ("1:56 pm on 8 May, 2023", [
-        ("Priya", "I just adopted a beagle puppy named Biscuit from the shelter!"),
-        ("Daniel", "Congratulations! I started learning the cello last month."),
-        ("Priya", "My sister Anika is moving to Lisbon in June for a new job."),
-        ("Daniel", "I am running the Chicago marathon in October."),
-    ]),
-    "s2": ("10:12 am on 20 May, 2023", [
-        ("Daniel", "The cello teacher says I am ready for my first recital in July."),
-        ("Priya", "Biscuit chewed through two of my sneakers this week, the little rascal."),
-        ("Daniel", "I bought new running shoes for the marathon training."),
-    ]),
-    "s3": ("4:30 pm on 2 June, 2023", [
-        ("Priya", "Anika found a flat near the river in Lisbon, she sent photos."),
-        ("Daniel", "My recital piece is the Bach cello suite number one."),
-    ]),
+    "s1": (
+        "1:56 pm on 8 May, 2023",
+        [
+            ("Priya", "I just adopted a beagle puppy named Biscuit from the shelter!"),
+            ("Daniel", "Congratulations! I started learning the cello last month."),
+            ("Priya", "My sister Anika is moving to Lisbon in June for a new job."),
+            ("Daniel", "I am running the Chicago marathon in October."),
+        ],
+    ),
+    "s2": (
+        "10:12 am on 20 May, 2023",
+        [
+            ("Daniel", "The cello teacher says I am ready for my first recital in July."),
+            ("Priya", "Biscuit chewed through two of my sneakers this week, the little rascal."),
+            ("Daniel", "I bought new running shoes for the marathon training."),
+        ],
+    ),
+    "s3": (
+        "4:30 pm on 2 June, 2023",
+        [
+            ("Priya", "Anika found a flat near the river in Lisbon, she sent photos."),
+            ("Daniel", "My recital piece is the Bach cello suite number one."),
+        ],
+    ),
 }
 
 
 def _events(session: str) -> list[Event]:
     date, turns = SESSIONS[session]
     n = int(session[1:])
-    when = datetime(2023, 5, n, 13, 56, tzinfo=timezone.utc)
+    when = datetime(2023, 5, n, 13, 56, tzinfo=UTC)
     return [
-        Event.message(text, speaker=who, session_id=session, timestamp=when,
-                      metadata={"dia_id": f"D{n}:{i}", "date_time": date})
+        Event.message(
+            text, speaker=who, session_id=session, timestamp=when, metadata={"dia_id": f"D{n}:{i}", "date_time": date}
+        )
         for i, (who, text) in enumerate(turns, start=1)
     ]
 
@@ -96,8 +106,13 @@ class ScriptedLLM:
 
 
 def _memory(program: Path, tmp_path: Path, llm: Any, embedder: Any = None) -> MStarProgram:
-    toolkit = Toolkit(scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder or HashEmbedder(),
-                      namespace=program.stem)
+    toolkit = Toolkit(
+        scope=Scope(user_id="u"),
+        stores=Stores(tmp_path),
+        llm=llm,
+        embedder=embedder or HashEmbedder(),
+        namespace=program.stem,
+    )
     memory = load_memory(str(program))(toolkit)
     assert isinstance(memory, MStarProgram)
     return memory
@@ -166,8 +181,14 @@ def test_raw_text_program_one_call_per_session_and_each_raw_text_stored_once(tmp
 
 
 def test_summary_program_keeps_only_the_item_one_per_session(tmp_path):
-    llm = ScriptedLLM(lambda schema, prompt: {"summary": "On " + prompt.split("[", 1)[1].split("]", 1)[0]
-                                              + " they talked about " + ("Biscuit the beagle" if "Biscuit" in prompt else "cello")})
+    llm = ScriptedLLM(
+        lambda schema, prompt: {
+            "summary": "On "
+            + prompt.split("[", 1)[1].split("]", 1)[0]
+            + " they talked about "
+            + ("Biscuit the beagle" if "Biscuit" in prompt else "cello")
+        }
+    )
     memory = _memory(SUMMARY, tmp_path, llm)
     writes = _count_writes(memory)
     _live_through(memory, ["s1", "s2", "s3"])
@@ -222,8 +243,9 @@ def test_failed_extraction_keeps_the_raw_text_once_with_an_item_built_from_it(tm
         _live_through(memory, ["s1", "s2", "s3"])
     assert len(llm.structured_calls) == 3  # no second attempt at the item: the client already retried and repaired
     assert writes == [session_text(_events(s)) for s in ("s1", "s2", "s3")]  # still one write per raw text
-    rows = memory.toolkit.db.execute("SELECT date, speakers, fact FROM facts WHERE date = ?",
-                                     ("4:30 pm on 2 June, 2023",)).fetchall()
+    rows = memory.toolkit.db.execute(
+        "SELECT date, speakers, fact FROM facts WHERE date = ?", ("4:30 pm on 2 June, 2023",)
+    ).fetchall()
     assert len(rows) == 1  # one item built from the raw text: nothing lost, nothing duplicated
     assert rows[0][1] == "Priya, Daniel" and "Anika found a flat near the river" in rows[0][2]
     assert "Bach cello suite" in rows[0][2]
@@ -235,7 +257,7 @@ def test_failed_extraction_keeps_the_raw_text_once_with_an_item_built_from_it(tm
 
 
 def test_fallback_fills_raw_text_fields_and_leaves_other_types_empty(tmp_path):
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         from dataclasses import dataclass, field
         INSTRUCTION_KNOWLEDGE_ITEM = "Extract."
         INSTRUCTION_QUERY = "Query."
@@ -261,13 +283,18 @@ def test_fallback_fills_raw_text_fields_and_leaves_other_types_empty(tmp_path):
                 self.items.append((item, raw_text))
             def read(self, query):
                 return ""
-    ''')
+    """)
     path = tmp_path / "typed_program.py"
     path.write_text(source)
     memory = _memory(path, tmp_path / "stores", ScriptedLLM(lambda s, p: InvalidReply("no")))
     _live_through(memory, ["s2"])
     [(item, raw_text)] = memory.kb.items
-    assert (item.who, item.when, item.text, item.importance) == ("Daniel, Priya", "10:12 am on 20 May, 2023", raw_text, 0)
+    assert (item.who, item.when, item.text, item.importance) == (
+        "Daniel, Priya",
+        "10:12 am on 20 May, 2023",
+        raw_text,
+        0,
+    )
     assert item.tags == [raw_text]
 
 
@@ -275,7 +302,9 @@ def test_a_session_that_does_not_fit_the_context_is_split_logged_and_counted(tmp
     def reply(schema, prompt):
         text = prompt.split("Text:\n", 1)[1].split("\n\nFill one", 1)[0]
         if text.count("\n") > 2:  # more than two turns does not fit this pretend context
-            return NoRoomForReply("the prompt leaves 40 of the model's 512 context tokens: give a smaller input", room=40)
+            return NoRoomForReply(
+                "the prompt leaves 40 of the model's 512 context tokens: give a smaller input", room=40
+            )
         return {"summary": "part"}
 
     llm = ScriptedLLM(reply)
@@ -287,10 +316,12 @@ def test_a_session_that_does_not_fit_the_context_is_split_logged_and_counted(tmp
     assert len(llm.structured_calls) == 3
     assert len(writes) == 2 and all(w.startswith("[1:56 pm on 8 May, 2023]\n") for w in writes)
     assert Counter(line for w in writes for line in w.splitlines()[1:]) == Counter(
-        f"{e.speaker}: {e.content}" for e in _events("s1"))  # every turn once
+        f"{e.speaker}: {e.content}" for e in _events("s1")
+    )  # every turn once
     assert llm.meter.events() == {"split": 1}
-    assert any("does not fit the model's context" in r.getMessage() and "split" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "does not fit the model's context" in r.getMessage() and "split" in r.getMessage() for r in caplog.records
+    )
     memory.close()
 
 
@@ -302,7 +333,8 @@ def test_a_reply_that_runs_past_the_room_splits_the_session_through_the_real_cli
     class PerInput(LengthHonouringBackend):
         def __call__(self, model, base, key, request, stream=False):
             whole = "Priya: I just adopted" in json.dumps(request["messages"]) and "Daniel: I am running" in json.dumps(
-                request["messages"])
+                request["messages"]
+            )
             self.replies = [json.dumps({"summary": "word " * (3000 if whole else 20)})]
             return super().__call__(model, base, key, request, stream)
 
@@ -335,8 +367,9 @@ def test_eval_result_counts_failed_extractions_and_fallbacks(tmp_path):
             return super().structured(messages, schema, caller=caller)
 
     llm = FailingSometimes(lambda schema, prompt: {"summary": "they talked"})
-    result = run_eval("locomo", [str(RAW_TEXT)], llm=llm, embedder=HashEmbedder(), data=DEMO_PATH, limit=2,
-                      workdir=tmp_path)
+    result = run_eval(
+        "locomo", [str(RAW_TEXT)], llm=llm, embedder=HashEmbedder(), data=DEMO_PATH, limit=2, workdir=tmp_path
+    )
     failures = calls["n"] // 2
     assert failures >= 1
     assert result.extraction.failed == failures and result.extraction.fallbacks == failures
@@ -349,7 +382,7 @@ def test_eval_result_counts_failed_extractions_and_fallbacks(tmp_path):
 
 
 def test_structured_query_dataclass_is_filled_by_the_llm_and_chroma_client_calls_work(tmp_path):
-    source = textwrap.dedent('''
+    source = textwrap.dedent("""
         from dataclasses import dataclass, field
         INSTRUCTION_KNOWLEDGE_ITEM = "Extract a topic and a note."
         INSTRUCTION_QUERY = "Pick the topic to look up."
@@ -376,7 +409,7 @@ def test_structured_query_dataclass_is_filled_by_the_llm_and_chroma_client_calls
             def read(self, query):
                 got = self.col.get(where={"topic": query.topic})
                 return "\\n".join(got["documents"][: query.limit])
-    ''')
+    """)
     path = tmp_path / "topics_program.py"
     path.write_text(source)
 
@@ -398,17 +431,25 @@ def test_structured_query_dataclass_is_filled_by_the_llm_and_chroma_client_calls
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ("INSTRUCTION_RESPONSE = 'x'\nclass KnowledgeBase:\n    def __init__(self, toolkit): pass\n",
-         ["missing constants INSTRUCTION_KNOWLEDGE_ITEM, INSTRUCTION_QUERY, ALWAYS_ON_KNOWLEDGE",
-          "missing dataclass KnowledgeItem", "missing dataclass Query", "missing method KnowledgeBase.write",
-          "missing method KnowledgeBase.read"]),
-        ("from dataclasses import dataclass\n"
-         "INSTRUCTION_KNOWLEDGE_ITEM = INSTRUCTION_QUERY = INSTRUCTION_RESPONSE = ALWAYS_ON_KNOWLEDGE = ''\n"
-         "@dataclass\nclass KnowledgeItem:\n    fact: str\n"
-         "class Query:\n    question: str\n"
-         "class KnowledgeBase:\n    def __init__(self, toolkit): pass\n"
-         "    def write(self, item): pass\n    def read(self, query): return ''\n",
-         ["Query must be a @dataclass", "KnowledgeBase.write(self, item, raw_text) has the wrong signature"]),
+        (
+            "INSTRUCTION_RESPONSE = 'x'\nclass KnowledgeBase:\n    def __init__(self, toolkit): pass\n",
+            [
+                "missing constants INSTRUCTION_KNOWLEDGE_ITEM, INSTRUCTION_QUERY, ALWAYS_ON_KNOWLEDGE",
+                "missing dataclass KnowledgeItem",
+                "missing dataclass Query",
+                "missing method KnowledgeBase.write",
+                "missing method KnowledgeBase.read",
+            ],
+        ),
+        (
+            "from dataclasses import dataclass\n"
+            "INSTRUCTION_KNOWLEDGE_ITEM = INSTRUCTION_QUERY = INSTRUCTION_RESPONSE = ALWAYS_ON_KNOWLEDGE = ''\n"
+            "@dataclass\nclass KnowledgeItem:\n    fact: str\n"
+            "class Query:\n    question: str\n"
+            "class KnowledgeBase:\n    def __init__(self, toolkit): pass\n"
+            "    def write(self, item): pass\n    def read(self, query): return ''\n",
+            ["Query must be a @dataclass", "KnowledgeBase.write(self, item, raw_text) has the wrong signature"],
+        ),
     ],
 )
 def test_malformed_mstar_module_is_one_line_naming_what_is_missing(tmp_path, body, expected):
@@ -450,9 +491,26 @@ def test_cli_eval_runs_an_mstar_program_on_locomo(tmp_path):
     from agentmem_environments.locomo.demo import DEMO_PATH
 
     proc = subprocess.run(
-        [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--memory", str(RAW_TEXT),
-         "--data", str(DEMO_PATH), "--limit", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=1200, env=dict(os.environ, COLUMNS="200"),
+        [
+            sys.executable,
+            "-m",
+            "agentmem.cli.main",
+            "eval",
+            "--env",
+            "locomo",
+            "--memory",
+            str(RAW_TEXT),
+            "--data",
+            str(DEMO_PATH),
+            "--limit",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=dict(os.environ, COLUMNS="200"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "f1" in proc.stdout and "failed extractions" in proc.stdout

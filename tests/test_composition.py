@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar
 
 import pytest
@@ -34,7 +34,9 @@ class Overspender(MemoryProgram):
     name: ClassVar[str] = "overspender"
 
     def recall(self, query: Query) -> Recall:
-        return Recall(items=[RecallItem(content="word " * 30, tokens=30, source="") for _ in range(5)], plugin=self.name)
+        return Recall(
+            items=[RecallItem(content="word " * 30, tokens=30, source="") for _ in range(5)], plugin=self.name
+        )
 
 
 def _toolkit(tmp_path, namespace, embedder=None, user="ann"):
@@ -44,8 +46,13 @@ def _toolkit(tmp_path, namespace, embedder=None, user="ann"):
 def _events(n: int | None = None):
     n = len(TURNS) if n is None else n
     return [
-        Event.message(t, speaker="Ann", session_id=f"s{i // 4}", timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc),
-                      metadata={"dia_id": f"D{i // 4 + 1}:{i % 4 + 1}"})
+        Event.message(
+            t,
+            speaker="Ann",
+            session_id=f"s{i // 4}",
+            timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
+            metadata={"dia_id": f"D{i // 4 + 1}:{i % 4 + 1}"},
+        )
         for i, t in enumerate(TURNS[:n])
     ]
 
@@ -77,7 +84,9 @@ def test_observe_and_reflect_fan_out_and_sources_are_kept(tmp_path, embedder):
 
 def test_budget_left_unused_goes_to_the_member_that_had_to_cut(tmp_path, embedder):
     full = FullContextMemory(_toolkit(tmp_path, "full-context"))  # wants everything: will cut
-    rag = RAGMemory(_toolkit(tmp_path, "rag", embedder), {"chunk_tokens": 24, "overlap_tokens": 0, "top_k": 1})  # modest
+    rag = RAGMemory(
+        _toolkit(tmp_path, "rag", embedder), {"chunk_tokens": 24, "overlap_tokens": 0, "top_k": 1}
+    )  # modest
     memory = ComposedMemory([full, rag])
     for event in _events():
         memory.observe(event)
@@ -115,7 +124,9 @@ def test_a_member_that_overspends_is_held_to_its_share(tmp_path):
     memory = ComposedMemory([full, rogue])
     got = memory.recall(Query(text="x", budget_tokens=100))
     assert got.tokens <= 100
-    assert memory.last_recalls["overspender"].omitted == 2  # 5 items of 30 tokens, held to 100 (the empty member left its 50)
+    assert (
+        memory.last_recalls["overspender"].omitted == 2
+    )  # 5 items of 30 tokens, held to 100 (the empty member left its 50)
     assert all(i.source == "overspender" for i in got.items)
     memory.close()
 

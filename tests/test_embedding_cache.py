@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,11 @@ def _ingest(root: Path, embedder: CachingEmbedder) -> list[str]:
     toolkit = Toolkit(scope=Scope(user_id="u"), stores=Stores(root), embedder=embedder, namespace="episodic")
     memory = EpisodicMemory(toolkit, {})
     for i, text in enumerate(CONVERSATION):
-        memory.observe(Event.message(text, speaker="Ann", session_id="s1", id=f"D1:{i + 1}",
-                                     timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc)))
+        memory.observe(
+            Event.message(
+                text, speaker="Ann", session_id="s1", id=f"D1:{i + 1}", timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC)
+            )
+        )
     got = memory.recall(Query(text="What is my dog called?", budget_tokens=200))
     return [item.content for item in got.items]
 

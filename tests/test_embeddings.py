@@ -36,26 +36,71 @@ LONG_TEXT = " ".join(f"word{i} longer text about memory and agents" for i in ran
 # dimension), and the L1 norm.
 REFERENCE = {
     "I adopted a puppy last week": (
-        [-0.081823, -0.023634, 0.071032, 0.056783, -0.025899, -0.025215], 1.670962, 15.648685),
-    "Last week I got a new dog": (
-        [-0.03913, -0.077532, 0.081384, 0.074847, 0.000869, -0.047458], 1.263148, 15.645155),
+        [-0.081823, -0.023634, 0.071032, 0.056783, -0.025899, -0.025215],
+        1.670962,
+        15.648685,
+    ),
+    "Last week I got a new dog": ([-0.03913, -0.077532, 0.081384, 0.074847, 0.000869, -0.047458], 1.263148, 15.645155),
     "The stock market fell sharply": (
-        [0.045667, -0.024836, 0.058565, 0.071247, -0.003436, 0.023932], 0.428793, 15.708841),
+        [0.045667, -0.024836, 0.058565, 0.071247, -0.003436, 0.023932],
+        0.428793,
+        15.708841,
+    ),
     "Ünïcödé façade — naïve café 東京 😀 emoji": (
-        [0.041345, 0.028783, 0.096023, -0.060256, -0.026158, -0.083065], 0.013504, 15.40505),
+        [0.041345, 0.028783, 0.096023, -0.060256, -0.026158, -0.083065],
+        0.013504,
+        15.40505,
+    ),
     "My sister's wedding is on June 14th in Lisbon; I'm the maid of honor.": (
-        [0.024685, 0.062628, 0.036166, -0.039407, -0.036039, 0.023757], 0.409944, 15.76552),
+        [0.024685, 0.062628, 0.036166, -0.039407, -0.036039, 0.023757],
+        0.409944,
+        15.76552,
+    ),
     LONG_TEXT: ([0.084496, -0.040949, -0.101389, -0.010596, 0.046467, 0.08059], -0.222785, 15.630811),
 }
 # Token ids the reference tokenizer produced.
 REFERENCE_IDS = {
     "Hello!": [101, 7592, 999, 102],
     "": [101, 102],
-    "Ünïcödé façade — naïve café 東京 😀 emoji":
-        [101, 27260, 8508, 1517, 15743, 7668, 1879, 1755, 100, 7861, 29147, 2072, 102],
-    "My sister's wedding is on June 14th in Lisbon; I'm the maid of honor.":
-        [101, 2026, 2905, 1005, 1055, 5030, 2003, 2006, 2238, 6400, 1999, 11929, 1025, 1045, 1005, 1049, 1996, 10850,
-         1997, 3932, 1012, 102],
+    "Ünïcödé façade — naïve café 東京 😀 emoji": [
+        101,
+        27260,
+        8508,
+        1517,
+        15743,
+        7668,
+        1879,
+        1755,
+        100,
+        7861,
+        29147,
+        2072,
+        102,
+    ],
+    "My sister's wedding is on June 14th in Lisbon; I'm the maid of honor.": [
+        101,
+        2026,
+        2905,
+        1005,
+        1055,
+        5030,
+        2003,
+        2006,
+        2238,
+        6400,
+        1999,
+        11929,
+        1025,
+        1045,
+        1005,
+        1049,
+        1996,
+        10850,
+        1997,
+        3932,
+        1012,
+        102,
+    ],
 }
 
 
@@ -96,8 +141,11 @@ def corrupt(path: Path, offset: int = -1000) -> None:
 def test_paraphrases_score_higher_than_unrelated(embedder: MiniLMEmbedder) -> None:
     triples = [
         ("I adopted a puppy last week", "Last week I got a new dog", "The stock market fell sharply"),
-        ("My flight to Tokyo leaves on Friday", "I'm flying to Japan at the end of the week",
-         "She prefers tea to coffee"),
+        (
+            "My flight to Tokyo leaves on Friday",
+            "I'm flying to Japan at the end of the week",
+            "She prefers tea to coffee",
+        ),
         ("What is your favourite book?", "Which novel do you like best?", "The server crashed during the deploy"),
     ]
     for anchor, paraphrase, unrelated in triples:
@@ -182,7 +230,8 @@ def test_truncation_to_max_seq_length_counts_special_tokens(model_dir: Path, emb
     assert len(ids16) == 16 and ids16[-1] == 102
     # Text past the limit does not matter.
     np.testing.assert_allclose(
-        embedder.embed_array([LONG_TEXT]), embedder.embed_array([LONG_TEXT + " and then a lot more words" * 50]),
+        embedder.embed_array([LONG_TEXT]),
+        embedder.embed_array([LONG_TEXT + " and then a lot more words" * 50]),
         atol=1e-6,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,7 +10,7 @@ from agentmem.encode import EventBuffer, event_text, event_when, group_turns, me
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Event, Scope
 
-T = datetime(2024, 5, 1, 13, 56, tzinfo=timezone.utc)
+T = datetime(2024, 5, 1, 13, 56, tzinfo=UTC)
 
 
 def test_an_event_reads_as_one_line_and_shows_its_sources_date():

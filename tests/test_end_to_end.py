@@ -37,9 +37,26 @@ def test_cli_eval_prints_metrics_and_writes_json(tmp_path):
     """The command prints and writes its metrics (the demo set the project ships: no data file needed)."""
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--memory", "episodic",
-         "--data", str(DEMO_PATH), "--limit", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env=dict(os.environ, COLUMNS="200"),
+        [
+            sys.executable,
+            "-m",
+            "agentmem.cli.main",
+            "eval",
+            "--env",
+            "locomo",
+            "--memory",
+            "episodic",
+            "--data",
+            str(DEMO_PATH),
+            "--limit",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, COLUMNS="200"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "evidence_recall" in proc.stdout and "f1" in proc.stdout
@@ -52,7 +69,9 @@ def test_cli_bad_data_file_is_one_clear_line(tmp_path):
     bad.write_text("{not json")
     proc = subprocess.run(
         [sys.executable, "-m", "agentmem.cli.main", "eval", "--env", "locomo", "--memory", "none", "--data", str(bad)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

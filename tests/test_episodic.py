@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from agentmem.tokens import count_tokens
 from agentmem.toolkit import Stores, Toolkit
@@ -21,8 +21,13 @@ def _fill(tmp_path, embedder, **params):
     memory = EpisodicMemory(toolkit, params)
     for i, fact in enumerate(FACTS):
         memory.observe(
-            Event.message(fact, speaker="Ann", session_id=f"s{i // 2}", timestamp=datetime(2024, 1, 1 + i, tzinfo=timezone.utc),
-                          id=f"D{i // 2 + 1}:{i % 2 + 1}")
+            Event.message(
+                fact,
+                speaker="Ann",
+                session_id=f"s{i // 2}",
+                timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
+                id=f"D{i // 2 + 1}:{i % 2 + 1}",
+            )
         )
     return memory
 
@@ -75,9 +80,15 @@ def _open(tmp_path, embedder, **params):
 
 
 def _say(memory, text, i, session="s1", year=2024, dia=None):
-    memory.observe(Event.message(text, speaker="Ann", session_id=session,
-                                 timestamp=datetime(year, 1, 1 + i % 28, tzinfo=timezone.utc),
-                                 id=dia or f"D1:{i + 1}"))
+    memory.observe(
+        Event.message(
+            text,
+            speaker="Ann",
+            session_id=session,
+            timestamp=datetime(year, 1, 1 + i % 28, tzinfo=UTC),
+            id=dia or f"D1:{i + 1}",
+        )
+    )
 
 
 def test_bm25_finds_an_exact_code_that_embeddings_blur(tmp_path, embedder):
@@ -120,7 +131,10 @@ def test_near_duplicate_hits_do_not_fill_the_budget_twice(tmp_path, embedder):
     assert sum("hiking" in i.content for i in got.items) == 1
     assert any("cycling" in i.content for i in got.items)
     off = _open(tmp_path, embedder, top_k=2, dedup_threshold=1.0, bm25_weight=0.0)
-    assert sum("hiking" in i.content for i in off.recall(Query(text="hiking in the mountains", budget_tokens=300)).items) == 2
+    assert (
+        sum("hiking" in i.content for i in off.recall(Query(text="hiking in the mountains", budget_tokens=300)).items)
+        == 2
+    )
     memory.close()
     off.close()
 

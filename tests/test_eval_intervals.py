@@ -27,8 +27,14 @@ def _tasks(scores: dict[str, list[float]], *, categories: list[str] | None = Non
     out = []
     for task_id, values in scores.items():
         questions = [
-            QuestionResult(question_id=f"q{i}", category=(categories or ["1"])[i % len(categories or ["1"])],
-                           question="?", reference="r", prediction="p", metrics={"f1": v})
+            QuestionResult(
+                question_id=f"q{i}",
+                category=(categories or ["1"])[i % len(categories or ["1"])],
+                question="?",
+                reference="r",
+                prediction="p",
+                metrics={"f1": v},
+            )
             for i, v in enumerate(values)
         ]
         out.append(TaskResult(task_id=task_id, questions=questions))
@@ -39,10 +45,19 @@ def _result(memory: str, scores: dict[str, list[float]], **kw: Any) -> EvalResul
     tasks = _tasks(scores, **kw)
     values = [q.metrics["f1"] for t in tasks for q in t.questions]
     metrics = {"questions": float(len(values)), "f1": sum(values) / len(values)}
-    return EvalResult(env="locomo", memory=memory.split("+"), split="all", limit=None, model="scripted",
-                      metrics=metrics, cost=Cost(prompt_tokens=100 * len(values), seconds=3.0),
-                      questions=len(values), started_at="2025-01-01T00:00:00+00:00", tasks=tasks,
-                      intervals=metric_intervals(tasks, metrics))
+    return EvalResult(
+        env="locomo",
+        memory=memory.split("+"),
+        split="all",
+        limit=None,
+        model="scripted",
+        metrics=metrics,
+        cost=Cost(prompt_tokens=100 * len(values), seconds=3.0),
+        questions=len(values),
+        started_at="2025-01-01T00:00:00+00:00",
+        tasks=tasks,
+        intervals=metric_intervals(tasks, metrics),
+    )
 
 
 A = {"t1": [1.0, 0.0, 1.0, 0.5, 0.25, 1.0], "t2": [0.0, 1.0, 0.75]}
@@ -52,8 +67,13 @@ def test_each_mean_metric_gets_the_interval_stats_computes():
     tasks = _tasks(A, categories=["1", "2"])
     values = [v for vs in A.values() for v in vs]
     cat2 = [v for vs in A.values() for i, v in enumerate(vs) if i % 2 == 1]
-    metrics = {"questions": 9.0, "f1": sum(values) / 9, "f1/cat2": sum(cat2) / len(cat2), "n/cat2": float(len(cat2)),
-               "f1/by_hand": 0.123}
+    metrics = {
+        "questions": 9.0,
+        "f1": sum(values) / 9,
+        "f1/cat2": sum(cat2) / len(cat2),
+        "n/cat2": float(len(cat2)),
+        "f1/by_hand": 0.123,
+    }
     got = metric_intervals(tasks, metrics)
     expected = mean_interval(values)
     assert got["f1"].model_dump() == {**expected.rounded(), "level": 0.95}
@@ -111,7 +131,7 @@ def test_grid_rows_and_outputs_carry_intervals_and_the_pairwise_table(tmp_path):
 
     html = paths["html"].read_text()
     assert html.count("<svg") == 3 and "Pairwise on shared questions" in html
-    score_svg = html[html.index("<svg"):html.index("</svg>") + len("</svg>")]
+    score_svg = html[html.index("<svg") : html.index("</svg>") + len("</svg>")]
     root = ET.fromstring(score_svg)
     assert len(root.findall(f"{NS}g[@class='errorbar']")) == 2  # one error bar per configuration
     from tests.test_charts import assert_texts_inside
@@ -120,7 +140,7 @@ def test_grid_rows_and_outputs_carry_intervals_and_the_pairwise_table(tmp_path):
         i = -1
         for _ in range(start + 1):
             i = html.index("<svg", i + 1)
-        svg = html[i:html.index("</svg>", i) + len("</svg>")]
+        svg = html[i : html.index("</svg>", i) + len("</svg>")]
         assert_texts_inside(svg)
     assert "hierarchical" in score_svg and "full-context" in score_svg
 

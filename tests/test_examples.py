@@ -53,8 +53,9 @@ def test_ten_line_agent_is_about_ten_lines() -> None:
 @pytest.mark.timeout(900)
 def test_ten_line_agent_runs_on_the_local_model(tmp_path: Path) -> None:
     env = {**os.environ, "AGENTMEM_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, str(EXAMPLES / "ten_line_agent.py")], env=env, capture_output=True,
-                          text=True, timeout=850)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "ten_line_agent.py")], env=env, capture_output=True, text=True, timeout=850
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = [ln for ln in done.stdout.splitlines() if ln.strip()]
     assert len(out) >= 2

@@ -59,16 +59,20 @@ def scratch_tmp(tmp_path: Path) -> Path:
 
 
 def cli_env(tmp_path: Path, scratch_tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTMEM_MODEL", "AGENTMEM_API", "AGENTMEM_CONFIG"))}
-    env.update({
-        "TMPDIR": str(scratch_tmp),
-        "AGENTMEM_HOME": str(tmp_path / "home"),
-        "AGENTMEM_CACHE": "0",
-        "AGENTMEM_LLM_TIMEOUT": "1.5",  # a stalled server costs seconds, not the default two minutes
-        "AGENTMEM_MAX_RETRIES": "1",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "COLUMNS": "200",
-    })
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AGENTMEM_MODEL", "AGENTMEM_API", "AGENTMEM_CONFIG"))
+    }
+    env.update(
+        {
+            "TMPDIR": str(scratch_tmp),
+            "AGENTMEM_HOME": str(tmp_path / "home"),
+            "AGENTMEM_CACHE": "0",
+            "AGENTMEM_LLM_TIMEOUT": "1.5",  # a stalled server costs seconds, not the default two minutes
+            "AGENTMEM_MAX_RETRIES": "1",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "COLUMNS": "200",
+        }
+    )
     return env
 
 
@@ -89,9 +93,11 @@ def processes_of(scratch_tmp: Path) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if (marker in (entry / "environ").read_bytes().split(b"\0")
-                    or str(scratch_tmp).encode() in (entry / "cmdline").read_bytes()
-                    or os.readlink(entry / "cwd").startswith(str(scratch_tmp))):
+            if (
+                marker in (entry / "environ").read_bytes().split(b"\0")
+                or str(scratch_tmp).encode() in (entry / "cmdline").read_bytes()
+                or os.readlink(entry / "cwd").startswith(str(scratch_tmp))
+            ):
                 state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
                 if state != "Z":
                     found.append(int(entry.name))
@@ -221,7 +227,9 @@ def test_a_grid_killed_at_random_points_loses_no_cell_and_redoes_none(proxy, tmp
         remaining = 8 - 2 * len(kept)  # 4 cells x 2 questions, one request each: kill at one still to come
         if remaining <= 0:
             break
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+        )
         killed = _kill_at_request(proxy, proc, rng.randint(1, remaining), rng.choice([0.0, rng.uniform(0.01, 0.4)]))
         output, _ = proc.communicate(timeout=300)
         proxy.on_request = None
@@ -296,7 +304,8 @@ def _evaluations(run: Path) -> list[tuple[Any, ...]]:
     con = sqlite3.connect(run / "archive.sqlite")
     try:
         return con.execute(
-            "SELECT id, program_id, stage, key, status, score, finished_at FROM evaluations ORDER BY id").fetchall()
+            "SELECT id, program_id, stage, key, status, score, finished_at FROM evaluations ORDER BY id"
+        ).fetchall()
     finally:
         con.close()
 
@@ -315,9 +324,9 @@ def test_evolution_stops_at_each_server_fault_and_resumes_losing_nothing(proxy, 
     import tempfile
 
     from agentmem.config import Settings
+    from agentmem.embeddings import default_embedder
     from agentmem.errors import LLMUnavailable
     from agentmem.evaluation import CachingEmbedder
-    from agentmem.embeddings import default_embedder
     from agentmem.llm import LLM
     from agentmem_evolve.config import RunConfig
     from agentmem_evolve.controller import Controller
@@ -329,18 +338,31 @@ def test_evolution_stops_at_each_server_fault_and_resumes_losing_nothing(proxy, 
     sandbox = {"wall_seconds_per_op": 60}
     if _jail_flags():
         sandbox["allow_unjailed"] = True
-    cfg = RunConfig.from_dict({
-        "seeds": ["episodic"], "seed": 5,
-        "environment": {"name": "toolprefs", "minibatch": 2, "validation_limit": 2, "test_limit": 2},
-        "budget": {"iterations": 1}, "cascade": {"proxy_questions": 20}, "proposers": {"weights": {"mutate": 1.0}, "children_per_iteration": 1},
-        "sandbox": sandbox,
-    })
-    llm = LLM("openai/fault", api_base=proxy.api_base, timeout=1.0, cache=False, retry_backoff=0.01,
-              settings=Settings(max_retries=1))
+    cfg = RunConfig.from_dict(
+        {
+            "seeds": ["episodic"],
+            "seed": 5,
+            "environment": {"name": "toolprefs", "minibatch": 2, "validation_limit": 2, "test_limit": 2},
+            "budget": {"iterations": 1},
+            "cascade": {"proxy_questions": 20},
+            "proposers": {"weights": {"mutate": 1.0}, "children_per_iteration": 1},
+            "sandbox": sandbox,
+        }
+    )
+    llm = LLM(
+        "openai/fault",
+        api_base=proxy.api_base,
+        timeout=1.0,
+        cache=False,
+        retry_backoff=0.01,
+        settings=Settings(max_retries=1),
+    )
     embedder = CachingEmbedder(default_embedder())
 
     def controller(create: bool) -> Controller:
-        kw = dict(executor=InlineExecutor(llm=llm, embedder=embedder), task_llm=llm, mutation_llm=llm, embedder=embedder)
+        kw = dict(
+            executor=InlineExecutor(llm=llm, embedder=embedder), task_llm=llm, mutation_llm=llm, embedder=embedder
+        )
         return Controller.create(run, cfg, **kw) if create else Controller.resume(run, **kw)
 
     kept: list[tuple[Any, ...]] = []
@@ -380,8 +402,18 @@ def test_an_evolution_run_killed_at_random_points_loses_and_repeats_no_evaluatio
     kills = 0
     for round_ in range(4):
         if round_ == 0:
-            command = [AGENTMEM, "evolve", "run", "--config", str(config), "--run-dir", str(run), "--quiet",
-                       *model_flags(proxy), *_jail_flags()]
+            command = [
+                AGENTMEM,
+                "evolve",
+                "run",
+                "--config",
+                str(config),
+                "--run-dir",
+                str(run),
+                "--quiet",
+                *model_flags(proxy),
+                *_jail_flags(),
+            ]
         else:
             command = [AGENTMEM, "evolve", "resume", str(run), "--quiet"]
         if round_ == 1:  # this time the server fails instead: the run stops by itself, with one line
@@ -390,8 +422,9 @@ def test_an_evolution_run_killed_at_random_points_loses_and_repeats_no_evaluatio
             assert_one_line_stop(stopped, resume_hint=f"agentmem evolve resume {run}")
             proxy.ok_first, proxy.fault = 0, "ok"
         else:
-            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                    cwd=tmp_path)
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+            )
             # a run asks for about 10 tool calls (one per question); kill at a random one of the next few
             killed = _kill_at_request(proxy, proc, rng.randint(1, 6), rng.choice([0.0, rng.uniform(0.01, 0.5)]))
             output, _ = proc.communicate(timeout=600)
@@ -407,8 +440,14 @@ def test_an_evolution_run_killed_at_random_points_loses_and_repeats_no_evaluatio
     assert kills >= 1
     # the kill -9 took the pool and the sandboxes with it, or they end on their own
     assert wait_gone(scratch_tmp) == []
-    final = subprocess.run([AGENTMEM, "evolve", "resume", str(run), "--quiet"], capture_output=True, text=True, env=env,
-                           cwd=tmp_path, timeout=600)
+    final = subprocess.run(
+        [AGENTMEM, "evolve", "resume", str(run), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert final.returncode == 0 and "Traceback" not in final.stdout + final.stderr, final.stdout + final.stderr
     after = _evaluations(run)
     assert after[: len(kept)] == kept

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +21,9 @@ KEY_LESSON = "Take the key before you try to open a locked door or chest."
 class ScriptedLLM:
     """A fake LLM for plumbing tests: answers each schema from a script and records every call."""
 
-    def __init__(self, lessons: list[list[str]] | None = None, steps: list[int] | None = None, fail: bool = False) -> None:
+    def __init__(
+        self, lessons: list[list[str]] | None = None, steps: list[int] | None = None, fail: bool = False
+    ) -> None:
         self.lessons = list(lessons or [])
         self.steps = steps
         self.fail = fail
@@ -42,17 +44,21 @@ class ScriptedLLM:
 
 
 def _memory(tmp_path, embedder, llm=None, **params) -> HierarchicalMemory:
-    toolkit = Toolkit(scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder, namespace="hierarchical")
+    toolkit = Toolkit(
+        scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder, namespace="hierarchical"
+    )
     return HierarchicalMemory(toolkit, params)
 
 
 def _t(minute: int) -> datetime:
-    return datetime(2024, 5, 1, 10, minute, tzinfo=timezone.utc)
+    return datetime(2024, 5, 1, 10, minute, tzinfo=UTC)
 
 
 def chest_episode() -> Episode:
     events = [
-        Event.observation("You are in a cellar. A locked chest stands here and a key lies on the table.", timestamp=_t(0)),
+        Event.observation(
+            "You are in a cellar. A locked chest stands here and a key lies on the table.", timestamp=_t(0)
+        ),
         Event.tool_call("take", {"object": "key"}, timestamp=_t(1)),
         Event.observation("You take the key.", timestamp=_t(2)),
         Event.tool_call("unlock", {"object": "chest", "with": "key"}, timestamp=_t(3)),
@@ -64,12 +70,16 @@ def chest_episode() -> Episode:
 
 def door_episode() -> Episode:
     events = [
-        Event.observation("You are in a hall. A locked door leads north and a key lies on the floor.", timestamp=_t(10)),
+        Event.observation(
+            "You are in a hall. A locked door leads north and a key lies on the floor.", timestamp=_t(10)
+        ),
         Event.tool_call("open", {"object": "door"}, timestamp=_t(11)),
         Event.observation("The door is locked.", timestamp=_t(12)),
         Event.tool_call("go", {"direction": "north"}, timestamp=_t(13)),
         Event.observation("You can't go that way: the door is locked.", timestamp=_t(14)),
-        Event.outcome("Failed: the door stayed locked because the key was not taken first.", reward=0.0, timestamp=_t(15)),
+        Event.outcome(
+            "Failed: the door stayed locked because the key was not taken first.", reward=0.0, timestamp=_t(15)
+        ),
     ]
     return Episode(task="open the locked door", events=events, success=False, reward=0.0)
 
@@ -102,7 +112,9 @@ def test_reflect_builds_query_interaction_and_insight_nodes_with_edges(tmp_path,
     assert tasks["open the locked door"].success is False
     assert "key was not taken" in (tasks["open the locked door"].outcome or "")
     # the query graph: the door task links to the similar chest task
-    assert [(e.src, e.dst) for e in g.query_edges] == [(tasks["open the locked door"].id, tasks["find the key and open the chest"].id)]
+    assert [(e.src, e.dst) for e in g.query_edges] == [
+        (tasks["open the locked door"].id, tasks["find the key and open the chest"].id)
+    ]
     # the interaction tier: condensed steps keep tool calls and their event ids
     chest_steps = next(i.steps for i in g.interactions if i.query_id == tasks["find the key and open the chest"].id)
     assert "take(object=key)" in [s.text for s in chest_steps]
@@ -146,11 +158,21 @@ def test_recall_returns_both_tiers_labelled_without_calling_the_llm(tmp_path, em
 
 def test_traversal_along_the_query_graph_reaches_a_neighbours_trajectory(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, k_queries=1, hops=1, k_trajectories=3, edge_k=1, edge_threshold=0.0)
-    memory.import_items([
-        {"task": "bake sourdough bread", "steps": ["mix flour and starter", "bake at 230C for 40 minutes"], "success": True},
-        {"task": "preheat the oven for baking", "steps": ["turn the dial to 230C", "wait 20 minutes"], "success": True},
-        {"task": "repair a flat bicycle tyre", "steps": ["remove the wheel", "patch the tube"], "success": True},
-    ])
+    memory.import_items(
+        [
+            {
+                "task": "bake sourdough bread",
+                "steps": ["mix flour and starter", "bake at 230C for 40 minutes"],
+                "success": True,
+            },
+            {
+                "task": "preheat the oven for baking",
+                "steps": ["turn the dial to 230C", "wait 20 minutes"],
+                "success": True,
+            },
+            {"task": "repair a flat bicycle tyre", "steps": ["remove the wheel", "patch the tube"], "success": True},
+        ]
+    )
     g = memory.graph()
     ids = {q.task: q.id for q in g.queries}
     bread = ids["bake sourdough bread"]
@@ -167,10 +189,12 @@ def test_traversal_along_the_query_graph_reaches_a_neighbours_trajectory(tmp_pat
 
 def test_recall_prefers_successful_trajectories(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, k_trajectories=1, prefer_success=0.9)
-    memory.import_items([
-        {"task": "open the locked door", "steps": ["open(object=door)"], "success": False},
-        {"task": "open the locked door", "steps": ["take(object=key)", "unlock(object=door)"], "success": True},
-    ])
+    memory.import_items(
+        [
+            {"task": "open the locked door", "steps": ["open(object=door)"], "success": False},
+            {"task": "open the locked door", "steps": ["take(object=key)", "unlock(object=door)"], "success": True},
+        ]
+    )
     got = memory.recall(Query(text="open the locked door", budget_tokens=300))
     assert len(got.items) == 1 and "(succeeded" in got.items[0].content
     memory.close()
@@ -178,15 +202,21 @@ def test_recall_prefers_successful_trajectories(tmp_path, embedder):
 
 def test_recall_stays_within_the_token_budget_and_reports_what_it_cut(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, k_queries=5, k_trajectories=5, k_insights=4, insight_budget_share=0.3)
-    memory.import_items([
-        {
-            "task": f"cook recipe number {n} with tomatoes",
-            "steps": [f"chop {n} tomatoes finely", "simmer the sauce for twenty minutes", "season with salt and basil"],
-            "success": True,
-            "insights": [f"Taste the sauce before serving recipe {n}."],
-        }
-        for n in range(8)
-    ])
+    memory.import_items(
+        [
+            {
+                "task": f"cook recipe number {n} with tomatoes",
+                "steps": [
+                    f"chop {n} tomatoes finely",
+                    "simmer the sauce for twenty minutes",
+                    "season with salt and basil",
+                ],
+                "success": True,
+                "insights": [f"Taste the sauce before serving recipe {n}."],
+            }
+            for n in range(8)
+        ]
+    )
     for budget in (40, 80, 150):
         got = memory.recall(Query(text="how do I cook a tomato sauce", budget_tokens=budget))
         assert got.tokens <= budget
@@ -202,7 +232,9 @@ def test_recall_stays_within_the_token_budget_and_reports_what_it_cut(tmp_path, 
 
 def test_a_long_trajectory_is_cut_to_its_most_relevant_steps_when_the_budget_is_tight(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, k_insights=0, k_trajectories=1)
-    steps = [f"walk past painting number {n} in the gallery" for n in range(12)] + ["the guard said the vault code is 4512"]
+    steps = [f"walk past painting number {n} in the gallery" for n in range(12)] + [
+        "the guard said the vault code is 4512"
+    ]
     memory.import_items([{"task": "museum visit", "steps": steps}])
     got = memory.recall(Query(text="what is the vault code", budget_tokens=40))
     assert len(got.items) == 1 and got.tokens <= 40
@@ -281,10 +313,22 @@ def test_import_items_rejects_bad_input_in_one_line_and_keeps_what_was_stored(tm
 
 def test_import_items_links_tasks_of_one_batch_and_merges_identical_insights(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, edge_threshold=0.3)
-    ids = memory.import_items([
-        {"task": "open the red door", "steps": ["take key", "unlock door"], "success": True, "insights": [KEY_LESSON]},
-        {"task": "open the blue door", "steps": ["take key", "unlock door"], "success": True, "insights": [KEY_LESSON]},
-    ])
+    ids = memory.import_items(
+        [
+            {
+                "task": "open the red door",
+                "steps": ["take key", "unlock door"],
+                "success": True,
+                "insights": [KEY_LESSON],
+            },
+            {
+                "task": "open the blue door",
+                "steps": ["take key", "unlock door"],
+                "success": True,
+                "insights": [KEY_LESSON],
+            },
+        ]
+    )
     g = memory.graph()
     assert [(e.src, e.dst) for e in g.query_edges] == [(ids[1], ids[0])]
     assert len(g.insights) == 1 and g.insights[0].support == 2
@@ -293,7 +337,9 @@ def test_import_items_links_tasks_of_one_batch_and_merges_identical_insights(tmp
 
 def test_served_insights_gain_and_lose_utility_with_outcomes(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, ScriptedLLM(lessons=[[], []]))
-    memory.import_items([{"task": "open the red door", "steps": ["take key"], "success": True, "insights": [KEY_LESSON]}])
+    memory.import_items(
+        [{"task": "open the red door", "steps": ["take key"], "success": True, "insights": [KEY_LESSON]}]
+    )
     memory.recall(Query(text="open the green door", budget_tokens=300))
     memory.reflect(Episode(task="open the green door", success=False))
     assert memory.graph().insights[0].utility == -1.0

@@ -105,7 +105,11 @@ def test_meter_counts_per_caller_and_is_thread_safe():
     by = meter.by_caller()
     assert by["episodic.recall"].calls == 2000 and by["(untagged)"].cache_hits == 2000
     snap = json.loads(json.dumps(meter.snapshot()))
-    assert snap["total"]["calls"] == 4001 and set(snap["by_caller"]) == {"episodic.recall", "episodic.reflect", "(untagged)"}
+    assert snap["total"]["calls"] == 4001 and set(snap["by_caller"]) == {
+        "episodic.recall",
+        "episodic.reflect",
+        "(untagged)",
+    }
     meter.reset()
     assert meter.total().calls == 0 and meter.by_caller() == {}
 
@@ -213,7 +217,7 @@ def test_structured_repairs_once_then_gives_up():
     assert "value" in repair and "Field required" in repair
     assert fake.requests[0]["response_format"]["type"] == "json_schema"
 
-    llm = _remote(_Fake("no json here", "```json\n{\"subject\": 1}\n```"))
+    llm = _remote(_Fake("no json here", '```json\n{"subject": 1}\n```'))
     with pytest.raises(LLMError, match="did not return a valid Fact after a repair attempt"):
         llm.structured([{"role": "user", "content": "x"}], Fact)
 
@@ -314,9 +318,9 @@ def _wait_gone(pid: int, seconds: float) -> bool:
 
 @pytest.mark.llm
 def test_local_server_starts_answers_and_stops_without_orphans():
-    from agentmem.llm.models import ensure_model
-
     import httpx
+
+    from agentmem.llm.models import ensure_model
 
     with LocalServer(ensure_model(), n_ctx=2048) as server:
         assert server.api_base.startswith("http://127.0.0.1:") and server.api_base.endswith("/v1")
@@ -342,7 +346,9 @@ def test_local_server_dies_with_a_killed_parent(tmp_path):
         time.sleep(600)
         """
     )
-    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "server.log")], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "server.log")], stdout=subprocess.PIPE, text=True
+    )
     try:
         pid = int(parent.stdout.readline())
         assert _group_members(pid)

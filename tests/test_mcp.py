@@ -41,7 +41,8 @@ def _stdio(store: Path, *extra: str) -> Any:
     from mcp import StdioServerParameters
 
     return StdioServerParameters(
-        command=AGENTMEM, args=["mcp", "--memory", "episodic", "--store-dir", str(store), "--user", "ann", *extra],
+        command=AGENTMEM,
+        args=["mcp", "--memory", "episodic", "--store-dir", str(store), "--user", "ann", *extra],
         env=_env(store.parent),
     )
 
@@ -72,8 +73,22 @@ def _free_port() -> int:
 
 def _start_http(store: Path, port: int) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [AGENTMEM, "mcp", "--transport", "http", "--port", str(port), "--memory", "episodic", "--store-dir", str(store)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(store.parent),
+        [
+            AGENTMEM,
+            "mcp",
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+            "--memory",
+            "episodic",
+            "--store-dir",
+            str(store),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(store.parent),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -158,16 +173,23 @@ def test_stdio_round_trip_isolation_delete_and_restart(tmp_path: Path) -> None:
 def test_second_server_on_the_same_store_is_refused_in_one_line(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with MemoryService("episodic", store):
-        proc = subprocess.run([AGENTMEM, "mcp", "--store-dir", str(store)], capture_output=True, text=True,
-                              env=_env(tmp_path), timeout=120, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [AGENTMEM, "mcp", "--store-dir", str(store)],
+            capture_output=True,
+            text=True,
+            env=_env(tmp_path),
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
     assert proc.returncode == 2
     assert "already served by another agentmem mcp" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_help_documents_both_transports() -> None:
-    proc = subprocess.run([AGENTMEM, "mcp", "--help"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "120"})
+    proc = subprocess.run(
+        [AGENTMEM, "mcp", "--help"], capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"}
+    )
     assert proc.returncode == 0
     text = proc.stdout
     assert "stdio" in text and "http" in text and "127.0.0.1" in text and "--transport" in text
@@ -181,13 +203,15 @@ def test_http_concurrent_clients_crash_and_restart(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}/mcp"
     proc = _start_http(store, port)
     try:
+
         async def clients() -> dict[str, list[str]]:
             async def one(user: str) -> list[str]:
                 ids = []
                 async with Client(url) as client:
                     for i in range(3):
-                        got = await _call(client, "add_memory", text=f"{user} note {i}: {user} likes colour number {i}",
-                                          user_id=user)
+                        got = await _call(
+                            client, "add_memory", text=f"{user} note {i}: {user} likes colour number {i}", user_id=user
+                        )
                         ids.append(got["id"])
                 return ids
 
@@ -241,9 +265,11 @@ def test_service_recovers_an_unapplied_write_exactly_once(tmp_path: Path) -> Non
     import sqlite3
 
     with sqlite3.connect(store / "ledger.sqlite") as db:  # what a crash mid-add leaves behind
-        db.execute("INSERT INTO memories (id, user_id, agent_id, text, metadata, created_at, applied)"
-                   " VALUES ('crash0000000001', 'ann', 'default', 'Ann parks on level 3', '{}', ?, 0)",
-                   (kept.created_at,))
+        db.execute(
+            "INSERT INTO memories (id, user_id, agent_id, text, metadata, created_at, applied)"
+            " VALUES ('crash0000000001', 'ann', 'default', 'Ann parks on level 3', '{}', ?, 0)",
+            (kept.created_at,),
+        )
     with MemoryService("episodic", store) as service:
         found = service.search("where does Ann park", user_id="ann")
         assert "level 3" in "\n".join(h.content for h in found.hits)
@@ -283,12 +309,13 @@ def test_service_rejects_bad_input_in_one_line(tmp_path: Path) -> None:
 def test_service_threads_on_one_user_lose_nothing(tmp_path: Path) -> None:
     errors: list[BaseException] = []
     with MemoryService("episodic", tmp_path / "store") as service:
+
         def writer(n: int) -> None:
             try:
                 for i in range(3):
                     service.add(f"thread {n} fact {i}", user_id="ann")
                     service.search(f"fact {i}", user_id="ann")
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
@@ -307,7 +334,9 @@ def test_service_threads_on_one_user_lose_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.llm
 @pytest.mark.timeout(900)
-def test_semantic_memory_over_the_service_keeps_fact_history_and_forgets_for_real(tmp_path: Path, local_llm: Any) -> None:
+def test_semantic_memory_over_the_service_keeps_fact_history_and_forgets_for_real(
+    tmp_path: Path, local_llm: Any
+) -> None:
     """With semantic memory, facts are extracted by the real local model; deleting the memory removes its facts."""
     store = tmp_path / "store"
     with MemoryService("semantic", store, llm=local_llm) as service:

@@ -65,7 +65,14 @@ def test_delta_reports_only_what_changed():
         meter.record("a", 1, 2, 0.25)
         meter.record("b", 3, 4, 0.5, error=True)
     spent = meter.delta(before)
-    assert spent["total"] == {"calls": 2, "prompt_tokens": 4, "completion_tokens": 6, "seconds": 0.75, "cache_hits": 0, "errors": 1}
+    assert spent["total"] == {
+        "calls": 2,
+        "prompt_tokens": 4,
+        "completion_tokens": 6,
+        "seconds": 0.75,
+        "cache_hits": 0,
+        "errors": 1,
+    }
     assert set(spent["by_caller"]) == {"a", "b"} and spent["by_caller"]["a"]["calls"] == 1
     assert spent["by_tag"] == {"task": {"new": spent["total"]}}
     assert meter.delta(meter.snapshot())["total"]["calls"] == 0
@@ -88,13 +95,19 @@ def test_scope_is_exact_while_other_threads_share_the_meter():
         for _ in range(50):
             meter.record("noise", 1, 1, 0.0)
 
-    threads = [threading.Thread(target=run, args=("a", 30)), threading.Thread(target=run, args=("b", 70)), threading.Thread(target=noise)]
+    threads = [
+        threading.Thread(target=run, args=("a", 30)),
+        threading.Thread(target=run, args=("b", 70)),
+        threading.Thread(target=noise),
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert results["a"]["total"]["calls"] == 30 and list(results["a"]["by_caller"]) == ["a.op"]
-    assert results["b"]["total"]["calls"] == 70 and results["b"]["by_tag"] == {"candidate": {"b": results["b"]["total"]}}
+    assert results["b"]["total"]["calls"] == 70 and results["b"]["by_tag"] == {
+        "candidate": {"b": results["b"]["total"]}
+    }
     assert meter.total().calls == 150
     assert meter.by_tag("candidate")["a"].calls == 30
 
@@ -137,7 +150,12 @@ def test_llm_calls_and_cache_hits_are_metered_under_the_context(tmp_path):
         message = type("M", (), {"content": "ok"})()
         return type("R", (), {"usage": usage, "choices": [type("C", (), {"message": message})()]})()
 
-    llm = LLM("openai/fake", api_base="http://127.0.0.1:1/v1", settings=Settings(cache=False), cache=DiskCache(tmp_path / "c.sqlite"))
+    llm = LLM(
+        "openai/fake",
+        api_base="http://127.0.0.1:1/v1",
+        settings=Settings(cache=False),
+        cache=DiskCache(tmp_path / "c.sqlite"),
+    )
     llm._completion = fake  # type: ignore[method-assign]
     msgs = [{"role": "user", "content": "x"}]
     with llm.meter.scope(env="locomo", task="conv-1") as spent:

@@ -53,8 +53,10 @@ class RecordingModel:
 
 def history_events() -> list[Event]:
     """The same events each time (ids and times fixed), so that two memories fed them hold the same."""
-    return [Event.message(text, speaker=speaker, session_id="s1", id=f"e{n}", timestamp=datetime(2023, 5, 8, 13, n))
-            for n, (speaker, text) in enumerate(HISTORY)]
+    return [
+        Event.message(text, speaker=speaker, session_id="s1", id=f"e{n}", timestamp=datetime(2023, 5, 8, 13, n))
+        for n, (speaker, text) in enumerate(HISTORY)
+    ]
 
 
 class OneQuestionEnvironment(Environment):
@@ -64,8 +66,11 @@ class OneQuestionEnvironment(Environment):
     primary_metric: ClassVar[str] = "exact_match"
 
     def __init__(self, question: str = QUESTION, answer: str = "Porto") -> None:
-        self.task = Task(id="t1", sessions=[Session(id="s1", events=history_events())],
-                         questions=[Question(id="q1", text=question, answer=answer)])
+        self.task = Task(
+            id="t1",
+            sessions=[Session(id="s1", events=history_events())],
+            questions=[Question(id="q1", text=question, answer=answer)],
+        )
         self.answers: list[Any] = []
 
     def tasks(self, split: Split = "validation", limit: int | None = None) -> list[Task]:
@@ -81,9 +86,16 @@ class OneQuestionEnvironment(Environment):
             answer = agent.answer(question.text, context={})
             self.answers.append(answer)
             ok = float(answer.text.strip().lower() == question.answer.lower())
-            results.append(QuestionResult(question_id=question.id, category="", question=question.text,
-                                          reference=question.answer, prediction=answer.text,
-                                          metrics={"exact_match": ok}))
+            results.append(
+                QuestionResult(
+                    question_id=question.id,
+                    category="",
+                    question=question.text,
+                    reference=question.answer,
+                    prediction=answer.text,
+                    metrics={"exact_match": ok},
+                )
+            )
         return TaskResult(task_id=task.id, questions=results)
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:
@@ -147,8 +159,15 @@ def test_scoring_never_lets_memory_observe_the_agents_own_answers(tmp_path: Path
     def spies(scope: Scope, stores: Stores, llm: Any, embedder: Any, params: Any) -> list[MemoryProgram]:
         return [Spy(None)]  # type: ignore[arg-type]
 
-    run_eval(OneQuestionEnvironment(), ["spy"], llm=RecordingModel("Porto"), embedder=embedder, split="all",
-             workdir=tmp_path, memory_factory=spies)
+    run_eval(
+        OneQuestionEnvironment(),
+        ["spy"],
+        llm=RecordingModel("Porto"),
+        embedder=embedder,
+        split="all",
+        workdir=tmp_path,
+        memory_factory=spies,
+    )
     assert [e.content for e in seen] == [text for _, text in HISTORY]  # the task's history, not the Q&A
 
     # an SDK conversation is remembered, question and answer
@@ -191,8 +210,9 @@ def test_a_chat_turn_streams_and_a_task_answer_is_one_call_with_the_same_instruc
             yield from ("Por", "to")
 
     llm = StreamingModel()
-    with Agent(model=llm, store_dir=tmp_path, system_prompt=render("task_answer"),
-               max_reply_tokens=Agent.ANSWER_TOKENS) as agent:
+    with Agent(
+        model=llm, store_dir=tmp_path, system_prompt=render("task_answer"), max_reply_tokens=Agent.ANSWER_TOKENS
+    ) as agent:
         assert agent.chat(QUESTION).text == "Porto"
         assert agent.answer(QUESTION).text == "Porto"
     streamed, called = llm.prompts

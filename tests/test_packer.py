@@ -12,9 +12,9 @@ def _cands(*specs: tuple[str, float, float]) -> list[Candidate]:
 
 
 CANDS = _cands(
-    ("alpha beta gamma delta epsilon zeta", 0.2, 1.0),   # 7 tokens ("epsilon" is two pieces)
-    ("one two", 0.9, 3.0),                               # 2 tokens
-    ("three four five", 0.5, 2.0),                       # 3 tokens
+    ("alpha beta gamma delta epsilon zeta", 0.2, 1.0),  # 7 tokens ("epsilon" is two pieces)
+    ("one two", 0.9, 3.0),  # 2 tokens
+    ("three four five", 0.5, 2.0),  # 3 tokens
 )
 
 

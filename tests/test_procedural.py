@@ -53,19 +53,28 @@ ANSWERS = {
     ),
     WorkflowDraft: WorkflowDraft(
         goal="Book a table for 4 people",
-        steps=["Find the restaurant with search_restaurants", "Call book_table with date 2025-03-14 and party_size 4",
-               "Tell the user the booking reference"],
+        steps=[
+            "Find the restaurant with search_restaurants",
+            "Call book_table with date 2025-03-14 and party_size 4",
+            "Tell the user the booking reference",
+        ],
     ),
-    SuccessDraft: SuccessDraft(situation="booking a restaurant table",
-                               patterns=["Use the ISO date format YYYY-MM-DD", "Confirm the party size first"]),
-    ComparativeDraft: ComparativeDraft(situation="booking a restaurant table",
-                                       insight="The success sent the date as YYYY-MM-DD, the failure as DD/MM/YYYY."),
+    SuccessDraft: SuccessDraft(
+        situation="booking a restaurant table",
+        patterns=["Use the ISO date format YYYY-MM-DD", "Confirm the party size first"],
+    ),
+    ComparativeDraft: ComparativeDraft(
+        situation="booking a restaurant table",
+        insight="The success sent the date as YYYY-MM-DD, the failure as DD/MM/YYYY.",
+    ),
     AdaptedAdvice: AdaptedAdvice(advice=["For this booking, send next Friday's date as YYYY-MM-DD."]),
 }
 
 
 def _memory(tmp_path, embedder, llm=None, **params) -> ProceduralMemory:
-    toolkit = Toolkit(scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder, namespace="procedural")
+    toolkit = Toolkit(
+        scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder, namespace="procedural"
+    )
     return ProceduralMemory(toolkit, params)
 
 
@@ -86,8 +95,10 @@ def successful_booking(task: str = "Book a table at Sakura for 4 people on March
         Event.observation("Found Sakura (id 17)."),
     ]
     if retry:
-        events += [Event.tool_call("book_table", {"restaurant": "Sakura", "date": "14/03/2025", "party_size": 4}),
-                   Event.observation(DATE_ERROR)]
+        events += [
+            Event.tool_call("book_table", {"restaurant": "Sakura", "date": "14/03/2025", "party_size": 4}),
+            Event.observation(DATE_ERROR),
+        ]
     events += [
         Event.tool_call("book_table", {"restaurant": "Sakura", "date": "2025-03-14", "party_size": 4}),
         Event.observation("Booked: reference BK-2291."),
@@ -97,15 +108,31 @@ def successful_booking(task: str = "Book a table at Sakura for 4 people on March
 
 
 LESSONS = [
-    {"kind": "failure_trigger", "when_to_use": "booking a restaurant table",
-     "content": "When booking a restaurant table: give the date as YYYY-MM-DD, not DD/MM.", "task": "book a table for 4"},
-    {"kind": "workflow", "when_to_use": "reserve a table at a restaurant",
-     "content": "Reserve a table: 1. search_restaurants(<name>). 2. book_table(<date>, <party_size>). 3. confirm.",
-     "task": "reserve a table at Sakura", "metadata": {"event_ids": ["D3:4"]}},
-    {"kind": "success_pattern", "when_to_use": "sending an email to a colleague",
-     "content": "When sending an email: look up the address with find_contact first.", "task": "email Bob the report"},
-    {"kind": "failure_trigger", "when_to_use": "setting a thermostat in the smart home",
-     "content": "When setting a thermostat: temperatures are in Celsius, not Fahrenheit.", "task": "set the heating to 21"},
+    {
+        "kind": "failure_trigger",
+        "when_to_use": "booking a restaurant table",
+        "content": "When booking a restaurant table: give the date as YYYY-MM-DD, not DD/MM.",
+        "task": "book a table for 4",
+    },
+    {
+        "kind": "workflow",
+        "when_to_use": "reserve a table at a restaurant",
+        "content": "Reserve a table: 1. search_restaurants(<name>). 2. book_table(<date>, <party_size>). 3. confirm.",
+        "task": "reserve a table at Sakura",
+        "metadata": {"event_ids": ["D3:4"]},
+    },
+    {
+        "kind": "success_pattern",
+        "when_to_use": "sending an email to a colleague",
+        "content": "When sending an email: look up the address with find_contact first.",
+        "task": "email Bob the report",
+    },
+    {
+        "kind": "failure_trigger",
+        "when_to_use": "setting a thermostat in the smart home",
+        "content": "When setting a thermostat: temperatures are in Celsius, not Fahrenheit.",
+        "task": "set the heating to 21",
+    },
 ]
 
 
@@ -168,18 +195,32 @@ def test_a_success_yields_a_workflow_with_placeholders_and_success_patterns(tmp_
 
 def test_copied_trajectory_lines_are_not_kept_as_steps_or_patterns(tmp_path, embedder):
     parrot = {
-        WorkflowDraft: WorkflowDraft(goal="Book a table", steps=[
-            "1. call search_restaurants(name='Sakura')", "result: Found Sakura (id 17).",
-            "2. call book_table(restaurant='Sakura', date='2025-03-14', party_size=4)", "outcome (reward 1): The table is booked."]),
-        SuccessDraft: SuccessDraft(situation="booking a table", patterns=[
-            "call book_table(restaurant='Sakura', date='2025-03-14', party_size=4)", "Search for the restaurant before booking it"]),
+        WorkflowDraft: WorkflowDraft(
+            goal="Book a table",
+            steps=[
+                "1. call search_restaurants(name='Sakura')",
+                "result: Found Sakura (id 17).",
+                "2. call book_table(restaurant='Sakura', date='2025-03-14', party_size=4)",
+                "outcome (reward 1): The table is booked.",
+            ],
+        ),
+        SuccessDraft: SuccessDraft(
+            situation="booking a table",
+            patterns=[
+                "call book_table(restaurant='Sakura', date='2025-03-14', party_size=4)",
+                "Search for the restaurant before booking it",
+            ],
+        ),
     }
     memory = _memory(tmp_path, embedder, ScriptedLLM(parrot))
     memory.reflect(successful_booking())
     assert memory.items("workflow")[0].metadata["steps"] == [
-        "call search_restaurants(name='<name>')", "call book_table(restaurant='<name>', date='<date>', party_size=<party_size>)"]
+        "call search_restaurants(name='<name>')",
+        "call book_table(restaurant='<name>', date='<date>', party_size=<party_size>)",
+    ]
     assert [i.content for i in memory.items("success_pattern")] == [
-        "When booking a table: Search for the restaurant before booking it."]
+        "When booking a table: Search for the restaurant before booking it."
+    ]
     memory.close()
 
 
@@ -210,8 +251,10 @@ def test_without_an_llm_reflect_still_keeps_what_the_events_show(tmp_path, embed
     memory.reflect(successful_booking(task="Reserve a table at Sakura for 4 people on March 14"))
     kinds = {i.kind: i for i in memory.items()}
     assert DATE_ERROR in kinds["failure_trigger"].content
-    assert kinds["workflow"].metadata["steps"] == ["call search_restaurants(name=<name>)",
-                                                   "call book_table(restaurant=<restaurant>, date=<date>, party_size=<party_size>)"]
+    assert kinds["workflow"].metadata["steps"] == [
+        "call search_restaurants(name=<name>)",
+        "call book_table(restaurant=<restaurant>, date=<date>, party_size=<party_size>)",
+    ]
     assert "2025-03-14" in kinds["comparative"].content and "14/03/2025" in kinds["comparative"].content
     memory.close()
 
@@ -251,9 +294,13 @@ def test_a_similar_past_episode_with_the_opposite_outcome_yields_a_comparative_i
     assert "YYYY-MM-DD" in comparative[0].content
     assert len(comparative[0].metadata["episode_ids"]) == 2
     # an unrelated past episode with the opposite outcome gives no comparison
-    memory.reflect(Episode(task="Turn on the garden sprinklers at 6am", success=True,
-                           events=[Event.tool_call("sprinkler_on", {"time": "06:00"}),
-                                   Event.tool_call("notify", {"text": "done"})]))
+    memory.reflect(
+        Episode(
+            task="Turn on the garden sprinklers at 6am",
+            success=True,
+            events=[Event.tool_call("sprinkler_on", {"time": "06:00"}), Event.tool_call("notify", {"text": "done"})],
+        )
+    )
     assert len(memory.items("comparative")) == 1
     memory.close()
 
@@ -301,10 +348,12 @@ def test_recall_stays_within_the_token_budget_and_reports_what_it_left_out(tmp_p
 def test_higher_utility_items_are_preferred(tmp_path, embedder):
     memory = _memory(tmp_path, embedder, top_k=1, utility_weight=0.8)
     base = {"kind": "success_pattern", "when_to_use": "booking a restaurant table"}
-    memory.import_items([
-        {**base, "content": "Call the restaurant by phone.", "retrieved": 10, "helped": 1},
-        {**base, "content": "Use the book_table tool with an ISO date.", "retrieved": 10, "helped": 9},
-    ])
+    memory.import_items(
+        [
+            {**base, "content": "Call the restaurant by phone.", "retrieved": 10, "helped": 1},
+            {**base, "content": "Use the book_table tool with an ISO date.", "retrieved": 10, "helped": 9},
+        ]
+    )
     got = memory.recall(Query(text="book a restaurant table", budget_tokens=200))
     assert "ISO date" in got.text()
     memory.close()
@@ -377,12 +426,19 @@ def test_an_item_that_keeps_not_helping_is_pruned_and_logged(tmp_path, embedder)
 
 def test_near_duplicates_of_a_kind_are_merged_with_their_counters_summed(tmp_path, embedder):
     memory = _memory(tmp_path, embedder)
-    a, b, c = memory.import_items([
-        {**LESSONS[0], "retrieved": 3, "helped": 2, "metadata": {"episode_ids": ["e1"]}},
-        {**LESSONS[0], "content": LESSONS[0]["content"].replace("not DD/MM", "not as DD/MM"),
-         "retrieved": 1, "helped": 1, "metadata": {"episode_ids": ["e2"]}},
-        {**LESSONS[0], "kind": "success_pattern"},  # same text, another kind: kept apart
-    ])
+    a, b, c = memory.import_items(
+        [
+            {**LESSONS[0], "retrieved": 3, "helped": 2, "metadata": {"episode_ids": ["e1"]}},
+            {
+                **LESSONS[0],
+                "content": LESSONS[0]["content"].replace("not DD/MM", "not as DD/MM"),
+                "retrieved": 1,
+                "helped": 1,
+                "metadata": {"episode_ids": ["e2"]},
+            },
+            {**LESSONS[0], "kind": "success_pattern"},  # same text, another kind: kept apart
+        ]
+    )
     assert memory.consolidate() == 1
     survivors = {i.id: i for i in memory.items()}
     assert set(survivors) == {a, c}
@@ -430,7 +486,9 @@ def test_items_persist_and_the_index_is_rebuilt_from_sqlite(tmp_path, embedder):
 def test_scopes_do_not_share_lessons(tmp_path, embedder):
     stores = Stores(tmp_path)
     mine = ProceduralMemory(Toolkit(scope=Scope(user_id="a"), stores=stores, embedder=embedder, namespace="procedural"))
-    theirs = ProceduralMemory(Toolkit(scope=Scope(user_id="b"), stores=stores, embedder=embedder, namespace="procedural"))
+    theirs = ProceduralMemory(
+        Toolkit(scope=Scope(user_id="b"), stores=stores, embedder=embedder, namespace="procedural")
+    )
     mine.import_items(LESSONS)
     assert theirs.recall(Query(text="book a restaurant table", budget_tokens=300)).items == []
     mine.close()
@@ -441,7 +499,9 @@ def test_scopes_do_not_share_lessons(tmp_path, embedder):
 
 
 @pytest.mark.llm
-def test_real_model_learns_a_pitfall_from_a_failure_and_recalls_it_only_for_similar_tasks(tmp_path, embedder, local_llm):
+def test_real_model_learns_a_pitfall_from_a_failure_and_recalls_it_only_for_similar_tasks(
+    tmp_path, embedder, local_llm
+):
     memory = _memory(tmp_path, embedder, local_llm)
     memory.reflect(failed_booking("Book a table at a restaurant for 4 people on March 14"))
     [trigger] = memory.items("failure_trigger")

@@ -79,7 +79,10 @@ def test_cli_plugins_list_json_shows_kind_and_broken(third_party):
     env = dict(os.environ, PYTHONPATH=str(third_party))
     proc = subprocess.run(
         [sys.executable, "-m", "agentmem.cli.main", "plugins", "list", "--json"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)

@@ -11,12 +11,14 @@ from agentmem.retrieval import BM25Index, jaccard, reciprocal_rank_fusion, token
 
 def _index() -> BM25Index:
     index = BM25Index()
-    index.add_many([
-        ("dog", "My dog Biscuit loves long walks in the park."),
-        ("sister", "My sister lives in Lisbon and works as an architect."),
-        ("cake", "Biscuit ate the birthday cake when nobody was looking."),
-        ("code", "The storage locker code is QZ4817."),
-    ])
+    index.add_many(
+        [
+            ("dog", "My dog Biscuit loves long walks in the park."),
+            ("sister", "My sister lives in Lisbon and works as an architect."),
+            ("cake", "Biscuit ate the birthday cake when nobody was looking."),
+            ("code", "The storage locker code is QZ4817."),
+        ]
+    )
     return index
 
 
@@ -26,12 +28,15 @@ def test_bm25_ranks_rare_exact_words_first_and_matches_the_formula():
     ranked = [d for d, _ in index.search("Biscuit cake", 3)]
     assert ranked[0] == "cake" and set(ranked) == {"cake", "dog"}
     # one term in one of four documents, tf 1: idf * (k1 + 1) / (1 + k1 * (1 - b + b * len / avg))
-    lengths = {d: len(tokenize(t)) for d, t in [
-        ("dog", "My dog Biscuit loves long walks in the park."),
-        ("sister", "My sister lives in Lisbon and works as an architect."),
-        ("cake", "Biscuit ate the birthday cake when nobody was looking."),
-        ("code", "The storage locker code is QZ4817."),
-    ]}
+    lengths = {
+        d: len(tokenize(t))
+        for d, t in [
+            ("dog", "My dog Biscuit loves long walks in the park."),
+            ("sister", "My sister lives in Lisbon and works as an architect."),
+            ("cake", "Biscuit ate the birthday cake when nobody was looking."),
+            ("code", "The storage locker code is QZ4817."),
+        ]
+    }
     avg = sum(lengths.values()) / 4
     idf = math.log(1 + (4 - 1 + 0.5) / (1 + 0.5))
     expected = idf * 2.2 / (1 + 1.2 * (1 - 0.75 + 0.75 * lengths["sister"] / avg))

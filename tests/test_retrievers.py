@@ -1,4 +1,6 @@
-"""The core retrievers and stages: dense, lexical, hybrid (RRF, similarity floor), recency, near-duplicates, neighbours, utility."""
+"""The core retrievers and stages: dense, lexical, hybrid (RRF, similarity floor), recency, near-duplicates,
+neighbours, utility.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +40,14 @@ def _texts(store, hits):
     return [found[h.id].text for h in hits]
 
 
-FILLER = ["We talked about the weather.", "The train was late again.", "I tried a new soup recipe.",
-          "My neighbour plays the piano.", "The storage locker code is QZ4817.", "Our team won the quiz night."]
+FILLER = [
+    "We talked about the weather.",
+    "The train was late again.",
+    "I tried a new soup recipe.",
+    "My neighbour plays the piano.",
+    "The storage locker code is QZ4817.",
+    "Our team won the quiz night.",
+]
 
 
 def test_dense_finds_paraphrases_lexical_exact_words_hybrid_both(tmp_path, embedder):
@@ -69,19 +77,28 @@ def test_recency_prefers_the_newer_of_two_and_normalises_without_weight(tmp_path
     store = _store(tmp_path, embedder, ["My favourite colour is blue.", "My favourite colour is green."])
     for newer_first in (True, False):
         hits, _ = Retrieval(HybridRetriever(), RecencyBlend(recency_weight=0.9 if newer_first else 0.0)).run(
-            store, "What is my favourite colour?", 2)
+            store, "What is my favourite colour?", 2
+        )
         assert max(h.score for h in hits) <= 1.0
         if newer_first:
             assert _texts(store, hits)[0] == "My favourite colour is green."
 
 
 def test_near_duplicates_are_dropped_and_the_list_cut_to_k(tmp_path, embedder):
-    store = _store(tmp_path, embedder, ["I love hiking in the mountains.", "I love hiking in the mountains!!",
-                                        "My brother prefers cycling by the sea."])
+    store = _store(
+        tmp_path,
+        embedder,
+        [
+            "I love hiking in the mountains.",
+            "I love hiking in the mountains!!",
+            "My brother prefers cycling by the sea.",
+        ],
+    )
     hits, _ = Retrieval(HybridRetriever(), NearDuplicateFilter()).run(store, "hiking mountains cycling", 2)
     assert sum("hiking" in t for t in _texts(store, hits)) == 1 and len(hits) == 2
     off, _ = Retrieval(HybridRetriever(bm25_weight=0.0), NearDuplicateFilter(dedup_threshold=1.0)).run(
-        store, "hiking in the mountains", 2)
+        store, "hiking in the mountains", 2
+    )
     assert sum("hiking" in t for t in _texts(store, off)) == 2
 
 
@@ -92,8 +109,13 @@ def test_neighbours_come_along_just_below_their_hit(tmp_path, embedder):
 
 
 def test_utility_lifts_items_that_helped(tmp_path, embedder):
-    store = _store(tmp_path, embedder, ["Call the restaurant by phone.", "Use the booking tool with an ISO date."],
-                   retrieved=[10, 10], helped=[1, 9])
+    store = _store(
+        tmp_path,
+        embedder,
+        ["Call the restaurant by phone.", "Use the booking tool with an ISO date."],
+        retrieved=[10, 10],
+        helped=[1, 9],
+    )
     hits, _ = Retrieval(HybridRetriever(), UtilityBlend(utility_weight=0.8)).run(store, "book a restaurant table", 1)
     assert _texts(store, hits) == ["Use the booking tool with an ISO date."]
 

@@ -24,26 +24,35 @@ AGENTMEM = str(BIN / "agentmem")
 
 def _install(path: Path) -> None:
     uv = shutil.which("uv")
-    cmd = ([uv, "pip", "install", "--python", sys.executable] if uv else [sys.executable, "-m", "pip", "install"])
+    cmd = [uv, "pip", "install", "--python", sys.executable] if uv else [sys.executable, "-m", "pip", "install"]
     subprocess.run([*cmd, "--no-deps", "-e", str(path)], check=True, capture_output=True, text=True, timeout=300)
 
 
 def _uninstall(dist: str) -> None:
     uv = shutil.which("uv")
-    cmd = [uv, "pip", "uninstall", "--python", sys.executable] if uv else [sys.executable, "-m", "pip", "uninstall", "-y"]
+    cmd = (
+        [uv, "pip", "uninstall", "--python", sys.executable] if uv else [sys.executable, "-m", "pip", "uninstall", "-y"]
+    )
     subprocess.run([*cmd, dist], capture_output=True, text=True, timeout=120)
 
 
 def _pytest(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path / "tests")],
-        cwd=path, capture_output=True, text=True, timeout=300,
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_names_are_derived_and_bad_names_get_one_clear_line(tmp_path):
     names = plugin_names("keyword-notes")
-    assert (names.dist, names.module, names.cls) == ("agentmem-keyword-notes", "agentmem_keyword_notes", "KeywordNotesMemory")
+    assert (names.dist, names.module, names.cls) == (
+        "agentmem-keyword-notes",
+        "agentmem_keyword_notes",
+        "KeywordNotesMemory",
+    )
     for bad in ("Notes", "2notes", "my notes", "notes-", "a--b", "x" * 41, "", "notes.py"):
         with pytest.raises(ConfigError) as err:
             scaffold_plugin(bad, tmp_path)
@@ -80,7 +89,9 @@ def test_the_scaffold_is_a_complete_package_whose_tests_pass(tmp_path):
 
 def test_a_scaffold_inside_the_workspace_uses_the_workspace_agentmem(tmp_path):
     # a copy of the workspace root's markers, so that the real repository is never touched
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "agentmem"\n\n[tool.uv.workspace]\nmembers = ["plugins/*"]\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "agentmem"\n\n[tool.uv.workspace]\nmembers = ["plugins/*"]\n'
+    )
     root = scaffold_plugin("inside", tmp_path / "plugins")
     assert "agentmem = { workspace = true }" in (root / "pyproject.toml").read_text()
 
@@ -102,8 +113,9 @@ def test_cli_plugin_new_prints_the_next_steps(tmp_path):
 
 
 def test_the_agentmem_command_reports_a_bad_name_in_one_line(tmp_path):
-    proc = subprocess.run([AGENTMEM, "plugin", "new", "Bad Name", "--dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [AGENTMEM, "plugin", "new", "Bad Name", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "not a valid plugin name" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2  # one line (rich may wrap it once)
@@ -139,7 +151,10 @@ def test_an_installed_scaffold_runs_in_eval(installed_plugin, tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [AGENTMEM, "eval", "--env", "locomo", "--memory", name, "--limit", "2", "--out", str(out)],
-        capture_output=True, text=True, timeout=900, env=dict(os.environ, AGENTMEM_MODEL="local"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, AGENTMEM_MODEL="local"),
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     result = json.loads(out.read_text())

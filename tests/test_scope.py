@@ -73,7 +73,8 @@ def test_chroma_server_by_configuration(tmp_path, embedder):
         port = sock.getsockname()[1]
     server = subprocess.Popen(
         [chroma, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60

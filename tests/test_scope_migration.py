@@ -43,7 +43,9 @@ class LegacyToolkit(Toolkit):
     def collection(self, name: str = "items") -> Any:
         full = f"am_{_old_safe_name(self.namespace)}_{_old_safe_name(name)}_{_old_key(self.scope)}"[:120]
         return self.stores.chroma.get_or_create_collection(
-            name=full, embedding_function=_ChromaEmbeddingFunction(self.embedder), metadata={"hnsw:space": "cosine"},
+            name=full,
+            embedding_function=_ChromaEmbeddingFunction(self.embedder),
+            metadata={"hnsw:space": "cosine"},
         )
 
     @property
@@ -57,7 +59,9 @@ class LegacyToolkit(Toolkit):
         return self._db
 
 
-def _write_old(root: Path, embedder: Any, scope: Scope, text: str, *, namespace: str = "episodic", cls: type = EpisodicMemory) -> None:
+def _write_old(
+    root: Path, embedder: Any, scope: Scope, text: str, *, namespace: str = "episodic", cls: type = EpisodicMemory
+) -> None:
     stores = Stores(root)
     memory = cls(LegacyToolkit(scope=scope, stores=stores, embedder=embedder, namespace=namespace))
     if cls is SemanticMemory:
@@ -68,7 +72,9 @@ def _write_old(root: Path, embedder: Any, scope: Scope, text: str, *, namespace:
     stores.close()
 
 
-def _open_new(root: Path, embedder: Any, scope: Scope, *, namespace: str = "episodic", cls: type = EpisodicMemory) -> Any:
+def _open_new(
+    root: Path, embedder: Any, scope: Scope, *, namespace: str = "episodic", cls: type = EpisodicMemory
+) -> Any:
     return cls(Toolkit(scope=scope, stores=Stores(root), embedder=embedder, namespace=namespace))
 
 
@@ -76,8 +82,10 @@ def _collections(root: Path) -> dict[str, int]:
     stores = Stores(root)
     try:
         function = _ChromaEmbeddingFunction(None)  # type: ignore[arg-type] - never asked to embed here
-        return {c.name: stores.chroma.get_collection(c.name, embedding_function=function).count()
-                for c in stores.chroma.list_collections()}
+        return {
+            c.name: stores.chroma.get_collection(c.name, embedding_function=function).count()
+            for c in stores.chroma.list_collections()
+        }
     finally:
         stores.close()
 
@@ -93,10 +101,13 @@ def test_a_plain_scope_keeps_its_key_and_nothing_moves(tmp_path, embedder):
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "scopes").rglob("*.sqlite")) == before
 
 
-@pytest.mark.parametrize(("first", "second"), [
-    (Scope(user_id="a\x1fb", agent_id="c"), Scope(user_id="a", agent_id="b\x1fc")),
-    (Scope(user_id="u", agent_id="x\x1fy", run_id="r"), Scope(user_id="u\x1fx", agent_id="y", run_id="r")),
-])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (Scope(user_id="a\x1fb", agent_id="c"), Scope(user_id="a", agent_id="b\x1fc")),
+        (Scope(user_id="u", agent_id="x\x1fy", run_id="r"), Scope(user_id="u\x1fx", agent_id="y", run_id="r")),
+    ],
+)
 def test_scopes_that_shared_a_key_get_their_own_and_the_writer_keeps_its_data(tmp_path, embedder, first, second):
     assert _old_key(first) == _old_key(second)  # the collision the old encoding had
     assert first.key() != second.key()
@@ -173,7 +184,12 @@ def test_a_long_program_name_no_longer_loses_the_scope_key(tmp_path, embedder, c
         assert mine in text and theirs not in text  # the SQLite rows (the truth) moved; the shared mirror did not
         # the shared collection is not claimed: each rebuilds its vectors from its own SQLite rows
         # (episodic and rag turn buffered events into items at their first recall, so count after it)
-        assert memory.toolkit.collection({SemanticMemory: "facts", EpisodicMemory: "episodes", RAGMemory: "windows"}[cls]).count() == 1
+        assert (
+            memory.toolkit.collection(
+                {SemanticMemory: "facts", EpisodicMemory: "episodes", RAGMemory: "windows"}[cls]
+            ).count()
+            == 1
+        )
         memory.close()
     names = _collections(tmp_path)
     assert len(names) == 3 and all(len(n) <= 512 for n in names)
@@ -182,9 +198,11 @@ def test_a_long_program_name_no_longer_loses_the_scope_key(tmp_path, embedder, c
 
 def test_agentmem_store_written_by_the_earlier_layout_is_found_under_the_new_one(tmp_path, embedder):
     """Old table rows (labels joined by \\x1f) and old memories (scope run_id "/".join) both come back."""
-    puts = [(("acme", "ann", "notes"), "k1", "Ann's locker is number 14."),
-            (("acme", "ann/notes"), "k2", "The ann/notes label holds the wiki password hint: tulips."),
-            (("acme", "bob"), "k3", "Bob's locker is number 52.")]
+    puts = [
+        (("acme", "ann", "notes"), "k1", "Ann's locker is number 14."),
+        (("acme", "ann/notes"), "k2", "The ann/notes label holds the wiki password hint: tulips."),
+        (("acme", "bob"), "k3", "Bob's locker is number 52."),
+    ]
     table = tmp_path / "langgraph-store.sqlite"
     conn = sqlite3.connect(table)
     conn.executescript("""CREATE TABLE kv (namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -193,12 +211,24 @@ def test_agentmem_store_written_by_the_earlier_layout_is_found_under_the_new_one
     stores = Stores(tmp_path / "memory")
     for n, (namespace, key, text) in enumerate(puts):
         event_id = f"event{n:011d}"
-        conn.execute("INSERT INTO kv VALUES (?,?,?,?,?,?)", ("\x1f".join(namespace), key, json.dumps({"content": text}),
-                                                             event_id, "2025-01-01T00:00:00+00:00", "2025-01-01T00:00:00+00:00"))
+        conn.execute(
+            "INSERT INTO kv VALUES (?,?,?,?,?,?)",
+            (
+                "\x1f".join(namespace),
+                key,
+                json.dumps({"content": text}),
+                event_id,
+                "2025-01-01T00:00:00+00:00",
+                "2025-01-01T00:00:00+00:00",
+            ),
+        )
         scope = Scope(user_id="default", agent_id="langgraph-store", run_id="/".join(namespace))
         memory = EpisodicMemory(LegacyToolkit(scope=scope, stores=stores, embedder=embedder, namespace="episodic"))
-        memory.observe(Event.message(text, session_id="/".join(namespace), id=event_id,
-                                     metadata={"namespace": list(namespace), "key": key}))
+        memory.observe(
+            Event.message(
+                text, session_id="/".join(namespace), id=event_id, metadata={"namespace": list(namespace), "key": key}
+            )
+        )
         memory.close()
     conn.commit()
     conn.close()

@@ -16,6 +16,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,24 @@ from agentmem.types import Event, Query, Scope
 from tests.helpers import HashEmbedder
 
 # parts that collided before: the old separator inside a part, and "" next to None
-_TRICKY = ["a", "b", "a\x1fb", "b\x1f", "\x1fb", "\x1f", "", "x/y", "x", "y", "ann", "ann/notes", "é", "a b", "a-b", "a_b"]
+_TRICKY = [
+    "a",
+    "b",
+    "a\x1fb",
+    "b\x1f",
+    "\x1fb",
+    "\x1f",
+    "",
+    "x/y",
+    "x",
+    "y",
+    "ann",
+    "ann/notes",
+    "é",
+    "a b",
+    "a-b",
+    "a_b",
+]
 _PART = st.one_of(st.sampled_from(_TRICKY), st.text(max_size=12))
 _SCOPES = st.builds(Scope, user_id=_PART, agent_id=_PART, run_id=st.one_of(st.none(), _PART))
 
@@ -53,9 +71,24 @@ def _families(draw: st.DrawFn) -> list[Scope]:
 def _old_key(scope: Scope) -> str:
     raw = f"{scope.user_id}\x1f{scope.agent_id}\x1f{scope.run_id or ''}"
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
 # names that one spelling used to cover: punctuation, case of the old "-" mapping, long names
 _NAMES = st.one_of(
-    st.sampled_from(["notes", "my_notes", "my-notes", "my notes", "my.notes", "-my-notes-", "n" * 99, "n" * 100, "n" * 101, "x" * 130]),
+    st.sampled_from(
+        [
+            "notes",
+            "my_notes",
+            "my-notes",
+            "my notes",
+            "my.notes",
+            "-my-notes-",
+            "n" * 99,
+            "n" * 100,
+            "n" * 101,
+            "x" * 130,
+        ]
+    ),
     st.text(min_size=1, max_size=40),
 )
 # what chroma accepts as a collection name
@@ -112,9 +145,13 @@ def _write(memory: MemoryProgram, token: str) -> None:
     elif name == "semantic":
         memory.import_items([text])  # type: ignore[attr-defined]
     elif name == "procedural":
-        memory.import_items([{"kind": "workflow", "when_to_use": f"asked for the secret word {token}", "content": text}])  # type: ignore[attr-defined]
+        memory.import_items(
+            [{"kind": "workflow", "when_to_use": f"asked for the secret word {token}", "content": text}]
+        )  # type: ignore[attr-defined]
     elif name == "hierarchical":
-        memory.import_items([{"task": f"find the secret word {token}", "steps": [text], "outcome": text, "success": True}])  # type: ignore[attr-defined]
+        memory.import_items(
+            [{"task": f"find the secret word {token}", "steps": [text], "outcome": text, "success": True}]
+        )  # type: ignore[attr-defined]
     else:  # rag, full-context, none: observe, then end the session
         memory.observe(Event.message(text, speaker="user", session_id="s1"))
         from agentmem.types import Episode
@@ -149,8 +186,14 @@ def test_scopes_never_see_each_others_items(plugin: str, shared_root: Path) -> N
     def check(family: list[Scope], stranger: Scope, data: st.DataObject) -> None:
         # scopes and program names that shared files or collections before (and one unrelated scope)
         names = [cls.name, "my_notes", "my-notes", "my notes"]
-        owners = data.draw(st.lists(st.tuples(st.sampled_from([*family, stranger]), st.sampled_from(names)),
-                                    min_size=2, max_size=3, unique=True))
+        owners = data.draw(
+            st.lists(
+                st.tuples(st.sampled_from([*family, stranger]), st.sampled_from(names)),
+                min_size=2,
+                max_size=3,
+                unique=True,
+            )
+        )
         for owner in owners:
             token = next(_TOKENS)
             memory = open_memory(*owner)

@@ -25,7 +25,9 @@ class ScriptedModel:
 
     model = "scripted"
 
-    def __init__(self, answer: str = "noted", tool: str | None = None, trigger: str = "", arguments: dict | None = None):
+    def __init__(
+        self, answer: str = "noted", tool: str | None = None, trigger: str = "", arguments: dict | None = None
+    ):
         self.answer, self.tool, self.trigger, self.arguments = answer, tool, trigger, arguments or {}
         self.prompts: list[list[dict[str, Any]]] = []
 
@@ -172,10 +174,10 @@ def test_end_thread_reflects(tmp_path: Path) -> None:
         name = "spy"
         episodes: list = []
 
-        def recall(self, query):  # noqa: ANN001, ANN201
+        def recall(self, query):
             return Recall(plugin=self.name)
 
-        def reflect(self, episode):  # noqa: ANN001, ANN201
+        def reflect(self, episode):
             Spy.episodes.append(episode)
 
     from agentmem.toolkit import Stores, Toolkit
@@ -206,7 +208,7 @@ def test_dead_api_base_is_one_line_llm_error(tmp_path: Path, monkeypatch: pytest
 # -- the real local model ----------------------------------------------------------------------------
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_thread_survives_a_restart(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
+def test_local_thread_survives_a_restart(tmp_path: Path, local_llm) -> None:
     with Agent(model=local_llm, store_dir=tmp_path) as agent:
         agent.chat("Please remember: the code word is PELICAN.", thread_id="spy")
     with Agent(model=local_llm, store_dir=tmp_path) as again:
@@ -219,7 +221,7 @@ def test_local_thread_survives_a_restart(tmp_path: Path, local_llm) -> None:  # 
 
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_model_calls_a_tool(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
+def test_local_model_calls_a_tool(tmp_path: Path, local_llm) -> None:
     seen: list[str] = []
 
     def get_weather(city: str) -> str:
@@ -236,7 +238,7 @@ def test_local_model_calls_a_tool(tmp_path: Path, local_llm) -> None:  # noqa: A
 
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_memory_crosses_threads_not_users(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
+def test_local_memory_crosses_threads_not_users(tmp_path: Path, local_llm) -> None:
     with Agent(model=local_llm, memory="episodic", user_id="ann", store_dir=tmp_path) as ann:
         ann.chat("My favourite colour is teal.", thread_id="monday")
         reply = ann.chat("What is my favourite colour?", thread_id="friday")
@@ -249,7 +251,7 @@ def test_local_memory_crosses_threads_not_users(tmp_path: Path, local_llm) -> No
 
 @pytest.mark.llm
 @pytest.mark.timeout(600)
-def test_local_stream_and_async(tmp_path: Path, local_llm) -> None:  # noqa: ANN001
+def test_local_stream_and_async(tmp_path: Path, local_llm) -> None:
     with Agent(model=local_llm, store_dir=tmp_path) as agent:
         events = list(agent.stream("Say hello in five words.", thread_id="s"))
         tokens = [e for e in events if e.kind == "token"]
@@ -273,17 +275,17 @@ class _Chunk:
         self.usage = usage
 
 
-def _scripted_llm(monkeypatch: pytest.MonkeyPatch, pieces: list[Any], cache: Any = False):  # noqa: ANN202
+def _scripted_llm(monkeypatch: pytest.MonkeyPatch, pieces: list[Any], cache: Any = False):
     from agentmem.llm import LLM
 
     monkeypatch.setenv("AGENTMEM_MAX_RETRIES", "0")
     llm = LLM("openai/scripted", api_base="http://127.0.0.1:9/v1", cache=cache)
     calls: list[dict[str, Any]] = []
 
-    def completion(model, base, key, request, *, stream=False):  # noqa: ANN001, ANN202
+    def completion(model, base, key, request, *, stream=False):
         calls.append({"stream": stream, **request})
 
-        def gen():  # noqa: ANN202
+        def gen():
             for piece in pieces:
                 if isinstance(piece, BaseException):
                     raise piece
@@ -357,7 +359,7 @@ def test_remote_models_use_native_function_calling(tmp_path: Path, monkeypatch: 
 
 def test_arguments_the_model_cannot_fill_mean_no_call(tmp_path: Path) -> None:
     class NoArguments(ScriptedModel):
-        def structured(self, messages, schema, *, caller=None, max_tokens=None):  # noqa: ANN001, ANN201
+        def structured(self, messages, schema, *, caller=None, max_tokens=None):
             if "tool" in schema.model_fields:
                 return schema(tool="get_weather")
             raise LLMError("scripted model did not return valid arguments for tool get_weather")

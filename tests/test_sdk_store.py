@@ -31,7 +31,7 @@ def _lookup(state: _State, *, store: BaseStore) -> dict:
     return {"found": [h.value["content"] for h in hits]}
 
 
-def _app(store: AgentmemStore):  # noqa: ANN202
+def _app(store: AgentmemStore):
     graph = StateGraph(_State)
     graph.add_node("remember", _remember)
     graph.add_node("lookup", _lookup)
@@ -42,7 +42,7 @@ def _app(store: AgentmemStore):  # noqa: ANN202
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
+def store(tmp_path: Path):
     with AgentmemStore("episodic", store_dir=tmp_path, model=None) as s:
         yield s
 
@@ -83,16 +83,18 @@ def test_get_list_delete_and_overwrite_are_exact(store: AgentmemStore) -> None:
 
 def test_batch_and_abatch_keep_order(store: AgentmemStore) -> None:
     ns = ("notes",)
-    results = store.batch([
-        PutOp(ns, "a", {"text": "the boiler was serviced in March"}),
-        GetOp(ns, "a"),
-        SearchOp(ns, query="boiler service"),
-        ListNamespacesOp(),
-    ])
+    results = store.batch(
+        [
+            PutOp(ns, "a", {"text": "the boiler was serviced in March"}),
+            GetOp(ns, "a"),
+            SearchOp(ns, query="boiler service"),
+            ListNamespacesOp(),
+        ]
+    )
     assert results[0] is None and results[1].value["text"].startswith("the boiler")
     assert [i.key for i in results[2]] == ["a"] and results[3] == [("notes",)]
 
-    async def go():  # noqa: ANN202
+    async def go():
         await store.aput(ns, "b", {"text": "the car needs new tyres"})
         return await store.asearch(ns, query="tyres for the car"), await store.aget(ns, "b")
 

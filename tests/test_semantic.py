@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,7 +25,9 @@ from agentmem_semantic import SemanticMemory, SemanticParams
 class ScriptedLLM:
     """A fake LLM for plumbing tests: scripted replies per schema; callables see the prompt."""
 
-    def __init__(self, extract: list[Any] | None = None, decide: Callable[[str], dict] | list[Any] | None = None) -> None:
+    def __init__(
+        self, extract: list[Any] | None = None, decide: Callable[[str], dict] | list[Any] | None = None
+    ) -> None:
         self.extract = list(extract or [])
         self.decide = decide
         self.calls: list[tuple[str, str]] = []
@@ -51,14 +53,23 @@ class ScriptedLLM:
 
 
 def _memory(tmp_path, embedder, llm=None, **params) -> SemanticMemory:
-    toolkit = Toolkit(scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder, namespace="semantic")
+    toolkit = Toolkit(
+        scope=Scope(user_id="u"), stores=Stores(tmp_path), llm=llm, embedder=embedder, namespace="semantic"
+    )
     return SemanticMemory(toolkit, params)
 
 
-def _event(text: str, dia: str, speaker: str = "Ann", session: str = "s1", date: str = "1:56 pm on 8 May, 2023") -> Event:
-    return Event.message(text, speaker=speaker, session_id=session,
-                         timestamp=datetime(2023, 5, 8, tzinfo=timezone.utc) if session == "s1" else datetime(2023, 6, 1, tzinfo=timezone.utc),
-                         id=dia, when=date)
+def _event(
+    text: str, dia: str, speaker: str = "Ann", session: str = "s1", date: str = "1:56 pm on 8 May, 2023"
+) -> Event:
+    return Event.message(
+        text,
+        speaker=speaker,
+        session_id=session,
+        timestamp=datetime(2023, 5, 8, tzinfo=UTC) if session == "s1" else datetime(2023, 6, 1, tzinfo=UTC),
+        id=dia,
+        when=date,
+    )
 
 
 def evidence(recall) -> list[str]:
@@ -117,11 +128,13 @@ def test_extraction_runs_per_batch_and_keeps_provenance(tmp_path, embedder):
 def test_a_batch_that_does_not_fit_the_context_is_halved_not_skipped(tmp_path, embedder):
     from agentmem.errors import NoRoomForReply
 
-    llm = ScriptedLLM(extract=[
-        NoRoomForReply("the prompt leaves 20 of the model's 512 context tokens: give a smaller input", room=20),
-        {"facts": [_fact("Ann adopted a puppy named Biscuit", "pet")]},
-        {"facts": [_fact("Ann moved to Lisbon in June", "home city")]},
-    ])
+    llm = ScriptedLLM(
+        extract=[
+            NoRoomForReply("the prompt leaves 20 of the model's 512 context tokens: give a smaller input", room=20),
+            {"facts": [_fact("Ann adopted a puppy named Biscuit", "pet")]},
+            {"facts": [_fact("Ann moved to Lisbon in June", "home city")]},
+        ]
+    )
     memory = _memory(tmp_path, embedder, llm, batch_turns=4)
     memory.observe(_event("Hi Bob, I adopted a puppy!", "D1:1"))
     memory.observe(_event("His name is Biscuit.", "D1:2"))
@@ -129,27 +142,42 @@ def test_a_batch_that_does_not_fit_the_context_is_halved_not_skipped(tmp_path, e
     memory.observe(_event("That was in June.", "D1:4"))
     assert [c[0] for c in llm.calls] == ["Extraction"] * 3  # the whole batch, then each half
     assert "Biscuit" in llm.calls[1][1] and "Biscuit" not in llm.calls[2][1].split("Also I moved")[1]
-    assert sorted(f.text for f in memory.facts()) == ["Ann adopted a puppy named Biscuit", "Ann moved to Lisbon in June"]
+    assert sorted(f.text for f in memory.facts()) == [
+        "Ann adopted a puppy named Biscuit",
+        "Ann moved to Lisbon in June",
+    ]
     memory.close()
 
 
 def test_add_update_delete_noop_are_applied_with_history(tmp_path, embedder):
     llm = ScriptedLLM(
-        extract=[{"facts": [
-            _fact("Ann now prefers aisle seats on flights", "seat preference"),
-            _fact("Ann no longer has a car", "car"),
-            _fact("Ann lives in Paris", "home city"),
-            _fact("Ann's favorite sport is tennis", "favorite sport"),
-        ]}],
+        extract=[
+            {
+                "facts": [
+                    _fact("Ann now prefers aisle seats on flights", "seat preference"),
+                    _fact("Ann no longer has a car", "car"),
+                    _fact("Ann lives in Paris", "home city"),
+                    _fact("Ann's favorite sport is tennis", "favorite sport"),
+                ]
+            }
+        ],
         decide=_decider({"aisle": ("UPDATE", "window"), "car": ("DELETE", "car"), "tennis": ("ADD", "")}),
     )
     memory = _memory(tmp_path, embedder, llm, batch_turns=4)
-    seats = memory.add_fact("Ann prefers window seats on flights", subject="Ann", key="seat preference", event_ids=["D0:1"])
+    seats = memory.add_fact(
+        "Ann prefers window seats on flights", subject="Ann", key="seat preference", event_ids=["D0:1"]
+    )
     car = memory.add_fact("Ann has a red car", subject="Ann", key="car")
     paris = memory.add_fact("Ann lives in Paris", subject="Ann", key="home city")
     assert llm.calls == []  # add_fact never asks the LLM
-    for i, text in enumerate(["Actually I now prefer aisle seats.", "I sold my car last week.",
-                              "Still living in Paris!", "Tennis is my favorite sport now."]):
+    for i, text in enumerate(
+        [
+            "Actually I now prefer aisle seats.",
+            "I sold my car last week.",
+            "Still living in Paris!",
+            "Tennis is my favorite sport now.",
+        ]
+    ):
         memory.observe(_event(text, f"D2:{i + 1}", session="s2", date="2:00 pm on 1 June, 2023"))
     assert [c[0] for c in llm.calls] == ["Extraction", "Decisions"]
     assert not re.search(r"NEW \d+: Ann lives in Paris", llm.calls[1][1])  # the duplicate never reached the LLM
@@ -180,25 +208,33 @@ def test_add_update_delete_noop_are_applied_with_history(tmp_path, embedder):
 
 def test_bad_llm_decisions_fall_back_to_rules_and_lose_nothing(tmp_path, embedder):
     llm = ScriptedLLM(
-        extract=[{"facts": [
-            _fact("Ann prefers aisle seats", "seat preference"),   # LLM: ADD -> same key: UPDATE
-            _fact("Ann's cat is named Tom", "cat name"),           # LLM: UPDATE of an id never shown -> ADD
-            _fact("Ann works as a nurse", "job"),                  # LLM: DELETE of the seat fact without negation
-            _fact("Ann enjoys hiking", "hobby"),                   # LLM: NOOP of a fact saying something else -> ADD
-        ]}],
-        decide=lambda prompt: {"decisions": [
-            {"new": 1, "action": "ADD", "old": 0},
-            {"new": 2, "action": "UPDATE", "old": 99},
-            {"new": 3, "action": "DELETE", "old": 1},
-            {"new": 4, "action": "NOOP", "old": 1},
-            {"new": 9, "action": "DELETE", "old": 1},
-        ]},
+        extract=[
+            {
+                "facts": [
+                    _fact("Ann prefers aisle seats", "seat preference"),  # LLM: ADD -> same key: UPDATE
+                    _fact("Ann's cat is named Tom", "cat name"),  # LLM: UPDATE of an id never shown -> ADD
+                    _fact("Ann works as a nurse", "job"),  # LLM: DELETE of the seat fact without negation
+                    _fact("Ann enjoys hiking", "hobby"),  # LLM: NOOP of a fact saying something else -> ADD
+                ]
+            }
+        ],
+        decide=lambda prompt: {
+            "decisions": [
+                {"new": 1, "action": "ADD", "old": 0},
+                {"new": 2, "action": "UPDATE", "old": 99},
+                {"new": 3, "action": "DELETE", "old": 1},
+                {"new": 4, "action": "NOOP", "old": 1},
+                {"new": 9, "action": "DELETE", "old": 1},
+            ]
+        },
     )
     memory = _memory(tmp_path, embedder, llm, batch_turns=4)
     seats = memory.add_fact("Ann prefers window seats", subject="Ann", key="seat preference")
     dog = memory.add_fact("Ann's dog is named Biscuit", subject="Ann", key="dog name")
     job = memory.add_fact("Ann works as a teacher", subject="Ann", key="job")
-    for i, text in enumerate(["I prefer aisle seats.", "My cat Tom is cute.", "I work as a nurse now.", "I enjoy hiking."]):
+    for i, text in enumerate(
+        ["I prefer aisle seats.", "My cat Tom is cute.", "I work as a nurse now.", "I enjoy hiking."]
+    ):
         memory.observe(_event(text, f"D3:{i + 1}", session="s3"))
     assert [c[0] for c in llm.calls] == ["Extraction", "Decisions"]
     facts = {f.id: f for f in memory.facts(include_deleted=True)}
@@ -219,11 +255,17 @@ def test_bad_llm_decisions_fall_back_to_rules_and_lose_nothing(tmp_path, embedde
 
 
 def test_same_batch_contradiction_and_duplicates_resolve_in_order(tmp_path, embedder):
-    llm = ScriptedLLM(extract=[{"facts": [
-        _fact("Ann prefers window seats", "seat preference"),
-        _fact("Ann prefers window seats", "seat preference"),
-        _fact("Ann prefers aisle seats", "preferred seat"),
-    ]}])
+    llm = ScriptedLLM(
+        extract=[
+            {
+                "facts": [
+                    _fact("Ann prefers window seats", "seat preference"),
+                    _fact("Ann prefers window seats", "seat preference"),
+                    _fact("Ann prefers aisle seats", "preferred seat"),
+                ]
+            }
+        ]
+    )
     memory = _memory(tmp_path, embedder, llm, batch_turns=2)
     memory.observe(_event("I like window seats.", "D1:1"))
     memory.observe(_event("Hmm, no, aisle seats are better for me.", "D1:2"))
@@ -237,8 +279,16 @@ def test_recall_respects_the_budget_and_never_calls_the_llm(tmp_path, embedder):
     llm = ScriptedLLM()
     memory = _memory(tmp_path, embedder, llm, top_k=6)
     stored = memory.import_items(
-        [{"text": f"Ann visited city number {i} and liked its museum", "subject": "Ann", "key": f"trip {i}",
-          "event_ids": [f"D{i}:1"], "date": f"{i + 1} May 2023"} for i in range(30)]
+        [
+            {
+                "text": f"Ann visited city number {i} and liked its museum",
+                "subject": "Ann",
+                "key": f"trip {i}",
+                "event_ids": [f"D{i}:1"],
+                "date": f"{i + 1} May 2023",
+            }
+            for i in range(30)
+        ]
         + ["Ann's dog is named Biscuit"]
     )
     assert len(stored) == 31 and len(memory.facts()) == 31
@@ -312,18 +362,30 @@ def _say(memory: SemanticMemory, session: str, when: datetime, lines: list[tuple
 @pytest.mark.llm
 def test_real_model_a_later_contradiction_wins_and_history_keeps_both(tmp_path, embedder, local_llm):
     memory = _memory(tmp_path, embedder, local_llm)
-    _say(memory, "trip-1", datetime(2024, 3, 1, tzinfo=timezone.utc), [
-        ("user", "Please book me a flight to Rome next month."),
-        ("assistant", "Sure. Any seat preference?"),
-        ("user", "I prefer window seats on flights."),
-    ], 1)
+    _say(
+        memory,
+        "trip-1",
+        datetime(2024, 3, 1, tzinfo=UTC),
+        [
+            ("user", "Please book me a flight to Rome next month."),
+            ("assistant", "Sure. Any seat preference?"),
+            ("user", "I prefer window seats on flights."),
+        ],
+        1,
+    )
     first = [f for f in memory.facts() if "window" in f.text.lower()]
     assert first, f"no window-seat fact extracted: {[f.text for f in memory.facts()]}"
-    _say(memory, "trip-2", datetime(2024, 6, 1, tzinfo=timezone.utc), [
-        ("user", "Book another flight, to Oslo this time."),
-        ("assistant", "Window seat as usual?"),
-        ("user", "Actually I now prefer aisle seats on flights."),
-    ], 2)
+    _say(
+        memory,
+        "trip-2",
+        datetime(2024, 6, 1, tzinfo=UTC),
+        [
+            ("user", "Book another flight, to Oslo this time."),
+            ("assistant", "Window seat as usual?"),
+            ("user", "Actually I now prefer aisle seats on flights."),
+        ],
+        2,
+    )
     got = memory.recall(Query(text="Which seat does the user prefer on flights?", budget_tokens=120))
     seat_lines = [i.content for i in got.items if "seat" in i.content.lower()]
     assert seat_lines and "aisle" in seat_lines[0].lower(), got.text()
@@ -340,12 +402,18 @@ def test_real_model_a_later_contradiction_wins_and_history_keeps_both(tmp_path, 
 @pytest.mark.llm
 def test_real_model_extracts_plain_facts_and_recalls_them(tmp_path, embedder, local_llm):
     memory = _memory(tmp_path, embedder, local_llm)
-    _say(memory, "chat", datetime(2023, 5, 8, tzinfo=timezone.utc), [
-        ("Ann", "Guess what, I adopted a golden retriever! His name is Biscuit."),
-        ("Bob", "Congrats! How is your sister doing?"),
-        ("Ann", "She is great. She moved to Lisbon and works as an architect there."),
-        ("Bob", "Nice, have a good day!"),
-    ], 1)
+    _say(
+        memory,
+        "chat",
+        datetime(2023, 5, 8, tzinfo=UTC),
+        [
+            ("Ann", "Guess what, I adopted a golden retriever! His name is Biscuit."),
+            ("Bob", "Congrats! How is your sister doing?"),
+            ("Ann", "She is great. She moved to Lisbon and works as an architect there."),
+            ("Bob", "Nice, have a good day!"),
+        ],
+        1,
+    )
     texts = [f.text for f in memory.facts()]
     assert any("Biscuit" in t for t in texts), texts
     dog = memory.recall(Query(text="What is the name of Ann's dog?", budget_tokens=60))

@@ -165,7 +165,7 @@ def test_register_adds_the_serve_command():
 
 
 # -- the whole command against a stand-in vLLM (no GPU needed) ------------------------------------
-FAKE_VLLM = '''
+FAKE_VLLM = """
 import json, os, signal, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -204,7 +204,7 @@ def main():
     import subprocess
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     ThreadingHTTPServer((host, port), H).serve_forever()
-'''
+"""
 
 
 @pytest.fixture
@@ -291,7 +291,7 @@ def test_a_call_succeeds_against_a_server_that_comes_up_late():
     def call() -> None:
         try:
             outcome["text"] = llm.complete([{"role": "user", "content": "Say yes."}], caller="test.late")
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=call)
@@ -327,8 +327,12 @@ def test_processes_share_one_local_server_and_survive_its_owner_exiting(tmp_path
     from agentmem.llm import LLM
 
     monkeypatch.setenv("AGENTMEM_SERVER_REGISTRY", str(tmp_path / "registry"))
-    owner = subprocess.Popen([sys.executable, "-c", _OWNER], stdout=subprocess.PIPE, text=True,
-                             env=dict(os.environ, AGENTMEM_SERVER_REGISTRY=str(tmp_path / "registry")))
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, AGENTMEM_SERVER_REGISTRY=str(tmp_path / "registry")),
+    )
     try:
         line = owner.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("PID"), line

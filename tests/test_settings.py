@@ -34,8 +34,13 @@ def _toml(where: Path, text: str) -> None:
 # -- precedence ----------------------------------------------------------------------------
 # (setting, flag value, env value, toml text, expected from flag / env / toml / default)
 LAYERS = [
-    ("model", "openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", 'model = "local/qwen2.5-coder-1.5b"\n',
-     ["openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", "local/qwen2.5-coder-1.5b", "local"]),
+    (
+        "model",
+        "openai/gpt-4o-mini",
+        "hosted_vllm/Qwen/Qwen3-8B",
+        'model = "local/qwen2.5-coder-1.5b"\n',
+        ["openai/gpt-4o-mini", "hosted_vllm/Qwen/Qwen3-8B", "local/qwen2.5-coder-1.5b", "local"],
+    ),
     ("recall_budget", 64, "128", "recall_budget = 256\n", [64, 128, 256, DEFAULT_RECALL_BUDGET]),
     ("max_reply_tokens", 100, "200", "max_reply_tokens = 300\n", [100, 200, 300, DEFAULT_REPLY_TOKENS]),
     ("embedding_backend", "auto", "numpy", 'embedding_backend = "onnx"\n', ["auto", "numpy", "onnx", "auto"]),
@@ -46,8 +51,9 @@ LAYERS = [
 
 
 @pytest.mark.parametrize(("name", "flag", "env", "toml", "expected"), LAYERS, ids=[row[0] for row in LAYERS])
-def test_flag_beats_env_beats_toml_beats_default(clean: Path, monkeypatch: pytest.MonkeyPatch, name: str, flag: object,
-                                                 env: str, toml: str, expected: list[object]) -> None:
+def test_flag_beats_env_beats_toml_beats_default(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, name: str, flag: object, env: str, toml: str, expected: list[object]
+) -> None:
     assert getattr(load_settings(), name) == expected[3]
     _toml(clean, toml)
     assert getattr(load_settings(), name) == expected[2]
@@ -82,14 +88,21 @@ def test_cache_dir_precedence_and_every_reader_follows_it(clean: Path, monkeypat
 # -- what used to be read from the environment alone -----------------------------------------
 #: path settings that were environment variables alone; the variable keeps its name (AGENTMEM_<SETTING>)
 PATH_SETTINGS = [
-    "server_registry", "embedding_cache", "locomo_data", "longmemeval_data", "memoryagentbench_data", "bfcl_dir",
+    "server_registry",
+    "embedding_cache",
+    "locomo_data",
+    "longmemeval_data",
+    "memoryagentbench_data",
+    "bfcl_dir",
 ]
 
 
 def _fake_bfcl_install(root: Path) -> Path:
     """A folder that looks like a ``pip install --target`` of bfcl-eval (the two files agentmem checks)."""
-    checked = (("bfcl_eval", "data", "BFCL_v4_memory.json"),
-               ("bfcl_eval", "eval_checker", "agentic_eval", "agentic_checker.py"))
+    checked = (
+        ("bfcl_eval", "data", "BFCL_v4_memory.json"),
+        ("bfcl_eval", "eval_checker", "agentic_eval", "agentic_checker.py"),
+    )
     for parts in checked:
         root.joinpath(*parts).parent.mkdir(parents=True, exist_ok=True)
         root.joinpath(*parts).write_text("{}", encoding="utf-8")
@@ -118,8 +131,9 @@ def _readers() -> dict[str, object]:
 
 
 @pytest.mark.parametrize("name", PATH_SETTINGS)
-def test_former_environment_variables_are_settings_with_the_same_names(clean: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                      name: str) -> None:
+def test_former_environment_variables_are_settings_with_the_same_names(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     """Each one: flag > AGENTMEM_<NAME> > agentmem.toml (relative to the file) > default, and its reader follows."""
     (clean / "conf").mkdir()
     if name == "bfcl_dir":
@@ -164,13 +178,17 @@ def test_embedder_and_server_switches_follow_the_settings(clean: Path, monkeypat
     assert emb._resolve_backend("onnx") == "onnx"  # an argument beats the setting
 
 
-@pytest.mark.parametrize(("variable", "value", "accepted"), [
-    ("AGENTMEM_EMBEDDING_BACKEND", "gpu", "auto, onnx, numpy"),
-    ("AGENTMEM_EMBEDDING_THREADS", "-1", "greater than or equal to 0"),
-    ("AGENTMEM_SHARE_SERVER", "maybe", "valid boolean"),
-])
-def test_a_bad_switch_is_one_line_naming_its_variable(clean: Path, monkeypatch: pytest.MonkeyPatch, variable: str,
-                                                      value: str, accepted: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        ("AGENTMEM_EMBEDDING_BACKEND", "gpu", "auto, onnx, numpy"),
+        ("AGENTMEM_EMBEDDING_THREADS", "-1", "greater than or equal to 0"),
+        ("AGENTMEM_SHARE_SERVER", "maybe", "valid boolean"),
+    ],
+)
+def test_a_bad_switch_is_one_line_naming_its_variable(
+    clean: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, accepted: str
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigError) as err:
         load_settings()
@@ -191,8 +209,12 @@ def test_agentmem_reads_no_environment_variable_behind_the_settings_back() -> No
     import ast
 
     root = Path(__file__).resolve().parent.parent
-    patterns = ("agentmem/**/*.py", "plugins/*/agentmem_*/**/*.py", "environments/agentmem_environments/**/*.py",
-                "evolve/agentmem_evolve/**/*.py")
+    patterns = (
+        "agentmem/**/*.py",
+        "plugins/*/agentmem_*/**/*.py",
+        "environments/agentmem_environments/**/*.py",
+        "evolve/agentmem_evolve/**/*.py",
+    )
     sources = [p for pattern in patterns for p in root.glob(pattern)]
     assert len(sources) > 50
     found: list[str] = []
@@ -205,8 +227,11 @@ def test_agentmem_reads_no_environment_variable_behind_the_settings_back() -> No
                 target = ast.unparse(node.func)
                 if target in ("os.environ.get", "os.getenv", "os.environ.pop"):
                     name = node.args[0]
-            elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
-                  and ast.unparse(node.value) == "os.environ"):
+            elif (
+                isinstance(node, ast.Subscript)
+                and isinstance(node.ctx, ast.Load)
+                and ast.unparse(node.value) == "os.environ"
+            ):
                 name = node.slice
             if name is None:
                 continue
@@ -243,14 +268,20 @@ def test_api_base_travels_with_its_model(clean: Path, monkeypatch: pytest.Monkey
     assert (s.model, s.api_base) == ("hosted_vllm/flag-model", "http://env:8000/v1")
 
 
-def test_llm_with_a_model_does_not_inherit_an_api_base_set_for_another(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_llm_with_a_model_does_not_inherit_an_api_base_set_for_another(
+    clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agentmem.llm import LLM
 
     monkeypatch.setenv("AGENTMEM_MODEL", "hosted_vllm/Qwen/Qwen3-8B")
     monkeypatch.setenv("AGENTMEM_API_BASE", "http://gpu:8000/v1")
     monkeypatch.setenv("AGENTMEM_API_KEY", "vllm-key")
     configured = LLM()
-    assert (configured.model, configured.api_base, configured.api_key) == ("hosted_vllm/Qwen/Qwen3-8B", "http://gpu:8000/v1", "vllm-key")
+    assert (configured.model, configured.api_base, configured.api_key) == (
+        "hosted_vllm/Qwen/Qwen3-8B",
+        "http://gpu:8000/v1",
+        "vllm-key",
+    )
     other = LLM("openai/gpt-4o-mini")
     assert (other.model, other.api_base, other.api_key) == ("openai/gpt-4o-mini", None, None)
     same = LLM("hosted_vllm/Qwen/Qwen3-8B")
@@ -271,7 +302,9 @@ def test_local_means_the_configured_local_model(clean: Path, monkeypatch: pytest
     assert load_settings(model="local").model == "local"
 
 
-def test_agent_resolves_its_model_budget_and_reply_length_from_settings(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_agent_resolves_its_model_budget_and_reply_length_from_settings(
+    clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agentmem import Agent
 
     _toml(clean, 'model = "local/qwen2.5-coder-1.5b"\nrecall_budget = 300\nmax_reply_tokens = 200\n')
@@ -298,7 +331,11 @@ def test_evolve_run_config_takes_models_and_budget_from_settings(clean: Path, mo
 
     minimal = {"environment": {"name": "toolprefs"}, "seeds": ["episodic"]}
     cfg = RunConfig.from_dict(minimal)
-    assert (cfg.models.task, cfg.models.mutation, cfg.environment.budget_tokens) == ("local", "local", DEFAULT_RECALL_BUDGET)
+    assert (cfg.models.task, cfg.models.mutation, cfg.environment.budget_tokens) == (
+        "local",
+        "local",
+        DEFAULT_RECALL_BUDGET,
+    )
 
     _toml(clean, 'model = "local/qwen2.5-coder-1.5b"\n')
     cfg = RunConfig.from_dict({**minimal, "models": {"task": "local"}})
@@ -314,8 +351,9 @@ def test_evolve_run_config_takes_models_and_budget_from_settings(clean: Path, mo
     named = RunConfig.from_dict({**minimal, "models": {"mutation": "openai/gpt-4o-mini"}})
     assert named.models.api_base == "http://gpu:8000/v1"  # the task model keeps its server...
     assert (named.models.mutation, named.models.mutation_api_base) == ("openai/gpt-4o-mini", None)  # ...not the other
-    shared = RunConfig.from_dict({**minimal, "models": {"task": "hosted_vllm/a", "mutation": "hosted_vllm/b",
-                                                        "api_base": "http://box:8000/v1"}})
+    shared = RunConfig.from_dict(
+        {**minimal, "models": {"task": "hosted_vllm/a", "mutation": "hosted_vllm/b", "api_base": "http://box:8000/v1"}}
+    )
     assert shared.models.mutation_api_base == "http://box:8000/v1"  # a config's api_base serves both, as before
     # the run directory's copy records the resolved names: a resume under other settings keeps them
     path = clean / "run.toml"
@@ -358,7 +396,9 @@ def test_unknown_settings_name_the_option_and_the_accepted_ones(clean: Path) -> 
 
 def test_bad_budget_names_its_source(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENTMEM_RECALL_BUDGET", "lots")
-    with pytest.raises(ConfigError, match="recall_budget.*environment variable AGENTMEM_RECALL_BUDGET.*unset AGENTMEM_RECALL_BUDGET"):
+    with pytest.raises(
+        ConfigError, match="recall_budget.*environment variable AGENTMEM_RECALL_BUDGET.*unset AGENTMEM_RECALL_BUDGET"
+    ):
         load_settings()
 
 

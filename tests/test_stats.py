@@ -146,7 +146,12 @@ def test_the_bootstrap_is_the_one_the_benchmarks_quoted():
     draw = np.random.default_rng(0)
     means = diffs[draw.integers(0, diffs.size, size=(10_000, diffs.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
-    expected = {"mean": round(float(diffs.mean()), 4), "low": round(float(low), 4), "high": round(float(high), 4), "n": 40}
+    expected = {
+        "mean": round(float(diffs.mean()), 4),
+        "low": round(float(low), 4),
+        "high": round(float(high), 4),
+        "n": 40,
+    }
     assert paired_interval(diffs.tolist()).rounded() == expected
 
 

@@ -24,8 +24,12 @@ def _toolkit(tmp_path, embedder, user="ann") -> Toolkit:
 
 def _filled(tmp_path, embedder, **options) -> Store:
     store = Store(_toolkit(tmp_path, embedder), "notes", **options)
-    store.add([StoredItem(text=t, kind="note", group=f"s{i % 2}", ts=float(i), event_ids=[f"e{i}"], data={"n": i})
-               for i, t in enumerate(TEXTS)])
+    store.add(
+        [
+            StoredItem(text=t, kind="note", group=f"s{i % 2}", ts=float(i), event_ids=[f"e{i}"], data={"n": i})
+            for i, t in enumerate(TEXTS)
+        ]
+    )
     return store
 
 
@@ -87,11 +91,20 @@ def test_scopes_and_store_names_are_apart(tmp_path, embedder):
 def test_history_rows_are_kept_per_item(tmp_path, embedder):
     store = _filled(tmp_path, embedder)
     item = next(store.items())
-    store.record(item.id, "UPDATE", version=2, old_text="a", new_text="b", event_ids=["e9"], reason="why", data={"d": 1})
+    store.record(
+        item.id, "UPDATE", version=2, old_text="a", new_text="b", event_ids=["e9"], reason="why", data={"d": 1}
+    )
     store.record("other", "ADD")
     (row,) = store.history(item.id)
     assert (row.op, row.version, row.old_text, row.new_text, row.event_ids, row.reason, row.data) == (
-        "UPDATE", 2, "a", "b", ["e9"], "why", {"d": 1})
+        "UPDATE",
+        2,
+        "a",
+        "b",
+        ["e9"],
+        "why",
+        {"d": 1},
+    )
     assert len(store.history()) == 2
 
 

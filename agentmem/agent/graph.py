@@ -43,7 +43,7 @@ def build_memory_stack(
     return programs
 
 
-def MemoryAgent(  # noqa: N802 - the name code written against the old evaluation agent imports
+def MemoryAgent(
     llm: ChatModel,
     memory: list[MemoryProgram] | MemoryProgram | ComposedMemory | None = None,
     *,
@@ -52,13 +52,20 @@ def MemoryAgent(  # noqa: N802 - the name code written against the old evaluatio
     remember_answers: bool = True,
     weights: dict[str, float] | None = None,
     router: Router | None = None,
-) -> "Agent":
+) -> Agent:
     """The one agent set up for tasks (:meth:`agentmem.Agent.for_tasks`); ``remember_answers`` is its
     ``remember_turns`` (evaluation turns it off)."""
     from agentmem.sdk.agent import Agent
 
-    return Agent.for_tasks(llm, memory, budget_tokens=budget_tokens, max_answer_tokens=max_answer_tokens,
-                           weights=weights, router=router, remember_turns=remember_answers)
+    return Agent.for_tasks(
+        llm,
+        memory,
+        budget_tokens=budget_tokens,
+        max_answer_tokens=max_answer_tokens,
+        weights=weights,
+        router=router,
+        remember_turns=remember_answers,
+    )
 
 
 __all__ = ["MemoryAgent", "RecallItem", "build_memory_stack"]

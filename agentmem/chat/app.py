@@ -11,9 +11,10 @@ crash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -24,10 +25,28 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Header, Input
 from textual.worker import get_current_worker
 
-from agentmem.chat.commands import COMMANDS, ChatMessage, ChatState, Command, Outcome, message_text, new_thread_name, parse, run_command
+from agentmem.chat.commands import (
+    COMMANDS,
+    ChatMessage,
+    ChatState,
+    Command,
+    Outcome,
+    message_text,
+    new_thread_name,
+    parse,
+    run_command,
+)
 from agentmem.chat.help import HelpScreen
 from agentmem.chat.views import trace_view
-from agentmem.chat.widgets import AssistantMessage, ErrorMessage, MemoryInspector, NoticeMessage, StatusBar, Transcript, UserMessage
+from agentmem.chat.widgets import (
+    AssistantMessage,
+    ErrorMessage,
+    MemoryInspector,
+    NoticeMessage,
+    StatusBar,
+    Transcript,
+    UserMessage,
+)
 from agentmem.errors import AgentmemError
 
 
@@ -82,8 +101,14 @@ class ChatApp(App[None]):
             self.command = command
             self.outcome = outcome
 
-    def __init__(self, agent: Any, *, thread_id: str = "default", cwd: Path | None = None,
-                 now: Callable[[], datetime] = datetime.now) -> None:
+    def __init__(
+        self,
+        agent: Any,
+        *,
+        thread_id: str = "default",
+        cwd: Path | None = None,
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
         super().__init__()
         self.agent = agent
         self.thread_id = thread_id
@@ -101,8 +126,13 @@ class ChatApp(App[None]):
         with Horizontal(id="main"):
             with Vertical(id="chat-pane"):
                 yield Transcript(id="transcript")
-                yield Input(placeholder="Message the agent, or /help for commands", id="prompt",
-                            suggester=SuggestFromList([f"/{c.name}" + (" " if "<" in c.usage or "[" in c.usage else "") for c in COMMANDS]))
+                yield Input(
+                    placeholder="Message the agent, or /help for commands",
+                    id="prompt",
+                    suggester=SuggestFromList(
+                        [f"/{c.name}" + (" " if "<" in c.usage or "[" in c.usage else "") for c in COMMANDS]
+                    ),
+                )
             yield MemoryInspector(id="inspector")
         yield StatusBar(id="status")
         yield Footer()
@@ -122,8 +152,11 @@ class ChatApp(App[None]):
         return self._panes["status"]
 
     async def on_mount(self) -> None:
-        self._panes = {"transcript": self.query_one(Transcript), "inspector": self.query_one(MemoryInspector),
-                       "status": self.query_one(StatusBar)}
+        self._panes = {
+            "transcript": self.query_one(Transcript),
+            "inspector": self.query_one(MemoryInspector),
+            "status": self.query_one(StatusBar),
+        }
         self._refresh_status()
         await self.load_thread(self.thread_id)
         self.query_one(Input).focus()
@@ -149,7 +182,7 @@ class ChatApp(App[None]):
         await transcript.clear()
         try:
             history = list(self.agent.history(thread_id))
-        except Exception as exc:  # noqa: BLE001 - a broken store is reported, the chat still opens
+        except Exception as exc:
             await self.notice(f"cannot read thread {thread_id}: {_one_line(exc)}", error=True)
             history = []
         widgets = []
@@ -166,8 +199,11 @@ class ChatApp(App[None]):
         if widgets:
             await transcript.mount_all(widgets)
         turns = sum(1 for m in self.messages if m.role == "user")
-        await self.notice(f"thread {thread_id}: {turns} earlier turn{'s' if turns != 1 else ''}" if turns
-                          else f"new thread {thread_id}; type a message, or /help")
+        await self.notice(
+            f"thread {thread_id}: {turns} earlier turn{'s' if turns != 1 else ''}"
+            if turns
+            else f"new thread {thread_id}; type a message, or /help"
+        )
         transcript.scroll_end(animate=False)
         self._refresh_status()
 
@@ -218,7 +254,7 @@ class ChatApp(App[None]):
             if reply is None:
                 raise RuntimeError("the agent ended the turn without a reply")
             self.post_message(self.TurnDone(reply))
-        except BaseException as exc:  # noqa: BLE001 - the chat must survive any model failure
+        except BaseException as exc:
             self.post_message(self.TurnFailed(_one_line(exc)))
 
     async def on_chat_app_token(self, message: Token) -> None:
@@ -255,7 +291,9 @@ class ChatApp(App[None]):
 
     # -- slash commands ------------------------------------------------------------------
     def _state(self) -> ChatState:
-        return ChatState(agent=self.agent, thread_id=self.thread_id, transcript=list(self.messages), cwd=self.cwd, now=self.now)
+        return ChatState(
+            agent=self.agent, thread_id=self.thread_id, transcript=list(self.messages), cwd=self.cwd, now=self.now
+        )
 
     async def run_slash(self, command: Command) -> None:
         """Run a command: agent work in a worker thread, the rest right here."""

@@ -10,10 +10,11 @@ its own and the help screen lists exactly what :data:`COMMANDS` holds.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel
@@ -42,13 +43,25 @@ class CommandSpec(BaseModel):
 
 
 COMMANDS: list[CommandSpec] = [
-    CommandSpec(name="memory", usage="/memory <query>", help="search every memory; results (with ids) in the inspector"),
-    CommandSpec(name="forget", usage="/forget <id or query>", help="delete one item by id, or the items matching a query"),
+    CommandSpec(
+        name="memory", usage="/memory <query>", help="search every memory; results (with ids) in the inspector"
+    ),
+    CommandSpec(
+        name="forget", usage="/forget <id or query>", help="delete one item by id, or the items matching a query"
+    ),
     CommandSpec(name="plugins", usage="/plugins", help="active memory plugins, and every one installed"),
-    CommandSpec(name="model", usage="/model [model]", help="show or switch the model ('local' or a litellm model string; an api_base may follow)"),
-    CommandSpec(name="thread", usage="/thread [name]", help="list threads, or switch to (or start) one and reload its history"),
+    CommandSpec(
+        name="model",
+        usage="/model [model]",
+        help="show or switch the model ('local' or a litellm model string; an api_base may follow)",
+    ),
+    CommandSpec(
+        name="thread", usage="/thread [name]", help="list threads, or switch to (or start) one and reload its history"
+    ),
     CommandSpec(name="new", usage="/new", help="start a new thread"),
-    CommandSpec(name="export", usage="/export [path]", help="write this thread's transcript as Markdown", needs_agent=False),
+    CommandSpec(
+        name="export", usage="/export [path]", help="write this thread's transcript as Markdown", needs_agent=False
+    ),
     CommandSpec(name="clear", usage="/clear", help="clear the view (the thread and memory stay)", needs_agent=False),
     CommandSpec(name="help", usage="/help", help="keys and commands", needs_agent=False),
     CommandSpec(name="quit", usage="/quit", help="leave the chat", needs_agent=False),
@@ -120,7 +133,7 @@ def run_command(cmd: Command, state: ChatState) -> Outcome:
         return handler(cmd.arg, state)
     except AgentmemError as exc:
         return Outcome(error=True, notice=f"/{cmd.name}: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a command must never take the chat down
+    except Exception as exc:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return Outcome(error=True, notice=f"/{cmd.name} failed: {type(exc).__name__}: {text}")
 
@@ -132,7 +145,9 @@ def _memory(arg: str, state: ChatState) -> Outcome:
     details = state.agent.search_memory(arg)
     view = search_view(arg, details)
     found = sum(len(s.entries) for s in view.sections)
-    return Outcome(view=view, notice=f"memory search '{arg}': {found} item{'s' if found != 1 else ''} (see the inspector)")
+    return Outcome(
+        view=view, notice=f"memory search '{arg}': {found} item{'s' if found != 1 else ''} (see the inspector)"
+    )
 
 
 def _forget(arg: str, state: ChatState) -> Outcome:
@@ -167,9 +182,13 @@ def _model(arg: str, state: ChatState) -> Outcome:
 
 def _thread(arg: str, state: ChatState) -> Outcome:
     if not arg:
-        return Outcome(view=threads_view(list(state.agent.threads()), state.thread_id), notice=f"thread: {state.thread_id}")
+        return Outcome(
+            view=threads_view(list(state.agent.threads()), state.thread_id), notice=f"thread: {state.thread_id}"
+        )
     if not THREAD_NAME.match(arg):
-        return Outcome(error=True, notice=f"'{arg}' is not a thread name; use letters, digits and . _ - : @ (64 at most)")
+        return Outcome(
+            error=True, notice=f"'{arg}' is not a thread name; use letters, digits and . _ - : @ (64 at most)"
+        )
     if arg == state.thread_id:
         return Outcome(notice=f"already in thread {arg}")
     return Outcome(switch_thread=arg)
@@ -186,13 +205,20 @@ def _export(arg: str, state: ChatState) -> Outcome:
         path = state.cwd / path
     if path.is_dir():
         path = path / f"agentmem-chat-{state.thread_id}-{stamp:%Y%m%d-%H%M%S}.md"
-    text = transcript_markdown(state.transcript, thread_id=state.thread_id, model=str(getattr(state.agent, "model", "")),
-                               plugins=list(getattr(state.agent, "plugins", []) or []), when=stamp)
+    text = transcript_markdown(
+        state.transcript,
+        thread_id=state.thread_id,
+        model=str(getattr(state.agent, "model", "")),
+        plugins=list(getattr(state.agent, "plugins", []) or []),
+        when=stamp,
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        return Outcome(error=True, notice=f"cannot write {path}: {exc.strerror or exc}; give another path: /export <path>")
+        return Outcome(
+            error=True, notice=f"cannot write {path}: {exc.strerror or exc}; give another path: /export <path>"
+        )
     return Outcome(notice=f"transcript written to {path}")
 
 
@@ -209,22 +235,47 @@ def _quit(arg: str, state: ChatState) -> Outcome:
 
 
 _HANDLERS: dict[str, Callable[[str, ChatState], Outcome]] = {
-    "memory": _memory, "forget": _forget, "plugins": _plugins, "model": _model, "thread": _thread,
-    "new": _new, "export": _export, "clear": _clear, "help": _help, "quit": _quit,
+    "memory": _memory,
+    "forget": _forget,
+    "plugins": _plugins,
+    "model": _model,
+    "thread": _thread,
+    "new": _new,
+    "export": _export,
+    "clear": _clear,
+    "help": _help,
+    "quit": _quit,
 }
 assert set(_HANDLERS) == set(_BY_NAME), "every listed command has a handler"
 
-_templates = Environment(loader=PackageLoader("agentmem.chat", "templates"), undefined=StrictUndefined,
-                         autoescape=False, keep_trailing_newline=True, trim_blocks=False)
+_templates = Environment(
+    loader=PackageLoader("agentmem.chat", "templates"),
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+    trim_blocks=False,
+)
 
 
-def transcript_markdown(messages: list[ChatMessage], *, thread_id: str, model: str = "", plugins: list[str] | None = None,
-                        when: datetime | None = None) -> str:
+def transcript_markdown(
+    messages: list[ChatMessage],
+    *,
+    thread_id: str,
+    model: str = "",
+    plugins: list[str] | None = None,
+    when: datetime | None = None,
+) -> str:
     """The transcript as a Markdown document (what ``/export`` writes)."""
-    meta = " · ".join(p for p in (
-        f"model `{model}`" if model else "",
-        f"memory `{'+'.join(plugins)}`" if plugins else "",
-        f"{when:%Y-%m-%d %H:%M}" if when else "",
-    ) if p)
-    text = _templates.get_template("transcript.md.j2").render(title=f"agentmem chat: {thread_id}", meta=meta, messages=messages)
+    meta = " · ".join(
+        p
+        for p in (
+            f"model `{model}`" if model else "",
+            f"memory `{'+'.join(plugins)}`" if plugins else "",
+            f"{when:%Y-%m-%d %H:%M}" if when else "",
+        )
+        if p
+    )
+    text = _templates.get_template("transcript.md.j2").render(
+        title=f"agentmem chat: {thread_id}", meta=meta, messages=messages
+    )
     return text.rstrip() + "\n"

@@ -65,10 +65,14 @@ class HelpScreen(ModalScreen[None]):
             yield Static(keys_table(self._listed_bindings), classes="help-table")
             yield Static(Text("Commands", style="bold"), classes="help-heading")
             yield Static(commands_table(), classes="help-table")
-            yield Static(Text(
-                "The transcript is on the left; the memory inspector on the right shows, for each turn, what every "
-                "memory plugin recalled (score and why), what it wrote, tool calls and tokens spent.",
-                style="italic dim"), classes="help-note")
+            yield Static(
+                Text(
+                    "The transcript is on the left; the memory inspector on the right shows, for each turn, what every "
+                    "memory plugin recalled (score and why), what it wrote, tool calls and tokens spent.",
+                    style="italic dim",
+                ),
+                classes="help-note",
+            )
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)

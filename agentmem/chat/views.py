@@ -81,7 +81,9 @@ def _item_entry(item: Any, plugin: str = "") -> Entry:
         meta_parts.append(source)
     if why:
         meta_parts.append(why)
-    return Entry(text=_short(text, 400), meta=" · ".join(meta_parts), ref=str(field(item, "id", "item_id", default="") or ""))
+    return Entry(
+        text=_short(text, 400), meta=" · ".join(meta_parts), ref=str(field(item, "id", "item_id", default="") or "")
+    )
 
 
 def recall_sections(recalls: Iterable[Any]) -> list[Section]:
@@ -93,10 +95,21 @@ def recall_sections(recalls: Iterable[Any]) -> list[Section]:
         truncated = field(detail, "truncated", "omitted", default=0)
         subtitle = f"{len(items)} item{'s' if len(items) != 1 else ''} · {tokens} tokens"
         if truncated:
-            subtitle += f" · {truncated} cut by the budget" if isinstance(truncated, int) and not isinstance(truncated, bool) else " · cut by the budget"
+            subtitle += (
+                f" · {truncated} cut by the budget"
+                if isinstance(truncated, int) and not isinstance(truncated, bool)
+                else " · cut by the budget"
+            )
         plugin = str(field(detail, "plugin", "name", default="memory"))
-        sections.append(Section(title=plugin, subtitle=subtitle, entries=[_item_entry(i, plugin) for i in items],
-                                empty="recalled nothing", kind="recall"))
+        sections.append(
+            Section(
+                title=plugin,
+                subtitle=subtitle,
+                entries=[_item_entry(i, plugin) for i in items],
+                empty="recalled nothing",
+                kind="recall",
+            )
+        )
     return sections
 
 
@@ -109,33 +122,61 @@ def trace_view(trace: Any, *, turn: int | None = None) -> InspectorView:
         for item in items or []:
             by_line.setdefault(_short(field(item, "text", "content", default=item), 400), []).append(str(plugin))
     entries = [Entry(text=line, meta="→ " + ", ".join(plugins)) for line, plugins in by_line.items()]
-    sections.append(Section(title="written", subtitle=f"{len(entries)} item{'s' if len(entries) != 1 else ''}",
-                            entries=entries, empty="nothing written", kind="written"))
+    sections.append(
+        Section(
+            title="written",
+            subtitle=f"{len(entries)} item{'s' if len(entries) != 1 else ''}",
+            entries=entries,
+            empty="nothing written",
+            kind="written",
+        )
+    )
     calls = []
     for call in field(trace, "tool_calls", default=[]) or []:
         name = field(call, "name", default="?")
         args = field(call, "arguments", "args", default={})
         error = field(call, "error")
         result = field(call, "result", default="")
-        calls.append(Entry(text=f"{name}({_short(args, 120)})", meta=f"error: {_short(error)}" if error else f"→ {_short(result)}",
-                           error=bool(error)))
-    sections.append(Section(title="tool calls", subtitle=str(len(calls)) if calls else "", entries=calls,
-                            empty="no tool calls", kind="tools"))
+        calls.append(
+            Entry(
+                text=f"{name}({_short(args, 120)})",
+                meta=f"error: {_short(error)}" if error else f"→ {_short(result)}",
+                error=bool(error),
+            )
+        )
+    sections.append(
+        Section(
+            title="tool calls",
+            subtitle=str(len(calls)) if calls else "",
+            entries=calls,
+            empty="no tool calls",
+            kind="tools",
+        )
+    )
     prompt = field(trace, "prompt_tokens", default=0) or 0
     completion = field(trace, "completion_tokens", default=0) or 0
     llm_calls = field(trace, "llm_calls", default=0) or 0
     seconds = field(trace, "seconds", default=0.0) or 0.0
-    sections.append(Section(title="cost", kind="cost", entries=[
-        Entry(text=f"{prompt + completion} tokens", meta=f"{prompt} prompt + {completion} completion"),
-        Entry(text=f"{llm_calls} LLM call{'s' if llm_calls != 1 else ''}", meta=f"{seconds:.1f} s"),
-    ]))
+    sections.append(
+        Section(
+            title="cost",
+            kind="cost",
+            entries=[
+                Entry(text=f"{prompt + completion} tokens", meta=f"{prompt} prompt + {completion} completion"),
+                Entry(text=f"{llm_calls} LLM call{'s' if llm_calls != 1 else ''}", meta=f"{seconds:.1f} s"),
+            ],
+        )
+    )
     return InspectorView(title=f"turn {turn}" if turn else "this turn", sections=sections)
 
 
 def search_view(query: str, details: Any) -> InspectorView:
     """The inspector for ``/memory <query>``: every plugin's matches, ids shown for ``/forget``."""
     if isinstance(details, Mapping):  # {plugin: detail or items}
-        details = [d if field(d, "plugin") else {"plugin": name, "items": field(d, "items", default=d)} for name, d in details.items()]
+        details = [
+            d if field(d, "plugin") else {"plugin": name, "items": field(d, "items", default=d)}
+            for name, d in details.items()
+        ]
     sections = recall_sections(details)
     note = "" if any(s.entries for s in sections) else "no memory matches this query"
     return InspectorView(title=f"memory search: {query}", sections=sections, note=note)
@@ -151,10 +192,20 @@ def plugins_view(active: list[str], installed: list[Any]) -> InspectorView:
         dist = f"{field(info, 'distribution', default='?')} {field(info, 'version', default='')}".strip()
         meta = dist if status == "ok" else f"broken: {field(info, 'error', default='')}"
         inst.append(Entry(text=f"{name}{'  (active)' if name in active else ''}", meta=meta, error=status != "ok"))
-    return InspectorView(title="plugins", sections=[
-        Section(title="active", subtitle=str(len(act)), entries=act, empty="no memory (stateless)", kind="plugins"),
-        Section(title="installed", subtitle=str(len(inst)), entries=inst, empty="no memory plugin installed", kind="plugins"),
-    ], note="start with --memory a+b to choose; /help lists commands")
+    return InspectorView(
+        title="plugins",
+        sections=[
+            Section(title="active", subtitle=str(len(act)), entries=act, empty="no memory (stateless)", kind="plugins"),
+            Section(
+                title="installed",
+                subtitle=str(len(inst)),
+                entries=inst,
+                empty="no memory plugin installed",
+                kind="plugins",
+            ),
+        ],
+        note="start with --memory a+b to choose; /help lists commands",
+    )
 
 
 def threads_view(threads: list[Any], current: str) -> InspectorView:
@@ -170,6 +221,16 @@ def threads_view(threads: list[Any], current: str) -> InspectorView:
         when = updated.strftime("%Y-%m-%d %H:%M") if hasattr(updated, "strftime") else str(updated or "")
         meta = " · ".join(p for p in (f"{count} messages", when) if p)
         entries.append(Entry(text=f"{tid}{'  (current)' if tid == current else ''}", meta=meta))
-    return InspectorView(title="threads", sections=[Section(title="threads", subtitle=str(len(entries)), entries=entries,
-                                                            empty="no saved thread yet", kind="threads")],
-                         note="/thread <name> switches to (or starts) a thread")
+    return InspectorView(
+        title="threads",
+        sections=[
+            Section(
+                title="threads",
+                subtitle=str(len(entries)),
+                entries=entries,
+                empty="no saved thread yet",
+                kind="threads",
+            )
+        ],
+        note="/thread <name> switches to (or starts) a thread",
+    )

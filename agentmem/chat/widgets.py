@@ -141,8 +141,10 @@ class MemoryInspector(VerticalScroll):
     view: InspectorView | None = None
 
     def compose_placeholder(self) -> Static:
-        return Static(Text("Send a message: what each memory recalls, and why, shows here.", style="italic dim"),
-                      classes="placeholder")
+        return Static(
+            Text("Send a message: what each memory recalls, and why, shows here.", style="italic dim"),
+            classes="placeholder",
+        )
 
     def on_mount(self) -> None:
         self.border_title = Text("memory")
@@ -179,7 +181,9 @@ class StatusBar(Static):
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
         parts = [
-            ("model", self.model or "?"), ("memory", self.plugins or "none"), ("thread", self.thread or "?"),
+            ("model", self.model or "?"),
+            ("memory", self.plugins or "none"),
+            ("thread", self.thread or "?"),
             ("tokens", f"{self.turn_tokens} turn / {self.session_tokens} session"),
         ]
         for n, (label, value) in enumerate(parts):

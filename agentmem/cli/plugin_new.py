@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-NameArg = Annotated[str, typer.Argument(help="short plugin name, e.g. 'keyword-notes' (the package becomes agentmem-<name>)")]
+NameArg = Annotated[
+    str, typer.Argument(help="short plugin name, e.g. 'keyword-notes' (the package becomes agentmem-<name>)")
+]
 DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="directory to create the package in")]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,20 +17,70 @@ from agentmem.errors import ConfigError
 
 
 def serve_command(
-    backend: Annotated[str, typer.Option("--backend", "-b", help="llamacpp (CPU, a GGUF file) or vllm (GPU, `vllm serve`)")] = "llamacpp",
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="llamacpp: a known model name or a .gguf path (default: the embedded default); vllm: a Hugging Face model id or directory")] = None,
-    host: Annotated[str, typer.Option("--host", help="address to bind; loopback by default (anything else exposes the server to the network)")] = "127.0.0.1",
-    port: Annotated[Optional[int], typer.Option("--port", "-p", help="port to listen on (default: a free one)")] = None,
-    alias: Annotated[Optional[str], typer.Option("--alias", help="llamacpp: the model name the server answers to (default: the model's short name)")] = None,
-    n_ctx: Annotated[Optional[int], typer.Option("--n-ctx", help="llamacpp: context length in tokens (default: setting n_ctx)")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="llamacpp: CPU threads (default: every core)")] = None,
-    parallel: Annotated[int, typer.Option("--parallel", help="llamacpp: requests at once (llama-cpp-python's server answers one at a time; more queue)")] = 1,
-    tensor_parallel_size: Annotated[Optional[int], typer.Option("--tensor-parallel-size", help="vllm: GPUs to shard the model over")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len", help="vllm: context length in tokens")] = None,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vllm: fraction of GPU memory to use (0-1)")] = None,
-    extra: Annotated[Optional[list[str]], typer.Option("--extra", help="an extra flag for the server command line (repeatable: --extra=--seed --extra=1)")] = None,
-    log: Annotated[Optional[Path], typer.Option("--log", help="write the server's output here (default: a temporary file, removed after a clean stop)")] = None,
-    startup_timeout: Annotated[Optional[float], typer.Option("--startup-timeout", help="seconds to wait for the server to answer (default 120 for llamacpp, 900 for vllm)")] = None,
+    backend: Annotated[
+        str, typer.Option("--backend", "-b", help="llamacpp (CPU, a GGUF file) or vllm (GPU, `vllm serve`)")
+    ] = "llamacpp",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="llamacpp: a known model name or a .gguf path (default: the embedded default); vllm: a "
+            "Hugging Face model id or directory",
+        ),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="address to bind; loopback by default (anything else exposes the server to the network)"
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option("--port", "-p", help="port to listen on (default: a free one)")] = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(
+            "--alias", help="llamacpp: the model name the server answers to (default: the model's short name)"
+        ),
+    ] = None,
+    n_ctx: Annotated[
+        int | None, typer.Option("--n-ctx", help="llamacpp: context length in tokens (default: setting n_ctx)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="llamacpp: CPU threads (default: every core)")
+    ] = None,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            help="llamacpp: requests at once (llama-cpp-python's server answers one at a time; more queue)",
+        ),
+    ] = 1,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option("--tensor-parallel-size", help="vllm: GPUs to shard the model over")
+    ] = None,
+    max_model_len: Annotated[int | None, typer.Option("--max-model-len", help="vllm: context length in tokens")] = None,
+    gpu_memory_utilization: Annotated[
+        float | None, typer.Option("--gpu-memory-utilization", help="vllm: fraction of GPU memory to use (0-1)")
+    ] = None,
+    extra: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--extra", help="an extra flag for the server command line (repeatable: --extra=--seed --extra=1)"
+        ),
+    ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option(
+            "--log", help="write the server's output here (default: a temporary file, removed after a clean stop)"
+        ),
+    ] = None,
+    startup_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--startup-timeout",
+            help="seconds to wait for the server to answer (default 120 for llamacpp, 900 for vllm)",
+        ),
+    ] = None,
 ) -> None:
     """Start an OpenAI-compatible model server, print the --api-base to use, and serve until Ctrl-C / SIGTERM."""
     from agentmem.llm.serve import ServeOptions, build_server, serve_until_stopped
@@ -41,12 +91,19 @@ def serve_command(
         raise ConfigError(f"--parallel must be at least 1 (got {parallel})")
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError(f"--port must be from 1 to 65535 (got {port}); leave it out to take a free port")
-    for flag, value, least in (("--n-ctx", n_ctx, 256), ("--threads", threads, 1),
-                               ("--tensor-parallel-size", tensor_parallel_size, 1), ("--max-model-len", max_model_len, 1)):
+    for flag, value, least in (
+        ("--n-ctx", n_ctx, 256),
+        ("--threads", threads, 1),
+        ("--tensor-parallel-size", tensor_parallel_size, 1),
+        ("--max-model-len", max_model_len, 1),
+    ):
         if value is not None and value < least:
             raise ConfigError(f"{flag} must be at least {least} (got {value})")
     if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
-        raise ConfigError(f"--gpu-memory-utilization must be a fraction above 0 and at most 1 (got {gpu_memory_utilization}), e.g. 0.9")
+        raise ConfigError(
+            "--gpu-memory-utilization must be a fraction above 0 and at most 1 (got "
+            f"{gpu_memory_utilization}), e.g. 0.9"
+        )
     if startup_timeout is not None and not startup_timeout > 0:
         raise ConfigError(f"--startup-timeout must be a positive number of seconds (got {startup_timeout})")
     if not host.strip():
@@ -63,7 +120,10 @@ def serve_command(
     timeout = startup_timeout if startup_timeout is not None else (900.0 if backend == "vllm" else 120.0)
     _say(f"starting {server.backend} for {what} on {host}" + (f":{port}" if port else "") + "...")
     if backend == "llamacpp" and parallel > 1:
-        _say(f"note: llama-cpp-python's server answers one request at a time; --parallel {parallel} only lets that many queue")
+        _say(
+            f"note: llama-cpp-python's server answers one request at a time; --parallel {parallel} only lets "
+            "that many queue"
+        )
     if host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"warning: bound to {host}: anyone who can reach this address can use the model")
 
@@ -71,7 +131,11 @@ def serve_command(
         api_base = srv.api_base  # type: ignore[attr-defined]
         model_string = srv.litellm_model  # type: ignore[attr-defined]
         seconds = getattr(srv, "startup_seconds", None)
-        _say(f"ready in {seconds:.1f}s (server pid {srv.pid})" if seconds is not None else f"ready (server pid {srv.pid})")  # type: ignore[attr-defined]
+        _say(
+            f"ready in {seconds:.1f}s (server pid {srv.pid})"  # type: ignore[attr-defined]
+            if seconds is not None
+            else f"ready (server pid {srv.pid})"  # type: ignore[attr-defined]
+        )
         _say(f"api base: {api_base}")
         _say(f"use it with: --api-base {api_base} --model {model_string}")
         _say(f"  or: export AGENTMEM_API_BASE={api_base} AGENTMEM_MODEL={model_string}")

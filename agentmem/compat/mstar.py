@@ -119,8 +119,7 @@ def _validate(module: ModuleType, where: str) -> None:
         problems.extend(_check_method(kb, "read", ["query"], "KnowledgeBase.read(self, query)"))
     if problems:
         raise PluginError(
-            f"M* memory program {where} is malformed: {'; '.join(problems)}; "
-            "see agentmem.compat.mstar for the format"
+            f"M* memory program {where} is malformed: {'; '.join(problems)}; see agentmem.compat.mstar for the format"
         )
 
 
@@ -246,9 +245,9 @@ class MStarProgram(MemoryProgram):
         # the knowledge-item request, as M* words its parts: instruction, the text, the object to fill
         # (the schema follows, appended by the structured call)
         "knowledge_item": "{{ instruction or 'Turn the text below into one ' ~ name ~ ' to keep in memory.' }}\n\n"
-                          "Text:\n{{ raw_text }}\n\nFill one {{ name }} object from this text.",
+        "Text:\n{{ raw_text }}\n\nFill one {{ name }} object from this text.",
         "query": "{{ instruction or 'Write the query that finds what the question needs.' }}\n\n"
-                 "Question: {{ question }}\n\nFill the {{ name }} object for it.",
+        "Question: {{ question }}\n\nFill the {{ name }} object for it.",
     }
 
     def __init__(self, toolkit: Any, params: Any = None) -> None:
@@ -304,7 +303,14 @@ class MStarProgram(MemoryProgram):
                 half = len(events) // 2
                 self.toolkit.logger.warning(
                     "M* %s: session %s (%d events) does not fit the model's context (%s): split into raw texts of "
-                    "%d and %d events", self.name, events[0].session_id or "-", len(events), exc, half, len(events) - half)
+                    "%d and %d events",
+                    self.name,
+                    events[0].session_id or "-",
+                    len(events),
+                    exc,
+                    half,
+                    len(events) - half,
+                )
                 self.toolkit.note("split", op="extract")
                 self._ingest(events[:half])
                 self._ingest(events[half:])
@@ -313,8 +319,12 @@ class MStarProgram(MemoryProgram):
         except (LLMError, ValueError) as exc:  # no valid item after the retries and the repair
             item, failure = None, f"{exc}"
         if item is None:
-            self.toolkit.logger.warning("M* %s: no knowledge item for session %s (%s): the raw text is written once "
-                                        "with an item built from it", self.name, events[0].session_id or "-", failure)
+            self.toolkit.logger.warning(
+                "M* %s: no knowledge item for session %s (%s): the raw text is written once with an item built from it",
+                self.name,
+                events[0].session_id or "-",
+                failure,
+            )
             self.toolkit.note("fallback", op="extract")
             item = self._item_from_raw_text(events, raw_text)
         self.kb.write(item, raw_text)
@@ -323,8 +333,9 @@ class MStarProgram(MemoryProgram):
     def _extract(self, raw_text: str) -> Any:
         """The program's ``KnowledgeItem`` for ``raw_text``: one structured call with the item's own schema."""
         name = self._m.KnowledgeItem.__name__
-        prompt = self.instructions("knowledge_item", instruction=self._m.INSTRUCTION_KNOWLEDGE_ITEM.strip(),
-                                   raw_text=raw_text, name=name)
+        prompt = self.instructions(
+            "knowledge_item", instruction=self._m.INSTRUCTION_KNOWLEDGE_ITEM.strip(), raw_text=raw_text, name=name
+        )
         filled = self.toolkit.structured([{"role": "user", "content": prompt}], self._item_model, op="extract")
         return self._item_adapter.validate_python(filled.model_dump())
 
@@ -345,7 +356,9 @@ class MStarProgram(MemoryProgram):
             words = set(f.name.lower().split("_"))
             kind = _text_kind(hints.get(f.name, Any))
             if kind == "str":
-                values[f.name] = ", ".join(speakers) if words & _SPEAKER_WORDS else when if words & _DATE_WORDS else raw_text
+                values[f.name] = (
+                    ", ".join(speakers) if words & _SPEAKER_WORDS else when if words & _DATE_WORDS else raw_text
+                )
             elif kind == "list[str]":
                 values[f.name] = speakers if words & _SPEAKER_WORDS else [when] if words & _DATE_WORDS else [raw_text]
             elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
@@ -401,8 +414,9 @@ class MStarProgram(MemoryProgram):
     def _make_query(self, text: str) -> Any:
         if self._query_field is not None:
             return self._m.Query(**{self._query_field: text})
-        prompt = self.instructions("query", instruction=self._m.INSTRUCTION_QUERY.strip(), question=text,
-                                   name=self._m.Query.__name__)
+        prompt = self.instructions(
+            "query", instruction=self._m.INSTRUCTION_QUERY.strip(), question=text, name=self._m.Query.__name__
+        )
         try:
             model = self.toolkit.structured([{"role": "user", "content": prompt}], self._query_model, op="query")
             return self._query_adapter.validate_python(model.model_dump())

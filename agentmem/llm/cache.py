@@ -102,7 +102,9 @@ class DiskCache:
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             return conn
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
         conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         with self._init_lock:
             if self._initialised_in != os.getpid():
@@ -202,7 +204,9 @@ class DiskCache:
         """Delete least recently used rows (not ``keep``) until ``excess`` bytes are freed; the count deleted."""
         freed = 0
         doomed: list[str] = []
-        for key, size in conn.execute("SELECT key, size FROM entries WHERE key != ? ORDER BY accessed, created", (keep,)):
+        for key, size in conn.execute(
+            "SELECT key, size FROM entries WHERE key != ? ORDER BY accessed, created", (keep,)
+        ):
             if freed >= excess:
                 break
             doomed.append(key)

@@ -77,7 +77,7 @@ class LLM:
     """A metered, retried, concurrency-limited chat model (satisfies :class:`agentmem.toolkit.ChatModel`)."""
 
     @classmethod
-    def from_settings(cls, model: str | None = None, api_base: str | None = None) -> "LLM":
+    def from_settings(cls, model: str | None = None, api_base: str | None = None) -> LLM:
         """The client for the chosen model, resolved as every command resolves it.
 
         Precedence: the arguments, then ``AGENTMEM_MODEL`` / ``AGENTMEM_API_BASE``,
@@ -99,7 +99,7 @@ class LLM:
         temperature: float = 0.0,
         max_tokens: int = 256,
         timeout: float | None = None,
-        settings: "Settings | None" = None,
+        settings: Settings | None = None,
         meter: Meter | None = None,
         cache: CompletionCache | bool | None = None,
         seed: int | None = None,
@@ -144,7 +144,7 @@ class LLM:
             self._backend = RemoteBackend(self.model, self.api_base, self.api_key)
 
     @staticmethod
-    def _resolve_cache(cache: CompletionCache | bool | None, settings: "Settings") -> CompletionCache | None:
+    def _resolve_cache(cache: CompletionCache | bool | None, settings: Settings) -> CompletionCache | None:
         if cache is False or (cache is None and not settings.cache):
             return None
         if cache is None or cache is True:
@@ -189,7 +189,7 @@ class LLM:
             self._backend.start()
 
     @property
-    def server(self) -> "LocalServer | AttachedServer | None":
+    def server(self) -> LocalServer | AttachedServer | None:
         """The local llama.cpp server (started on the first call), or ``None`` for remote models."""
         return self._backend.server if isinstance(self._backend, LocalBackend) else None
 
@@ -217,8 +217,14 @@ class LLM:
         A deterministic request (temperature 0, or a ``seed``) is looked up in
         the cache first, and its answer kept there.
         """
-        return self.complete_reply(messages, max_tokens=max_tokens, temperature=temperature,
-                                   response_format=response_format, caller=caller, seed=seed).text
+        return self.complete_reply(
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_format=response_format,
+            caller=caller,
+            seed=seed,
+        ).text
 
     def complete_reply(
         self,
@@ -245,8 +251,14 @@ class LLM:
             middleware.cache_store(self.cache, key, reply.text)
         return reply
 
-    def _request(self, messages: list[dict[str, Any]], max_tokens: int | None, temperature: float | None,
-                 response_format: dict[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    def _request(
+        self,
+        messages: list[dict[str, Any]],
+        max_tokens: int | None,
+        temperature: float | None,
+        response_format: dict[str, Any] | None,
+        seed: int | None,
+    ) -> dict[str, Any]:
         """The request body, with this client's defaults filled in."""
         request: dict[str, Any] = {
             "messages": messages,
@@ -264,8 +276,9 @@ class LLM:
         return self._call_reply(request, caller).text
 
     def _retry_policy(self, worth_retrying: Callable[[BaseException], bool] | None = None) -> Any:
-        return middleware.retry_policy(self.max_retries, self.retry_backoff, self.max_backoff,
-                                       worth_retrying=worth_retrying)
+        return middleware.retry_policy(
+            self.max_retries, self.retry_backoff, self.max_backoff, worth_retrying=worth_retrying
+        )
 
     def _call_reply(self, request: dict[str, Any], caller: str | None) -> Reply:
         """One metered call with retries; returns the reply and its finish reason, or raises :class:`LLMError`."""
@@ -288,7 +301,7 @@ class LLM:
             except AgentmemError:  # the local model could not be fetched or started
                 middleware.record_failure(self.meter, caller, time.monotonic() - started)
                 raise
-            except Exception as exc:  # noqa: BLE001 - classified here
+            except Exception as exc:
                 middleware.record_failure(self.meter, caller, time.monotonic() - started - setup)
                 raise self._error(exc, middleware.attempts_made(policy)) from None
         middleware.record_reply(self.meter, caller, response, time.monotonic() - started - setup)
@@ -383,7 +396,7 @@ class LLM:
             except AgentmemError:
                 middleware.record_failure(self.meter, caller, time.monotonic() - started)
                 raise
-            except Exception as exc:  # noqa: BLE001 - classified here
+            except Exception as exc:
                 middleware.record_failure(self.meter, caller, time.monotonic() - started - setup)
                 raise self._error(exc, middleware.attempts_made(policy)) from None
             pieces: list[str] = []
@@ -399,18 +412,24 @@ class LLM:
                             pieces.append(piece)
                             yield piece
                 except GeneratorExit:  # the reader stopped early: count what it got
-                    middleware.record_stream(self.meter, caller, request["messages"], pieces, usage,
-                                             time.monotonic() - started - setup)
+                    middleware.record_stream(
+                        self.meter, caller, request["messages"], pieces, usage, time.monotonic() - started - setup
+                    )
                     raise
-                except Exception as exc:  # noqa: BLE001 - after the first piece: never retried
-                    middleware.record_failure(self.meter, caller, time.monotonic() - started - setup,
-                                              completion_tokens=count_tokens("".join(pieces)))
+                except Exception as exc:
+                    middleware.record_failure(
+                        self.meter,
+                        caller,
+                        time.monotonic() - started - setup,
+                        completion_tokens=count_tokens("".join(pieces)),
+                    )
                     error = self._error(exc, middleware.attempts_made(policy))
                     if pieces:
                         error = type(error)(f"{error} (the reply broke off after {len(pieces)} pieces)")
                     raise error from None
-            middleware.record_stream(self.meter, caller, request["messages"], pieces, usage,
-                                     time.monotonic() - started - setup)
+            middleware.record_stream(
+                self.meter, caller, request["messages"], pieces, usage, time.monotonic() - started - setup
+            )
 
     def _completion(
         self, model: str, base: str | None, key: str | None, request: dict[str, Any], *, stream: bool = False
@@ -420,8 +439,9 @@ class LLM:
 
     def _error(self, exc: BaseException, attempts: int) -> LLMError:
         """The one-line error of a failed call (see :func:`agentmem.llm.transport.classify`)."""
-        return classify(exc, model=self.model, base=self._backend.where(), attempts=attempts,
-                        hint=self._backend.failure_hint())
+        return classify(
+            exc, model=self.model, base=self._backend.where(), attempts=attempts, hint=self._backend.failure_hint()
+        )
 
     # -- structured output -------------------------------------------------------------
     def structured(
@@ -447,7 +467,7 @@ class LLM:
     def call_tool(
         self,
         messages: list[dict[str, Any]],
-        tools: "list[ToolSpec | Callable[..., Any]]",
+        tools: list[ToolSpec | Callable[..., Any]],
         *,
         tool: str | None = None,
         caller: str | None = None,

@@ -42,7 +42,7 @@ class LocalBackend:
 
     is_local = True
 
-    def __init__(self, model: str, settings: "Settings") -> None:
+    def __init__(self, model: str, settings: Settings) -> None:
         """``model``: ``local`` (the default model) or ``local/<known name>``; an unknown name fails now (one line)."""
         from agentmem.llm.models import DEFAULT_MODEL, get_known
 

@@ -66,7 +66,7 @@ class CallStats(BaseModel):
 
 
 # the scopes in force in this context: (the meter they watch, the meter they fill)
-_SCOPES: contextvars.ContextVar[tuple[tuple["Meter", "Meter"], ...]] = contextvars.ContextVar(
+_SCOPES: contextvars.ContextVar[tuple[tuple[Meter, Meter], ...]] = contextvars.ContextVar(
     "agentmem_meter_scopes", default=()
 )
 
@@ -204,7 +204,7 @@ class Meter:
         return out
 
     @contextlib.contextmanager
-    def scope(self, **tags: Any) -> Iterator["Meter"]:
+    def scope(self, **tags: Any) -> Iterator[Meter]:
         """A fresh :class:`Meter` that receives every call recorded here from this context.
 
         Exact under concurrency: calls made by other threads or tasks that are

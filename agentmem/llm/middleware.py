@@ -71,7 +71,7 @@ def cache_lookup(
     started = time.monotonic()
     try:
         hit = cache.get(key)
-    except Exception as exc:  # noqa: BLE001 - a broken cache must not fail the call
+    except Exception as exc:
         log.warning("LLM cache lookup failed (%s): calling the model", one_line(exc))
         return None
     if hit is not None:
@@ -85,7 +85,7 @@ def cache_store(cache: CompletionCache | None, key: dict[str, Any] | None, text:
         return
     try:
         cache.put(key, text)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.warning("LLM cache write failed (%s)", one_line(exc))
 
 

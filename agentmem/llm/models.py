@@ -25,8 +25,9 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -61,10 +62,7 @@ class KnownModel(BaseModel):
 
 def _chunks(dist_prefix: str, version: str, count: int) -> list[tuple[str, str]]:
     module_prefix = dist_prefix.replace("-", "_")
-    return [
-        (f"{dist_prefix}{i}=={version}", f"{module_prefix}{i}/data/part{i:02d}.bin")
-        for i in range(1, count + 1)
-    ]
+    return [(f"{dist_prefix}{i}=={version}", f"{module_prefix}{i}/data/part{i:02d}.bin") for i in range(1, count + 1)]
 
 
 KNOWN_MODELS: dict[str, KnownModel] = {
@@ -100,7 +98,7 @@ CHAT_MODEL = "qwen2.5-coder-1.5b"
 echoes a user's statements back word for word, the 1.5B replies to them at interactive speed on a CPU."""
 
 
-def conversation_model(settings: "Settings") -> str:
+def conversation_model(settings: Settings) -> str:
     """The model string for a conversation: the configured one (flag, environment, config file), else the
     local :data:`CHAT_MODEL`. A configured local model file (``local_model_path``) counts as configured."""
     if "model" in settings.model_fields_set or settings.local_model_path is not None:
@@ -167,7 +165,13 @@ def _read_marker(marker: Path, file: Path, sha256: str) -> bool:
 
 def _write_marker(marker: Path, file: Path, sha256: str) -> None:
     st = file.stat()
-    payload = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "path": str(file.resolve()), "verified_at": time.time()}
+    payload = {
+        "sha256": sha256,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "path": str(file.resolve()),
+        "verified_at": time.time(),
+    }
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         tmp = marker.with_name(marker.name + f".{os.getpid()}.tmp")
@@ -181,9 +185,7 @@ def _verify(file: Path, km: KnownModel, marker: Path, *, fix: str, progress: Pro
     """Check ``file`` is ``km`` (size, then sha256 unless the marker vouches for it)."""
     size = file.stat().st_size
     if size != km.size:
-        raise ModelIntegrityError(
-            f"model file {file} has {size:,} bytes, expected {km.size:,} for {km.name}: {fix}"
-        )
+        raise ModelIntegrityError(f"model file {file} has {size:,} bytes, expected {km.size:,} for {km.name}: {fix}")
     if _read_marker(marker, file, km.sha256):
         return
     if progress:

@@ -117,7 +117,7 @@ def schema_problems(value: Any, schema: Mapping[str, Any]) -> list[str]:
         return [line for error in errors for line in _worded(error)]
     except (SchemaError, UnknownType) as exc:
         return [f"the schema itself is not valid ({' '.join(str(exc).split())[:160]})"]
-    except Exception as exc:  # noqa: BLE001 - e.g. an unresolvable $ref (the referencing library's errors)
+    except Exception as exc:
         return [f"the schema could not be checked ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"]
 
 
@@ -129,7 +129,8 @@ def _worded(error: Any) -> list[str]:
     kind, expected, instance = error.validator, error.validator_value, error.instance
     if kind == "required" and isinstance(instance, dict):
         return [f"{prefix}{name}: Field required" for name in expected if name not in instance][:1] or [
-            f"{at}: {error.message}"]
+            f"{at}: {error.message}"
+        ]
     if kind == "additionalProperties" and isinstance(instance, dict):
         known = set((error.schema.get("properties") or {}).keys())
         patterns = list((error.schema.get("patternProperties") or {}).keys())

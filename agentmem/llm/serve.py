@@ -137,7 +137,7 @@ class VLLMServer(LocalServer):
     def _command(self) -> list[str]:
         return [sys.executable, "-c", _VLLM_BOOTSTRAP, str(os.getpid()), *self.vllm_command()[1:]]
 
-    def start(self, timeout: float = 900) -> "VLLMServer":
+    def start(self, timeout: float = 900) -> VLLMServer:
         """Start ``vllm serve`` and wait until it answers (loading and compiling take minutes)."""
         require_vllm()
         with self._lock:
@@ -149,7 +149,9 @@ class VLLMServer(LocalServer):
                 self._launch_and_wait(timeout)
             except ModelError as exc:
                 raise ModelError(
-                    str(exc).replace(f"the local llama.cpp server for {self.model_path.name}", f"the vLLM server for {self.model}")
+                    str(exc).replace(
+                        f"the local llama.cpp server for {self.model_path.name}", f"the vLLM server for {self.model}"
+                    )
                 ) from None
         return self
 
@@ -183,7 +185,9 @@ def resolve_gguf(model: str | None, *, cache_dir: Path | None = None) -> tuple[P
     if path.is_file():
         return path.resolve(), path.stem
     if path.suffix == ".gguf":
-        raise ModelError(f"model file {path} does not exist: give an existing .gguf file or a known name ({', '.join(KNOWN_MODELS)})")
+        raise ModelError(
+            f"model file {path} does not exist: give an existing .gguf file or a known name ({', '.join(KNOWN_MODELS)})"
+        )
     raise ModelError(
         f"'{name}' is neither a known local model ({', '.join(KNOWN_MODELS)}) nor a .gguf file: "
         "for a Hugging Face model use --backend vllm"

@@ -141,7 +141,7 @@ class LocalServer:
         return self._proc is not None and self._proc.poll() is None
 
     # -- lifecycle ----------------------------------------------------------------
-    def start(self, timeout: float = 120) -> "LocalServer":
+    def start(self, timeout: float = 120) -> LocalServer:
         """Start the server and wait until ``GET /v1/models`` answers. Idempotent."""
         with self._lock:
             if self.is_running():
@@ -207,7 +207,8 @@ class LocalServer:
                 if code is not None:
                     self._proc = None
                     raise ModelError(
-                        f"the local llama.cpp server for {self.model_path.name} exited with code {code} while starting: "
+                        f"the local llama.cpp server for {self.model_path.name} exited with code {code} while "
+                        "starting: "
                         f"{self._last_log_line()} (full log: {self.log_path})"
                     )
                 try:
@@ -226,7 +227,11 @@ class LocalServer:
 
     def _last_log_line(self) -> str:
         try:
-            lines = [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()] if self.log_path else []
+            lines = (
+                [ln.strip() for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+                if self.log_path
+                else []
+            )
         except OSError:
             lines = []
         return lines[-1] if lines else "no output"
@@ -255,7 +260,7 @@ class LocalServer:
                 self.log_path.unlink(missing_ok=True)
                 self.log_path = None
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -343,14 +348,14 @@ def _healthy(api_base: str) -> bool:
         return False
 
 
-_SHARED: dict[tuple[str, str], "LocalServer | AttachedServer"] = {}
+_SHARED: dict[tuple[str, str], LocalServer | AttachedServer] = {}
 _SHARED_LOCK = threading.Lock()
 _REGISTERED: dict[Path, int] = {}  # registry files this process wrote -> the server pid they name
 
 
 def shared_local_server(
     model_path: Path, *, alias: str = "local", timeout: float = 120, **kw: object
-) -> "LocalServer | AttachedServer":
+) -> LocalServer | AttachedServer:
     """The machine-wide server for ``model_path``: attached if another process runs one, else started here.
 
     Started servers are registered for other processes, restarted if they
@@ -393,16 +398,28 @@ def shared_local_server(
         own = _own_server(key, Path(model_path), alias, timeout, kw)
         assert isinstance(own, LocalServer)
         tmp = record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({
-            "pid": own.pid, "owner": os.getpid(), "api_base": own.api_base, "model_path": resolved, "alias": alias,
-            "log": str(own.log_path) if own.log_path else None, "n_ctx": own.n_ctx, "n_threads": own.n_threads,
-        }))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "pid": own.pid,
+                    "owner": os.getpid(),
+                    "api_base": own.api_base,
+                    "model_path": resolved,
+                    "alias": alias,
+                    "log": str(own.log_path) if own.log_path else None,
+                    "n_ctx": own.n_ctx,
+                    "n_threads": own.n_threads,
+                }
+            )
+        )
         os.replace(tmp, record_path)
         _REGISTERED[record_path] = int(own.pid or -1)
         return own
 
 
-def _own_server(key: tuple[str, str], model_path: Path, alias: str, timeout: float, kw: dict[str, object]) -> "LocalServer | AttachedServer":
+def _own_server(
+    key: tuple[str, str], model_path: Path, alias: str, timeout: float, kw: dict[str, object]
+) -> LocalServer | AttachedServer:
     with _SHARED_LOCK:
         server = _SHARED.get(key)
         if not isinstance(server, LocalServer):

@@ -94,8 +94,14 @@ class ChatClient(Protocol):
 
     is_local: bool
 
-    def complete_reply(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None,
-                       response_format: dict[str, Any] | None = None, caller: str | None = None) -> Reply: ...
+    def complete_reply(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        caller: str | None = None,
+    ) -> Reply: ...
 
     def describe(self) -> str: ...
 
@@ -234,7 +240,8 @@ def plan_reply(
         if room < needed:
             raise NoRoomForReply(
                 f"the prompt (about {prompt} tokens) leaves {max(room, 0)} of the model's {context_window} context "
-                f"tokens for a reply that needs at least {needed}: give a smaller input or a model with a longer context",
+                f"tokens for a reply that needs at least {needed}: give a smaller input or a model with a "
+                "longer context",
                 room=max(room, 0),
             )
     elif max_output is not None:
@@ -318,6 +325,7 @@ def ask_json(
     :class:`NoRoomForReply` or :class:`InvalidReply` (both
     :class:`~agentmem.errors.LLMError`).
     """
+
     def complete(convo: list[dict[str, Any]], limit: int) -> Reply:
         return llm.complete_reply(convo, max_tokens=limit, response_format=response_format, caller=caller)
 

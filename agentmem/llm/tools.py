@@ -41,8 +41,15 @@ from agentmem.llm.schemas import clean_schema, parse_json_object, response_forma
 from agentmem.llm.structured import ChatClient, Reply, ask_json, schema_token_bound, with_instruction
 from agentmem.llm.transport import one_line, tool_calls_as_text
 
-__all__ = ["ToolSpec", "ToolCall", "ToolCallError", "parse_tool_calls", "call_tool", "as_tool_specs",
-           "tool_calls_as_text"]
+__all__ = [
+    "ToolSpec",
+    "ToolCall",
+    "ToolCallError",
+    "parse_tool_calls",
+    "call_tool",
+    "as_tool_specs",
+    "tool_calls_as_text",
+]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 
@@ -73,13 +80,15 @@ class ToolSpec(BaseModel):
     _fn: Callable[..., Any] | None = PrivateAttr(default=None)
 
     @classmethod
-    def from_function(cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> "ToolSpec":
+    def from_function(
+        cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+    ) -> ToolSpec:
         """The spec of a typed function: parameters from its type hints and defaults,
         descriptions from its docstring (first paragraph; ``Args:`` or ``:param x:`` lines)."""
         sig = inspect.signature(fn)
         try:
             hints = typing.get_type_hints(fn, include_extras=True)
-        except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw ones
+        except Exception:
             hints = {k: p.annotation for k, p in sig.parameters.items()}
         summary, arg_docs = _describe_from_docstring(inspect.getdoc(fn) or "")
         fields: dict[str, Any] = {}
@@ -92,11 +101,12 @@ class ToolSpec(BaseModel):
             default = ... if param.default is inspect.Parameter.empty else param.default
             fields[pname] = (hint, Field(default, description=arg_docs.get(pname)))
         tool_name = name or fn.__name__
-        model = create_model(
-            f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+        model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+        spec = cls(
+            name=tool_name,
+            description=description if description is not None else summary,
+            parameters=clean_schema(model.model_json_schema()),
         )
-        spec = cls(name=tool_name, description=description if description is not None else summary,
-                   parameters=clean_schema(model.model_json_schema()))
         spec._args_model = model
         spec._fn = fn
         return spec
@@ -268,7 +278,9 @@ def _python_calls(text: str, specs: dict[str, ToolSpec] | None) -> list[tuple[st
     """``name(a=1, b="x")`` calls of known tools (literal arguments only)."""
     if not specs:
         return []
-    pattern = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in sorted(specs, key=len, reverse=True)) + r")\s*\(")
+    pattern = re.compile(
+        r"(?<![\w.])(" + "|".join(re.escape(n) for n in sorted(specs, key=len, reverse=True)) + r")\s*\("
+    )
     found: list[tuple[str, Any, str | None]] = []
     pos = 0
     while True:
@@ -350,6 +362,7 @@ def _constrained_json(
     """One reply constrained to ``schema`` and passed through ``check`` (see :func:`agentmem.llm.structured.ask_json`:
     a limit from the schema and the room left, a cut reply asked again with room, one repair).
     Raises :class:`~agentmem.errors.InvalidReply` or :class:`~agentmem.errors.NoRoomForReply`."""
+
     def checked(text: str) -> Any:
         try:
             value = parse_json_object(text)
@@ -416,8 +429,9 @@ def call_tool(
                     raise ToolCallError(f"name must be one of {names}")
                 return name
 
-            tool = _constrained_json(llm, choose, schema, "tool_choice", check_name, caller, None,
-                                     goal=f"choose one of the tools {names}")
+            tool = _constrained_json(
+                llm, choose, schema, "tool_choice", check_name, caller, None, goal=f"choose one of the tools {names}"
+            )
 
     spec = by_name[tool]
     ask = with_instruction(
@@ -425,8 +439,16 @@ def call_tool(
         f"Fill in the arguments of `{spec.name}` ({spec.description or 'a tool'}) from the request above, "
         f"copying its words exactly. JSON schema:\n{json.dumps(spec.parameters, separators=(',', ':'))}",
     )
-    arguments = _constrained_json(llm, ask, spec.parameters, spec.name, spec.validate_arguments, caller, max_tokens,
-                                  goal=f"return valid arguments for tool {spec.name}")
+    arguments = _constrained_json(
+        llm,
+        ask,
+        spec.parameters,
+        spec.name,
+        spec.validate_arguments,
+        caller,
+        max_tokens,
+        goal=f"return valid arguments for tool {spec.name}",
+    )
     return ToolCall(name=spec.name, arguments=arguments)
 
 

@@ -197,7 +197,7 @@ class RemoteBackend:
         if cached is None:
             try:
                 cached = dict(import_litellm().get_model_info(self.model) or {})
-            except Exception:  # noqa: BLE001 - unknown to litellm (self-hosted vLLM, a new model)
+            except Exception:
                 cached = {}
             self._info = cached
         return cached
@@ -337,8 +337,10 @@ def classify(exc: BaseException, *, model: str, base: str | None, attempts: int,
     ex = _litellm.exceptions if _litellm is not None else None
     if (ex is not None and isinstance(exc, ex.ContextWindowExceededError)) or "exceed context window" in detail:
         # llama.cpp's server words it "Requested tokens (n) exceed context window of m"
-        return NoRoomForReply(f"{what} failed: {detail}: the prompt is too long for the model's context: "
-                              "give a smaller input or raise n_ctx")
+        return NoRoomForReply(
+            f"{what} failed: {detail}: the prompt is too long for the model's context: "
+            "give a smaller input or raise n_ctx"
+        )
     if ex is not None and isinstance(exc, (ex.AuthenticationError, ex.PermissionDeniedError)):
         hint = "check the API key (--api-key / AGENTMEM_API_KEY)"
     elif ex is not None and isinstance(exc, ex.NotFoundError):
@@ -378,7 +380,7 @@ async def iterate_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting side
+        except BaseException as exc:
             loop.call_soon_threadsafe(queue.put_nowait, (False, exc))
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, (True, _DONE))
@@ -395,4 +397,3 @@ async def iterate_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[
             yield item
     finally:
         stop.set()
-

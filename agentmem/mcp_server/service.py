@@ -48,7 +48,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,9 @@ class SearchHit(BaseModel):
     content: str
     score: float
     plugin: str
-    memory_ids: list[str] = Field(default_factory=list, description="ids of the added memories this item was derived from")
+    memory_ids: list[str] = Field(
+        default_factory=list, description="ids of the added memories this item was derived from"
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -162,7 +164,9 @@ class FactHistory(BaseModel):
 
 
 def parse_memory_spec(memory: str | list[str]) -> list[str]:
-    """``"episodic+semantic"`` / ``"episodic,semantic"`` / ``["notes.py"]`` -> member names (``.py`` paths kept whole)."""
+    """``"episodic+semantic"`` / ``"episodic,semantic"`` / ``["notes.py"]`` -> member names (``.py`` paths
+    kept whole).
+    """
     specs = memory if isinstance(memory, list) else [memory]
     names: list[str] = []
     for spec in specs:
@@ -209,7 +213,9 @@ class MemoryService:
 
         self.names = parse_memory_spec(memory)
         if not self.names or self.names == ["none"]:
-            raise ConfigError("--memory names no plugin; a memory server needs one, e.g. --memory episodic or episodic+semantic")
+            raise ConfigError(
+                "--memory names no plugin; a memory server needs one, e.g. --memory episodic or episodic+semantic"
+            )
         if "none" in self.names:
             raise ConfigError(f"--memory {'+'.join(self.names)}: 'none' cannot be composed with plugins; drop it")
         self.classes = [load_memory(name) for name in self.names]  # a misspelt plugin fails before anything is opened
@@ -277,7 +283,10 @@ class MemoryService:
             count = self._db.execute("SELECT COUNT(*) FROM memories").fetchone()[0]
             log.warning(
                 "memory configuration changed (was %s, now %s): each user's memory is rebuilt from the %d stored "
-                "memories on first use", row[0], wanted, count,
+                "memories on first use",
+                row[0],
+                wanted,
+                count,
             )
             self._db.execute("UPDATE scopes SET state = 'rebuild'")
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('configuration', ?)", (wanted,))
@@ -304,9 +313,9 @@ class MemoryService:
                 "UPDATE scopes SET state = ?, generation = generation + ? WHERE user_id = ? AND agent_id = ?",
                 (state, 1 if bump else 0, *key),
             )
-            return int(self._db.execute(
-                "SELECT generation FROM scopes WHERE user_id = ? AND agent_id = ?", key
-            ).fetchone()[0])
+            return int(
+                self._db.execute("SELECT generation FROM scopes WHERE user_id = ? AND agent_id = ?", key).fetchone()[0]
+            )
 
     def _scope_prefix(self, key: tuple[str, str]) -> str:
         return Scope(user_id=key[0], agent_id=key[1]).key()
@@ -343,8 +352,9 @@ class MemoryService:
         stores = Stores(self._scope_dir(key, generation), chroma_host=self.chroma_host)
         scope = Scope(user_id=key[0], agent_id=key[1])
         try:
-            programs = build_memory_stack(self.names, scope=scope, stores=stores, llm=self.llm, params=self.params,
-                                          embedder=self._embedder())
+            programs = build_memory_stack(
+                self.names, scope=scope, stores=stores, llm=self.llm, params=self.params, embedder=self._embedder()
+            )
         except Exception:
             stores.close()
             raise
@@ -398,7 +408,8 @@ class MemoryService:
         with self._db_lock:
             rows = self._db.execute(
                 "SELECT id, user_id, agent_id, text, metadata, created_at FROM memories"
-                " WHERE user_id = ? AND agent_id = ? ORDER BY seq", key,
+                " WHERE user_id = ? AND agent_id = ? ORDER BY seq",
+                key,
             ).fetchall()
         if rows:
             log.info("rebuilding the memory of user %r agent %r from %d stored memories", key[0], key[1], len(rows))
@@ -422,17 +433,27 @@ class MemoryService:
     def _apply(memory: ComposedMemory, record: MemoryRecord) -> None:
         """Hand one memory to the plugins: an observed user message, then reflect (so buffers are flushed)."""
         event = Event.message(
-            record.text, speaker="user", id=record.id, session_id=_SESSION,
+            record.text,
+            speaker="user",
+            id=record.id,
+            session_id=_SESSION,
             timestamp=datetime.fromisoformat(record.created_at),
             metadata={**record.metadata, "memory_id": record.id},
         )
         memory.observe(event)
-        memory.reflect(Episode(id=record.id, task="memory", events=[event],
-                               metadata={"user_id": record.user_id, "agent_id": record.agent_id}))
+        memory.reflect(
+            Episode(
+                id=record.id,
+                task="memory",
+                events=[event],
+                metadata={"user_id": record.user_id, "agent_id": record.agent_id},
+            )
+        )
 
     # -- operations ---------------------------------------------------------------------
-    def add(self, text: str, *, user_id: str, agent_id: str = "default",
-            metadata: dict[str, Any] | None = None) -> MemoryRecord:
+    def add(
+        self, text: str, *, user_id: str, agent_id: str = "default", metadata: dict[str, Any] | None = None
+    ) -> MemoryRecord:
         """Store one memory for (user, agent); durable when this returns."""
         key = self._key(user_id, agent_id)
         text = _check_text(text)
@@ -440,8 +461,14 @@ class MemoryService:
         with self._lock(key):
             self._check_open()
             memory = self._memory(key)
-            record = MemoryRecord(id=uuid.uuid4().hex[:16], user_id=key[0], agent_id=key[1], text=text, metadata=meta,
-                                  created_at=datetime.now(timezone.utc).isoformat())
+            record = MemoryRecord(
+                id=uuid.uuid4().hex[:16],
+                user_id=key[0],
+                agent_id=key[1],
+                text=text,
+                metadata=meta,
+                created_at=datetime.now(UTC).isoformat(),
+            )
             with self._db_lock:
                 self._db.execute(
                     "INSERT INTO memories (id, user_id, agent_id, text, metadata, created_at, applied)"
@@ -457,17 +484,26 @@ class MemoryService:
                 self._close_open(key)
                 self._set_state(key, "rebuild")
                 log.exception("memory %s could not be taken in", record.id)
-                raise ServiceError(f"not stored: memory {self.label} failed to take the text in ({_one_line(exc)})") from None
+                raise ServiceError(
+                    f"not stored: memory {self.label} failed to take the text in ({_one_line(exc)})"
+                ) from None
             with self._db_lock:
                 self._db.execute("UPDATE memories SET applied = 1 WHERE id = ?", (record.id,))
             return record
 
-    def search(self, query: str, *, user_id: str, agent_id: str = "default", top_k: int | None = None,
-               budget_tokens: int | None = None) -> SearchResult:
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        agent_id: str = "default",
+        top_k: int | None = None,
+        budget_tokens: int | None = None,
+    ) -> SearchResult:
         """What the memory recalls for ``query`` (best first), each hit with the ids of the memories behind it."""
         key = self._key(user_id, agent_id)
         if not isinstance(query, str) or not query.strip():
-            raise ServiceError("query is empty: say what to look for, e.g. query=\"seat preference\"")
+            raise ServiceError('query is empty: say what to look for, e.g. query="seat preference"')
         if top_k is not None and not 1 <= int(top_k) <= 200:
             raise ServiceError(f"top_k must be between 1 and 200 (got {top_k})")
         budget = self.budget_tokens if budget_tokens is None else int(budget_tokens)
@@ -477,8 +513,12 @@ class MemoryService:
         with self._lock(key):
             self._check_open()
             with self._db_lock:
-                empty = self._db.execute(
-                    "SELECT 1 FROM memories WHERE user_id = ? AND agent_id = ? LIMIT 1", key).fetchone() is None
+                empty = (
+                    self._db.execute(
+                        "SELECT 1 FROM memories WHERE user_id = ? AND agent_id = ? LIMIT 1", key
+                    ).fetchone()
+                    is None
+                )
             if empty:
                 return result
             memory = self._memory(key)
@@ -491,8 +531,15 @@ class MemoryService:
                 log.warning("recall returned an item of memories no longer stored (%s); dropped", item.event_ids[:3])
                 continue
             meta = {k: v for k, v in item.metadata.items() if k not in ("dia_id", "memory_id", "session")}
-            hits.append(SearchHit(content=item.content, score=float(item.score), plugin=item.source or recall.plugin,
-                                  memory_ids=ids, metadata=_jsonable(meta)))
+            hits.append(
+                SearchHit(
+                    content=item.content,
+                    score=float(item.score),
+                    plugin=item.source or recall.plugin,
+                    memory_ids=ids,
+                    metadata=_jsonable(meta),
+                )
+            )
         hits.sort(key=lambda h: -h.score)
         result.omitted = recall.omitted
         if top_k is not None and len(hits) > top_k:
@@ -510,10 +557,14 @@ class MemoryService:
             raise ServiceError(f"offset must be 0 or more (got {offset})")
         self._check_open()
         with self._db_lock:
-            total = self._db.execute("SELECT COUNT(*) FROM memories WHERE user_id = ? AND agent_id = ?", key).fetchone()[0]
+            total = self._db.execute(
+                "SELECT COUNT(*) FROM memories WHERE user_id = ? AND agent_id = ?", key
+            ).fetchone()[0]
             rows = self._db.execute(
-                "SELECT id, user_id, agent_id, text, metadata, created_at FROM memories WHERE user_id = ? AND agent_id = ?"
-                " ORDER BY seq DESC LIMIT ? OFFSET ?", (*key, int(limit), int(offset)),
+                "SELECT id, user_id, agent_id, text, metadata, created_at FROM memories WHERE user_id = ? AND "
+                "agent_id = ?"
+                " ORDER BY seq DESC LIMIT ? OFFSET ?",
+                (*key, int(limit), int(offset)),
             ).fetchall()
         return ListResult(user_id=key[0], agent_id=key[1], total=int(total), memories=[_record(r) for r in rows])
 
@@ -523,10 +574,14 @@ class MemoryService:
         found: set[str] = set()
         with self._db_lock:
             for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
+                part = wanted[start : start + 500]
                 marks = ",".join("?" * len(part))
-                found.update(r[0] for r in self._db.execute(
-                    f"SELECT id FROM memories WHERE user_id = ? AND agent_id = ? AND id IN ({marks})", (*key, *part)))
+                found.update(
+                    r[0]
+                    for r in self._db.execute(
+                        f"SELECT id FROM memories WHERE user_id = ? AND agent_id = ? AND id IN ({marks})", (*key, *part)
+                    )
+                )
         return found
 
     def get(self, memory_id: str, *, user_id: str, agent_id: str = "default") -> MemoryRecord:
@@ -535,7 +590,8 @@ class MemoryService:
         with self._db_lock:
             row = self._db.execute(
                 "SELECT id, user_id, agent_id, text, metadata, created_at FROM memories"
-                " WHERE id = ? AND user_id = ? AND agent_id = ?", (str(memory_id), *key),
+                " WHERE id = ? AND user_id = ? AND agent_id = ?",
+                (str(memory_id), *key),
             ).fetchone()
         if row is None:
             raise ServiceError(
@@ -566,9 +622,16 @@ class MemoryService:
         user = _check_id("user_id", user_id)
         with self._db_lock:
             if agent_id is None:
-                agents = sorted({r[0] for r in self._db.execute(
-                    "SELECT agent_id FROM scopes WHERE user_id = ? UNION SELECT agent_id FROM memories WHERE user_id = ?",
-                    (user, user))})
+                agents = sorted(
+                    {
+                        r[0]
+                        for r in self._db.execute(
+                            "SELECT agent_id FROM scopes WHERE user_id = ? UNION SELECT agent_id FROM memories "
+                            "WHERE user_id = ?",
+                            (user, user),
+                        )
+                    }
+                )
             else:
                 agents = [_check_id("agent_id", agent_id)]
         ids: list[str] = []
@@ -593,7 +656,9 @@ class MemoryService:
         key = self._key(user_id, agent_id)
         able = self.capabilities.get("history", [])
         if not able:
-            raise ServiceError(f"memory {self.label} keeps no fact history; serve a plugin that does (e.g. --memory semantic)")
+            raise ServiceError(
+                f"memory {self.label} keeps no fact history; serve a plugin that does (e.g. --memory semantic)"
+            )
         if not isinstance(fact_id, str) or not fact_id.strip():
             raise ServiceError("fact_id is empty: give a fact id from search_memories (metadata.fact_id)")
         with self._lock(key):
@@ -607,9 +672,16 @@ class MemoryService:
                     changes = history(fact_id.strip())
                 except AgentmemError:
                     continue  # not this plugin's fact
-                return FactHistory(user_id=key[0], agent_id=key[1], fact_id=fact_id.strip(), plugin=name,
-                                   changes=[_jsonable(c.model_dump(mode="json")) if isinstance(c, BaseModel) else _jsonable(c)
-                                            for c in changes])
+                return FactHistory(
+                    user_id=key[0],
+                    agent_id=key[1],
+                    fact_id=fact_id.strip(),
+                    plugin=name,
+                    changes=[
+                        _jsonable(c.model_dump(mode="json")) if isinstance(c, BaseModel) else _jsonable(c)
+                        for c in changes
+                    ],
+                )
         raise ServiceError(
             f"no fact with id {fact_id.strip()!r} for user {key[0]!r} (agent {key[1]!r}); "
             "fact ids are in search_memories hits (metadata.fact_id)"
@@ -630,7 +702,7 @@ class MemoryService:
         finally:
             self._owner.release()
 
-    def __enter__(self) -> "MemoryService":
+    def __enter__(self) -> MemoryService:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -662,13 +734,14 @@ class MemoryService:
 
 
 def _record(row: tuple[Any, ...]) -> MemoryRecord:
-    return MemoryRecord(id=row[0], user_id=row[1], agent_id=row[2], text=row[3], metadata=json.loads(row[4] or "{}"),
-                        created_at=row[5])
+    return MemoryRecord(
+        id=row[0], user_id=row[1], agent_id=row[2], text=row[3], metadata=json.loads(row[4] or "{}"), created_at=row[5]
+    )
 
 
 def _check_id(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ServiceError(f"{name} is empty: give the id of whose memory this is, e.g. {name}=\"ann\"")
+        raise ServiceError(f'{name} is empty: give the id of whose memory this is, e.g. {name}="ann"')
     value = value.strip()
     if len(value) > MAX_ID_CHARS or not _ID.match(value):
         raise ServiceError(f"{name} {value[:40]!r} is not an id: use at most {MAX_ID_CHARS} printable characters")
@@ -677,10 +750,12 @@ def _check_id(name: str, value: Any) -> str:
 
 def _check_text(text: Any) -> str:
     if not isinstance(text, str) or not text.strip():
-        raise ServiceError("text is empty: give the memory as text, e.g. text=\"Ann prefers aisle seats\"")
+        raise ServiceError('text is empty: give the memory as text, e.g. text="Ann prefers aisle seats"')
     text = text.strip()
     if len(text) > MAX_TEXT_CHARS:
-        raise ServiceError(f"text is {len(text)} characters; the most is {MAX_TEXT_CHARS}: split it into several memories")
+        raise ServiceError(
+            f"text is {len(text)} characters; the most is {MAX_TEXT_CHARS}: split it into several memories"
+        )
     return text
 
 

@@ -58,7 +58,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -199,11 +199,15 @@ class Agent:
             raise ConfigError(f"Agent(store_dir=...): {directory} is a file; give a directory for threads and memories")
         directory.mkdir(parents=True, exist_ok=True)
         self.store_dir: Path | None = directory  # None for a task agent (Agent.for_tasks)
-        self._configure(system_prompt=system_prompt,
-                        budget_tokens=budget_tokens if budget_tokens is not None else settings.recall_budget,
-                        max_tool_rounds=max_tool_rounds, history_tokens=history_tokens,
-                        max_reply_tokens=max_reply_tokens if max_reply_tokens is not None else settings.max_reply_tokens,
-                        reflect_every=reflect_every, remember_turns=remember_turns)
+        self._configure(
+            system_prompt=system_prompt,
+            budget_tokens=budget_tokens if budget_tokens is not None else settings.recall_budget,
+            max_tool_rounds=max_tool_rounds,
+            history_tokens=history_tokens,
+            max_reply_tokens=max_reply_tokens if max_reply_tokens is not None else settings.max_reply_tokens,
+            reflect_every=reflect_every,
+            remember_turns=remember_turns,
+        )
 
         self._handle = _ModelHandle(self._make_model(model, settings))
         try:
@@ -235,7 +239,7 @@ class Agent:
         router: Router | None = None,
         remember_turns: bool = False,
         system_prompt: str | None = None,
-    ) -> "Agent":
+    ) -> Agent:
         """The same agent, set up the way ``agentmem eval`` and evolution run it on a benchmark's task.
 
         ``memory``: programs the caller built (each with its own toolkit and
@@ -252,9 +256,15 @@ class Agent:
         from agentmem.config import load_settings
 
         settings = load_settings()
-        agent._configure(system_prompt=system_prompt,
-                         budget_tokens=budget_tokens if budget_tokens is not None else settings.recall_budget,
-                         max_tool_rounds=3, history_tokens=1536, max_reply_tokens=settings.max_reply_tokens, reflect_every=None, remember_turns=remember_turns)
+        agent._configure(
+            system_prompt=system_prompt,
+            budget_tokens=budget_tokens if budget_tokens is not None else settings.recall_budget,
+            max_tool_rounds=3,
+            history_tokens=1536,
+            max_reply_tokens=settings.max_reply_tokens,
+            reflect_every=None,
+            remember_turns=remember_turns,
+        )
         if max_answer_tokens is not None:
             agent.answer_tokens = max_answer_tokens
         agent._handle = _ModelHandle(cls._make_model(model, None))
@@ -273,8 +283,17 @@ class Agent:
         agent._build_graphs()
         return agent
 
-    def _configure(self, *, system_prompt: str | None, budget_tokens: int, max_tool_rounds: int, history_tokens: int,
-                   max_reply_tokens: int, reflect_every: int | None, remember_turns: bool) -> None:
+    def _configure(
+        self,
+        *,
+        system_prompt: str | None,
+        budget_tokens: int,
+        max_tool_rounds: int,
+        history_tokens: int,
+        max_reply_tokens: int,
+        reflect_every: int | None,
+        remember_turns: bool,
+    ) -> None:
         self.system_prompt = system_prompt
         self.budget_tokens = budget_tokens
         self.max_tool_rounds = max_tool_rounds
@@ -299,15 +318,25 @@ class Agent:
                 settings = load_settings(model=model)
             # no model given: the configured one, else the local model that converses well (see conversation_model)
             chosen = conversation_model(settings) if model is None else settings.model
-            return LLM(chosen, api_base=settings.api_base, api_key=settings.api_key, settings=settings,
-                       max_tokens=settings.max_reply_tokens)
+            return LLM(
+                chosen,
+                api_base=settings.api_base,
+                api_key=settings.api_key,
+                settings=settings,
+                max_tokens=settings.max_reply_tokens,
+            )
             from agentmem.llm import LLM
 
-            return LLM(settings.model, api_base=settings.api_base, api_key=settings.api_key, settings=settings,
-                       max_tokens=settings.max_reply_tokens)
+            return LLM(
+                settings.model,
+                api_base=settings.api_base,
+                api_key=settings.api_key,
+                settings=settings,
+                max_tokens=settings.max_reply_tokens,
+            )
         if not callable(getattr(model, "complete", None)):
             raise ConfigError(
-                f"Agent(model=...) got a {type(model).__name__}: give a model string such as \"local\" or an object "
+                f'Agent(model=...) got a {type(model).__name__}: give a model string such as "local" or an object '
                 "with complete() and structured() (agentmem.toolkit.ChatModel)"
             )
         return model
@@ -330,20 +359,28 @@ class Agent:
             if isinstance(spec, MemoryProgram):
                 programs.append(spec)
             elif isinstance(spec, type) and issubclass(spec, MemoryProgram):  # a class: built here, in this scope
-                toolkit = Toolkit(scope=self.scope, stores=self.stores, llm=self._handle,  # type: ignore[arg-type]
-                                  namespace=spec.name or spec.__name__)
+                toolkit = Toolkit(
+                    scope=self.scope,
+                    stores=self.stores,  # type: ignore[arg-type]
+                    llm=self._handle,
+                    namespace=spec.name or spec.__name__,
+                )
                 programs.append(spec(toolkit, (params or {}).get(spec.name or spec.__name__)))
             elif isinstance(spec, (str, Path)):
                 name = str(spec)
                 if name in ("none", ""):
                     continue
                 programs += build_memory_stack(
-                    [name], scope=self.scope, stores=self.stores, llm=self._handle, params=params  # type: ignore[arg-type]
+                    [name],
+                    scope=self.scope,
+                    stores=self.stores,  # type: ignore[arg-type]
+                    llm=self._handle,
+                    params=params,
                 )
             else:
                 raise ConfigError(
-                    f"Agent(memory=...) got a {type(spec).__name__}: give plugin names (\"episodic\"), "
-                    "\"episodic+semantic\", .py program paths or MemoryProgram instances"
+                    f'Agent(memory=...) got a {type(spec).__name__}: give plugin names ("episodic"), '
+                    '"episodic+semantic", .py program paths or MemoryProgram instances'
                 )
         return programs
 
@@ -390,9 +427,13 @@ class Agent:
         graph.add_node("observe", self._observe_node)
         graph.add_edge(START, "recall")
         graph.add_edge("recall", "decide")
-        graph.add_conditional_edges("decide", lambda s: "tools" if s.get("pending") else "respond", ["tools", "respond"])
+        graph.add_conditional_edges(
+            "decide", lambda s: "tools" if s.get("pending") else "respond", ["tools", "respond"]
+        )
         graph.add_edge("tools", "decide")
-        graph.add_conditional_edges("respond", lambda s: "observe" if s.get("remember", True) else END, ["observe", END])
+        graph.add_conditional_edges(
+            "respond", lambda s: "observe" if s.get("remember", True) else END, ["observe", END]
+        )
         graph.add_edge("observe", END)
         return graph
 
@@ -400,8 +441,14 @@ class Agent:
         user = state["messages"][-1]["content"]
         details, block = self._recall(user, self.budget_tokens)
         return {
-            "user": user, "recalls": [d.model_dump(mode="json") for d in details], "memory": block,
-            "tool_calls": [], "pending": None, "draft": None, "answer": "", "written": {},
+            "user": user,
+            "recalls": [d.model_dump(mode="json") for d in details],
+            "memory": block,
+            "tool_calls": [],
+            "pending": None,
+            "draft": None,
+            "answer": "",
+            "written": {},
         }
 
     def _decide_node(self, state: _State) -> dict[str, Any]:
@@ -418,7 +465,8 @@ class Agent:
         names = [t.name for t in untried]
         # a Literal of names known only at run time: no static type can say it
         choice_model = create_model(
-            "ToolChoice", tool=(Literal[tuple([*names, "none"])], ...)  # type: ignore[arg-type,maybe-unrecognized-str-typeform]
+            "ToolChoice",
+            tool=(Literal[tuple([*names, "none"])], ...),  # type: ignore[arg-type,maybe-unrecognized-str-typeform]
         )
         choice = llm.structured(_with_note(messages, note), choice_model, caller="agent.decide")
         name = getattr(choice, "tool", "none")
@@ -434,15 +482,24 @@ class Agent:
             else:
                 return {"pending": None}
         except LLMError as exc:  # the model could not fill the arguments: answer without the tool, say why
-            return {"pending": None, "tool_calls": [*state.get("tool_calls", []),
-                                                    ToolCallRecord(name=name, error=f"{_NOT_CALLED}{exc}").model_dump(mode="json")]}
+            return {
+                "pending": None,
+                "tool_calls": [
+                    *state.get("tool_calls", []),
+                    ToolCallRecord(name=name, error=f"{_NOT_CALLED}{exc}").model_dump(mode="json"),
+                ],
+            }
         return {"pending": {"name": name, "arguments": arguments}}
 
     def _decide_native(self, llm: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """Native function calling: the model calls a tool or answers right away (the answer is kept as a draft)."""
         request = {
-            "messages": messages, "max_tokens": self.max_reply_tokens, "temperature": llm.temperature,
-            "response_format": None, "tools": [t.openai() for t in self.tools], "tool_choice": "auto",
+            "messages": messages,
+            "max_tokens": self.max_reply_tokens,
+            "temperature": llm.temperature,
+            "response_format": None,
+            "tools": [t.openai() for t in self.tools],
+            "tool_choice": "auto",
         }
         text = llm._call(request, "agent.decide")
         calls = parse_tool_calls(text, self.tools, strict=False)
@@ -460,11 +517,14 @@ class Agent:
                 raise LookupError(f"no tool named {name!r}")
             result = spec(**arguments)
             record.result = result if isinstance(result, str) else json.dumps(result, default=str)
-        except Exception as exc:  # noqa: BLE001 - a failing tool is the model's information, not the agent's crash
+        except Exception as exc:
             record.error = f"error: {type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
         message = {
-            "role": "tool", "content": record.error or record.result or "", "tool_name": name,
-            "tool_args": arguments, "ts": _now(),
+            "role": "tool",
+            "content": record.error or record.result or "",
+            "tool_name": name,
+            "tool_args": arguments,
+            "ts": _now(),
         }
         return {
             "pending": None,
@@ -501,8 +561,11 @@ class Agent:
             if not _was_called(call):
                 continue
             events.append(Event.tool_call(call["name"], call.get("arguments") or {}, session_id=thread_id))
-            events.append(Event.observation(call.get("error") or call.get("result") or "", session_id=thread_id,
-                                            metadata={"tool": call["name"]}))
+            events.append(
+                Event.observation(
+                    call.get("error") or call.get("result") or "", session_id=thread_id, metadata={"tool": call["name"]}
+                )
+            )
         events.append(Event.message(state["answer"], speaker="assistant", session_id=thread_id))
         written: dict[str, list[str]] = {}
         if self.memory.programs:
@@ -517,7 +580,9 @@ class Agent:
 
     # -- prompt ------------------------------------------------------------------------------
     def _prompt(self, state: _State, *, with_results: bool) -> list[dict[str, Any]]:
-        """System prompt + memory, the thread's recent user/assistant messages within ``history_tokens``, the message."""
+        """System prompt + memory, the thread's recent user/assistant messages within ``history_tokens``,
+        the message.
+        """
         template = state.get("message_template")
         memory = state.get("memory") or ""
         now = state.get("now") or datetime.now().strftime("%A %d %B %Y")
@@ -531,16 +596,24 @@ class Agent:
         start = max((i for i, m in enumerate(thread) if m.get("role") == "user"), default=len(thread))
         earlier = [m for m in thread[:start] if m.get("role") in ("user", "assistant") and m.get("content")]
         window = _HISTORY.pack(  # the newest messages that fit, each with its role's few tokens, oldest first
-            (Candidate(RecallItem(content=m["content"], metadata={"role": m["role"]}), n)
-             for n, m in reversed(list(enumerate(earlier)))),
-            self.history_tokens, extra=lambda cand, kept: 4,
+            (
+                Candidate(RecallItem(content=m["content"], metadata={"role": m["role"]}), n)
+                for n, m in reversed(list(enumerate(earlier)))
+            ),
+            self.history_tokens,
+            extra=lambda cand, kept: 4,
         )
         recent = [{"role": i.metadata["role"], "content": i.content} for i in window.items]
         while recent and recent[0]["role"] != "user":  # chat templates want user first after the system message
             recent.pop(0)
         results = [c for c in state.get("tool_calls") or [] if _was_called(c)]
-        user = render(template or "agent_user", message=state.get("user") or "",
-                      tool_results=results if with_results else [], memory=memory, now=now)
+        user = render(
+            template or "agent_user",
+            message=state.get("user") or "",
+            tool_results=results if with_results else [],
+            memory=memory,
+            now=now,
+        )
         return [{"role": "system", "content": system}, *recent, {"role": "user", "content": user}]
 
     # -- memory ------------------------------------------------------------------------------
@@ -576,16 +649,23 @@ class Agent:
             if not able:
                 raise ConfigError(
                     f"memory {self.memory.label} cannot forget items: use a plugin that supports it "
-                    "(e.g. memory=\"semantic\") or delete the store directory"
+                    '(e.g. memory="semantic") or delete the store directory'
                 )
             if item_id is not None:
                 targets = [(p, item_id) for p in able.values()]
             else:
-                targets = [(able[d.plugin], i.id) for d in self._recall(query or "", self.budget_tokens)[0]
-                           if d.plugin in able for i in d.items if i.id]
+                targets = [
+                    (able[d.plugin], i.id)
+                    for d in self._recall(query or "", self.budget_tokens)[0]
+                    if d.plugin in able
+                    for i in d.items
+                    if i.id
+                ]
             return sum(1 for program, target in targets if program.forget(target))
 
-    def end_thread(self, thread_id: str = "default", *, outcome: str | None = None, reward: float | None = None) -> None:
+    def end_thread(
+        self, thread_id: str = "default", *, outcome: str | None = None, reward: float | None = None
+    ) -> None:
         """Tell memory a conversation is over: it gets ``reflect(Episode)`` to consolidate (extract facts, distil).
 
         Also called every ``reflect_every`` turns of a thread. The thread itself
@@ -596,19 +676,29 @@ class Agent:
             messages = self._values(thread_id).get("messages") or []
             self._reflect(thread_id, messages, outcome=outcome, reward=reward)
 
-    def _reflect(self, thread_id: str, messages: list[dict[str, Any]], *, outcome: str | None = None,
-                 reward: float | None = None) -> None:
+    def _reflect(
+        self, thread_id: str, messages: list[dict[str, Any]], *, outcome: str | None = None, reward: float | None = None
+    ) -> None:
         if not self.memory.programs:
             return
         events: list[Event] = []
         for m in messages:
             if m.get("role") == "tool":
-                events.append(Event.tool_call(m.get("tool_name") or "tool", m.get("tool_args") or {}, session_id=thread_id))
+                events.append(
+                    Event.tool_call(m.get("tool_name") or "tool", m.get("tool_args") or {}, session_id=thread_id)
+                )
                 events.append(Event.observation(m.get("content") or "", session_id=thread_id))
             elif m.get("role") in ("user", "assistant"):
                 events.append(Event.message(m.get("content") or "", speaker=m["role"], session_id=thread_id))
-        self.memory.reflect(Episode(task=thread_id, events=events, outcome=outcome, reward=reward,
-                                    metadata={"thread_id": thread_id, "user_id": self.user_id}))
+        self.memory.reflect(
+            Episode(
+                task=thread_id,
+                events=events,
+                outcome=outcome,
+                reward=reward,
+                metadata={"thread_id": thread_id, "user_id": self.user_id},
+            )
+        )
 
     # -- tasks: the interface environments drive (agentmem eval, grids, evolution) -----------------
     def observe(self, event: Event) -> None:
@@ -637,11 +727,13 @@ class Agent:
         context = context or {}
         free_form = bool(context.get("multiline"))
         turn = {
-            "messages": [{"role": "user", "content": question, "ts": _now()}], "thread_id": "task",
+            "messages": [{"role": "user", "content": question, "ts": _now()}],
+            "thread_id": "task",
             "instruction": context.get("instruction") or render("task_solve" if free_form else "task_answer"),
             # memory and date beside the question, as task_answer_user.j2 lays them out (see its comment)
             "message_template": None if free_form else "task_answer_user",
-            "now": context.get("now"), "max_tokens": context.get("max_tokens") or self.answer_tokens,
+            "now": context.get("now"),
+            "max_tokens": context.get("max_tokens") or self.answer_tokens,
             "remember": self.remember_turns,
             # nobody watches a task's tokens: one call, which the client retries whole if the connection drops
             "streaming": False,
@@ -651,8 +743,11 @@ class Agent:
             started = time.perf_counter()
             final = self._oneoff.invoke(turn)
             text = str(final.get("answer") or "")
-            return Answer(text=text if free_form else _clean_answer(text), recall=self._last_recall,
-                          seconds=time.perf_counter() - started)
+            return Answer(
+                text=text if free_form else _clean_answer(text),
+                recall=self._last_recall,
+                seconds=time.perf_counter() - started,
+            )
 
     def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
         """Answer ``instruction`` with one call of one of ``tools`` (``ToolSpec``s or typed functions).
@@ -676,17 +771,22 @@ class Agent:
             started = time.perf_counter()
             _, block = self._recall(instruction, self.budget_tokens)
             recall = self._last_recall
-            state: _State = {"user": instruction, "memory": block, "now": context.get("now"),
-                             "instruction": context.get("instruction") or render("task_act"),
-                             "message_template": "task_act_user"}
+            state: _State = {
+                "user": instruction,
+                "memory": block,
+                "now": context.get("now"),
+                "instruction": context.get("instruction") or render("task_act"),
+                "message_template": "task_act_user",
+            }
             try:
                 call = call_tool(self._prompt(state, with_results=False), tools, caller="agent.act")
             except LLMUnavailable:
                 raise  # the server is down: no answer was given, none may be scored
             except LLMError as exc:
                 return Action(recall=recall, error=str(exc), seconds=time.perf_counter() - started)
-            return Action(tool=call.name, arguments=dict(call.arguments), recall=recall,
-                          seconds=time.perf_counter() - started)
+            return Action(
+                tool=call.name, arguments=dict(call.arguments), recall=recall, seconds=time.perf_counter() - started
+            )
 
     # -- chatting ------------------------------------------------------------------------------
     def chat(self, message: str, thread_id: str = "default") -> Reply:
@@ -707,7 +807,7 @@ class Agent:
         if not isinstance(message, str) or not message.strip():
             raise ConfigError("Agent.chat: the message is empty; say something")
         if not isinstance(thread_id, str) or not thread_id.strip():
-            raise ConfigError("Agent.chat: thread_id is empty; name the conversation, e.g. thread_id=\"default\"")
+            raise ConfigError('Agent.chat: thread_id is empty; name the conversation, e.g. thread_id="default"')
         with self._lock:
             self._check_open()
             started = time.perf_counter()
@@ -716,8 +816,15 @@ class Agent:
             config = {"configurable": {"thread_id": thread_id}}
             user = {"role": "user", "content": message, "ts": _now()}
             final: dict[str, Any] = {}
-            turn = {"messages": [user], "thread_id": thread_id, "instruction": None, "now": None, "max_tokens": None,
-                    "remember": self.remember_turns, "streaming": True}
+            turn = {
+                "messages": [user],
+                "thread_id": thread_id,
+                "instruction": None,
+                "now": None,
+                "max_tokens": None,
+                "remember": self.remember_turns,
+                "streaming": True,
+            }
             for mode, chunk in self._graph.stream(turn, config, stream_mode=["custom", "values"]):
                 if mode == "custom" and isinstance(chunk, dict) and chunk.get("token"):
                     yield StreamEvent(kind="token", text=str(chunk["token"]))
@@ -760,7 +867,9 @@ class Agent:
             rows = sorted({(c.config["configurable"]["thread_id"],) for c in self._saver.list(None)})
         else:
             with self._saver.lock:
-                rows = self._conn.execute("SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''").fetchall()
+                rows = self._conn.execute(
+                    "SELECT DISTINCT thread_id FROM checkpoints WHERE checkpoint_ns = ''"
+                ).fetchall()
         out: list[ThreadInfo] = []
         for (thread_id,) in rows:
             found = self._saver.get_tuple({"configurable": {"thread_id": thread_id}})
@@ -768,19 +877,26 @@ class Agent:
                 continue
             values = found.checkpoint.get("channel_values") or {}
             ts = found.checkpoint.get("ts")
-            out.append(ThreadInfo(
-                id=str(thread_id), messages=len(values.get("messages") or []),
-                updated_at=datetime.fromisoformat(ts) if isinstance(ts, str) else None,
-            ))
-        epoch = datetime.min.replace(tzinfo=timezone.utc)
+            out.append(
+                ThreadInfo(
+                    id=str(thread_id),
+                    messages=len(values.get("messages") or []),
+                    updated_at=datetime.fromisoformat(ts) if isinstance(ts, str) else None,
+                )
+            )
+        epoch = datetime.min.replace(tzinfo=UTC)
         return sorted(out, key=lambda t: t.updated_at or epoch, reverse=True)
 
     def history(self, thread_id: str = "default") -> list[Message]:
         """The thread's messages, oldest first (``[]`` for a thread never used); safe during a turn."""
         self._check_open()
         return [
-            Message(role=m["role"], content=m.get("content") or "", tool_name=m.get("tool_name"),
-                    tool_args=m.get("tool_args"))
+            Message(
+                role=m["role"],
+                content=m.get("content") or "",
+                tool_name=m.get("tool_name"),
+                tool_args=m.get("tool_args"),
+            )
             for m in self._values(thread_id).get("messages") or []
         ]
 
@@ -803,7 +919,7 @@ class Agent:
                 if self.stores is not None:  # a task agent's programs came with stores their builder closes
                     self.stores.close()
 
-    def __enter__(self) -> "Agent":
+    def __enter__(self) -> Agent:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -822,7 +938,7 @@ def _was_called(call: dict[str, Any]) -> bool:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _is_remote_llm(llm: Any) -> bool:
@@ -844,7 +960,7 @@ def _clean_answer(text: str) -> str:
     first = lines[0] if lines else ""
     for prefix in ("answer:", "a:"):
         if first.lower().startswith(prefix):
-            first = first[len(prefix):].strip()
+            first = first[len(prefix) :].strip()
     return first.strip('"').strip()
 
 

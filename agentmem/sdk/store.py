@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class AgentmemStore(BaseStore):
         names = memory if isinstance(memory, list) else [memory]
         self.memory_names: list[str] = [n.strip() for spec in names for n in str(spec).split("+") if n.strip()]
         if not self.memory_names:
-            raise ConfigError("AgentmemStore(memory=...) is empty: name at least one plugin, e.g. memory=\"episodic\"")
+            raise ConfigError('AgentmemStore(memory=...) is empty: name at least one plugin, e.g. memory="episodic"')
         from agentmem.registry import load_memory
 
         for name in self.memory_names:  # a misspelt plugin fails here, before anything is stored
@@ -140,7 +140,9 @@ class AgentmemStore(BaseStore):
 
             scope = Scope(user_id=self.user_id, agent_id="langgraph-store", run_id=_ns(namespace))
             # earlier versions joined the labels with "/": move what they stored to the new scope
-            self.stores.adopt_scope(Scope(user_id=self.user_id, agent_id="langgraph-store", run_id="/".join(namespace)), scope)
+            self.stores.adopt_scope(
+                Scope(user_id=self.user_id, agent_id="langgraph-store", run_id="/".join(namespace)), scope
+            )
             programs: list[MemoryProgram] = build_memory_stack(
                 self.memory_names, scope=scope, stores=self.stores, llm=self.llm, params=self.params
             )
@@ -163,7 +165,9 @@ class AgentmemStore(BaseStore):
                 elif isinstance(op, ListNamespacesOp):
                     results.append(self._list_namespaces(op))
                 else:
-                    raise ConfigError(f"AgentmemStore cannot run a {type(op).__name__}: use get, put, search or list_namespaces")
+                    raise ConfigError(
+                        f"AgentmemStore cannot run a {type(op).__name__}: use get, put, search or list_namespaces"
+                    )
         return results
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
@@ -185,7 +189,7 @@ class AgentmemStore(BaseStore):
             self._conn.commit()
             return
         value = dict(op.value)
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         event = Event.message(
             _text_of(value, op.index),
             speaker=str(value.get("speaker") or "user"),
@@ -247,7 +251,7 @@ class AgentmemStore(BaseStore):
             self._conn.close()
             self.stores.close()
 
-    def __enter__(self) -> "AgentmemStore":
+    def __enter__(self) -> AgentmemStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -283,13 +287,24 @@ def _upgrade_table(conn: sqlite3.Connection) -> None:
 
 
 def _item(row: tuple[Any, ...]) -> Item:
-    return Item(value=json.loads(row[2]), key=row[1], namespace=_split(row[0]),
-                created_at=datetime.fromisoformat(row[3]), updated_at=datetime.fromisoformat(row[4]))
+    return Item(
+        value=json.loads(row[2]),
+        key=row[1],
+        namespace=_split(row[0]),
+        created_at=datetime.fromisoformat(row[3]),
+        updated_at=datetime.fromisoformat(row[4]),
+    )
 
 
 def _search_item(row: tuple[Any, ...], score: float | None) -> SearchItem:
-    return SearchItem(namespace=_split(row[0]), key=row[1], value=json.loads(row[2]),
-                      created_at=datetime.fromisoformat(row[3]), updated_at=datetime.fromisoformat(row[4]), score=score)
+    return SearchItem(
+        namespace=_split(row[0]),
+        key=row[1],
+        value=json.loads(row[2]),
+        created_at=datetime.fromisoformat(row[3]),
+        updated_at=datetime.fromisoformat(row[4]),
+        score=score,
+    )
 
 
 def _text_of(value: dict[str, Any], index: Any) -> str:
@@ -304,7 +319,7 @@ def _text_of(value: dict[str, Any], index: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
-def _matches(value: dict[str, Any], filter: dict[str, Any] | None) -> bool:  # noqa: A002 - BaseStore's name
+def _matches(value: dict[str, Any], filter: dict[str, Any] | None) -> bool:
     return all(value.get(k) == v for k, v in (filter or {}).items())
 
 
@@ -312,5 +327,5 @@ def _match_condition(namespace: tuple[str, ...], condition: MatchCondition) -> b
     path = tuple(condition.path)
     if len(path) > len(namespace):
         return False
-    part = namespace[: len(path)] if condition.match_type == "prefix" else namespace[len(namespace) - len(path):]
+    part = namespace[: len(path)] if condition.match_type == "prefix" else namespace[len(namespace) - len(path) :]
     return all(p == "*" or p == n for p, n in zip(path, part))

@@ -62,8 +62,15 @@ class DatasetEnvironment(TaskSetEnvironment):
     #: the primary metric once a judge model is given (``None``: it stays ``primary_metric``)
     judged_metric: ClassVar[str | None] = None
 
-    def __init__(self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None,
-                 judge_model: str | None = None, **knobs: Any) -> None:
+    def __init__(
+        self,
+        data: str | Path | None = None,
+        *,
+        seed: int = 0,
+        top_k: int | None = None,
+        judge_model: str | None = None,
+        **knobs: Any,
+    ) -> None:
         self.top_k = check_top_k(self.name, top_k)
         text = str(data).strip() if data not in (None, "") else ""
         if text and self._names_data(text):
@@ -129,7 +136,11 @@ class DatasetEnvironment(TaskSetEnvironment):
                 log.warning(
                     "%s: %d tasks written by agentmem's generator; scores say nothing about %s. "
                     "Set %s or pass --data to %s to run the benchmark.",
-                    self.fixture_notice, len(tasks), self.benchmark, self.data_variable, self.data_hint,
+                    self.fixture_notice,
+                    len(tasks),
+                    self.benchmark,
+                    self.data_variable,
+                    self.data_hint,
                 )
         self._splits = self._split(tasks)
         self._tasks, self._source = tasks, source

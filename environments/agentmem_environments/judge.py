@@ -24,7 +24,9 @@ __all__ = ["Judge", "render_prompt"]
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("agentmem_environments", "prompts"),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
@@ -40,7 +42,9 @@ class Judge:
         if isinstance(model, str):
             name = model.strip()
             if not name:
-                raise ConfigError(f"{env}: --judge-model is empty; give a strong model, e.g. --judge-model openai/gpt-4o")
+                raise ConfigError(
+                    f"{env}: --judge-model is empty; give a strong model, e.g. --judge-model openai/gpt-4o"
+                )
             if name == "local" or name.startswith("local/"):
                 raise ConfigError(
                     f"{env}: --judge-model {name} is the small embedded model, whose verdicts are noise; "

@@ -50,11 +50,19 @@ def test_splits_are_fixed_disjoint_and_test_comes_from_the_evaluation_set():
     assert load_environment("arc") is ArcEnvironment
     ids = {s: {q.id for t in env.tasks(s) for q in t.questions} for s in ("train", "validation", "test")}
     assert all(ids.values())
-    assert not (ids["train"] & ids["validation"]) and not (ids["train"] & ids["test"]) and not (ids["validation"] & ids["test"])
+    assert (
+        not (ids["train"] & ids["validation"])
+        and not (ids["train"] & ids["test"])
+        and not (ids["validation"] & ids["test"])
+    )
     again = ArcEnvironment(seed=0)
-    assert [q.id for t in again.tasks("validation") for q in t.questions] == [q.id for t in env.tasks("validation") for q in t.questions]
+    assert [q.id for t in again.tasks("validation") for q in t.questions] == [
+        q.id for t in env.tasks("validation") for q in t.questions
+    ]
     other = ArcEnvironment(seed=1)
-    assert [q.id for t in other.tasks("train") for q in t.questions] != [q.id for t in env.tasks("train") for q in t.questions]
+    assert [q.id for t in other.tasks("train") for q in t.questions] != [
+        q.id for t in env.tasks("train") for q in t.questions
+    ]
     # curricula of the asked size, and limit caps questions
     tasks = env.tasks("train", limit=7)
     assert [len(t.questions) for t in tasks] == [5, 2]

@@ -31,8 +31,21 @@ from agentmem_environments.bfcl.install import (
 
 SCENARIO_QUESTIONS = {"customer": 30, "healthcare": 25, "finance": 25, "student": 50, "notetaker": 25}
 SCENARIO_TURNS = {"customer": 109, "healthcare": 47, "finance": 35, "student": 108, "notetaker": 24}
-_OFFLINE_HINTS = ("network", "connect", "resolve", "dns", "offline", "timed out", "timeout", "unreachable",
-                  "failed to fetch", "name or service", "temporary failure", "no route", "proxy")
+_OFFLINE_HINTS = (
+    "network",
+    "connect",
+    "resolve",
+    "dns",
+    "offline",
+    "timed out",
+    "timeout",
+    "unreachable",
+    "failed to fetch",
+    "name or service",
+    "temporary failure",
+    "no route",
+    "proxy",
+)
 
 
 def _install_or_skip(cache_dir: Path | None = None) -> Path:
@@ -62,7 +75,11 @@ def test_install_is_idempotent_and_lands_in_its_own_folder(tmp_path):
     site = _install_or_skip(tmp_path)
     assert site == tmp_path / "bfcl" / BFCL_VERSION / "site" and is_bfcl_root(site)
     # no dependency came along: only the package and its metadata (and its console scripts)
-    assert {p.name for p in site.iterdir() if not p.name.startswith(".")} <= {"bfcl_eval", f"bfcl_eval-{BFCL_VERSION}.dist-info", "bin"}
+    assert {p.name for p in site.iterdir() if not p.name.startswith(".")} <= {
+        "bfcl_eval",
+        f"bfcl_eval-{BFCL_VERSION}.dist-info",
+        "bin",
+    }
     stamp = (site / "bfcl_eval").stat().st_mtime_ns
     assert ensure_bfcl(tmp_path) == site and (site / "bfcl_eval").stat().st_mtime_ns == stamp
     assert not [p for p in site.parent.iterdir() if p.name.startswith(".install-")]
@@ -129,7 +146,11 @@ def test_loader_reads_every_scenario_question_and_turn(env):
     assert sum(len(t.questions) for t in tasks) == 155
     customer = next(t for t in tasks if t.id == "customer")
     first = customer.questions[0]
-    assert (first.id, first.text, first.metadata["ground_truth"]) == ("memory_0-customer-0", "What is my first name?", ["Michael"])
+    assert (first.id, first.text, first.metadata["ground_truth"]) == (
+        "memory_0-customer-0",
+        "What is my first name?",
+        ["Michael"],
+    )
     turns = {e.metadata["dia_id"]: e for s in customer.sessions for e in s.events}
     assert "My name is Michael" in turns[first.evidence[0]].content
     for task in tasks:
@@ -198,9 +219,11 @@ class ScriptedAgent:
 
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
         q = self.by_text[question]
-        items = [
-            RecallItem(content=self.turns[d].content, metadata={"dia_id": d}) for d in q.evidence
-        ] if self.recall_evidence else []
+        items = (
+            [RecallItem(content=self.turns[d].content, metadata={"dia_id": d}) for d in q.evidence]
+            if self.recall_evidence
+            else []
+        )
         return Answer(text=self.answers[q.id], recall=Recall(items=items))
 
 
@@ -225,14 +248,20 @@ def test_answer_recall_is_bfcls_checker_on_what_memory_brought_back(env):
     agent = ScriptedAgent(task, {q.id: "Mike"}, recall_evidence=True)
     metrics = env.run_task(task, agent).questions[0].metrics
     assert {k: metrics[k] for k in ("accuracy", "answer_recall", "evidence_recall")} == {
-        "accuracy": 0.0, "answer_recall": 1.0, "evidence_recall": 1.0}
+        "accuracy": 0.0,
+        "answer_recall": 1.0,
+        "evidence_recall": 1.0,
+    }
     assert metrics["proxy"] == 1.0 and metrics["proxy/answer_in_recall"] == 1.0  # the LLM-free proxy agrees
     # a question whose answer needs converting ("3 pm" -> "03:00 PM") gets no answer_recall, only evidence_recall
     notes = next(t for t in env.tasks("all") if t.id == "notetaker")
     q = next(q for q in notes.questions if q.id == "memory_137-notetaker-7")
     one = notes.model_copy(update={"questions": [q]})
     metrics = env.run_task(one, ScriptedAgent(one, {q.id: "05:00 PM"}, recall_evidence=True)).questions[0].metrics
-    assert {k: v for k, v in metrics.items() if k != "recall/omitted"} == {"accuracy": 1.0, "evidence_recall": 1.0}  # no proxy
+    assert {k: v for k, v in metrics.items() if k != "recall/omitted"} == {
+        "accuracy": 1.0,
+        "evidence_recall": 1.0,
+    }  # no proxy
 
 
 # --------------------------------------------------------------------------- the real local model

@@ -35,11 +35,21 @@ def _no_network(monkeypatch, tmp_path):
 def test_grid_of_both_environments_with_none_and_episodic(tmp_path, embedder):
     llm = FixedReplyLLM("I don't know")
     out = tmp_path / "grid"
-    grid = run_grid(["longmemeval", "memoryagentbench"], [["none"], ["episodic"]], llm=llm, out_dir=out, split="all",
-                    embedder=embedder)
+    grid = run_grid(
+        ["longmemeval", "memoryagentbench"],
+        [["none"], ["episodic"]],
+        llm=llm,
+        out_dir=out,
+        split="all",
+        embedder=embedder,
+    )
     cells = {(c.env, "+".join(c.memory)): c for c in grid.cells}
-    assert set(cells) == {("longmemeval", "none"), ("longmemeval", "episodic"),
-                          ("memoryagentbench", "none"), ("memoryagentbench", "episodic")}
+    assert set(cells) == {
+        ("longmemeval", "none"),
+        ("longmemeval", "episodic"),
+        ("memoryagentbench", "none"),
+        ("memoryagentbench", "episodic"),
+    }
     assert llm.calls == 2 * (14 + 28)
     lme_none, lme_epi = cells[("longmemeval", "none")].metrics, cells[("longmemeval", "episodic")].metrics
     assert lme_none["questions"] == lme_epi["questions"] == 14

@@ -34,7 +34,6 @@ from agentmem_environments.locomo.metrics import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch, tmp_path):
     """No test reaches the network or the user's cache; no test sees a user's data setting."""
@@ -78,7 +77,10 @@ def test_recalled_event_ids_are_mapped_to_the_turns_they_are(locomo6_tasks):
     turns = turn_ids(conv)
     third = conv.sessions[0].events[2]
     assert turns[third.id] == "D1:3" and third.when == "1:56 pm on 8 May, 2023"
-    items = [RecallItem(content="x", event_ids=[third.id, "not-an-event"]), RecallItem(content="y", metadata={"dia_id": ["D2:1"]})]
+    items = [
+        RecallItem(content="x", event_ids=[third.id, "not-an-event"]),
+        RecallItem(content="y", metadata={"dia_id": ["D2:1"]}),
+    ]
     assert recalled_dia_ids(items, turns) == ["D1:3", "D2:1"]
     assert evidence_recall(recalled_dia_ids(items, turns), ["D1:3", "D9:9"]) == 0.5
 
@@ -210,7 +212,10 @@ def test_malformed_files_raise_one_clear_line(tmp_path, name, content, fragment)
 
 
 def test_malformed_error_says_which_sample_and_question(tmp_path):
-    data = [_sample(), _sample(sample_id="s2", qa=[{"question": "q?", "answer": "a", "category": 4}, {"question": "", "category": 4}])]
+    data = [
+        _sample(),
+        _sample(sample_id="s2", qa=[{"question": "q?", "answer": "a", "category": 4}, {"question": "", "category": 4}]),
+    ]
     with pytest.raises(DataError, match=r"sample 1 \(s2\) qa\[1\]"):
         load_tasks(_write(tmp_path, data))
 
@@ -376,12 +381,33 @@ def test_normalisation_as_upstream():
 @pytest.mark.parametrize(
     "word,stem",
     [
-        ("running", "run"), ("runs", "run"), ("caresses", "caress"), ("ponies", "poni"), ("ties", "tie"),
-        ("cats", "cat"), ("agreed", "agre"), ("hopping", "hop"), ("hoping", "hope"), ("falling", "fall"),
-        ("happy", "happi"), ("enjoy", "enjoy"), ("relational", "relat"), ("generalization", "gener"),
-        ("dying", "die"), ("skies", "sky"), ("flies", "fli"), ("dies", "die"), ("adjustment", "adjust"),
-        ("electrical", "electr"), ("hopeful", "hope"), ("goodness", "good"), ("geology", "geolog"),
-        ("formally", "formal"), ("is", "is"), ("painting", "paint"), ("adoption", "adopt"),
+        ("running", "run"),
+        ("runs", "run"),
+        ("caresses", "caress"),
+        ("ponies", "poni"),
+        ("ties", "tie"),
+        ("cats", "cat"),
+        ("agreed", "agre"),
+        ("hopping", "hop"),
+        ("hoping", "hope"),
+        ("falling", "fall"),
+        ("happy", "happi"),
+        ("enjoy", "enjoy"),
+        ("relational", "relat"),
+        ("generalization", "gener"),
+        ("dying", "die"),
+        ("skies", "sky"),
+        ("flies", "fli"),
+        ("dies", "die"),
+        ("adjustment", "adjust"),
+        ("electrical", "electr"),
+        ("hopeful", "hope"),
+        ("goodness", "good"),
+        ("geology", "geolog"),
+        ("formally", "formal"),
+        ("is", "is"),
+        ("painting", "paint"),
+        ("adoption", "adopt"),
     ],
 )
 def test_porter_stemmer(word, stem):
@@ -427,8 +453,12 @@ def test_f1_equals_the_official_scorer_on_the_shared_subset(locomo6):
     data = json.loads(locomo6.read_text(encoding="utf-8"))
     compared = partial = 0
     for conversation in data:
-        turns = {t["dia_id"]: t["text"] for key, session in conversation["conversation"].items()
-                 if key.startswith("session_") and isinstance(session, list) for t in session}
+        turns = {
+            t["dia_id"]: t["text"]
+            for key, session in conversation["conversation"].items()
+            if key.startswith("session_") and isinstance(session, list)
+            for t in session
+        }
         for qa in conversation["qa"]:
             category = int(qa["category"])
             answer = qa.get("answer", qa.get("adversarial_answer", ""))
@@ -545,8 +575,18 @@ def test_run_task_with_a_perfect_agent_scores_one():
         assert [c["category"] for c in agent.contexts] == [q.category for q in task.questions]
         assert result.task_id == task.id
         assert [r.question_id for r in result.questions] == [q.id for q in task.questions]
-        assert all(r.metrics == {"f1": 1.0, "evidence_recall": 1.0, "recall/omitted": 0.0, "proxy": 1.0,
-                                 "proxy/evidence": 1.0, "proxy/stale": 0.0} for r in result.questions)
+        assert all(
+            r.metrics
+            == {
+                "f1": 1.0,
+                "evidence_recall": 1.0,
+                "recall/omitted": 0.0,
+                "proxy": 1.0,
+                "proxy/evidence": 1.0,
+                "proxy/stale": 0.0,
+            }
+            for r in result.questions
+        )
     metrics = env.aggregate(results)
     assert metrics["f1"] == 1.0 and metrics["evidence_recall"] == 1.0
     assert metrics["questions"] == 22

@@ -1,4 +1,6 @@
-"""The LongMemEval environment: the official format's exact fields, the fixture, scoring, proxies, judge, data policy."""
+"""The LongMemEval environment: the official format's exact fields, the fixture, scoring, proxies, judge,
+data policy.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +24,17 @@ from agentmem_environments.longmemeval import (
 from agentmem_environments.longmemeval import fixture as fixture_gen
 from agentmem_environments.longmemeval.loader import FIELDS, TURN_FIELDS, load_tasks, parse_date
 
-OFFICIAL_FIELDS = ["question_id", "question_type", "question", "answer", "question_date", "haystack_session_ids",
-                   "haystack_dates", "haystack_sessions", "answer_session_ids"]
+OFFICIAL_FIELDS = [
+    "question_id",
+    "question_type",
+    "question",
+    "answer",
+    "question_date",
+    "haystack_session_ids",
+    "haystack_dates",
+    "haystack_sessions",
+    "answer_session_ids",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +60,14 @@ def _instance(qid: str = "e47becba", **over: Any) -> dict[str, Any]:
         "haystack_dates": ["2023/05/20 (Sat) 02:21", "2023/05/25 (Thu) 10:00"],
         "haystack_sessions": [
             [{"role": "user", "content": "How do I boil an egg?"}, {"role": "assistant", "content": "Ten minutes."}],
-            [{"role": "user", "content": "I graduated with a degree in Business Administration.", "has_answer": True},
-             {"role": "assistant", "content": "Congratulations!"}],
+            [
+                {
+                    "role": "user",
+                    "content": "I graduated with a degree in Business Administration.",
+                    "has_answer": True,
+                },
+                {"role": "assistant", "content": "Congratulations!"},
+            ],
         ],
         "answer_session_ids": ["answer_280352e9"],
     }
@@ -108,12 +125,15 @@ def test_loader_reads_the_official_field_names(tmp_path):
     assert aq.metadata["abstention"] is True and aq.evidence == [] and aq.answer == "3"  # numeric answers are kept
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"haystack_dates": ["2023/05/20 (Sat) 02:21"]}, "differ in length"),
-    ({"haystack_dates": ["May 20", "2023/05/25 (Thu) 10:00"]}, "is not like"),
-    ({"question_date": "soon"}, "question_date"),
-    ({"haystack_sessions": [[{"role": "robot", "content": "x"}], []]}, "role must be"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"haystack_dates": ["2023/05/20 (Sat) 02:21"]}, "differ in length"),
+        ({"haystack_dates": ["May 20", "2023/05/25 (Thu) 10:00"]}, "is not like"),
+        ({"question_date": "soon"}, "question_date"),
+        ({"haystack_sessions": [[{"role": "robot", "content": "x"}], []]}, "role must be"),
+    ],
+)
 def test_loader_errors_are_one_line(tmp_path, change, message):
     with pytest.raises(DataError, match=message) as err:
         load_tasks(_write(tmp_path, [_instance(**change)]))
@@ -135,8 +155,14 @@ def test_the_fixture_is_in_the_exact_format_and_up_to_date():
         dates = [parse_date(d) for d in instance["haystack_dates"]]
         assert dates == sorted(dates) and parse_date(instance["question_date"]) > dates[-1]
     types = {i["question_type"] for i in data}
-    assert types == {"single-session-user", "single-session-assistant", "single-session-preference",
-                     "temporal-reasoning", "knowledge-update", "multi-session"}
+    assert types == {
+        "single-session-user",
+        "single-session-assistant",
+        "single-session-preference",
+        "temporal-reasoning",
+        "knowledge-update",
+        "multi-session",
+    }
     assert sum(i["question_id"].endswith("_abs") for i in data) == 2
     assert fixture_gen.render() == FIXTURE_PATH.read_text()  # the committed file is what the generator writes
 
@@ -152,7 +178,10 @@ def test_scoring_by_type_with_session_and_turn_recall(tmp_path):
     q = result.questions[0]
     assert q.metrics["f1"] == 1.0 and q.metrics["exact_match"] == 1.0 and q.metrics["answer_contained"] == 1.0
     assert q.metrics["session_recall"] == 1.0 and q.metrics["turn_recall"] == 1.0
-    assert agent.sessions == len(degree.sessions) and agent.contexts[0]["now"] == degree.questions[0].metadata["question_date"]
+    assert (
+        agent.sessions == len(degree.sessions)
+        and agent.contexts[0]["now"] == degree.questions[0].metadata["question_date"]
+    )
     hamster = env.run_task(by_q["What is the name of my hamster?"], agent)
     hq = hamster.questions[0]
     assert hq.metrics["f1"] == 1.0 and "session_recall" not in hq.metrics  # abstention: declining is right; no recall

@@ -29,8 +29,17 @@ from agentmem_environments.memoryagentbench.loader import (
 
 OFFICIAL_SPLITS = ["Accurate_Retrieval", "Test_Time_Learning", "Long_Range_Understanding", "Conflict_Resolution"]
 OFFICIAL_ROW = ["context", "questions", "answers", "metadata"]
-OFFICIAL_METADATA = ["demo", "haystack_sessions", "keypoints", "previous_events", "qa_pair_ids", "question_dates",
-                     "question_ids", "question_types", "source"]
+OFFICIAL_METADATA = [
+    "demo",
+    "haystack_sessions",
+    "keypoints",
+    "previous_events",
+    "qa_pair_ids",
+    "question_dates",
+    "question_ids",
+    "question_types",
+    "source",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -46,9 +55,17 @@ def _no_network(monkeypatch, tmp_path):
 
 def _row(source: str, context: str, questions: list[str], answers: list[list[str]], **meta: Any) -> dict[str, Any]:
     """A row with the official columns and the official metadata fields, nothing else."""
-    metadata = {"demo": "", "haystack_sessions": [], "keypoints": [], "previous_events": [],
-                "qa_pair_ids": [f"p{i}" for i in range(len(questions))], "question_dates": [], "question_ids": [],
-                "question_types": [], "source": source}
+    metadata = {
+        "demo": "",
+        "haystack_sessions": [],
+        "keypoints": [],
+        "previous_events": [],
+        "qa_pair_ids": [f"p{i}" for i in range(len(questions))],
+        "question_dates": [],
+        "question_ids": [],
+        "question_types": [],
+        "source": source,
+    }
     metadata.update(meta)
     return {"context": context, "questions": questions, "answers": answers, "metadata": metadata}
 
@@ -70,19 +87,40 @@ class ScriptedAgent:
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
         self.prompts.append((question, context or {}))
         text = next((a for q, a in self.answers.items() if q in question), "no idea")
-        return Answer(text=text, recall=Recall(items=[RecallItem(content=e.content, event_ids=[e.id]) for e in self.events]))
+        return Answer(
+            text=text, recall=Recall(items=[RecallItem(content=e.content, event_ids=[e.id]) for e in self.events])
+        )
 
 
 def test_official_names_and_the_loader_on_them(tmp_path):
-    assert list(SPLITS) == OFFICIAL_SPLITS and list(ROW_FIELDS) == OFFICIAL_ROW and list(METADATA_FIELDS) == OFFICIAL_METADATA
+    assert (
+        list(SPLITS) == OFFICIAL_SPLITS
+        and list(ROW_FIELDS) == OFFICIAL_ROW
+        and list(METADATA_FIELDS) == OFFICIAL_METADATA
+    )
     text = " ".join(f"Fact {i}: the harbour light number {i} is green." for i in range(200))
     data = {
-        "Accurate_Retrieval": [_row("ruler_qa1_197K", text, ["Which colour is light 7?", "Which colour is light 9?"],
-                                    [["green"], ["green"]])],
+        "Accurate_Retrieval": [
+            _row(
+                "ruler_qa1_197K", text, ["Which colour is light 7?", "Which colour is light 9?"], [["green"], ["green"]]
+            )
+        ],
         # the official rows leave the fields a source does not use null
-        "Conflict_Resolution": [_row("factconsolidation_sh_6k", "0. A is B.\n1. A is C.", ["What is A?"], [["C", "C"]],
-                                     demo=None, haystack_sessions=None, keypoints=None, previous_events=None,
-                                     question_dates=None, question_ids=None, question_types=None)],
+        "Conflict_Resolution": [
+            _row(
+                "factconsolidation_sh_6k",
+                "0. A is B.\n1. A is C.",
+                ["What is A?"],
+                [["C", "C"]],
+                demo=None,
+                haystack_sessions=None,
+                keypoints=None,
+                previous_events=None,
+                question_dates=None,
+                question_ids=None,
+                question_types=None,
+            )
+        ],
     }
     path = tmp_path / "rows.json"
     path.write_text(json.dumps(data))
@@ -158,8 +196,13 @@ def test_each_competency_is_scored_by_its_own_metric():
     assert {t.metadata["competency"] for t in tasks} == {"AR", "TTL", "LRU", "CR"}
 
     def q(family: str, answers: list[str], category: str, **meta: Any) -> Question:
-        return Question(id="x", text="?", answer=answers[0], category=category,
-                        metadata={"family": family, "answers": answers, **meta})
+        return Question(
+            id="x",
+            text="?",
+            answer=answers[0],
+            category=category,
+            metadata={"family": family, "answers": answers, **meta},
+        )
 
     ruler = env.score(q("ruler_qa", ["Amara Osei"], "AR"), "It was Amara Osei.", "the museum was founded by Amara Osei")
     assert ruler["accuracy"] == 1.0 and ruler["exact_match"] == 0.0 and ruler["answer_in_recall"] == 1.0
@@ -168,10 +211,14 @@ def test_each_competency_is_scored_by_its_own_metric():
     assert env.score(q("icl", ["21"], "TTL"), "label 21 or 22")["accuracy"] == 0.0  # exact match, not containment
     fact = env.score(q("factconsolidation", ["Tarvik"], "CR"), "Tarvik")
     assert fact["accuracy"] == 1.0
-    summary = env.score(q("infbench_sum", ["Ann restores the mill with Bob."], "LRU"), "Ann and Bob restore the old mill.")
+    summary = env.score(
+        q("infbench_sum", ["Ann restores the mill with Bob."], "LRU"), "Ann and Bob restore the old mill."
+    )
     assert 0 < summary["rougeL_f1"] < 1 and summary["accuracy"] == summary["rougeL_f1"]
     detective = env.score(q("detective_qa", ["His hand and his eyesight"], "LRU"), "his hand and his eyesight.")
-    assert detective["accuracy"] == 1.0 and env.score(q("detective_qa", ["Ann"], "LRU"), "Ann or Bob")["accuracy"] == 0.0
+    assert (
+        detective["accuracy"] == 1.0 and env.score(q("detective_qa", ["Ann"], "LRU"), "Ann or Bob")["accuracy"] == 0.0
+    )
     event = env.score(q("eventqa", ["Olga met Bruno at an inn"], "AR"), "Olga met Bruno at an inn and left")
     assert event["eventqa_recall"] == 1.0 and event["accuracy"] == 1.0
 
@@ -182,7 +229,9 @@ def test_recsys_recall_maps_answer_ids_to_titles():
     question = task.questions[0]  # science fiction: Star Voyage (0), Robots of Summer (5)
     listing = "1. Robots of Summer (2019)\n2. Laughing Cats\n3. Star Voyge\n4. Paper Kingdoms"
     m = env.score(question, listing)
-    assert m["recsys_recall@1"] == 0.5 and m["recsys_recall@5"] == 1.0 and m["accuracy"] == 1.0  # "Star Voyge" ~ closest
+    assert (
+        m["recsys_recall@1"] == 0.5 and m["recsys_recall@5"] == 1.0 and m["accuracy"] == 1.0
+    )  # "Star Voyge" ~ closest
 
 
 def test_a_task_feeds_chunks_in_order_then_asks_with_the_family_prompt():

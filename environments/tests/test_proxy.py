@@ -101,11 +101,18 @@ def test_bfcl_proxy_is_the_answer_present_in_the_recall():
     from agentmem.environment import Question, Session, Task
     from agentmem.types import Event
 
-    events = [Event(id="e1", content="My dog is called Rex.", metadata={"dia_id": "D1:1"}),
-              Event(id="e2", content="The weather is nice.", metadata={"dia_id": "D1:2"})]
+    events = [
+        Event(id="e1", content="My dog is called Rex.", metadata={"dia_id": "D1:1"}),
+        Event(id="e2", content="The weather is nice.", metadata={"dia_id": "D1:2"}),
+    ]
     task = Task(id="t", sessions=[Session(id="s", events=events)])
-    question = Question(id="q", text="What is my dog called?", answer="Rex", evidence=["D1:1"],
-                        metadata={"ground_truth": ["Rex"], "answer_in_source": True})
+    question = Question(
+        id="q",
+        text="What is my dog called?",
+        answer="Rex",
+        evidence=["D1:1"],
+        metadata={"ground_truth": ["Rex"], "answer_in_source": True},
+    )
     hit = env.proxy_score(task, question, Recall(items=[RecallItem(content="My dog is called Rex.", event_ids=["e1"])]))
     assert hit.score == 1.0 and hit.answer_in_recall and hit.evidence == 1.0
     miss = env.proxy_score(task, question, Recall(items=[RecallItem(content="The weather is nice.", event_ids=["e2"])]))
@@ -140,7 +147,9 @@ def test_a_recall_only_run_scores_the_proxy_without_any_llm_call(tmp_path):
 
     llm = NeverCalled()
     env = ToolPrefsEnvironment(users=4)
-    result = run_eval(env, ["episodic"], llm=llm, embedder=BagEmbedder(), split="train", limit=4, recall_only=True, workdir=tmp_path)
+    result = run_eval(
+        env, ["episodic"], llm=llm, embedder=BagEmbedder(), split="train", limit=4, recall_only=True, workdir=tmp_path
+    )
     questions = [q for t in result.tasks for q in t.questions]
     assert llm.calls == 0 and len(questions) == 4
     assert all("proxy" in q.metrics and "recall/omitted" in q.metrics for q in questions)
@@ -174,8 +183,17 @@ def test_in_a_recall_only_run_memory_sees_sessions_and_queries_but_no_answer_or_
 
     env = ToolPrefsEnvironment(users=4, corrections=3)
     llm = NeverCalled()
-    result = run_eval(env, ["recorder"], llm=llm, embedder=BagEmbedder(), split="train", limit=6, recall_only=True,
-                      memory_factory=factory, workdir=tmp_path)
+    result = run_eval(
+        env,
+        ["recorder"],
+        llm=llm,
+        embedder=BagEmbedder(),
+        split="train",
+        limit=6,
+        recall_only=True,
+        memory_factory=factory,
+        workdir=tmp_path,
+    )
     assert llm.calls == 0 and all(q.metrics["proxy"] == 0.0 for t in result.tasks for q in t.questions)
     text = "\n".join(seen)
     tasks = {t.id: t for t in env.tasks("train", limit=6)}

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip("textworld", reason="the textworld extra is not installed")
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:jericho")  # "score detection disabled": textworld scores itself
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::UserWarning:jericho"
+)  # "score detection disabled": textworld scores itself
 
 from agentmem.environment import Action, Answer  # noqa: E402
 from agentmem.errors import ConfigError  # noqa: E402
@@ -239,8 +241,16 @@ def test_real_model_plays_two_episodes_with_episodic_memory(local_llm, embedder,
     """Two cooking episodes of at most 8 steps (<= 16 model calls plus repairs) with the real model."""
     from agentmem.evaluation import run_eval
 
-    result = run_eval("textworld", ["episodic"], llm=local_llm, embedder=embedder, split="validation", limit=2,
-                      data="episodes=2,max_steps=8", workdir=tmp_path)
+    result = run_eval(
+        "textworld",
+        ["episodic"],
+        llm=local_llm,
+        embedder=embedder,
+        split="validation",
+        limit=2,
+        data="episodes=2,max_steps=8",
+        workdir=tmp_path,
+    )
     assert result.questions == 2 and len(result.tasks[0].questions) == 2
     m = result.metrics
     assert 0.0 <= m["score"] <= 1.0 and 0.0 <= m["success_rate"] <= 1.0 and 1 <= m["steps"] <= 8

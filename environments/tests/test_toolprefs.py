@@ -114,8 +114,15 @@ def test_knobs_change_the_data_as_documented():
     noisy = ToolPrefsEnvironment(users=6, distractors=7).tasks("all")
     assert [n - q for n, q in zip(user_turns(noisy), user_turns(quiet))] == [3 * 7] * 6
     assert all(len(t.questions) == 7 for t in ToolPrefsEnvironment(users=6, questions=7).tasks("all"))
-    assert all(not q.metadata["state_task"] for t in ToolPrefsEnvironment(users=6, state_tasks=0).tasks("all") for q in t.questions)
-    assert all(sum(q.metadata["state_task"] for q in t.questions) == 2 for t in ToolPrefsEnvironment(users=6, state_tasks=2).tasks("all"))
+    assert all(
+        not q.metadata["state_task"]
+        for t in ToolPrefsEnvironment(users=6, state_tasks=0).tasks("all")
+        for q in t.questions
+    )
+    assert all(
+        sum(q.metadata["state_task"] for q in t.questions) == 2
+        for t in ToolPrefsEnvironment(users=6, state_tasks=2).tasks("all")
+    )
     assert all(len(t.metadata["domains"]) == 1 for t in ToolPrefsEnvironment(users=6, domains=1).tasks("all"))
     none = ToolPrefsEnvironment(users=6, corrections=0).tasks("all")
     assert all(t.metadata["superseded"] == {} and not any(q.metadata["stale"] for q in t.questions) for t in none)
@@ -143,7 +150,11 @@ def test_corrections_the_later_statement_wins():
                 # the grounding turn is the correction: it states the new value, after a turn that stated the old
                 ground = q.metadata["grounding"][slot]
                 assert ground in q.evidence and str(new).lower() in turns[ground].content.lower()
-                earlier = [d for d, e in turns.items() if any(SLOTS[slot].say(t, old) == e.content for t in SLOTS[slot].statements)]
+                earlier = [
+                    d
+                    for d, e in turns.items()
+                    if any(SLOTS[slot].say(t, old) == e.content for t in SLOTS[slot].statements)
+                ]
                 assert len(earlier) == 1 and _position(earlier[0])[0] < _position(ground)[0]  # an earlier session
                 checked += 1
     assert checked > 20
@@ -152,7 +163,11 @@ def test_corrections_the_later_statement_wins():
         turns = _turns(task)
         for q in task.questions:
             for slot, old in q.metadata["stale"].items():
-                first = [d for d, e in turns.items() if any(SLOTS[slot].say(t, old) == e.content for t in SLOTS[slot].statements)]
+                first = [
+                    d
+                    for d, e in turns.items()
+                    if any(SLOTS[slot].say(t, old) == e.content for t in SLOTS[slot].statements)
+                ]
                 assert len(first) == 1 and _position(first[0]) < _position(q.metadata["grounding"][slot])
 
 
@@ -205,14 +220,28 @@ def test_normalisation_is_light():
 
 def test_score_call():
     expected = {"destination": "Oslo", "seat": "window", "meal": "vegan"}
-    perfect = score_call("book_flight", {"destination": "oslo", "seat": "Window", "meal": "vegan"}, "book_flight", expected,
-                         memory_params=["seat", "meal"], stale={"seat": "aisle"})
+    perfect = score_call(
+        "book_flight",
+        {"destination": "oslo", "seat": "Window", "meal": "vegan"},
+        "book_flight",
+        expected,
+        memory_params=["seat", "meal"],
+        stale={"seat": "aisle"},
+    )
     assert perfect == {"tool_match": 1.0, "param_accuracy": 1.0, "exact": 1.0, "memory_accuracy": 1.0, "stale": 0.0}
-    old = score_call("book_flight", {"destination": "Oslo", "seat": "aisle", "meal": "vegan"}, "book_flight", expected,
-                     memory_params=["seat", "meal"], stale={"seat": "aisle"})
+    old = score_call(
+        "book_flight",
+        {"destination": "Oslo", "seat": "aisle", "meal": "vegan"},
+        "book_flight",
+        expected,
+        memory_params=["seat", "meal"],
+        stale={"seat": "aisle"},
+    )
     assert old["stale"] == 1.0 and old["exact"] == 0.0 and old["param_accuracy"] == pytest.approx(2 / 3)
     assert old["memory_accuracy"] == 0.5
-    wrong_tool = score_call("book_hotel", {"destination": "Oslo", "seat": "window", "meal": "vegan"}, "book_flight", expected)
+    wrong_tool = score_call(
+        "book_hotel", {"destination": "Oslo", "seat": "window", "meal": "vegan"}, "book_flight", expected
+    )
     assert wrong_tool == {"tool_match": 0.0, "param_accuracy": 0.0, "exact": 0.0}
     missing = score_call("book_flight", {"destination": "Oslo"}, "book_flight", expected)
     assert missing["param_accuracy"] == pytest.approx(1 / 3) and missing["exact"] == 0.0
@@ -256,8 +285,11 @@ class ScriptedAgent:
             args.update(q.metadata["stale"])
             return Action(tool=q.metadata["tool"], arguments=args)
         wrong = next(t.name for t in tools if t.name != q.metadata["tool"])
-        return Action(tool=wrong, arguments={k: "banana" for k in args},
-                      recall=Recall(items=[RecallItem(content="x", metadata={"dia_id": "D9:99"})]))
+        return Action(
+            tool=wrong,
+            arguments={k: "banana" for k in args},
+            recall=Recall(items=[RecallItem(content="x", metadata={"dia_id": "D9:99"})]),
+        )
 
 
 def test_a_perfect_agent_scores_one_and_a_wrong_agent_zero():
@@ -317,10 +349,14 @@ class OracleLLM:
     def complete(self, messages: list[dict[str, Any]], **kw: Any) -> str:  # pragma: no cover
         raise AssertionError("no free completions expected")
 
-    def structured(self, messages: list[dict[str, Any]], schema: Any, *, caller: str | None = None) -> Any:  # pragma: no cover
+    def structured(
+        self, messages: list[dict[str, Any]], schema: Any, *, caller: str | None = None
+    ) -> Any:  # pragma: no cover
         raise AssertionError("no structured calls expected")
 
-    def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
+    def call_tool(
+        self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
+    ) -> ToolCall:
         self.calls.append((messages, [t.name for t in tools]))
         request = messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]  # task_act_user.j2's layout
         meta = self.expected[request]
@@ -341,8 +377,16 @@ def test_memory_agent_acts_with_memories_first_in_the_prompt(tmp_path):
     env = ToolPrefsEnvironment()
     llm = OracleLLM(env)
     ticks: list[int] = []
-    result = run_eval(env, ["full-context"], llm=llm, embedder=HashEmbedder(), split="all", limit=5,
-                      workdir=tmp_path, progress=lambda done, total, m: ticks.append(done))
+    result = run_eval(
+        env,
+        ["full-context"],
+        llm=llm,
+        embedder=HashEmbedder(),
+        split="all",
+        limit=5,
+        workdir=tmp_path,
+        progress=lambda done, total, m: ticks.append(done),
+    )
     assert result.questions == 5 and result.metrics["param_accuracy"] == 1.0
     assert result.metrics["evidence_recall"] > 0.5
     assert ticks[:5] == [1, 2, 3, 4, 5]
@@ -368,7 +412,9 @@ def test_real_model_grounds_tool_calls_in_remembered_preferences(local_llm, embe
     from agentmem.evaluation import run_eval
 
     env = ToolPrefsEnvironment()
-    episodic = run_eval(env, ["episodic"], llm=local_llm, embedder=embedder, split="validation", limit=4, workdir=tmp_path)
+    episodic = run_eval(
+        env, ["episodic"], llm=local_llm, embedder=embedder, split="validation", limit=4, workdir=tmp_path
+    )
     none = run_eval(env, ["none"], llm=local_llm, embedder=embedder, split="validation", limit=4, workdir=tmp_path)
     assert episodic.questions == none.questions == 4
     # recall surfaces the grounding statements

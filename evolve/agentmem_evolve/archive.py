@@ -19,7 +19,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -47,7 +47,7 @@ Stage = Literal["proxy", "screen", "select", "test"]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def program_id(source: str, params: dict[str, Any] | None = None) -> str:
@@ -87,7 +87,7 @@ class ProgramRecord(BaseModel):
     error: str | None = None
 
     @model_validator(mode="after")
-    def _content_id(self) -> "ProgramRecord":
+    def _content_id(self) -> ProgramRecord:
         if not self.id:
             self.id = program_id(self.source, self.params)
         return self
@@ -244,14 +244,16 @@ class Archive:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise DataError(
-                    f"archive {self.path} was written by a newer agentmem-evolve (schema {version}); upgrade agentmem-evolve"
+                    f"archive {self.path} was written by a newer agentmem-evolve (schema {version}); upgrade "
+                    "agentmem-evolve"
                 )
             self._db.executescript(_SCHEMA)
             if version != SCHEMA_VERSION:  # a read-only use (status, report) leaves the file as it was
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise DataError(
-                f"archive {self.path} cannot be opened ({exc}): it is not an agentmem-evolve archive; use another run directory"
+                f"archive {self.path} cannot be opened ({exc}): it is not an agentmem-evolve archive; use "
+                "another run directory"
             ) from None
 
     # -- plumbing -------------------------------------------------------------------
@@ -288,7 +290,7 @@ class Archive:
                 self._db.close()
                 self._db = None
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,13 +303,24 @@ class Archive:
             "INSERT OR IGNORE INTO programs (id, source, parents, operator, generation, island, params,"
             " created_at, meta, status, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
-                rec.id, rec.source, _dumps(rec.parents), rec.operator, rec.generation, rec.island,
-                _dumps(rec.params), rec.created_at.isoformat(), _dumps(rec.meta), rec.status, rec.error,
+                rec.id,
+                rec.source,
+                _dumps(rec.parents),
+                rec.operator,
+                rec.generation,
+                rec.island,
+                _dumps(rec.params),
+                rec.created_at.isoformat(),
+                _dumps(rec.meta),
+                rec.status,
+                rec.error,
             ),
         )
         return cur.rowcount == 1
 
-    def set_status(self, program_id: str, status: Literal["valid", "invalid", "pending"], error: str | None = None) -> None:
+    def set_status(
+        self, program_id: str, status: Literal["valid", "invalid", "pending"], error: str | None = None
+    ) -> None:
         """Record whether a program passed validation (import, interface, smoke run), and why not."""
         cur = self._write("UPDATE programs SET status = ?, error = ? WHERE id = ?", (status, error, program_id))
         if cur.rowcount == 0:
@@ -368,9 +381,19 @@ class Archive:
             " status=excluded.status, reason=excluded.reason, started_at=excluded.started_at,"
             " finished_at=excluded.finished_at RETURNING id",
             (
-                rec.program_id, rec.stage, rec.split, rec.key, _dumps(rec.metrics), float(rec.score),
-                _dumps(rec.per_instance), _dumps(rec.cost), _dumps(rec.traces), rec.status, rec.reason,
-                rec.started_at.isoformat(), rec.finished_at.isoformat(),
+                rec.program_id,
+                rec.stage,
+                rec.split,
+                rec.key,
+                _dumps(rec.metrics),
+                float(rec.score),
+                _dumps(rec.per_instance),
+                _dumps(rec.cost),
+                _dumps(rec.traces),
+                rec.status,
+                rec.reason,
+                rec.started_at.isoformat(),
+                rec.finished_at.isoformat(),
             ),
         )
         new_id = cur.rows[0][0] if cur.rows else cur.lastrowid
@@ -411,7 +434,9 @@ class Archive:
             args.append(kind)
         rows = self._read(sql + " ORDER BY id", tuple(args))
         return [
-            EventRecord(id=r["id"], ts=datetime.fromisoformat(r["ts"]), kind=r["kind"], payload=json.loads(r["payload"]))
+            EventRecord(
+                id=r["id"], ts=datetime.fromisoformat(r["ts"]), kind=r["kind"], payload=json.loads(r["payload"])
+            )
             for r in rows
         ]
 
@@ -452,7 +477,9 @@ class Archive:
         return out
 
     def best(self, stage: str = "select", key: str | None = None) -> tuple[ProgramRecord, EvaluationRecord] | None:
-        """The valid program with the highest score at ``stage`` (fewer tokens, then older, on ties) and its evaluation."""
+        """The valid program with the highest score at ``stage`` (fewer tokens, then older, on ties) and its
+        evaluation.
+        """
         pool = self.scored(stage, key)
         if not pool:
             return None
@@ -470,19 +497,36 @@ def _finite(x: float) -> float:
 
 def _program(row: sqlite3.Row) -> ProgramRecord:
     return ProgramRecord(
-        id=row["id"], source=row["source"], parents=json.loads(row["parents"]), operator=row["operator"],
-        generation=row["generation"], island=row["island"], params=json.loads(row["params"]),
-        created_at=datetime.fromisoformat(row["created_at"]), meta=json.loads(row["meta"]),
-        status=row["status"], error=row["error"],
+        id=row["id"],
+        source=row["source"],
+        parents=json.loads(row["parents"]),
+        operator=row["operator"],
+        generation=row["generation"],
+        island=row["island"],
+        params=json.loads(row["params"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+        meta=json.loads(row["meta"]),
+        status=row["status"],
+        error=row["error"],
     )
 
 
 def _evaluation(row: sqlite3.Row) -> EvaluationRecord:
     return EvaluationRecord.model_construct(  # already validated when written; traces already capped
-        id=row["id"], program_id=row["program_id"], stage=row["stage"], split=row["split"], key=row["key"],
-        metrics=json.loads(row["metrics"]), score=float(row["score"]), per_instance=json.loads(row["per_instance"]),
-        cost=json.loads(row["cost"]), traces=json.loads(row["traces"]), status=row["status"], reason=row["reason"],
-        started_at=datetime.fromisoformat(row["started_at"]), finished_at=datetime.fromisoformat(row["finished_at"]),
+        id=row["id"],
+        program_id=row["program_id"],
+        stage=row["stage"],
+        split=row["split"],
+        key=row["key"],
+        metrics=json.loads(row["metrics"]),
+        score=float(row["score"]),
+        per_instance=json.loads(row["per_instance"]),
+        cost=json.loads(row["cost"]),
+        traces=json.loads(row["traces"]),
+        status=row["status"],
+        reason=row["reason"],
+        started_at=datetime.fromisoformat(row["started_at"]),
+        finished_at=datetime.fromisoformat(row["finished_at"]),
     )
 
 
@@ -510,7 +554,14 @@ def _scored(prog: ProgramRecord, group: list[EvaluationRecord]) -> Scored:
         code_lines=float(sum(1 for line in prog.source.splitlines() if line.strip())),
     )
     return Scored(
-        program_id=prog.id, score=score, tokens=tokens, seconds=seconds, per_instance=per_instance,
-        island=prog.island, generation=prog.generation, descriptors=descriptors,
-        operator=prog.operator, parents=list(prog.parents),
+        program_id=prog.id,
+        score=score,
+        tokens=tokens,
+        seconds=seconds,
+        per_instance=per_instance,
+        island=prog.island,
+        generation=prog.generation,
+        descriptors=descriptors,
+        operator=prog.operator,
+        parents=list(prog.parents),
     )

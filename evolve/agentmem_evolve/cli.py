@@ -1,4 +1,5 @@
-"""`agentmem evolve run|resume|status|report|export`: added to the agentmem CLI through the ``agentmem.cli`` entry point.
+"""`agentmem evolve run|resume|status|report|export`: added to the agentmem CLI through the ``agentmem.cli`` entry
+point.
 
 Each command checks everything it was given (the run config and flags, the
 seeds, the environment and its knobs, the models, the paths) before it
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -20,18 +21,32 @@ from rich.table import Table
 from agentmem.cli.guard import OneLineErrors, check_directory_target, check_parents
 from agentmem.errors import ConfigError
 
-evolve_app = typer.Typer(help="Evolve memory programs on an environment (run, resume, status, report, export).",
-                         no_args_is_help=True, cls=OneLineErrors)
+evolve_app = typer.Typer(
+    help="Evolve memory programs on an environment (run, resume, status, report, export).",
+    no_args_is_help=True,
+    cls=OneLineErrors,
+)
 
 #: the flag of `evolve run` that sets each config key (errors in a flag's value name the flag)
 RUN_FLAGS = {
-    "environment.name": "--env", "environment.data": "--data", "environment.minibatch": "--minibatch",
-    "environment.validation_limit": "--validation-limit", "environment.test_limit": "--test-limit",
-    "seeds": "--seed", "budget.iterations": "--iterations", "budget.max_llm_tokens": "--max-tokens",
-    "budget.max_wall_seconds": "--max-seconds", "proposers.children_per_iteration": "--children",
-    "selection.strategy": "--strategy", "models.task": "--model", "models.mutation": "--mutation-model",
-    "models.api_base": "--api-base", "execution.executor": "--executor", "execution.concurrency": "--concurrency",
-    "seed": "--random-seed", "sandbox.allow_unjailed": "--allow-unjailed",
+    "environment.name": "--env",
+    "environment.data": "--data",
+    "environment.minibatch": "--minibatch",
+    "environment.validation_limit": "--validation-limit",
+    "environment.test_limit": "--test-limit",
+    "seeds": "--seed",
+    "budget.iterations": "--iterations",
+    "budget.max_llm_tokens": "--max-tokens",
+    "budget.max_wall_seconds": "--max-seconds",
+    "proposers.children_per_iteration": "--children",
+    "selection.strategy": "--strategy",
+    "models.task": "--model",
+    "models.mutation": "--mutation-model",
+    "models.api_base": "--api-base",
+    "execution.executor": "--executor",
+    "execution.concurrency": "--concurrency",
+    "seed": "--random-seed",
+    "sandbox.allow_unjailed": "--allow-unjailed",
 }
 
 
@@ -55,15 +70,21 @@ def _config_from_flags(config: Path | None, overrides: dict[str, Any]) -> Any:
         if key:
             table = data.setdefault(section, {})
             if not isinstance(table, dict):
-                raise ConfigError(f"--config {config}: '{section}' must be a table ([{section}]), not a value; fix that file")
+                raise ConfigError(
+                    f"--config {config}: '{section}' must be a table ([{section}]), not a value; fix that file"
+                )
             table[key] = value
         else:
             data[section] = value
     if "environment" not in data:
         raise ConfigError("say which environment to evolve on: --env toolprefs (or a [environment] table in --config)")
     data.setdefault("seeds", ["episodic"])
-    return RunConfig.from_dict(data, source=str(config) if config else "the command line", base=base,
-                               flags={k: RUN_FLAGS[k] for k in given if k in RUN_FLAGS})
+    return RunConfig.from_dict(
+        data,
+        source=str(config) if config else "the command line",
+        base=base,
+        flags={k: RUN_FLAGS[k] for k in given if k in RUN_FLAGS},
+    )
 
 
 def check_run_inputs(cfg: Any) -> None:
@@ -80,13 +101,18 @@ def check_run_inputs(cfg: Any) -> None:
         path = Path(seed).expanduser()
         if seed.endswith(".py") or "/" in seed or "\\" in seed:
             if not path.is_file():
-                raise ConfigError(f"seed program {seed} does not exist; give an installed plugin name (agentmem plugins list) or a .py file")
+                raise ConfigError(
+                    f"seed program {seed} does not exist; give an installed plugin name (agentmem plugins "
+                    "list) or a .py file"
+                )
             try:
                 compile(path.read_text(encoding="utf-8"), str(path), "exec", dont_inherit=True)
             except (SyntaxError, ValueError) as exc:
                 line = getattr(exc, "lineno", None)
-                raise ConfigError(f"seed program {seed} does not compile{f' (line {line})' if line else ''}: "
-                                  f"{getattr(exc, 'msg', exc)}; fix it or choose another seed") from None
+                raise ConfigError(
+                    f"seed program {seed} does not compile{f' (line {line})' if line else ''}: "
+                    f"{getattr(exc, 'msg', exc)}; fix it or choose another seed"
+                ) from None
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"seed program {seed} cannot be read ({exc}); check the file") from None
         else:
@@ -96,7 +122,9 @@ def check_run_inputs(cfg: Any) -> None:
     try:
         environment = make_env(env.name, env.data, env.options, cfg.seed)
     except TypeError as exc:
-        raise ConfigError(f"environment '{env.name}' does not take these options ({exc}); fix [environment.options]") from None
+        raise ConfigError(
+            f"environment '{env.name}' does not take these options ({exc}); fix [environment.options]"
+        ) from None
     getattr(environment, "source", None)  # reads (and so checks) the dataset
     models = cfg.models
     load_settings(model=models.task, api_base=models.api_base)
@@ -116,7 +144,10 @@ def _run(controller: Any, quiet: bool) -> dict[str, Any]:
         with display:
             return controller.run()
     except KeyboardInterrupt:
-        console.print(f"[yellow]interrupted[/]: everything finished is in {controller.run_dir}; continue with `agentmem evolve resume {controller.run_dir}`")
+        console.print(
+            f"[yellow]interrupted[/]: everything finished is in {controller.run_dir}; continue with `agentmem "
+            f"evolve resume {controller.run_dir}`"
+        )
         raise typer.Exit(130) from None
     finally:
         controller.close()
@@ -149,47 +180,83 @@ def _print_test_flag(info: dict[str, Any]) -> None:
 
 @evolve_app.command("run")
 def run_command(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="a run config (TOML); flags override it")] = None,
-    env: Annotated[Optional[str], typer.Option("--env", "-e", help="environment to evolve on")] = None,
-    seed_programs: Annotated[Optional[list[str]], typer.Option("--seed", "-s", help="seed program: installed plugin or .py file (repeatable)")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="dataset path / knobs for the environment")] = None,
-    iterations: Annotated[Optional[int], typer.Option("--iterations", "-i", min=0)] = None,
-    children: Annotated[Optional[int], typer.Option("--children", min=1, help="children per iteration")] = None,
-    minibatch: Annotated[Optional[int], typer.Option("--minibatch", min=1, help="questions per screening evaluation")] = None,
-    validation_limit: Annotated[Optional[int], typer.Option("--validation-limit", min=1, help="questions of the select split")] = None,
-    test_limit: Annotated[Optional[int], typer.Option("--test-limit", min=1, help="questions of the test split")] = None,
-    strategy: Annotated[Optional[str], typer.Option("--strategy", help="softmax | islands | map-elites | pareto")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="task model (litellm string or 'local')")] = None,
-    mutation_model: Annotated[Optional[str], typer.Option("--mutation-model", help="model that writes code, e.g. local/qwen2.5-coder-1.5b")] = None,
-    api_base: Annotated[Optional[str], typer.Option("--api-base")] = None,
-    executor: Annotated[Optional[str], typer.Option("--executor", help="local (process pool) | ray")] = None,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", min=1)] = None,
-    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="stop after this many LLM tokens")] = None,
-    max_seconds: Annotated[Optional[float], typer.Option("--max-seconds", help="stop after this many seconds")] = None,
-    seed: Annotated[Optional[int], typer.Option("--random-seed")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="where the run lives (default runs/evolve-<time>)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="a run config (TOML); flags override it")
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="environment to evolve on")] = None,
+    seed_programs: Annotated[
+        list[str] | None, typer.Option("--seed", "-s", help="seed program: installed plugin or .py file (repeatable)")
+    ] = None,
+    data: Annotated[str | None, typer.Option("--data", help="dataset path / knobs for the environment")] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", "-i", min=0)] = None,
+    children: Annotated[int | None, typer.Option("--children", min=1, help="children per iteration")] = None,
+    minibatch: Annotated[
+        int | None, typer.Option("--minibatch", min=1, help="questions per screening evaluation")
+    ] = None,
+    validation_limit: Annotated[
+        int | None, typer.Option("--validation-limit", min=1, help="questions of the select split")
+    ] = None,
+    test_limit: Annotated[int | None, typer.Option("--test-limit", min=1, help="questions of the test split")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="softmax | islands | map-elites | pareto")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="task model (litellm string or 'local')")] = None,
+    mutation_model: Annotated[
+        str | None, typer.Option("--mutation-model", help="model that writes code, e.g. local/qwen2.5-coder-1.5b")
+    ] = None,
+    api_base: Annotated[str | None, typer.Option("--api-base")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="local (process pool) | ray")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1)] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="stop after this many LLM tokens")] = None,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="stop after this many seconds")] = None,
+    seed: Annotated[int | None, typer.Option("--random-seed")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="where the run lives (default runs/evolve-<time>)")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live display")] = False,
-    allow_unjailed: Annotated[bool, typer.Option(
-        "--allow-unjailed", help="where no jail (bubblewrap or user namespaces) exists, run candidates with the audit hook "
-                                 "alone: weaker, and the report says so")] = False,
+    allow_unjailed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unjailed",
+            help="where no jail (bubblewrap or user namespaces) exists, run candidates with the audit hook "
+            "alone: weaker, and the report says so",
+        ),
+    ] = False,
 ) -> None:
-    """Start a run: seeds are scored, children proposed, validated, screened and promoted; the best is scored on test."""
+    """Start a run: seeds are scored, children proposed, validated, screened and promoted; the best is
+    scored on test.
+    """
     from agentmem.cli.main import console
     from agentmem_evolve.controller import CONFIG_FILE, Controller
 
-    cfg = _config_from_flags(config, {
-        "environment.name": env, "environment.data": data, "environment.minibatch": minibatch,
-        "environment.validation_limit": validation_limit, "environment.test_limit": test_limit,
-        "seeds": seed_programs or None, "budget.iterations": iterations, "budget.max_llm_tokens": max_tokens,
-        "budget.max_wall_seconds": max_seconds, "proposers.children_per_iteration": children,
-        "selection.strategy": strategy, "models.task": model, "models.mutation": mutation_model, "models.api_base": api_base,
-        "execution.executor": executor, "execution.concurrency": concurrency, "seed": seed,
-        "sandbox.allow_unjailed": True if allow_unjailed else None,
-    })
+    cfg = _config_from_flags(
+        config,
+        {
+            "environment.name": env,
+            "environment.data": data,
+            "environment.minibatch": minibatch,
+            "environment.validation_limit": validation_limit,
+            "environment.test_limit": test_limit,
+            "seeds": seed_programs or None,
+            "budget.iterations": iterations,
+            "budget.max_llm_tokens": max_tokens,
+            "budget.max_wall_seconds": max_seconds,
+            "proposers.children_per_iteration": children,
+            "selection.strategy": strategy,
+            "models.task": model,
+            "models.mutation": mutation_model,
+            "models.api_base": api_base,
+            "execution.executor": executor,
+            "execution.concurrency": concurrency,
+            "seed": seed,
+            "sandbox.allow_unjailed": True if allow_unjailed else None,
+        },
+    )
     run_dir = run_dir or Path("runs") / f"evolve-{datetime.now():%Y%m%d-%H%M%S}"
     check_directory_target(run_dir, "--run-dir")
     if (run_dir / CONFIG_FILE).exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick another --run-dir")
+        raise ConfigError(
+            f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick "
+            "another --run-dir"
+        )
     check_run_inputs(cfg)
     _check_jail(cfg)  # before anything is written: a run that cannot sandbox its candidates does not start
     controller = Controller.create(run_dir, cfg)
@@ -201,8 +268,10 @@ def run_command(
 @evolve_app.command("resume")
 def resume_command(
     run_dir: Annotated[Path, typer.Argument(help="the run directory")],
-    iterations: Annotated[Optional[int], typer.Option("--iterations", "-i", min=0, help="raise the iteration budget")] = None,
-    executor: Annotated[Optional[str], typer.Option("--executor", help="local | ray")] = None,
+    iterations: Annotated[
+        int | None, typer.Option("--iterations", "-i", min=0, help="raise the iteration budget")
+    ] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="local | ray")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue a run after a crash, Ctrl-C or a spent budget: nothing finished is redone."""
@@ -250,18 +319,28 @@ def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
                 if iv is not None and iv.n and scores.get(stage) != "failed":
                     scores[stage] = f"{iv.mean:.4f} [{iv.low:.3f}, {iv.high:.3f}] n={iv.n}"
             mark = " [green]best[/]" if p.id == best else ""
-            table.add_row(p.id + mark, p.operator, str(p.generation), scores.get("screen", "-"), scores.get("select", "-"),
-                          scores.get("test", "-"),
-                          p.status if p.status != "invalid" else escape(f"invalid: {(p.error or '')[:60]}"))
+            table.add_row(
+                p.id + mark,
+                p.operator,
+                str(p.generation),
+                scores.get("screen", "-"),
+                scores.get("select", "-"),
+                scores.get("test", "-"),
+                p.status if p.status != "invalid" else escape(f"invalid: {(p.error or '')[:60]}"),
+            )
         console.print(table)
     spend = result.get("spend", {})
     from agentmem_evolve.report import summary
 
     with Archive(run_dir) as archive:
         _print_test_flag(summary(archive))
-    console.print(f"stopped: {result.get('stopped')}; spent {int(spend.get('llm_calls', 0))} LLM calls, "
-                  f"{int(spend.get('tokens', 0))} tokens, {spend.get('seconds', 0):.0f} s")
-    console.print(f"report: `agentmem evolve report {run_dir}`; export: `agentmem evolve export {run_dir} --name my-memory`")
+    console.print(
+        f"stopped: {result.get('stopped')}; spent {int(spend.get('llm_calls', 0))} LLM calls, "
+        f"{int(spend.get('tokens', 0))} tokens, {spend.get('seconds', 0):.0f} s"
+    )
+    console.print(
+        f"report: `agentmem evolve report {run_dir}`; export: `agentmem evolve export {run_dir} --name my-memory`"
+    )
 
 
 @evolve_app.command("status")
@@ -274,9 +353,11 @@ def status_command(run_dir: Annotated[Path, typer.Argument(help="the run directo
 @evolve_app.command("report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="the run directory")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default RUN/report.html)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file (default RUN/report.html)")] = None,
 ) -> None:
-    """A self-contained HTML page: score over iterations, Pareto frontier, lineage, diff of the best against its seed."""
+    """A self-contained HTML page: score over iterations, Pareto frontier, lineage, diff of the best against
+    its seed.
+    """
     from agentmem.cli.main import console
     from agentmem_evolve.archive import Archive
     from agentmem_evolve.report import render_report
@@ -295,10 +376,13 @@ def report_command(
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="the run directory")],
     name: Annotated[str, typer.Option("--name", "-n", help="plugin name (entry point under agentmem.memory)")],
-    program: Annotated[Optional[str], typer.Option("--program", "-p", help="program id (default: the best on the select split)")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="where the package goes (default ./<name>)")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="export even a program that does not beat its seed on the test split")] = False,
+    program: Annotated[
+        str | None, typer.Option("--program", "-p", help="program id (default: the best on the select split)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="where the package goes (default ./<name>)")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="export even a program that does not beat its seed on the test split")
+    ] = False,
 ) -> None:
     """Write a program as an installable plugin package (`pip install ./<name>`, then `agentmem plugins list`).
 
@@ -306,10 +390,9 @@ def export_command(
     on the held-out test split (the paired 95% interval above zero).
     """
     from agentmem.cli.main import console
+    from agentmem.scaffold import plugin_names
     from agentmem_evolve.archive import Archive
     from agentmem_evolve.export import export_program
-
-    from agentmem.scaffold import plugin_names
 
     _require_run(run_dir)
     plugin_names(name)  # a bad name fails before the archive is opened
@@ -328,7 +411,9 @@ def export_command(
         if verdict.flagged and not force:
             raise ConfigError(f"{verdict.message}; export refuses it: pass --force to export it anyway")
         path = export_program(archive, program, out or Path(name), name)
-    console.print(f"exported program {program} as plugin '{name}' to [bold]{path}[/]; install it with `pip install {path}`")
+    console.print(
+        f"exported program {program} as plugin '{name}' to [bold]{path}[/]; install it with `pip install {path}`"
+    )
 
 
 def _check_jail(cfg: Any) -> None:
@@ -342,13 +427,17 @@ def _check_jail(cfg: Any) -> None:
 
 
 def _require_run(run_dir: Path, *, archive: bool = True) -> None:
-    """``run_dir`` holds a run (its config and, unless ``archive`` is false, its archive); checked before anything in it is opened."""
+    """``run_dir`` holds a run (its config and, unless ``archive`` is false, its archive); checked before anything in it
+    is opened.
+    """
     from agentmem_evolve.archive import ARCHIVE_FILE
     from agentmem_evolve.controller import CONFIG_FILE
 
     if not run_dir.is_dir():
         what = "does not exist" if not run_dir.exists() else "is a file"
-        raise ConfigError(f"run directory {run_dir} {what}; give the directory of a run started with `agentmem evolve run`")
+        raise ConfigError(
+            f"run directory {run_dir} {what}; give the directory of a run started with `agentmem evolve run`"
+        )
     for needed in (CONFIG_FILE, ARCHIVE_FILE) if archive else (CONFIG_FILE,):
         if not (run_dir / needed).is_file():
             raise ConfigError(f"{run_dir} is not an evolution run (no {needed}); start one with `agentmem evolve run`")

@@ -69,23 +69,32 @@ class EnvironmentConfig(_Section):
     """Which environment scores the programs, on which splits, and how much of each."""
 
     name: str = Field(..., min_length=1, description="an installed environment (`agentmem environments list`)")
-    data: str | None = Field(None, description="dataset path for environments that read one (relative to the config file)")
+    data: str | None = Field(
+        None, description="dataset path for environments that read one (relative to the config file)"
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="extra constructor knobs of the environment")
     screen_split: SplitName = "train"
     select_split: SplitName = "validation"
     test_split: SplitName = "test"
     minibatch: int = Field(6, ge=1, description="questions per screening evaluation")
     validation_limit: int | None = Field(
-        DEFAULT_SPLIT_QUESTIONS, ge=1,
-        description="questions of the select split (None = all); see SPLIT_DEFAULTS for the environments that size it")
+        DEFAULT_SPLIT_QUESTIONS,
+        ge=1,
+        description="questions of the select split (None = all); see SPLIT_DEFAULTS for the environments that size it",
+    )
     test_limit: int | None = Field(
-        DEFAULT_SPLIT_QUESTIONS, ge=1, description="questions of the test split (None = all)")
-    budget_tokens: int = Field(default_factory=lambda: recall_budget(), ge=16, description="token budget of each recall (default: the recall_budget setting)")
+        DEFAULT_SPLIT_QUESTIONS, ge=1, description="questions of the test split (None = all)"
+    )
+    budget_tokens: int = Field(
+        default_factory=lambda: recall_budget(),
+        ge=16,
+        description="token budget of each recall (default: the recall_budget setting)",
+    )
     heldout_seed: int | Literal["secret"] | None = Field(
         "secret",
         description="seed of the test split of generated environments (toolprefs, textworld): 'secret' draws one when "
-                    "the run starts and keeps it in the run directory, so no candidate can regenerate the test tasks; "
-                    "None uses the environment's usual test split",
+        "the run starts and keeps it in the run directory, so no candidate can regenerate the test tasks; "
+        "None uses the environment's usual test split",
     )
 
     @model_validator(mode="before")
@@ -115,7 +124,7 @@ class EnvironmentConfig(_Section):
         return data
 
     @model_validator(mode="after")
-    def _never_select_on_test(self) -> "EnvironmentConfig":
+    def _never_select_on_test(self) -> EnvironmentConfig:
         # evolution must never see the held-out split, or its test score means nothing
         for key in ("screen_split", "select_split"):
             if getattr(self, key) in (self.test_split, "all"):
@@ -150,7 +159,7 @@ class ModelsConfig(_Section):
         return None if value is None else check_model_name(value)
 
     @model_validator(mode="after")
-    def _resolve_models(self) -> "ModelsConfig":
+    def _resolve_models(self) -> ModelsConfig:
         from agentmem.config import load_settings
 
         task = load_settings(model=self.task, api_base=self.api_base)
@@ -169,7 +178,9 @@ class BudgetConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    """How parents are picked, and when a child replaces its parent or the run's best (see :mod:`agentmem_evolve.selection`)."""
+    """How parents are picked, and when a child replaces its parent or the run's best (see
+    :mod:`agentmem_evolve.selection`).
+    """
 
     strategy: StrategyName = "pareto"
     temperature: float = Field(0.05, gt=0, description="softmax temperature over scores")
@@ -178,17 +189,28 @@ class SelectionConfig(_Section):
     migration_interval: int = Field(3, ge=1, description="iterations between migrations (islands strategy)")
     descriptors: list[str] = Field(default_factory=lambda: ["tokens", "recall_items"], min_length=1)
     bins: int = Field(4, ge=1, le=64, description="bins per behaviour descriptor (MAP-Elites grid)")
-    exploitation: float = Field(0.5, ge=0, le=1, description="chance an island parent is its best rather than a random elite")
+    exploitation: float = Field(
+        0.5, ge=0, le=1, description="chance an island parent is its best rather than a random elite"
+    )
     confidence: float = Field(
-        0.95, ge=0.5, lt=1,
-        description="level at which a child must beat its parent or the run's best on the questions both were scored on")
+        0.95,
+        ge=0.5,
+        lt=1,
+        description="level at which a child must beat its parent or the run's best on the questions both were "
+        "scored on",
+    )
     paired_test: Literal["bootstrap", "sign", "both"] = Field(
-        "both", description="what 'beats with confidence' means: the paired bootstrap interval above zero, "
-                            "the sign test, or both")
+        "both",
+        description="what 'beats with confidence' means: the paired bootstrap interval above zero, "
+        "the sign test, or both",
+    )
     tie_cost_margin: float = Field(
-        0.05, ge=0, lt=1,
+        0.05,
+        ge=0,
+        lt=1,
         description="when neither program is better with confidence, the challenger wins only with at least this "
-                    "fraction fewer tokens per question")
+        "fraction fewer tokens per question",
+    )
 
 
 class ProposersConfig(_Section):
@@ -220,7 +242,9 @@ class ProposersConfig(_Section):
 
         unknown = sorted(set(value) - set(operator_names()))
         if unknown:
-            raise ValueError(f"unknown structural operator(s) {', '.join(unknown)}; known: {', '.join(operator_names())}")
+            raise ValueError(
+                f"unknown structural operator(s) {', '.join(unknown)}; known: {', '.join(operator_names())}"
+            )
         return value
 
 
@@ -231,14 +255,22 @@ class CascadeConfig(_Section):
         0.0, ge=0, description="promote when minibatch score >= parent's minibatch score - margin"
     )
     proxy: bool = Field(
-        True, description="score every valid child on the environment's LLM-free proxy first (ingest and recall only) "
-                          "and send only the best on; ignored for environments without a proxy")
+        True,
+        description="score every valid child on the environment's LLM-free proxy first (ingest and recall only) "
+        "and send only the best on; ignored for environments without a proxy",
+    )
     proxy_questions: int | None = Field(
-        200, ge=1, description="questions of the screen split the proxy stage scores (None = all)")
+        200, ge=1, description="questions of the screen split the proxy stage scores (None = all)"
+    )
     proxy_keep: float = Field(
-        0.5, gt=0, le=1, description="fraction of the proxy-scored children of an iteration that go on (at least one)")
+        0.5, gt=0, le=1, description="fraction of the proxy-scored children of an iteration that go on (at least one)"
+    )
     proxy_floor: float = Field(
-        0.0, ge=0, lt=1, description="a child whose proxy is at or below this never goes on (0: it recalled no grounding)")
+        0.0,
+        ge=0,
+        lt=1,
+        description="a child whose proxy is at or below this never goes on (0: it recalled no grounding)",
+    )
 
 
 class ExecutionConfig(_Section):
@@ -258,9 +290,11 @@ class SandboxConfig(_Section):
     max_output_bytes: int = Field(1_000_000, ge=1024)
     disk_mb: int = Field(1024, ge=8, description="the candidate's writable scratch space (a tmpfs in the jail)")
     jail: Literal["auto", "bwrap", "unshare", "none"] = Field(
-        "auto", description="the private root candidates run in: bubblewrap, unshare + pivot_root, or none")
+        "auto", description="the private root candidates run in: bubblewrap, unshare + pivot_root, or none"
+    )
     allow_unjailed: bool = Field(
-        False, description="where no jail can be built, run candidates with the audit hook alone (weaker; reported)")
+        False, description="where no jail can be built, run candidates with the audit hook alone (weaker; reported)"
+    )
 
 
 class RunConfig(_Section):
@@ -289,7 +323,7 @@ class RunConfig(_Section):
 
     # -- reading and writing ---------------------------------------------------------
     @classmethod
-    def load(cls, path: Path | str) -> "RunConfig":
+    def load(cls, path: Path | str) -> RunConfig:
         """Read and validate a run config; relative paths in it are relative to the file."""
         from agentmem.config import read_toml
 
@@ -305,7 +339,7 @@ class RunConfig(_Section):
         source: str = "the run config",
         base: Path | None = None,
         flags: dict[str, str] | None = None,
-    ) -> "RunConfig":
+    ) -> RunConfig:
         """Validate ``data`` (already parsed); errors name ``source`` and the offending key.
 
         ``flags`` maps dotted keys (``"selection.strategy"``) to the command-line
@@ -370,9 +404,15 @@ def _one_line(exc: ValidationError, source: str, data: dict[str, Any], flags: di
         return f"{source}: unknown key '{loc[-1]}' in {table}: valid keys are {', '.join(known)}; remove or rename it"
     if kind == "missing":
         if loc == ["environment"]:
-            return f'{source}: missing [environment] table: add `[environment]` with `name = "toolprefs"` (or another environment)'
+            return (
+                f'{source}: missing [environment] table: add `[environment]` with `name = "toolprefs"` (or '
+                "another environment)"
+            )
         if loc == ["seeds"]:
-            return f'{source}: missing key \'seeds\': add e.g. `seeds = ["episodic"]` at the top (installed plugins or .py paths)'
+            return (
+                f"{source}: missing key 'seeds': add e.g. `seeds = [\"episodic\"]` at the top (installed "
+                "plugins or .py paths)"
+            )
         return f"{source}: missing key '{where}': add it"
     given = _lookup(data, loc)
     shown = f" (given {json.dumps(given, default=str)[:80]})" if given is not _MISSING else ""

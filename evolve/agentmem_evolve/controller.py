@@ -21,8 +21,9 @@ from __future__ import annotations
 import functools
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agentmem.errors import ConfigError, LLMError, LLMUnavailable
 from agentmem.llm.outage import OutageWatch
@@ -31,8 +32,8 @@ from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
 from agentmem_evolve.diagnosis import counts_from_metrics
-from agentmem_evolve.evidence import incumbent, judge_new, replaced
 from agentmem_evolve.evaluator import EvalJob, EvalOutcome, slice_key
+from agentmem_evolve.evidence import incumbent, judge_new, replaced
 from agentmem_evolve.executor import Executor, make_executor
 from agentmem_evolve.proposers import (
     MergeProposer,
@@ -56,8 +57,10 @@ def _accepts(environment: str, option: str) -> bool:
 
     try:
         return option in inspect.signature(load_environment(environment)).parameters
-    except Exception:  # noqa: BLE001 - an unknown environment fails later with its own clear error
+    except Exception:
         return False
+
+
 MUTATION_TIMEOUT = 900.0  # seconds one code-writing call may take
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -99,8 +102,10 @@ class Controller:
             "test": (env.test_split, env.test_limit),
         }
         self._heldout_seed = self._resolve_heldout_seed()
-        self._keys = {stage: slice_key(env.name, split, limit, env.data, self._stage_options(stage), config.seed)
-                      for stage, (split, limit) in self._slices.items()}
+        self._keys = {
+            stage: slice_key(env.name, split, limit, env.data, self._stage_options(stage), config.seed)
+            for stage, (split, limit) in self._slices.items()
+        }
         self._task_info: TaskInfo | None = None
         self.strategy = make_strategy(config.selection)
         saved = self.archive.get_state("strategy", None)
@@ -132,7 +137,7 @@ class Controller:
 
         try:
             return supports_proxy(load_environment(self.config.environment.name))
-        except Exception:  # noqa: BLE001 - an unknown environment fails later with its own clear error
+        except Exception:
             return False
 
     def _proxy_screen(self, children: list[ProgramRecord]) -> list[ProgramRecord]:
@@ -170,21 +175,26 @@ class Controller:
 
     # -- construction ---------------------------------------------------------------------
     @classmethod
-    def create(cls, run_dir: Path, config: RunConfig, **kw: Any) -> "Controller":
+    def create(cls, run_dir: Path, config: RunConfig, **kw: Any) -> Controller:
         """A new run: writes ``config.toml`` (refuses to overwrite a run that has started)."""
         run_dir = Path(run_dir)
         if (run_dir / CONFIG_FILE).exists():
-            raise ConfigError(f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick another --run-dir")
+            raise ConfigError(
+                f"{run_dir} already holds a run; continue it with `agentmem evolve resume {run_dir}` or pick "
+                "another --run-dir"
+            )
         run_dir.mkdir(parents=True, exist_ok=True)
         config.write(run_dir / CONFIG_FILE)
         return cls(run_dir, config, **kw)
 
     @classmethod
-    def resume(cls, run_dir: Path, **kw: Any) -> "Controller":
+    def resume(cls, run_dir: Path, **kw: Any) -> Controller:
         """An existing run, with the config it was started with."""
         path = Path(run_dir) / CONFIG_FILE
         if not path.exists():
-            raise ConfigError(f"{run_dir} is not an evolution run (no {CONFIG_FILE}); start one with `agentmem evolve run`")
+            raise ConfigError(
+                f"{run_dir} is not an evolution run (no {CONFIG_FILE}); start one with `agentmem evolve run`"
+            )
         return cls(Path(run_dir), RunConfig.load(path), **kw)
 
     # -- services --------------------------------------------------------------------------
@@ -202,7 +212,9 @@ class Controller:
             from agentmem.llm import LLM
 
             models = self.config.models
-            self._mutation_llm = LLM.from_settings(models.mutation, models.mutation_api_base)  # resolved by ModelsConfig
+            self._mutation_llm = LLM.from_settings(
+                models.mutation, models.mutation_api_base
+            )  # resolved by ModelsConfig
             # writing code with a 1.5B model on a busy CPU takes minutes: a short timeout would resend
             # the request while the server is still busy with it, and every retry would wait longer
             self._mutation_llm.timeout = max(float(getattr(self._mutation_llm, "timeout", 0) or 0), MUTATION_TIMEOUT)
@@ -223,7 +235,9 @@ class Controller:
 
             cls = load_environment(self.config.environment.name)
             doc = (cls.__doc__ or cls.__name__).strip().split("\n\n")[0].replace("\n", " ")
-            self._task_info = TaskInfo(env=self.config.environment.name, description=doc, metric=getattr(cls, "primary_metric", "score"))
+            self._task_info = TaskInfo(
+                env=self.config.environment.name, description=doc, metric=getattr(cls, "primary_metric", "score")
+            )
         return self._task_info
 
     def emit(self, kind: str, **payload: Any) -> None:
@@ -239,7 +253,9 @@ class Controller:
             calls += float(e.cost.get("llm_calls", 0))
             tokens += e.tokens
         own = self.archive.get_state("controller_spend", {"llm_calls": 0, "tokens": 0})
-        seconds = float(self.archive.get_state("elapsed", 0.0)) + (time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0)
+        seconds = float(self.archive.get_state("elapsed", 0.0)) + (
+            time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
+        )
         return {"llm_calls": calls + own["llm_calls"], "tokens": tokens + own["tokens"], "seconds": round(seconds, 1)}
 
     def _meter_snapshot(self) -> tuple[int, int]:
@@ -267,7 +283,9 @@ class Controller:
         if budget.max_llm_tokens is not None and spent["tokens"] >= budget.max_llm_tokens:
             raise BudgetExhausted(f"token budget reached ({int(spent['tokens'])} of {budget.max_llm_tokens})")
         if budget.max_wall_seconds is not None and spent["seconds"] >= budget.max_wall_seconds:
-            raise BudgetExhausted(f"wall-clock budget reached ({spent['seconds']:.0f} s of {budget.max_wall_seconds:.0f} s)")
+            raise BudgetExhausted(
+                f"wall-clock budget reached ({spent['seconds']:.0f} s of {budget.max_wall_seconds:.0f} s)"
+            )
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -279,8 +297,12 @@ class Controller:
         if swept:
             self.emit("scratch_swept", directories=len(swept))
         try:
-            self.emit("run_started", iteration=self.archive.get_state("iteration", 0), resumed=bool(self.archive.programs()),
-                      sandbox=sandbox["jail"])
+            self.emit(
+                "run_started",
+                iteration=self.archive.get_state("iteration", 0),
+                resumed=bool(self.archive.programs()),
+                sandbox=sandbox["jail"],
+            )
             self._seed_population()
             self._finish_pending()
             iteration = int(self.archive.get_state("iteration", 0))
@@ -305,12 +327,18 @@ class Controller:
             self._save_elapsed()
             self.emit("model_unavailable", iteration=self.archive.get_state("iteration", 0), reason=str(exc))
             self.executor.close()
-            raise LLMUnavailable(f"{exc}; the run stopped with everything finished kept: continue it with "
-                                 f"`agentmem evolve resume {self.run_dir}` once the model answers") from None
+            raise LLMUnavailable(
+                f"{exc}; the run stopped with everything finished kept: continue it with "
+                f"`agentmem evolve resume {self.run_dir}` once the model answers"
+            ) from None
         self._final_test()
         self._save_elapsed()
-        summary = {"stopped": stopped, "best": self._best_summary(), "spend": self.spend(),
-                   "iteration": self.archive.get_state("iteration", 0)}
+        summary = {
+            "stopped": stopped,
+            "best": self._best_summary(),
+            "spend": self.spend(),
+            "iteration": self.archive.get_state("iteration", 0),
+        }
         self.emit("run_finished", **summary)
         return summary
 
@@ -328,8 +356,13 @@ class Controller:
         seeds: list[ProgramRecord] = []
         for index, seed in enumerate(self.config.seeds):
             source, meta = prog.seed_source(seed)
-            record = ProgramRecord(source=source, operator="seed", generation=0, island=index % max(1, self.config.selection.islands),
-                                   meta={**meta, "rationale": f"seed {seed}"})
+            record = ProgramRecord(
+                source=source,
+                operator="seed",
+                generation=0,
+                island=index % max(1, self.config.selection.islands),
+                meta={**meta, "rationale": f"seed {seed}"},
+            )
             if self.archive.add_program(record):
                 self.emit("program_added", id=record.id, operator="seed", seed=seed)
             stored = self.archive.program(record.id)
@@ -339,8 +372,12 @@ class Controller:
             seeds.append(self.archive.program(record.id))  # type: ignore[arg-type]
         valid = [s for s in seeds if s.status == "valid"]
         if not valid:
-            raise ConfigError("no seed program is valid: " + "; ".join(f"{s.meta.get('seed')}: {s.error}" for s in seeds))
-        proxy = [(s, "proxy") for s in valid] if self.proxy_on else []  # seeds are never cut; scored for the correlation
+            raise ConfigError(
+                "no seed program is valid: " + "; ".join(f"{s.meta.get('seed')}: {s.error}" for s in seeds)
+            )
+        proxy = (
+            [(s, "proxy") for s in valid] if self.proxy_on else []
+        )  # seeds are never cut; scored for the correlation
         self._evaluate(proxy + [(s, "screen") for s in valid] + [(s, "select") for s in valid])
 
     def _finish_pending(self) -> None:
@@ -350,11 +387,19 @@ class Controller:
         from agentmem_evolve.proxy import REJECTED_STATE
 
         rejected = set(self.archive.get_state(REJECTED_STATE, []) or [])
-        unscreened = [r for r in self.archive.programs(status="valid") if r.id not in rejected
-                      and self.archive.evaluation(r.id, "screen", self._keys["screen"]) is None]
+        unscreened = [
+            r
+            for r in self.archive.programs(status="valid")
+            if r.id not in rejected and self.archive.evaluation(r.id, "screen", self._keys["screen"]) is None
+        ]
         self._evaluate([(r, "screen") for r in self._proxy_screen(unscreened)])
-        promote = [(r, "select") for r in self.archive.programs(status="valid") if r.id not in rejected and self._promotable(r) and
-                   self.archive.evaluation(r.id, "select", self._keys["select"]) is None]
+        promote = [
+            (r, "select")
+            for r in self.archive.programs(status="valid")
+            if r.id not in rejected
+            and self._promotable(r)
+            and self.archive.evaluation(r.id, "select", self._keys["select"]) is None
+        ]
         self._evaluate(promote)
 
     # -- one iteration ---------------------------------------------------------------------------
@@ -364,7 +409,9 @@ class Controller:
         if not pool:
             raise BudgetExhausted("no program has a score to select from (every seed failed its evaluation)")
         k = self.config.proposers.children_per_iteration
-        parent_ids = self.strategy.select(pool, rng, k, iteration=iteration) or [max(pool, key=lambda s: s.score).program_id]
+        parent_ids = self.strategy.select(pool, rng, k, iteration=iteration) or [
+            max(pool, key=lambda s: s.score).program_id
+        ]
         self.emit("iteration_started", iteration=iteration + 1, parents=parent_ids)
         views = {s.program_id: self._view(s.program_id) for s in pool}
         ranked = sorted(views.values(), key=lambda v: -v.score)
@@ -392,13 +439,21 @@ class Controller:
                 continue
             self._account(before)
             record = ProgramRecord(
-                source=proposal.source, parents=proposal.parents, operator=proposal.operator, generation=iteration + 1,
+                source=proposal.source,
+                parents=proposal.parents,
+                operator=proposal.operator,
+                generation=iteration + 1,
                 island=self.strategy.assign_island(proposal.parents, child_rng),
                 meta={**proposal.meta, "validated": proposal.operator == "reflective"},
             )
             if self.archive.add_program(record):
-                self.emit("program_added", id=record.id, operator=record.operator, parents=record.parents,
-                          rationale=proposal.meta.get("rationale", ""))
+                self.emit(
+                    "program_added",
+                    id=record.id,
+                    operator=record.operator,
+                    parents=record.parents,
+                    rationale=proposal.meta.get("rationale", ""),
+                )
                 if proposal.operator == "reflective":
                     self.archive.set_status(record.id, "valid")
                 else:
@@ -417,7 +472,9 @@ class Controller:
 
     def _pick_operator(self, rng: random.Random, parent: ParentView, ranked: list[ParentView]) -> str:
         weights = dict(self.config.proposers.weights)
-        same_base = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
+        same_base = [
+            v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")
+        ]
         if not same_base:
             weights.pop("merge", None)
         names = [n for n, w in weights.items() if w > 0]
@@ -444,7 +501,9 @@ class Controller:
             except ProposalFailed as exc:  # a program no operator applies to: a cheap mutation instead
                 self.emit("structural_skipped", parent=parent.id, reason=str(exc))
         if operator == "merge":
-            others = [v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")]
+            others = [
+                v for v in ranked if v.id != parent.id and v.meta.get("base_plugin") == parent.meta.get("base_plugin")
+            ]
             try:
                 return MergeProposer().propose(parent, others[0], rng)
             except ProposalFailed:
@@ -454,8 +513,16 @@ class Controller:
     def _record_failed_proposal(self, exc: ProposalFailed, operator: str, parent: ParentView, iteration: int) -> None:
         source = getattr(exc, "source", None)
         if source:
-            record = ProgramRecord(source=source, parents=[parent.id], operator=operator, generation=iteration + 1,
-                                   island=0, status="invalid", error=str(exc), meta={"base_plugin": parent.meta.get("base_plugin")})
+            record = ProgramRecord(
+                source=source,
+                parents=[parent.id],
+                operator=operator,
+                generation=iteration + 1,
+                island=0,
+                status="invalid",
+                error=str(exc),
+                meta={"base_plugin": parent.meta.get("base_plugin")},
+            )
             self.archive.add_program(record)
         self.emit("proposal_failed", operator=operator, parent=parent.id, reason=str(exc))
 
@@ -468,9 +535,15 @@ class Controller:
     def _sandbox_options(self) -> dict[str, Any]:
         """The run config's sandbox section as :class:`~agentmem_evolve.sandbox.SandboxLimits` fields."""
         box = self.config.sandbox
-        return {"cpu_seconds": box.cpu_seconds, "op_seconds": box.wall_seconds_per_op, "memory_mb": box.memory_mb,
-                "output_bytes": box.max_output_bytes, "disk_mb": box.disk_mb, "jail": box.jail,
-                "allow_unjailed": box.allow_unjailed}
+        return {
+            "cpu_seconds": box.cpu_seconds,
+            "op_seconds": box.wall_seconds_per_op,
+            "memory_mb": box.memory_mb,
+            "output_bytes": box.max_output_bytes,
+            "disk_mb": box.disk_mb,
+            "jail": box.jail,
+            "allow_unjailed": box.allow_unjailed,
+        }
 
     def check_sandbox(self) -> dict[str, Any]:
         """The walls candidates of this run get (recorded for status and the report).
@@ -508,9 +581,19 @@ class Controller:
         env = self.config.environment
         split, limit = self._slices[stage]
         return EvalJob(
-            program_id=record.id, source=record.source, stage=stage, env=env.name, split=split, limit=limit,  # type: ignore[arg-type]
-            data=env.data, options=self._stage_options(stage), seed=self.config.seed, model=self.config.models.task,
-            api_base=self.config.models.api_base, budget_tokens=env.budget_tokens, sandbox=self._sandbox_options(),
+            program_id=record.id,
+            source=record.source,
+            stage=stage,
+            env=env.name,
+            split=split,
+            limit=limit,  # type: ignore[arg-type]
+            data=env.data,
+            options=self._stage_options(stage),
+            seed=self.config.seed,
+            model=self.config.models.task,
+            api_base=self.config.models.api_base,
+            budget_tokens=env.budget_tokens,
+            sandbox=self._sandbox_options(),
         )
 
     def _evaluate(self, work: list[tuple[ProgramRecord, str]], *, check_budget: bool = True) -> None:
@@ -534,14 +617,28 @@ class Controller:
 
     def _record(self, outcome: EvalOutcome) -> None:
         rec = EvaluationRecord(
-            program_id=outcome.program_id, stage=outcome.stage, split=outcome.split, key=outcome.key,
+            program_id=outcome.program_id,
+            stage=outcome.stage,
+            split=outcome.split,
+            key=outcome.key,
             metrics={**outcome.metrics, **{k: v for k, v in outcome.descriptors.items() if k not in outcome.metrics}},
-            score=outcome.score, per_instance=outcome.per_instance, cost=outcome.cost, traces=outcome.traces,
-            status=outcome.status, reason=outcome.reason,
+            score=outcome.score,
+            per_instance=outcome.per_instance,
+            cost=outcome.cost,
+            traces=outcome.traces,
+            status=outcome.status,
+            reason=outcome.reason,
         )
         self.archive.record_evaluation(rec)
-        self.emit("evaluated", id=outcome.program_id, stage=outcome.stage, score=outcome.score, status=outcome.status,
-                  reason=outcome.reason, tokens=outcome.cost.get("prompt_tokens", 0) + outcome.cost.get("completion_tokens", 0))
+        self.emit(
+            "evaluated",
+            id=outcome.program_id,
+            stage=outcome.stage,
+            score=outcome.score,
+            status=outcome.status,
+            reason=outcome.reason,
+            tokens=outcome.cost.get("prompt_tokens", 0) + outcome.cost.get("completion_tokens", 0),
+        )
 
     def _parent_screens(self, children: list[ProgramRecord]) -> list[tuple[ProgramRecord, str]]:
         out = []
@@ -587,12 +684,20 @@ class Controller:
             if score is not None and previous is not None and score < previous:
                 mark = " [REGRESSION]"
             what = ancestor.meta.get("rationale") or ancestor.operator
-            rows.append(f"{ancestor.operator} {ancestor.id}: {what} -> {f'{score:.3f}' if score is not None else 'not scored'}{mark}")
+            rows.append(
+                f"{ancestor.operator} {ancestor.id}: {what} -> "
+                f"{f'{score:.3f}' if score is not None else 'not scored'}{mark}"
+            )
             if score is not None:
                 previous = score
         return ParentView(
-            id=program_id, source=record.source, score=select.score if select else 0.0, meta=record.meta,
-            traces=traces, lineage=rows[:-1] if len(rows) > 1 else [], seed_source=seed.source,
+            id=program_id,
+            source=record.source,
+            score=select.score if select else 0.0,
+            meta=record.meta,
+            traces=traces,
+            lineage=rows[:-1] if len(rows) > 1 else [],
+            seed_source=seed.source,
             seed_score=self._score(seed.id, "select"),
             diagnosis=counts_from_metrics(e.metrics for e in (screen, select) if e is not None),
         )
@@ -616,7 +721,12 @@ class Controller:
         if best is None:
             return None
         record, evaluation = best
-        return {"id": record.id, "score": evaluation.score, "operator": record.operator, "generation": record.generation}
+        return {
+            "id": record.id,
+            "score": evaluation.score,
+            "operator": record.operator,
+            "generation": record.generation,
+        }
 
     # -- the end -----------------------------------------------------------------------------------
     def _final_test(self) -> None:

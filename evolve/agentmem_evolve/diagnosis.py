@@ -29,7 +29,8 @@ on results the environment computed; nothing reaches a candidate.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -48,14 +49,15 @@ LABELS: dict[str, str] = {
 
 AIMS: dict[str, str] = {
     "not_recalled": "Make memory find the statements these requests need: store them so they can be found "
-                    "(keep preferences and facts, drop chatter) and search with the words they contain.",
+    "(keep preferences and facts, drop chatter) and search with the words they contain.",
     "cut_by_budget": "Fit the needed statements into the budget: rank the most relevant first, drop duplicates "
-                     "and low-scoring items, shorten what is returned.",
+    "and low-scoring items, shorten what is returned.",
     "stale_recalled": "When two memories say different things about the same topic, prefer the newest: put it first "
-                      "or drop the older one, and mark it as the latest.",
+    "or drop the older one, and mark it as the latest.",
     "answer_wrong": "Help the agent use what it was given: put the item that answers the request first and say "
-                    "plainly which remembered value to use.",
-    "wrong_form": "Tell the agent exactly what form the answer must take (one tool call, the right tool, only the value).",
+    "plainly which remembered value to use.",
+    "wrong_form": "Tell the agent exactly what form the answer must take (one tool call, the right tool, only "
+    "the value).",
     UNCLASSIFIED: "Fix what makes these cases fail.",
 }
 
@@ -145,7 +147,7 @@ def counts_from_metrics(metrics: Iterable[dict[str, float]]) -> dict[str, int]:
     for m in metrics:
         for key, value in m.items():
             if key.startswith(METRIC_PREFIX):
-                name = key[len(METRIC_PREFIX):]
+                name = key[len(METRIC_PREFIX) :]
                 total[name] = total.get(name, 0) + int(value)
     return total
 
@@ -161,7 +163,16 @@ def prompt_view(counts: dict[str, int], traces: list[dict[str, Any]]) -> dict[st
     if largest is None or largest == UNCLASSIFIED:
         return None
     examples = [t for t in traces if t.get("diagnosis") == largest][:2]
-    rows = [{"name": c, "label": LABELS[c], "count": diagnosis.counts[c]}
-            for c in sorted(diagnosis.counts, key=lambda c: -diagnosis.counts[c]) if c in LABELS]
-    return {"counts": rows, "total": sum(diagnosis.counts.values()), "largest": largest,
-            "label": LABELS[largest], "aim": AIMS[largest], "examples": examples}
+    rows = [
+        {"name": c, "label": LABELS[c], "count": diagnosis.counts[c]}
+        for c in sorted(diagnosis.counts, key=lambda c: -diagnosis.counts[c])
+        if c in LABELS
+    ]
+    return {
+        "counts": rows,
+        "total": sum(diagnosis.counts.values()),
+        "largest": largest,
+        "label": LABELS[largest],
+        "aim": AIMS[largest],
+        "examples": examples,
+    }

@@ -28,7 +28,7 @@ class LiveDisplay:
         self.started = time.perf_counter()
         self._live: Live | None = None
 
-    def __enter__(self) -> "LiveDisplay":
+    def __enter__(self) -> LiveDisplay:
         self._live = Live(self.render(), console=self.console, refresh_per_second=2, transient=False)
         self._live.__enter__()
         return self
@@ -58,7 +58,12 @@ class LiveDisplay:
         head.add_column()
         head.add_row("iteration", f"{self.iteration} / {budget.iterations}")
         best = ctl._best_summary()
-        head.add_row("best", "-" if best is None else f"{best['id']}  {best['score']:.4f}  ({best['operator']}, generation {best['generation']})")
+        head.add_row(
+            "best",
+            "-"
+            if best is None
+            else f"{best['id']}  {best['score']:.4f}  ({best['operator']}, generation {best['generation']})",
+        )
         pool = ctl.archive.scored("select", ctl._keys["select"])
         frontier = getattr(ctl.strategy, "frontier", None)
         if frontier is not None and pool:
@@ -69,7 +74,9 @@ class LiveDisplay:
         head.add_row("programs", f"{len(programs)} ({valid} valid)")
         tokens = f"{int(spend['tokens'])}" + (f" / {budget.max_llm_tokens}" if budget.max_llm_tokens else "")
         head.add_row("spend", f"{int(spend['llm_calls'])} LLM calls, {tokens} tokens, {spend['seconds']:.0f} s")
-        return Panel(Group(head, *self.lines), title=f"agentmem evolve - {ctl.config.environment.name}", border_style="cyan")
+        return Panel(
+            Group(head, *self.lines), title=f"agentmem evolve - {ctl.config.environment.name}", border_style="cyan"
+        )
 
 
 def _describe(kind: str, p: dict[str, Any]) -> str:
@@ -97,8 +104,10 @@ def _describe(kind: str, p: dict[str, Any]) -> str:
         d = p.get("difference") or {}
         what = "[green]replaces[/]" if p.get("replaces") else "does not replace"
         against = "the best" if p.get("against") == "best" else "its parent"
-        return (f"  {text(p['id'])} {what} {against} {text(p.get('incumbent'))} ({text(p.get('reason'))}): "
-                f"{d.get('mean', 0):+.3f} [{d.get('low', 0):+.3f}, {d.get('high', 0):+.3f}] n={d.get('n', 0)}")
+        return (
+            f"  {text(p['id'])} {what} {against} {text(p.get('incumbent'))} ({text(p.get('reason'))}): "
+            f"{d.get('mean', 0):+.3f} [{d.get('low', 0):+.3f}, {d.get('high', 0):+.3f}] n={d.get('n', 0)}"
+        )
     if kind == "budget_exhausted":
         return f"[yellow]stopping: {text(p.get('reason'))}[/]"
     if kind == "interrupted":

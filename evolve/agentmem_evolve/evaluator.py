@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import UTC
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -112,9 +113,9 @@ def make_env(name: str, data: str | None, options: dict[str, Any], seed: int) ->
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutcome:
@@ -129,7 +130,9 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
 
     started = _now()
     t0 = time.perf_counter()
-    outcome = EvalOutcome(program_id=job.program_id, stage=job.stage, split=job.split, key=job.key(), started_at=started)
+    outcome = EvalOutcome(
+        program_id=job.program_id, stage=job.stage, split=job.split, key=job.key(), started_at=started
+    )
     llm = llm or _llm(job.model, job.api_base)
     embedder = embedder or _shared_embedder()
     try:
@@ -143,9 +146,16 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
             metric = PROXY_METRIC
         limits = SandboxLimits(**job.sandbox)
         result = run_eval(
-            environment, [f"candidate-{job.program_id}"], llm=llm, embedder=embedder,
-            split=job.split, limit=job.limit, budget_tokens=job.budget_tokens,  # type: ignore[arg-type]
-            seed=job.seed, memory_factory=sandboxed_factory(job.source, limits), recall_only=job.recall_only,
+            environment,
+            [f"candidate-{job.program_id}"],
+            llm=llm,
+            embedder=embedder,
+            split=job.split,
+            limit=job.limit,
+            budget_tokens=job.budget_tokens,  # type: ignore[arg-type]
+            seed=job.seed,
+            memory_factory=sandboxed_factory(job.source, limits),
+            recall_only=job.recall_only,
         )
     except LLMUnavailable as exc:  # the model's outage, not the candidate's failure: no score either way
         outcome.status = "unavailable"
@@ -160,7 +170,7 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
         outcome.cost = {"seconds": round(time.perf_counter() - t0, 2)}
         outcome.finished_at = _now()
         return outcome
-    except Exception as exc:  # noqa: BLE001 - whatever a candidate triggers is recorded, the run goes on
+    except Exception as exc:
         outcome.status = "failed"
         outcome.reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         outcome.failure_kind = "error"
@@ -173,7 +183,11 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
     else:
         outcome.metrics = result.metrics
         outcome.score = round(result.primary(metric), 4)
-        outcome.per_instance = {f"{task.task_id}/{q.question_id}": float(q.metrics.get(metric, 0.0)) for task in result.tasks for q in task.questions}
+        outcome.per_instance = {
+            f"{task.task_id}/{q.question_id}": float(q.metrics.get(metric, 0.0))
+            for task in result.tasks
+            for q in task.questions
+        }
         proxies = [q.metrics["proxy"] for q in questions if "proxy" in q.metrics]
         if proxies:  # the proxy comes free with every LLM-scored run of an environment that has one
             outcome.metrics["proxy"] = round(sum(proxies) / len(proxies), 4)
@@ -205,12 +219,19 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
 
 def _score_proxy(outcome: EvalOutcome, result: Any, metric: str) -> None:
     """A proxy-stage outcome: the mean proxy over the questions that have grounding to check."""
-    per = {f"{task.task_id}/{q.question_id}": float(q.metrics[metric]) for task in result.tasks for q in task.questions
-           if metric in q.metrics}
+    per = {
+        f"{task.task_id}/{q.question_id}": float(q.metrics[metric])
+        for task in result.tasks
+        for q in task.questions
+        if metric in q.metrics
+    }
     outcome.per_instance = per
     outcome.score = round(sum(per.values()) / len(per), 4) if per else 0.0
-    outcome.metrics = {metric: outcome.score, "questions": float(sum(len(t.questions) for t in result.tasks)),
-                       "proxy_questions": float(len(per))}
+    outcome.metrics = {
+        metric: outcome.score,
+        "questions": float(sum(len(t.questions) for t in result.tasks)),
+        "proxy_questions": float(len(per)),
+    }
     for key in ("proxy/evidence", "proxy/stale"):
         values = [q.metrics[key] for task in result.tasks for q in task.questions if key in q.metrics]
         if values:

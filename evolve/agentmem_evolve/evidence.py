@@ -48,15 +48,20 @@ CHAMPION_STATE = "champion"  # {"id": the incumbent best, "key": the select ques
 JUDGED_STATE = "judged"  # program id -> {"parents": [verdict, ...], "best": verdict | None}
 REPLACED_STATE = "replaced"  # ids of programs a child replaced: they are no longer drawn as parents
 TEST_LEVEL = 0.95  # the level of every comparison on the test split (fixed: what the report promises)
-INTERVAL_RESAMPLES = 2000  # per-program intervals in status and the report: enough for two decimals, fast for many programs
+INTERVAL_RESAMPLES = (
+    2000  # per-program intervals in status and the report: enough for two decimals, fast for many programs
+)
 
 EventSink = Callable[..., None]
 
 
 def _settings(selection: Any) -> dict[str, Any]:
     get = (lambda k, d: selection.get(k, d)) if isinstance(selection, dict) else (lambda k, d: getattr(selection, k, d))
-    return {"level": float(get("confidence", 0.95)), "method": get("paired_test", "both"),
-            "cost_margin": float(get("tie_cost_margin", 0.05))}
+    return {
+        "level": float(get("confidence", 0.95)),
+        "method": get("paired_test", "both"),
+        "cost_margin": float(get("tie_cost_margin", 0.05)),
+    }
 
 
 def judge_new(archive: Archive, key: str, selection: Any, emit: EventSink | None = None) -> list[Verdict]:
@@ -113,10 +118,18 @@ def judge_new(archive: Archive, key: str, selection: Any, emit: EventSink | None
 
 def _event(verdict: Verdict) -> dict[str, Any]:
     d = verdict.difference
-    return {"id": verdict.challenger, "incumbent": verdict.incumbent, "replaces": verdict.replaces,
-            "reason": verdict.reason, "difference": d.rounded(), "wins": d.wins, "losses": d.losses,
-            "sign_p": float(f"{d.sign_p:.3g}"), "tokens": round(verdict.challenger_tokens, 1),
-            "incumbent_tokens": round(verdict.incumbent_tokens, 1)}
+    return {
+        "id": verdict.challenger,
+        "incumbent": verdict.incumbent,
+        "replaces": verdict.replaces,
+        "reason": verdict.reason,
+        "difference": d.rounded(),
+        "wins": d.wins,
+        "losses": d.losses,
+        "sign_p": float(f"{d.sign_p:.3g}"),
+        "tokens": round(verdict.challenger_tokens, 1),
+        "incumbent_tokens": round(verdict.incumbent_tokens, 1),
+    }
 
 
 def replaced(archive: Archive) -> set[str]:
@@ -190,8 +203,14 @@ def compare_with_seeds(archive: Archive, program_id: str) -> list[SeedComparison
         if prog.operator != "seed" or prog.id == program_id or prog.id not in tested:
             continue
         diff = paired_difference(mine.per_instance, tested[prog.id].per_instance, level=TEST_LEVEL)
-        out.append(SeedComparison(seed=prog.id, seed_name=_seed_name(prog), own_seed=own is not None and own.id == prog.id,
-                                  difference=diff))
+        out.append(
+            SeedComparison(
+                seed=prog.id,
+                seed_name=_seed_name(prog),
+                own_seed=own is not None and own.id == prog.id,
+                difference=diff,
+            )
+        )
     return out
 
 
@@ -215,18 +234,27 @@ def seed_verdict(archive: Archive, program_id: str) -> SeedVerdict:
     prog = archive.program(program_id)
     own = seed_of(archive, program_id)
     if prog is None or own is None:
-        return SeedVerdict(program=program_id, seed=None, status="untested",
-                           message=f"program {program_id} is not in this run")
+        return SeedVerdict(
+            program=program_id, seed=None, status="untested", message=f"program {program_id} is not in this run"
+        )
     name = _seed_name(own)
     if own.id == prog.id:
-        return SeedVerdict(program=program_id, seed=own.id, status="is seed",
-                           message=f"program {program_id} is the seed '{name}' itself: evolution found nothing that "
-                                   "beat it on the select split")
+        return SeedVerdict(
+            program=program_id,
+            seed=own.id,
+            status="is seed",
+            message=f"program {program_id} is the seed '{name}' itself: evolution found nothing that "
+            "beat it on the select split",
+        )
     comparison = next((c for c in compare_with_seeds(archive, program_id) if c.seed == own.id), None)
     if comparison is None or comparison.difference.n == 0:
-        return SeedVerdict(program=program_id, seed=own.id, status="untested",
-                           message=f"program {program_id} and its seed '{name}' were not both scored on the test split, "
-                                   "so nothing shows it is better")
+        return SeedVerdict(
+            program=program_id,
+            seed=own.id,
+            status="untested",
+            message=f"program {program_id} and its seed '{name}' were not both scored on the test split, "
+            "so nothing shows it is better",
+        )
     d = comparison.difference
     if d.low > 0:
         status, what = "better", "beats"
@@ -234,6 +262,11 @@ def seed_verdict(archive: Archive, program_id: str) -> SeedVerdict:
         status, what = "worse", "is worse than"
     else:
         status, what = "not better", "does not beat"
-    return SeedVerdict(program=program_id, seed=own.id, status=status, difference=d,
-                       message=f"program {program_id} {what} its seed '{name}' on test: best - seed = {d.text()} "
-                               f"(95% paired interval)")
+    return SeedVerdict(
+        program=program_id,
+        seed=own.id,
+        status=status,
+        difference=d,
+        message=f"program {program_id} {what} its seed '{name}' on test: best - seed = {d.text()} "
+        f"(95% paired interval)",
+    )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from agentmem_evolve.evaluator import EvalJob, EvalOutcome, run_job
 
@@ -125,7 +126,9 @@ class RayExecutor:
             if address:
                 ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
             else:
-                ray.init(num_cpus=max(1, concurrency), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+                ray.init(
+                    num_cpus=max(1, concurrency), include_dashboard=False, ignore_reinit_error=True, log_to_driver=False
+                )
                 self._started_here = True
         self._remote = ray.remote(max_retries=0)(run_job)
 

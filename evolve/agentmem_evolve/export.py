@@ -17,7 +17,7 @@ import json
 import re
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import packages_distributions, requires
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,9 @@ def find_program_class(source: str, where: str = "the program") -> str:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        raise ConfigError(f"{where} is not valid Python (line {exc.lineno}: {exc.msg}); export a valid program") from None
+        raise ConfigError(
+            f"{where} is not valid Python (line {exc.lineno}: {exc.msg}); export a valid program"
+        ) from None
     except (RecursionError, MemoryError):
         raise ConfigError(f"{where} is too deeply nested to parse; export a valid program") from None
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
@@ -85,7 +87,8 @@ def find_program_class(source: str, where: str = "the program") -> str:
 
     imported = {  # names the module imports from elsewhere: alias -> (module, attribute)
         (a.asname or a.name): (node.module, a.name)
-        for node in tree.body if isinstance(node, ast.ImportFrom) and node.module and not node.level
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
         for a in node.names
     }
 
@@ -150,7 +153,9 @@ def _set_class_name_attr(source: str, cls_name: str, name: str) -> str:
             return (raw[:start] + json.dumps(name).encode() + raw[end:]).decode()
     # no name attribute yet: add one after the class docstring (or before the first statement)
     first = cls.body[0]
-    has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    has_doc = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
     indent = re.match(r"[ \t]*", lines[first.lineno - 1]).group(0)  # type: ignore[union-attr]
     if has_doc:
         insert_at = first.end_lineno or first.lineno
@@ -183,7 +188,9 @@ def _imports(source: str, where: str) -> set[str]:
 def _extra_dependencies(modules: set[str], own_module: str) -> list[str]:
     """Distributions (other than agentmem itself) that provide the imported modules."""
     owners = packages_distributions()
-    core = {re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0].lower().replace("_", "-") for r in (requires("agentmem") or [])}
+    core = {
+        re.split(r"[\s\[<>=!~;(]", r, maxsplit=1)[0].lower().replace("_", "-") for r in (requires("agentmem") or [])
+    }
     deps: set[str] = set()
     for mod in modules:
         if mod in sys.stdlib_module_names or mod in ("__future__", own_module):
@@ -216,15 +223,24 @@ def _provenance(archive: Archive, rec: ProgramRecord) -> dict[str, Any]:
         if not evals:
             continue
         e = evals[-1]
-        scores.append({
-            "stage": stage, "split": e.split, "score": e.score, "questions": e.questions,
-            "tokens_per_question": e.tokens / e.questions, "key": e.key,
-        })
+        scores.append(
+            {
+                "stage": stage,
+                "split": e.split,
+                "score": e.score,
+                "questions": e.questions,
+                "tokens_per_question": e.tokens / e.questions,
+                "key": e.key,
+            }
+        )
         metrics, metrics_stage = e.metrics, stage
     select_scores = {s.program_id: s.score for s in archive.scored("select")}
     lineage = [
         {
-            "id": p.id, "operator": p.operator, "generation": p.generation, "parents": p.parents,
+            "id": p.id,
+            "operator": p.operator,
+            "generation": p.generation,
+            "parents": p.parents,
             "seed": str(p.meta.get("seed") or p.meta.get("plugin") or "") if p.operator == "seed" else "",
             "score": select_scores.get(p.id),
             "rationale": " ".join(str(p.meta.get("rationale") or "").split())[:200],
@@ -250,7 +266,7 @@ def _provenance(archive: Archive, rec: ProgramRecord) -> dict[str, Any]:
         "lineage": lineage,
         "params": rec.params,
         "test_vs_seed": _test_vs_seed(archive, rec.id),
-        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -260,8 +276,12 @@ def _test_vs_seed(archive: Archive, program_id: str) -> dict[str, Any]:
 
     verdict = seed_verdict(archive, program_id)
     d = verdict.difference
-    return {"status": verdict.status, "seed": verdict.seed, "message": verdict.message,
-            "difference": d.rounded() if d is not None else None}
+    return {
+        "status": verdict.status,
+        "seed": verdict.seed,
+        "message": verdict.message,
+        "difference": d.rounded() if d is not None else None,
+    }
 
 
 def export_program(
@@ -299,8 +319,14 @@ def export_program(
         source += env.get_template("params.py.j2").render(program_id=rec.id, cls=cls_name, params=repr(rec.params))
     info = _provenance(archive, rec)
     context = {
-        **info, "name": names.name, "dist": names.dist, "module": names.module, "module_suffix": names.module_suffix,
-        "cls": cls_name, "program": rec, "extra_deps": deps,
+        **info,
+        "name": names.name,
+        "dist": names.dist,
+        "module": names.module,
+        "module_suffix": names.module_suffix,
+        "cls": cls_name,
+        "program": rec,
+        "extra_deps": deps,
     }
     readme = env.get_template("README.md.j2").render(**context)
     tests = env.get_template("test_plugin.py.j2").render(**context)
@@ -309,7 +335,8 @@ def export_program(
     try:
         (root / names.module / "__init__.py").write_text(source, encoding="utf-8")
         (root / names.module / PROVENANCE_FILE).write_text(
-            json.dumps({**info, "class": cls_name, "plugin": names.name}, indent=2, default=str) + "\n", encoding="utf-8"
+            json.dumps({**info, "class": cls_name, "plugin": names.name}, indent=2, default=str) + "\n",
+            encoding="utf-8",
         )
         (root / "README.md").write_text(readme, encoding="utf-8")
         (root / "tests" / f"test_{names.module_suffix}.py").write_text(tests, encoding="utf-8")

@@ -73,7 +73,9 @@ JAIL_SCRATCH = "/scratch"
 _SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime")
 _OPTIONAL_RO = ("/sys/devices/system/cpu",)
-_PASSWD = "sandbox:x:0:0:sandbox:/scratch:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+_PASSWD = (
+    "sandbox:x:0:0:sandbox:/scratch:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+)
 _GROUP = "sandbox:x:0:\nnogroup:x:65534:\n"
 _HOW_TO_GET_ONE = (
     "install bubblewrap (apt-get install bubblewrap, dnf install bubblewrap) or enable unprivileged user "
@@ -203,7 +205,7 @@ def jail_view() -> JailView:
         name = _canonical(dist.metadata.get("Name") or "")
         try:
             site_dir = os.path.realpath(str(dist.locate_file("")))
-        except Exception:  # noqa: BLE001 - a broken distribution owns nothing
+        except Exception:
             continue
         for entry in _top_level_entries(dist):
             owners.setdefault((site_dir, entry), set()).add(name)
@@ -221,7 +223,9 @@ def jail_view() -> JailView:
             readonly.append(path)
     readonly.extend(p for p in _ETC_FILES + _OPTIONAL_RO if os.path.exists(p))
 
-    prefixes = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)})
+    prefixes = sorted(
+        {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    )
     # a prefix under another (a venv inside the interpreter's tree, unlikely) is covered by it
     prefixes = [p for p in prefixes if not any(p != q and p.startswith(q + "/") for q in prefixes)]
     readonly.extend(p for p in prefixes if p not in ("/usr", "/"))
@@ -283,7 +287,9 @@ def jail_view() -> JailView:
     # the worker itself (bound file by file: the rest of the engine stays out of sight)
     here = Path(__file__).resolve().parent
     readonly.extend(str(here / name) for name in ("worker.py", "protocol.py"))
-    allowed_modules = {m for m in (_module_name(Path(p).name) for p in readonly if os.path.dirname(p) in editable_roots) if m}
+    allowed_modules = {
+        m for m in (_module_name(Path(p).name) for p in readonly if os.path.dirname(p) in editable_roots) if m
+    }
     blocked -= allowed_modules | importable
     blocked -= {"agentmem"}
     blocked.discard("")
@@ -349,8 +355,15 @@ def jail_command(
 
 def _bwrap_argv(view: JailView, command: list[str], support: Path, disk_mb: int, tmp_mb: int) -> list[str]:
     argv = [
-        "bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-        "--cap-drop", "ALL", "--hostname", "sandbox",
+        "bwrap",
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        "sandbox",
     ]
     # /proc, /dev and /tmp first: a checkout or virtual environment under /tmp (a fresh clone in CI) is
     # then bound on top of the jail's own /tmp instead of being hidden by it
@@ -420,11 +433,32 @@ def _unshare_argv(view: JailView, command: list[str], support: Path, disk_mb: in
         lines.append(f"ro /dev/null {shlex.quote(path)}")
     lines.append(f"ro {shlex.quote(str(support / 'passwd'))} /etc/passwd")
     lines.append(f"ro {shlex.quote(str(support / 'group'))} /etc/group")
-    script = _UNSHARE_SCRIPT % {"mounts": "\n".join(lines), "scratch": JAIL_SCRATCH, "tmp_mb": tmp_mb, "disk_mb": disk_mb}
+    script = _UNSHARE_SCRIPT % {
+        "mounts": "\n".join(lines),
+        "scratch": JAIL_SCRATCH,
+        "tmp_mb": tmp_mb,
+        "disk_mb": disk_mb,
+    }
     mountpoint = support / "root"
     mountpoint.mkdir(exist_ok=True)
-    return ["unshare", "--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "--ipc", "--uts",
-            "--kill-child", "sh", "-c", script, "sh", str(mountpoint), *command]
+    return [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "--net",
+        "--pid",
+        "--fork",
+        "--ipc",
+        "--uts",
+        "--kill-child",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(mountpoint),
+        *command,
+    ]
 
 
 # --------------------------------------------------------------------------- which backend
@@ -448,10 +482,16 @@ def _probe(backend: JailBackend) -> str | None:
         else:
             host = make_scratch("jail-probe")
             try:
-                argv = jail_command(backend, [jail_view().python, "-I", "-c", "import os; os.stat('/scratch')"],
-                                    host_dir=host, disk_mb=8, tmp_mb=8)
-                done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, timeout=30)
+                argv = jail_command(
+                    backend,
+                    [jail_view().python, "-I", "-c", "import os; os.stat('/scratch')"],
+                    host_dir=host,
+                    disk_mb=8,
+                    tmp_mb=8,
+                )
+                done = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30
+                )
                 if done.returncode != 0:
                     tail = done.stderr.decode("utf-8", "replace").strip().splitlines()
                     reason = f"{backend} failed here ({tail[-1] if tail else f'exit {done.returncode}'})"
@@ -476,8 +516,10 @@ def choose_backend(wanted: str = "auto", *, allow_unjailed: bool = False) -> Jai
     """
     if wanted == "none":
         if not allow_unjailed:
-            raise JailUnavailable("sandbox jail 'none' runs candidates without a private root: pass --allow-unjailed "
-                                  "(or set sandbox.allow_unjailed = true) to accept the audit-hook-only sandbox")
+            raise JailUnavailable(
+                "sandbox jail 'none' runs candidates without a private root: pass --allow-unjailed "
+                "(or set sandbox.allow_unjailed = true) to accept the audit-hook-only sandbox"
+            )
         return "none"
     if wanted not in ("auto", "bwrap", "unshare"):
         raise JailUnavailable(f"unknown sandbox jail {wanted!r}: use auto, bwrap, unshare or none")
@@ -490,4 +532,6 @@ def choose_backend(wanted: str = "auto", *, allow_unjailed: bool = False) -> Jai
         reasons.append(reason)
     if allow_unjailed:
         return "none"
-    raise JailUnavailable(f"no sandbox jail for candidate programs on this machine ({'; '.join(reasons)}): {_HOW_TO_GET_ONE}")
+    raise JailUnavailable(
+        f"no sandbox jail for candidate programs on this machine ({'; '.join(reasons)}): {_HOW_TO_GET_ONE}"
+    )

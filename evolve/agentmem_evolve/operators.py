@@ -33,7 +33,16 @@ from agentmem.assembled import ENCODINGS, MANAGERS, RETRIEVERS, AssembledParams,
 from agentmem_evolve import program as prog
 from agentmem_evolve.proposers import ParentView, Proposal, ProposalFailed
 
-__all__ = ["OPERATORS", "Change", "StructuralProposer", "composed_modules", "lift", "read_design", "set_design", "operator_names"]
+__all__ = [
+    "OPERATORS",
+    "Change",
+    "StructuralProposer",
+    "composed_modules",
+    "lift",
+    "read_design",
+    "set_design",
+    "operator_names",
+]
 
 ASSEMBLED_BASE = "from agentmem.assembled import AssembledMemory as Base"
 COMPOSABLE = ("semantic", "procedural")
@@ -63,7 +72,9 @@ def _design_node(tree: ast.Module) -> ast.Assign | None:
 
 
 def read_design(source: str) -> dict[str, Any] | None:
-    """The program's ``DESIGN`` literal, validated (``None`` when it declares none, or one that is not a valid design)."""
+    """The program's ``DESIGN`` literal, validated (``None`` when it declares none, or one that is not a
+    valid design).
+    """
     node = _design_node(prog.parse(source))
     if node is None:
         return None
@@ -87,7 +98,12 @@ def set_design(source: str, design: dict[str, Any]) -> str:
     if node is None:
         raise ValueError("the program has no DESIGN dict to rewrite")
     lines = source.splitlines()
-    return "\n".join(lines[: node.lineno - 1] + format_design(design).splitlines() + lines[node.end_lineno or node.lineno:]) + "\n"
+    return (
+        "\n".join(
+            lines[: node.lineno - 1] + format_design(design).splitlines() + lines[node.end_lineno or node.lineno :]
+        )
+        + "\n"
+    )
 
 
 def composed_modules(source: str) -> set[str]:
@@ -118,40 +134,68 @@ def lift(source: str, meta: dict[str, Any]) -> tuple[str, str | None]:
         )
     tree = prog.parse(source)
     cls = prog.program_class(tree)
-    base_import = next((n for n in tree.body if isinstance(n, ast.ImportFrom)
-                        and any(a.asname == "Base" for a in n.names)), None)
-    defaults_node = next((n for n in tree.body if isinstance(n, ast.Assign)
-                          and any(isinstance(t, ast.Name) and t.id == "DEFAULTS" for t in n.targets)), None)
+    base_import = next(
+        (n for n in tree.body if isinstance(n, ast.ImportFrom) and any(a.asname == "Base" for a in n.names)), None
+    )
+    defaults_node = next(
+        (
+            n
+            for n in tree.body
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "DEFAULTS" for t in n.targets)
+        ),
+        None,
+    )
     if cls is None or base_import is None or defaults_node is None or not cls.body:
         raise ProposalFailed("the seeded program lost its Base import, DEFAULTS or class; it cannot be lifted")
     old = prog.read_defaults(source)
     defaults = {**AssembledParams().model_dump(), **{k: v for k, v in old.items() if k in AssembledParams.model_fields}}
     design = Design(
-        encode="turn", retriever="recency" if float(defaults.get("recency_weight", 0) or 0) > 0 else "hybrid",
-        neighbours=int(defaults.get("neighbors", 0) or 0) > 0, dedup=True, managers=["consolidate"],
+        encode="turn",
+        retriever="recency" if float(defaults.get("recency_weight", 0) or 0) > 0 else "hybrid",
+        neighbours=int(defaults.get("neighbors", 0) or 0) > 0,
+        dedup=True,
+        managers=["consolidate"],
     ).model_dump()
     lines = source.splitlines()
     first = cls.body[0]
     indent = " " * first.col_offset
     # edits bottom-up so that earlier line numbers stay valid
     edits = [
-        (first.end_lineno or first.lineno, first.end_lineno or first.lineno, [lines[(first.end_lineno or first.lineno) - 1],
-                                                                              f"{indent}design = DESIGN"]),
-        (defaults_node.lineno, defaults_node.end_lineno or defaults_node.lineno,
-         ["# which core modules the program is made of (agentmem.assembled.Design); structural operators rewrite it",
-          *format_design(design).splitlines(), "", *prog.format_defaults(defaults).splitlines()]),
+        (
+            first.end_lineno or first.lineno,
+            first.end_lineno or first.lineno,
+            [lines[(first.end_lineno or first.lineno) - 1], f"{indent}design = DESIGN"],
+        ),
+        (
+            defaults_node.lineno,
+            defaults_node.end_lineno or defaults_node.lineno,
+            [
+                "# which core modules the program is made of (agentmem.assembled.Design); structural operators "
+                "rewrite it",
+                *format_design(design).splitlines(),
+                "",
+                *prog.format_defaults(defaults).splitlines(),
+            ],
+        ),
         (base_import.lineno, base_import.end_lineno or base_import.lineno, [ASSEMBLED_BASE]),
     ]
     doc = tree.body[0]
     if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str):
-        edits.append((doc.lineno, doc.end_lineno or doc.lineno, [
-            f'"""Memory program assembled from agentmem\'s core modules (lifted from the seeded \'{base}\' program).',
-            "",
-            "Evolution edits DESIGN (which modules: agentmem.assembled.Design), DEFAULTS (their",
-            "knobs), TEMPLATES and the three hook methods of Program; structural operators",
-            "rewrite DESIGN with no code-writing model.",
-            '"""',
-        ]))
+        edits.append(
+            (
+                doc.lineno,
+                doc.end_lineno or doc.lineno,
+                [
+                    '"""Memory program assembled from agentmem\'s core modules (lifted from the seeded '
+                    f"'{base}' program).",
+                    "",
+                    "Evolution edits DESIGN (which modules: agentmem.assembled.Design), DEFAULTS (their",
+                    "knobs), TEMPLATES and the three hook methods of Program; structural operators",
+                    "rewrite DESIGN with no code-writing model.",
+                    '"""',
+                ],
+            )
+        )
     for start, end, new in sorted(edits, reverse=True):
         lines = lines[: start - 1] + new + lines[end:]
     lifted = "\n".join(lines) + "\n"
@@ -195,16 +239,21 @@ class AddManager(Operator):
     name = "add-manager"
 
     def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
-        return [Change({**design, "managers": [*design["managers"], m]}, f"added manager {m}")
-                for m in MANAGERS if m not in design["managers"]]
+        return [
+            Change({**design, "managers": [*design["managers"], m]}, f"added manager {m}")
+            for m in MANAGERS
+            if m not in design["managers"]
+        ]
 
 
 class RemoveManager(Operator):
     name = "remove-manager"
 
     def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
-        return [Change({**design, "managers": [x for x in design["managers"] if x != m]}, f"removed manager {m}")
-                for m in design["managers"]]
+        return [
+            Change({**design, "managers": [x for x in design["managers"] if x != m]}, f"removed manager {m}")
+            for m in design["managers"]
+        ]
 
 
 class Neighbours(Operator):
@@ -214,8 +263,13 @@ class Neighbours(Operator):
         if design["neighbours"] and defaults.get("neighbors", 0):
             return [Change({**design, "neighbours": False}, "stopped widening hits with their neighbours")]
         width = max(1, int(defaults.get("neighbors", 0) or 0))
-        return [Change({**design, "neighbours": True}, f"widened each hit with {width} neighbour(s) on each side",
-                       {"neighbors": width})]
+        return [
+            Change(
+                {**design, "neighbours": True},
+                f"widened each hit with {width} neighbour(s) on each side",
+                {"neighbors": width},
+            )
+        ]
 
 
 class Compose(Operator):
@@ -235,11 +289,20 @@ class Compose(Operator):
                 out.append(Change({**design, "compose": rest}, f"dropped +{plugin}"))
                 for weight in COMPOSE_WEIGHTS:
                     if weight != composed[plugin]:
-                        out.append(Change({**design, "compose": {**composed, plugin: weight}},
-                                          f"+{plugin} reweighted {composed[plugin]:g} -> {weight:g}"))
+                        out.append(
+                            Change(
+                                {**design, "compose": {**composed, plugin: weight}},
+                                f"+{plugin} reweighted {composed[plugin]:g} -> {weight:g}",
+                            )
+                        )
             elif plugin in installed:
                 for weight in COMPOSE_WEIGHTS:
-                    out.append(Change({**design, "compose": {**composed, plugin: weight}}, f"composed +{plugin} at weight {weight:g}"))
+                    out.append(
+                        Change(
+                            {**design, "compose": {**composed, plugin: weight}},
+                            f"composed +{plugin} at weight {weight:g}",
+                        )
+                    )
         return out
 
 
@@ -247,10 +310,16 @@ class Encode(Operator):
     name = "encode"
 
     def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
-        return [Change({**design, "encode": e}, f"encode {design['encode']} -> {e}") for e in ENCODINGS if e != design["encode"]]
+        return [
+            Change({**design, "encode": e}, f"encode {design['encode']} -> {e}")
+            for e in ENCODINGS
+            if e != design["encode"]
+        ]
 
 
-OPERATORS: dict[str, Operator] = {op.name: op for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode())}
+OPERATORS: dict[str, Operator] = {
+    op.name: op for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode())
+}
 
 
 def operator_names() -> list[str]:
@@ -293,7 +362,16 @@ class StructuralProposer:
             child = prog.set_defaults(child, knobs)
         what = change.what if lifted_from is None else f"lifted {lifted_from} into modules; {change.what}"
         return Proposal(
-            source=child, operator=f"structural:{op.name}", parents=[parent.id],
-            meta={"structure": op.name, "change": change.what, "design": Design.model_validate(change.design).model_dump(),
-                  "lifted_from": lifted_from, "base_plugin": "assembled", "seed": parent.meta.get("seed"), "rationale": what},
+            source=child,
+            operator=f"structural:{op.name}",
+            parents=[parent.id],
+            meta={
+                "structure": op.name,
+                "change": change.what,
+                "design": Design.model_validate(change.design).model_dump(),
+                "lifted_from": lifted_from,
+                "base_plugin": "assembled",
+                "seed": parent.meta.get("seed"),
+                "rationale": what,
+            },
         )

@@ -64,7 +64,10 @@ def seed_source(seed: str) -> tuple[str, dict[str, Any]]:
     path = Path(seed)
     if seed.endswith(".py"):
         if not path.is_file():
-            raise ConfigError(f"seed program {seed} does not exist; give an installed plugin name (agentmem plugins list) or a .py file")
+            raise ConfigError(
+                f"seed program {seed} does not exist; give an installed plugin name (agentmem plugins list) or "
+                "a .py file"
+            )
         return path.read_text(), {"seed": seed, "base_plugin": None}
     cls = _plugin_class(seed)
     top = cls.__module__.split(".")[0]
@@ -91,7 +94,7 @@ def _version_of(cls: type) -> str:
 def _render_seed(**values: Any) -> str:
     from agentmem_evolve.prompts import load
 
-    defaults = format_defaults(values.pop("defaults"))[len("DEFAULTS = "):]
+    defaults = format_defaults(values.pop("defaults"))[len("DEFAULTS = ") :]
     return load("seed_program.py.j2").render(defaults=defaults, usage=json.dumps(values.pop("usage")), **values)
 
 
@@ -137,7 +140,7 @@ def functions(source: str) -> dict[str, str]:
     for node in cls.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             start = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
-            out[node.name] = textwrap.dedent("\n".join(lines[start:node.end_lineno]))
+            out[node.name] = textwrap.dedent("\n".join(lines[start : node.end_lineno]))
     return out
 
 
@@ -270,14 +273,17 @@ def replace_function(source: str, code: str, expected: str | None = None) -> Spl
         pieces = []
         for node in defs:
             start = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
-            pieces.append(textwrap.dedent("\n".join(code_lines[start:node.end_lineno])))
+            pieces.append(textwrap.dedent("\n".join(code_lines[start : node.end_lineno])))
         code = "\n\n".join(pieces)
         new = ast.parse(code)
         defs = [n for n in new.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     if not defs:
         raise ValueError("no function definition found: answer with one complete `def ...` in a ```python block")
     if expected and expected not in {d.name for d in defs}:
-        raise ValueError(f"the function must be named `{expected}` and keep its signature; you wrote {', '.join(d.name for d in defs)}")
+        raise ValueError(
+            f"the function must be named `{expected}` and keep its signature; you wrote "
+            f"{', '.join(d.name for d in defs)}"
+        )
     if expected:
         # a model asked for one method often repeats others (``__init__``, ``recall``) from the prompt:
         # only the asked-for method replaces code; other defs may only add new helpers
@@ -303,7 +309,7 @@ def replace_function(source: str, code: str, expected: str | None = None) -> Spl
     appended: list[str] = []
     for node in defs:
         start = min([d.lineno for d in node.decorator_list] + [node.lineno]) - 1
-        text = textwrap.indent("\n".join(code_lines[start:node.end_lineno]), indent)
+        text = textwrap.indent("\n".join(code_lines[start : node.end_lineno]), indent)
         old = existing.get(node.name)
         if old is not None:
             old_start = min([d.lineno for d in old.decorator_list] + [old.lineno])
@@ -394,7 +400,9 @@ def _add_imports(source: str, statements: list[str]) -> str:
     insert_at = 0
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)) or (
-            isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant) and node is tree.body[0]
+            isinstance(node, ast.Expr)
+            and isinstance(getattr(node, "value", None), ast.Constant)
+            and node is tree.body[0]
         ):
             insert_at = node.end_lineno or insert_at
     return "\n".join(lines[:insert_at] + new + lines[insert_at:]) + "\n"

@@ -29,19 +29,25 @@ from agentmem_evolve import program as prog
 from agentmem_evolve.prompts import render
 
 HOOK_PURPOSE = {
-    "before_store": "is called with every event before memory stores it; return the event (changed or not), or None to drop it",
+    "before_store": "is called with every event before memory stores it; return the event (changed or not), or "
+    "None to drop it",
     "rewrite_query": "turns the agent's request into the text memory is searched with",
     "after_recall": "is called with what memory found for a request, before the agent sees it; return the Recall",
 }
 HOOK_HINT = {
-    "before_store": "Ideas: drop small talk that is never asked about later; keep statements of preferences, facts and corrections.",
-    "rewrite_query": "Ideas: add words that the remembered statements would contain (e.g. 'prefer', 'always', 'usually'); remove filler words.",
-    "after_recall": "Ideas: drop items with a low score; put the most relevant first; when two items say different things about the same topic, keep the newest (later items are newer) and mark it as the latest.",
+    "before_store": "Ideas: drop small talk that is never asked about later; keep statements of preferences, "
+    "facts and corrections.",
+    "rewrite_query": "Ideas: add words that the remembered statements would contain (e.g. 'prefer', 'always', "
+    "'usually'); remove filler words.",
+    "after_recall": "Ideas: drop items with a low score; put the most relevant first; when two items say "
+    "different things about the same topic, keep the newest (later items are newer) and mark "
+    "it as the latest.",
 }
 
 
 FIELDS = {
-    "Event": ".kind, .content (the text), .speaker, .timestamp, .session_id, .tool_name, .arguments, .reward, .metadata",
+    "Event": ".kind, .content (the text), .speaker, .timestamp, .session_id, .tool_name, .arguments, .reward, "
+    ".metadata",
     "Query": ".text, .budget_tokens, .timestamp, .metadata",
     "Recall": ".items (list of RecallItem), .omitted, .plugin, .instructions",
     "RecallItem": ".content (the text), .score, .source, .tokens, .event_ids, .metadata",
@@ -57,8 +63,10 @@ def attribute_hint(error: str) -> str:
         return ""
     kind, wrong = match.groups()
     if kind == "Program":  # the candidate itself: small models invent self.memory, self.store, ...
-        return (f"The program has no self.{wrong}; a hook may use only its own arguments, "
-                "self.params (its settings, read as attributes) and plain Python.")
+        return (
+            f"The program has no self.{wrong}; a hook may use only its own arguments, "
+            "self.params (its settings, read as attributes) and plain Python."
+        )
     if kind not in FIELDS:
         return ""
     return f"{kind} has no .{wrong}; its attributes are {FIELDS[kind]}."
@@ -106,7 +114,7 @@ class ProposalFailed(Exception):
     kept so the archive can record it as invalid, with the reason.
     """
 
-    def __init__(self, message: str, source: str | None = None, proposal: "Proposal | None" = None) -> None:
+    def __init__(self, message: str, source: str | None = None, proposal: Proposal | None = None) -> None:
         super().__init__(message)
         self.source = source
         self.proposal = proposal  # the conversation so far, so a repair can continue it
@@ -151,7 +159,9 @@ def _apply(source: str, name: str, value_source: str) -> str:
 
 
 def diagnosed(parent: ParentView) -> dict[str, Any] | None:
-    """The parent's failures by class, for the prompt (:func:`agentmem_evolve.diagnosis.prompt_view`); None if undiagnosed."""
+    """The parent's failures by class, for the prompt (:func:`agentmem_evolve.diagnosis.prompt_view`); None if
+    undiagnosed.
+    """
     from agentmem_evolve.diagnosis import prompt_view
 
     return prompt_view(parent.diagnosis, parent.traces) if parent.diagnosis else None
@@ -167,7 +177,9 @@ class ReflectiveProposer:
 
     name = "reflective"
 
-    def __init__(self, llm: Any, task: TaskInfo, *, mode: Literal["function", "file"] = "function", max_tokens: int = 600) -> None:
+    def __init__(
+        self, llm: Any, task: TaskInfo, *, mode: Literal["function", "file"] = "function", max_tokens: int = 600
+    ) -> None:
         self.llm = llm
         self.task = task
         self.mode = mode
@@ -182,7 +194,14 @@ class ReflectiveProposer:
             hooks.append("usage")
         return hooks
 
-    def propose(self, parent: ParentView, rng: random.Random, references: list[ParentView] | None = None, *, target: str | None = None) -> Proposal:
+    def propose(
+        self,
+        parent: ParentView,
+        rng: random.Random,
+        references: list[ParentView] | None = None,
+        *,
+        target: str | None = None,
+    ) -> Proposal:
         targets = self.targets(parent.source)
         if self.mode == "file" or not targets:
             return self._propose_file(parent, rng)
@@ -193,9 +212,15 @@ class ReflectiveProposer:
         diagnosis = diagnosed(parent)
         if target == "usage":
             user = render(
-                "reflect_template.j2", env=self.task.env, env_description=self.task.description, base=base,
-                score=parent.score, metric=self.task.metric, failures=failures or parent.traces[:2],
-                template=prog.read_template(parent.source) or "", diagnosis=diagnosis,
+                "reflect_template.j2",
+                env=self.task.env,
+                env_description=self.task.description,
+                base=base,
+                score=parent.score,
+                metric=self.task.metric,
+                failures=failures or parent.traces[:2],
+                template=prog.read_template(parent.source) or "",
+                diagnosis=diagnosis,
             )
         else:
             code = prog.functions(parent.source)[target]
@@ -206,33 +231,78 @@ class ReflectiveProposer:
                     reference = {"code": other, "score": ref.score}
                     break
             user = render(
-                "reflect_hook.j2", env=self.task.env, env_description=self.task.description, base=base,
-                score=parent.score, metric=self.task.metric, seed_score=parent.seed_score, lineage=parent.lineage[-5:],
-                failures=failures or parent.traces[:2], successes=successes, target=target,
-                purpose=HOOK_PURPOSE.get(target, "is part of the memory program"), code=code,
-                reference=reference, hint=HOOK_HINT.get(target, ""), diagnosis=diagnosis,
+                "reflect_hook.j2",
+                env=self.task.env,
+                env_description=self.task.description,
+                base=base,
+                score=parent.score,
+                metric=self.task.metric,
+                seed_score=parent.seed_score,
+                lineage=parent.lineage[-5:],
+                failures=failures or parent.traces[:2],
+                successes=successes,
+                target=target,
+                purpose=HOOK_PURPOSE.get(target, "is part of the memory program"),
+                code=code,
+                reference=reference,
+                hint=HOOK_HINT.get(target, ""),
+                diagnosis=diagnosis,
             )
         conversation = [{"role": "system", "content": render("reflect_system.j2")}, {"role": "user", "content": user}]
-        proposal = Proposal(source=parent.source, operator="reflective", parents=[parent.id], conversation=conversation, target=target,
-                            meta={"target": target, "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed"),
-                                  **_aim(diagnosis)})
+        proposal = Proposal(
+            source=parent.source,
+            operator="reflective",
+            parents=[parent.id],
+            conversation=conversation,
+            target=target,
+            meta={
+                "target": target,
+                "base_plugin": parent.meta.get("base_plugin"),
+                "seed": parent.meta.get("seed"),
+                **_aim(diagnosis),
+            },
+        )
         return self._complete(proposal, parent.source, rng)
 
     def _propose_file(self, parent: ParentView, rng: random.Random) -> Proposal:
         failures = [t for t in parent.traces if t.get("score", 0) < 1.0][:3] or parent.traces[:2]
         diagnosis = diagnosed(parent)
-        user = render("reflect_file.j2", env=self.task.env, env_description=self.task.description, score=parent.score,
-                      metric=self.task.metric, failures=failures, code=parent.source, diagnosis=diagnosis)
-        conversation = [{"role": "system", "content": "You improve the memory program of an AI agent."}, {"role": "user", "content": user}]
-        proposal = Proposal(source=parent.source, operator="reflective", parents=[parent.id], conversation=conversation, target="file",
-                            meta={"target": "file", "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed"),
-                                  **_aim(diagnosis)})
+        user = render(
+            "reflect_file.j2",
+            env=self.task.env,
+            env_description=self.task.description,
+            score=parent.score,
+            metric=self.task.metric,
+            failures=failures,
+            code=parent.source,
+            diagnosis=diagnosis,
+        )
+        conversation = [
+            {"role": "system", "content": "You improve the memory program of an AI agent."},
+            {"role": "user", "content": user},
+        ]
+        proposal = Proposal(
+            source=parent.source,
+            operator="reflective",
+            parents=[parent.id],
+            conversation=conversation,
+            target="file",
+            meta={
+                "target": "file",
+                "base_plugin": parent.meta.get("base_plugin"),
+                "seed": parent.meta.get("seed"),
+                **_aim(diagnosis),
+            },
+        )
         return self._complete(proposal, parent.source, rng)
 
     def _complete(self, proposal: Proposal, parent_source: str, rng: random.Random) -> Proposal:
         reply = self.llm.complete(
-            proposal.conversation, max_tokens=self.max_tokens if proposal.target != "file" else 2000,
-            temperature=0.7, seed=rng.randrange(1 << 30), caller="evolve.reflect",
+            proposal.conversation,
+            max_tokens=self.max_tokens if proposal.target != "file" else 2000,
+            temperature=0.7,
+            seed=rng.randrange(1 << 30),
+            caller="evolve.reflect",
         )
         proposal.conversation.append({"role": "assistant", "content": reply})
         proposal.meta["attempts"] = proposal.meta.get("attempts", 0) + 1
@@ -258,17 +328,34 @@ class ReflectiveProposer:
             return code.rstrip() + "\n"
         return prog.replace_function(parent_source, code, target).source
 
-    def repair(self, proposal: Proposal, parent_source: str, error: str, detail: str = "", rng: random.Random | None = None) -> Proposal:
+    def repair(
+        self, proposal: Proposal, parent_source: str, error: str, detail: str = "", rng: random.Random | None = None
+    ) -> Proposal:
         """Continue the conversation with the error; the reply is spliced into the parent again."""
         rng = rng or random.Random()
-        proposal.conversation.append({"role": "user", "content": render(
-            "repair.j2", error=error, detail=detail, target=proposal.target, hint=attribute_hint(error),
-        )})
+        proposal.conversation.append(
+            {
+                "role": "user",
+                "content": render(
+                    "repair.j2",
+                    error=error,
+                    detail=detail,
+                    target=proposal.target,
+                    hint=attribute_hint(error),
+                ),
+            }
+        )
         return self._complete(proposal, parent_source, rng)
 
     def attempt(
-        self, parent: ParentView, rng: random.Random, references: list[ParentView] | None, attempts: int,
-        check: Any = None, *, target: str | None = None,
+        self,
+        parent: ParentView,
+        rng: random.Random,
+        references: list[ParentView] | None,
+        attempts: int,
+        check: Any = None,
+        *,
+        target: str | None = None,
     ) -> Proposal:
         """Propose, then repair up to ``attempts`` times until the splice works and ``check`` (validation) passes.
 
@@ -294,7 +381,9 @@ class ReflectiveProposer:
                     proposal.meta["repairs"] = tries - 1
                     return proposal
             if tries > attempts:
-                raise ProposalFailed(f"{error} (after {tries} tries)", source=spliced if spliced != parent.source else None)
+                raise ProposalFailed(
+                    f"{error} (after {tries} tries)", source=spliced if spliced != parent.source else None
+                )
             try:
                 if proposal is None:  # nothing to continue: start a fresh conversation
                     proposal = self.propose(parent, rng, references, target=target)
@@ -343,16 +432,26 @@ class MutationProposer:
             swapped = self._swap(parent, rng, donors)
             if swapped is not None:
                 return swapped
-            raise ProposalFailed("nothing to mutate: the program declares no bounded parameters in DEFAULTS and no other program differs")
+            raise ProposalFailed(
+                "nothing to mutate: the program declares no bounded parameters in DEFAULTS and no other program differs"
+            )
         for _ in range(10):
             child = space.mutate({**space.default(), **defaults}, rng, changes=rng.choice([1, 1, 2]))
-            child = {k: child[k] for k in defaults if k in child} | {k: v for k, v in defaults.items() if k not in child}
+            child = {k: child[k] for k in defaults if k in child} | {
+                k: v for k, v in defaults.items() if k not in child
+            }
             if child != defaults:
                 changed = {k: [defaults[k], child[k]] for k in child if child[k] != defaults.get(k)}
                 return Proposal(
-                    source=prog.set_defaults(parent.source, child), operator="mutate", parents=[parent.id],
-                    meta={"changed": changed, "base_plugin": parent.meta.get("base_plugin"), "seed": parent.meta.get("seed"),
-                          "rationale": "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())},
+                    source=prog.set_defaults(parent.source, child),
+                    operator="mutate",
+                    parents=[parent.id],
+                    meta={
+                        "changed": changed,
+                        "base_plugin": parent.meta.get("base_plugin"),
+                        "seed": parent.meta.get("seed"),
+                        "rationale": "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()),
+                    },
                 )
         raise ProposalFailed("mutation produced no new parameters")
 
@@ -363,14 +462,27 @@ class MutationProposer:
             if donor.meta.get("base_plugin") != parent.meta.get("base_plugin"):
                 continue
             theirs = _components(donor.source)
-            options += [(name, donor) for name, text in theirs.items() if name in mine and mine[name] != text and not name.startswith("param:")]
+            options += [
+                (name, donor)
+                for name, text in theirs.items()
+                if name in mine and mine[name] != text and not name.startswith("param:")
+            ]
         if not options:
             return None
         name, donor = rng.choice(options)
         source = _apply(parent.source, name, donor.source)
-        return Proposal(source=source, operator="swap", parents=[parent.id, donor.id],
-                        meta={"component": name, "donor": donor.id, "base_plugin": parent.meta.get("base_plugin"),
-                              "seed": parent.meta.get("seed"), "rationale": f"took {name} from {donor.id}"})
+        return Proposal(
+            source=source,
+            operator="swap",
+            parents=[parent.id, donor.id],
+            meta={
+                "component": name,
+                "donor": donor.id,
+                "base_plugin": parent.meta.get("base_plugin"),
+                "seed": parent.meta.get("seed"),
+                "rationale": f"took {name} from {donor.id}",
+            },
+        )
 
 
 # -- merge ---------------------------------------------------------------------------------------
@@ -395,9 +507,17 @@ class MergeProposer:
                 taken.append(name)
         if not taken:
             raise ProposalFailed("the second parent changed nothing the first did not")
-        return Proposal(source=source, operator="merge", parents=[a.id, b.id],
-                        meta={"taken": taken, "base_plugin": a.meta.get("base_plugin"), "seed": a.meta.get("seed"),
-                              "rationale": f"{a.id} + {', '.join(taken)} from {b.id}"})
+        return Proposal(
+            source=source,
+            operator="merge",
+            parents=[a.id, b.id],
+            meta={
+                "taken": taken,
+                "base_plugin": a.meta.get("base_plugin"),
+                "seed": a.meta.get("seed"),
+                "rationale": f"{a.id} + {', '.join(taken)} from {b.id}",
+            },
+        )
 
 
 def _as_assembled(seed_source: str) -> str:

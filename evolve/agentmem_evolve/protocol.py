@@ -28,7 +28,8 @@ import os
 import select
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
@@ -126,7 +127,9 @@ class FrameReader:
                 raise ProtocolError("eof", "the worker closed the channel")
             self._buffer += chunk
 
-    def read(self, deadline: Callable[[], float], watch: Callable[[], None] | None = None, poll: float = 0.1) -> dict[str, Any]:
+    def read(
+        self, deadline: Callable[[], float], watch: Callable[[], None] | None = None, poll: float = 0.1
+    ) -> dict[str, Any]:
         self._fill(HEADER.size, deadline, watch, poll)
         (length,) = HEADER.unpack(bytes(self._buffer[: HEADER.size]))
         if length > self.max_bytes:

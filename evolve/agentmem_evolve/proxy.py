@@ -26,7 +26,9 @@ def keep_best(scores: dict[str, float | None], fraction: float, floor: float = 0
     below ``floor`` (with the default 0: it recalled none of the grounding)
     never goes on. Ties at the cut are broken by id, so a replay cuts the same.
     """
-    eligible = sorted(((s, pid) for pid, s in scores.items() if s is not None and s > floor), key=lambda t: (-t[0], t[1]))
+    eligible = sorted(
+        ((s, pid) for pid, s in scores.items() if s is not None and s > floor), key=lambda t: (-t[0], t[1])
+    )
     n = max(1, math.ceil(len(eligible) * fraction)) if eligible else 0
     kept = [pid for _, pid in eligible[:n]]
     return kept, [pid for pid in scores if pid not in kept]

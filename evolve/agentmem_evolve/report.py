@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import jinja2
 from agentmem.charts import Axis, Line, Point, scatter_chart
 from agentmem.stats import Interval
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
-from agentmem_evolve.evidence import incumbent, intervals, seed_of, compare_with_seeds, seed_verdict
+from agentmem_evolve.evidence import compare_with_seeds, incumbent, intervals, seed_of, seed_verdict
 from agentmem_evolve.proxy import proxy_summary
 from agentmem_evolve.selection import Scored, pareto_frontier
 
@@ -88,9 +88,14 @@ def summary(archive: Archive) -> dict[str, Any]:
         "best": best_info,
         "test": test,
         "scores": [
-            {"id": p.id, "operator": p.operator, "generation": p.generation,
-             **{stage: _rounded(by_stage_interval[stage].get(p.id)) for stage in STAGES}}
-            for p in programs if any(p.id in by_stage_interval[stage] for stage in STAGES)
+            {
+                "id": p.id,
+                "operator": p.operator,
+                "generation": p.generation,
+                **{stage: _rounded(by_stage_interval[stage].get(p.id)) for stage in STAGES},
+            }
+            for p in programs
+            if any(p.id in by_stage_interval[stage] for stage in STAGES)
         ],
         "frontier": [s.program_id for s in pareto_frontier(pool)],
         "spend": spend,
@@ -105,8 +110,15 @@ def _rounded(interval: Interval | None) -> dict[str, float | int] | None:
 
 
 def _paired(d: Any) -> dict[str, Any]:
-    return {**d.rounded(), "wins": d.wins, "losses": d.losses, "ties": d.ties, "sign_p": float(f"{d.sign_p:.3g}"),
-            "better": d.low > 0, "worse": d.high < 0}
+    return {
+        **d.rounded(),
+        "wins": d.wins,
+        "losses": d.losses,
+        "ties": d.ties,
+        "sign_p": float(f"{d.sign_p:.3g}"),
+        "better": d.low > 0,
+        "worse": d.high < 0,
+    }
 
 
 def _spend(archive: Archive, evaluations: list[EvaluationRecord]) -> dict[str, Any]:
@@ -151,8 +163,10 @@ def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float
             pts.append((i, scores["screen"][p.id], "screen", p))
     if not pts:
         return None
-    points = [Point(x=float(i), y=v, cls=stage, title=f"{p.id} ({p.operator}, gen {p.generation}): {stage} {v:.3f}")
-              for i, v, stage, p in pts]
+    points = [
+        Point(x=float(i), y=v, cls=stage, title=f"{p.id} ({p.operator}, gen {p.generation}): {stage} {v:.3f}")
+        for i, v, stage, p in pts
+    ]
     best_line: list[tuple[float, float]] = []
     best = -math.inf
     for i, v, stage, _p in pts:
@@ -166,9 +180,16 @@ def _score_plot(programs: list[ProgramRecord], scores: dict[str, dict[str, float
     if best_line:
         best_line.append((float(pts[-1][0]), best))
     return scatter_chart(
-        points, title="score of each program in creation order", x_label="program (creation order)", y_label="score",
-        lines=[Line(xy=best_line, cls="bestline")] if best_line else [], x_include=[0.0], width=W, height=H,
-        chart_id="score-plot", show_title=False,
+        points,
+        title="score of each program in creation order",
+        x_label="program (creation order)",
+        y_label="score",
+        lines=[Line(xy=best_line, cls="bestline")] if best_line else [],
+        x_include=[0.0],
+        width=W,
+        height=H,
+        chart_id="score-plot",
+        show_title=False,
     )  # an SVG string built with every text escaped (agentmem.charts); the template inserts it as it is
 
 
@@ -178,10 +199,14 @@ def _pareto_plot(pool: list[Scored], front: list[Scored]) -> str | None:
         return None
     on_front = {s.program_id for s in front}
     points = [
-        Point(x=max(s.tokens, 0.0), y=s.score, cls="front" if s.program_id in on_front else "dominated",
-              r=5 if s.program_id in on_front else 3.5,
-              title=f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question",
-              label=s.program_id[:6] if s.program_id in on_front else "")
+        Point(
+            x=max(s.tokens, 0.0),
+            y=s.score,
+            cls="front" if s.program_id in on_front else "dominated",
+            r=5 if s.program_id in on_front else 3.5,
+            title=f"{s.program_id}: score {s.score:.3f}, {s.tokens:.0f} tokens/question",
+            label=s.program_id[:6] if s.program_id in on_front else "",
+        )
         for s in pool
     ]
     stairs: list[tuple[float, float]] = []
@@ -191,10 +216,16 @@ def _pareto_plot(pool: list[Scored], front: list[Scored]) -> str | None:
         stairs.append((s.tokens, s.score))
     log = Axis([max(s.tokens, 0.0) for s in pool], 0, 1, log=True).log  # whether the data allow a log axis
     return scatter_chart(
-        points, title="score against tokens per question", y_label="score",
-        x_label="tokens per question" + (" (log scale)" if log else ""), lines=[Line(xy=stairs, cls="frontline",
-                                                                                    color="#dc2626")],
-        log_x=True, width=W, height=H, chart_id="pareto-plot", show_title=False,
+        points,
+        title="score against tokens per question",
+        y_label="score",
+        x_label="tokens per question" + (" (log scale)" if log else ""),
+        lines=[Line(xy=stairs, cls="frontline", color="#dc2626")],
+        log_x=True,
+        width=W,
+        height=H,
+        chart_id="pareto-plot",
+        show_title=False,
     )
 
 
@@ -204,10 +235,14 @@ def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) ->
     ids = {p.id for p in programs}
     nodes = {
         p.id: {
-            "id": p.id, "operator": p.operator, "generation": p.generation, "status": p.status,
+            "id": p.id,
+            "operator": p.operator,
+            "generation": p.generation,
+            "status": p.status,
             "score": scores["select"].get(p.id, scores["screen"].get(p.id)),
             "stage": "select" if p.id in scores["select"] else ("screen" if p.id in scores["screen"] else None),
-            "also": [q for q in p.parents[1:]], "children": [],
+            "also": [q for q in p.parents[1:]],
+            "children": [],
             "seed": p.meta.get("seed") or p.meta.get("plugin") or "",
         }
         for p in programs
@@ -230,20 +265,28 @@ def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dic
         failed = [e for e in mine if e.status == "failed"]
         tokens = sum(e.tokens for e in mine if e.status == "ok")
         questions = sum(e.questions for e in mine if e.status == "ok")
-        problem = p.error if p.status == "invalid" else (
-            "; ".join(f"{e.stage}: {e.reason or 'failed'}" for e in failed) if failed else ""
+        problem = (
+            p.error
+            if p.status == "invalid"
+            else ("; ".join(f"{e.stage}: {e.reason or 'failed'}" for e in failed) if failed else "")
         )
-        rows.append({
-            "id": p.id, "operator": p.operator, "generation": p.generation, "island": p.island,
-            "parents": p.parents, "status": p.status,
-            "scores": {stage: scores[stage].get(p.id) for stage in STAGES},
-            "intervals": {stage: by_stage[stage].get(p.id) for stage in STAGES},
-            "tokens_per_question": (tokens / questions) if questions else None,
-            "calls": int(sum(float(e.cost.get("llm_calls", 0) or 0) for e in mine)),
-            "seconds": sum(float(e.cost.get("seconds", 0) or 0) for e in mine),
-            "problem": problem or "",
-            "rationale": str(p.meta.get("rationale") or p.meta.get("summary") or "")[:300],
-        })
+        rows.append(
+            {
+                "id": p.id,
+                "operator": p.operator,
+                "generation": p.generation,
+                "island": p.island,
+                "parents": p.parents,
+                "status": p.status,
+                "scores": {stage: scores[stage].get(p.id) for stage in STAGES},
+                "intervals": {stage: by_stage[stage].get(p.id) for stage in STAGES},
+                "tokens_per_question": (tokens / questions) if questions else None,
+                "calls": int(sum(float(e.cost.get("llm_calls", 0) or 0) for e in mine)),
+                "seconds": sum(float(e.cost.get("seconds", 0) or 0) for e in mine),
+                "problem": problem or "",
+                "rationale": str(p.meta.get("rationale") or p.meta.get("summary") or "")[:300],
+            }
+        )
     return rows
 
 
@@ -262,8 +305,19 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
 
     def row(name: str) -> dict[str, Any]:
-        return table.setdefault(name, {"operator": name, "children": 0, "valid": 0, "scored": 0, "improved": 0,
-                                       "replaced": 0, "best_gain": None, "failed": 0})
+        return table.setdefault(
+            name,
+            {
+                "operator": name,
+                "children": 0,
+                "valid": 0,
+                "scored": 0,
+                "improved": 0,
+                "replaced": 0,
+                "best_gain": None,
+                "failed": 0,
+            },
+        )
 
     judged = archive.get_state("judged", {}) or {}
 
@@ -278,8 +332,9 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
         if stage is None:
             continue
         r["scored"] += 1
-        r["replaced"] += any(v.get("replaces") and v.get("incumbent") == parent
-                             for v in (judged.get(p.id) or {}).get("parents", []))
+        r["replaced"] += any(
+            v.get("replaces") and v.get("incumbent") == parent for v in (judged.get(p.id) or {}).get("parents", [])
+        )
         shared = next((s for s in ("select", "screen") if p.id in scores[s] and parent in scores[s]), None)
         if shared is not None:
             gain = scores[shared][p.id] - scores[shared][parent]  # type: ignore[index]
@@ -292,15 +347,26 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
 
 def _diff(old: ProgramRecord, new: ProgramRecord) -> list[dict[str, str]]:
     """The unified diff (source, then parameter values) of ``new`` against ``old``, line by line with a kind."""
-    lines = list(difflib.unified_diff(
-        old.source.splitlines(), new.source.splitlines(), f"{old.id} (seed)", f"{new.id} (best)", lineterm="", n=3,
-    ))
+    lines = list(
+        difflib.unified_diff(
+            old.source.splitlines(),
+            new.source.splitlines(),
+            f"{old.id} (seed)",
+            f"{new.id} (best)",
+            lineterm="",
+            n=3,
+        )
+    )
     if old.params != new.params:
-        lines += list(difflib.unified_diff(
-            json.dumps(old.params, indent=1, sort_keys=True).splitlines(),
-            json.dumps(new.params, indent=1, sort_keys=True).splitlines(),
-            f"{old.id} params", f"{new.id} params", lineterm="",
-        ))
+        lines += list(
+            difflib.unified_diff(
+                json.dumps(old.params, indent=1, sort_keys=True).splitlines(),
+                json.dumps(new.params, indent=1, sort_keys=True).splitlines(),
+                f"{old.id} params",
+                f"{new.id} params",
+                lineterm="",
+            )
+        )
     out = []
     for line in lines:
         if line.startswith(("+++", "---")):
@@ -382,23 +448,27 @@ def render_report(archive: Archive, out: Path | str | None = None) -> Path:
         {"id": p.id, "operator": p.operator, "score": scores["select"].get(p.id)}
         for p in (archive.lineage(best[0].id) if best else [])
     ]
-    html = _templates().get_template("report.html.j2").render(
-        title=f"agentmem evolve: {archive.run_dir.name}",
-        generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        summary=info,
-        config=_config(archive),
-        score_plot=_score_plot(programs, scores),
-        pareto_plot=_pareto_plot(pool, front),
-        front_stage="select" if archive.scored("select") else "screen",
-        tree=_tree(programs, scores),
-        rows=_rows(archive, programs, scores),
-        operators=operator_payoff(archive),
-        diff=diff,
-        lineage=lineage,
-        events=[
-            {"id": e.id, "time": e.ts.strftime("%H:%M:%S"), "kind": e.kind, "details": _short_json(e.payload)}
-            for e in archive.events()[-40:]
-        ],
+    html = (
+        _templates()
+        .get_template("report.html.j2")
+        .render(
+            title=f"agentmem evolve: {archive.run_dir.name}",
+            generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            summary=info,
+            config=_config(archive),
+            score_plot=_score_plot(programs, scores),
+            pareto_plot=_pareto_plot(pool, front),
+            front_stage="select" if archive.scored("select") else "screen",
+            tree=_tree(programs, scores),
+            rows=_rows(archive, programs, scores),
+            operators=operator_payoff(archive),
+            diff=diff,
+            lineage=lineage,
+            events=[
+                {"id": e.id, "time": e.ts.strftime("%H:%M:%S"), "kind": e.kind, "details": _short_json(e.payload)}
+                for e in archive.events()[-40:]
+            ],
+        )
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

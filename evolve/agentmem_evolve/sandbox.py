@@ -38,8 +38,9 @@ import signal
 import subprocess
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -49,7 +50,6 @@ from agentmem.scratch import make_scratch, remove_tree
 from agentmem.tokens import count_tokens
 from agentmem.toolkit import ChatModel, Clock, Embedder, Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
-
 from agentmem_evolve import protocol
 from agentmem_evolve.jail import JAIL_SCRATCH, choose_backend, jail_command, jail_view
 
@@ -89,8 +89,16 @@ def _pdeathsig_supported() -> bool:
         ok = False
         if shutil.which("setpriv"):
             try:
-                ok = subprocess.run(["setpriv", "--pdeathsig", "KILL", "--", "true"], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+                ok = (
+                    subprocess.run(
+                        ["setpriv", "--pdeathsig", "KILL", "--", "true"],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        timeout=10,
+                    ).returncode
+                    == 0
+                )
             except (OSError, subprocess.SubprocessError):
                 ok = False
         _PDEATHSIG.append(ok)
@@ -118,21 +126,26 @@ class SandboxLimits(BaseModel):
     max_message_bytes: int = Field(16 << 20, ge=1 << 16, description="largest message either side accepts")
     disk_mb: int = Field(1024, ge=8, description="size of the writable scratch (a tmpfs inside the jail)")
     jail: Literal["auto", "bwrap", "unshare", "none"] = Field(
-        "auto", description="the private root: bubblewrap, unshare + pivot_root, or none (audit hook only)")
+        "auto", description="the private root: bubblewrap, unshare + pivot_root, or none (audit hook only)"
+    )
     allow_unjailed: bool = Field(
-        False, description="run candidates with the audit hook alone where no jail can be built (weaker; reported)")
+        False, description="run candidates with the audit hook alone where no jail can be built (weaker; reported)"
+    )
     audit_hook: bool = Field(
-        True, description="the policy inside the worker (the second wall); only tests of the jail alone turn it off")
+        True, description="the policy inside the worker (the second wall); only tests of the jail alone turn it off"
+    )
     calls_per_op: int = Field(200, ge=1, description="LLM and embedding requests one operation may make")
     service_seconds: float = Field(
-        900.0, gt=0, description="wall seconds per operation the controller may spend serving its LLM/embedding calls")
+        900.0, gt=0, description="wall seconds per operation the controller may spend serving its LLM/embedding calls"
+    )
     embed_texts_per_op: int = Field(50_000, ge=1, description="texts one operation may ask to embed")
     max_reply_tokens: int = Field(4096, ge=16, description="the largest max_tokens a program may ask of the LLM")
     instruction_tokens: int = Field(
-        512, ge=0, description="tokens a recall's rendered instructions may add to its items (template text)")
+        512, ge=0, description="tokens a recall's rendered instructions may add to its items (template text)"
+    )
 
     @model_validator(mode="after")
-    def _at_least_one_wall(self) -> "SandboxLimits":
+    def _at_least_one_wall(self) -> SandboxLimits:
         if not self.audit_hook and self.jail == "none":
             raise ValueError("a sandbox needs a wall: with jail = 'none' the audit hook must stay on")
         return self
@@ -167,8 +180,14 @@ def sandbox_capabilities(jail: str = "auto", *, allow_unjailed: bool = False) ->
     """
     backend = choose_backend(jail, allow_unjailed=allow_unjailed)
     jailed = backend != "none"
-    return {"jail": backend, "private_root": jailed, "network_namespace": jailed, "pid_namespace": jailed,
-            "user_namespace": jailed, "audit_hook": True}
+    return {
+        "jail": backend,
+        "private_root": jailed,
+        "network_namespace": jailed,
+        "pid_namespace": jailed,
+        "user_namespace": jailed,
+        "audit_hook": True,
+    }
 
 
 def _worker_env(scratch: Path) -> dict[str, str]:
@@ -284,25 +303,40 @@ class SandboxedProgram(MemoryProgram):
             cwd = os.path.join(self._scratch, "work")
             os.mkdir(cwd, 0o700)
             argv = _with_parent_death(command)
-            self._policy = {"readable": view.readable[0], "hidden": view.readable[1],
-                            "blocked_imports": view.blocked_imports}
+            self._policy = {
+                "readable": view.readable[0],
+                "hidden": view.readable[1],
+                "blocked_imports": view.blocked_imports,
+            }
         else:
             cwd = self._scratch
             argv = jail_command(backend, command, host_dir=Path(self._scratch), disk_mb=self.limits.disk_mb, view=view)
             if backend == "unshare":  # bubblewrap dies with its parent by itself (--die-with-parent)
                 argv = _with_parent_death(argv)
-            self._policy = {"readable": view.readable[0], "hidden": view.readable[1],
-                            "blocked_imports": view.blocked_imports, "scratch": JAIL_SCRATCH}
+            self._policy = {
+                "readable": view.readable[0],
+                "hidden": view.readable[1],
+                "blocked_imports": view.blocked_imports,
+                "scratch": JAIL_SCRATCH,
+            }
         started = time.perf_counter()
         # one log for the launcher's and the worker's messages, watched in size (see _watch_memory)
-        worker_log = os.open(os.path.join(self._scratch, _LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
-                             0o600)
+        worker_log = os.open(
+            os.path.join(self._scratch, _LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+        )
         env = _worker_env(Path(JAIL_SCRATCH if backend != "none" else cwd))
         env[_LOG_FD_ENV] = str(worker_log)
         try:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=worker_log, cwd=cwd,
-                env=env, start_new_session=True, close_fds=True, pass_fds=(worker_log,),
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=worker_log,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(worker_log,),
             )
         finally:
             os.close(worker_log)
@@ -313,15 +347,18 @@ class SandboxedProgram(MemoryProgram):
         self._send({"type": "init", "limits": self.limits.model_dump(), "policy": self._policy})
         hello = self._wait("startup", self.limits.startup_seconds, expect="hello")
         self.capabilities = {**caps, "audit_hook": self.limits.audit_hook, "rlimits": list(hello.get("limits") or [])}
-        info = self._call_op("load", {
-            "source": source,
-            "namespace": namespace,
-            "params": params.model_dump() if isinstance(params, BaseModel) else (params or None),
-            "scope": toolkit.scope.model_dump(mode="json"),
-            "llm": toolkit._llm is not None,
-            "model": str(getattr(toolkit._llm, "model", type(toolkit._llm).__name__)),
-            "embedder": self._embedder_info(),
-        })
+        info = self._call_op(
+            "load",
+            {
+                "source": source,
+                "namespace": namespace,
+                "params": params.model_dump() if isinstance(params, BaseModel) else (params or None),
+                "scope": toolkit.scope.model_dump(mode="json"),
+                "llm": toolkit._llm is not None,
+                "model": str(getattr(toolkit._llm, "model", type(toolkit._llm).__name__)),
+                "embedder": self._embedder_info(),
+            },
+        )
         self.startup_seconds = time.perf_counter() - started
         self.import_seconds = float(hello.get("import_seconds") or 0.0)
         if not isinstance(info, dict):
@@ -343,18 +380,28 @@ class SandboxedProgram(MemoryProgram):
         try:
             got = Recall.model_validate(value)
         except Exception as exc:
-            raise self._fail("invalid", f"invalid: recall returned something that is not a Recall ({type(exc).__name__})",
-                             stage="recall") from None
+            raise self._fail(
+                "invalid",
+                f"invalid: recall returned something that is not a Recall ({type(exc).__name__})",
+                stage="recall",
+            ) from None
         # the worker's token counts are claims: count here, and hold what the agent will be shown to the budget
         items = [item.model_copy(update={"tokens": count_tokens(item.content)}) for item in got.items]
         used = sum(item.tokens for item in items)
         if used > query.budget_tokens:
-            raise self._fail("invalid", f"invalid: recall returned {used} tokens of items, over the budget of "
-                                        f"{query.budget_tokens}", stage="recall")
+            raise self._fail(
+                "invalid",
+                f"invalid: recall returned {used} tokens of items, over the budget of {query.budget_tokens}",
+                stage="recall",
+            )
         shown = count_tokens(got.instructions)
         if shown > used + self.limits.instruction_tokens:
-            raise self._fail("invalid", f"invalid: recall's instructions are {shown} tokens, more than its items "
-                                        f"({used}) plus {self.limits.instruction_tokens} of template text", stage="recall")
+            raise self._fail(
+                "invalid",
+                f"invalid: recall's instructions are {shown} tokens, more than its items "
+                f"({used}) plus {self.limits.instruction_tokens} of template text",
+                stage="recall",
+            )
         return got.model_copy(update={"items": items})
 
     def reflect(self, episode: Episode) -> None:
@@ -397,8 +444,11 @@ class SandboxedProgram(MemoryProgram):
         if message.get("type") == "denied":
             reason = " ".join(str(message.get("reason") or "denied").split())[:600]
             raise self._fail("denied", reason if reason.startswith("denied") else f"denied: {reason}", stage="close")
-        raise self._fail("invalid", f"invalid: the worker sent a {str(message.get('type'))[:40]!r} message after close "
-                                    "(a forged reply)", stage="close")
+        raise self._fail(
+            "invalid",
+            f"invalid: the worker sent a {str(message.get('type'))[:40]!r} message after close (a forged reply)",
+            stage="close",
+        )
 
     @property
     def alive(self) -> bool:
@@ -430,7 +480,9 @@ class SandboxedProgram(MemoryProgram):
             raise self._died(self._op_name) from None
         except protocol.ProtocolError as exc:
             # our own message is too big (a huge event): the candidate is not at fault, but cannot take it
-            raise CandidateFailed(f"output: {message.get('name', 'message')} for the sandbox is a {exc.reason}", "output") from None
+            raise CandidateFailed(
+                f"output: {message.get('name', 'message')} for the sandbox is a {exc.reason}", "output"
+            ) from None
 
     def _wait(self, op: str, seconds: float, *, expect: str) -> dict[str, Any]:
         """Read until the worker's ``expect`` message, servicing its calls (their time is not charged)."""
@@ -445,15 +497,21 @@ class SandboxedProgram(MemoryProgram):
             if kind == "call":
                 calls += 1
                 if calls > self.limits.calls_per_op:
-                    raise self._fail("timeout", f"timeout: {op} made over {self.limits.calls_per_op} model and embedding "
-                                                "calls", stage=op)
+                    raise self._fail(
+                        "timeout",
+                        f"timeout: {op} made over {self.limits.calls_per_op} model and embedding calls",
+                        stage=op,
+                    )
                 began = time.monotonic()
                 reply = self._service(message)
                 spent = time.monotonic() - began
                 serving += spent
                 if serving > self.limits.service_seconds:
-                    raise self._fail("timeout", f"timeout: {op}'s model and embedding calls took over "
-                                                f"{self.limits.service_seconds:g} s", stage=op)
+                    raise self._fail(
+                        "timeout",
+                        f"timeout: {op}'s model and embedding calls took over {self.limits.service_seconds:g} s",
+                        stage=op,
+                    )
                 self._deadline += spent  # the program's own time is what op_seconds limits
                 self._send(reply)
                 continue
@@ -463,7 +521,9 @@ class SandboxedProgram(MemoryProgram):
                 if error_kind not in ("timeout", "memory", "crash", "denied", "output", "invalid", "error"):
                     error_kind = "invalid"
                 stage = message.get("stage") or op
-                raise self._fail(error_kind, reason, stage=str(stage), traceback=str(message.get("traceback") or "")[-4000:])
+                raise self._fail(
+                    error_kind, reason, stage=str(stage), traceback=str(message.get("traceback") or "")[-4000:]
+                )
             raise self._fail("invalid", f"invalid: unexpected {kind!r} message from the worker during {op}", stage=op)
 
     def _read(self, op: str, seconds: float) -> dict[str, Any]:
@@ -495,8 +555,12 @@ class SandboxedProgram(MemoryProgram):
             self._last_slow_check = now
         rss_kb = _tree_rss_kb(self._proc.pid, count_unlinked=slow)
         if rss_kb is not None and rss_kb > self.limits.memory_mb * 1024:
-            raise self._fail("memory", f"memory: worker used {rss_kb // 1024} MB, over the {self.limits.memory_mb} MB "
-                                       f"limit during {self._op_name}", stage=self._op_name)
+            raise self._fail(
+                "memory",
+                f"memory: worker used {rss_kb // 1024} MB, over the {self.limits.memory_mb} MB "
+                f"limit during {self._op_name}",
+                stage=self._op_name,
+            )
         if not slow:
             return
         op = "import" if self._op_name == "load" else self._op_name
@@ -506,14 +570,20 @@ class SandboxedProgram(MemoryProgram):
             logged = 0
         cap = max(4 * self.limits.output_bytes, 16 << 20)
         if logged > cap:
-            raise self._fail("output", f"output: {op} printed {logged >> 20} MB to its log, over the {cap >> 20} MB limit",
-                             stage=self._op_name)
+            raise self._fail(
+                "output",
+                f"output: {op} printed {logged >> 20} MB to its log, over the {cap >> 20} MB limit",
+                stage=self._op_name,
+            )
         if self.capabilities.get("jail") == "none" and now - self._last_disk_check >= 0.5:
             self._last_disk_check = now
             # no tmpfs of a fixed size without a jail: the controller measures the scratch directory instead
             if _directory_bytes(self._scratch, limit=self.limits.disk_mb << 20) > self.limits.disk_mb << 20:
-                raise self._fail("output", f"output: {op} filled its scratch space (the disk limit of "
-                                           f"{self.limits.disk_mb} MB)", stage=self._op_name)
+                raise self._fail(
+                    "output",
+                    f"output: {op} filled its scratch space (the disk limit of {self.limits.disk_mb} MB)",
+                    stage=self._op_name,
+                )
 
     def _died(self, op: str) -> CandidateFailed:
         """The worker went away on its own: say how."""
@@ -523,21 +593,37 @@ class SandboxedProgram(MemoryProgram):
             code = None
         tail = self._log_tail()
         if code is None:
-            return self._fail("invalid", f"invalid: the worker closed its channel during {op}", stage=op, traceback=tail)
+            return self._fail(
+                "invalid", f"invalid: the worker closed its channel during {op}", stage=op, traceback=tail
+            )
         if code > 128 and self.capabilities.get("jail") in ("bwrap", "unshare"):
             code = -(code - 128)  # the jail's launcher reports a signal as 128 + its number
         if code < 0:
             sig = -code
             if sig == signal.SIGXCPU:
-                return self._fail("timeout", f"timeout: worker used its {self.limits.cpu_seconds} s of CPU time during {op}",
-                                  stage=op, traceback=tail)
+                return self._fail(
+                    "timeout",
+                    f"timeout: worker used its {self.limits.cpu_seconds} s of CPU time during {op}",
+                    stage=op,
+                    traceback=tail,
+                )
             if sig == signal.SIGKILL:
-                return self._fail("memory", f"memory: worker was killed (SIGKILL, out of memory?) during {op}",
-                                  stage=op, traceback=tail)
-            return self._fail("crash", f"crash: worker died with {_signal_name(sig)} during {op}", stage=op, traceback=tail)
+                return self._fail(
+                    "memory",
+                    f"memory: worker was killed (SIGKILL, out of memory?) during {op}",
+                    stage=op,
+                    traceback=tail,
+                )
+            return self._fail(
+                "crash", f"crash: worker died with {_signal_name(sig)} during {op}", stage=op, traceback=tail
+            )
         if code == TAMPER_EXIT:
-            return self._fail("denied", f"denied: the program tampered with the sandbox's channel during {op}",
-                              stage=op, traceback=tail)
+            return self._fail(
+                "denied",
+                f"denied: the program tampered with the sandbox's channel during {op}",
+                stage=op,
+                traceback=tail,
+            )
         return self._fail("crash", f"crash: worker exited with code {code} during {op}", stage=op, traceback=tail)
 
     def _log_tail(self) -> str:
@@ -559,7 +645,9 @@ class SandboxedProgram(MemoryProgram):
         finally:
             os.close(fd)
 
-    def _fail(self, kind: FailureKind, reason: str, *, stage: str | None = None, traceback: str = "") -> CandidateFailed:
+    def _fail(
+        self, kind: FailureKind, reason: str, *, stage: str | None = None, traceback: str = ""
+    ) -> CandidateFailed:
         """Record the failure, kill the worker's process group, remove scratch; return the error to raise."""
         if self.failure is None:
             self.failure = CandidateFailed(reason, kind, stage=stage, traceback=traceback)
@@ -580,8 +668,13 @@ class SandboxedProgram(MemoryProgram):
             except AgentmemError:  # no LLM configured: nothing to count on
                 note = None
             caller = str(caller)[:200] if caller is not None else None
-            if isinstance(event, str) and event.isidentifier() and len(event) <= 40 and callable(note) and (
-                    (event, caller) in self._noted or len(self._noted) < _MAX_NOTED):  # a bounded set of counters
+            if (
+                isinstance(event, str)
+                and event.isidentifier()
+                and len(event) <= 40
+                and callable(note)
+                and ((event, caller) in self._noted or len(self._noted) < _MAX_NOTED)
+            ):  # a bounded set of counters
                 self._noted.add((event, caller))
                 note(event, caller)
             return {"type": "return", "value": None}
@@ -592,15 +685,25 @@ class SandboxedProgram(MemoryProgram):
                 if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
                     raise self._fail("invalid", "invalid: embed request without a list of texts", stage=self._op_name)
                 if len(texts) > self.limits.embed_texts_per_op:
-                    raise self._fail("timeout", f"timeout: {self._op_name} asked to embed over "
-                                                f"{self.limits.embed_texts_per_op} texts", stage=self._op_name)
+                    raise self._fail(
+                        "timeout",
+                        f"timeout: {self._op_name} asked to embed over {self.limits.embed_texts_per_op} texts",
+                        stage=self._op_name,
+                    )
                 return {"type": "return", "value": [list(map(float, v)) for v in self.toolkit.embedder.embed(texts)]}
             messages = message.get("messages")
             if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-                raise self._fail("invalid", f"invalid: {method} request without a list of messages", stage=self._op_name)
+                raise self._fail(
+                    "invalid", f"invalid: {method} request without a list of messages", stage=self._op_name
+                )
             # only plain role/content pairs reach the model client (no provider options smuggled in a message)
-            messages = [{"role": str(m.get("role")) if m.get("role") in ("system", "user", "assistant") else "user",
-                         "content": str(m.get("content", ""))} for m in messages]
+            messages = [
+                {
+                    "role": str(m.get("role")) if m.get("role") in ("system", "user", "assistant") else "user",
+                    "content": str(m.get("content", "")),
+                }
+                for m in messages
+            ]
             caller = message.get("caller")
             caller = str(caller)[:200] if caller is not None else None
             raw_tags = message.get("tags") if isinstance(message.get("tags"), dict) else {}
@@ -609,7 +712,10 @@ class SandboxedProgram(MemoryProgram):
                 if method == "complete":
                     options = message.get("options") if isinstance(message.get("options"), dict) else {}
                     kwargs = {k: options.get(k) for k in ("max_tokens", "temperature", "response_format")}
-                    if not isinstance(kwargs["max_tokens"], int) or not 0 < kwargs["max_tokens"] <= self.limits.max_reply_tokens:
+                    if (
+                        not isinstance(kwargs["max_tokens"], int)
+                        or not 0 < kwargs["max_tokens"] <= self.limits.max_reply_tokens
+                    ):
                         kwargs["max_tokens"] = None if kwargs["max_tokens"] is None else self.limits.max_reply_tokens
                     if not isinstance(kwargs["temperature"], (int, float)) or not 0 <= kwargs["temperature"] <= 2:
                         kwargs["temperature"] = None
@@ -642,12 +748,16 @@ class SandboxedProgram(MemoryProgram):
                 return json_schema
 
             @classmethod
-            def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> "_Shim":  # type: ignore[override]
-                text = json_data.decode("utf-8", "replace") if isinstance(json_data, (bytes, bytearray)) else str(json_data)
+            def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> _Shim:  # type: ignore[override]
+                text = (
+                    json_data.decode("utf-8", "replace")
+                    if isinstance(json_data, (bytes, bytearray))
+                    else str(json_data)
+                )
                 return cls.model_construct(**program._remote_validate(schema_id, text))
 
             @classmethod
-            def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> "_Shim":  # type: ignore[override]
+            def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> _Shim:  # type: ignore[override]
                 return cls.model_validate_json(json.dumps(obj, default=str))
 
         _Shim.__name__ = _Shim.__qualname__ = name
@@ -772,8 +882,11 @@ def _read_source(source_path_or_text: str | Path) -> tuple[str, str]:
     ):
         path = Path(source_path_or_text)
         if not path.is_file():
-            raise CandidateFailed(f"invalid: program file {path} does not exist; give a path to a .py file or the source text",
-                                  "invalid", stage="import")
+            raise CandidateFailed(
+                f"invalid: program file {path} does not exist; give a path to a .py file or the source text",
+                "invalid",
+                stage="import",
+            )
         return path.read_text(encoding="utf-8"), path.stem
     return str(source_path_or_text), "candidate"
 
@@ -796,8 +909,9 @@ def sandboxed_factory(
     source, namespace = _read_source(source_path_or_text)
     label = label or namespace
 
-    def factory(scope: Scope, stores: Stores, llm: ChatModel, embedder: Embedder,
-                run_params: dict[str, Any] | None = None) -> list[MemoryProgram]:
+    def factory(
+        scope: Scope, stores: Stores, llm: ChatModel, embedder: Embedder, run_params: dict[str, Any] | None = None
+    ) -> list[MemoryProgram]:
         chosen = params if params is not None else (run_params or {}).get(label)
         toolkit = Toolkit(scope=scope, stores=stores, llm=llm, embedder=embedder, namespace=namespace)
         return [SandboxedProgram(source, toolkit, chosen, limits, namespace=namespace)]
@@ -844,48 +958,87 @@ def validate_program(
     try:  # compiling runs nothing: a syntax error costs no worker
         compile(source, "candidate.py", "exec", dont_inherit=True)
     except SyntaxError as exc:
-        return ValidationReport(ok=False, stage="import", kind="invalid",
-                                error=f"invalid: syntax error at line {exc.lineno}: {exc.msg}",
-                                traceback=f"candidate.py, line {exc.lineno}: {(exc.text or '').rstrip()}\nSyntaxError: {exc.msg}",
-                                seconds=round(time.perf_counter() - started, 3))
+        return ValidationReport(
+            ok=False,
+            stage="import",
+            kind="invalid",
+            error=f"invalid: syntax error at line {exc.lineno}: {exc.msg}",
+            traceback=f"candidate.py, line {exc.lineno}: {(exc.text or '').rstrip()}\nSyntaxError: {exc.msg}",
+            seconds=round(time.perf_counter() - started, 3),
+        )
     except ValueError as exc:  # null bytes
-        return ValidationReport(ok=False, stage="import", kind="invalid", error=f"invalid: {exc}",
-                                seconds=round(time.perf_counter() - started, 3))
+        return ValidationReport(
+            ok=False,
+            stage="import",
+            kind="invalid",
+            error=f"invalid: {exc}",
+            seconds=round(time.perf_counter() - started, 3),
+        )
     except (RecursionError, MemoryError) as exc:  # nesting the compiler cannot take
-        return ValidationReport(ok=False, stage="import", kind="invalid",
-                                error=f"invalid: the source is too deeply nested to compile ({type(exc).__name__})",
-                                seconds=round(time.perf_counter() - started, 3))
+        return ValidationReport(
+            ok=False,
+            stage="import",
+            kind="invalid",
+            error=f"invalid: the source is too deeply nested to compile ({type(exc).__name__})",
+            seconds=round(time.perf_counter() - started, 3),
+        )
     root = make_scratch("validate")
     stores = Stores(root)
     program: SandboxedProgram | None = None
     stage: Literal["import", "interface", "smoke"] = "import"
     try:
-        toolkit = Toolkit(scope=Scope(user_id="validate", agent_id="candidate"), stores=stores, llm=llm,
-                          embedder=embedder, namespace="candidate", clock=Clock())
+        toolkit = Toolkit(
+            scope=Scope(user_id="validate", agent_id="candidate"),
+            stores=stores,
+            llm=llm,
+            embedder=embedder,
+            namespace="candidate",
+            clock=Clock(),
+        )
         try:
             program = SandboxedProgram(source, toolkit, params, limits)
         except CandidateFailed as exc:
             bad_stage = "interface" if exc.stage == "interface" else "import"
-            return ValidationReport(ok=False, stage=bad_stage, kind=exc.kind, error=exc.reason, traceback=exc.traceback,
-                                    seconds=round(time.perf_counter() - started, 3))
+            return ValidationReport(
+                ok=False,
+                stage=bad_stage,
+                kind=exc.kind,
+                error=exc.reason,
+                traceback=exc.traceback,
+                seconds=round(time.perf_counter() - started, 3),
+            )
         stage = "smoke"
         if smoke:
             events = [Event.message(text, speaker=who, session_id="smoke-1") for who, text in _SMOKE_TURNS]
             for event in events:
                 program.observe(event)
-            got = program.recall(Query(text="Where does Dana live and what seat does she like?", budget_tokens=budget_tokens))
+            got = program.recall(
+                Query(text="Where does Dana live and what seat does she like?", budget_tokens=budget_tokens)
+            )
             used = sum(item.tokens or count_tokens(item.content) for item in got.items)
             if used > budget_tokens:
                 program.close()
-                return ValidationReport(ok=False, stage="smoke", kind="invalid", name=program.name,
-                                        error=f"invalid: recall used {used} tokens, over the budget of {budget_tokens}",
-                                        seconds=round(time.perf_counter() - started, 3))
+                return ValidationReport(
+                    ok=False,
+                    stage="smoke",
+                    kind="invalid",
+                    name=program.name,
+                    error=f"invalid: recall used {used} tokens, over the budget of {budget_tokens}",
+                    seconds=round(time.perf_counter() - started, 3),
+                )
             program.reflect(Episode(task="smoke", events=events, outcome="done", reward=1.0, success=True))
         program.close()
         return ValidationReport(ok=True, seconds=round(time.perf_counter() - started, 3), name=program.name)
     except CandidateFailed as exc:
-        return ValidationReport(ok=False, stage=stage, kind=exc.kind, error=exc.reason, traceback=exc.traceback,
-                                seconds=round(time.perf_counter() - started, 3), name=getattr(program, "name", ""))
+        return ValidationReport(
+            ok=False,
+            stage=stage,
+            kind=exc.kind,
+            error=exc.reason,
+            traceback=exc.traceback,
+            seconds=round(time.perf_counter() - started, 3),
+            name=getattr(program, "name", ""),
+        )
     finally:
         if program is not None:
             program._finalizer()

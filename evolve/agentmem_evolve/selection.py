@@ -452,14 +452,19 @@ class ParetoSelection(_Stateless):
 
 def make_strategy(config: Any) -> SelectionStrategy:
     """The strategy a ``[selection]`` config section names (a SelectionConfig or a dict)."""
-    get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    get = (
+        (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    )
     name = get("strategy", "pareto")
     if name == "softmax":
         return SoftmaxSelection(get("temperature", 0.05), population=get("population"))
     if name == "islands":
         return IslandsSelection(
-            get("islands", 2), get("migration_interval", 3), get("descriptors", ["tokens", "recall_items"]),
-            get("bins", 4), get("exploitation", 0.5),
+            get("islands", 2),
+            get("migration_interval", 3),
+            get("descriptors", ["tokens", "recall_items"]),
+            get("bins", 4),
+            get("exploitation", 0.5),
         )
     if name == "map-elites":
         return MapElitesSelection(get("descriptors", ["tokens", "recall_items"]), get("bins", 4))
@@ -489,8 +494,10 @@ class Verdict(BaseModel):
     def text(self) -> str:
         """One line for events and the live display."""
         what = "replaces" if self.replaces else "does not replace"
-        return (f"{self.challenger} {what} {self.incumbent} ({self.reason}): challenger - incumbent = "
-                f"{self.difference.text()}; tokens/question {self.challenger_tokens:.0f} vs {self.incumbent_tokens:.0f}")
+        return (
+            f"{self.challenger} {what} {self.incumbent} ({self.reason}): challenger - incumbent = "
+            f"{self.difference.text()}; tokens/question {self.challenger_tokens:.0f} vs {self.incumbent_tokens:.0f}"
+        )
 
 
 def _clean(scores: dict[str, float]) -> dict[str, float]:
@@ -535,5 +542,12 @@ def judge(
         reason, replaces = "cheaper", True
     else:
         reason, replaces = "not cheaper", False
-    return Verdict(challenger=challenger.program_id, incumbent=incumbent.program_id, replaces=replaces,
-                   reason=reason, difference=diff, challenger_tokens=mine, incumbent_tokens=theirs)
+    return Verdict(
+        challenger=challenger.program_id,
+        incumbent=incumbent.program_id,
+        replaces=replaces,
+        reason=reason,
+        difference=diff,
+        challenger_tokens=mine,
+        incumbent_tokens=theirs,
+    )

@@ -20,7 +20,14 @@ from pydantic.fields import FieldInfo
 class Dimension:
     """One mutable parameter: its kind and its bounds or choices."""
 
-    def __init__(self, name: str, kind: str, low: float | None = None, high: float | None = None, choices: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        low: float | None = None,
+        high: float | None = None,
+        choices: list[Any] | None = None,
+    ) -> None:
         self.name = name
         self.kind = kind
         self.low = low

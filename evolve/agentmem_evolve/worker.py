@@ -89,8 +89,13 @@ def _policy_roots(scratch: str, policy: dict[str, Any]) -> tuple[tuple[str, ...]
     return read_roots, read_files, hidden
 
 
-def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, policy: dict[str, Any] | None = None,
-                   report_fd: int | None = None) -> None:
+def install_policy(
+    scratch: str,
+    candidate_module: str = CANDIDATE_MODULE,
+    *,
+    policy: dict[str, Any] | None = None,
+    report_fd: int | None = None,
+) -> None:
     """Add the audit hook that denies what a memory program may not do, and close the side doors.
 
     ``scratch`` is the only directory the program may write to; ``policy`` is the controller's view of
@@ -102,12 +107,12 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
     import _imp
     import _posixsubprocess
     import _stat
+    import _thread
     import gc
     import json
     import pathlib
     import posix
     import threading
-    import _thread
 
     scratch = os.path.realpath(scratch)
     policy = policy or {}
@@ -126,10 +131,25 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
     path_classes = tuple((cls, tuple(cls.__dict__.items())) for cls in pathlib.PosixPath.__mro__[:-1])
     str_slot = pathlib.PurePath.__dict__["_str"]
 
-    def resolve(path: Any, _lstat=posix.lstat, _readlink=posix.readlink, _getcwd=posix.getcwd,
-                _islnk=_stat.S_ISLNK, _type=type, _OSError=OSError, _bytes=bytes, _str=str,
-                _fspath=posix.fspath, _isinstance=isinstance, _len=len, _join="".join, _classes=path_classes, _slot=str_slot,
-                _posix=pathlib.PosixPath, _pure=pathlib.PurePosixPath) -> str | None:
+    def resolve(
+        path: Any,
+        _lstat=posix.lstat,
+        _readlink=posix.readlink,
+        _getcwd=posix.getcwd,
+        _islnk=_stat.S_ISLNK,
+        _type=type,
+        _OSError=OSError,
+        _bytes=bytes,
+        _str=str,
+        _fspath=posix.fspath,
+        _isinstance=isinstance,
+        _len=len,
+        _join="".join,
+        _classes=path_classes,
+        _slot=str_slot,
+        _posix=pathlib.PosixPath,
+        _pure=pathlib.PurePosixPath,
+    ) -> str | None:
         """The absolute, symlink-free form of ``path`` (None: a path object we do not trust)."""
         kind = _type(path)
         if kind is _bytes:
@@ -193,32 +213,123 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
     write_ok = (scratch,)
     write_files = ("/dev/null",)
     flags_write = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-    path_events = frozenset({
-        "os.remove", "os.unlink", "os.rmdir", "os.mkdir", "os.truncate", "os.chmod", "os.chown", "os.lchown",
-        "os.utime", "os.chflags", "os.lchflags", "os.lchmod", "os.setxattr", "os.removexattr", "os.mkfifo",
-        "os.mknod", "shutil.rmtree", "shutil.chown",
-    })
-    two_path_events = frozenset({"os.rename", "os.replace", "os.link", "shutil.copyfile", "shutil.copymode",
-                                 "shutil.copystat", "shutil.copytree", "shutil.move"})
-    process_events = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.posix_spawnp", "os.exec", "os.spawn",
-                                "os.system", "os.startfile", "subprocess.Popen", "pty.spawn", "os.killpg",
-                                "resource.setrlimit", "resource.prlimit", "sys.addaudithook", "sys.setprofile",
-                                "sys.settrace", "sys._current_frames", "gc.get_referrers", "gc.get_referents",
-                                "gc.get_objects", "sqlite3.enable_load_extension", "sqlite3.load_extension",
-                                "os.setns", "os.unshare", "shutil.make_archive", "shutil.unpack_archive",
-                                "webbrowser.open", "cpython.run_command", "cpython.run_module",
-                                "_xxsubinterpreters.create", "os.chroot", "os.pidfd_open",
-                                "cpython.PyInterpreterState_New"})
-    socket_calls = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
-                              "socket.gethostbyname", "socket.gethostbyaddr", "socket.gethostbyname_ex",
-                              "socket.getnameinfo", "socket.sethostname"})
-    blocked_imports = frozenset({"ctypes", "_ctypes", "cffi", "_cffi_backend", "_xxsubinterpreters",
-                                 "_xxinterpchannels", "_posixsubprocess", "_thread", "_socket", "posix", "_signal",
-                                 "_testcapi", "_testinternalcapi", "resource", "readline", "pty",
-                                 "_lsprof", "_tracemalloc", "_tkinter", "tkinter", "uvloop", "_xxsubinterpreters",
-                                 "_xxinterpchannels", "_testbuffer", "_testimportmultiple", "_testmultiphase",
-                                 "_xxtestfuzz", "_multiprocessing", "_posixshmem"}
-                                | {str(m) for m in policy.get("blocked_imports") or ()})
+    path_events = frozenset(
+        {
+            "os.remove",
+            "os.unlink",
+            "os.rmdir",
+            "os.mkdir",
+            "os.truncate",
+            "os.chmod",
+            "os.chown",
+            "os.lchown",
+            "os.utime",
+            "os.chflags",
+            "os.lchflags",
+            "os.lchmod",
+            "os.setxattr",
+            "os.removexattr",
+            "os.mkfifo",
+            "os.mknod",
+            "shutil.rmtree",
+            "shutil.chown",
+        }
+    )
+    two_path_events = frozenset(
+        {
+            "os.rename",
+            "os.replace",
+            "os.link",
+            "shutil.copyfile",
+            "shutil.copymode",
+            "shutil.copystat",
+            "shutil.copytree",
+            "shutil.move",
+        }
+    )
+    process_events = frozenset(
+        {
+            "os.fork",
+            "os.forkpty",
+            "os.posix_spawn",
+            "os.posix_spawnp",
+            "os.exec",
+            "os.spawn",
+            "os.system",
+            "os.startfile",
+            "subprocess.Popen",
+            "pty.spawn",
+            "os.killpg",
+            "resource.setrlimit",
+            "resource.prlimit",
+            "sys.addaudithook",
+            "sys.setprofile",
+            "sys.settrace",
+            "sys._current_frames",
+            "gc.get_referrers",
+            "gc.get_referents",
+            "gc.get_objects",
+            "sqlite3.enable_load_extension",
+            "sqlite3.load_extension",
+            "os.setns",
+            "os.unshare",
+            "shutil.make_archive",
+            "shutil.unpack_archive",
+            "webbrowser.open",
+            "cpython.run_command",
+            "cpython.run_module",
+            "_xxsubinterpreters.create",
+            "os.chroot",
+            "os.pidfd_open",
+            "cpython.PyInterpreterState_New",
+        }
+    )
+    socket_calls = frozenset(
+        {
+            "socket.connect",
+            "socket.bind",
+            "socket.sendto",
+            "socket.sendmsg",
+            "socket.getaddrinfo",
+            "socket.gethostbyname",
+            "socket.gethostbyaddr",
+            "socket.gethostbyname_ex",
+            "socket.getnameinfo",
+            "socket.sethostname",
+        }
+    )
+    blocked_imports = frozenset(
+        {
+            "ctypes",
+            "_ctypes",
+            "cffi",
+            "_cffi_backend",
+            "_xxsubinterpreters",
+            "_xxinterpchannels",
+            "_posixsubprocess",
+            "_thread",
+            "_socket",
+            "posix",
+            "_signal",
+            "_testcapi",
+            "_testinternalcapi",
+            "resource",
+            "readline",
+            "pty",
+            "_lsprof",
+            "_tracemalloc",
+            "_tkinter",
+            "tkinter",
+            "uvloop",
+            "_testbuffer",
+            "_testimportmultiple",
+            "_testmultiphase",
+            "_xxtestfuzz",
+            "_multiprocessing",
+            "_posixshmem",
+        }
+        | {str(m) for m in policy.get("blocked_imports") or ()}
+    )
     ioctl_events = frozenset({"fcntl.ioctl"})
 
     # opening a directory yields a handle that dir_fd= and fchdir() resolve against, out of the hook's
@@ -242,9 +353,20 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
                 return True
         return False
 
-    def report(reason: str, _fd=report_fd, _id=report_id, _fstat=posix.fstat, _write=posix.write, _exit=posix._exit,
-               _enc=json.encoder.encode_basestring_ascii, _to_bytes=int.to_bytes, _len=len, _bytes=bytes,
-               _memoryview=memoryview, _exitcode=TAMPER_EXIT) -> None:
+    def report(
+        reason: str,
+        _fd=report_fd,
+        _id=report_id,
+        _fstat=posix.fstat,
+        _write=posix.write,
+        _exit=posix._exit,
+        _enc=json.encoder.encode_basestring_ascii,
+        _to_bytes=int.to_bytes,
+        _len=len,
+        _bytes=bytes,
+        _memoryview=memoryview,
+        _exitcode=TAMPER_EXIT,
+    ) -> None:
         """Tell the controller now, on the channel it reads (it fails the candidate whatever follows)."""
         if _fd is None:
             return
@@ -255,7 +377,7 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             body = b'{"type":"denied","reason":' + _enc(reason).encode("ascii") + b"}"
             data = _memoryview(_to_bytes(_len(body), 4, "big") + body)
             while _len(data):
-                data = data[_write(_fd, data):]
+                data = data[_write(_fd, data) :]
         except BaseException:  # the channel is gone or was tampered with: nothing may go on
             _exit(_exitcode)
 
@@ -268,15 +390,41 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
         _report(reason)
         return _deny
 
-    def hook(event: str, args: tuple, _resolve=resolve, _inside=inside, _readable=readable, _listable=listable,
-             _report=report,
-             _write_ok=write_ok, _write_files=write_files, _flags_write=flags_write, _dir_flags=dir_flags,
-             _path_events=path_events, _two=two_path_events, _process=process_events, _sockets=socket_calls,
-             _dir_fd_events=dir_fd_events, _stat=posix.stat, _isdir=_stat.S_ISDIR,
-             _ioctl_events=ioctl_events,
-             _imports=blocked_imports, _own=protected_modules, _pid=pid, _self_proc=self_proc,
-             _denials=DENIALS, _exc=SandboxDenied, _type=type, _isinstance=isinstance, _str=str,
-             _getattr=getattr, _types=(type,), _len=len, _int=int, _OSError=OSError) -> None:
+    def hook(
+        event: str,
+        args: tuple,
+        _resolve=resolve,
+        _inside=inside,
+        _readable=readable,
+        _listable=listable,
+        _report=report,
+        _write_ok=write_ok,
+        _write_files=write_files,
+        _flags_write=flags_write,
+        _dir_flags=dir_flags,
+        _path_events=path_events,
+        _two=two_path_events,
+        _process=process_events,
+        _sockets=socket_calls,
+        _dir_fd_events=dir_fd_events,
+        _stat=posix.stat,
+        _isdir=_stat.S_ISDIR,
+        _ioctl_events=ioctl_events,
+        _imports=blocked_imports,
+        _own=protected_modules,
+        _pid=pid,
+        _self_proc=self_proc,
+        _denials=DENIALS,
+        _exc=SandboxDenied,
+        _type=type,
+        _isinstance=isinstance,
+        _str=str,
+        _getattr=getattr,
+        _types=(type,),
+        _len=len,
+        _int=int,
+        _OSError=OSError,
+    ) -> None:
         reason = None
         if event == "open":
             path, mode, flags = (args + (None, None, None))[:3]
@@ -287,7 +435,8 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
                 reason = f"open() of a {_type(path).__name__} path (use str or pathlib.Path)"
             else:
                 writing = (_isinstance(mode, _str) and ("w" in mode or "a" in mode or "x" in mode or "+" in mode)) or (
-                    _isinstance(flags, _int) and (flags & _flags_write) != 0)
+                    _isinstance(flags, _int) and (flags & _flags_write) != 0
+                )
                 is_dir = _isinstance(flags, _int) and (flags & _dir_flags) != 0
                 if not is_dir:
                     try:
@@ -321,7 +470,11 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             reason = "os.fwalk (it walks by directory handles; use os.walk)"
         elif event in _path_events:
             real = _resolve(args[0]) if args else None
-            dir_fd = args[-1] if event in ("os.mkdir", "os.remove", "os.rmdir", "os.chmod", "os.utime", "shutil.rmtree") else None
+            dir_fd = (
+                args[-1]
+                if event in ("os.mkdir", "os.remove", "os.rmdir", "os.chmod", "os.utime", "shutil.rmtree")
+                else None
+            )
             if real is None or not _inside(real, _write_ok) or (dir_fd not in (None, -1) and _type(dir_fd) is _int):
                 reason = f"{event} on {real or args[:1]} (outside the scratch directory)"
         elif event in _two:
@@ -341,13 +494,20 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             elif real is None or not _inside(real, _write_ok):
                 reason = f"os.symlink at {real} (outside the scratch directory)"
         elif event in _process:
-            reason = event + (" (no new processes in the sandbox)" if event.startswith(("os.", "subprocess", "pty")) else "")
+            reason = event + (
+                " (no new processes in the sandbox)" if event.startswith(("os.", "subprocess", "pty")) else ""
+            )
         elif event == "os.kill":
             if args and args[0] != _pid:
                 reason = f"os.kill of process {args[0]}"
         elif event.startswith("socket."):
-            if event == "socket.getaddrinfo" and args and _isinstance(args[0], _str) and args[0] and (
-                    args[0].strip("0123456789.") == "" or ":" in args[0]):
+            if (
+                event == "socket.getaddrinfo"
+                and args
+                and _isinstance(args[0], _str)
+                and args[0]
+                and (args[0].strip("0123456789.") == "" or ":" in args[0])
+            ):
                 return  # an IP literal: no lookup leaves the process; the connect that follows is what we judge
             if event in _sockets:
                 target = args[1] if _len(args) > 1 else ""
@@ -367,7 +527,9 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             if _type(name) is not _str:
                 reason = f"importing {name!r}"
             else:
-                for part in name.split("."):  # an extension loaded under an alias ('x._thread') is found by its last part
+                for part in name.split(
+                    "."
+                ):  # an extension loaded under an alias ('x._thread') is found by its last part
                     if part in _imports:
                         reason = f"importing {name!r}"
                         break
@@ -387,7 +549,11 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             reason = f"{event} (device and file-flag controls are not allowed)"
         elif event == "object.__setattr__" or event == "object.__delattr__":
             target = args[0] if args else None
-            if _isinstance(target, _types) or _type(target).__name__ in ("function", "code", "builtin_function_or_method"):
+            if _isinstance(target, _types) or _type(target).__name__ in (
+                "function",
+                "code",
+                "builtin_function_or_method",
+            ):
                 owner = _getattr(target, "__module__", None)
                 if owner not in _own:
                     name = args[1] if _len(args) > 1 else "?"
@@ -398,8 +564,9 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
             _report(reason)
             raise _exc(reason)
 
-    def guarded(event: str, args: tuple, _hook=hook, _isenabled=gc.isenabled, _disable=gc.disable,
-                _enable=gc.enable) -> None:
+    def guarded(
+        event: str, args: tuple, _hook=hook, _isenabled=gc.isenabled, _disable=gc.disable, _enable=gc.enable
+    ) -> None:
         """The hook with the garbage collector off: no gc callback can run between its checks."""
         if _isenabled():
             _disable()
@@ -413,8 +580,15 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
     sys.addaudithook(guarded)
 
     # built-in and extension modules made afresh (``_imp``: no audit event) must not bring back what is blocked
-    def module_maker(original: Any, _imports=blocked_imports, _report=report, _str=str, _type=type,
-                     _getattr=getattr, _basename=os.path.basename) -> Any:
+    def module_maker(
+        original: Any,
+        _imports=blocked_imports,
+        _report=report,
+        _str=str,
+        _type=type,
+        _getattr=getattr,
+        _basename=os.path.basename,
+    ) -> Any:
         def make(spec: Any, *rest: Any) -> Any:
             name = _getattr(spec, "name", None)
             origin = _getattr(spec, "origin", None)
@@ -433,10 +607,9 @@ def install_policy(scratch: str, candidate_module: str = CANDIDATE_MODULE, *, po
 
     # connections come with an authorizer that refuses SQL opening another file (ATTACH, VACUUM INTO):
     # sqlite3.connect is wrapped where a program finds it (a connection is not ready inside the audit event)
+    import _sqlite3
     import sqlite3 as _sqlite_module
     import sqlite3.dbapi2 as _dbapi2
-
-    import _sqlite3
 
     def guarded_connect(*args: Any, _connect=_sqlite3.connect, _guard=sql_guard, **kwargs: Any) -> Any:
         connection = _connect(*args, **kwargs)
@@ -549,8 +722,12 @@ class _Channel:
         try:
             value = schema.model_validate_json(str(message.get("text", "")))
         except Exception as exc:  # ValidationError, ValueError: the controller's repair loop handles it
-            return {"type": "raise", "error_type": type(exc).__name__, "message": _one_line(exc),
-                    "errors": _errors_of(exc)}
+            return {
+                "type": "raise",
+                "error_type": type(exc).__name__,
+                "message": _one_line(exc),
+                "errors": _errors_of(exc),
+            }
         return {"type": "return", "value": value.model_dump(mode="json")}
 
 
@@ -583,13 +760,24 @@ class ProxyLLM:
         self._channel = channel
         self.model = model
 
-    def complete(self, messages: list[dict[str, Any]], *, max_tokens: int | None = None, temperature: float | None = None,
-                 response_format: dict[str, Any] | None = None, caller: str | None = None) -> str:
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        response_format: dict[str, Any] | None = None,
+        caller: str | None = None,
+    ) -> str:
         from agentmem.llm.context import current_tags
 
-        value = self._channel.call("complete", messages=messages, caller=caller, tags=current_tags(),
-                                   options={"max_tokens": max_tokens, "temperature": temperature,
-                                            "response_format": response_format})
+        value = self._channel.call(
+            "complete",
+            messages=messages,
+            caller=caller,
+            tags=current_tags(),
+            options={"max_tokens": max_tokens, "temperature": temperature, "response_format": response_format},
+        )
         return str(value)
 
     def structured(self, messages: list[dict[str, Any]], schema: Any, *, caller: str | None = None) -> Any:
@@ -597,8 +785,13 @@ class ProxyLLM:
 
         key = f"{schema.__module__}.{schema.__qualname__}"
         self._channel.schemas[key] = schema
-        value = self._channel.call("structured", messages=messages, caller=caller, tags=current_tags(),
-                                   schema={"id": key, "name": schema.__name__, "json": schema.model_json_schema()})
+        value = self._channel.call(
+            "structured",
+            messages=messages,
+            caller=caller,
+            tags=current_tags(),
+            schema={"id": key, "name": schema.__name__, "json": schema.model_json_schema()},
+        )
         return schema.model_validate(value)
 
     def note(self, event: str, caller: str | None = None) -> None:
@@ -673,14 +866,13 @@ def _trusted_imports() -> None:
     import numpy  # noqa: F401
     import pydantic  # noqa: F401
 
-    import agentmem.errors  # noqa: F401
-    import agentmem.llm.context  # noqa: F401
-    import agentmem.memory  # noqa: F401
-    import agentmem.retrieval  # noqa: F401
-    import agentmem.toolkit  # noqa: F401
-    import agentmem.types  # noqa: F401
-
     import agentmem.assembled
+    import agentmem.errors
+    import agentmem.llm.context
+    import agentmem.memory
+    import agentmem.retrieval
+    import agentmem.toolkit
+    import agentmem.types
 
     plugins = {}
     for ep in entry_points(group="agentmem.memory"):
@@ -690,9 +882,31 @@ def _trusted_imports() -> None:
         except Exception:  # a broken plugin is the program's problem only if it imports it
             pass
     agentmem.assembled.know_plugins(plugins)  # composed plugins are found without reading metadata in the jail
-    for name in ("json", "re", "math", "datetime", "collections", "dataclasses", "itertools", "functools",
-                 "hashlib", "heapq", "random", "statistics", "string", "textwrap", "uuid", "typing", "enum",
-                 "bisect", "difflib", "copy", "inspect", "traceback", "linecache"):
+    for name in (
+        "json",
+        "re",
+        "math",
+        "datetime",
+        "collections",
+        "dataclasses",
+        "itertools",
+        "functools",
+        "hashlib",
+        "heapq",
+        "random",
+        "statistics",
+        "string",
+        "textwrap",
+        "uuid",
+        "typing",
+        "enum",
+        "bisect",
+        "difflib",
+        "copy",
+        "inspect",
+        "traceback",
+        "linecache",
+    ):
         importlib.import_module(name)
 
 
@@ -736,14 +950,22 @@ class Worker:
 
         chosen = module.__dict__.get("Program")
         if chosen is None:
-            found = [o for o in list(module.__dict__.values())
-                     if inspect.isclass(o) and issubclass(o, MemoryProgram) and o is not MemoryProgram
-                     and o.__module__ == CANDIDATE_MODULE]
+            found = [
+                o
+                for o in list(module.__dict__.values())
+                if inspect.isclass(o)
+                and issubclass(o, MemoryProgram)
+                and o is not MemoryProgram
+                and o.__module__ == CANDIDATE_MODULE
+            ]
             if len(found) != 1:
                 names = ", ".join(c.__name__ for c in found) or "none"
-                raise _StageError("interface", "invalid",
-                                  f"invalid: the program must define exactly one MemoryProgram subclass (found {names}); "
-                                  "or set Program = YourClass")
+                raise _StageError(
+                    "interface",
+                    "invalid",
+                    f"invalid: the program must define exactly one MemoryProgram subclass (found {names}); "
+                    "or set Program = YourClass",
+                )
             chosen = found[0]
         if not (inspect.isclass(chosen) and issubclass(chosen, MemoryProgram)):
             raise _StageError("interface", "invalid", f"invalid: Program = {chosen!r} is not a MemoryProgram subclass")
@@ -752,8 +974,12 @@ class Worker:
         if not (inspect.isclass(chosen.Params) and issubclass(chosen.Params, BaseModel)):
             raise _StageError("interface", "invalid", f"invalid: {chosen.__name__}.Params is not a pydantic BaseModel")
         templates = getattr(chosen, "templates", {})
-        if not isinstance(templates, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in templates.items()):
-            raise _StageError("interface", "invalid", f"invalid: {chosen.__name__}.templates must map names to template text")
+        if not isinstance(templates, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in templates.items()
+        ):
+            raise _StageError(
+                "interface", "invalid", f"invalid: {chosen.__name__}.templates must map names to template text"
+            )
 
         embedder = message.get("embedder") or {}
         scope = Scope.model_validate(message.get("scope") or {})
@@ -761,7 +987,9 @@ class Worker:
             scope=scope,
             stores=_STORES,
             llm=ProxyLLM(self.channel, str(message.get("model", "controller"))) if message.get("llm") else None,
-            embedder=ProxyEmbedder(self.channel, str(embedder.get("name", "controller")), int(embedder.get("dim", 384))),
+            embedder=ProxyEmbedder(
+                self.channel, str(embedder.get("name", "controller")), int(embedder.get("dim", 384))
+            ),
             namespace=(chosen.name or hint),
             clock=Clock(),
         )
@@ -770,8 +998,13 @@ class Worker:
         except BaseException as exc:
             raise _StageError("interface", *_classify(exc, "__init__")) from exc
         params = self.program.params.model_dump(mode="json") if isinstance(self.program.params, BaseModel) else {}
-        return {"name": chosen.name or hint, "namespace": self.toolkit.namespace, "class": chosen.__name__,
-                "templates": sorted(templates), "params": params}
+        return {
+            "name": chosen.name or hint,
+            "namespace": self.toolkit.namespace,
+            "class": chosen.__name__,
+            "templates": sorted(templates),
+            "params": params,
+        }
 
     # -- ops -----------------------------------------------------------------------------------
     def run_op(self, message: dict[str, Any]) -> Any:
@@ -819,18 +1052,27 @@ class Worker:
                 value = self.load(message) if name == "load" else self.run_op(message)
                 leftover = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
                 if leftover:
-                    raise _StageError(None, "denied", f"denied: a thread the program started was still running after {name}")
+                    raise _StageError(
+                        None, "denied", f"denied: a thread the program started was still running after {name}"
+                    )
                 reply: dict[str, Any] = {"type": "result", "value": value}
             except _StageError as exc:
-                reply = {"type": "error", "kind": exc.kind, "reason": exc.reason, "stage": exc.stage,
-                         "traceback": _traceback_tail(exc.__cause__ or exc)}
+                reply = {
+                    "type": "error",
+                    "kind": exc.kind,
+                    "reason": exc.reason,
+                    "stage": exc.stage,
+                    "traceback": _traceback_tail(exc.__cause__ or exc),
+                }
             except BaseException as exc:  # the program's own failure, classified
                 kind, reason = _classify(exc, name)
                 reply = {"type": "error", "kind": kind, "reason": reason, "traceback": _traceback_tail(exc)}
             try:
                 self.channel.send(reply)
             except self.proto.ProtocolError as exc:
-                self.channel.send({"type": "error", "kind": "output", "reason": f"output: {name} returned a {exc.reason}"})
+                self.channel.send(
+                    {"type": "error", "kind": "output", "reason": f"output: {name} returned a {exc.reason}"}
+                )
 
 
 class _StageError(Exception):
@@ -878,7 +1120,11 @@ def main() -> None:
     scratch = os.getcwd()
     # the log is a file the controller opened outside the jail (it reads its tail when a worker dies)
     log_fd = os.environ.pop("AGENTMEM_SANDBOX_LOG_FD", None)
-    log = int(log_fd) if log_fd else os.open(os.path.join(scratch, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = (
+        int(log_fd)
+        if log_fd
+        else os.open(os.path.join(scratch, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    )
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
@@ -900,8 +1146,14 @@ def main() -> None:
     _STORES.chroma  # noqa: B018 - the client (and its native threads) starts before the policy
     if limits.get("audit_hook", True) is not False:
         install_policy(scratch, policy=dict(init.get("policy") or {}), report_fd=fd_out)
-    channel.send({"type": "hello", "pid": os.getpid(), "limits": applied,
-                  "import_seconds": round(time.perf_counter() - started, 3)})
+    channel.send(
+        {
+            "type": "hello",
+            "pid": os.getpid(),
+            "limits": applied,
+            "import_seconds": round(time.perf_counter() - started, 3),
+        }
+    )
     # 5. the program arrives as the first op ("load")
     worker = Worker(proto, channel, scratch, limits)
     try:

@@ -16,14 +16,22 @@ SEED = "class A:\n    name = 'a'\n"
 
 
 def prog(source: str, parents=(), operator="seed", generation=0, status="valid", **kw) -> ProgramRecord:
-    return ProgramRecord(source=source, parents=list(parents), operator=operator, generation=generation, status=status, **kw)
+    return ProgramRecord(
+        source=source, parents=list(parents), operator=operator, generation=generation, status=status, **kw
+    )
 
 
 def ev(pid: str, score: float, stage="select", key="validation:k", per=None, tokens=100, **kw) -> EvaluationRecord:
     per = per if per is not None else {"q1": score, "q2": score}
     return EvaluationRecord(
-        program_id=pid, stage=stage, split="validation", key=key, metrics={"f1": score, "recall_items": 3.0},
-        score=score, per_instance=per, cost={"llm_calls": 4, "prompt_tokens": tokens, "completion_tokens": 0, "seconds": 2.0},
+        program_id=pid,
+        stage=stage,
+        split="validation",
+        key=key,
+        metrics={"f1": score, "recall_items": 3.0},
+        score=score,
+        per_instance=per,
+        cost={"llm_calls": 4, "prompt_tokens": tokens, "completion_tokens": 0, "seconds": 2.0},
         **kw,
     )
 
@@ -126,9 +134,13 @@ def test_scored_view_is_per_question(tmp_path):
         a = prog(SEED, island=1, generation=0)
         archive.add_program(a)
         archive.record_evaluation(ev(a.id, 1.0, stage="screen", key="k1", per={"q1": 1.0, "q2": 1.0}, tokens=200))
-        archive.record_evaluation(ev(a.id, 0.0, stage="screen", key="k2", per={"q3": 0.0, "q4": 0.0, "q5": 0.0, "q6": 0.0}, tokens=400))
+        archive.record_evaluation(
+            ev(a.id, 0.0, stage="screen", key="k2", per={"q3": 0.0, "q4": 0.0, "q5": 0.0, "q6": 0.0}, tokens=400)
+        )
         (s,) = archive.scored("screen")
-        assert s.score == pytest.approx(2 / 6) and s.tokens == pytest.approx(100.0) and s.seconds == pytest.approx(4 / 6)
+        assert (
+            s.score == pytest.approx(2 / 6) and s.tokens == pytest.approx(100.0) and s.seconds == pytest.approx(4 / 6)
+        )
         assert set(s.per_instance) == {"q1", "q2", "q3", "q4", "q5", "q6"}
         assert s.island == 1 and s.descriptors["recall_items"] == 3.0 and s.descriptors["code_lines"] == 2
         (only_k1,) = archive.scored("screen", key="k1")

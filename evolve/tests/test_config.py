@@ -33,7 +33,7 @@ def test_written_config_reads_back_equal(tmp_path):
     text = MINIMAL + (
         '[environment.options]\nsessions = 3\nname_with_space = "a \\"quoted\\" value"\n'
         '[selection]\nstrategy = "islands"\nislands = 3\n'
-        '[budget]\nmax_wall_seconds = 90.5\n'
+        "[budget]\nmax_wall_seconds = 90.5\n"
         '[execution]\nexecutor = "ray"\n'
     )
     cfg = RunConfig.load(write(tmp_path, text))
@@ -57,12 +57,12 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (MINIMAL + "[selection]\nstrategy = \"best\"\n", ["selection.strategy", '"best"', "pareto"]),
+        (MINIMAL + '[selection]\nstrategy = "best"\n', ["selection.strategy", '"best"', "pareto"]),
         (MINIMAL + "[selection]\ntemprature = 0.1\n", ["unknown key 'temprature'", "[selection]", "temperature"]),
         (MINIMAL + "iterations = 3\n", ["unknown key 'iterations'"]),
         ('[environment]\nname = "toolprefs"\n', ["missing key 'seeds'", "seeds = ["]),
         ('seeds = ["episodic"]\n', ["missing [environment]"]),
-        ("seeds = []\n[environment]\nname = \"x\"\n", ["'seeds'"]),
+        ('seeds = []\n[environment]\nname = "x"\n', ["'seeds'"]),
         (MINIMAL + "[budget]\niterations = -1\n", ["budget.iterations", "-1"]),
         (MINIMAL + "[proposers]\nweights = {reflective = 1, rewrite = 1}\n", ["proposers.weights", "rewrite"]),
         (MINIMAL + "[proposers]\nweights = {reflective = 0}\n", ["weight > 0"]),
@@ -88,5 +88,5 @@ def test_a_missing_file_says_so(tmp_path):
 def test_toml_writer_handles_nested_tables_and_escapes():
     import tomllib
 
-    data = {"a": 1, "s": "line\nbreak \\ \"q\" é", "f": 0.1, "b": True, "l": [1, "x"], "t": {"x": {"y": [1.5]}, "z": "w"}}
+    data = {"a": 1, "s": 'line\nbreak \\ "q" é', "f": 0.1, "b": True, "l": [1, "x"], "t": {"x": {"y": [1.5]}, "z": "w"}}
     assert tomllib.loads(dump_toml(data)) == data

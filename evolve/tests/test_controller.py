@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import BagEmbedder
 
 from agentmem.llm.meter import Meter
 from agentmem.llm.tools import ToolCall
 from agentmem_evolve.config import RunConfig
 from agentmem_evolve.controller import Controller
 from agentmem_evolve.executor import InlineExecutor
+from tests.helpers import BagEmbedder
 
 pytestmark = pytest.mark.timeout(600)
 HELDOUT_SEED = 4242  # the tests' runs fix the held-out seed, so that the fake model knows the test requests
@@ -45,7 +45,9 @@ class MemoryBoundModel:
     def structured(self, messages, schema, *, caller=None):  # pragma: no cover - toolprefs + episodic never ask
         raise AssertionError("not expected")
 
-    def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
+    def call_tool(
+        self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
+    ) -> ToolCall:
         self.meter.record(caller, 100, 20, 0.0)
         prompt = "\n".join(m["content"] for m in messages)  # memory in the system message, the request last
         meta = self.expected[messages[-1]["content"]]
@@ -56,8 +58,13 @@ class MemoryBoundModel:
 def config(**over: Any) -> RunConfig:
     data: dict[str, Any] = {
         "seeds": ["episodic"],
-        "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3,
-                        "heldout_seed": HELDOUT_SEED},
+        "environment": {
+            "name": "toolprefs",
+            "minibatch": 3,
+            "validation_limit": 4,
+            "test_limit": 3,
+            "heldout_seed": HELDOUT_SEED,
+        },
         "budget": {"iterations": 2},
         "cascade": {"proxy_questions": 6},  # the LLM-free stage 0 on a few questions: plumbing, kept cheap
         "proposers": {"weights": {"mutate": 1.0, "merge": 0.5}, "children_per_iteration": 2},
@@ -70,7 +77,13 @@ def config(**over: Any) -> RunConfig:
 
 def controller(run_dir: Path, cfg: RunConfig, model: MemoryBoundModel, *, create: bool = True, **kw: Any) -> Controller:
     embedder = BagEmbedder()
-    common = dict(executor=InlineExecutor(llm=model, embedder=embedder), task_llm=model, mutation_llm=model, embedder=embedder, **kw)
+    common = dict(
+        executor=InlineExecutor(llm=model, embedder=embedder),
+        task_llm=model,
+        mutation_llm=model,
+        embedder=embedder,
+        **kw,
+    )
     return Controller.create(run_dir, cfg, **common) if create else Controller.resume(run_dir, **common)
 
 
@@ -144,7 +157,10 @@ def test_reflective_children_are_validated_in_the_sandbox_and_repaired(tmp_path)
     crash = "```python\ndef rewrite_query(self, text):\n    return undefined_helper(text)\n```"
     fixed = "```python\ndef rewrite_query(self, text):\n    return text + ' prefer usually always'\n```"
     model = MemoryBoundModel(replies=[crash, fixed])
-    cfg = config(budget={"iterations": 1}, proposers={"weights": {"reflective": 1.0}, "children_per_iteration": 1, "repair_attempts": 2})
+    cfg = config(
+        budget={"iterations": 1},
+        proposers={"weights": {"reflective": 1.0}, "children_per_iteration": 1, "repair_attempts": 2},
+    )
     ctl = controller(tmp_path / "run", cfg, model)
     try:
         import agentmem_evolve.proposers as proposers

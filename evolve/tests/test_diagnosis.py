@@ -12,9 +12,18 @@ from agentmem_evolve.evaluator import pick_traces
 from agentmem_evolve.proposers import ParentView, ReflectiveProposer, TaskInfo
 
 
-def result(qid: str, score: float, *, reference: str = "aisle", prediction: str = "window", **facts: float) -> QuestionResult:
-    return QuestionResult(question_id=qid, category="travel", question=f"request {qid}", reference=reference,
-                          prediction=prediction, metrics={"param_accuracy": score, **facts}, recalled=f"recalled for {qid}")
+def result(
+    qid: str, score: float, *, reference: str = "aisle", prediction: str = "window", **facts: float
+) -> QuestionResult:
+    return QuestionResult(
+        question_id=qid,
+        category="travel",
+        question=f"request {qid}",
+        reference=reference,
+        prediction=prediction,
+        metrics={"param_accuracy": score, **facts},
+        recalled=f"recalled for {qid}",
+    )
 
 
 def test_each_class_on_hand_made_failures():
@@ -47,7 +56,9 @@ def test_diagnose_counts_every_failure_and_keeps_two_examples_per_class():
     assert [t["question"] for t in diagnosis.examples["stale_recalled"]] == ["request a", "request b"]
     assert diagnosis.metrics() == {"diagnosis/stale_recalled": 3.0, "diagnosis/not_recalled": 1.0}
     assert counts_from_metrics([diagnosis.metrics(), {"diagnosis/not_recalled": 2.0, "f1": 0.3}]) == {
-        "stale_recalled": 3, "not_recalled": 3}
+        "stale_recalled": 3,
+        "not_recalled": 3,
+    }
     traces = pick_traces(questions, "param_accuracy", 5, diagnosis=diagnosis)
     assert [t["diagnosis"] for t in traces[:2]] == ["stale_recalled", "stale_recalled"]
     assert len({t["question"] for t in traces}) == len(traces)
@@ -62,29 +73,63 @@ class Recording:
 
     def complete(self, messages: list[dict[str, Any]], **kw: Any) -> str:
         self.messages = list(messages)
-        return "```python\ndef after_recall(self, query, recall):\n    recall.items = list(reversed(recall.items))\n    return recall\n```"
+        return (
+            "```python\ndef after_recall(self, query, recall):\n    recall.items = "
+            "list(reversed(recall.items))\n    return recall\n```"
+        )
 
 
 def test_the_reflective_prompt_shows_the_counts_and_two_cases_of_the_largest_class():
     source, meta = prog.seed_source("episodic")
     traces = [
-        {"question": "Book a flight to Oslo", "reference": "seat=aisle", "prediction": "seat=window",
-         "recalled": "I like window seats", "score": 0.0, "category": "travel", "diagnosis": "stale_recalled"},
-        {"question": "Order me dinner", "reference": "diet=vegan", "prediction": "diet=vegetarian",
-         "recalled": "I am vegetarian", "score": 0.0, "category": "food", "diagnosis": "stale_recalled"},
-        {"question": "Set the heating", "reference": "temp=21", "prediction": "temp=18",
-         "recalled": "", "score": 0.0, "category": "home", "diagnosis": "not_recalled"},
+        {
+            "question": "Book a flight to Oslo",
+            "reference": "seat=aisle",
+            "prediction": "seat=window",
+            "recalled": "I like window seats",
+            "score": 0.0,
+            "category": "travel",
+            "diagnosis": "stale_recalled",
+        },
+        {
+            "question": "Order me dinner",
+            "reference": "diet=vegan",
+            "prediction": "diet=vegetarian",
+            "recalled": "I am vegetarian",
+            "score": 0.0,
+            "category": "food",
+            "diagnosis": "stale_recalled",
+        },
+        {
+            "question": "Set the heating",
+            "reference": "temp=21",
+            "prediction": "temp=18",
+            "recalled": "",
+            "score": 0.0,
+            "category": "home",
+            "diagnosis": "not_recalled",
+        },
     ]
-    parent = ParentView(id="p1", source=source, score=0.4, meta=meta, traces=traces,
-                        diagnosis={"stale_recalled": 7, "not_recalled": 2, "cut_by_budget": 1})
+    parent = ParentView(
+        id="p1",
+        source=source,
+        score=0.4,
+        meta=meta,
+        traces=traces,
+        diagnosis={"stale_recalled": 7, "not_recalled": 2, "cut_by_budget": 1},
+    )
     view = prompt_view(parent.diagnosis, parent.traces)
     assert view is not None and view["largest"] == "stale_recalled" and len(view["examples"]) == 2
     for target in ("after_recall", "usage"):
         model = Recording()
-        proposer = ReflectiveProposer(model, TaskInfo(env="toolprefs", description="preferences", metric="param_accuracy"))
+        proposer = ReflectiveProposer(
+            model, TaskInfo(env="toolprefs", description="preferences", metric="param_accuracy")
+        )
         if target == "usage":
-            model.complete = lambda messages, _model=model, **kw: (_model.messages.extend(messages) or  # type: ignore[method-assign]
-                                                     "```text\nThe latest statement wins.\n{{ context }}\n```")
+            model.complete = lambda messages, _model=model, **kw: (
+                _model.messages.extend(messages)  # type: ignore[method-assign]
+                or "```text\nThe latest statement wins.\n{{ context }}\n```"
+            )
         proposal = proposer.propose(parent, random.Random(0), target=target)
         prompt = model.messages[1]["content"]
         assert "an outdated (corrected) value was recalled ahead of the current one: 7" in prompt
@@ -98,11 +143,20 @@ def test_the_reflective_prompt_shows_the_counts_and_two_cases_of_the_largest_cla
 
 def test_without_a_diagnosis_the_prompt_shows_plain_failures():
     source, meta = prog.seed_source("episodic")
-    traces = [{"question": "Set the heating", "reference": "temp=21", "prediction": "temp=18", "recalled": "",
-               "score": 0.0, "category": "home"}]
+    traces = [
+        {
+            "question": "Set the heating",
+            "reference": "temp=21",
+            "prediction": "temp=18",
+            "recalled": "",
+            "score": 0.0,
+            "category": "home",
+        }
+    ]
     model = Recording()
     proposer = ReflectiveProposer(model, TaskInfo(env="arc", description="puzzles", metric="accuracy"))
-    proposer.propose(ParentView(id="p", source=source, score=0.1, meta=meta, traces=traces), random.Random(0),
-                     target="after_recall")
+    proposer.propose(
+        ParentView(id="p", source=source, score=0.1, meta=meta, traces=traces), random.Random(0), target="after_recall"
+    )
     prompt = model.messages[1]["content"]
     assert "Cases the agent got wrong" in prompt and "Set the heating" in prompt and "largest class" not in prompt

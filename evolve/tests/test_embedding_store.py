@@ -13,18 +13,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.helpers import BagEmbedder
 
 from agentmem.embedding_cache import CachingEmbedder, EmbeddingStore, text_key
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Event, Query, Scope
-
 from agentmem_evolve.jail import available_backends
 from agentmem_evolve.sandbox import CandidateFailed, SandboxedProgram, SandboxLimits
+from tests.helpers import BagEmbedder
 
 HERE = Path(__file__).resolve().parent
-LIMITS = SandboxLimits(op_seconds=10, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048,
-                       output_bytes=256 << 10)
+LIMITS = SandboxLimits(
+    op_seconds=10, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048, output_bytes=256 << 10
+)
 JAIL_MODES = [b for b, reason in available_backends().items() if reason is None] + ["none"]
 
 pytestmark = pytest.mark.timeout(180)
@@ -59,10 +59,19 @@ class IdentifiedBag(BagEmbedder):
         return super().embed(texts)
 
 
-def _candidate(source: str, tmp_path: Path, embedder: CachingEmbedder, name: str, *, jail: str = JAIL_MODES[0],
-               params: dict[str, Any] | None = None, audit_hook: bool = True) -> SandboxedProgram:
-    toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / name), llm=None, embedder=embedder,
-                      namespace="candidate")
+def _candidate(
+    source: str,
+    tmp_path: Path,
+    embedder: CachingEmbedder,
+    name: str,
+    *,
+    jail: str = JAIL_MODES[0],
+    params: dict[str, Any] | None = None,
+    audit_hook: bool = True,
+) -> SandboxedProgram:
+    toolkit = Toolkit(
+        scope=Scope(user_id="t"), stores=Stores(tmp_path / name), llm=None, embedder=embedder, namespace="candidate"
+    )
     limits = LIMITS.model_copy(update={"jail": jail, "allow_unjailed": jail == "none", "audit_hook": audit_hook})
     return SandboxedProgram(source, toolkit, params, limits)
 
@@ -112,8 +121,15 @@ def test_a_candidate_cannot_write_the_embedding_store(jail, audit_hook, tmp_path
     shared = CachingEmbedder(model, store=EmbeddingStore(store_dir))
     truth = shared.embed([victim, "another text already stored"])
     before = _store_vectors(store_dir, model.identity, [victim, "another text already stored"], model.dim)
-    program = _candidate((HERE / "hostile" / "poison_embedding_store.py").read_text(), tmp_path, shared, "hostile",
-                         jail=jail, params={"store": str(store_dir), "victim": victim}, audit_hook=audit_hook)
+    program = _candidate(
+        (HERE / "hostile" / "poison_embedding_store.py").read_text(),
+        tmp_path,
+        shared,
+        "hostile",
+        jail=jail,
+        params={"store": str(store_dir), "victim": victim},
+        audit_hook=audit_hook,
+    )
     try:
         with pytest.raises(CandidateFailed) as failed:
             program.recall(Query(text="hello"))

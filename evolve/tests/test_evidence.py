@@ -20,10 +20,10 @@ from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import SPLIT_DEFAULTS, RunConfig
 from agentmem_evolve.evidence import (
     CHAMPION_STATE,
+    compare_with_seeds,
     incumbent,
     judge_new,
     replaced,
-    compare_with_seeds,
     seed_verdict,
 )
 from agentmem_evolve.report import render_report, summary
@@ -39,13 +39,16 @@ def answers(rng: random.Random, n: int, p: float, prefix: str = "u") -> dict[str
 
 def changed(rng: random.Random, base: dict[str, float], fix: float, break_: float) -> dict[str, float]:
     """The same answers, each wrong one fixed with probability ``fix``, each right one broken with ``break_``."""
-    return {q: ((1.0 if rng.random() < fix else 0.0) if v == 0.0 else (0.0 if rng.random() < break_ else 1.0))
-            for q, v in base.items()}
+    return {
+        q: ((1.0 if rng.random() < fix else 0.0) if v == 0.0 else (0.0 if rng.random() < break_ else 1.0))
+        for q, v in base.items()
+    }
 
 
 def scored(pid: str, per_instance: dict[str, float], tokens: float = 100.0) -> Scored:
-    return Scored(program_id=pid, score=sum(per_instance.values()) / len(per_instance), tokens=tokens,
-                  per_instance=per_instance)
+    return Scored(
+        program_id=pid, score=sum(per_instance.values()) / len(per_instance), tokens=tokens, per_instance=per_instance
+    )
 
 
 # -- the verdict --------------------------------------------------------------------------------
@@ -90,8 +93,13 @@ def test_the_level_and_the_test_are_the_run_s_choice():
     loose = judge(scored("c", child), scored("p", parent), level=0.6, method="bootstrap")
     assert loose.replaces and loose.reason == "better"
     assert strict.reason != "better"
-    cfg = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "toolprefs"},
-                                    "selection": {"confidence": 0.9, "paired_test": "sign", "tie_cost_margin": 0.2}})
+    cfg = RunConfig.model_validate(
+        {
+            "seeds": ["x"],
+            "environment": {"name": "toolprefs"},
+            "selection": {"confidence": 0.9, "paired_test": "sign", "tie_cost_margin": 0.2},
+        }
+    )
     assert (cfg.selection.confidence, cfg.selection.paired_test, cfg.selection.tie_cost_margin) == (0.9, "sign", 0.2)
 
 
@@ -101,23 +109,46 @@ def test_questions_only_one_program_answered_are_not_evidence():
 
 
 # -- the run's incumbent ------------------------------------------------------------------------
-def _add(archive: Archive, source: str, per_instance: dict[str, float], *, parents=(), operator="seed",
-         stage="select", key="select:k", tokens=100.0, meta=None) -> ProgramRecord:
-    rec = ProgramRecord(source=source, parents=list(parents), operator=operator, generation=1 if parents else 0,
-                        status="valid", meta=meta or ({"seed": source.split()[1]} if operator == "seed" else {}))
+def _add(
+    archive: Archive,
+    source: str,
+    per_instance: dict[str, float],
+    *,
+    parents=(),
+    operator="seed",
+    stage="select",
+    key="select:k",
+    tokens=100.0,
+    meta=None,
+) -> ProgramRecord:
+    rec = ProgramRecord(
+        source=source,
+        parents=list(parents),
+        operator=operator,
+        generation=1 if parents else 0,
+        status="valid",
+        meta=meta or ({"seed": source.split()[1]} if operator == "seed" else {}),
+    )
     archive.add_program(rec)
     score_of(archive, rec, per_instance, stage=stage, key=key, tokens=tokens)
     return rec
 
 
-def score_of(archive: Archive, rec: ProgramRecord, per_instance: dict[str, float], *, stage: str, key: str,
-             tokens: float = 100.0) -> None:
+def score_of(
+    archive: Archive, rec: ProgramRecord, per_instance: dict[str, float], *, stage: str, key: str, tokens: float = 100.0
+) -> None:
     n = len(per_instance)
-    archive.record_evaluation(EvaluationRecord(
-        program_id=rec.id, stage=stage, split={"screen": "train", "select": "validation", "test": "test"}[stage],
-        key=key, score=sum(per_instance.values()) / n, per_instance=per_instance,
-        cost={"prompt_tokens": tokens * n, "completion_tokens": 0, "llm_calls": n},
-    ))
+    archive.record_evaluation(
+        EvaluationRecord(
+            program_id=rec.id,
+            stage=stage,
+            split={"screen": "train", "select": "validation", "test": "test"}[stage],
+            key=key,
+            score=sum(per_instance.values()) / n,
+            per_instance=per_instance,
+            cost={"prompt_tokens": tokens * n, "completion_tokens": 0, "llm_calls": n},
+        )
+    )
 
 
 def test_the_incumbent_changes_only_on_evidence_and_replaced_parents_leave_the_pool(tmp_path):
@@ -141,14 +172,22 @@ def test_the_incumbent_changes_only_on_evidence_and_replaced_parents_leave_the_p
         assert replaced(archive) == set()
 
         # a child with a real gain replaces its parent and becomes the best
-        good = _add(archive, "child good", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id], operator="mutate")
+        good = _add(
+            archive, "child good", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id], operator="mutate"
+        )
         judge_new(archive, "select:k", SELECTION)
         assert incumbent(archive, "select:k")[0].id == good.id
         assert replaced(archive) == {seed.id}
 
         # a grandchild as good as its parent and a third cheaper wins the tie
-        lean = _add(archive, "child lean", archive.evaluation(good.id, "select", "select:k").per_instance,
-                    parents=[good.id], operator="mutate", tokens=60.0)
+        lean = _add(
+            archive,
+            "child lean",
+            archive.evaluation(good.id, "select", "select:k").per_instance,
+            parents=[good.id],
+            operator="mutate",
+            tokens=60.0,
+        )
         judge_new(archive, "select:k", SELECTION)
         assert incumbent(archive, "select:k")[0].id == lean.id
         assert replaced(archive) == {seed.id, good.id}
@@ -163,18 +202,27 @@ def test_the_controller_draws_parents_only_from_programs_no_child_replaced(tmp_p
     from agentmem_evolve.display import _describe
     from agentmem_evolve.executor import InlineExecutor
 
-    cfg = RunConfig.from_dict({"seeds": ["episodic"], "environment": {"name": "toolprefs", "validation_limit": 4,
-                                                                       "test_limit": 3}})
+    cfg = RunConfig.from_dict(
+        {"seeds": ["episodic"], "environment": {"name": "toolprefs", "validation_limit": 4, "test_limit": 3}}
+    )
     events: list[tuple[str, dict]] = []
-    ctl = Controller.create(tmp_path / "run", cfg, executor=InlineExecutor(), on_event=lambda k, p: events.append((k, p)))
+    ctl = Controller.create(
+        tmp_path / "run", cfg, executor=InlineExecutor(), on_event=lambda k, p: events.append((k, p))
+    )
     try:
         key = ctl._keys["select"]
         rng = random.Random(9)
         base = answers(rng, 190, 0.5)
         seed = _add(ctl.archive, "seed episodic", base, key=key)
         other = _add(ctl.archive, "seed rag", answers(rng, 190, 0.3), key=key)
-        good = _add(ctl.archive, "child good", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id],
-                    operator="mutate", key=key)
+        good = _add(
+            ctl.archive,
+            "child good",
+            changed(rng, base, fix=0.35, break_=0.03),
+            parents=[seed.id],
+            operator="mutate",
+            key=key,
+        )
         pool = {s.program_id for s in ctl._parent_pool()}  # judges what was not judged yet, then filters
         assert pool == {other.id, good.id}
         assert ctl._best_summary()["id"] == good.id
@@ -192,7 +240,9 @@ def test_judging_emits_one_event_per_comparison(tmp_path):
         a = _add(archive, "seed a", base)
         _add(archive, "seed b", base, tokens=50.0)  # a second seed: as good, half the tokens
         judge_new(archive, "select:k", SELECTION, emit=lambda kind, **p: events.append((kind, p)))
-        assert [(k, p["against"], p["reason"], p["replaces"]) for k, p in events] == [("judged", "best", "cheaper", True)]
+        assert [(k, p["against"], p["reason"], p["replaces"]) for k, p in events] == [
+            ("judged", "best", "cheaper", True)
+        ]
         assert events[0][1]["incumbent"] == a.id and events[0][1]["difference"]["n"] == 50
 
 
@@ -202,12 +252,16 @@ def finished(tmp_path):
     """A finished run whose best won on validation and lost to its seed on test (the issue's story)."""
     rng = random.Random(7)
     run_dir = tmp_path / "run"
-    RunConfig.model_validate({"seeds": ["episodic", "rag"], "environment": {"name": "toolprefs"}}).write(run_dir / "config.toml")
+    RunConfig.model_validate({"seeds": ["episodic", "rag"], "environment": {"name": "toolprefs"}}).write(
+        run_dir / "config.toml"
+    )
     archive = Archive(run_dir)
     base = answers(rng, 190, 0.5)
     seed = _add(archive, "seed episodic", base)
     other = _add(archive, "seed rag", answers(rng, 190, 0.3))
-    child = _add(archive, "child best", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id], operator="reflective")
+    child = _add(
+        archive, "child best", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id], operator="reflective"
+    )
     judge_new(archive, "select:k", SELECTION)
     assert incumbent(archive)[0].id == child.id
     test_base = answers(rng, 190, 0.55, prefix="heldout-u")
@@ -232,7 +286,9 @@ def test_a_best_that_lost_to_its_seed_on_test_is_flagged(finished):
 
 def test_the_verdict_for_a_better_best_a_seed_and_an_untested_program(finished):
     archive, p, test_base = finished
-    score_of(archive, p["child"], changed(random.Random(8), test_base, fix=0.4, break_=0.02), stage="test", key="test:k")
+    score_of(
+        archive, p["child"], changed(random.Random(8), test_base, fix=0.4, break_=0.02), stage="test", key="test:k"
+    )
     verdict = seed_verdict(archive, p["child"].id)
     assert verdict.status == "better" and not verdict.flagged and "beats its seed" in verdict.message
     assert seed_verdict(archive, p["seed"].id).status == "is seed"
@@ -326,8 +382,9 @@ def test_default_splits_are_sized_to_see_a_gain_of_five_points():
     other = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "longmemeval"}}).environment
     assert other.validation_limit == other.test_limit == 200
     # what a config gives is kept; a config that sizes both splits (every saved run from before) gets no new knobs
-    given = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "toolprefs", "validation_limit": 12,
-                                                                       "test_limit": 20}}).environment
+    given = RunConfig.model_validate(
+        {"seeds": ["x"], "environment": {"name": "toolprefs", "validation_limit": 12, "test_limit": 20}}
+    ).environment
     assert (given.validation_limit, given.test_limit, given.options) == (12, 20, {})
     mine = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "toolprefs", "options": {"users": 60}}})
     assert mine.environment.options == {"users": 60}
@@ -350,5 +407,8 @@ def test_the_operator_table_counts_paired_replacements_apart_from_mean_gains(tmp
         _add(archive, "child good", changed(rng, base, fix=0.35, break_=0.03), parents=[seed.id], operator="mutate")
         judge_new(archive, "select:k", SELECTION)
         table = {r["operator"]: r for r in operator_payoff(archive)}
-        assert (table["structural:swap-retriever"]["improved"], table["structural:swap-retriever"]["replaced"]) == (1, 0)
+        assert (table["structural:swap-retriever"]["improved"], table["structural:swap-retriever"]["replaced"]) == (
+            1,
+            0,
+        )
         assert (table["mutate"]["improved"], table["mutate"]["replaced"]) == (1, 1)

@@ -28,26 +28,54 @@ def seed_source(tmp_path_factory) -> str:
 @pytest.fixture
 def run(tmp_path, seed_source):
     run_dir = tmp_path / "run"
-    RunConfig.model_validate({"seeds": ["seednotes"], "environment": {"name": "toolprefs"}}).write(run_dir / "config.toml")
+    RunConfig.model_validate({"seeds": ["seednotes"], "environment": {"name": "toolprefs"}}).write(
+        run_dir / "config.toml"
+    )
     archive = Archive(run_dir)
     seed = ProgramRecord(source=seed_source, status="valid", meta={"seed": "seednotes"})
     evolved_src = seed_source.replace(
-        "        self.packer = Packer(order=\"position\")",
-        "        self.packer = Packer(order=\"position\")  # evolved: keep the turn id for evidence",
+        '        self.packer = Packer(order="position")',
+        '        self.packer = Packer(order="position")  # evolved: keep the turn id for evidence',
     )
     assert evolved_src != seed_source
-    child = ProgramRecord(source=evolved_src, parents=[seed.id], operator="reflective", generation=1, status="valid",
-                          params={"top_k": 3, "with_dates": False}, meta={"rationale": "fewer, undated items"})
-    broken = ProgramRecord(source="x = (\n", parents=[seed.id], operator="mutate", status="invalid", error="SyntaxError")
+    child = ProgramRecord(
+        source=evolved_src,
+        parents=[seed.id],
+        operator="reflective",
+        generation=1,
+        status="valid",
+        params={"top_k": 3, "with_dates": False},
+        meta={"rationale": "fewer, undated items"},
+    )
+    broken = ProgramRecord(
+        source="x = (\n", parents=[seed.id], operator="mutate", status="invalid", error="SyntaxError"
+    )
     for p in (seed, child, broken):
         archive.add_program(p)
     for pid, score in ((seed.id, 0.41), (child.id, 0.63)):
-        archive.record_evaluation(EvaluationRecord(
-            program_id=pid, stage="select", split="validation", key="v", score=score, metrics={"param_accuracy": score},
-            per_instance={"q1": score, "q2": score}, cost={"prompt_tokens": 300, "completion_tokens": 20},
-        ))
-    archive.record_evaluation(EvaluationRecord(program_id=child.id, stage="test", split="test", key="t", score=0.6,
-                                               per_instance={"q9": 0.6}, cost={"prompt_tokens": 150}))
+        archive.record_evaluation(
+            EvaluationRecord(
+                program_id=pid,
+                stage="select",
+                split="validation",
+                key="v",
+                score=score,
+                metrics={"param_accuracy": score},
+                per_instance={"q1": score, "q2": score},
+                cost={"prompt_tokens": 300, "completion_tokens": 20},
+            )
+        )
+    archive.record_evaluation(
+        EvaluationRecord(
+            program_id=child.id,
+            stage="test",
+            split="test",
+            key="t",
+            score=0.6,
+            per_instance={"q9": 0.6},
+            cost={"prompt_tokens": 150},
+        )
+    )
     yield archive, seed, child, broken
     archive.close()
 
@@ -67,8 +95,11 @@ def test_export_writes_the_scaffold_layout_with_the_evolved_program(run, tmp_pat
     assert root == tmp_path / "out" / "agentmem-evolved-notes"
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == [
-        "README.md", "agentmem_evolved_notes/__init__.py", "agentmem_evolved_notes/evolution.json",
-        "pyproject.toml", "tests/test_evolved_notes.py",
+        "README.md",
+        "agentmem_evolved_notes/__init__.py",
+        "agentmem_evolved_notes/evolution.json",
+        "pyproject.toml",
+        "tests/test_evolved_notes.py",
     ]
     pyproject = (root / "pyproject.toml").read_text()
     # the class keeps its evolved name; the entry point (named after the plugin) points at it
@@ -88,8 +119,17 @@ def test_export_writes_the_scaffold_layout_with_the_evolved_program(run, tmp_pat
         cls.Params(top_k=0)  # bounds kept
 
     readme = (root / "README.md").read_text()
-    for fact in (child.id, seed.id, str(archive.run_dir.resolve()), "0.6300", "test score", "toolprefs", "reflective",
-                 "fewer, undated items", "`top_k` | `3`"):
+    for fact in (
+        child.id,
+        seed.id,
+        str(archive.run_dir.resolve()),
+        "0.6300",
+        "test score",
+        "toolprefs",
+        "reflective",
+        "fewer, undated items",
+        "`top_k` | `3`",
+    ):
         assert fact in readme, fact
     provenance = json.loads((root / "agentmem_evolved_notes" / "evolution.json").read_text())
     assert provenance["program"]["id"] == child.id and [x["id"] for x in provenance["lineage"]] == [seed.id, child.id]
@@ -101,7 +141,10 @@ def test_the_exported_package_passes_its_own_tests(run, tmp_path):
     root = export_program(archive, child.id, tmp_path / "out", "evolved-notes")
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests"],
-        cwd=root, capture_output=True, text=True, timeout=240,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "2 passed, 1 skipped" in proc.stdout  # the entry-point test skips: not installed in this venv
@@ -115,13 +158,19 @@ def test_the_exported_package_installs_into_its_own_venv(run, tmp_path):
     archive, _seed, child, _ = run
     root = export_program(archive, child.id, tmp_path / "out", "evolved-notes")
     venv = tmp_path / "venv"
-    subprocess.run([uv, "venv", "--offline", "--python", sys.executable, str(venv)], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [uv, "venv", "--offline", "--python", sys.executable, str(venv)], check=True, capture_output=True, timeout=120
+    )
     python = venv / "bin" / "python"
     install = [uv, "pip", "install", "--no-deps", "--python", str(python), str(root)]
     proc = subprocess.run([*install, "--offline"], capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:  # the build backend (hatchling) is not in uv's cache: the registry has it
         proc = subprocess.run(install, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0 and "hatchling" in proc.stderr and ("network" in proc.stderr.lower() or "offline" in proc.stderr.lower()):
+    if (
+        proc.returncode != 0
+        and "hatchling" in proc.stderr
+        and ("network" in proc.stderr.lower() or "offline" in proc.stderr.lower())
+    ):
         pytest.skip("cannot build the package: hatchling is neither cached nor downloadable here")
     assert proc.returncode == 0, proc.stderr[-2000:]
     check = (
@@ -129,7 +178,9 @@ def test_the_exported_package_installs_into_its_own_venv(run, tmp_path):
         "print(json.dumps({'eps': [[e.name, e.value] for e in entry_points(group='agentmem.memory')],"
         " 'files': sorted(str(f) for f in distribution('agentmem-evolved-notes').files)}))"
     )
-    out = json.loads(subprocess.run([str(python), "-c", check], check=True, capture_output=True, text=True, timeout=60).stdout)
+    out = json.loads(
+        subprocess.run([str(python), "-c", check], check=True, capture_output=True, text=True, timeout=60).stdout
+    )
     assert out["eps"] == [["evolved-notes", "agentmem_evolved_notes:SeednotesMemory"]]
     assert "agentmem_evolved_notes/evolution.json" in out["files"]
 
@@ -168,7 +219,8 @@ def test_find_program_class_reads_the_source_without_running_it():
 def test_imports_become_dependencies_and_relative_imports_are_refused(tmp_path):
     with Archive(tmp_path / "run") as archive:
         src = (
-            "import numpy\nimport yaml\nfrom agentmem.memory import MemoryProgram\nfrom agentmem_episodic import EpisodicMemory\n"
+            "import numpy\nimport yaml\nfrom agentmem.memory import MemoryProgram\nfrom agentmem_episodic "
+            "import EpisodicMemory\n"
             "class Better(EpisodicMemory):\n    '''An episodic memory with a twist.'''\n"
         )
         good = ProgramRecord(source=src, status="valid")

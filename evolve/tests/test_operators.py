@@ -7,17 +7,25 @@ import random
 import re
 
 import pytest
-from tests.helpers import BagEmbedder
 from test_sandbox import LIMITS, MeteredFakeLLM
 
 from agentmem.errors import ConfigError
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
-from agentmem_evolve.operators import OPERATORS, Compose, StructuralProposer, composed_modules, lift, read_design, set_design
+from agentmem_evolve.operators import (
+    OPERATORS,
+    Compose,
+    StructuralProposer,
+    composed_modules,
+    lift,
+    read_design,
+    set_design,
+)
 from agentmem_evolve.proposers import MergeProposer, MutationProposer, ParentView, ProposalFailed
 from agentmem_evolve.report import operator_payoff, render_report
 from agentmem_evolve.sandbox import validate_program
+from tests.helpers import BagEmbedder
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -30,7 +38,9 @@ def seed_view(plugin: str = "episodic") -> ParentView:
 def test_lifting_an_episodic_seed_keeps_its_hooks_template_and_parameters():
     parent = seed_view()
     edited = prog.set_defaults(parent.source, {**prog.read_defaults(parent.source), "top_k": 13, "recency_weight": 0.4})
-    edited = prog.replace_function(edited, "def rewrite_query(self, text):\n    return text + ' prefer'\n", "rewrite_query").source
+    edited = prog.replace_function(
+        edited, "def rewrite_query(self, text):\n    return text + ' prefer'\n", "rewrite_query"
+    ).source
     lifted, base = lift(edited, parent.meta)
     assert base == "episodic" and "from agentmem.assembled import AssembledMemory as Base" in lifted
     assert read_design(lifted)["retriever"] == "recency"  # the parent blended recency in: so does its design
@@ -46,8 +56,13 @@ def test_a_program_no_operator_can_read_fails_in_one_line():
     with pytest.raises(ValueError, match="unknown structural operator"):
         StructuralProposer(["teleport"])
     with pytest.raises(ConfigError, match="proposers.structural.*unknown structural operator"):
-        RunConfig.from_dict({"seeds": ["episodic"], "environment": {"name": "toolprefs"},
-                             "proposers": {"weights": {"structural": 1.0}, "structural": ["teleport"]}})
+        RunConfig.from_dict(
+            {
+                "seeds": ["episodic"],
+                "environment": {"name": "toolprefs"},
+                "proposers": {"weights": {"structural": 1.0}, "structural": ["teleport"]},
+            }
+        )
 
 
 def test_structural_children_are_deterministic_and_stay_within_the_design_space():
@@ -70,10 +85,14 @@ def test_structural_children_are_deterministic_and_stay_within_the_design_space(
 def test_compose_offers_only_installed_plugins_and_can_drop_or_reweight():
     design = read_design(lift(seed_view().source, {"base_plugin": "episodic"})[0])
     assert {c.what for c in Compose(installed={"semantic"}).changes(design, {})} == {
-        "composed +semantic at weight 0.5", "composed +semantic at weight 1"}
+        "composed +semantic at weight 0.5",
+        "composed +semantic at weight 1",
+    }
     composed = {**design, "compose": {"procedural": 0.5}}
     assert {c.what for c in Compose(installed=set()).changes(composed, {})} == {
-        "dropped +procedural", "+procedural reweighted 0.5 -> 1"}
+        "dropped +procedural",
+        "+procedural reweighted 0.5 -> 1",
+    }
     with pytest.raises(ValueError, match="weight"):
         set_design(lift(seed_view().source, {"base_plugin": "episodic"})[0], {**design, "compose": {"semantic": 5.0}})
 
@@ -82,14 +101,25 @@ def test_structural_children_merge_and_swap_module_choices():
     seed = seed_view()
     children = {}
     for name, want in (("swap-retriever", "retriever hybrid -> lexical"), ("add-manager", "added manager supersede")):
-        child = next(c for c in (StructuralProposer([name]).propose(seed, random.Random(i)) for i in range(40)) if c.meta["change"] == want)
-        children[name] = ParentView(id=name, source=child.source, score=0.5 if name == "swap-retriever" else 0.45,
-                                    meta=child.meta, seed_source=seed.source)
+        child = next(
+            c
+            for c in (StructuralProposer([name]).propose(seed, random.Random(i)) for i in range(40))
+            if c.meta["change"] == want
+        )
+        children[name] = ParentView(
+            id=name,
+            source=child.source,
+            score=0.5 if name == "swap-retriever" else 0.45,
+            meta=child.meta,
+            seed_source=seed.source,
+        )
     merged = MergeProposer().propose(children["swap-retriever"], children["add-manager"], random.Random(0))
     design = read_design(merged.source)
     assert design["retriever"] == "lexical" and design["managers"] == ["supersede", "consolidate"]
     assert merged.meta["taken"] == ["design:managers"]
-    swapped = MutationProposer(swap_probability=1.0).propose(children["swap-retriever"], random.Random(0), [children["add-manager"]])
+    swapped = MutationProposer(swap_probability=1.0).propose(
+        children["swap-retriever"], random.Random(0), [children["add-manager"]]
+    )
     assert swapped.operator == "swap" and read_design(swapped.source) != read_design(children["swap-retriever"].source)
     assert read_design(seed.source.replace("DEFAULTS =", "DESIGN = {'retriever': 'psychic'}\nDEFAULTS =")) is None
 
@@ -116,8 +146,11 @@ OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
 @pytest.mark.parametrize("name", list(OPERATOR_CHANGES))
 def test_each_structural_operator_makes_a_valid_program_that_runs_in_the_sandbox(name):
     parent = seed_view()
-    child = next(c for c in (StructuralProposer([name]).propose(parent, random.Random(i)) for i in range(40))
-                 if c.meta["change"] == OPERATOR_CHANGES[name])
+    child = next(
+        c
+        for c in (StructuralProposer([name]).propose(parent, random.Random(i)) for i in range(40))
+        if c.meta["change"] == OPERATOR_CHANGES[name]
+    )
     assert child.operator == f"structural:{name}"
     report = validate_program(child.source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=LIMITS)
     assert report.ok, f"{name}: {report.stage}: {report.error}\n{report.traceback}"
@@ -131,29 +164,52 @@ def test_a_design_the_program_cannot_build_fails_validation_at_the_interface():
 
 
 def evaluation(pid: str, stage: str, score: float) -> EvaluationRecord:
-    return EvaluationRecord(program_id=pid, stage=stage, split="validation", key=f"{stage}:k", score=score,
-                            per_instance={"q1": score}, cost={"llm_calls": 1, "seconds": 1.0})
+    return EvaluationRecord(
+        program_id=pid,
+        stage=stage,
+        split="validation",
+        key=f"{stage}:k",
+        score=score,
+        per_instance={"q1": score},
+        cost={"llm_calls": 1, "seconds": 1.0},
+    )
 
 
 def test_the_report_shows_which_operators_paid_off(tmp_path):
     run_dir = tmp_path / "run"
-    RunConfig.model_validate({"seeds": ["episodic"], "environment": {"name": "toolprefs"}}).write(run_dir / "config.toml")
+    RunConfig.model_validate({"seeds": ["episodic"], "environment": {"name": "toolprefs"}}).write(
+        run_dir / "config.toml"
+    )
     archive = Archive(run_dir)
     seed = ProgramRecord(source="# seed\n", status="valid")
     better = ProgramRecord(source="# a\n", parents=[seed.id], operator="structural:swap-retriever", status="valid")
     worse = ProgramRecord(source="# b\n", parents=[seed.id], operator="structural:swap-retriever", status="valid")
-    invalid = ProgramRecord(source="# c\n", parents=[seed.id], operator="structural:compose", status="invalid", error="boom")
+    invalid = ProgramRecord(
+        source="# c\n", parents=[seed.id], operator="structural:compose", status="invalid", error="boom"
+    )
     screened = ProgramRecord(source="# d\n", parents=[seed.id], operator="structural:encode", status="valid")
     for p in (seed, better, worse, invalid, screened):
         archive.add_program(p)
-    for pid, stage, score in ((seed.id, "select", 0.5), (seed.id, "screen", 0.4), (better.id, "select", 0.6),
-                              (worse.id, "select", 0.45), (screened.id, "screen", 0.3)):
+    for pid, stage, score in (
+        (seed.id, "select", 0.5),
+        (seed.id, "screen", 0.4),
+        (better.id, "select", 0.6),
+        (worse.id, "select", 0.45),
+        (screened.id, "screen", 0.3),
+    ):
         archive.record_evaluation(evaluation(pid, stage, score))
     archive.log_event("proposal_failed", operator="structural", parent=seed.id, reason="no change applies")
     table = {r["operator"]: r for r in operator_payoff(archive)}
-    assert table["structural:swap-retriever"] == {"operator": "structural:swap-retriever", "children": 2, "valid": 2,
-                                                  "scored": 2, "improved": 1, "replaced": 0, "best_gain": pytest.approx(0.1),
-                                                  "failed": 0}
+    assert table["structural:swap-retriever"] == {
+        "operator": "structural:swap-retriever",
+        "children": 2,
+        "valid": 2,
+        "scored": 2,
+        "improved": 1,
+        "replaced": 0,
+        "best_gain": pytest.approx(0.1),
+        "failed": 0,
+    }
     assert table["structural:compose"]["valid"] == 0 and table["structural:encode"]["improved"] == 0
     assert table["structural"]["failed"] == 1
     html = render_report(archive).read_text()
@@ -166,8 +222,15 @@ def test_the_report_shows_which_operators_paid_off(tmp_path):
 def test_a_run_with_the_structural_proposer_records_the_operator_on_each_child(tmp_path):
     from test_controller import MemoryBoundModel, config, controller
 
-    cfg = config(proposers={"weights": {"structural": 1.0}, "children_per_iteration": 2, "structural": ["swap-retriever", "encode"]},
-                 budget={"iterations": 1}, environment={"minibatch": 1, "validation_limit": 1, "test_limit": 1})
+    cfg = config(
+        proposers={
+            "weights": {"structural": 1.0},
+            "children_per_iteration": 2,
+            "structural": ["swap-retriever", "encode"],
+        },
+        budget={"iterations": 1},
+        environment={"minibatch": 1, "validation_limit": 1, "test_limit": 1},
+    )
     ctl = controller(tmp_path / "run", cfg, MemoryBoundModel())
     try:
         ctl.run()

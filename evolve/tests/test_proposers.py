@@ -18,7 +18,15 @@ from agentmem_evolve.proposers import (
 )
 
 TASK = TaskInfo(env="toolprefs", description="preferences ground tool calls", metric="param_accuracy")
-TRACES = [{"question": "book a flight", "reference": "seat=aisle", "prediction": "seat=window", "recalled": "I like window seats", "score": 0.0}]
+TRACES = [
+    {
+        "question": "book a flight",
+        "reference": "seat=aisle",
+        "prediction": "seat=window",
+        "recalled": "I like window seats",
+        "score": 0.0,
+    }
+]
 
 
 class ScriptedModel:
@@ -72,10 +80,13 @@ def test_splice_errors_are_one_line_for_the_repair_prompt():
 
 
 def test_reflective_proposer_rewrites_one_hook_and_repairs_with_the_error():
-    model = ScriptedModel([
-        "```python\ndef after_recall(self, query, recall)\n    return recall\n```",  # syntax error
-        "```python\ndef after_recall(self, query, recall):\n    recall.items = recall.items[:3]\n    return recall\n```",
-    ])
+    model = ScriptedModel(
+        [
+            "```python\ndef after_recall(self, query, recall)\n    return recall\n```",  # syntax error
+            "```python\ndef after_recall(self, query, recall):\n    recall.items = recall.items[:3]\n    "
+            "return recall\n```",
+        ]
+    )
     proposer = ReflectiveProposer(model, TASK)
     rng = random.Random(0)
     proposal = proposer.attempt(seed_view(), rng, [], attempts=2, target="after_recall")
@@ -105,7 +116,9 @@ def test_validation_failures_feed_the_repair_loop():
             return False, "smoke: NameError: name 'undefined_name' is not defined", "line 2 in rewrite_query"
         return True, "", ""
 
-    proposal = ReflectiveProposer(model, TASK).attempt(seed_view(), random.Random(1), [], 2, check=check, target="rewrite_query")
+    proposal = ReflectiveProposer(model, TASK).attempt(
+        seed_view(), random.Random(1), [], 2, check=check, target="rewrite_query"
+    )
     assert "text.lower()" in proposal.source
     assert "NameError" in model.seen[1][-1]["content"]
     assert proposal.meta["repairs"] == 1
@@ -130,7 +143,9 @@ def test_mutation_stays_in_bounds_and_changes_defaults_only():
 
 def test_swap_takes_a_component_from_another_program():
     parent = seed_view()
-    donor_source = prog.replace_function(parent.source, "def rewrite_query(self, text):\n    return text + ' prefer'", "rewrite_query").source
+    donor_source = prog.replace_function(
+        parent.source, "def rewrite_query(self, text):\n    return text + ' prefer'", "rewrite_query"
+    ).source
     donor = ParentView(id="donor", source=donor_source, score=0.5, meta=parent.meta)
     child = MutationProposer(swap_probability=1.0).propose(parent, random.Random(0), [donor])
     assert child.operator == "swap" and child.parents == ["seed", "donor"]
@@ -140,7 +155,9 @@ def test_swap_takes_a_component_from_another_program():
 def test_merge_combines_the_changes_of_both_parents():
     seed = seed_view()
     a_src = prog.set_defaults(seed.source, {**prog.read_defaults(seed.source), "top_k": 4})
-    b_src = prog.replace_function(seed.source, "def rewrite_query(self, text):\n    return text.lower()", "rewrite_query").source
+    b_src = prog.replace_function(
+        seed.source, "def rewrite_query(self, text):\n    return text.lower()", "rewrite_query"
+    ).source
     a = ParentView(id="a", source=a_src, score=0.6, meta=seed.meta, seed_source=seed.source)
     b = ParentView(id="b", source=b_src, score=0.5, meta=seed.meta, seed_source=seed.source)
     child = MergeProposer().propose(a, b, random.Random(0))
@@ -156,17 +173,21 @@ def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
     assert "Event has no .text" in hint and ".content" in hint
     own = attribute_hint("smoke: error: observe raised AttributeError: 'Program' object has no attribute 'memory'")
     assert "no self.memory" in own and "self.params" in own
-    model = ScriptedModel([
-        "```python\ndef before_store(self, event):\n    return event if event.text else None\n```",
-        "```python\ndef before_store(self, event):\n    return event if event.content else None\n```",
-    ])
+    model = ScriptedModel(
+        [
+            "```python\ndef before_store(self, event):\n    return event if event.text else None\n```",
+            "```python\ndef before_store(self, event):\n    return event if event.content else None\n```",
+        ]
+    )
 
     def check(source):
         if "event.text" in source:
             return False, "smoke: error: observe raised AttributeError: 'Event' object has no attribute 'text'", ""
         return True, "", ""
 
-    proposal = ReflectiveProposer(model, TASK).attempt(seed_view(), random.Random(0), [], 2, check=check, target="before_store")
+    proposal = ReflectiveProposer(model, TASK).attempt(
+        seed_view(), random.Random(0), [], 2, check=check, target="before_store"
+    )
     assert "event.content" in proposal.source
     assert ".content (the text)" in model.seen[1][-1]["content"]
 

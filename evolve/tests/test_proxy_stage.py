@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tests.helpers import BagEmbedder
 
 from agentmem_evolve import program as prog
 from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
@@ -19,6 +18,7 @@ from agentmem_evolve.controller import Controller
 from agentmem_evolve.executor import InlineExecutor
 from agentmem_evolve.proxy import REJECTED_STATE, keep_best, proxy_summary, spearman
 from agentmem_evolve.report import summary
+from tests.helpers import BagEmbedder
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -39,12 +39,20 @@ class NeverCalled:
 
 
 def _config(**cascade: Any) -> RunConfig:
-    return RunConfig.from_dict({
-        "seeds": ["episodic"],
-        "environment": {"name": "toolprefs", "minibatch": 3, "validation_limit": 4, "test_limit": 3, "heldout_seed": 4242},
-        "cascade": {"proxy_questions": 6, **cascade},
-        "sandbox": {"wall_seconds_per_op": 300},  # generous: the tests share a loaded machine
-    })
+    return RunConfig.from_dict(
+        {
+            "seeds": ["episodic"],
+            "environment": {
+                "name": "toolprefs",
+                "minibatch": 3,
+                "validation_limit": 4,
+                "test_limit": 3,
+                "heldout_seed": 4242,
+            },
+            "cascade": {"proxy_questions": 6, **cascade},
+            "sandbox": {"wall_seconds_per_op": 300},  # generous: the tests share a loaded machine
+        }
+    )
 
 
 def _child(ctl: Controller, source: str, meta: dict[str, Any]) -> ProgramRecord:
@@ -59,16 +67,29 @@ def _child(ctl: Controller, source: str, meta: dict[str, Any]) -> ProgramRecord:
 def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_call(tmp_path):
     llm = NeverCalled()
     embedder = BagEmbedder()
-    ctl = Controller.create(tmp_path / "run", _config(proxy_keep=1.0), executor=InlineExecutor(llm=llm, embedder=embedder),
-                            task_llm=llm, mutation_llm=llm, embedder=embedder)
+    ctl = Controller.create(
+        tmp_path / "run",
+        _config(proxy_keep=1.0),
+        executor=InlineExecutor(llm=llm, embedder=embedder),
+        task_llm=llm,
+        mutation_llm=llm,
+        embedder=embedder,
+    )
     try:
         source, meta = prog.seed_source("episodic")
-        blind = _child(ctl, prog.replace_function(source, "def after_recall(self, query, recall):\n    return Recall()\n",
-                                                  "after_recall").source, meta)
+        blind = _child(
+            ctl,
+            prog.replace_function(
+                source, "def after_recall(self, query, recall):\n    return Recall()\n", "after_recall"
+            ).source,
+            meta,
+        )
         keen = _child(ctl, source.replace("return recall\n", "return recall  # unchanged\n"), meta)
         assert ctl.proxy_on
         kept = ctl._proxy_screen([blind, keen])
-        assert [c.id for c in kept] == [keen.id], [(e.program_id, e.status, e.reason) for e in ctl.archive.evaluations()]
+        assert [c.id for c in kept] == [keen.id], [
+            (e.program_id, e.status, e.reason) for e in ctl.archive.evaluations()
+        ]
         assert llm.calls == 0  # ingest and recall only: the task model was never asked
         assert [c.id for c in ctl._proxy_screen([keen, blind])] == [keen.id]  # a replay keeps the cut, runs nothing
         assert len(ctl.archive.evaluations(stage="proxy")) == 2
@@ -80,11 +101,14 @@ def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_c
         assert keen_eval.cost.get("llm_calls", 0) == 0
         assert ctl.archive.get_state(REJECTED_STATE) == [blind.id]
         assert {(e.payload["id"], e.payload["kept"]) for e in ctl.archive.events() if e.kind == "proxy_screened"} == {
-            (blind.id, False), (keen.id, True)}
+            (blind.id, False),
+            (keen.id, True),
+        }
         assert ctl.archive.evaluation(blind.id, "screen", ctl._keys["screen"]) is None
         for stage in ("screen", "select"):  # as if the kept child went on through the LLM stages
-            ctl.archive.record_evaluation(EvaluationRecord(program_id=keen.id, stage=stage, split="train",
-                                                           key=ctl._keys[stage], score=0.5))
+            ctl.archive.record_evaluation(
+                EvaluationRecord(program_id=keen.id, stage=stage, split="train", key=ctl._keys[stage], score=0.5)
+            )
         ctl._finish_pending()  # a resumed run never screens (or promotes) a rejected child
         assert llm.calls == 0
         assert ctl.archive.evaluation(blind.id, "select", ctl._keys["select"]) is None
@@ -95,8 +119,14 @@ def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_c
 
 def test_the_proxy_stage_is_off_when_the_run_turns_it_off(tmp_path):
     llm = NeverCalled()
-    ctl = Controller.create(tmp_path / "run", _config(proxy=False), executor=InlineExecutor(llm=llm, embedder=BagEmbedder()),
-                            task_llm=llm, mutation_llm=llm, embedder=BagEmbedder())
+    ctl = Controller.create(
+        tmp_path / "run",
+        _config(proxy=False),
+        executor=InlineExecutor(llm=llm, embedder=BagEmbedder()),
+        task_llm=llm,
+        mutation_llm=llm,
+        embedder=BagEmbedder(),
+    )
     try:
         source, meta = prog.seed_source("episodic")
         child = _child(ctl, source.replace("return recall\n", "return recall  # x\n"), meta)
@@ -133,9 +163,13 @@ def test_status_reports_the_proxy_llm_rank_correlation_over_programs_that_reache
             archive.add_program(record)
             ids[name] = record.id
         for name, score in proxy.items():
-            archive.record_evaluation(EvaluationRecord(program_id=ids[name], stage="proxy", split="train", key="k0", score=score))
+            archive.record_evaluation(
+                EvaluationRecord(program_id=ids[name], stage="proxy", split="train", key="k0", score=score)
+            )
         for name, score in screen.items():
-            archive.record_evaluation(EvaluationRecord(program_id=ids[name], stage="screen", split="train", key="k1", score=score))
+            archive.record_evaluation(
+                EvaluationRecord(program_id=ids[name], stage="screen", split="train", key="k1", score=score)
+            )
         archive.set_state(REJECTED_STATE, [ids["p5"]])
         info = proxy_summary(archive)
         assert info is not None and info["scored"] == 5 and info["screened_out"] == 1

@@ -23,9 +23,15 @@ MERGED_SRC = CHILD_SRC + "    def reflect(self, episode):\n        self.items = 
 
 def evaluation(pid, stage, score, tokens, key=None, **kw):
     return EvaluationRecord(
-        program_id=pid, stage=stage, split={"screen": "train", "select": "validation", "test": "test"}[stage],
-        key=key or f"{stage}:k", score=score, metrics={"f1": score}, per_instance={"q1": score, "q2": score},
-        cost={"llm_calls": 3, "prompt_tokens": tokens, "completion_tokens": 10, "seconds": 1.5}, **kw,
+        program_id=pid,
+        stage=stage,
+        split={"screen": "train", "select": "validation", "test": "test"}[stage],
+        key=key or f"{stage}:k",
+        score=score,
+        metrics={"f1": score},
+        per_instance={"q1": score, "q2": score},
+        cost={"llm_calls": 3, "prompt_tokens": tokens, "completion_tokens": 10, "seconds": 1.5},
+        **kw,
     )
 
 
@@ -36,18 +42,34 @@ def run(tmp_path):
     archive = Archive(run_dir)
     seed = ProgramRecord(source=SEED_SRC, status="valid", meta={"seed": "notes"})
     other = ProgramRecord(source="class Other: pass\n", status="valid", meta={"seed": "other"})
-    child = ProgramRecord(source=CHILD_SRC, parents=[seed.id], operator="reflective", generation=1, status="valid",
-                          meta={"rationale": "recall more items for temporal questions"})
-    broken = ProgramRecord(source="def (:\n", parents=[seed.id], operator="mutate", generation=1, status="invalid",
-                           error="SyntaxError: invalid syntax (line 1)")
-    merged = ProgramRecord(source=MERGED_SRC, parents=[child.id, other.id], operator="merge", generation=2, status="valid")
+    child = ProgramRecord(
+        source=CHILD_SRC,
+        parents=[seed.id],
+        operator="reflective",
+        generation=1,
+        status="valid",
+        meta={"rationale": "recall more items for temporal questions"},
+    )
+    broken = ProgramRecord(
+        source="def (:\n",
+        parents=[seed.id],
+        operator="mutate",
+        generation=1,
+        status="invalid",
+        error="SyntaxError: invalid syntax (line 1)",
+    )
+    merged = ProgramRecord(
+        source=MERGED_SRC, parents=[child.id, other.id], operator="merge", generation=2, status="valid"
+    )
     for p in (seed, other, child, broken, merged):
         archive.add_program(p)
     archive.record_evaluation(evaluation(seed.id, "select", 0.40, 200))
     archive.record_evaluation(evaluation(other.id, "select", 0.20, 20))
     archive.record_evaluation(evaluation(child.id, "screen", 0.50, 400))
     archive.record_evaluation(evaluation(child.id, "select", 0.55, 400))
-    archive.record_evaluation(evaluation(merged.id, "screen", 0.10, 100, status="failed", reason="timed out after 60 s"))
+    archive.record_evaluation(
+        evaluation(merged.id, "screen", 0.10, 100, status="failed", reason="timed out after 60 s")
+    )
     archive.record_evaluation(evaluation(child.id, "test", 0.52, 400))
     archive.set_state("iteration", 2)
     archive.log_event("iteration", n=2, note="<b>not markup</b>")
@@ -103,19 +125,19 @@ def test_report_is_self_contained_with_plots_lineage_table_and_diff(run, tmp_pat
     assert parser.urls == [] and not re.search(r"https?://|//cdn|@import", html)
     assert {"score-plot", "pareto-plot", "lineage", "programs", "diff"} <= parser.ids
     # score plot: seed, other, child on the select split; merged's only evaluation failed, so it is not plotted
-    score_svg = html[html.index('id="score-plot"'):html.index("</svg>", html.index('id="score-plot"'))]
+    score_svg = html[html.index('id="score-plot"') : html.index("</svg>", html.index('id="score-plot"'))]
     assert score_svg.count('<circle class="select"') == 3 and 'class="bestline"' in score_svg
-    pareto_svg = html[html.index('id="pareto-plot"'):html.index("</svg>", html.index('id="pareto-plot"'))]
+    pareto_svg = html[html.index('id="pareto-plot"') : html.index("</svg>", html.index('id="pareto-plot"'))]
     assert pareto_svg.count('<circle class="front"') == 3 and 'class="frontline"' in pareto_svg
     # the lineage tree nests the merge under its first parent and names the second
-    tree = html[html.index('id="lineage"'):html.index("</ul>", html.index('id="lineage"'))]
+    tree = html[html.index('id="lineage"') : html.index("</ul>", html.index('id="lineage"'))]
     assert tree.index(p["seed"].id) < tree.index(p["child"].id) < tree.index(p["merged"].id)
     assert f"also from {p['other'].id}" in html
     # the table: every program, with the reason an invalid or failed one did not count
     assert "SyntaxError: invalid syntax (line 1)" in html and "timed out after 60 s" in html
     assert "recall more items for temporal questions" in html
     # the diff of the best (child) against its seed, escaped and coloured
-    diff = html[html.index('id="diff"'):]
+    diff = html[html.index('id="diff"') :]
     assert '<span class="d-del">-        return top(self.items, k=4)</span>' in diff
     assert '<span class="d-add">+        return top(self.items, k=8)</span>' in diff
     assert "&lt;dates&gt; &amp; times" in diff and "<dates>" not in html

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import SHARED_DATA, BagEmbedder
 
 from agentmem.evaluation import run_eval
 from agentmem.llm.meter import Meter
 from agentmem.llm.tools import ToolCall
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Episode, Event, Query, Recall, Scope
-
 from agentmem_evolve.jail import available_backends
 from agentmem_evolve.sandbox import (
     CandidateFailed,
@@ -32,12 +29,14 @@ from agentmem_evolve.sandbox import (
     sandboxed_factory,
     validate_program,
 )
+from tests.helpers import SHARED_DATA, BagEmbedder
 
 HERE = Path(__file__).resolve().parent
 BENIGN = HERE / "benign"
 HOSTILE = HERE / "hostile"
-LIMITS = SandboxLimits(op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048,
-                       output_bytes=256 << 10)
+LIMITS = SandboxLimits(
+    op_seconds=3, startup_seconds=60, cpu_seconds=60, memory_mb=512, address_space_mb=2048, output_bytes=256 << 10
+)
 SECRET = "sk-test-do-not-leak"
 
 pytestmark = pytest.mark.timeout(120)
@@ -57,8 +56,6 @@ JAILED = [m for m in JAIL_MODES if m != "none"]
 
 def _limits(jail: str, **update: Any) -> SandboxLimits:
     return LIMITS.model_copy(update={"jail": jail, "allow_unjailed": jail == "none", **update})
-
-
 
 
 # --------------------------------------------------------------------------- plumbing fakes
@@ -81,7 +78,9 @@ class MeteredFakeLLM:
         self.meter.record(caller, 10, 3, 0.0)
         return schema.model_validate_json('{"fact": "window seat", "confidence": 0.9}')
 
-    def call_tool(self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any) -> ToolCall:
+    def call_tool(
+        self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
+    ) -> ToolCall:
         self.meter.record(caller, 10, 3, 0.0)
         meta = self.expected[messages[-1]["content"]]  # the request is the agent's user message
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
@@ -97,12 +96,23 @@ def _secrets_in_parent(monkeypatch):
     monkeypatch.setenv("AGENTMEM_SECRET", SECRET)
 
 
-def _program(source: str | Path, tmp_path: Path, *, params: dict[str, Any] | None = None, llm: Any = None,
-             limits: SandboxLimits = LIMITS) -> SandboxedProgram:
+def _program(
+    source: str | Path,
+    tmp_path: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    llm: Any = None,
+    limits: SandboxLimits = LIMITS,
+) -> SandboxedProgram:
     """A sandboxed program whose controller directory is made under ``tmp_path/sandboxes`` (see _scratch_dirs)."""
     text = Path(source).read_text() if isinstance(source, Path) else source
-    toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / "stores"), llm=llm or MeteredFakeLLM(),
-                      embedder=BagEmbedder(), namespace="candidate")
+    toolkit = Toolkit(
+        scope=Scope(user_id="t"),
+        stores=Stores(tmp_path / "stores"),
+        llm=llm or MeteredFakeLLM(),
+        embedder=BagEmbedder(),
+        namespace="candidate",
+    )
     (tmp_path / "sandboxes").mkdir(exist_ok=True)
     return SandboxedProgram(text, toolkit, params, limits, scratch_parent=tmp_path / "sandboxes")
 
@@ -144,11 +154,21 @@ def test_benign_program_in_the_sandbox_scores_as_in_process(program, tmp_path):
     llm_in = MeteredFakeLLM(env)
     inproc = run_eval(env, [str(path)], llm=llm_in, embedder=BagEmbedder(), split="all", limit=2, workdir=tmp_path)
     llm_sb = MeteredFakeLLM(env)
-    sandboxed = run_eval(env, [path.stem], llm=llm_sb, embedder=BagEmbedder(), split="all", limit=2, workdir=tmp_path,
-                         memory_factory=sandboxed_factory(path, LIMITS))
+    sandboxed = run_eval(
+        env,
+        [path.stem],
+        llm=llm_sb,
+        embedder=BagEmbedder(),
+        split="all",
+        limit=2,
+        workdir=tmp_path,
+        memory_factory=sandboxed_factory(path, LIMITS),
+    )
     assert sandboxed.questions == inproc.questions == 2
     assert sandboxed.metrics == inproc.metrics
-    assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [q.recalled for t in inproc.tasks for q in t.questions]
+    assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [
+        q.recalled for t in inproc.tasks for q in t.questions
+    ]
     # the program's LLM calls were made (and metered) by the controller, under the same callers
     assert sandboxed.cost.llm_calls == inproc.cost.llm_calls >= 2
     assert set(sandboxed.cost.by_caller) == set(inproc.cost.by_caller)
@@ -168,10 +188,25 @@ def test_worker_environment_is_scrubbed_and_walls_are_up(jail, tmp_path):
         env = eval(got.items[1].content)  # the worker's whole environment, as it saw it
         scratch = "/scratch" if jail != "none" else os.path.join(program.scratch, "work")
         assert env["HOME"] == env["TMPDIR"] == scratch
-        assert set(env) <= {"PATH", "HOME", "TMPDIR", "LANG", "PYTHONHASHSEED", "TZ", "PYTHONDONTWRITEBYTECODE",
-                            "PYTHONNOUSERSITE", "PYTHONIOENCODING", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                            "MKL_NUM_THREADS", "ANONYMIZED_TELEMETRY"} | {k for k in env if k.startswith("LC_")} | {
-            "PWD", "OLDPWD", "SHLVL", "_",  # set by the sh that sets up the mount namespace
+        assert set(env) <= {
+            "PATH",
+            "HOME",
+            "TMPDIR",
+            "LANG",
+            "PYTHONHASHSEED",
+            "TZ",
+            "PYTHONDONTWRITEBYTECODE",
+            "PYTHONNOUSERSITE",
+            "PYTHONIOENCODING",
+            "OPENBLAS_NUM_THREADS",
+            "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS",
+            "ANONYMIZED_TELEMETRY",
+        } | {k for k in env if k.startswith("LC_")} | {
+            "PWD",
+            "OLDPWD",
+            "SHLVL",
+            "_",  # set by the sh that sets up the mount namespace
             "LITELLM_LOCAL_MODEL_COST_MAP",  # set by agentmem's own import inside the worker
         }
     finally:
@@ -184,7 +219,7 @@ def test_worker_environment_is_scrubbed_and_walls_are_up(jail, tmp_path):
 
 
 def test_llm_and_embedding_calls_are_serviced_and_metered_by_the_controller(tmp_path):
-    source = '''
+    source = """
 from typing import ClassVar
 from pydantic import BaseModel
 from agentmem.memory import MemoryProgram
@@ -203,7 +238,7 @@ class Asker(MemoryProgram):
         vec = self.toolkit.embed(["abc"])[0]
         self.toolkit.note("fallback", op="extract")
         return Recall(items=[RecallItem(content=f"{text}|{fact.fact}|{fact.confidence}|{len(vec)}")])
-'''
+"""
     llm = MeteredFakeLLM()
     program = _program(source, tmp_path, llm=llm)
     try:
@@ -219,7 +254,7 @@ class Asker(MemoryProgram):
 
 
 def test_chromadb_sqlite_and_numpy_work_under_the_policy(tmp_path):
-    source = '''
+    source = """
 import numpy as np
 from agentmem.memory import MemoryProgram
 from agentmem.types import Recall, RecallItem
@@ -242,7 +277,7 @@ class Stores(MemoryProgram):
         score = float(np.dot(np.ones(3), np.arange(3)))
         lines = open('notes.txt').read().count(chr(10))
         return Recall(items=[RecallItem(content=f"{len(rows)}|{hits[0]}|{score}|{lines}")])
-'''
+"""
     program = _program(source, tmp_path)
     try:
         for text in ("the cat sat", "zebra zone zoo"):
@@ -307,7 +342,9 @@ class Host:
             "symlink_read.py": {"target": str(self.target), "secret": str(self.secret)},
             "proc_tricks.py": {"target": str(self.target), "secret": str(self.secret)},
             "tamper_archive.py": {"archive": str(self.archive)},
-            "read_dataset.py": {"paths": [str(self.secret), str(dataset), str(SHARED_DATA), str(Path.home() / ".cache")]},
+            "read_dataset.py": {
+                "paths": [str(self.secret), str(dataset), str(SHARED_DATA), str(Path.home() / ".cache")]
+            },
         }.get(filename)
 
     def assert_untouched(self) -> None:
@@ -315,11 +352,17 @@ class Host:
         assert self.victim.read_text() == "keep me"
         assert self.archive.read_bytes() == self.archive_bytes
         assert self.secret.read_text() == SECRET_FILE_TEXT
-        for stray in ("/tmp/agentmem-unhook-evil.txt", "/tmp/agentmem-forkexec-evil", "/tmp/agentmem-system-evil",
-                      str(Path.home() / "agentmem-evil.txt")):
+        for stray in (
+            "/tmp/agentmem-unhook-evil.txt",
+            "/tmp/agentmem-forkexec-evil",
+            "/tmp/agentmem-system-evil",
+            str(Path.home() / "agentmem-evil.txt"),
+        ):
             assert not Path(stray).exists(), stray
-        for source in (Path(__file__).resolve().parents[2] / "agentmem" / "memory.py",
-                       Path(__file__).resolve().parents[2] / "agentmem" / "__init__.py"):
+        for source in (
+            Path(__file__).resolve().parents[2] / "agentmem" / "memory.py",
+            Path(__file__).resolve().parents[2] / "agentmem" / "__init__.py",
+        ):
             assert "# pwned" not in source.read_text()
 
 
@@ -374,10 +417,28 @@ HOSTILE_CASES: list[tuple[str, str, str, str]] = [
     ("raw_output.py", "observe", "output", "output: observe"),  # the log watch, or the file-size limit first
 ]
 # the unshare backend builds the same tree as bubblewrap: the escape attempts run on it too
-ESCAPES = {"write_outside.py", "delete_outside.py", "dirfd_escape.py", "symlink_read.py", "proc_tricks.py",
-           "proc_environ.py", "network.py", "segfault_real.py", "fill_disk.py", "write_source.py", "tamper_archive.py",
-           "peek_answers.py", "read_dataset.py", "caught_denial.py", "memory_creep.py", "raw_output.py",
-           "tamper_channel.py", "fork_bomb.py", "fork_subprocess.py", "system_at_import.py"}
+ESCAPES = {
+    "write_outside.py",
+    "delete_outside.py",
+    "dirfd_escape.py",
+    "symlink_read.py",
+    "proc_tricks.py",
+    "proc_environ.py",
+    "network.py",
+    "segfault_real.py",
+    "fill_disk.py",
+    "write_source.py",
+    "tamper_archive.py",
+    "peek_answers.py",
+    "read_dataset.py",
+    "caught_denial.py",
+    "memory_creep.py",
+    "raw_output.py",
+    "tamper_channel.py",
+    "fork_bomb.py",
+    "fork_subprocess.py",
+    "system_at_import.py",
+}
 
 
 def _hostile_params() -> list[Any]:
@@ -433,8 +494,15 @@ def test_hostile_program_is_contained(case, jail, host, tmp_path):
 
 # The jail alone (audit hook off): the escapes that the hook normally stops first must still fail,
 # because the private root holds nothing to reach. The programs catch every error and report what they got.
-JAIL_ALONE = ["dirfd_escape.py", "symlink_read.py", "proc_tricks.py", "read_dataset.py", "write_outside.py",
-              "remount_rw.py", "write_source.py"]
+JAIL_ALONE = [
+    "dirfd_escape.py",
+    "symlink_read.py",
+    "proc_tricks.py",
+    "read_dataset.py",
+    "write_outside.py",
+    "remount_rw.py",
+    "write_source.py",
+]
 
 
 @pytest.mark.skipif(not JAILED, reason="no jail backend on this machine (install bubblewrap)")
@@ -465,7 +533,9 @@ def test_the_jail_holds_without_the_audit_hook(filename, jail, host, tmp_path):
 def test_without_a_jail_the_sandbox_refuses_unless_told(monkeypatch, tmp_path):
     from agentmem_evolve import jail as jail_module
 
-    monkeypatch.setattr(jail_module, "_probed", {"bwrap": "bwrap is not installed", "unshare": "unshare is not installed"})
+    monkeypatch.setattr(
+        jail_module, "_probed", {"bwrap": "bwrap is not installed", "unshare": "unshare is not installed"}
+    )
     with pytest.raises(jail_module.JailUnavailable) as refused:
         _program(BENIGN / "notes.py", tmp_path, limits=LIMITS)
     message = str(refused.value)
@@ -512,11 +582,27 @@ def test_the_run_goes_on_after_a_hostile_candidate(tmp_path):
 
     env = ToolPrefsEnvironment()
     with pytest.raises(CandidateFailed) as failed:
-        run_eval(env, ["loop"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="all", limit=1, workdir=tmp_path,
-                 memory_factory=sandboxed_factory(HOSTILE / "loop_recall.py", LIMITS))
+        run_eval(
+            env,
+            ["loop"],
+            llm=MeteredFakeLLM(env),
+            embedder=BagEmbedder(),
+            split="all",
+            limit=1,
+            workdir=tmp_path,
+            memory_factory=sandboxed_factory(HOSTILE / "loop_recall.py", LIMITS),
+        )
     assert failed.value.kind == "timeout"
-    result = run_eval(env, ["notes"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="all", limit=1,
-                      workdir=tmp_path, memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS))
+    result = run_eval(
+        env,
+        ["notes"],
+        llm=MeteredFakeLLM(env),
+        embedder=BagEmbedder(),
+        split="all",
+        limit=1,
+        workdir=tmp_path,
+        memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS),
+    )
     assert result.questions == 1 and result.metrics["param_accuracy"] == 1.0
     assert not list(tmp_path.glob("agentmem-eval-*"))
 
@@ -539,11 +625,13 @@ def test_validate_program_reports_stage_and_a_one_line_error():
     assert none.stage == "interface" and "exactly one MemoryProgram subclass" in none.error
 
 
-
 def test_validate_program_checks_the_interface_and_runs_a_smoke_test():
     llm, emb = MeteredFakeLLM(), BagEmbedder()
     abstract = validate_program(
-        "from agentmem.memory import MemoryProgram\nclass P(MemoryProgram):\n    pass\n", llm=llm, embedder=emb, limits=LIMITS
+        "from agentmem.memory import MemoryProgram\nclass P(MemoryProgram):\n    pass\n",
+        llm=llm,
+        embedder=emb,
+        limits=LIMITS,
     )
     assert abstract.stage == "interface" and "recall" in abstract.error
 
@@ -551,13 +639,18 @@ def test_validate_program_checks_the_interface_and_runs_a_smoke_test():
         "from agentmem.memory import MemoryProgram\nfrom agentmem.types import Recall, RecallItem\n"
         "class P(MemoryProgram):\n    def recall(self, q):\n"
         "        return Recall(items=[RecallItem(content='word ' * 500, tokens=500)])\n",
-        llm=llm, embedder=emb, limits=LIMITS,
+        llm=llm,
+        embedder=emb,
+        limits=LIMITS,
     )
     assert greedy.stage == "smoke" and "over the budget" in greedy.error
 
     crashing = validate_program(
         "from agentmem.memory import MemoryProgram\nclass P(MemoryProgram):\n    def recall(self, q):\n"
-        "        return {}['missing']\n", llm=llm, embedder=emb, limits=LIMITS,
+        "        return {}['missing']\n",
+        llm=llm,
+        embedder=emb,
+        limits=LIMITS,
     )
     assert crashing.stage == "smoke" and crashing.kind == "error" and "KeyError" in crashing.error
     assert "candidate.py" in crashing.traceback and "missing" in crashing.traceback
@@ -575,14 +668,27 @@ def test_real_model_sandboxed_matches_in_process(local_llm, embedder, tmp_path):
     env = ToolPrefsEnvironment()
     path = BENIGN / "notes.py"
     before = local_llm.meter.total().calls
-    sandboxed = run_eval(env, ["notes"], llm=local_llm, embedder=embedder, split="validation", limit=1, workdir=tmp_path,
-                         memory_factory=sandboxed_factory(path, SandboxLimits(op_seconds=60, memory_mb=1024)))
+    sandboxed = run_eval(
+        env,
+        ["notes"],
+        llm=local_llm,
+        embedder=embedder,
+        split="validation",
+        limit=1,
+        workdir=tmp_path,
+        memory_factory=sandboxed_factory(path, SandboxLimits(op_seconds=60, memory_mb=1024)),
+    )
     inproc = run_eval(env, [str(path)], llm=local_llm, embedder=embedder, split="validation", limit=1, workdir=tmp_path)
     assert sandboxed.questions == inproc.questions == 1
     assert sandboxed.cost.by_caller["notes.reflect"]["calls"] == inproc.cost.by_caller["notes.reflect"]["calls"] >= 1
-    assert local_llm.meter.total().calls - before == sandboxed.cost.llm_calls + sandboxed.cost.cache_hits + inproc.cost.llm_calls + inproc.cost.cache_hits
+    assert (
+        local_llm.meter.total().calls - before
+        == sandboxed.cost.llm_calls + sandboxed.cost.cache_hits + inproc.cost.llm_calls + inproc.cost.cache_hits
+    )
     # same recalled context (memory is deterministic); the model's answers may differ only by sampling noise
-    assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [q.recalled for t in inproc.tasks for q in t.questions]
+    assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [
+        q.recalled for t in inproc.tasks for q in t.questions
+    ]
     assert sandboxed.metrics["evidence_recall"] == inproc.metrics["evidence_recall"]
 
 
@@ -597,8 +703,8 @@ def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
     """
     import json
 
-    from agentmem_evolve import protocol
     from agentmem_environments.toolprefs import ToolPrefsEnvironment
+    from agentmem_evolve import protocol
 
     env = ToolPrefsEnvironment()
     sent: list[str] = []
@@ -609,8 +715,16 @@ def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
         real_write(fd, message, max_bytes)
 
     monkeypatch.setattr(protocol, "write_frame", recording)
-    result = run_eval(env, ["notes"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="all", limit=4,
-                      workdir=tmp_path, memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS))
+    result = run_eval(
+        env,
+        ["notes"],
+        llm=MeteredFakeLLM(env),
+        embedder=BagEmbedder(),
+        split="all",
+        limit=4,
+        workdir=tmp_path,
+        memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS),
+    )
     assert result.questions == 4 and sent
     wire = "\n".join(sent)
     questions = [q for t in env.tasks("all", limit=4) for q in t.questions]
@@ -625,7 +739,7 @@ def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
 @pytest.mark.parametrize("jail", JAIL_MODES)
 def test_a_candidate_cannot_obtain_any_expected_answer(jail, tmp_path):
     """The strongest peeker: every route to the answers at once (import, regenerate, read files), catching denials."""
-    source = '''
+    source = """
 import importlib, os
 from agentmem.memory import MemoryProgram
 from agentmem.types import Recall, RecallItem
@@ -644,13 +758,21 @@ class Peeker(MemoryProgram):
             except BaseException as exc:
                 found.append(type(exc).__name__)
         return Recall(items=[RecallItem(content=" | ".join(found))])
-'''
+"""
     from agentmem_environments.toolprefs import ToolPrefsEnvironment
 
     env = ToolPrefsEnvironment()
     with pytest.raises(CandidateFailed) as failed:
-        run_eval(env, ["peeker"], llm=MeteredFakeLLM(env), embedder=BagEmbedder(), split="test", limit=2,
-                 workdir=tmp_path, memory_factory=sandboxed_factory(source, _limits(jail)))
+        run_eval(
+            env,
+            ["peeker"],
+            llm=MeteredFakeLLM(env),
+            embedder=BagEmbedder(),
+            split="test",
+            limit=2,
+            workdir=tmp_path,
+            memory_factory=sandboxed_factory(source, _limits(jail)),
+        )
     assert failed.value.kind == "denied" and "agentmem_environments" in str(failed.value)
 
 
@@ -667,8 +789,14 @@ def _hole(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"hole: {reason}")
 
 
-def _attempt(filename: str, tmp_path: Path, limits: SandboxLimits, *, params: dict[str, Any] | None = None,
-             ops: tuple[str, ...] = ("observe", "recall", "close")) -> tuple[SandboxedProgram | None, CandidateFailed | None, str]:
+def _attempt(
+    filename: str,
+    tmp_path: Path,
+    limits: SandboxLimits,
+    *,
+    params: dict[str, Any] | None = None,
+    ops: tuple[str, ...] = ("observe", "recall", "close"),
+) -> tuple[SandboxedProgram | None, CandidateFailed | None, str]:
     """Run a hostile program through ``ops``: (the program, its failure or None, what its recalls returned)."""
     program: SandboxedProgram | None = None
     got: list[str] = []
@@ -699,17 +827,19 @@ def _alive(pid: int) -> bool:
 
 _BYPASSES = {
     "subinterpreter.py": "an extension module loads again under a dotted alias ('evil._xxsubinterpreters' passes the "
-                         "blocked-import check on its first component); a sub-interpreter has no audit hook",
+    "blocked-import check on its first component); a sub-interpreter has no audit hook",
     "extension_alias_spawn.py": "a fresh _posixsubprocess loaded under a dotted alias has the original fork_exec, "
-                                "which raises no audit event: a shell without the hook, and a process left behind",
+    "which raises no audit event: a shell without the hook, and a process left behind",
     "numpy_poke.py": "numpy's __array_interface__ is a raw memory read/write with no audit event: the program "
-                     "silences the reporter and widens the hook's roots to '/' in place",
+    "silences the reporter and widens the hook's roots to '/' in place",
     "gc_swap.py": "a gc callback runs inside the hook's own allocations and swaps a checked scratch directory for a "
-                  "symlink to the host after the hook resolved it (time of check to time of use)",
-    "tcl_exec.py": "_tkinter is not a blocked import; a Tcl interpreter's open and exec are C code in libtcl that raise "
-                   "no audit event: it reads and writes host files and runs a shell",
-    "uvloop_escape.py": "uvloop (allowed, not blocked) spawns processes with uv_spawn and connects with libuv sockets: no "
-                        "audit event for either; the shell reads and writes host files, the connection reaches the network",
+    "symlink to the host after the hook resolved it (time of check to time of use)",
+    "tcl_exec.py": "_tkinter is not a blocked import; a Tcl interpreter's open and exec are C code in libtcl "
+    "that raise "
+    "no audit event: it reads and writes host files and runs a shell",
+    "uvloop_escape.py": "uvloop (allowed, not blocked) spawns processes with uv_spawn and connects with libuv "
+    "sockets: no "
+    "audit event for either; the shell reads and writes host files, the connection reaches the network",
 }
 
 
@@ -754,7 +884,9 @@ def test_audit_hook_bypass_attempts_are_contained(filename, jail, host, tmp_path
         assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
         if filename not in ("numpy_poke.py", "gc_swap.py"):  # numpy pokes unseen (reaching nothing in a jail); the
             # gc swap no longer runs inside the hook, so the program only opens a missing file
-            assert failure is not None and failure.kind == "denied", f"nothing was denied; the program got: {got[:300]!r}"
+            assert failure is not None and failure.kind == "denied", (
+                f"nothing was denied; the program got: {got[:300]!r}"
+            )
         assert _scratch_dirs(tmp_path) <= before
     finally:
         server.close()
@@ -779,15 +911,23 @@ def test_sqlite_cannot_reach_host_files_without_a_jail(host, tmp_path):
 
 def test_denials_after_a_forged_result_are_read():
     """In close() the program forges a 'result' frame; the denials behind it are still read, and fail it."""
-    report = validate_program((HOSTILE / "forge_close.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
-                              limits=_limits(FIRST_MODE))
+    report = validate_program(
+        (HOSTILE / "forge_close.py").read_text(),
+        llm=MeteredFakeLLM(),
+        embedder=BagEmbedder(),
+        limits=_limits(FIRST_MODE),
+    )
     assert not report.ok and report.kind == "denied", report
 
 
 def test_a_nested_json_frame_is_an_invalid_candidate():
     try:
-        report = validate_program((HOSTILE / "json_bomb.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
-                                  limits=_limits(FIRST_MODE))
+        report = validate_program(
+            (HOSTILE / "json_bomb.py").read_text(),
+            llm=MeteredFakeLLM(),
+            embedder=BagEmbedder(),
+            limits=_limits(FIRST_MODE),
+        )
     except RecursionError:
         pytest.fail("validate_program raised RecursionError for the candidate's frame")
     assert not report.ok and report.kind == "invalid"
@@ -797,8 +937,9 @@ def test_proxy_calls_cannot_extend_an_op_without_limit(tmp_path):
     """The controller's time serving a program's calls has its own limit (service_seconds), and calls a count."""
     limits = _limits(FIRST_MODE, service_seconds=2.0)
     started = time.monotonic()
-    _, failure, got = _attempt("proxy_flood.py", tmp_path, limits, params={"seconds": 3 * limits.op_seconds},
-                               ops=("recall", "close"))
+    _, failure, got = _attempt(
+        "proxy_flood.py", tmp_path, limits, params={"seconds": 3 * limits.op_seconds}, ops=("recall", "close")
+    )
     assert failure is not None and failure.kind == "timeout", got
     assert time.monotonic() - started < 2 * limits.op_seconds + 10
 
@@ -889,8 +1030,12 @@ def test_a_candidate_cannot_overspend_its_recall_budget(tmp_path):
     from agentmem.composition import ComposedMemory
     from agentmem.tokens import count_tokens
 
-    report = validate_program((HOSTILE / "budget_liar.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
-                              limits=_limits(FIRST_MODE))
+    report = validate_program(
+        (HOSTILE / "budget_liar.py").read_text(),
+        llm=MeteredFakeLLM(),
+        embedder=BagEmbedder(),
+        limits=_limits(FIRST_MODE),
+    )
     assert not report.ok and report.kind == "invalid", report
     program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
     try:
@@ -910,8 +1055,12 @@ def test_a_failure_reason_is_not_rendered_as_markup():
 
     from agentmem_evolve.display import _describe
 
-    report = validate_program((HOSTILE / "markup_reason.py").read_text(), llm=MeteredFakeLLM(), embedder=BagEmbedder(),
-                              limits=_limits(FIRST_MODE))
+    report = validate_program(
+        (HOSTILE / "markup_reason.py").read_text(),
+        llm=MeteredFakeLLM(),
+        embedder=BagEmbedder(),
+        limits=_limits(FIRST_MODE),
+    )
     assert not report.ok
     line = _describe("validated", {"id": "p1", "ok": False, "error": f"{report.stage}: {report.error}"})
     Console(file=io.StringIO(), width=200).print(line)
@@ -922,10 +1071,16 @@ def test_embed_calls_cannot_grow_the_controllers_cache(tmp_path):
     from agentmem.evaluation import CachingEmbedder
 
     shared = CachingEmbedder(BagEmbedder())
-    toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(tmp_path / "stores"), llm=MeteredFakeLLM(),
-                      embedder=shared, namespace="candidate")
-    program = SandboxedProgram((HOSTILE / "embed_cache_flood.py").read_text(), toolkit, {"texts": 8, "megabytes": 1},
-                               _limits(FIRST_MODE))
+    toolkit = Toolkit(
+        scope=Scope(user_id="t"),
+        stores=Stores(tmp_path / "stores"),
+        llm=MeteredFakeLLM(),
+        embedder=shared,
+        namespace="candidate",
+    )
+    program = SandboxedProgram(
+        (HOSTILE / "embed_cache_flood.py").read_text(), toolkit, {"texts": 8, "megabytes": 1}, _limits(FIRST_MODE)
+    )
     try:
         program.recall(Query(text="x"))
     except CandidateFailed:
@@ -936,7 +1091,7 @@ def test_embed_calls_cannot_grow_the_controllers_cache(tmp_path):
     assert kept < 4 << 20, f"the controller keeps {kept >> 20} MB of the candidate's texts"
 
 
-_KILLED_CONTROLLER = '''
+_KILLED_CONTROLLER = """
 import sys
 sys.path.insert(0, sys.argv[2])
 from tests.helpers import BagEmbedder
@@ -949,7 +1104,7 @@ toolkit = Toolkit(scope=Scope(user_id="t"), stores=Stores(sys.argv[3]), llm=None
 program = SandboxedProgram(open(sys.argv[4]).read(), toolkit, None, limits)
 print(program._proc.pid, program.scratch, flush=True)
 program.recall(Query(text="x"))
-'''
+"""
 
 
 @pytest.mark.parametrize("jail", JAIL_MODES)
@@ -962,8 +1117,19 @@ def test_a_worker_dies_with_its_killed_controller(jail, tmp_path):
     import sys
 
     controller = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_CONTROLLER, jail, str(HERE.parents[1]), str(tmp_path / "stores"), str(HOSTILE / "sleep_forever.py")],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-c",
+            _KILLED_CONTROLLER,
+            jail,
+            str(HERE.parents[1]),
+            str(tmp_path / "stores"),
+            str(HOSTILE / "sleep_forever.py"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert controller.stdout is not None
     line = controller.stdout.readline().split()
     worker_group, scratch = int(line[0]), line[1]
@@ -999,21 +1165,28 @@ def _pids_in_group(pgid: int) -> list[int]:
 @pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
 def test_the_jails_init_hands_out_only_the_watched_log(tmp_path):
     """bubblewrap's pid 1 has the worker's own log as its stderr (size-watched), not another host file."""
-    _, failure, got = _attempt("boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close"))
+    _, failure, got = _attempt(
+        "boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close")
+    )
     assert failure is not None and failure.kind == "output" and "to its log" in str(failure), (failure, got)
 
 
-@_hole("hook-only mode is not a wall: chromadb.PersistentClient on a host directory creates chroma.sqlite3 there "
-       "from Rust (no audit event) before the candidate is denied; only the jail stops it")
+@_hole(
+    "hook-only mode is not a wall: chromadb.PersistentClient on a host directory creates chroma.sqlite3 there "
+    "from Rust (no audit event) before the candidate is denied; only the jail stops it"
+)
 def test_hole_chroma_writes_a_host_directory_without_a_jail(tmp_path):
     outside = tmp_path / "someone-elses-store"
     outside.mkdir()
-    _attempt("chroma_outside.py", tmp_path, _limits("none"), params={"directory": str(outside)}, ops=("recall", "close"))
+    _attempt(
+        "chroma_outside.py", tmp_path, _limits("none"), params={"directory": str(outside)}, ops=("recall", "close")
+    )
     assert not list(outside.iterdir()), f"written outside scratch: {sorted(p.name for p in outside.iterdir())}"
 
 
-@pytest.mark.parametrize("source", ["x = " + "-" * 100_000 + "1", "x = " + "+".join(["1"] * 200_000)],
-                         ids=["unary-chain", "long-sum"])
+@pytest.mark.parametrize(
+    "source", ["x = " + "-" * 100_000 + "1", "x = " + "+".join(["1"] * 200_000)], ids=["unary-chain", "long-sum"]
+)
 def test_a_source_that_breaks_the_compiler_is_invalid(source):
     try:
         report = validate_program(source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=_limits(FIRST_MODE))
@@ -1037,8 +1210,10 @@ def test_a_checkout_under_tmp_is_visible_inside_the_jail(jail, tmp_path):
     view = view.model_copy(update={"readonly": [*view.readonly, str(checkout)]})
     host = tmp_path / "host"
     host.mkdir()
-    script = (f"import os; print(open({str(checkout / 'marker.txt')!r}).read()); "
-              "open('/tmp/scratch-note', 'w').write('x'); print(sorted(os.listdir('/tmp')))")
+    script = (
+        f"import os; print(open({str(checkout / 'marker.txt')!r}).read()); "
+        "open('/tmp/scratch-note', 'w').write('x'); print(sorted(os.listdir('/tmp')))"
+    )
     argv = jail_command(jail, [view.python, "-I", "-c", script], host_dir=host, disk_mb=8, view=view)  # type: ignore[arg-type]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -22,8 +22,15 @@ from agentmem_evolve.selection import (
 
 
 def s(pid: str, score: float, tokens: float = 100.0, seconds: float = 1.0, island: int = 0, per=None, **desc) -> Scored:
-    return Scored(program_id=pid, score=score, tokens=tokens, seconds=seconds, island=island,
-                  per_instance=per or {}, descriptors={"tokens": tokens, **desc})
+    return Scored(
+        program_id=pid,
+        score=score,
+        tokens=tokens,
+        seconds=seconds,
+        island=island,
+        per_instance=per or {},
+        descriptors={"tokens": tokens, **desc},
+    )
 
 
 def draws(strategy, pool, n=400, k=1, seed=0, iteration=0):
@@ -39,7 +46,7 @@ def test_softmax_prefers_the_higher_score_at_low_temperature():
     warm = draws(SoftmaxSelection(5.0), pool)
     assert min(warm.values()) > 80  # near uniform
     # weights follow exp((score - best) / T)
-    assert SoftmaxSelection(0.1).weights(pool) == pytest.approx([pytest.approx(2.718281828 ** -3), 2.718281828 ** -1, 1.0])
+    assert SoftmaxSelection(0.1).weights(pool) == pytest.approx([pytest.approx(2.718281828**-3), 2.718281828**-1, 1.0])
 
 
 def test_softmax_returns_distinct_parents_and_fewer_when_the_pool_is_small():
@@ -56,9 +63,11 @@ def test_softmax_returns_distinct_parents_and_fewer_when_the_pool_is_small():
 def test_map_elites_keeps_one_elite_per_cell():
     pool = [
         # cheap, few items: two programs compete for the cell, the better one stays
-        s("cheap_a", 0.2, tokens=10, recall_items=1), s("cheap_b", 0.4, tokens=11, recall_items=1),
+        s("cheap_a", 0.2, tokens=10, recall_items=1),
+        s("cheap_b", 0.4, tokens=11, recall_items=1),
         # expensive, many items
-        s("rich_a", 0.9, tokens=10_000, recall_items=20), s("rich_b", 0.5, tokens=9_000, recall_items=19),
+        s("rich_a", 0.9, tokens=10_000, recall_items=20),
+        s("rich_b", 0.5, tokens=9_000, recall_items=19),
         # expensive, few items
         s("odd", 0.1, tokens=10_000, recall_items=1),
     ]
@@ -81,8 +90,10 @@ def test_a_missing_descriptor_collapses_its_axis_instead_of_failing():
 # -- islands ----------------------------------------------------------------------------
 def island_pool():
     return [
-        s("i0_best", 0.8, island=0), s("i0_other", 0.3, tokens=5000, island=0),
-        s("i1_best", 0.6, island=1), s("i1_other", 0.2, tokens=5000, island=1),
+        s("i0_best", 0.8, island=0),
+        s("i0_other", 0.3, tokens=5000, island=0),
+        s("i1_best", 0.6, island=1),
+        s("i1_other", 0.2, tokens=5000, island=1),
     ]
 
 
@@ -158,8 +169,11 @@ def test_pareto_keeps_a_cheap_program_that_leads_nothing():
 
 def test_the_quality_cost_frontier():
     pool = [
-        s("cheap", 0.3, tokens=10), s("mid", 0.6, tokens=100), s("best", 0.9, tokens=1000),
-        s("worse_and_dearer", 0.5, tokens=200), s("tie_dearer", 0.6, tokens=150),
+        s("cheap", 0.3, tokens=10),
+        s("mid", 0.6, tokens=100),
+        s("best", 0.9, tokens=1000),
+        s("worse_and_dearer", 0.5, tokens=200),
+        s("tie_dearer", 0.6, tokens=150),
     ]
     front = ParetoSelection().frontier(pool)
     assert [x.program_id for x in front] == ["cheap", "mid", "best"]

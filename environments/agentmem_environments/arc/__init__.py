@@ -67,7 +67,9 @@ def parse_grid(text: str) -> Grid | None:
 
 
 def score_grid(predicted: Grid | None, expected: Grid) -> dict[str, float]:
-    """``exact`` (1/0), ``shape`` (1 if rows and columns match) and ``cells`` (fraction right, 0 if the shape is wrong)."""
+    """``exact`` (1/0), ``shape`` (1 if rows and columns match) and ``cells`` (fraction right, 0 if the shape
+    is wrong).
+    """
     if not predicted:
         return {"exact": 0.0, "shape": 0.0, "cells": 0.0}
     same_shape = len(predicted) == len(expected) and all(len(p) == len(e) for p, e in zip(predicted, expected))
@@ -98,7 +100,9 @@ class ArcEnvironment(Environment):
     """ARC-AGI-1 puzzles in curricula; memory may carry concepts from one puzzle to the next (exact match)."""
 
     name: ClassVar[str] = "arc"
-    description: ClassVar[str] = "ARC-AGI-1 puzzles solved in sequence; memory carries concepts across puzzles (exact match)"
+    description: ClassVar[str] = (
+        "ARC-AGI-1 puzzles solved in sequence; memory carries concepts across puzzles (exact match)"
+    )
     primary_metric: ClassVar[str] = "accuracy"
 
     def __init__(self, *, seed: int = 0, curriculum: int = 5, max_side: int = 6, max_answer_tokens: int = 96) -> None:
@@ -146,13 +150,17 @@ class ArcEnvironment(Environment):
                     left -= len(chunk)
                 questions = [
                     Question(
-                        id=pid, text=self.prompt(task), answer=format_grid(task["test"][0]["output"]), category="arc",
+                        id=pid,
+                        text=self.prompt(task),
+                        answer=format_grid(task["test"][0]["output"]),
+                        category="arc",
                         metadata={"expected": task["test"][0]["output"], "puzzle": pid},
                     )
                     for pid, task in chunk
                 ]
-                out.append(Task(id=f"arc-{name}-{start // self.curriculum:03d}", questions=questions,
-                                metadata={"split": name}))
+                out.append(
+                    Task(id=f"arc-{name}-{start // self.curriculum:03d}", questions=questions, metadata={"split": name})
+                )
         return out
 
     @staticmethod
@@ -160,7 +168,9 @@ class ArcEnvironment(Environment):
         """The puzzle as the agent reads it: demonstration pairs, then the test input."""
         parts = ["Each example turns an input grid of digits into an output grid by the same rule."]
         for n, ex in enumerate(task["train"], 1):
-            parts.append(f"Example {n} input:\n{format_grid(ex['input'])}\nExample {n} output:\n{format_grid(ex['output'])}")
+            parts.append(
+                f"Example {n} input:\n{format_grid(ex['input'])}\nExample {n} output:\n{format_grid(ex['output'])}"
+            )
         parts.append(f"Test input:\n{format_grid(task['test'][0]['input'])}")
         parts.append("Write only the test output grid: one line of digits per row, nothing else.")
         return "\n\n".join(parts)
@@ -173,27 +183,44 @@ class ArcEnvironment(Environment):
             predicted = parse_grid(answer.text)
             scores = score_grid(predicted, question.metadata["expected"])
             solved = scores["exact"] == 1.0
-            metrics = {"accuracy": scores["exact"], "cell_accuracy": scores["cells"], "shape_match": scores["shape"],
-                       "recalled_items": float(len(answer.recall.items))}
-            results.append(QuestionResult(
-                question_id=question.id, category=question.category, question=question.text[:400],
-                reference=question.answer, prediction=answer.text, metrics=metrics, recalled=answer.recall.text()[:2000],
-            ))
+            metrics = {
+                "accuracy": scores["exact"],
+                "cell_accuracy": scores["cells"],
+                "shape_match": scores["shape"],
+                "recalled_items": float(len(answer.recall.items)),
+            }
+            results.append(
+                QuestionResult(
+                    question_id=question.id,
+                    category=question.category,
+                    question=question.text[:400],
+                    reference=question.answer,
+                    prediction=answer.text,
+                    metrics=metrics,
+                    recalled=answer.recall.text()[:2000],
+                )
+            )
             # the puzzle's lesson, for memories that learn from outcomes
             summary = question.text.split("\n\nTest input:")[0]
             outcome = Event.outcome(
                 f"Puzzle {question.id} {'solved' if solved else 'failed'}. Correct output:\n{question.answer}",
-                reward=scores["exact"], session_id=question.id,
+                reward=scores["exact"],
+                session_id=question.id,
             )
             prompt_event = Event.message(question.text, speaker="user", session_id=question.id)
             reply_event = Event.message(answer.text, speaker="assistant", session_id=question.id)
             for event in (prompt_event, reply_event, outcome):
                 agent.observe(event)
-            agent.end_session(Episode(
-                id=question.id, task=f"ARC puzzle {question.id}: {summary[:600]}",
-                events=[prompt_event, reply_event, outcome], outcome=outcome.content, reward=scores["exact"],
-                success=solved,
-            ))
+            agent.end_session(
+                Episode(
+                    id=question.id,
+                    task=f"ARC puzzle {question.id}: {summary[:600]}",
+                    events=[prompt_event, reply_event, outcome],
+                    outcome=outcome.content,
+                    reward=scores["exact"],
+                    success=solved,
+                )
+            )
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:

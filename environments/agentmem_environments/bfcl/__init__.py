@@ -63,7 +63,15 @@ from agentmem_environments.bfcl.loader import load_tasks
 from agentmem_environments.locomo import split_ids
 from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_dia_ids, turn_ids
 
-__all__ = ["BFCLMemoryEnvironment", "Options", "BFCL_VERSION", "ENV_DIR", "BFCLInstallError", "ensure_bfcl", "find_bfcl"]
+__all__ = [
+    "BFCLMemoryEnvironment",
+    "Options",
+    "BFCL_VERSION",
+    "ENV_DIR",
+    "BFCLInstallError",
+    "ensure_bfcl",
+    "find_bfcl",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +99,9 @@ class BFCLMemoryEnvironment(TaskSetEnvironment, ProxyScoring):
     )
     primary_metric: ClassVar[str] = "accuracy"
 
-    def __init__(self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None, **knobs: Any) -> None:
+    def __init__(
+        self, data: str | Path | None = None, *, seed: int = 0, top_k: int | None = None, **knobs: Any
+    ) -> None:
         self.top_k = check_top_k("bfcl-memory", top_k)
         if data not in (None, "") and Path(str(data)).expanduser().is_dir():
             data, knobs = None, {"bfcl_dir": str(data), **knobs}  # --data may be just the install's path
@@ -127,7 +137,9 @@ class BFCLMemoryEnvironment(TaskSetEnvironment, ProxyScoring):
                 turns = {e.metadata["dia_id"]: e.content for s in task.sessions for e in s.events}
                 for q in task.questions:
                     source = " ".join(turns[d] for d in q.evidence if d in turns)
-                    q.metadata["answer_in_source"] = bool(source) and bfcl_correct(checker, source, q.metadata["ground_truth"]) == 1.0
+                    q.metadata["answer_in_source"] = (
+                        bool(source) and bfcl_correct(checker, source, q.metadata["ground_truth"]) == 1.0
+                    )
             self._splits = split_ids([t.id for t in tasks], self.seed)
             self._tasks = tasks
         return self._tasks
@@ -176,14 +188,17 @@ class BFCLMemoryEnvironment(TaskSetEnvironment, ProxyScoring):
             log.debug("%s %r -> %r %s", question.id, truth, answer.text, metrics)
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
 
-    def proxy_score(self, task: Task, question: Question, recall: Recall,
-                    turns: dict[str, str] | None = None) -> ProxyScore | None:
+    def proxy_score(
+        self, task: Task, question: Question, recall: Recall, turns: dict[str, str] | None = None
+    ) -> ProxyScore | None:
         """Whether the answer is in what memory recalled, by BFCL's own checker (``None`` where the source lacks it)."""
         if not question.metadata.get("answer_in_source"):
             return None
         truth = list(question.metadata.get("ground_truth") or [question.answer])
         found = bfcl_correct(self.checker, recall.text(), truth) == 1.0
-        er = evidence_recall(recalled_dia_ids(recall.items, turns if turns is not None else turn_ids(task)), question.evidence)
+        er = evidence_recall(
+            recalled_dia_ids(recall.items, turns if turns is not None else turn_ids(task)), question.evidence
+        )
         return ProxyScore(score=float(found), evidence=er, answer_in_recall=found)
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:

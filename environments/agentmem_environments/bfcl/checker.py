@@ -17,11 +17,11 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from agentmem.errors import DataError
-
 from agentmem_environments.bfcl.install import BFCL_VERSION, ENV_DIR, PACKAGE
 
 __all__ = ["CHECKER_MODULE", "Checker", "load_checker", "bfcl_correct"]
@@ -45,11 +45,12 @@ def load_checker(root: Path) -> Checker:
             sys.path.insert(0, str(root))
         try:
             module = importlib.import_module(CHECKER_MODULE)
-        except Exception as exc:  # noqa: BLE001 - any import failure is the same fix
+        except Exception as exc:
             raise DataError(
-                f"bfcl-memory: cannot import BFCL's checker {CHECKER_MODULE} from {root} ({type(exc).__name__}: {exc}); "
+                f"bfcl-memory: cannot import BFCL's checker {CHECKER_MODULE} from {root} "
+                f"({type(exc).__name__}: {exc}); "
                 f"reinstall with 'uv pip install --no-deps --target {root} {PACKAGE}=={BFCL_VERSION}' "
-                f"or point {ENV_DIR} / --data \"bfcl_dir=...\" at a working install"
+                f'or point {ENV_DIR} / --data "bfcl_dir=..." at a working install'
             ) from None
         finally:
             if added:

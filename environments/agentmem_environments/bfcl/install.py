@@ -76,7 +76,9 @@ def is_bfcl_root(path: Path) -> bool:
 
 
 def default_site(cache_dir: Path | None = None) -> Path:
-    """``<cache_dir>/bfcl/<version>/site``; ``cache_dir`` defaults to agentmem's (``AGENTMEM_CACHE_DIR``, config, user cache)."""
+    """``<cache_dir>/bfcl/<version>/site``; ``cache_dir`` defaults to agentmem's (``AGENTMEM_CACHE_DIR``, config,
+    user cache).
+    """
     if cache_dir is None:
         from agentmem.config import load_settings
 
@@ -94,8 +96,19 @@ def install_command(target: Path) -> list[str]:
     uv = shutil.which("uv") or _beside_python("uv")
     if uv:
         return [uv, "pip", "install", "--no-deps", "--quiet", "--python", sys.executable, "--target", str(target), spec]
-    return [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--disable-pip-version-check",
-            "--no-input", "--target", str(target), spec]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--target",
+        str(target),
+        spec,
+    ]
 
 
 def _beside_python(name: str) -> str | None:
@@ -106,7 +119,7 @@ def _beside_python(name: str) -> str | None:
 def _how_to_fix(site: Path) -> str:
     return (
         f"install it yourself with 'uv pip install --no-deps --target {site} {PACKAGE}=={BFCL_VERSION}' "
-        f"(or python -m pip with the same arguments), or set {ENV_DIR} / --data \"bfcl_dir=...\" "
+        f'(or python -m pip with the same arguments), or set {ENV_DIR} / --data "bfcl_dir=..." '
         "to an existing bfcl-eval install or gorilla checkout"
     )
 
@@ -148,7 +161,8 @@ def _install_into(site: Path) -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_INSTALL_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
             raise BFCLInstallError(
-                f"bfcl-memory: installing {PACKAGE}=={BFCL_VERSION} took over {_INSTALL_TIMEOUT_S}s; {_how_to_fix(site)}",
+                f"bfcl-memory: installing {PACKAGE}=={BFCL_VERSION} took over {_INSTALL_TIMEOUT_S}s; "
+                f"{_how_to_fix(site)}",
                 "timed out",
             ) from None
         except OSError as exc:
@@ -173,27 +187,34 @@ def _summary(output: str, returncode: int) -> str:
         return f"exit status {returncode}"
     first = next((ln for ln in lines if ln.lower().startswith("error")), lines[0])
     parts = [first] if first == lines[-1] else [first, lines[-1]]
-    text = ": ".join(p.split(":", 1)[1].strip() if p.split(":", 1)[0].lower() in ("error", "cause", "hint") else p for p in parts)
+    text = ": ".join(
+        p.split(":", 1)[1].strip() if p.split(":", 1)[0].lower() in ("error", "cause", "hint") else p for p in parts
+    )
     return text[:240]
 
 
 def resolve_bfcl_dir(path: str | Path) -> Path:
     """The folder holding ``bfcl_eval/`` for a user-given path: a ``--target`` install, the package, or a checkout."""
     p = Path(path).expanduser().resolve()
-    candidates = [p, p.parent, p / "berkeley-function-call-leaderboard"] if p.name == "bfcl_eval" else [
-        p, p / "berkeley-function-call-leaderboard"
-    ]
+    candidates = (
+        [p, p.parent, p / "berkeley-function-call-leaderboard"]
+        if p.name == "bfcl_eval"
+        else [p, p / "berkeley-function-call-leaderboard"]
+    )
     for candidate in candidates:
         if is_bfcl_root(candidate):
             return candidate
     what = "does not exist" if not p.exists() else "holds no bfcl_eval package with data/BFCL_v4_memory.json"
     raise DataError(
         f"bfcl-memory: {p} {what}; point bfcl_dir / {ENV_DIR} at a 'pip install --no-deps --target DIR "
-        f"{PACKAGE}' folder or a gorilla checkout's berkeley-function-call-leaderboard folder, or unset it to install automatically"
+        f"{PACKAGE}' folder or a gorilla checkout's berkeley-function-call-leaderboard folder, or unset it to "
+        "install automatically"
     )
 
 
-def find_bfcl(bfcl_dir: str | Path | None = None, *, install: bool = True, cache_dir: Path | None = None) -> tuple[Path, str]:
+def find_bfcl(
+    bfcl_dir: str | Path | None = None, *, install: bool = True, cache_dir: Path | None = None
+) -> tuple[Path, str]:
     """The folder holding ``bfcl_eval/`` and how it was found (knob, env var, importable, cache, installed).
 
     ``install=False`` turns a missing cached install into a one-line error
@@ -206,7 +227,9 @@ def find_bfcl(bfcl_dir: str | Path | None = None, *, install: bool = True, cache
     configured = load_settings().bfcl_dir
     if configured is not None:
         return resolve_bfcl_dir(configured), ENV_DIR
-    spec = importlib.util.find_spec("bfcl_eval") if "bfcl_eval" not in sys.modules else sys.modules["bfcl_eval"].__spec__
+    spec = (
+        importlib.util.find_spec("bfcl_eval") if "bfcl_eval" not in sys.modules else sys.modules["bfcl_eval"].__spec__
+    )
     for location in (spec.submodule_search_locations or []) if spec is not None else []:
         root = Path(location).parent
         if is_bfcl_root(root):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ __all__ = ["QUESTIONS_FILE", "ANSWERS_FILE", "PREREQ_DIR", "data_dir", "load_tas
 QUESTIONS_FILE = "BFCL_v4_memory.json"
 ANSWERS_FILE = Path("possible_answer") / "BFCL_v4_memory.json"
 PREREQ_DIR = "memory_prereq_conversation"
-_START = datetime(2025, 1, 6, 9, 0, tzinfo=timezone.utc)
+_START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 _WORD = re.compile(r"[a-z0-9]+")
 _FIX = "reinstall bfcl-eval (delete the folder to let agentmem install it again) or point bfcl_dir at an intact install"
 
@@ -115,7 +115,9 @@ def load_tasks(root: Path) -> list[Task]:
     for q in questions:
         scenario = str(q.get("scenario") or "").strip()
         if not scenario or not q.get("id"):
-            raise DataError(f"bfcl-memory: {data / QUESTIONS_FILE}: entry {q.get('id')!r} lacks an id or a scenario; {_FIX}")
+            raise DataError(
+                f"bfcl-memory: {data / QUESTIONS_FILE}: entry {q.get('id')!r} lacks an id or a scenario; {_FIX}"
+            )
         if scenario not in by_scenario:
             scenarios.append(scenario)
             by_scenario[scenario] = []

@@ -168,11 +168,15 @@ class LocomoEnvironment(TaskSetEnvironment, ProxyScoring):
                 log.warning(
                     "%s: %d short conversations written for agentmem; scores say nothing about LoCoMo. "
                     "Set %s or pass --data to a locomo10.json to run the benchmark.",
-                    DEMO_NOTICE, len(tasks), ENV_DATA,
+                    DEMO_NOTICE,
+                    len(tasks),
+                    ENV_DATA,
                 )
         self._splits = split_ids([t.id for t in tasks], self.seed)
         if len(tasks) < 3:
-            log.info("locomo: only %d conversation(s) in %s; train, validation and test are all of them", len(tasks), source)
+            log.info(
+                "locomo: only %d conversation(s) in %s; train, validation and test are all of them", len(tasks), source
+            )
         self._tasks = tasks
         self._source = source
         return tasks
@@ -227,10 +231,13 @@ class LocomoEnvironment(TaskSetEnvironment, ProxyScoring):
             log.debug("%s f1=%.3f er=%s", question.id, metrics["f1"], metrics.get("evidence_recall"))
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
 
-    def proxy_score(self, task: Task, question: Question, recall: Recall,
-                    turns: dict[str, str] | None = None) -> ProxyScore | None:
+    def proxy_score(
+        self, task: Task, question: Question, recall: Recall, turns: dict[str, str] | None = None
+    ) -> ProxyScore | None:
         """Evidence recall over everything memory recalled within the budget (``None`` without evidence)."""
-        er = evidence_recall(recalled_dia_ids(recall.items, turns if turns is not None else turn_ids(task)), question.evidence)
+        er = evidence_recall(
+            recalled_dia_ids(recall.items, turns if turns is not None else turn_ids(task)), question.evidence
+        )
         return None if er is None else ProxyScore(score=er, evidence=er)
 
     def prompt_for(self, question: Question) -> str:

@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agentmem.environment import Question, Session, Task
 from agentmem.errors import DataError
 from agentmem.types import Event
-
 from agentmem_environments.locomo.metrics import canonical_dia_id
 
 log = logging.getLogger(__name__)
@@ -54,14 +53,23 @@ _MONTHS = {
     name: i + 1
     for i, names in enumerate(
         [
-            ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"),
-            ("may",), ("june", "jun"), ("july", "jul"), ("august", "aug"),
-            ("september", "sep", "sept"), ("october", "oct"), ("november", "nov"), ("december", "dec"),
+            ("january", "jan"),
+            ("february", "feb"),
+            ("march", "mar"),
+            ("april", "apr"),
+            ("may",),
+            ("june", "jun"),
+            ("july", "jul"),
+            ("august", "aug"),
+            ("september", "sep", "sept"),
+            ("october", "oct"),
+            ("november", "nov"),
+            ("december", "dec"),
         ]
     )
     for name in names
 }
-_FALLBACK_START = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_FALLBACK_START = datetime(2000, 1, 1, tzinfo=UTC)
 _PHOTO_PREFIX = re.compile(r"^\s*(a|an)\s+(photo|photograph|photography|picture|image)\s+of\s+", re.IGNORECASE)
 
 
@@ -76,7 +84,7 @@ def parse_locomo_date(text: str) -> datetime | None:
     if month is None or int(minute) > 59 or int(hour) > 12:
         return None
     try:
-        return datetime(int(year), month, int(day), h, int(minute), tzinfo=timezone.utc)
+        return datetime(int(year), month, int(day), h, int(minute), tzinfo=UTC)
     except ValueError:
         return None
 
@@ -130,7 +138,11 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
     try:
         raw = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise w.error("", f"cannot be read ({type(exc).__name__}: {exc})", "check the file's permissions and that it is UTF-8 JSON") from exc
+        raise w.error(
+            "",
+            f"cannot be read ({type(exc).__name__}: {exc})",
+            "check the file's permissions and that it is UTF-8 JSON",
+        ) from exc
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -194,9 +206,7 @@ def _sample_to_task(sample: Any, index: int, w: _Where) -> Task:
 
 
 def _sessions(conversation: dict[str, Any], sample_id: str, where: str, w: _Where) -> tuple[list[Session], set[str]]:
-    numbers = sorted(
-        int(m.group(1)) for key in conversation if (m := _SESSION_KEY.fullmatch(str(key)))
-    )
+    numbers = sorted(int(m.group(1)) for key in conversation if (m := _SESSION_KEY.fullmatch(str(key))))
     sessions: list[Session] = []
     dia_ids: set[str] = set()
     event_ids: set[str] = set()  # event ids given so far (deterministic: sample + dia_id)
@@ -217,7 +227,11 @@ def _sessions(conversation: dict[str, Any], sample_id: str, where: str, w: _Wher
             when = (last_when + timedelta(days=1)) if last_when else _FALLBACK_START
             log.warning(
                 "%s: %s %s: date %r not understood; using %s for its events",
-                w.path, where, key, date_text, when.isoformat(),
+                w.path,
+                where,
+                key,
+                date_text,
+                when.isoformat(),
             )
         last_when = when
         session_id = f"{sample_id}:{key}"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ def parse_date(text: Any) -> datetime | None:
         return None
     year, month, day, _, hour, minute = m.groups()
     try:
-        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), tzinfo=timezone.utc)
+        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), tzinfo=UTC)
     except ValueError:
         return None
 
@@ -119,8 +119,12 @@ def load_tasks(path: str | Path) -> list[Task]:
     for index, raw in enumerate(read_instances(p)):
         task = _instance_to_task(raw, index, p)
         if task.id in seen:
-            raise _err(p, f"instance {index}", f"question_id {task.id!r} repeats instance {seen[task.id]}",
-                       "give every instance a distinct question_id")
+            raise _err(
+                p,
+                f"instance {index}",
+                f"question_id {task.id!r} repeats instance {seen[task.id]}",
+                "give every instance a distinct question_id",
+            )
         seen[task.id] = index
         tasks.append(task)
     return tasks
@@ -154,12 +158,16 @@ def _instance_to_task(raw: Any, index: int, path: Path) -> Task:
     dates = _list(raw, "haystack_dates", where, path)
     sessions_raw = _list(raw, "haystack_sessions", where, path)
     if not (len(ids) == len(dates) == len(sessions_raw)):
-        raise _err(path, where, f"haystack_session_ids, haystack_dates and haystack_sessions differ in length "
-                                f"({len(ids)}, {len(dates)}, {len(sessions_raw)})")
+        raise _err(
+            path,
+            where,
+            f"haystack_session_ids, haystack_dates and haystack_sessions differ in length "
+            f"({len(ids)}, {len(dates)}, {len(sessions_raw)})",
+        )
     answer_sessions = [str(x) for x in (raw.get("answer_session_ids") or [])]
     sessions: list[Session] = []
     evidence_turns: list[str] = []
-    fallback = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    fallback = datetime(2023, 1, 1, tzinfo=UTC)
     for s, (sid, date_text, turns) in enumerate(zip(ids, dates, sessions_raw)):
         at = f"{where} session {s} ({sid})"
         if not isinstance(turns, list):
@@ -171,7 +179,9 @@ def _instance_to_task(raw: Any, index: int, path: Path) -> Task:
         events: list[Event] = []
         for t, turn in enumerate(turns):
             if not isinstance(turn, dict):
-                raise _err(path, f"{at} turn {t}", f"expected an object with role and content, found {type(turn).__name__}")
+                raise _err(
+                    path, f"{at} turn {t}", f"expected an object with role and content, found {type(turn).__name__}"
+                )
             role, content = turn.get("role"), turn.get("content")
             if role not in ("user", "assistant"):
                 raise _err(path, f"{at} turn {t}", f"role must be 'user' or 'assistant' (found {role!r})")
@@ -183,25 +193,44 @@ def _instance_to_task(raw: Any, index: int, path: Path) -> Task:
             event_id = f"{qid}:{s}:{t}"
             if has_answer:
                 evidence_turns.append(event_id)
-            events.append(Event.message(
-                content, id=event_id, speaker=role, session_id=sid,
-                timestamp=when + timedelta(seconds=t),  # turns of one session keep their order
-                when=str(date_text),
-                metadata={"session": sid, "turn": t, "has_answer": has_answer, "date_time": str(date_text)},
-            ))
+            events.append(
+                Event.message(
+                    content,
+                    id=event_id,
+                    speaker=role,
+                    session_id=sid,
+                    timestamp=when + timedelta(seconds=t),  # turns of one session keep their order
+                    when=str(date_text),
+                    metadata={"session": sid, "turn": t, "has_answer": has_answer, "date_time": str(date_text)},
+                )
+            )
         sessions.append(Session(id=sid, when=str(date_text), events=events))
     qdate = str(raw.get("question_date") or "")
     if parse_date(qdate) is None:
         raise _err(path, where, f"question_date {qdate!r} is not like '2023/05/30 (Tue) 23:40'")
     abstention = is_abstention_id(qid)
     question_obj = Question(
-        id=qid, text=question, answer=str(raw["answer"]), category=qtype,
+        id=qid,
+        text=question,
+        answer=str(raw["answer"]),
+        category=qtype,
         evidence=[] if abstention else answer_sessions,
-        metadata={"question_date": qdate, "abstention": abstention, "evidence_turns": evidence_turns,
-                  "answer_session_ids": answer_sessions},
+        metadata={
+            "question_date": qdate,
+            "abstention": abstention,
+            "evidence_turns": evidence_turns,
+            "answer_session_ids": answer_sessions,
+        },
     )
     return Task(
-        id=qid, sessions=sessions, questions=[question_obj],
-        metadata={"question_type": qtype, "sessions": len(sessions), "turns": sum(len(s.events) for s in sessions),
-                  "abstention": abstention, "last_date": str(fallback.date())},
+        id=qid,
+        sessions=sessions,
+        questions=[question_obj],
+        metadata={
+            "question_type": qtype,
+            "sessions": len(sessions),
+            "turns": sum(len(s.events) for s in sessions),
+            "abstention": abstention,
+            "last_date": str(fallback.date()),
+        },
     )

@@ -1,4 +1,5 @@
-"""Generate ``fixture_memoryagentbench.json``: small rows in MemoryAgentBench's exact row format, for tests and offline runs.
+"""Generate ``fixture_memoryagentbench.json``: small rows in MemoryAgentBench's exact row format, for tests and offline
+runs.
 
 NOT the benchmark. Three rows per competency, each a context of a few
 thousand characters (the benchmark's loader rejects contexts under 2,000)
@@ -32,11 +33,49 @@ from typing import Any
 OUT = Path(__file__).with_name("fixture_memoryagentbench.json")
 SEED = 16
 
-PEOPLE = ["Amara Osei", "Bruno Keller", "Chen Wei", "Dalia Haddad", "Emil Novak", "Farah Siddiqui", "Goran Petrov",
-          "Hana Sato", "Ivo Marin", "Jonas Berg", "Kira Lund", "Luca Ferri", "Mina Park", "Nils Ek", "Olga Ivanova"]
-PLACES = ["Velmora", "Stroud Harbor", "Quillon", "Ashgrove", "Tarvik", "Lornea", "Pellin Bay", "Dunmere", "Orsk",
-          "Caldwick", "Nereth", "Isola Verde"]
-THINGS = ["lighthouse", "observatory", "bakery", "museum", "shipyard", "library", "orchard", "bridge", "theatre", "mill"]
+PEOPLE = [
+    "Amara Osei",
+    "Bruno Keller",
+    "Chen Wei",
+    "Dalia Haddad",
+    "Emil Novak",
+    "Farah Siddiqui",
+    "Goran Petrov",
+    "Hana Sato",
+    "Ivo Marin",
+    "Jonas Berg",
+    "Kira Lund",
+    "Luca Ferri",
+    "Mina Park",
+    "Nils Ek",
+    "Olga Ivanova",
+]
+PLACES = [
+    "Velmora",
+    "Stroud Harbor",
+    "Quillon",
+    "Ashgrove",
+    "Tarvik",
+    "Lornea",
+    "Pellin Bay",
+    "Dunmere",
+    "Orsk",
+    "Caldwick",
+    "Nereth",
+    "Isola Verde",
+]
+THINGS = [
+    "lighthouse",
+    "observatory",
+    "bakery",
+    "museum",
+    "shipyard",
+    "library",
+    "orchard",
+    "bridge",
+    "theatre",
+    "mill",
+]
 FILLER = [
     "The weather that season was mild, and most evenings ended with light rain over the hills.",
     "Visitors often remarked on the narrow streets and the smell of bread in the mornings.",
@@ -63,9 +102,15 @@ def _pad(rng: random.Random, lines: list[str], min_chars: int) -> str:
 def _row(context: str, questions: list[str], answers: list[list[str]], source: str, **meta: Any) -> dict[str, Any]:
     n = len(questions)
     metadata = {
-        "demo": "", "haystack_sessions": [], "keypoints": [], "previous_events": [],
-        "qa_pair_ids": [f"{source}_{i}" for i in range(n)], "question_dates": [], "question_ids": [str(i) for i in range(n)],
-        "question_types": [], "source": source,
+        "demo": "",
+        "haystack_sessions": [],
+        "keypoints": [],
+        "previous_events": [],
+        "qa_pair_ids": [f"{source}_{i}" for i in range(n)],
+        "question_dates": [],
+        "question_ids": [str(i) for i in range(n)],
+        "question_types": [],
+        "source": source,
     }
     metadata.update(meta)
     return {"context": context, "questions": questions, "answers": answers, "metadata": metadata}
@@ -76,13 +121,20 @@ def _ruler(rng: random.Random) -> dict[str, Any]:
     places = rng.sample(PLACES, 6)
     things = rng.sample(THINGS, 6)
     years = [rng.randint(1850, 1990) for _ in range(6)]
-    docs = [f"Document {i + 1}: The {things[i]} of {places[i]}. The {things[i]} of {places[i]} was founded in {years[i]} "
-            f"by {people[i]}, who ran it for many years." for i in range(6)]
+    docs = [
+        f"Document {i + 1}: The {things[i]} of {places[i]}. The {things[i]} of {places[i]} was founded in {years[i]} "
+        f"by {people[i]}, who ran it for many years."
+        for i in range(6)
+    ]
     picks = rng.sample(range(6), 3)
     return _row(
         _pad(rng, docs, 2600),
-        [f"Who founded the {things[i]} of {places[i]}?" if k % 2 == 0 else f"In which year was the {things[i]} of {places[i]} founded?"
-         for k, i in enumerate(picks)],
+        [
+            f"Who founded the {things[i]} of {places[i]}?"
+            if k % 2 == 0
+            else f"In which year was the {things[i]} of {places[i]} founded?"
+            for k, i in enumerate(picks)
+        ],
         [[people[i]] if k % 2 == 0 else [str(years[i])] for k, i in enumerate(picks)],
         "ruler_qa_fixture",
     )
@@ -109,7 +161,11 @@ def _eventqa(rng: random.Random) -> dict[str, Any]:
 
 
 def _longmemeval_chat(rng: random.Random) -> dict[str, Any]:
-    pet, city, dish = rng.choice(["Biscuit", "Luna", "Mochi"]), rng.choice(PLACES), rng.choice(["lentil soup", "paella", "ramen"])
+    pet, city, dish = (
+        rng.choice(["Biscuit", "Luna", "Mochi"]),
+        rng.choice(PLACES),
+        rng.choice(["lentil soup", "paella", "ramen"]),
+    )
     turns = [
         f"user: I adopted a puppy and named him {pet}.",
         "assistant: Congratulations! Puppies need lots of short walks.",
@@ -118,23 +174,51 @@ def _longmemeval_chat(rng: random.Random) -> dict[str, Any]:
         f"user: My favourite thing to cook on Sundays is {dish}.",
         "assistant: That sounds delicious.",
     ]
-    return _row(_pad(rng, turns, 2400),
-                ["What is the name of my puppy?", "Which city am I moving to?", "What do I like to cook on Sundays?"],
-                [[pet], [city], [dish]], "longmemeval_fixture", question_types=["single-session-user"] * 3)
+    return _row(
+        _pad(rng, turns, 2400),
+        ["What is the name of my puppy?", "Which city am I moving to?", "What do I like to cook on Sundays?"],
+        [[pet], [city], [dish]],
+        "longmemeval_fixture",
+        question_types=["single-session-user"] * 3,
+    )
 
 
 INTENTS = {
-    0: ["I lost my card yesterday", "my card was stolen at the station", "I can't find my debit card anywhere",
-        "please block my card, it is gone", "someone took my wallet with my card"],
-    1: ["what is my account balance", "how much money do I have left", "show me my balance please",
-        "check the funds in my account", "tell me my current balance"],
-    2: ["send 50 euros to my sister", "transfer money to my savings", "I want to wire money abroad",
-        "move 100 dollars to another account", "how do I pay my friend back"],
-    3: ["what is the dollar to euro rate", "how many yen for one pound", "exchange rate for swiss francs",
-        "what's today's conversion rate to pesos", "is the euro strong against the dollar today"],
+    0: [
+        "I lost my card yesterday",
+        "my card was stolen at the station",
+        "I can't find my debit card anywhere",
+        "please block my card, it is gone",
+        "someone took my wallet with my card",
+    ],
+    1: [
+        "what is my account balance",
+        "how much money do I have left",
+        "show me my balance please",
+        "check the funds in my account",
+        "tell me my current balance",
+    ],
+    2: [
+        "send 50 euros to my sister",
+        "transfer money to my savings",
+        "I want to wire money abroad",
+        "move 100 dollars to another account",
+        "how do I pay my friend back",
+    ],
+    3: [
+        "what is the dollar to euro rate",
+        "how many yen for one pound",
+        "exchange rate for swiss francs",
+        "what's today's conversion rate to pesos",
+        "is the euro strong against the dollar today",
+    ],
 }
-HELD_OUT = {0: "my card has disappeared", 1: "how much is in my account", 2: "pay 20 pounds to my landlord",
-            3: "current rate from euros to dollars"}
+HELD_OUT = {
+    0: "my card has disappeared",
+    1: "how much is in my account",
+    2: "pay 20 pounds to my landlord",
+    3: "current rate from euros to dollars",
+}
 
 
 def _icl(rng: random.Random, source: str, offset: int) -> dict[str, Any]:
@@ -146,8 +230,18 @@ def _icl(rng: random.Random, source: str, offset: int) -> dict[str, Any]:
     return _row("\n".join(lines), [HELD_OUT[k] for k in asked], [[str(labels[k])] for k in asked], source)
 
 
-MOVIES = ["Star Voyage", "The Quiet Harbor", "Midnight Express Line", "Paper Kingdoms", "The Last Orchard",
-          "Robots of Summer", "Crimson Tide Pool", "A Winter in Lornea", "Detective Marlow", "Laughing Cats"]
+MOVIES = [
+    "Star Voyage",
+    "The Quiet Harbor",
+    "Midnight Express Line",
+    "Paper Kingdoms",
+    "The Last Orchard",
+    "Robots of Summer",
+    "Crimson Tide Pool",
+    "A Winter in Lornea",
+    "Detective Marlow",
+    "Laughing Cats",
+]
 
 
 def _recsys(rng: random.Random) -> tuple[dict[str, Any], dict[str, int]]:
@@ -155,12 +249,18 @@ def _recsys(rng: random.Random) -> tuple[dict[str, Any], dict[str, int]]:
     dialogues = []
     for _ in range(10):
         liked, suggested = rng.sample(MOVIES, 2)
-        dialogues.append(f"User: I really enjoyed {liked}. Recommender: Then you will like {suggested}. User: Thanks, I'll watch it.")
+        dialogues.append(
+            f"User: I really enjoyed {liked}. Recommender: Then you will like {suggested}. User: Thanks, I'll watch it."
+        )
     sci = [MOVIES.index("Star Voyage"), MOVIES.index("Robots of Summer")]
-    q = ["User: I love science fiction with robots and space travel. What should I watch?",
-         "User: Something cosy and slow, maybe set in a small town by the sea?"]
+    q = [
+        "User: I love science fiction with robots and space travel. What should I watch?",
+        "User: Something cosy and slow, maybe set in a small town by the sea?",
+    ]
     cosy = [MOVIES.index("The Quiet Harbor"), MOVIES.index("A Winter in Lornea")]
-    return _row(_pad(rng, dialogues, 2400), q, [[str(i) for i in sci], [str(i) for i in cosy]], "recsys_fixture"), entity2id
+    return _row(
+        _pad(rng, dialogues, 2400), q, [[str(i) for i in sci], [str(i) for i in cosy]], "recsys_fixture"
+    ), entity2id
 
 
 def _story(rng: random.Random, source: str) -> dict[str, Any]:
@@ -174,11 +274,19 @@ def _story(rng: random.Random, source: str) -> dict[str, Any]:
         f"The diaries proved that the {thing} had sheltered refugees during the war.",
         f"The town voted to protect the {thing}, and {a} opened it to visitors in spring.",
     ]
-    summary = (f"{a} inherits a ruined {thing} in {town} and restores it with the builder {b}. Hidden diaries show it "
-               f"sheltered refugees in the war, so the town protects it and {a} opens it to visitors.")
-    keypoints = [f"{a} inherits the {thing} in {town}.", f"{a} and {b} repair the {thing}.",
-                 "Hidden diaries reveal it sheltered refugees during the war.", f"The town protects the {thing}."]
-    return _row(_pad(rng, beats, 2600), ["Summarise the story in a few sentences."], [[summary]], source, keypoints=keypoints)
+    summary = (
+        f"{a} inherits a ruined {thing} in {town} and restores it with the builder {b}. Hidden diaries show it "
+        f"sheltered refugees in the war, so the town protects it and {a} opens it to visitors."
+    )
+    keypoints = [
+        f"{a} inherits the {thing} in {town}.",
+        f"{a} and {b} repair the {thing}.",
+        "Hidden diaries reveal it sheltered refugees during the war.",
+        f"The town protects the {thing}.",
+    ]
+    return _row(
+        _pad(rng, beats, 2600), ["Summarise the story in a few sentences."], [[summary]], source, keypoints=keypoints
+    )
 
 
 def _detective(rng: random.Random) -> dict[str, Any]:
@@ -238,10 +346,16 @@ def build(seed: int = SEED) -> dict[str, Any]:
     return {
         "Accurate_Retrieval": [_ruler(rng), _eventqa(rng), _longmemeval_chat(rng)],
         "Test_Time_Learning": [_icl(rng, "icl_intents_fixture", 0), _icl(rng, "icl_intents_fixture", 1), recsys],
-        "Long_Range_Understanding": [_story(rng, "infbench_sum_fixture"), _story(rng, "infbench_sum_fixture"), _detective(rng)],
-        "Conflict_Resolution": [_facts(rng, "factconsolidation_sh_fixture", False),
-                                _facts(rng, "factconsolidation_sh_fixture", False),
-                                _facts(rng, "factconsolidation_mh_fixture", True)],
+        "Long_Range_Understanding": [
+            _story(rng, "infbench_sum_fixture"),
+            _story(rng, "infbench_sum_fixture"),
+            _detective(rng),
+        ],
+        "Conflict_Resolution": [
+            _facts(rng, "factconsolidation_sh_fixture", False),
+            _facts(rng, "factconsolidation_sh_fixture", False),
+            _facts(rng, "factconsolidation_mh_fixture", True),
+        ],
         "entity2id": entity2id,
     }
 

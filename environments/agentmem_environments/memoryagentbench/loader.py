@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,15 @@ ROW_FIELDS: tuple[str, ...] = ("context", "questions", "answers", "metadata")
 """The columns of one official row."""
 
 METADATA_FIELDS: tuple[str, ...] = (
-    "demo", "haystack_sessions", "keypoints", "previous_events", "qa_pair_ids", "question_dates", "question_ids",
-    "question_types", "source",
+    "demo",
+    "haystack_sessions",
+    "keypoints",
+    "previous_events",
+    "qa_pair_ids",
+    "question_dates",
+    "question_ids",
+    "question_types",
+    "source",
 )
 """The fields of ``metadata`` in the official dataset card."""
 
@@ -82,9 +89,12 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("factconsolidation", "factconsolidation", "CR"),
 )
 
-_FIX = "point --data at the MemoryAgentBench parquet files, or a JSON file of rows with context, questions, answers, metadata"
+_FIX = (
+    "point --data at the MemoryAgentBench parquet files, or a JSON file of rows with context, questions, "
+    "answers, metadata"
+)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_BASE_TIME = datetime(2025, 1, 1, tzinfo=timezone.utc)
+_BASE_TIME = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def family_of(source: str) -> str:
@@ -118,7 +128,7 @@ def chunk_text(text: str, chunk_tokens: int) -> list[str]:
                 chunks.append(" ".join(current))
                 current, used = [], 0
             chunks.append(head)
-            piece = piece[len(head):].strip()
+            piece = piece[len(head) :].strip()
             cost = count_tokens(piece)
         if not piece:
             continue
@@ -146,8 +156,10 @@ def _read_parquet(path: Path) -> list[dict[str, Any]]:
         ) from None
     try:
         return pq.read_table(path).to_pylist()
-    except Exception as exc:  # noqa: BLE001 - any parquet failure is one line
-        raise _err(path, "", f"not a readable parquet file ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    except Exception as exc:
+        raise _err(
+            path, "", f"not a readable parquet file ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        ) from None
 
 
 def _split_of_file(path: Path) -> str | None:
@@ -267,8 +279,14 @@ def _row_to_task(row: Any, split: str, index: int, chunk_tokens: int, path: Path
     task_id = f"{competency}:{source or 'row'}:{index}"
     chunks = chunk_text(context, chunk_tokens)
     events = [
-        Event.message(chunk, speaker="user", id=f"{task_id}:c{i}", session_id=task_id,
-                      timestamp=_BASE_TIME + timedelta(seconds=i), metadata={"chunk": i})
+        Event.message(
+            chunk,
+            speaker="user",
+            id=f"{task_id}:c{i}",
+            session_id=task_id,
+            timestamp=_BASE_TIME + timedelta(seconds=i),
+            metadata={"chunk": i},
+        )
         for i, chunk in enumerate(chunks)
     ]
     out: list[Question] = []
@@ -276,18 +294,32 @@ def _row_to_task(row: Any, split: str, index: int, chunk_tokens: int, path: Path
         flat = [str(a) for a in refs if str(a).strip()]
         if not flat:
             raise _err(path, f"{where} question {i}", "has no answer")
-        out.append(Question(
-            id=f"{task_id}:{qa_ids[i] if i < len(qa_ids) and qa_ids[i] else f'q{i}'}",
-            text=text.strip(), answer=flat[0], category=competency,
-            metadata={"answers": flat, "source": source, "family": family,
-                      "question_type": qtypes[i] if i < len(qtypes) else "",
-                      "question_date": qdates[i] if i < len(qdates) else "",
-                      "keypoints": keypoints if family == "infbench_sum" else []},
-        ))
+        out.append(
+            Question(
+                id=f"{task_id}:{qa_ids[i] if i < len(qa_ids) and qa_ids[i] else f'q{i}'}",
+                text=text.strip(),
+                answer=flat[0],
+                category=competency,
+                metadata={
+                    "answers": flat,
+                    "source": source,
+                    "family": family,
+                    "question_type": qtypes[i] if i < len(qtypes) else "",
+                    "question_date": qdates[i] if i < len(qdates) else "",
+                    "keypoints": keypoints if family == "infbench_sum" else [],
+                },
+            )
+        )
     return Task(
         id=task_id,
         sessions=[Session(id=task_id, events=events)],
         questions=out,
-        metadata={"competency": competency, "split_name": split, "source": source, "family": family,
-                  "chunks": len(chunks), "context_tokens": count_tokens(context)},
+        metadata={
+            "competency": competency,
+            "split_name": split,
+            "source": source,
+            "family": family,
+            "chunks": len(chunks),
+            "context_tokens": count_tokens(context),
+        },
     )

@@ -88,7 +88,9 @@ _EXTRA_HINT = "install the extra: pip install 'agentmem-environments[textworld]'
 _RECALLED_TEXT_CHARS = 2000
 _MAKE_TIMEOUT_S = 600
 
-_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+_JINJA = jinja2.Environment(
+    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+)
 
 
 class Options(BaseModel):
@@ -97,7 +99,9 @@ class Options(BaseModel):
     episodes: int = Field(3, ge=1, le=10, description="games per task, played in order with the same memory")
     max_steps: int = Field(15, ge=1, le=100, description="commands per episode before it is cut off")
     tasks: int = Field(4, ge=1, le=50, description="tasks in validation and in test (train has twice as many)")
-    families: str = Field("cooking,treasure_hunter", description="comma-separated game families, alternated across tasks")
+    families: str = Field(
+        "cooking,treasure_hunter", description="comma-separated game families, alternated across tasks"
+    )
     level: int = Field(5, ge=1, le=30, description="treasure_hunter difficulty (tw-make --level)")
     recipe: int = Field(1, ge=1, le=5, description="cooking: ingredients in the recipe (tw-make --recipe)")
     take: int = Field(1, ge=0, le=5, description="cooking: ingredients to find (tw-make --take)")
@@ -125,8 +129,17 @@ class GameSpec(BaseModel):
 
     def make_args(self) -> list[str]:
         if self.family == "cooking":
-            return ["tw-cooking", "--recipe", str(self.params["recipe"]), "--take", str(self.params["take"]),
-                    "--go", str(self.params["go"]), "--seed", str(self.seed)]
+            return [
+                "tw-cooking",
+                "--recipe",
+                str(self.params["recipe"]),
+                "--take",
+                str(self.params["take"]),
+                "--go",
+                str(self.params["go"]),
+                "--seed",
+                str(self.seed),
+            ]
         return ["tw-treasure_hunter", "--level", str(self.params["level"]), "--seed", str(self.seed)]
 
 
@@ -136,7 +149,7 @@ class GameSpec(BaseModel):
 def load_textworld() -> Any:
     """The ``textworld`` module, or a one-line ConfigError naming the extra to install."""
     try:
-        import textworld  # noqa: PLC0415 - optional dependency
+        import textworld
     except ImportError:
         raise ConfigError(f"textworld: the 'textworld' package is not installed; {_EXTRA_HINT}") from None
     return textworld
@@ -149,7 +162,9 @@ def _tw_make() -> str:
         return str(here)
     found = shutil.which("tw-make")
     if found is None:
-        raise ConfigError(f"textworld: the 'tw-make' command was not found next to {sys.executable} or on PATH; {_EXTRA_HINT}")
+        raise ConfigError(
+            f"textworld: the 'tw-make' command was not found next to {sys.executable} or on PATH; {_EXTRA_HINT}"
+        )
     return found
 
 
@@ -187,10 +202,16 @@ def ensure_game(spec: GameSpec) -> Path:
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_MAKE_TIMEOUT_S, check=False)
             except subprocess.TimeoutExpired:
-                raise DataError(f"textworld: tw-make took over {_MAKE_TIMEOUT_S}s for {spec.key}; retry when the machine is less busy") from None
+                raise DataError(
+                    f"textworld: tw-make took over {_MAKE_TIMEOUT_S}s for {spec.key}; retry when the machine "
+                    "is less busy"
+                ) from None
             if proc.returncode != 0 or not out.exists():
                 last = (proc.stderr or proc.stdout or "").strip().splitlines()[-1:] or ["no output"]
-                raise DataError(f"textworld: tw-make failed for {spec.key} ({last[0][:200]}); check the knobs or the textworld install")
+                raise DataError(
+                    f"textworld: tw-make failed for {spec.key} ({last[0][:200]}); check the knobs or the "
+                    "textworld install"
+                )
             shutil.move(str(out.with_suffix(".json")), path.with_suffix(".json"))
             shutil.move(str(out), path)
             log.info("generated %s in %.1fs", path, time.perf_counter() - started)
@@ -244,7 +265,9 @@ def command_tool(commands: list[str]) -> ToolSpec:
         description="type the next command into the text game",
         parameters={
             "type": "object",
-            "properties": {"command": {"type": "string", "enum": list(commands), "description": "one of the game's valid commands"}},
+            "properties": {
+                "command": {"type": "string", "enum": list(commands), "description": "one of the game's valid commands"}
+            },
             "required": ["command"],
             "additionalProperties": False,
         },
@@ -279,15 +302,20 @@ class TextWorldEnvironment(Environment):
         ),
     }
 
-    def __init__(self, data: str | Path | None = None, *, seed: int = 0, heldout_seed: int | None = None,
-                 **knobs: Any) -> None:
+    def __init__(
+        self, data: str | Path | None = None, *, seed: int = 0, heldout_seed: int | None = None, **knobs: Any
+    ) -> None:
         self.options = parse_knobs("textworld", Options, data, knobs)
         families = [f.strip() for f in self.options.families.replace(";", ",").split(",") if f.strip()]
         bad = [f for f in families if f not in FAMILIES]
         if bad or not families:
-            raise ConfigError(f"textworld: unknown family {', '.join(bad) or '(none)'}; use {', '.join(FAMILIES)} (comma-separated)")
+            raise ConfigError(
+                f"textworld: unknown family {', '.join(bad) or '(none)'}; use {', '.join(FAMILIES)} (comma-separated)"
+            )
         if not 0 <= int(seed) < 100:
-            raise ConfigError(f"textworld: seed must be from 0 to 99, got {seed}; the seed picks disjoint game-seed ranges")
+            raise ConfigError(
+                f"textworld: seed must be from 0 to 99, got {seed}; the seed picks disjoint game-seed ranges"
+            )
         self.families = families
         self.seed = int(seed)
         # evolution draws this in secret: the test games then come from a range no candidate can name
@@ -297,8 +325,10 @@ class TextWorldEnvironment(Environment):
     def source(self) -> str:
         o = self.options
         return (
-            f"generated with tw-make (seed {self.seed}: families {','.join(self.families)}, {o.episodes} episodes per task, "
-            f"max {o.max_steps} steps; cooking recipe {o.recipe} take {o.take} go {o.go}; treasure_hunter level {o.level})"
+            f"generated with tw-make (seed {self.seed}: families {','.join(self.families)}, {o.episodes} "
+            "episodes per task, "
+            f"max {o.max_steps} steps; cooking recipe {o.recipe} take {o.take} go {o.go}; treasure_hunter "
+            f"level {o.level})"
         )
 
     def _params(self, family: str) -> dict[str, int]:
@@ -314,7 +344,9 @@ class TextWorldEnvironment(Environment):
             first = _HELDOUT_BASE + self.heldout_seed * _SEED_STRIDE + index * self.options.episodes
         else:
             first = _SPLIT_BASE[split] + self.seed * _SEED_STRIDE + index * self.options.episodes
-        specs = [GameSpec(family=family, params=self._params(family), seed=first + k) for k in range(self.options.episodes)]
+        specs = [
+            GameSpec(family=family, params=self._params(family), seed=first + k) for k in range(self.options.episodes)
+        ]
         task_id = f"{split}-{specs[0].key}"
         questions = [
             Question(
@@ -331,7 +363,11 @@ class TextWorldEnvironment(Environment):
     def split_seeds(self) -> dict[str, list[int]]:
         """The game seeds of each split (disjoint by construction)."""
         return {
-            split: [q.metadata["game"]["seed"] for t in (self._task(split, i) for i in range(self._task_count(split))) for q in t.questions]
+            split: [
+                q.metadata["game"]["seed"]
+                for t in (self._task(split, i) for i in range(self._task_count(split)))
+                for q in t.questions
+            ]
             for split in ("train", "validation", "test")
         }
 
@@ -367,12 +403,28 @@ class TextWorldEnvironment(Environment):
             results.append(result)
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
 
-    def _play(self, textworld: Any, path: Path, spec: GameSpec, question: Question, act: Any, agent: AgentLike,
-              earlier_ids: set[str]) -> tuple[QuestionResult, set[str]]:
+    def _play(
+        self,
+        textworld: Any,
+        path: Path,
+        spec: GameSpec,
+        question: Question,
+        act: Any,
+        agent: AgentLike,
+        earlier_ids: set[str],
+    ) -> tuple[QuestionResult, set[str]]:
         """One episode: step until won, lost or ``max_steps``; feed memory; score."""
         o = self.options
-        infos = textworld.EnvInfos(admissible_commands=True, description=True, inventory=True, objective=True,
-                                   max_score=True, won=True, lost=True, policy_commands=True)
+        infos = textworld.EnvInfos(
+            admissible_commands=True,
+            description=True,
+            inventory=True,
+            objective=True,
+            max_score=True,
+            won=True,
+            lost=True,
+            policy_commands=True,
+        )
         with warnings.catch_warnings():  # jericho warns that score detection is off; textworld scores itself
             warnings.simplefilter("ignore")
             game = textworld.start(str(path), request_infos=infos)
@@ -398,17 +450,25 @@ class TextWorldEnvironment(Environment):
                 if not commands:
                     break
                 instruction = _JINJA.from_string(self.templates["instruction"]).render(
-                    objective=objective, feedback=feedback, trail=trail[-6:],
+                    objective=objective,
+                    feedback=feedback,
+                    trail=trail[-6:],
                     inventory=clean_feedback(gs.inventory, 160) or "nothing",
                 )
-                action = act(instruction, [command_tool(commands)],
-                             context={"category": spec.family, "episode": episode_no, "step": steps + 1})
+                action = act(
+                    instruction,
+                    [command_tool(commands)],
+                    context={"category": spec.family, "episode": episode_no, "step": steps + 1},
+                )
                 steps += 1
                 items = action.recall.items
                 if items:
                     nonempty += 1
                     recalled_text = action.recall.text()[:_RECALLED_TEXT_CHARS]
-                if any(set(i.event_ids) & earlier_ids or (i.metadata.get("tw_episode") not in (None, question.id)) for i in items):
+                if any(
+                    set(i.event_ids) & earlier_ids or (i.metadata.get("tw_episode") not in (None, question.id))
+                    for i in items
+                ):
                     prior_hits += 1
                 command = str(action.arguments.get("command", "")) if action.tool == "command" else ""
                 if command not in commands:
@@ -419,8 +479,14 @@ class TextWorldEnvironment(Environment):
                 gs, _reward, done = game.step(command)
                 feedback = clean_feedback(gs.feedback, o.feedback_chars)
                 for event in (
-                    Event.tool_call("command", {"command": command}, content=command, speaker="player",
-                                    session_id=session, metadata=dict(meta)),
+                    Event.tool_call(
+                        "command",
+                        {"command": command},
+                        content=command,
+                        speaker="player",
+                        session_id=session,
+                        metadata=dict(meta),
+                    ),
                     Event.observation(feedback, speaker="game", session_id=session, metadata=dict(meta)),
                 ):
                     agent.observe(event)
@@ -432,24 +498,47 @@ class TextWorldEnvironment(Environment):
         norm = max(0.0, min(1.0, score / max_score))
         played = [c for c in trail if not c.startswith("(")]
         summary = _JINJA.from_string(self.templates["outcome"]).render(
-            family=spec.family.replace("_", " "), episode=episode_no, won=won, score=f"{score:g}", max_score=f"{max_score:g}",
+            family=spec.family.replace("_", " "),
+            episode=episode_no,
+            won=won,
+            score=f"{score:g}",
+            max_score=f"{max_score:g}",
             trail=played or ["(none)"],
         )
         outcome = Event.outcome(summary, reward=norm, session_id=session, metadata=dict(meta))
         agent.observe(outcome)
         events.append(outcome)
-        agent.end_session(Episode(id=session, task=objective, events=events, outcome=summary, reward=norm, success=won,
-                                  metadata={**meta, "lost": lost, "steps": steps}))
-        metrics = {"success": float(won), "lost": float(lost), "score": norm, "steps": float(steps),
-                   "invalid": invalid / steps if steps else 0.0, "recall_nonempty": nonempty / steps if steps else 0.0,
-                   "episode": float(episode_no)}
+        agent.end_session(
+            Episode(
+                id=session,
+                task=objective,
+                events=events,
+                outcome=summary,
+                reward=norm,
+                success=won,
+                metadata={**meta, "lost": lost, "steps": steps},
+            )
+        )
+        metrics = {
+            "success": float(won),
+            "lost": float(lost),
+            "score": norm,
+            "steps": float(steps),
+            "invalid": invalid / steps if steps else 0.0,
+            "recall_nonempty": nonempty / steps if steps else 0.0,
+            "episode": float(episode_no),
+        }
         if episode_no > 1 and steps:
             metrics["prior_recall"] = prior_hits / steps
         log.debug("%s won=%s score=%s steps=%s trail=%s", question.id, won, norm, steps, trail)
         result = QuestionResult(
-            question_id=question.id, category=spec.family, question=objective,
-            reference=" > ".join(walkthrough), prediction=" > ".join(trail) or "(no steps)",
-            metrics=metrics, recalled=recalled_text,
+            question_id=question.id,
+            category=spec.family,
+            question=objective,
+            reference=" > ".join(walkthrough),
+            prediction=" > ".join(trail) or "(no steps)",
+            metrics=metrics,
+            recalled=recalled_text,
         )
         return result, {e.id for e in events}
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -63,7 +63,7 @@ _RECALLED_TEXT_CHARS = 2000
 _KNOBS = tuple(GeneratorOptions.model_fields)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _spec(name: str) -> ToolSpec:
     return tool_spec(TOOLS[name])
 
@@ -144,8 +144,12 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
             action = act(question.text, self.tools_for(question), context={"category": question.category, "now": now})
             meta = question.metadata
             metrics = score_call(
-                action.tool, action.arguments, meta["tool"], meta["arguments"],
-                memory_params=meta.get("memory_params", ()), stale=meta.get("stale") or None,
+                action.tool,
+                action.arguments,
+                meta["tool"],
+                meta["arguments"],
+                memory_params=meta.get("memory_params", ()),
+                stale=meta.get("stale") or None,
             )
             items = action.recall.items if self.top_k is None else action.recall.items[: self.top_k]
             er = evidence_recall(recalled_dia_ids(items, turns), question.evidence)
@@ -167,8 +171,9 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
             log.debug("%s %s -> %s %s", question.id, question.answer, prediction, metrics)
         return TaskResult(task_id=task.id, questions=results, seconds=round(time.perf_counter() - started, 3))
 
-    def proxy_score(self, task: Task, question: Question, recall: Recall,
-                    turns: dict[str, str] | None = None) -> ProxyScore | None:
+    def proxy_score(
+        self, task: Task, question: Question, recall: Recall, turns: dict[str, str] | None = None
+    ) -> ProxyScore | None:
         """The fraction of grounding statements recalled, each with no superseded value ranked ahead of it.
 
         A corrected preference earns credit only when its current statement is
@@ -185,7 +190,9 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
         for rank, item in enumerate(recall.items):
             for dia in recalled_dia_ids([item], turns):
                 first_at.setdefault(str(dia).strip().upper(), rank)
-        checks = dict.fromkeys((str(dia).upper(), str(stale_of[p]).upper() if p in stale_of else None) for p, dia in grounding.items())
+        checks = dict.fromkeys(
+            (str(dia).upper(), str(stale_of[p]).upper() if p in stale_of else None) for p, dia in grounding.items()
+        )
         credit = 0.0
         stale = False
         for current, old in checks:
@@ -204,7 +211,11 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
             return out
         for key in ("param_accuracy", "exact", "tool_match"):
             out[key] = _mean(q.metrics.get(key, 0.0) for q in questions)
-        for key, name in (("memory_accuracy", "memory_accuracy"), ("evidence_recall", "evidence_recall"), ("stale", "stale_rate")):
+        for key, name in (
+            ("memory_accuracy", "memory_accuracy"),
+            ("evidence_recall", "evidence_recall"),
+            ("stale", "stale_rate"),
+        ):
             values = [q.metrics[key] for q in questions if key in q.metrics]
             if values:
                 out[name] = _mean(values)

@@ -28,19 +28,18 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentmem.environment import Question, Session, Task
 from agentmem.types import Event
-
 from agentmem_environments.toolprefs.domains import DISTRACTORS, DOMAINS, REPLIES, SLOTS, TOOLS, ToolDef
 
 __all__ = ["GeneratorOptions", "generate_user", "generate_users", "render_call"]
 
-_START = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
+_START = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 
 
 class GeneratorOptions(BaseModel):
@@ -51,10 +50,14 @@ class GeneratorOptions(BaseModel):
     users: int = Field(40, ge=3, le=1000, description="size of the user pool that the splits divide")
     sessions: int = Field(3, ge=1, le=12, description="conversation sessions per user before the requests")
     distractors: int = Field(3, ge=0, le=40, description="chatter turns per session that state no preference")
-    corrections: int = Field(2, ge=0, le=8, description="preferences changed in a later session (capped by how many the user has)")
+    corrections: int = Field(
+        2, ge=0, le=8, description="preferences changed in a later session (capped by how many the user has)"
+    )
     questions: int = Field(5, ge=1, le=12, description="tool requests per user")
     domains: int = Field(3, ge=1, le=len(DOMAINS), description="tool domains per user")
-    state_tasks: int = Field(1, ge=0, le=12, description="requests whose stated values come from an interrupted earlier session")
+    state_tasks: int = Field(
+        1, ge=0, le=12, description="requests whose stated values come from an interrupted earlier session"
+    )
 
 
 class _Statement(BaseModel):
@@ -62,7 +65,9 @@ class _Statement(BaseModel):
 
     text: str
     session: int
-    grounds: list[str] = Field(default_factory=list)  # "pref:<slot>", "stale:<slot>" (superseded) or "state:<question index>"
+    grounds: list[str] = Field(
+        default_factory=list
+    )  # "pref:<slot>", "stale:<slot>" (superseded) or "state:<question index>"
     order: int = 0  # within one session, a correction goes after what it corrects
     dia_id: str = ""
 
@@ -87,7 +92,9 @@ def _locomo_date(when: datetime) -> str:
     """A session date as LoCoMo writes them ("2:00 pm on 17 March, 2024"): unlike the requests'
     ISO dates, so that a model filling a date copies the request's, not a memory's timestamp."""
     hour = when.hour % 12 or 12
-    return f"{hour}:{when.minute:02d} {'am' if when.hour < 12 else 'pm'} on {when.day} {when.strftime('%B')}, {when.year}"
+    return (
+        f"{hour}:{when.minute:02d} {'am' if when.hour < 12 else 'pm'} on {when.day} {when.strftime('%B')}, {when.year}"
+    )
 
 
 def render_call(tool: str, arguments: dict[str, Any]) -> str:
@@ -142,7 +149,9 @@ def generate_user(index: int, options: GeneratorOptions, seed: int = 0) -> Task:
             first_session = rng.randint(1, n_sessions)
             fix_session = first_session
         text = slot.say(rng.choice(slot.statements), initial[s])
-        statements.append(_Statement(text=text, session=first_session, grounds=[f"stale:{s}"] if s in corrected else [f"pref:{s}"]))
+        statements.append(
+            _Statement(text=text, session=first_session, grounds=[f"stale:{s}"] if s in corrected else [f"pref:{s}"])
+        )
         if s in corrected:
             text = slot.say(rng.choice(slot.corrections), final[s], initial[s])
             statements.append(_Statement(text=text, session=fix_session, grounds=[f"pref:{s}"], order=1))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -18,7 +18,7 @@ _ENV = jinja2.Environment(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> jinja2.Template:
     """The template ``name`` from this folder."""
     return _ENV.get_template(name)

@@ -47,6 +47,10 @@ class Notes(MemoryProgram):
     def reflect(self, episode: Episode) -> None:
         if self.params.summarise and episode.events:
             text = "\n".join(e.render() for e in episode.events[-5:])
-            summary = self.toolkit.complete([{"role": "user", "content": "Summarise in one line:\n" + text}],
-                                            op="reflect", max_tokens=32, temperature=0.0)
+            summary = self.toolkit.complete(
+                [{"role": "user", "content": "Summarise in one line:\n" + text}],
+                op="reflect",
+                max_tokens=32,
+                temperature=0.0,
+            )
             self.summaries.append(summary.strip())

@@ -48,7 +48,7 @@ import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from agentmem.encode import event_text, event_when, group_turns
@@ -78,12 +78,14 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
             "{% if params.show_context %} and ends with what the note is about in parentheses{% endif %}."
             " Notes marked 'related:' were reached through links from the best matches."
             "\n{{ context }}"
-            "{% if omitted is defined and omitted %}\n({{ omitted }} more matching note{{ 's' if omitted != 1 }} did not fit.){% endif %}"
+            "{% if omitted is defined and omitted %}\n({{ omitted }} more matching note{{ 's' if omitted != 1 "
+            "}} did not fit.){% endif %}"
         ),
         "note_system": "You index memories so that they can be found later. You reply in JSON.",
         "note": (
-            "Make an index card for this memory{% if when %} (from {{ when }}){% endif %}, so that it can be found later:\n"
-            "\"{{ text }}\"\n\n"
+            "Make an index card for this memory{% if when %} (from {{ when }}){% endif %}, so that it can be "
+            "found later:\n"
+            '"{{ text }}"\n\n'
             "keywords: at most {{ max_keywords }} names and words taken from the memory."
             " tags: at most {{ max_tags }} topic labels."
             " context: one short sentence in your own words about who did what."
@@ -161,14 +163,34 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
             draft = self._raw_draft(text)
             reason = reason if use_llm else "imported"
         keywords, tags, context = self._clean(draft, text)
-        (note,) = self.store.add([StoredItem(
-            text=text, group=first.session_id or "", ts=first.timestamp.timestamp(), event_ids=[e.id for e in group],
-            dense_text=_dense(text, keywords, tags, context), lexical_text=_lexical(text, when, keywords, tags, context),
-            data={"when": when, "keywords": keywords, "tags": tags, "context": context, "links": [],
-                  "fallback": reason.startswith("fallback")},
-        )])
-        self.store.record(note.id, "ADD", new_text=text, event_ids=note.event_ids, reason=reason,
-                          data={"keywords": keywords, "tags": tags, "context": context})
+        (note,) = self.store.add(
+            [
+                StoredItem(
+                    text=text,
+                    group=first.session_id or "",
+                    ts=first.timestamp.timestamp(),
+                    event_ids=[e.id for e in group],
+                    dense_text=_dense(text, keywords, tags, context),
+                    lexical_text=_lexical(text, when, keywords, tags, context),
+                    data={
+                        "when": when,
+                        "keywords": keywords,
+                        "tags": tags,
+                        "context": context,
+                        "links": [],
+                        "fallback": reason.startswith("fallback"),
+                    },
+                )
+            ]
+        )
+        self.store.record(
+            note.id,
+            "ADD",
+            new_text=text,
+            event_ids=note.event_ids,
+            reason=reason,
+            data={"keywords": keywords, "tags": tags, "context": context},
+        )
         neighbours = self._link(note)
         if use_llm and self.params.evolve and neighbours:
             self._evolve(note, neighbours)
@@ -180,7 +202,10 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         ask = {"max_keywords": p.max_keywords, "max_tags": p.max_tags}
         messages = [
             {"role": "system", "content": self.instructions("note_system")},
-            {"role": "user", "content": self.instructions("note", text=self.instructions("note_example"), when="", **ask)},
+            {
+                "role": "user",
+                "content": self.instructions("note", text=self.instructions("note_example"), when="", **ask),
+            },
             {"role": "assistant", "content": self.instructions("note_example_card")},
             {"role": "user", "content": self.instructions("note", text=text, when=when, **ask)},
         ]
@@ -192,14 +217,20 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         return NoteDraft(keywords=[w[:_WORD_CHARS] for w, _ in counts.most_common(self.params.max_keywords)])
 
     def _clean(self, draft: NoteDraft, text: str) -> tuple[list[str], list[str], str]:
-        """What a small model wrote, kept only where it is plausible (see :func:`_keywords`, :meth:`_tags`, :func:`_context`)."""
-        return (_keywords(draft.keywords, text, self.params.max_keywords), self._tags(draft.tags),
-                _context(draft.context, text, example=self._example_words))
+        """What a small model wrote, kept only where it is plausible (see :func:`_keywords`, :meth:`_tags`,
+        :func:`_context`).
+        """
+        return (
+            _keywords(draft.keywords, text, self.params.max_keywords),
+            self._tags(draft.tags),
+            _context(draft.context, text, example=self._example_words),
+        )
 
     def _tags(self, tags: Iterable[str]) -> list[str]:
         """Tags, without those made only of the instructions' own words (a small model copies them)."""
-        return [t for t in _words(tags, self.params.max_tags * 2, lower=True)
-                if not set(tokenize(t)) <= self._prompt_words][: self.params.max_tags]
+        return [
+            t for t in _words(tags, self.params.max_tags * 2, lower=True) if not set(tokenize(t)) <= self._prompt_words
+        ][: self.params.max_tags]
 
     @functools.cached_property
     def _example_words(self) -> frozenset[str]:
@@ -217,14 +248,18 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
 
     # -- link generation ----------------------------------------------------------------------
     def _link(self, note: StoredItem) -> list[tuple[StoredItem, float]]:
-        """Link the new note to its nearest notes (and them back to it); returns them with their cosine, nearest first."""
+        """Link the new note to its nearest notes (and them back to it); returns them with their cosine,
+        nearest first.
+        """
         p = self.params
         if p.link_k <= 0 or self.store.count() < 2:
             return []
         vector = self.store.vectors([note.id]).get(note.id)
         if vector is None:
             return []
-        near = [(i, s) for i, s in self.store.nearest(vector, p.link_k + 1) if i != note.id and s >= p.link_min_similarity]
+        near = [
+            (i, s) for i, s in self.store.nearest(vector, p.link_k + 1) if i != note.id and s >= p.link_min_similarity
+        ]
         near = near[: p.link_k]
         found = self.store.get([i for i, _ in near])
         neighbours = [(found[i], s) for i, s in near if i in found and found[i].status == "active"]
@@ -234,7 +269,7 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         linked: list[tuple[StoredItem, float]] = []
         for item, sim in neighbours:
             links = [i for i in item.data.get("links", []) if i != note.id] + [note.id]
-            updated = self.store.update(item.id, data={**item.data, "links": links[-p.max_links:]})
+            updated = self.store.update(item.id, data={**item.data, "links": links[-p.max_links :]})
             linked.append((updated or item, sim))
         return linked
 
@@ -245,8 +280,10 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         shown = [item for item, sim in neighbours if sim >= p.evolve_min_similarity][: p.evolve_k]
         if not shown:
             return 0
-        old = [{"number": n, "text": item.text, "context": item.data.get("context", ""), "tags": item.data.get("tags", [])}
-               for n, item in enumerate(shown, start=1)]
+        old = [
+            {"number": n, "text": item.text, "context": item.data.get("context", ""), "tags": item.data.get("tags", [])}
+            for n, item in enumerate(shown, start=1)
+        ]
         new = {"text": note.text, "context": note.data.get("context", ""), "tags": note.data.get("tags", [])}
         messages = [
             {"role": "system", "content": self.instructions("evolve_system")},
@@ -255,8 +292,9 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         try:
             reply = self.toolkit.structured(messages, Evolution, op="evolve")
         except LLMError as exc:
-            self.toolkit.logger.warning("amem: evolution of %d neighbours skipped (the model's reply failed: %s)",
-                                        len(shown), exc)
+            self.toolkit.logger.warning(
+                "amem: evolution of %d neighbours skipped (the model's reply failed: %s)", len(shown), exc
+            )
             self.toolkit.note("fallback", op="evolve")
             return 0
         changed = 0
@@ -276,25 +314,38 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         if current is None or current.status != "active":
             return 0
         data = current.data
-        context = _context(update.context, current.text, cause.text, example=self._example_words) or data.get("context", "")
+        context = _context(update.context, current.text, cause.text, example=self._example_words) or data.get(
+            "context", ""
+        )
         tags = self._tags(update.tags) or list(data.get("tags", []))
         if context == data.get("context", "") and tags == list(data.get("tags", [])):
             return 0
         keywords = list(data.get("keywords", []))
         version = current.version + 1
         self.store.update(
-            current.id, version=version, dense_text=_dense(current.text, keywords, tags, context),
+            current.id,
+            version=version,
+            dense_text=_dense(current.text, keywords, tags, context),
             lexical_text=_lexical(current.text, data.get("when", ""), keywords, tags, context),
             data={**data, "context": context, "tags": tags},
         )
-        self.store.record(current.id, "EVOLVE", version=version, old_text=data.get("context", ""), new_text=context,
-                          event_ids=cause.event_ids, reason=f"evolved by note {cause.id}",
-                          data={"old_tags": data.get("tags", []), "new_tags": tags, "by": cause.id})
+        self.store.record(
+            current.id,
+            "EVOLVE",
+            version=version,
+            old_text=data.get("context", ""),
+            new_text=context,
+            event_ids=cause.event_ids,
+            reason=f"evolved by note {cause.id}",
+            data={"old_tags": data.get("tags", []), "new_tags": tags, "by": cause.id},
+        )
         return 1
 
     # -- retrieve -----------------------------------------------------------------------------------
     def recall(self, query: Query) -> Recall:
-        """LLM-free: the best notes by hybrid retrieval, plus notes linked from the best hits, packed into the budget."""
+        """LLM-free: the best notes by hybrid retrieval, plus notes linked from the best hits, packed into
+        the budget.
+        """
         p = self.params
         if p.flush_on_recall and self.buffer:
             self.flush()
@@ -311,10 +362,13 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
                 if link not in seen and link not in via:
                     via[link] = (hit.score * p.link_weight, item.id)
         linked = [(item, via[i]) for i, item in ctx.items(list(via)).items() if item.status == "active"]
-        candidates = [candidate(item, self._show(item), hit.score, self.name, session=item.group)
-                      for hit, item in found]
-        candidates += [candidate(item, "related: " + self._show(item), score, self.name, session=item.group, linked_from=source)
-                       for item, (score, source) in linked]
+        candidates = [
+            candidate(item, self._show(item), hit.score, self.name, session=item.group) for hit, item in found
+        ]
+        candidates += [
+            candidate(item, "related: " + self._show(item), score, self.name, session=item.group, linked_from=source)
+            for item, (score, source) in linked
+        ]
         return self.recalled(self.packer.pack(candidates, query.budget_tokens))
 
     def _show(self, item: StoredItem) -> str:
@@ -331,15 +385,27 @@ class AMemMemory(MemoryProgram[AMemParams], Forgets):
         """One note by id; a clear error when there is none."""
         item = self.store.get_one(note_id)
         if item is None:
-            raise DataError(f"amem memory has no note with id {note_id!r}: list the ids with notes(include_deleted=True)")
+            raise DataError(
+                f"amem memory has no note with id {note_id!r}: list the ids with notes(include_deleted=True)"
+            )
         return _note(item)
 
     def history(self, note_id: str) -> list[NoteChange]:
         """Every change of one note, oldest first: its creation and each evolution (old and new context and tags)."""
         self.note(note_id)
-        return [NoteChange(note_id=r.item_id, version=r.version, op=r.op, old_text=r.old_text, new_text=r.new_text,
-                           reason=r.reason, at=datetime.fromtimestamp(r.at, timezone.utc), data=r.data)
-                for r in self.store.history(note_id)]
+        return [
+            NoteChange(
+                note_id=r.item_id,
+                version=r.version,
+                op=r.op,
+                old_text=r.old_text,
+                new_text=r.new_text,
+                reason=r.reason,
+                at=datetime.fromtimestamp(r.at, UTC),
+                data=r.data,
+            )
+            for r in self.store.history(note_id)
+        ]
 
     def forget(self, item_id: str) -> bool:
         """Soft-delete one note: it leaves recall (and link following); its rows and history stay."""
@@ -427,11 +493,18 @@ def _lexical(text: str, when: str, keywords: Sequence[str], tags: Sequence[str],
 def _note(item: StoredItem) -> Note:
     data = item.data
     return Note(
-        id=item.id, content=item.text, keywords=list(data.get("keywords", [])), tags=list(data.get("tags", [])),
-        context=data.get("context", ""), links=list(data.get("links", [])), when=data.get("when", ""),
-        session_id=item.group, event_ids=item.event_ids, status=item.status, version=item.version,
+        id=item.id,
+        content=item.text,
+        keywords=list(data.get("keywords", [])),
+        tags=list(data.get("tags", [])),
+        context=data.get("context", ""),
+        links=list(data.get("links", [])),
+        when=data.get("when", ""),
+        session_id=item.group,
+        event_ids=item.event_ids,
+        status=item.status,
+        version=item.version,
         fallback=bool(data.get("fallback", False)),
-        created_at=datetime.fromtimestamp(item.created, timezone.utc),
-        updated_at=datetime.fromtimestamp(item.updated, timezone.utc),
+        created_at=datetime.fromtimestamp(item.created, UTC),
+        updated_at=datetime.fromtimestamp(item.updated, UTC),
     )
-

@@ -30,7 +30,9 @@ class FullContextParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_events: int = Field(
-        0, ge=0, le=100_000,
+        0,
+        ge=0,
+        le=100_000,
         description="recall at most this many of the newest events (0: as many as the budget holds)",
     )
     with_dates: bool = Field(True, description="prefix each event with its date")
@@ -53,17 +55,27 @@ class FullContextMemory(MemoryProgram[FullContextParams]):
         self.packer = Packer(order="position", contiguous=True, limit=self.params.max_events or None)
 
     def observe(self, event: Event) -> None:
-        self.store.add([StoredItem(text=event_text(event), group=event.session_id or "", ts=event.timestamp.timestamp(),
-                                   event_ids=[event.id], data={"when": event_when(event),
-                                                               "event": event.model_dump(mode="json")})])
+        self.store.add(
+            [
+                StoredItem(
+                    text=event_text(event),
+                    group=event.session_id or "",
+                    ts=event.timestamp.timestamp(),
+                    event_ids=[event.id],
+                    data={"when": event_when(event), "event": event.model_dump(mode="json")},
+                )
+            ]
+        )
 
     def recall(self, query: Query) -> Recall:
         total = self.store.count()
         if total == 0:
             return Recall(plugin=self.name)
         with_dates = self.params.with_dates
-        newest_first = (candidate(e, f"[{e.data['when']}] {e.text}" if with_dates else e.text, 1.0, self.name, session=e.group)
-                        for e in self.store.items(order="seq DESC"))
+        newest_first = (
+            candidate(e, f"[{e.data['when']}] {e.text}" if with_dates else e.text, 1.0, self.name, session=e.group)
+            for e in self.store.items(order="seq DESC")
+        )
         packed = self.packer.pack(newest_first, query.budget_tokens)
         return self.recalled(packed._replace(omitted=total - len(packed.items)))
 

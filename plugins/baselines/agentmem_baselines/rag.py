@@ -29,7 +29,6 @@ from agentmem.store import StoredItem
 from agentmem.tokens import _PIECES  # the same pieces count_tokens counts
 from agentmem.types import Episode, Event, Query, Recall
 
-
 __all__ = ["Chunk", "RAGMemory", "RAGParams"]
 
 
@@ -133,8 +132,15 @@ class RAGMemory(MemoryProgram[RAGParams]):
             if not final:
                 break
             i += 1
-        self.windows.add([StoredItem(id=f"w{w.index}", text=w.text, group=w.session_id,
-                                     event_ids=w.event_ids, data=w.model_dump()) for w in windows], replace=True)
+        self.windows.add(
+            [
+                StoredItem(
+                    id=f"w{w.index}", text=w.text, group=w.session_id, event_ids=w.event_ids, data=w.model_dump()
+                )
+                for w in windows
+            ],
+            replace=True,
+        )
         self._set_meta("next_window", str(i))
         self.toolkit.db.commit()
         self._unflushed = 0
@@ -180,9 +186,21 @@ class RAGMemory(MemoryProgram[RAGParams]):
     def recall(self, query: Query) -> Recall:
         self._flush()
         hits, ctx = self.retrieval.run(self.windows, query.text, self.params.top_k)
-        packed = self.packer.pack((candidate(w, self._shown(w), hit.score, self.name, position=w.data["index"],
-                                             session=w.group, chunk=w.data["index"])
-                                   for hit, w in ctx.found(hits)), query.budget_tokens)
+        packed = self.packer.pack(
+            (
+                candidate(
+                    w,
+                    self._shown(w),
+                    hit.score,
+                    self.name,
+                    position=w.data["index"],
+                    session=w.group,
+                    chunk=w.data["index"],
+                )
+                for hit, w in ctx.found(hits)
+            ),
+            query.budget_tokens,
+        )
         return self.recalled(packed, context="\n---\n".join(i.content for i in packed.items))
 
     def _shown(self, window: StoredItem) -> str:
@@ -195,4 +213,6 @@ class RAGMemory(MemoryProgram[RAGParams]):
             found = list(self.windows.items())
         else:
             found = list(self.windows.get([f"w{n}" for n in indexes]).values())
-        return {int(w.data["index"]): Chunk.model_validate(w.data) for w in sorted(found, key=lambda w: w.data["index"])}
+        return {
+            int(w.data["index"]): Chunk.model_validate(w.data) for w in sorted(found, key=lambda w: w.data["index"])
+        }

@@ -57,7 +57,8 @@ class EpisodicMemory(MemoryProgram[EpisodicParams]):
         "usage": (
             "Excerpts from earlier conversations, oldest first; each line starts with its date."
             "\n{{ context }}"
-            "{% if omitted is defined and omitted %}\n({{ omitted }} more matching excerpt{{ 's' if omitted != 1 }} did not fit.){% endif %}"
+            "{% if omitted is defined and omitted %}\n({{ omitted }} more matching excerpt{{ 's' if omitted != "
+            "1 }} did not fit.){% endif %}"
         ),
     }
 
@@ -66,8 +67,12 @@ class EpisodicMemory(MemoryProgram[EpisodicParams]):
         p = self.params
         self.buffer = self.open_buffer(sync_every=_FLUSH_EVENTS)
         self.store = self.open_store("episodes")
-        self.retrieval = Retrieval(HybridRetriever.from_params(p), RecencyBlend.from_params(p),
-                                   NearDuplicateFilter.from_params(p), NeighbourWidening.from_params(p))
+        self.retrieval = Retrieval(
+            HybridRetriever.from_params(p),
+            RecencyBlend.from_params(p),
+            NearDuplicateFilter.from_params(p),
+            NeighbourWidening.from_params(p),
+        )
         self.consolidate = Consolidate()
         self.packer = Packer(order="position")
         self._session: str | None = None
@@ -101,11 +106,18 @@ class EpisodicMemory(MemoryProgram[EpisodicParams]):
             first = group[0]
             when = event_when(first)
             text = " / ".join(event_text(e) for e in group)
-            chunks.append(StoredItem(
-                text=text, dense_text=f"[{when}] {text}", lexical_text=f"[{when}] {text}",
-                key=" ".join(text.lower().split()), group=first.session_id or "", ts=first.timestamp.timestamp(),
-                event_ids=[e.id for e in group], data={"when": when},
-            ))
+            chunks.append(
+                StoredItem(
+                    text=text,
+                    dense_text=f"[{when}] {text}",
+                    lexical_text=f"[{when}] {text}",
+                    key=" ".join(text.lower().split()),
+                    group=first.session_id or "",
+                    ts=first.timestamp.timestamp(),
+                    event_ids=[e.id for e in group],
+                    data={"when": when},
+                )
+            )
         return self.consolidate.absorb(self.store, chunks)
 
     # -- retrieve -----------------------------------------------------------------
@@ -114,6 +126,11 @@ class EpisodicMemory(MemoryProgram[EpisodicParams]):
         if query.budget_tokens == 0:
             return Recall(plugin=self.name)
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
-        packed = self.packer.pack((candidate(c, f"[{c.data['when']}] {c.text}", hit.score, self.name, session=c.group)
-                                   for hit, c in ctx.found(hits)), query.budget_tokens)
+        packed = self.packer.pack(
+            (
+                candidate(c, f"[{c.data['when']}] {c.text}", hit.score, self.name, session=c.group)
+                for hit, c in ctx.found(hits)
+            ),
+            query.budget_tokens,
+        )
         return self.recalled(packed)

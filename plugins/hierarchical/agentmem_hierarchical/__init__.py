@@ -186,7 +186,9 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
             success = reward > 0
         outcome = episode.outcome or (outcome_events[-1].content if outcome_events else None)
         first_msg = next((e.content for e in events if e.kind == "message"), "")
-        task = " ".join(episode.task.split()) or truncate_to_tokens(" ".join(first_msg.split()), 30) or "untitled episode"
+        task = (
+            " ".join(episode.task.split()) or truncate_to_tokens(" ".join(first_msg.split()), 30) or "untitled episode"
+        )
         date = event_when(events[0]) if events else self.toolkit.clock.now().strftime("%Y-%m-%d %H:%M")
         date = next((e.when for e in events if e.when), date)
         node = QueryNode(
@@ -235,7 +237,9 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
                 id=qid,
                 task=" ".join(item.task.split()) or "untitled task",
                 outcome=item.outcome,
-                success=item.success if item.success is not None else (item.reward > 0 if item.reward is not None else None),
+                success=item.success
+                if item.success is not None
+                else (item.reward > 0 if item.reward is not None else None),
                 reward=item.reward,
                 date=item.date,
                 session_id=item.session_id,
@@ -275,8 +279,13 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         for r in db.execute("SELECT insight_id FROM support"):
             counts[r[0]] += 1
         insights = [
-            InsightNode(id=i.id, text=i.text, utility=_utility(i), created=i.data.get("created", ""),
-                        support=counts.get(i.id, 0))
+            InsightNode(
+                id=i.id,
+                text=i.text,
+                utility=_utility(i),
+                created=i.data.get("created", ""),
+                support=counts.get(i.id, 0),
+            )
             for i in self.insights.items()
         ]
         return HierarchyGraph(
@@ -337,11 +346,14 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         for insight_id, query_id, weight in self._support_of(list(nodes)):
             support[insight_id] += nodes[query_id] * float(weight)
         similar = self.insights.nearest(vector, min(total, p.k_insights * 2))
-        fused = fuse([sorted(support, key=lambda i: (-support[i], i)), [i for i, s in similar if s >= p.min_similarity]])
+        fused = fuse(
+            [sorted(support, key=lambda i: (-support[i], i)), [i for i, s in similar if s >= p.min_similarity]]
+        )
         found = self.insights.get([h.id for h in fused])
         scored = [
             (h.id, found[h.id].text, h.score * (1.0 + 0.1 * max(-5.0, min(5.0, _utility(found[h.id])))))
-            for h in fused if h.id in found
+            for h in fused
+            if h.id in found
         ]
         scored.sort(key=lambda t: (-t[2], t[0]))
         return scored[: p.k_insights]
@@ -352,8 +364,13 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
             return []
         penalty = 1.0 - self.params.prefer_success
         found = self.queries.get(list(nodes))
-        scored = sorted(((item, nodes[item.id] * (penalty if item.data.get("success") is False else 1.0))
-                         for item in found.values()), key=lambda t: (-t[1], t[0].id))
+        scored = sorted(
+            (
+                (item, nodes[item.id] * (penalty if item.data.get("success") is False else 1.0))
+                for item in found.values()
+            ),
+            key=lambda t: (-t[1], t[0].id),
+        )
         return [(_node(item), _steps(item), score) for item, score in scored[: self.params.k_trajectories]]
 
     def _pack(
@@ -388,11 +405,15 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         omitted += rest.omitted
         self.usage.served([i.metadata["insight_id"] for i in kept_insights])
         items = kept_insights + kept_traj
-        instructions = self.instructions(
-            "usage",
-            insights="\n".join(i.content for i in kept_insights),
-            trajectories="\n".join(i.content for i in kept_traj),
-        ) if items else ""
+        instructions = (
+            self.instructions(
+                "usage",
+                insights="\n".join(i.content for i in kept_insights),
+                trajectories="\n".join(i.content for i in kept_traj),
+            )
+            if items
+            else ""
+        )
         return Recall(items=items, omitted=omitted, plugin=self.name, instructions=instructions)
 
     def _insight_item(self, insight_id: str, text: str, score: float) -> RecallItem:
@@ -467,8 +488,10 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
     def _condense_llm(self, node: QueryNode, steps: list[Step]) -> list[Step] | None:
         """One structured call choosing step numbers; ``None`` (fall back) when the answer is unusable."""
-        cands = steps if len(steps) <= _CONDENSE_CANDIDATES else _extract(
-            steps, _CONDENSE_CANDIDATES, f"{node.task} {node.outcome or ''}"
+        cands = (
+            steps
+            if len(steps) <= _CONDENSE_CANDIDATES
+            else _extract(steps, _CONDENSE_CANDIDATES, f"{node.task} {node.outcome or ''}")
         )
         messages = [
             {"role": "system", "content": self.instructions("condense_system")},
@@ -512,9 +535,12 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
             {
                 "task": rel_nodes[q].task,
                 "status": _status(rel_nodes[q]) or "ended",
-                "steps": [truncate_to_tokens(s.text, _PROMPT_STEP_TOKENS) for s in _actions_first(rel_steps.get(q, []), 4)],
+                "steps": [
+                    truncate_to_tokens(s.text, _PROMPT_STEP_TOKENS) for s in _actions_first(rel_steps.get(q, []), 4)
+                ],
             }
-            for q in rel_ids if q in rel_nodes
+            for q in rel_ids
+            if q in rel_nodes
         ]
         messages = [
             {"role": "system", "content": self.instructions("insight_system")},
@@ -582,21 +608,35 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
 
         Returns each new node's edges ``(other node, similarity)``, best first.
         """
-        stored = self.queries.add([
-            StoredItem(id=node.id, text=node.task, dense_text=_dense_text(node, steps),
-                       lexical_text=node.task + "\n" + "\n".join(s.text for s in steps), group=node.session_id,
-                       data={**node.model_dump(exclude={"id", "task"}), "steps": [s.model_dump() for s in steps]})
-            for node, steps in pairs
-        ])
+        stored = self.queries.add(
+            [
+                StoredItem(
+                    id=node.id,
+                    text=node.task,
+                    dense_text=_dense_text(node, steps),
+                    lexical_text=node.task + "\n" + "\n".join(s.text for s in steps),
+                    group=node.session_id,
+                    data={**node.model_dump(exclude={"id", "task"}), "steps": [s.model_dump() for s in steps]},
+                )
+                for node, steps in pairs
+            ]
+        )
         if self.steps is not None:
-            self.steps.add([StoredItem(id=f"{node.id}:{i}", text=step.text, group=node.id)
-                            for node, steps in pairs for i, step in enumerate(steps)])
+            self.steps.add(
+                [
+                    StoredItem(id=f"{node.id}:{i}", text=step.text, group=node.id)
+                    for node, steps in pairs
+                    for i, step in enumerate(steps)
+                ]
+            )
         if not link:
             return {node.id: [] for node, _ in pairs}
         vectors = self.queries.vectors([item.id for item in stored])
         return self._link(pairs, [vectors[node.id] for node, _ in pairs])
 
-    def _link(self, pairs: list[tuple[QueryNode, list[Step]]], vectors: list[list[float]]) -> dict[str, list[tuple[str, float]]]:
+    def _link(
+        self, pairs: list[tuple[QueryNode, list[Step]]], vectors: list[list[float]]
+    ) -> dict[str, list[tuple[str, float]]]:
         """G-Memory's query graph: each new node links to its ``edge_k`` most similar others above ``edge_threshold``.
 
         Nodes of one batch may link to each other; an edge is stored once, from the
@@ -657,20 +697,25 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
     def _edges_of(self, ids: list[str]) -> list[Any]:
         out: list[Any] = []
         for start in range(0, len(ids), BATCH):
-            part = ids[start:start + BATCH]
+            part = ids[start : start + BATCH]
             marks = ",".join("?" * len(part))
-            out.extend(self.toolkit.db.execute(
-                f"SELECT src, dst, weight FROM query_edges WHERE src IN ({marks}) OR dst IN ({marks})", part + part
-            ).fetchall())
+            out.extend(
+                self.toolkit.db.execute(
+                    f"SELECT src, dst, weight FROM query_edges WHERE src IN ({marks}) OR dst IN ({marks})", part + part
+                ).fetchall()
+            )
         return out
 
     def _support_of(self, ids: list[str]) -> list[Any]:
         out: list[Any] = []
         for start in range(0, len(ids), BATCH):
-            part = ids[start:start + BATCH]
-            out.extend(self.toolkit.db.execute(
-                f"SELECT insight_id, query_id, weight FROM support WHERE query_id IN ({','.join('?' * len(part))})", part
-            ).fetchall())
+            part = ids[start : start + BATCH]
+            out.extend(
+                self.toolkit.db.execute(
+                    f"SELECT insight_id, query_id, weight FROM support WHERE query_id IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+            )
         return out
 
     def _now(self) -> str:
@@ -779,8 +824,15 @@ def _clean_lesson(raw: str, task: str, grounding: set[str]) -> str | None:
 
 def _node(item: StoredItem) -> QueryNode:
     data = item.data
-    return QueryNode(id=item.id, task=item.text, outcome=data.get("outcome"), success=data.get("success"),
-                     reward=data.get("reward"), date=data.get("date", ""), session_id=data.get("session_id", ""))
+    return QueryNode(
+        id=item.id,
+        task=item.text,
+        outcome=data.get("outcome"),
+        success=data.get("success"),
+        reward=data.get("reward"),
+        date=data.get("date", ""),
+        session_id=data.get("session_id", ""),
+    )
 
 
 def _steps(item: StoredItem) -> list[Step]:

@@ -63,7 +63,8 @@ class HierarchicalParams(BaseModel):
         0.3, ge=0.0, le=1.0, description="score discount of a failed trajectory against a successful one"
     )
     step_index: bool = Field(
-        False, description="also embed each condensed step, so a query can match a task by one step (4x the embedding work)"
+        False,
+        description="also embed each condensed step, so a query can match a task by one step (4x the embedding work)",
     )
 
 

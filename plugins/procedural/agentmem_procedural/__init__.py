@@ -1,4 +1,5 @@
-"""Procedural memory for agentmem: insights, failure triggers and workflows distilled from trajectories, with utility tracking (after ReMe and Agent Workflow Memory).
+"""Procedural memory for agentmem: insights, failure triggers and workflows distilled from trajectories, with utility
+tracking (after ReMe and Agent Workflow Memory).
 
 What an agent should carry from one task to the next is not what was said
 but what worked. At the end of each episode (``reflect``) this memory reads
@@ -42,7 +43,6 @@ from agentmem.retrieval import jaccard, tokenize
 from agentmem.retrievers import HybridRetriever, Retrieval, UtilityBlend
 from agentmem.store import StoredItem
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
-
 from agentmem_procedural import trajectory as tj
 from agentmem_procedural.schema import (
     KINDS,
@@ -140,7 +140,9 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         self.trajectory = self.open_buffer("trajectory", sync_every=32)  # the current episode's observed events
         self.store = self.open_store("items")  # lessons, indexed by the situation they apply to
         self.episodes = self.open_store("episodes", lexical=False)  # past tasks and outcomes, for comparisons
-        self.retrieval = Retrieval(HybridRetriever.from_params(p), UtilityBlend.from_params(p), fetch_factor=4, min_fetch=20)
+        self.retrieval = Retrieval(
+            HybridRetriever.from_params(p), UtilityBlend.from_params(p), fetch_factor=4, min_fetch=20
+        )
         self.packer = Packer(order="score")
         self.usage = UsageTracker(self.store)
         self.pruning = Prune.from_params(p)
@@ -159,8 +161,13 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
     def history(self) -> list[dict[str, Any]]:
         """The log of pruned and merged items: ``{item_id, action, reason, item, at}``, oldest first."""
         return [
-            {"item_id": r.item_id, "action": r.op, "reason": r.reason,
-             "item": _lesson(StoredItem.model_validate(r.data)).model_dump(), "at": r.at}
+            {
+                "item_id": r.item_id,
+                "action": r.op,
+                "reason": r.reason,
+                "item": _lesson(StoredItem.model_validate(r.data)).model_dump(),
+                "at": r.at,
+            }
             for r in self.store.history()
         ]
 
@@ -183,7 +190,9 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
                     f"({' | '.join(KINDS)}), a non-empty when_to_use and content"
                 ) from None
             except (TypeError, ValueError):
-                raise DataError(f"import_items: item {n} is not a mapping of fields; pass dicts or ProceduralItem") from None
+                raise DataError(
+                    f"import_items: item {n} is not a mapping of fields; pass dicts or ProceduralItem"
+                ) from None
         return [i.id for i in self._store(parsed)]
 
     def prune(self) -> list[str]:
@@ -194,7 +203,8 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         return [i.id for i in self.pruning.prune(self.store)]
 
     def consolidate(self, ids: list[str] | None = None) -> int:
-        """Merge near-duplicate items of the same kind (all items, or those in ``ids`` against all); returns how many were merged away.
+        """Merge near-duplicate items of the same kind (all items, or those in ``ids`` against all); returns how many
+        were merged away.
 
         A pair is a duplicate when its situations are at least
         ``merge_threshold`` similar (cosine, among each item's nearest
@@ -209,11 +219,13 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
             item = self.store.get_one(item_id)
             if item is None or item_id not in vectors:
                 continue
+
             def same(other: StoredItem, item: StoredItem = item) -> bool:
                 return self._same_content(item, other)
 
-            other_id = self.consolidation.duplicate_of(self.store, item.dense, vectors[item_id],
-                                                       where={"kind": item.kind}, exclude=item_id, same=same)
+            other_id = self.consolidation.duplicate_of(
+                self.store, item.dense, vectors[item_id], where={"kind": item.kind}, exclude=item_id, same=same
+            )
             other = self.store.get_one(other_id) if other_id else None
             if other is None:
                 continue
@@ -266,8 +278,15 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         if adapted:
             text = f"{_ADAPTED_HEADER} " + " ".join(adapted)
             if count(text) <= budget:
-                lead.append(RecallItem(content=text, score=ranked[0][1], source=f"{self.name}.adapted", tokens=count(text),
-                                       metadata={"kind": "adapted", "from": [i.id for i, _ in ranked]}))
+                lead.append(
+                    RecallItem(
+                        content=text,
+                        score=ranked[0][1],
+                        source=f"{self.name}.adapted",
+                        tokens=count(text),
+                        metadata={"kind": "adapted", "from": [i.id for i, _ in ranked]},
+                    )
+                )
 
         def header(cand: Candidate, kept: Sequence[Candidate]) -> int:
             """A line's bullet, plus its group's header when it is the first of its kind."""
@@ -275,12 +294,26 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
             return 1 + (0 if any(k.item.metadata["kind"] == kind for k in kept) else count(_HEADERS[kind]))
 
         packed = self.packer.pack(
-            (Candidate(RecallItem(content=f"{_TAGS[item.kind]}: {item.content}", score=score, source=self.name,
-                                  event_ids=list(item.metadata.get("event_ids", [])),
-                                  metadata={"kind": item.kind, "id": item.id, "item_id": item.id,
-                                            "when_to_use": item.when_to_use, "utility": round(item.utility, 3)}))
-             for item, score in ranked),
-            budget - sum(i.tokens for i in lead), extra=header,
+            (
+                Candidate(
+                    RecallItem(
+                        content=f"{_TAGS[item.kind]}: {item.content}",
+                        score=score,
+                        source=self.name,
+                        event_ids=list(item.metadata.get("event_ids", [])),
+                        metadata={
+                            "kind": item.kind,
+                            "id": item.id,
+                            "item_id": item.id,
+                            "when_to_use": item.when_to_use,
+                            "utility": round(item.utility, 3),
+                        },
+                    )
+                )
+                for item, score in ranked
+            ),
+            budget - sum(i.tokens for i in lead),
+            extra=header,
         )
         by_id = {item.id: item for item, _ in ranked}
         out, omitted = lead + packed.items, packed.omitted
@@ -293,14 +326,21 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
             context = _render_grouped(kept, adapted if out and out[0].source.endswith(".adapted") else [])
         if kept:
             self.usage.served([i.id for i in kept])
-        return Recall(items=out, omitted=omitted, plugin=self.name,
-                      instructions=self.instructions(context=context) if out else "")
+        return Recall(
+            items=out, omitted=omitted, plugin=self.name, instructions=self.instructions(context=context) if out else ""
+        )
 
     def _adapt(self, task: str, items: list[ProceduralItem]) -> list[str]:
         """ReMe's context-adaptive reuse: one LLM call rewriting the recalled items for this task (else none)."""
         n = min(4, len(items))
-        draft = self._ask("adapt", AdaptedAdvice, op="adapt", task=tj.short(task, 300),
-                          advice=[tj.short(i.content, 300) for i in items], n=n)
+        draft = self._ask(
+            "adapt",
+            AdaptedAdvice,
+            op="adapt",
+            task=tj.short(task, 300),
+            advice=[tj.short(i.content, 300) for i in items],
+            n=n,
+        )
         if draft is None:
             return []
         return [tj.short(a, 240) for a in draft.advice if len(a.split()) >= 3][:n]
@@ -342,13 +382,16 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         out = []
         for tool, failed, diff in tj.recoveries(events, limit=1):
             content = f"When calling {tool}: {failed}. Then {diff}."
-            out.append(ProceduralItem(kind="failure_trigger", when_to_use=f"{task} (using {tool})", content=content, **base))
+            out.append(
+                ProceduralItem(kind="failure_trigger", when_to_use=f"{task} (using {tool})", content=content, **base)
+            )
         return out
 
     def _failure(self, task: str, traj: str, outcome: str, events: list[Event], base: dict) -> list[ProceduralItem]:
         errors = tj.error_messages(events)
-        draft = self._ask("failure", FailureDraft, op="failure", task=task, trajectory=traj, outcome=outcome,
-                          errors=errors)
+        draft = self._ask(
+            "failure", FailureDraft, op="failure", task=task, trajectory=traj, outcome=outcome, errors=errors
+        )
         situation = _situation(draft.situation if draft else "", task)
         parts = []
         if draft and draft.mistake.strip():
@@ -362,15 +405,22 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         content = f"When {situation}: " + " ".join(parts)
         return [ProceduralItem(kind="failure_trigger", when_to_use=situation, content=tj.short(content, 500), **base)]
 
-    def _patterns(self, task: str, traj: str, outcome: str, events: list[Event], base: dict, n: int) -> list[ProceduralItem]:
-        draft = self._ask("success", SuccessDraft, op="success", task=task, trajectory=traj, outcome=outcome, n=min(3, n))
+    def _patterns(
+        self, task: str, traj: str, outcome: str, events: list[Event], base: dict, n: int
+    ) -> list[ProceduralItem]:
+        draft = self._ask(
+            "success", SuccessDraft, op="success", task=task, trajectory=traj, outcome=outcome, n=min(3, n)
+        )
         if draft is None:
             return []
         situation = _situation(draft.situation, task)
-        tips = _dedupe([tj.short(_unnumbered(t), 200) for t in draft.patterns
-                        if len(t.split()) >= 3 and not _is_copied(t, events)])[:n]
+        tips = _dedupe(
+            [tj.short(_unnumbered(t), 200) for t in draft.patterns if len(t.split()) >= 3 and not _is_copied(t, events)]
+        )[:n]
         return [
-            ProceduralItem(kind="success_pattern", when_to_use=situation, content=f"When {situation}: {_sentence(t)}", **base)
+            ProceduralItem(
+                kind="success_pattern", when_to_use=situation, content=f"When {situation}: {_sentence(t)}", **base
+            )
             for t in tips
         ]
 
@@ -389,14 +439,26 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         mine_calls, mine_errors = tj.calls_by_tool(events), tj.error_messages(events)
         good_calls, bad_calls = (mine_calls, other_calls) if success else (other_calls, mine_calls)
         blamed = other_errors if success else mine_errors
-        diffs = [d for tool in good_calls if tool in bad_calls
-                 for d in tj.argument_diffs(good_calls[tool], bad_calls[tool], blamed=blamed)][:3]
+        diffs = [
+            d
+            for tool in good_calls
+            if tool in bad_calls
+            for d in tj.argument_diffs(good_calls[tool], bad_calls[tool], blamed=blamed)
+        ][:3]
         described = [tj.describe_diff(d) for d in diffs]
         traj = tj.render_trajectory(events, max_lines=8)
         good = (task, traj) if success else (other_task, other_traj)
         bad = (other_task, other_traj) if success else (task, traj)
-        draft = self._ask("comparative", ComparativeDraft, op="comparative", good_task=good[0], good_trajectory=good[1],
-                          bad_task=bad[0], bad_trajectory=bad[1], diffs=described)
+        draft = self._ask(
+            "comparative",
+            ComparativeDraft,
+            op="comparative",
+            good_task=good[0],
+            good_trajectory=good[1],
+            bad_task=bad[0],
+            bad_trajectory=bad[1],
+            diffs=described,
+        )
         situation = _situation(draft.situation if draft else "", task)
         # a small model rambles and contradicts itself after its first sentence: keep that one
         insight = _sentence(_first_sentence(draft.insight)) if draft and len(draft.insight.split()) >= 4 else ""
@@ -406,8 +468,14 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
         if not insight:
             return []
         meta = {**base["metadata"], "episode_ids": [base["episode_id"], other_id]}
-        return [ProceduralItem(kind="comparative", when_to_use=situation, content=f"When {situation}: {insight}",
-                               **{**base, "metadata": meta})]
+        return [
+            ProceduralItem(
+                kind="comparative",
+                when_to_use=situation,
+                content=f"When {situation}: {insight}",
+                **{**base, "metadata": meta},
+            )
+        ]
 
     def _ask(self, template: str, schema: type[BaseModel], *, op: str, **context: Any) -> Any:
         """One small structured LLM call; ``None`` when no LLM is configured or it gave no valid answer."""
@@ -423,7 +491,9 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
 
     # -- storage ----------------------------------------------------------------------
     def _store(self, items: list[ProceduralItem]) -> list[ProceduralItem]:
-        """Write items to the store (SQLite first, then its Chroma and BM25 indexes); an item's id replaces its namesake."""
+        """Write items to the store (SQLite first, then its Chroma and BM25 indexes); an item's id replaces its
+        namesake.
+        """
         if not items:
             return []
         now = self._now()
@@ -440,11 +510,23 @@ class ProceduralMemory(MemoryProgram[ProceduralParams]):
 
     def _remember_episode(self, episode: Episode, task: str, events: list[Event], success: bool) -> None:
         """Keep the task, outcome and a compact trajectory for later comparative insights."""
-        self.episodes.add([StoredItem(
-            id=episode.id, text=task, kind=_outcome(success), ts=self._now(),
-            data={"reward": episode.reward, "trajectory": tj.render_trajectory(events, max_lines=8),
-                  "calls": tj.calls_by_tool(events), "errors": tj.error_messages(events)},
-        )], replace=True)
+        self.episodes.add(
+            [
+                StoredItem(
+                    id=episode.id,
+                    text=task,
+                    kind=_outcome(success),
+                    ts=self._now(),
+                    data={
+                        "reward": episode.reward,
+                        "trajectory": tj.render_trajectory(events, max_lines=8),
+                        "calls": tj.calls_by_tool(events),
+                        "errors": tj.error_messages(events),
+                    },
+                )
+            ],
+            replace=True,
+        )
 
     def _now(self) -> float:
         return self.toolkit.clock.now().timestamp()
@@ -467,9 +549,18 @@ def _stored(item: ProceduralItem) -> StoredItem:
     meta = dict(item.metadata)
     sources = [str(e) for e in meta.pop("event_ids", [])]
     index = _index_text(item.when_to_use, item.task)
-    return StoredItem(id=item.id, text=item.content, kind=item.kind, dense_text=index, lexical_text=index,
-                      ts=item.created_at, event_ids=sources, retrieved=item.retrieved, helped=item.helped,
-                      data={"when_to_use": item.when_to_use, "task": item.task, "episode_id": item.episode_id, **meta})
+    return StoredItem(
+        id=item.id,
+        text=item.content,
+        kind=item.kind,
+        dense_text=index,
+        lexical_text=index,
+        ts=item.created_at,
+        event_ids=sources,
+        retrieved=item.retrieved,
+        helped=item.helped,
+        data={"when_to_use": item.when_to_use, "task": item.task, "episode_id": item.episode_id, **meta},
+    )
 
 
 def _lesson(item: StoredItem) -> ProceduralItem:
@@ -477,8 +568,16 @@ def _lesson(item: StoredItem) -> ProceduralItem:
     head = {k: data.pop(k, "") for k in ("when_to_use", "task", "episode_id")}
     if item.event_ids:
         data["event_ids"] = item.event_ids
-    return ProceduralItem(id=item.id, kind=item.kind, content=item.text, retrieved=item.retrieved,
-                          helped=item.helped, created_at=item.ts, metadata=data, **head)
+    return ProceduralItem(
+        id=item.id,
+        kind=item.kind,
+        content=item.text,
+        retrieved=item.retrieved,
+        helped=item.helped,
+        created_at=item.ts,
+        metadata=data,
+        **head,
+    )
 
 
 def _outcome(success: bool) -> str:

@@ -38,15 +38,23 @@ class ProceduralParams(HybridParams, UtilityParams, PruneParams, ConsolidatePara
 
     top_k: int = Field(4, ge=1, le=20, description="most items recalled for one task")
     min_similarity: float = Field(
-        0.4, ge=0.0, le=1.0,
+        0.4,
+        ge=0.0,
+        le=1.0,
         description="cosine similarity between the task and an item's situation below which the item is never recalled",
     )
-    bm25_weight: float = Field(0.5, ge=0.0, le=1.0, description="weight of keyword (BM25) ranking against dense ranking")
+    bm25_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="weight of keyword (BM25) ranking against dense ranking"
+    )
     compare_similarity: float = Field(
-        0.6, ge=0.0, le=1.0,
+        0.6,
+        ge=0.0,
+        le=1.0,
         description="how similar a past task must be for its opposite outcome to yield a comparative insight",
     )
-    adapt: bool = Field(False, description="rewrite recalled items for the new task with one LLM call (ReMe's adaptation)")
+    adapt: bool = Field(
+        False, description="rewrite recalled items for the new task with one LLM call (ReMe's adaptation)"
+    )
     max_items_per_episode: int = Field(4, ge=1, le=10, description="most items distilled from one episode")
 
 

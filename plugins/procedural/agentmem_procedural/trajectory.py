@@ -61,7 +61,7 @@ def render_trajectory(events: list[Event], max_lines: int = 14) -> str:
     """The trajectory as at most ``max_lines`` lines: the opening two and the last ones (where the outcome is)."""
     lines = [line_of(e) for e in events if e.content or e.kind == "tool_call"]
     if len(lines) > max_lines:
-        lines = lines[:2] + ["..."] + lines[-(max_lines - 3):]
+        lines = lines[:2] + ["..."] + lines[-(max_lines - 3) :]
     return "\n".join(lines)
 
 
@@ -103,7 +103,7 @@ def recoveries(events: list[Event], limit: int = 2) -> list[tuple[str, str, str]
         after = events[i + 1] if i + 1 < len(events) else None
         if after is None or not _is_error(after):
             continue
-        for j, later in calls[n + 1:]:
+        for j, later in calls[n + 1 :]:
             if later.tool_name != call.tool_name:
                 continue
             nxt = events[j + 1] if j + 1 < len(events) else None

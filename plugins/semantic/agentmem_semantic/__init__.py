@@ -42,7 +42,7 @@ packing and history are the core modules.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -131,9 +131,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
             "Write each thing {{ speakers | join(' or ') }} says about their own life as a short fact in the"
             " third person that starts with the person's name: family, pets, work, home, plans, events,"
             " likes and preferences. Give each fact a key: its topic in 1-3 words, without the value.\n"
-            "Example: \"Tom: I moved to Denver for a job at a bakery.\" gives"
-            " {\"fact\": \"Tom lives in Denver\", \"key\": \"home city\"} and"
-            " {\"fact\": \"Tom works at a bakery\", \"key\": \"job\"}.\n"
+            'Example: "Tom: I moved to Denver for a job at a bakery." gives'
+            ' {"fact": "Tom lives in Denver", "key": "home city"} and'
+            ' {"fact": "Tom works at a bakery", "key": "job"}.\n'
             "If someone changes what they said before, write the new value.\n"
             "Skip questions and greetings. At most {{ max_facts }} facts, only from the conversation below.\n\n"
             "{% if context %}Earlier (context only, already noted):\n"
@@ -146,9 +146,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
             "Compare each NEW fact with the OLD facts listed under it and choose one action:\n"
             "ADD - the NEW fact is about something else; old = 0\n"
             "UPDATE - the NEW fact gives a new value for the same thing as an OLD fact"
-            " (NEW \"Ann prefers aisle seats\", OLD \"Ann prefers window seats\"); old = that OLD number\n"
+            ' (NEW "Ann prefers aisle seats", OLD "Ann prefers window seats"); old = that OLD number\n'
             "DELETE - the NEW fact says an OLD fact is no longer true"
-            " (NEW \"Ann no longer has a car\", OLD \"Ann has a red car\"); old = that OLD number\n"
+            ' (NEW "Ann no longer has a car", OLD "Ann has a red car"); old = that OLD number\n'
             "NOOP - an OLD fact already says the same thing; old = that OLD number\n\n"
             "{% for item in items %}NEW {{ item.number }}: {{ item.text }} [topic: {{ item.key }}]\n"
             "{% for old in item.olds %}    OLD {{ old.number }}: {{ old.text }} [topic: {{ old.key }}]\n{% endfor %}"
@@ -203,8 +203,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
             if len(events) < 2:
                 raise
             half = len(events) // 2
-            self.toolkit.logger.warning("semantic: a batch of %d events does not fit the model's context (%s): "
-                                        "split in two", len(events), exc)
+            self.toolkit.logger.warning(
+                "semantic: a batch of %d events does not fit the model's context (%s): split in two", len(events), exc
+            )
             self.toolkit.note("split", op="extract")
             keep = self.params.context_turns
             first = self._extract_fitting(events[:half], context)
@@ -247,10 +248,16 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
             picked = attribute(text, said, subject)
             sources = [events[i] for i in picked]
             source = sources[-1]
-            if source.speaker and subject and subject != source.speaker and speaks_of_self(source.content) \
-                    and lead.startswith(subject.lower()) and len(picked) == 1:
+            if (
+                source.speaker
+                and subject
+                and subject != source.speaker
+                and speaks_of_self(source.content)
+                and lead.startswith(subject.lower())
+                and len(picked) == 1
+            ):
                 # the model put the other speaker's name on a first-person statement: it is the speaker's
-                text = source.speaker + text[len(text) - len(lead) + len(subject):]
+                text = source.speaker + text[len(text) - len(lead) + len(subject) :]
                 subject = source.speaker
             if not subject:
                 subject = source.speaker or speakers[0]
@@ -332,7 +339,8 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
                 fused[i] = fused.get(i, 0.0) + 1.0 - rank * 0.01
             pool = self._get(top(fused, want * 3))
             chosen = [
-                i for i in top(fused, want * 3)
+                i
+                for i in top(fused, want * 3)
                 if i in pool and (not subj or not pool[i].subject or subject_norm(pool[i].subject) == subj)
             ][:want]
             for i, emb in self.store.vectors([i for i in chosen if i not in sims]).items():
@@ -384,7 +392,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
             return "UPDATE", frame, "same attribute, new value"
         return "ADD", None, "new"
 
-    def _ask(self, candidates: list[_Candidate], asked: list[int], facts: dict[str, Fact]) -> dict[int, tuple[Op, str | None, str]]:
+    def _ask(
+        self, candidates: list[_Candidate], asked: list[int], facts: dict[str, Fact]
+    ) -> dict[int, tuple[Op, str | None, str]]:
         """One structured call over small numbered lists; every verdict passes the guards."""
         numbers: dict[str, int] = {}
         items = []
@@ -415,7 +425,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
             out[n] = self._guard(candidates[n], d, by_number.get(d.old), facts)
         return out
 
-    def _guard(self, cand: _Candidate, d: Decision, target: str | None, facts: dict[str, Fact]) -> tuple[Op, str | None, str]:
+    def _guard(
+        self, cand: _Candidate, d: Decision, target: str | None, facts: dict[str, Fact]
+    ) -> tuple[Op, str | None, str]:
         """Accept the LLM's verdict only where it is plausible; otherwise the rules decide."""
         if d.action == "ADD":
             op, tgt, why = self._rule(cand, facts)
@@ -441,7 +453,9 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         return d.action, target, "llm"
 
     # -- store ----------------------------------------------------------------------------
-    def _apply(self, cand: _Candidate, op: Op, target: str | None, reason: str, vector: list[float]) -> tuple[Op, Fact | None]:
+    def _apply(
+        self, cand: _Candidate, op: Op, target: str | None, reason: str, vector: list[float]
+    ) -> tuple[Op, Fact | None]:
         """Write one decision: a new fact, a new version of one (Supersede), a soft delete (Forget), or nothing."""
         current = self._get([target]).get(target) if target else None
         if op in ("UPDATE", "DELETE", "NOOP") and (current is None or current.status != "active"):
@@ -456,29 +470,54 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         if op == "UPDATE":
             key = cand.key or current.key
             self.supersede.replace(
-                self.store, target, cand.text, reason=reason, event_ids=cand.event_ids, history={"date": cand.date},
-                key=_slot(subject_norm(current.subject), key_norm(key, current.subject)), ts=cand.ts,
+                self.store,
+                target,
+                cand.text,
+                reason=reason,
+                event_ids=cand.event_ids,
+                history={"date": cand.date},
+                key=_slot(subject_norm(current.subject), key_norm(key, current.subject)),
+                ts=cand.ts,
                 lexical_text=f"{current.subject} {key} {cand.text}",
                 data={"key": key, "date": cand.date, "session_id": cand.session_id},
             )
         else:  # DELETE: soft, the new statement is the reason
-            self.forgetting.forget(self.store, target, reason=f"{reason}: {cand.text}", event_ids=cand.event_ids,
-                                   data={"date": cand.date})
+            self.forgetting.forget(
+                self.store, target, reason=f"{reason}: {cand.text}", event_ids=cand.event_ids, data={"date": cand.date}
+            )
         return op, self._get([target])[target]
 
     def _add(self, cands: Sequence[_Candidate], reason: str) -> list[Fact]:
         """New facts (one batch: embedded together), each with its ADD history row."""
-        added = self.store.add([
-            StoredItem(text=c.text, group=subject_norm(c.subject), key=_slot(subject_norm(c.subject), key_norm(c.key, c.subject)),
-                       lexical_text=f"{c.subject} {c.key} {c.text}", ts=c.ts, event_ids=list(c.event_ids),
-                       data={"subject": c.subject, "key": c.key, "date": c.date, "session_id": c.session_id})
-            for c in cands
-        ])
-        self.store.record_many([
-            HistoryRow(item_id=item.id, version=1, op="ADD", new_text=item.text, event_ids=item.event_ids, reason=reason,
-                       at=item.created, data={"date": c.date})
-            for item, c in zip(added, cands)
-        ])
+        added = self.store.add(
+            [
+                StoredItem(
+                    text=c.text,
+                    group=subject_norm(c.subject),
+                    key=_slot(subject_norm(c.subject), key_norm(c.key, c.subject)),
+                    lexical_text=f"{c.subject} {c.key} {c.text}",
+                    ts=c.ts,
+                    event_ids=list(c.event_ids),
+                    data={"subject": c.subject, "key": c.key, "date": c.date, "session_id": c.session_id},
+                )
+                for c in cands
+            ]
+        )
+        self.store.record_many(
+            [
+                HistoryRow(
+                    item_id=item.id,
+                    version=1,
+                    op="ADD",
+                    new_text=item.text,
+                    event_ids=item.event_ids,
+                    reason=reason,
+                    at=item.created,
+                    data={"date": c.date},
+                )
+                for item, c in zip(added, cands)
+            ]
+        )
         return [_fact(item) for item in added]
 
     # -- public API: inspect and edit without an LLM ----------------------------------------
@@ -490,9 +529,17 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         """Every change of one fact, oldest first: what it said, what changed it, from which events, when."""
         self._require(fact_id)
         return [
-            FactChange(fact_id=r.item_id, version=r.version, op=r.op, old_text=r.old_text, new_text=r.new_text,
-                       event_ids=r.event_ids, date=r.data.get("date", ""), at=datetime.fromtimestamp(r.at, timezone.utc),
-                       reason=r.reason)
+            FactChange(
+                fact_id=r.item_id,
+                version=r.version,
+                op=r.op,
+                old_text=r.old_text,
+                new_text=r.new_text,
+                event_ids=r.event_ids,
+                date=r.data.get("date", ""),
+                at=datetime.fromtimestamp(r.at, UTC),
+                reason=r.reason,
+            )
             for r in self.store.history(fact_id)
         ]
 
@@ -500,15 +547,23 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         """Soft-delete one fact: it leaves recall, its text and history stay; ``False`` when it is not a stored fact."""
         return self.forgetting.forget(self.store, item_id, reason=reason)
 
-    def add_fact(self, text: str, *, subject: str = "", key: str = "", date: str = "", reconcile: bool = True,
-                 event_ids: Sequence[str] = ()) -> Fact:
+    def add_fact(
+        self,
+        text: str,
+        *,
+        subject: str = "",
+        key: str = "",
+        date: str = "",
+        reconcile: bool = True,
+        event_ids: Sequence[str] = (),
+    ) -> Fact:
         """Store one fact without an LLM; with ``reconcile`` the rules apply (duplicate -> the stored fact,
         same subject and key -> an update of it). Returns the fact as stored."""
         item = FactIn(text=text, subject=subject, key=key, date=date, event_ids=list(event_ids))
         if not reconcile:
             return self.import_items([item])[0]
         cand = self._candidate(item)
-        (op, fact), = self._reconcile([cand], use_llm=False)
+        ((op, fact),) = self._reconcile([cand], use_llm=False)
         assert fact is not None
         return fact
 
@@ -522,23 +577,32 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         for n, raw in enumerate(items):
             try:
                 parsed.append(FactIn(text=raw) if isinstance(raw, str) else FactIn.model_validate(raw))
-            except Exception as exc:  # noqa: BLE001 - reported as one line
+            except Exception as exc:
                 first = str(exc).splitlines()[:3]
-                raise DataError(f"semantic import_items: item {n} is not a fact ({' '.join(first)}); give text= and optional subject/key/date") from None
+                raise DataError(
+                    f"semantic import_items: item {n} is not a fact ({' '.join(first)}); give text= and "
+                    "optional subject/key/date"
+                ) from None
         return self._add([self._candidate(item) for item in parsed], "imported") if parsed else []
 
     def _candidate(self, item: FactIn) -> _Candidate:
         when = item.timestamp or self.toolkit.clock.now()
         return _Candidate(
-            subject=item.subject, key=item.key, text=" ".join(item.text.split()), event_ids=item.event_ids,
-            date=item.date or when.strftime("%Y-%m-%d"), ts=when.timestamp(),
+            subject=item.subject,
+            key=item.key,
+            text=" ".join(item.text.split()),
+            event_ids=item.event_ids,
+            date=item.date or when.strftime("%Y-%m-%d"),
+            ts=when.timestamp(),
             session_id=item.session_id,
         )
 
     def _require(self, fact_id: str) -> Fact:
         fact = self._get([fact_id]).get(fact_id)
         if fact is None:
-            raise DataError(f"semantic memory has no fact with id {fact_id!r}: list the ids with facts(include_deleted=True)")
+            raise DataError(
+                f"semantic memory has no fact with id {fact_id!r}: list the ids with facts(include_deleted=True)"
+            )
         return fact
 
     def _get(self, ids: Sequence[str | None]) -> dict[str, Fact]:
@@ -552,10 +616,16 @@ class SemanticMemory(MemoryProgram[SemanticParams], Forgets):
         if query.budget_tokens == 0:
             return Recall(plugin=self.name)
         hits, ctx = self.retrieval.run(self.store, query.text, self.params.top_k)
-        packed = self.packer.pack((
-            candidate(item, self._line(fact), hit.score, self.name, fact_id=fact.id, version=fact.version, key=fact.key)
-            for hit, item in ctx.found(hits) if (fact := _fact(item))
-        ), query.budget_tokens)
+        packed = self.packer.pack(
+            (
+                candidate(
+                    item, self._line(fact), hit.score, self.name, fact_id=fact.id, version=fact.version, key=fact.key
+                )
+                for hit, item in ctx.found(hits)
+                if (fact := _fact(item))
+            ),
+            query.budget_tokens,
+        )
         return self.recalled(packed)
 
     def _line(self, fact: Fact) -> str:
@@ -575,9 +645,17 @@ def _slot(subject: str, key: str) -> str:
 def _fact(item: StoredItem) -> Fact:
     data = item.data
     return Fact(
-        id=item.id, subject=data.get("subject", ""), key=data.get("key", ""), text=item.text, status=item.status,
-        version=item.version, previous=data.get("previous"), date=data.get("date", ""), ts=item.ts,
-        created_at=datetime.fromtimestamp(item.created, timezone.utc),
-        updated_at=datetime.fromtimestamp(item.updated, timezone.utc),
-        session_id=data.get("session_id"), event_ids=item.event_ids,
+        id=item.id,
+        subject=data.get("subject", ""),
+        key=data.get("key", ""),
+        text=item.text,
+        status=item.status,
+        version=item.version,
+        previous=data.get("previous"),
+        date=data.get("date", ""),
+        ts=item.ts,
+        created_at=datetime.fromtimestamp(item.created, UTC),
+        updated_at=datetime.fromtimestamp(item.updated, UTC),
+        session_id=data.get("session_id"),
+        event_ids=item.event_ids,
     )

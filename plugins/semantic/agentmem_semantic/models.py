@@ -34,21 +34,36 @@ Op = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
 class SemanticParams(HybridParams):
     """Knobs of semantic memory (its retriever's plus its own); their bounds are the space evolution searches."""
 
-    batch_turns: int = Field(6, ge=1, le=40, description="message events buffered per session before one extraction call")
+    batch_turns: int = Field(
+        6, ge=1, le=40, description="message events buffered per session before one extraction call"
+    )
     context_turns: int = Field(2, ge=0, le=8, description="earlier turns of the session shown to extraction as context")
     max_facts: int = Field(6, ge=1, le=8, description="at most this many facts kept from one extraction call")
-    grounding: float = Field(0.5, ge=0.0, le=1.0, description="share of a fact's words that must occur in the turns (drops invented or copied facts)")
+    grounding: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of a fact's words that must occur in the turns (drops invented or copied facts)",
+    )
     candidates: int = Field(3, ge=1, le=8, description="similar stored facts compared with each new fact")
-    dedup_threshold: float = Field(0.75, ge=0.3, le=1.0, description="word overlap at which a new fact is a duplicate (NOOP, no LLM)")
-    llm_reconcile: bool = Field(True, description="ask the LLM for ADD/UPDATE/DELETE/NOOP (else the rule guards alone decide)")
+    dedup_threshold: float = Field(
+        0.75, ge=0.3, le=1.0, description="word overlap at which a new fact is a duplicate (NOOP, no LLM)"
+    )
+    llm_reconcile: bool = Field(
+        True, description="ask the LLM for ADD/UPDATE/DELETE/NOOP (else the rule guards alone decide)"
+    )
     key_update: bool = Field(True, description="a new fact with the same subject and topic key updates the stored one")
-    related_min_sim: float = Field(0.45, ge=0.0, le=1.0, description="cosine below which an LLM UPDATE/DELETE of a stored fact is refused")
+    related_min_sim: float = Field(
+        0.45, ge=0.0, le=1.0, description="cosine below which an LLM UPDATE/DELETE of a stored fact is refused"
+    )
     top_k: int = Field(8, ge=1, le=50, description="how many facts to recall")
     dense_weight: float = Field(1.0, ge=0.0, le=2.0, description="weight of embedding similarity in the rank fusion")
     bm25_weight: float = Field(1.0, ge=0.0, le=2.0, description="weight of BM25 word match in the rank fusion")
     show_superseded: bool = Field(True, description="show the value a fact replaced: '(updated; earlier: ...)'")
     show_dates: bool = Field(True, description="prefix each recalled fact with the date it was last stated")
-    flush_on_recall: bool = Field(True, description="extract pending events before a recall (an LLM call only if events are pending)")
+    flush_on_recall: bool = Field(
+        True, description="extract pending events before a recall (an LLM call only if events are pending)"
+    )
 
 
 class ExtractedFact(BaseModel):

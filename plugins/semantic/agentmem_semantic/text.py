@@ -37,9 +37,13 @@ _FIRST_PERSON = [
 ]
 _ADVERBS = "just|really|now|also|still|actually|usually|often|never|always|recently|finally|currently|mostly"
 _I_VERB = re.compile(rf"\bI ((?:(?:{_ADVERBS}) )*)([a-z]+)\b")
-_FILLER = re.compile(r"^(?:(?:actually|well|yes|yeah|oh|so|hmm|um|guess what|by the way|btw)\b[,!.]?\s*)+", re.IGNORECASE)
+_FILLER = re.compile(
+    r"^(?:(?:actually|well|yes|yeah|oh|so|hmm|um|guess what|by the way|btw)\b[,!.]?\s*)+", re.IGNORECASE
+)
 #: stems of attributes that hold one value at a time (a new value replaces the old one)
-_SINGLE = frozenset({"prefer", "favorit", "liv", "work", "nam", "job", "hometown", "birthday", "ag", "married", "studi"})
+_SINGLE = frozenset(
+    {"prefer", "favorit", "liv", "work", "nam", "job", "hometown", "birthday", "ag", "married", "studi"}
+)
 _FRAME_FILLER = frozenset({"now", "actually", "currently", "longer", "anymore", "still", "instead"})
 _NOT_VERBS = frozenset(
     "can could will would should must may might just really also still now never always usually often recently"
@@ -66,18 +70,24 @@ def stems(text: str) -> set[str]:
 
 
 #: words a faithful paraphrase adds freely (negation, time, the verbs facts are phrased with)
-GENERIC = frozenset(stem(w) for w in (
-    "no not never longer anymore now currently still also usually often recently prefer prefers like likes"
-    " love loves enjoy enjoys has have named name called lives live works work person user".split()
-))
+GENERIC = frozenset(
+    stem(w)
+    for w in (
+        "no not never longer anymore now currently still also usually often recently prefer prefers like likes"
+        " love loves enjoy enjoys has have named name called lives live works work person user".split()
+    )
+)
 
 
 #: what small talk is made of: a "fact" with no other content word is chit-chat
-CHITCHAT = frozenset(stem(w) for w in (
-    "nice good great day congrats congratulations thanks thank hi hello hey bye goodbye cool wow awesome sure ok"
-    " okay see talk later soon morning night evening glad hear sorry how doing fine well amazing happy lovely"
-    " chat catch".split()
-))
+CHITCHAT = frozenset(
+    stem(w)
+    for w in (
+        "nice good great day congrats congratulations thanks thank hi hello hey bye goodbye cool wow awesome sure ok"
+        " okay see talk later soon morning night evening glad hear sorry how doing fine well amazing happy lovely"
+        " chat catch".split()
+    )
+)
 _SPEAKER_PREFIX = re.compile(r"^([A-Z][\w .'-]{0,30}):\s+")
 _FIRST_PERSON_LINE = re.compile(r"\b(I|I'm|I've|I'd|my|me)\b")
 
@@ -86,7 +96,7 @@ def strip_speaker(text: str, speakers: Sequence[str]) -> tuple[str, str]:
     """'Ann: I moved to Lisbon' (a copied transcript line) -> ('I moved to Lisbon', 'Ann')."""
     match = _SPEAKER_PREFIX.match(text)
     if match and match.group(1).strip().lower() in {s.lower() for s in speakers}:
-        return text[match.end():], match.group(1).strip()
+        return text[match.end() :], match.group(1).strip()
     return text, ""
 
 
@@ -149,7 +159,7 @@ def same_frame(a: str, b: str, names: set[str] = frozenset()) -> bool:  # type: 
     q = 0
     while q < min(len(wa), len(wb)) - p and wa[-1 - q] == wb[-1 - q]:
         q += 1
-    mid_a, mid_b = wa[p:len(wa) - q], wb[p:len(wb) - q]
+    mid_a, mid_b = wa[p : len(wa) - q], wb[p : len(wb) - q]
     return p + q >= 3 and 0 < len(mid_a) <= 3 and 0 < len(mid_b) <= 3
 
 
