@@ -72,7 +72,10 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
         if predicate():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended before the kill point (exit {proc.returncode}): {proc.stdout.read() if proc.stdout else ''}")
+            raise AssertionError(
+                f"the run ended before the kill point (exit {proc.returncode}): "
+                f"{proc.stdout.read() if proc.stdout else ''}"
+            )
         time.sleep(0.5)
     raise AssertionError("the run never reached the kill point")
 
@@ -82,7 +85,11 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
     env = {**os.environ, "AGENTMEM_EVOLVE_TEST": "1"}
     proc = subprocess.Popen(
         [str(BIN / "agentmem"), "evolve", "run", "--config", str(_config(tmp_path)), "--run-dir", str(run), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     try:
         # kill once the seed is scored and the first child has been screened
@@ -95,7 +102,10 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
 
     resumed = subprocess.run(
         [str(BIN / "agentmem"), "evolve", "resume", str(run), "--quiet"],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = _evaluations(run)
@@ -104,9 +114,13 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
     assert len(keys) == len(set(keys))  # and nothing was evaluated twice
     assert any(stage == "test" for _, stage, _ in keys)  # the best was scored on the held-out split
 
-    status = subprocess.run([str(BIN / "agentmem"), "evolve", "status", str(run)], capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [str(BIN / "agentmem"), "evolve", "status", str(run)], capture_output=True, text=True, timeout=120
+    )
     assert status.returncode == 0, status.stderr
-    report = subprocess.run([str(BIN / "agentmem"), "evolve", "report", str(run)], capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [str(BIN / "agentmem"), "evolve", "report", str(run)], capture_output=True, text=True, timeout=120
+    )
     assert report.returncode == 0, report.stderr
     html = (run / "report.html").read_text()
     assert "<svg" in html
@@ -114,19 +128,30 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
     out = tmp_path / "evolved-prefs"
     export = [str(BIN / "agentmem"), "evolve", "export", str(run), "--name", "evolved-prefs", "--out", str(out)]
     exported = subprocess.run(export, capture_output=True, text=True, timeout=120)
-    if exported.returncode != 0:  # on 3 test questions the best seldom beats its seed with confidence: refused, one line
-        assert exported.returncode == 2 and "--force" in exported.stdout + exported.stderr, exported.stdout + exported.stderr
+    if (
+        exported.returncode != 0
+    ):  # on 3 test questions the best seldom beats its seed with confidence: refused, one line
+        assert exported.returncode == 2 and "--force" in exported.stdout + exported.stderr, (
+            exported.stdout + exported.stderr
+        )
         assert not out.exists()
         exported = subprocess.run(export + ["--force"], capture_output=True, text=True, timeout=120)
     assert exported.returncode == 0, exported.stdout + exported.stderr
     package = next(p.parent for p in out.rglob("pyproject.toml"))  # the package directory `export` printed
     site = tmp_path / "site"
     uv = shutil.which("uv") or pytest.skip("uv is not on PATH")
-    install = subprocess.run([uv, "pip", "install", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
-                             capture_output=True, text=True, timeout=300)
+    install = subprocess.run(
+        [uv, "pip", "install", "--no-deps", "--python", sys.executable, "--target", str(site), str(package)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert install.returncode == 0, install.stderr
     listed = subprocess.run(
-        [str(BIN / "agentmem"), "plugins", "list", "--json"], capture_output=True, text=True, timeout=120,
+        [str(BIN / "agentmem"), "plugins", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(site)},
     )
     assert listed.returncode == 0, listed.stderr
@@ -140,7 +165,9 @@ def test_ray_executor_scores_a_program_on_a_local_ray_instance(local_llm):
     from agentmem_evolve.executor import RayExecutor
 
     source, _ = prog.seed_source("episodic")
-    job = EvalJob(program_id=prog.program_id(source), source=source, stage="screen", env="toolprefs", split="train", limit=1)
+    job = EvalJob(
+        program_id=prog.program_id(source), source=source, stage="screen", env="toolprefs", split="train", limit=1
+    )
     executor = RayExecutor(concurrency=1)
     try:
         outcomes = list(executor.map_unordered([job]))
