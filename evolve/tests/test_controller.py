@@ -49,8 +49,8 @@ class MemoryBoundModel:
         self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
     ) -> ToolCall:
         self.meter.record(caller, 100, 20, 0.0)
-        prompt = "\n".join(m["content"] for m in messages)  # memory in the system message, the request last
-        meta = self.expected[messages[-1]["content"]]
+        prompt = "\n".join(m["content"] for m in messages)  # memory, then "Request: ..." (task_act_user.j2)
+        meta = self.expected[messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]]
         args = {k: (v if str(v).lower() in prompt.lower() else "unknown") for k, v in meta["arguments"].items()}
         return ToolCall(name=meta["tool"], arguments=args)
 

@@ -82,7 +82,8 @@ class MeteredFakeLLM:
         self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
     ) -> ToolCall:
         self.meter.record(caller, 10, 3, 0.0)
-        meta = self.expected[messages[-1]["content"]]  # the request is the agent's user message
+        # the request follows "Request: " in the agent's user message (task_act_user.j2)
+        meta = self.expected[messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]]
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
     def note(self, event: str, caller: str | None = None) -> None:
