@@ -50,6 +50,11 @@ FACTS = [
 ]
 
 
+def task_request(messages: list[dict[str, Any]]) -> str:
+    """The request of an ``Agent.act`` prompt: the line after "Request: " in its user message (task_act_user.j2)."""
+    return messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]
+
+
 class FixedReplyLLM:
     """Answers every question with the same phrase and counts its calls (plumbing only)."""
 

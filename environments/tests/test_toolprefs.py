@@ -14,6 +14,7 @@ from agentmem.types import Episode, Event, Recall, RecallItem
 from agentmem_environments.toolprefs import ToolPrefsEnvironment
 from agentmem_environments.toolprefs.domains import DOMAINS, SLOTS, TOOLS
 from agentmem_environments.toolprefs.scoring import evidence_recall, normalize_value, score_call
+from tests.helpers import task_request
 
 
 def _turns(task: Task) -> dict[str, Event]:
@@ -358,8 +359,7 @@ class OracleLLM:
         self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
     ) -> ToolCall:
         self.calls.append((messages, [t.name for t in tools]))
-        request = messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]  # task_act_user.j2's layout
-        meta = self.expected[request]
+        meta = self.expected[task_request(messages)]
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
 

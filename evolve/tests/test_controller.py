@@ -19,7 +19,7 @@ from agentmem.llm.tools import ToolCall
 from agentmem_evolve.config import RunConfig
 from agentmem_evolve.controller import Controller
 from agentmem_evolve.executor import InlineExecutor
-from tests.helpers import BagEmbedder
+from tests.helpers import BagEmbedder, task_request
 
 pytestmark = pytest.mark.timeout(600)
 HELDOUT_SEED = 4242  # the tests' runs fix the held-out seed, so that the fake model knows the test requests
@@ -50,7 +50,7 @@ class MemoryBoundModel:
     ) -> ToolCall:
         self.meter.record(caller, 100, 20, 0.0)
         prompt = "\n".join(m["content"] for m in messages)  # memory, then "Request: ..." (task_act_user.j2)
-        meta = self.expected[messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]]
+        meta = self.expected[task_request(messages)]
         args = {k: (v if str(v).lower() in prompt.lower() else "unknown") for k, v in meta["arguments"].items()}
         return ToolCall(name=meta["tool"], arguments=args)
 

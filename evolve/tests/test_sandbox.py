@@ -29,7 +29,7 @@ from agentmem_evolve.sandbox import (
     sandboxed_factory,
     validate_program,
 )
-from tests.helpers import SHARED_DATA, BagEmbedder
+from tests.helpers import SHARED_DATA, BagEmbedder, task_request
 
 HERE = Path(__file__).resolve().parent
 BENIGN = HERE / "benign"
@@ -82,8 +82,7 @@ class MeteredFakeLLM:
         self, messages: list[dict[str, Any]], tools: list[Any], *, caller: str | None = None, **kw: Any
     ) -> ToolCall:
         self.meter.record(caller, 10, 3, 0.0)
-        # the request follows "Request: " in the agent's user message (task_act_user.j2)
-        meta = self.expected[messages[-1]["content"].split("Request: ", 1)[1].splitlines()[0]]
+        meta = self.expected[task_request(messages)]
         return ToolCall(name=meta["tool"], arguments=meta["arguments"])
 
     def note(self, event: str, caller: str | None = None) -> None:
