@@ -32,7 +32,17 @@ from agentmem.evaluation import EvalResult, make_environment, metric_intervals, 
 from agentmem.stats import paired_difference
 from agentmem.toolkit import ChatModel, Embedder
 
-__all__ = ["GridCell", "GridResult", "pairwise", "parse_configs", "params_for", "rows", "run_grid", "write_outputs"]
+__all__ = [
+    "GridCell",
+    "GridResult",
+    "check_grid_params",
+    "pairwise",
+    "parse_configs",
+    "params_for",
+    "rows",
+    "run_grid",
+    "write_outputs",
+]
 
 CellProgress = Callable[["GridCell", int, int, dict[str, float]], None]
 
@@ -122,6 +132,12 @@ def params_for(members: list[str], params: dict[str, Any], *, strict: bool = Tru
     return out
 
 
+def check_grid_params(configs: list[list[str]], params: dict[str, Any]) -> None:
+    """Refuse, in one line, a ``--param`` key that no configuration of the grid declares (a typo)."""
+    if params:
+        params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
+
+
 def _cell_matches(
     result: EvalResult, *, split: str, limit: int | None, model: str, params: Any, memory: list[str] | None = None
 ) -> bool:
@@ -179,8 +195,7 @@ def run_grid(
         if e not in environments:
             environments[e] = make_environment(e, data=data if len(envs) == 1 else None, seed=seed)
     grid = GridResult(split=split, limit=limit, model=model)
-    if params:  # a key that no configuration of the grid declares is a typo: say so before any cell runs
-        params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
+    check_grid_params(configs, params or {})  # before any cell runs
     for cell in cells:
         cell_params = params_for(cell.memory, params or {}, strict=False)
         path = out_dir / "cells" / f"{cell.key}.json"

@@ -263,7 +263,7 @@ def eval_command(
     reports).
     """
     from agentmem.evaluation import make_environment
-    from agentmem.grid import params_for, parse_configs
+    from agentmem.grid import check_grid_params, parse_configs
 
     # every input is checked before anything is written or a model is loaded
     if split not in ("train", "validation", "test", "all"):
@@ -277,8 +277,8 @@ def eval_command(
     params = parse_params(param)
     for members in configs:
         check_memory_params(members, params, strict=len(configs) == 1)
-    if len(configs) > 1 and params:  # a key that no configuration declares is a typo
-        params_for(list(dict.fromkeys(m for c in configs for m in c)), params)
+    if len(configs) > 1:
+        check_grid_params(configs, params)
     single = len(envs) == 1 and len(configs) == 1 and out_dir is None
     if out is not None and not single:
         raise ConfigError(
