@@ -25,14 +25,22 @@ import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agentmem.config import load_settings
 from agentmem.environment import Task, TaskSetEnvironment, check_top_k, parse_knobs
 
-__all__ = ["DatasetEnvironment"]
+__all__ = ["DatasetEnvironment", "DatasetOptions"]
 
 log = logging.getLogger(__name__)
+
+
+class DatasetOptions(BaseModel):
+    """The knobs every dataset environment has; a subclass's ``Options`` adds its own (and may redescribe these)."""
+
+    path: str | None = Field(None, description="the data's path (default: the environment's setting)")
+    download: bool = Field(True, description="download the official data when no path is given")
+    judge_model: str | None = Field(None, description="a strong litellm model that judges answers")
 
 
 class DatasetEnvironment(TaskSetEnvironment):
@@ -40,11 +48,15 @@ class DatasetEnvironment(TaskSetEnvironment):
 
     Subclasses set the class attributes below and implement :meth:`_read`,
     :meth:`_download` and :meth:`_split`. Their ``Options`` model must have
-    the knobs ``path``, ``download`` and ``judge_model``.
+    the knobs ``path``, ``download`` and ``judge_model``: it subclasses
+    :class:`DatasetOptions` (and a subclass annotates ``options`` with it, so
+    that its own knobs are typed).
     """
 
-    #: the knobs (a pydantic model with at least ``path``, ``download`` and ``judge_model``)
-    Options: ClassVar[type[BaseModel]]
+    #: the knobs (a :class:`DatasetOptions` subclass)
+    Options: ClassVar[type[DatasetOptions]]
+    #: the parsed knobs
+    options: DatasetOptions
     #: the :class:`~agentmem.config.Settings` field that names the data (e.g. ``"longmemeval_data"``)
     data_setting: ClassVar[str]
     #: its environment variable, for messages (e.g. ``"AGENTMEM_LONGMEMEVAL_DATA"``)
@@ -77,7 +89,7 @@ class DatasetEnvironment(TaskSetEnvironment):
             data, knobs = None, {"path": text, **knobs}  # --data may be just the data's path
         if judge_model:
             knobs["judge_model"] = judge_model
-        self.options: Any = parse_knobs(self.name, self.Options, data, knobs)
+        self.options = parse_knobs(self.name, self.Options, data, knobs)
         self.seed = int(seed)
         self._tasks: list[Task] | None = None
         self._splits: dict[str, list[str]] = {}

@@ -45,16 +45,25 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from agentmem.environment import AgentLike, QuestionResult, Task, TaskResult
 from agentmem.errors import AgentmemError, DataError
 from agentmem.types import Episode
-from agentmem_environments.dataset import DatasetEnvironment
+from agentmem_environments.dataset import DatasetEnvironment, DatasetOptions
 from agentmem_environments.longmemeval.loader import FIELDS, QUESTION_TYPES, TURN_FIELDS, load_tasks
 from agentmem_environments.qa_metrics import exact_match, substring_match, token_f1
 
-__all__ = ["ENV_DATA", "FIELDS", "FIXTURE_PATH", "LongMemEvalEnvironment", "OFFICIAL_FILES", "Options", "TURN_FIELDS"]
+__all__ = [
+    "ENV_DATA",
+    "FIELDS",
+    "FIXTURE_PATH",
+    "LongMemEvalEnvironment",
+    "LongMemEvalOptions",
+    "OFFICIAL_FILES",
+    "Options",
+    "TURN_FIELDS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +110,7 @@ def declines(answer: str) -> bool:
     return any(phrase in text for phrase in _DECLINES)
 
 
-class Options(BaseModel):
+class LongMemEvalOptions(DatasetOptions):
     """The environment's knobs (``--data "variant=oracle"``, or constructor arguments)."""
 
     path: str | None = Field(
@@ -118,6 +127,9 @@ class Options(BaseModel):
     judge_model: str | None = Field(
         None, description="a strong litellm model that judges answers (the official metric)"
     )
+
+
+Options = LongMemEvalOptions  # the public name every environment module gives its knobs
 
 
 def default_cache_dir() -> Path:
@@ -209,7 +221,8 @@ class LongMemEvalEnvironment(DatasetEnvironment):
     )
     primary_metric: ClassVar[str] = "f1"
 
-    Options = Options
+    Options = LongMemEvalOptions
+    options: LongMemEvalOptions
     data_setting: ClassVar[str] = "longmemeval_data"
     data_variable: ClassVar[str] = ENV_DATA
     fixture_path: ClassVar[Path] = FIXTURE_PATH

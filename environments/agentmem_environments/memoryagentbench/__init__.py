@@ -53,12 +53,12 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
 from agentmem.environment import AgentLike, Question, QuestionResult, Task, TaskResult
 from agentmem.errors import AgentmemError, DataError
 from agentmem.types import Episode
-from agentmem_environments.dataset import DatasetEnvironment
+from agentmem_environments.dataset import DatasetEnvironment, DatasetOptions
 from agentmem_environments.judge import render_prompt
 from agentmem_environments.memoryagentbench.loader import (
     COMPETENCIES,
@@ -70,7 +70,15 @@ from agentmem_environments.memoryagentbench.loader import (
 )
 from agentmem_environments.qa_metrics import best, exact_match, normalize, rouge_l, substring_match, token_f1
 
-__all__ = ["ENV_DATA", "FIXTURE_PATH", "METADATA_FIELDS", "MemoryAgentBenchEnvironment", "Options", "ROW_FIELDS"]
+__all__ = [
+    "ENV_DATA",
+    "FIXTURE_PATH",
+    "METADATA_FIELDS",
+    "MemoryAgentBenchEnvironment",
+    "MemoryAgentBenchOptions",
+    "Options",
+    "ROW_FIELDS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +116,7 @@ _LABEL_PREFIX = re.compile(r"^\s*(label|answer)\s*:\s*", re.IGNORECASE)
 _NUMBERING = re.compile(r"^\s*\d+\s*[.)\-:]?\s*")
 
 
-class Options(BaseModel):
+class MemoryAgentBenchOptions(DatasetOptions):
     """The environment's knobs (``--data "chunk_tokens=256,competencies=AR+CR"``, or constructor arguments)."""
 
     path: str | None = Field(
@@ -130,6 +138,9 @@ class Options(BaseModel):
         if unknown or not names:
             raise ValueError(f"unknown competency {', '.join(unknown) or '(none)'}; use AR, TTL, LRU, CR joined with +")
         return "+".join(names)
+
+
+Options = MemoryAgentBenchOptions  # the public name every environment module gives its knobs
 
 
 def default_cache_dir() -> Path:
@@ -202,7 +213,8 @@ class MemoryAgentBenchEnvironment(DatasetEnvironment):
     )
     primary_metric: ClassVar[str] = "accuracy"
 
-    Options = Options
+    Options = MemoryAgentBenchOptions
+    options: MemoryAgentBenchOptions
     data_setting: ClassVar[str] = "memoryagentbench_data"
     data_variable: ClassVar[str] = ENV_DATA
     data_suffixes: ClassVar[tuple[str, ...]] = (".json", ".jsonl", ".parquet")

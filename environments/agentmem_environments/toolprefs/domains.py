@@ -75,7 +75,7 @@ def _article(value: Any) -> str:
 
 def _slot(
     name: str,
-    kind: str,
+    kind: Literal["string", "integer"],
     values: tuple[Any, ...],
     description: str,
     statements: tuple[str, ...],
@@ -83,7 +83,7 @@ def _slot(
 ) -> Slot:
     return Slot(
         name=name, kind=kind, values=values, description=description, statements=statements, corrections=corrections
-    )  # type: ignore[arg-type]
+    )
 
 
 SLOTS: dict[str, Slot] = {
