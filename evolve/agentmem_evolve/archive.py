@@ -428,7 +428,8 @@ class Archive:
 
     def events(self, since: int | None = None, kind: str | None = None) -> list[EventRecord]:
         """Events after event id ``since`` (all when None), oldest first, optionally of one kind."""
-        sql, args = "SELECT * FROM events WHERE id > ?", [since or 0]
+        sql = "SELECT * FROM events WHERE id > ?"
+        args: list[int | str] = [since or 0]
         if kind is not None:
             sql += " AND kind = ?"
             args.append(kind)

@@ -311,7 +311,7 @@ def _print_result(run_dir: Path, result: dict[str, Any]) -> None:
 
         spans = {stage: intervals(archive, stage) for stage in ("select", "test")}
         for p in archive.programs():
-            scores = {}
+            scores: dict[str, str] = {}
             for e in archive.evaluations(p.id):
                 scores[e.stage] = f"{e.score:.4f}" if e.status == "ok" else "failed"
             for stage, by_program in spans.items():

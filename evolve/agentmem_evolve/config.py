@@ -356,7 +356,9 @@ class RunConfig(_Section):
         """The config as TOML text that :meth:`load` reads back to an equal config."""
         return dump_toml(self.model_dump(mode="json", exclude_none=True))
 
-    model_dump_toml = to_toml
+    def model_dump_toml(self) -> str:
+        """:meth:`to_toml` under pydantic's ``model_dump_*`` naming."""
+        return self.to_toml()
 
     def write(self, path: Path | str) -> Path:
         """Write the config (e.g. to ``run_dir/config.toml``) and return its path."""

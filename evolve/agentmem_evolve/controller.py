@@ -369,7 +369,9 @@ class Controller:
             assert stored is not None
             if stored.status == "pending":
                 self._validate_record(stored)
-            seeds.append(self.archive.program(record.id))  # type: ignore[arg-type]
+                stored = self.archive.program(record.id)  # with the status validation gave it
+                assert stored is not None
+            seeds.append(stored)
         valid = [s for s in seeds if s.status == "valid"]
         if not valid:
             raise ConfigError(
@@ -420,7 +422,8 @@ class Controller:
         made: list[str | None] = list(self.archive.get_state(made_key, []))  # proposals already made before a crash
         for index in range(k):
             if index < len(made):
-                earlier = self.archive.program(made[index]) if made[index] else None
+                made_id = made[index]
+                earlier = self.archive.program(made_id) if made_id else None
                 if earlier is not None and earlier.status == "valid":
                     children.append(earlier)
                 continue
@@ -457,7 +460,9 @@ class Controller:
                 if proposal.operator == "reflective":
                     self.archive.set_status(record.id, "valid")
                 else:
-                    self._validate_record(self.archive.program(record.id))  # type: ignore[arg-type]
+                    stored = self.archive.program(record.id)
+                    assert stored is not None  # added above (or already there under the same id)
+                    self._validate_record(stored)
             made.append(record.id)
             self.archive.set_state(made_key, made)
             stored = self.archive.program(record.id)
@@ -586,7 +591,7 @@ class Controller:
             stage=stage,
             env=env.name,
             split=split,
-            limit=limit,  # type: ignore[arg-type]
+            limit=limit,
             data=env.data,
             options=self._stage_options(stage),
             seed=self.config.seed,

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agentmem.environment import Split
 from agentmem.types import DEFAULT_RECALL_BUDGET
 
 Stage = Literal["proxy", "screen", "select", "test"]
@@ -33,7 +34,7 @@ class EvalJob(BaseModel):
     source: str
     stage: Stage
     env: str
-    split: str
+    split: Split
     limit: int | None = None
     data: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -152,7 +153,7 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
             embedder=embedder,
             split=job.split,
             limit=job.limit,
-            budget_tokens=job.budget_tokens,  # type: ignore[arg-type]
+            budget_tokens=job.budget_tokens,
             seed=job.seed,
             memory_factory=sandboxed_factory(job.source, limits),
             recall_only=job.recall_only,

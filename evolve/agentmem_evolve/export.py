@@ -138,13 +138,13 @@ def _set_class_name_attr(source: str, cls_name: str, name: str) -> str:
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name)
     lines = source.splitlines(keepends=True)
     for stmt in cls.body:
-        target = None
+        target: ast.expr | None = None
+        value: ast.expr | None = None
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
-            target = stmt.targets[0]
+            target, value = stmt.targets[0], stmt.value
         elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            target = stmt.target
+            target, value = stmt.target, stmt.value
         if isinstance(target, ast.Name) and target.id == "name":
-            value = stmt.value
             assert value is not None and value.end_lineno is not None and value.end_col_offset is not None
             # ast offsets are in UTF-8 bytes: splice on the encoded lines
             start = sum(len(x.encode()) for x in lines[: value.lineno - 1]) + value.col_offset
@@ -156,7 +156,8 @@ def _set_class_name_attr(source: str, cls_name: str, name: str) -> str:
     has_doc = (
         isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
     )
-    indent = re.match(r"[ \t]*", lines[first.lineno - 1]).group(0)  # type: ignore[union-attr]
+    first_line = lines[first.lineno - 1]
+    indent = first_line[: len(first_line) - len(first_line.lstrip(" \t"))]
     if has_doc:
         insert_at = first.end_lineno or first.lineno
     else:

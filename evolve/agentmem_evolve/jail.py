@@ -119,20 +119,26 @@ def _canonical(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+def _distribution_name(dist: metadata.Distribution) -> str:
+    """A distribution's declared name, "" for a broken install whose metadata has none."""
+    meta = dist.metadata
+    return meta["Name"] if "Name" in meta else ""
+
+
 def _allowed_distributions() -> dict[str, metadata.Distribution]:
     """The distributions a memory program may use: agentmem, the memory plugins and what they require."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     installed: dict[str, metadata.Distribution] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = _distribution_name(dist)
         if name:
             installed.setdefault(_canonical(name), dist)
     roots: list[tuple[str, frozenset[str]]] = [("agentmem", frozenset())]
     for ep in metadata.entry_points(group="agentmem.memory"):
-        dist = getattr(ep, "dist", None)
-        if dist is not None and dist.metadata.get("Name"):
-            roots.append((_canonical(dist.metadata["Name"]), frozenset()))
+        plugin_name = _distribution_name(ep.dist) if ep.dist is not None else ""
+        if plugin_name:
+            roots.append((_canonical(plugin_name), frozenset()))
     allowed: dict[str, metadata.Distribution] = {}
     seen: set[tuple[str, frozenset[str]]] = set()
     stack = list(roots)
@@ -202,7 +208,7 @@ def jail_view() -> JailView:
     all_dists = list(metadata.distributions())
     owners: dict[tuple[str, str], set[str]] = {}  # (site dir, entry) -> owning distributions
     for dist in all_dists:
-        name = _canonical(dist.metadata.get("Name") or "")
+        name = _canonical(_distribution_name(dist))
         try:
             site_dir = os.path.realpath(str(dist.locate_file("")))
         except Exception:
@@ -236,8 +242,8 @@ def jail_view() -> JailView:
             active_sites.add(os.path.realpath(path))
     # site-packages inside a bound prefix that this interpreter does not use (the base install's, beside a venv)
     for prefix in prefixes:
-        for candidate in Path(prefix).glob("lib/python3*/site-packages"):
-            real = os.path.realpath(candidate)
+        for site_packages in Path(prefix).glob("lib/python3*/site-packages"):
+            real = os.path.realpath(site_packages)
             if real not in active_sites:
                 hidden_dirs.append(real)
                 blocked.update(filter(None, (_module_name(e) for e in _listdir(real))))
@@ -273,7 +279,7 @@ def jail_view() -> JailView:
                         readonly.append(candidate)
     # what the other editable installs would have exposed is blocked by name too
     for dist in all_dists:
-        name = _canonical(dist.metadata.get("Name") or "")
+        name = _canonical(_distribution_name(dist))
         if name in allowed:
             continue
         blocked.add(name.replace("-", "_"))
@@ -521,9 +527,15 @@ def choose_backend(wanted: str = "auto", *, allow_unjailed: bool = False) -> Jai
                 "(or set sandbox.allow_unjailed = true) to accept the audit-hook-only sandbox"
             )
         return "none"
-    if wanted not in ("auto", "bwrap", "unshare"):
+    order: list[JailBackend]
+    if wanted == "auto":
+        order = ["bwrap", "unshare"]
+    elif wanted == "bwrap":
+        order = ["bwrap"]
+    elif wanted == "unshare":
+        order = ["unshare"]
+    else:
         raise JailUnavailable(f"unknown sandbox jail {wanted!r}: use auto, bwrap, unshare or none")
-    order: list[JailBackend] = ["bwrap", "unshare"] if wanted == "auto" else [wanted]  # type: ignore[list-item]
     reasons = []
     for backend in order:
         reason = _probe(backend)

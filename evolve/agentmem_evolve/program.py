@@ -28,11 +28,14 @@ import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from agentmem.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agentmem.memory import MemoryProgram
 
 HOOKS = ("before_store", "rewrite_query", "after_recall")
 """The hook methods a seeded program declares; each is a target of the reflective proposer."""
@@ -48,7 +51,7 @@ def program_id(source: str) -> str:
 # -- seeding ----------------------------------------------------------------------------------
 
 
-def _plugin_class(name: str) -> type:
+def _plugin_class(name: str) -> type[MemoryProgram]:
     from agentmem.registry import load_memory
 
     return load_memory(name)

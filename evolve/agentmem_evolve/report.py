@@ -14,7 +14,7 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import jinja2
 
@@ -230,10 +230,24 @@ def _pareto_plot(pool: list[Scored], front: list[Scored]) -> str | None:
 
 
 # -- lineage, table, diff --------------------------------------------------------------
-def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+class _LineageNode(TypedDict):
+    """One program in the lineage tree the report's template draws."""
+
+    id: str
+    operator: str
+    generation: int
+    status: Literal["valid", "invalid", "pending"]
+    score: float | None
+    stage: Literal["select", "screen"] | None
+    also: list[str]
+    children: list[_LineageNode]
+    seed: str
+
+
+def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) -> list[_LineageNode]:
     """Nested nodes: each program under its first parent; other parents named on the node."""
     ids = {p.id for p in programs}
-    nodes = {
+    nodes: dict[str, _LineageNode] = {
         p.id: {
             "id": p.id,
             "operator": p.operator,
@@ -247,7 +261,7 @@ def _tree(programs: list[ProgramRecord], scores: dict[str, dict[str, float]]) ->
         }
         for p in programs
     }
-    roots = []
+    roots: list[_LineageNode] = []
     for p in programs:
         parent = next((q for q in p.parents if q in ids), None)
         (nodes[parent]["children"] if parent else roots).append(nodes[p.id])
@@ -336,8 +350,8 @@ def operator_payoff(archive: Archive) -> list[dict[str, Any]]:
             v.get("replaces") and v.get("incumbent") == parent for v in (judged.get(p.id) or {}).get("parents", [])
         )
         shared = next((s for s in ("select", "screen") if p.id in scores[s] and parent in scores[s]), None)
-        if shared is not None:
-            gain = scores[shared][p.id] - scores[shared][parent]  # type: ignore[index]
+        if shared is not None and parent is not None:
+            gain = scores[shared][p.id] - scores[shared][parent]
             r["improved"] += gain > 0
             r["best_gain"] = gain if r["best_gain"] is None else max(r["best_gain"], gain)
     for event in archive.events(kind="proposal_failed"):

@@ -40,7 +40,7 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -67,11 +67,23 @@ __all__ = [
 ]
 
 FailureKind = Literal["timeout", "memory", "crash", "denied", "output", "invalid", "error"]
+_FAILURE_KINDS: frozenset[str] = frozenset(get_args(FailureKind))
 WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
 _ENV_KEEP = ("PATH", "LANG", "PYTHONHASHSEED", "TZ")
 _LOG_FD_ENV = "AGENTMEM_SANDBOX_LOG_FD"
 _LOG_FILE = "worker.log"
 _FRAME_DRAIN_SECONDS = 2.0
+
+
+def _is_failure_kind(value: object) -> TypeGuard[FailureKind]:
+    """Whether a worker's reported failure kind is one the controller knows (anything else is "invalid")."""
+    return isinstance(value, str) and value in _FAILURE_KINDS
+
+
+def _object_field(message: dict[str, Any], key: str) -> dict[str, Any]:
+    """``message[key]`` when it is a JSON object, else empty: the worker's messages are untrusted."""
+    value = message.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _with_parent_death(argv: list[str]) -> list[str]:
@@ -363,7 +375,8 @@ class SandboxedProgram(MemoryProgram):
         self.import_seconds = float(hello.get("import_seconds") or 0.0)
         if not isinstance(info, dict):
             raise self._fail("invalid", "invalid: the worker's load reply is malformed", stage="interface")
-        self.name = str(info.get("name") or namespace)  # type: ignore[misc] - per instance: the candidate's name
+        # per instance: the candidate's name (a ClassVar on MemoryProgram, which cannot say "per proxy")
+        self.name = str(info.get("name") or namespace)  # type: ignore[misc]
         from agentmem.toolkit import _safe_name
 
         self.toolkit.namespace = _safe_name(str(info.get("namespace") or self.name))
@@ -518,11 +531,12 @@ class SandboxedProgram(MemoryProgram):
             if kind == "error":
                 reason = str(message.get("reason") or f"error: {op} failed")
                 error_kind = message.get("kind")
-                if error_kind not in ("timeout", "memory", "crash", "denied", "output", "invalid", "error"):
-                    error_kind = "invalid"
                 stage = message.get("stage") or op
                 raise self._fail(
-                    error_kind, reason, stage=str(stage), traceback=str(message.get("traceback") or "")[-4000:]
+                    error_kind if _is_failure_kind(error_kind) else "invalid",
+                    reason,
+                    stage=str(stage),
+                    traceback=str(message.get("traceback") or "")[-4000:],
                 )
             raise self._fail("invalid", f"invalid: unexpected {kind!r} message from the worker during {op}", stage=op)
 
@@ -706,11 +720,11 @@ class SandboxedProgram(MemoryProgram):
             ]
             caller = message.get("caller")
             caller = str(caller)[:200] if caller is not None else None
-            raw_tags = message.get("tags") if isinstance(message.get("tags"), dict) else {}
+            raw_tags = _object_field(message, "tags")
             tags = {k: str(raw_tags[k])[:100] for k in ("plugin", "op") if k in raw_tags}
             with call_context(**tags):
                 if method == "complete":
-                    options = message.get("options") if isinstance(message.get("options"), dict) else {}
+                    options = _object_field(message, "options")
                     kwargs = {k: options.get(k) for k in ("max_tokens", "temperature", "response_format")}
                     if (
                         not isinstance(kwargs["max_tokens"], int)
@@ -723,7 +737,7 @@ class SandboxedProgram(MemoryProgram):
                         kwargs["response_format"] = None
                     text = self.toolkit.llm.complete(messages, caller=caller, **kwargs)
                     return {"type": "return", "value": str(text)}
-                schema = message.get("schema") if isinstance(message.get("schema"), dict) else {}
+                schema = _object_field(message, "schema")
                 shim = self._schema_shim(schema)
                 result = self.toolkit.llm.structured(messages, shim, caller=caller)
                 value = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
@@ -735,7 +749,7 @@ class SandboxedProgram(MemoryProgram):
 
     def _schema_shim(self, schema: dict[str, Any]) -> type[BaseModel]:
         """A stand-in for the program's schema class: its JSON schema, validated by the worker on each reply."""
-        json_schema = schema.get("json") if isinstance(schema.get("json"), dict) else {}
+        json_schema = _object_field(schema, "json")
         schema_id = str(schema.get("id", ""))[:300]
         name = "".join(c for c in str(schema.get("name", "Schema")) if c.isalnum() or c == "_")[:60] or "Schema"
         program = self
@@ -744,11 +758,11 @@ class SandboxedProgram(MemoryProgram):
             model_config = ConfigDict(extra="allow")
 
             @classmethod
-            def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+            def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
                 return json_schema
 
             @classmethod
-            def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> _Shim:  # type: ignore[override]
+            def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> _Shim:
                 text = (
                     json_data.decode("utf-8", "replace")
                     if isinstance(json_data, (bytes, bytearray))
@@ -757,7 +771,7 @@ class SandboxedProgram(MemoryProgram):
                 return cls.model_construct(**program._remote_validate(schema_id, text))
 
             @classmethod
-            def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> _Shim:  # type: ignore[override]
+            def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> _Shim:
                 return cls.model_validate_json(json.dumps(obj, default=str))
 
         _Shim.__name__ = _Shim.__qualname__ = name

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import typing
-from typing import Any
+from typing import Any, SupportsFloat
 
 from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
@@ -96,17 +96,23 @@ def _dimension(name: str, field: FieldInfo) -> Dimension | None:
     if typing.get_origin(annotation) is typing.Literal:
         return Dimension(name, "choice", choices=list(typing.get_args(annotation)))
     if annotation in (int, float):
-        low = high = None
+        low: float | None = None
+        high: float | None = None
         for meta in field.metadata:
             if isinstance(meta, Ge):
-                low = meta.ge
+                low = _numeric_bound(meta.ge)
             elif isinstance(meta, Gt):
-                low = meta.gt
+                low = _numeric_bound(meta.gt)
             elif isinstance(meta, Le):
-                high = meta.le
+                high = _numeric_bound(meta.le)
             elif isinstance(meta, Lt):
-                high = meta.lt
+                high = _numeric_bound(meta.lt)
         if low is None or high is None:
             return None  # unbounded numbers are not searched
-        return Dimension(name, "int" if annotation is int else "float", float(low), float(high))
+        return Dimension(name, "int" if annotation is int else "float", low, high)
     return None
+
+
+def _numeric_bound(bound: object) -> float | None:
+    """A field bound as a float (annotated_types allows any comparable; one with no float value is no bound)."""
+    return float(bound) if isinstance(bound, SupportsFloat) else None

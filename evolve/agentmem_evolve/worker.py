@@ -617,10 +617,10 @@ def install_policy(
         return connection
 
     for module in (_sqlite3, _sqlite_module, _dbapi2):
-        module.connect = guarded_connect  # type: ignore[attr-defined]
+        module.connect = guarded_connect  # type: ignore[attr-defined]  # typeshed has no connect on a module object
 
-    _imp.create_builtin = module_maker(_imp.create_builtin)  # type: ignore[assignment]
-    _imp.create_dynamic = module_maker(_imp.create_dynamic)  # type: ignore[assignment]
+    _imp.create_builtin = module_maker(_imp.create_builtin)
+    _imp.create_dynamic = module_maker(_imp.create_dynamic)
 
     # the process doors that are not audit events in Python 3.11
     def no_threads(*args: Any, _report=report, **kwargs: Any) -> Any:
@@ -635,10 +635,10 @@ def install_policy(
         _report(reason)
         raise SandboxDenied(reason)
 
-    _thread.start_new_thread = no_threads  # type: ignore[assignment]
-    _thread.start_new = no_threads  # type: ignore[attr-defined]
-    threading._start_new_thread = no_threads  # type: ignore[attr-defined]
-    _posixsubprocess.fork_exec = no_fork_exec  # type: ignore[attr-defined]
+    _thread.start_new_thread = no_threads
+    _thread.start_new = no_threads
+    threading._start_new_thread = no_threads  # type: ignore[attr-defined]  # private, absent from typeshed
+    _posixsubprocess.fork_exec = no_fork_exec
 
 
 # --------------------------------------------------------------------------- output
@@ -1132,8 +1132,8 @@ def main() -> None:
     limits = dict(init.get("limits") or {})
     max_bytes = int(limits.get("max_message_bytes") or proto.DEFAULT_MAX_BYTES)
     cap = int(limits.get("output_bytes") or 1 << 20)
-    sys.stdout = CappedStream(1, cap // 2)  # type: ignore[assignment]
-    sys.stderr = CappedStream(2, cap - cap // 2)  # type: ignore[assignment]
+    sys.stdout = CappedStream(1, cap // 2)
+    sys.stderr = CappedStream(2, cap - cap // 2)
     sys.dont_write_bytecode = True
     channel = _Channel(proto, fd_in, fd_out, max_bytes)
     # 2. limits, 3. trusted imports, 4. the policy
