@@ -78,9 +78,22 @@ def test_each_mean_metric_gets_the_interval_stats_computes():
     expected = mean_interval(values)
     assert got["f1"].model_dump() == {**expected.rounded(), "level": 0.95}
     assert got["f1"].n == 9
-    assert got["f1/cat2"].n == len(cat2) and got["f1/cat2"].mean == round(mean_interval(cat2).mean, 4)
+    # a category's metric is resampled within that category's questions
+    assert got["f1/cat2"].model_dump() == {**mean_interval(cat2).rounded(), "level": 0.95} and got["f1/cat2"].n == 4
     # counts and numbers that are not a mean of these questions get no interval
     assert set(got) == {"f1", "f1/cat2"}
+
+
+def test_a_rate_is_matched_with_its_per_question_values():
+    """textworld's ``success_rate`` is the mean of each question's ``success``: it gets that interval."""
+    tasks = _tasks(A)
+    for t in tasks:
+        for q in t.questions:
+            q.metrics["success"] = float(q.metrics["f1"] == 1.0)
+    success = [float(v == 1.0) for vs in A.values() for v in vs]
+    got = metric_intervals(tasks, {"success_rate": sum(success) / 9, "stale_rate": 0.5})
+    assert got["success_rate"].model_dump() == {**mean_interval(success).rounded(), "level": 0.95}
+    assert "stale_rate" not in got  # no per-question values behind it
 
 
 def test_an_old_result_file_without_intervals_still_gives_them():
