@@ -24,6 +24,7 @@ from agentmem.environment import Action, AgentLike, Answer, Environment, Split, 
 from agentmem.errors import ConfigError
 from agentmem.llm.outage import OutageWatch
 from agentmem.memory import MemoryProgram
+from agentmem.provenance import Provenance
 from agentmem.registry import load_environment
 from agentmem.scratch import make_scratch, remove_tree
 from agentmem.stats import Interval, mean_intervals
@@ -105,6 +106,11 @@ class EvalResult(BaseModel):
         default_factory=dict,
         description="per metric of `metrics` that is a mean over questions: that mean, its 95% percentile-bootstrap "
         "interval over the questions (agentmem.stats.mean_intervals, 10,000 resamples, seed 0) and n",
+    )
+    provenance: Provenance | None = Field(
+        None,
+        description="the command, agentmem version and commit, model, date and machine that made this result "
+        "(written by `agentmem eval` and grids; None in results from before it or made in-process)",
     )
 
     def primary(self, metric: str) -> float:
