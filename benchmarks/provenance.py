@@ -7,6 +7,7 @@ by :mod:`agentmem.provenance`, which grid and ``agentmem eval`` result files use
 
 from __future__ import annotations
 
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,7 +55,7 @@ def provenance(
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit or git_commit(),
         "git_dirty": git_dirty() if commit is None else dirty,
-        "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(["python", f"benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])]),
         "agentmem_version": __version__,
         "machine": {
             **_facts.machine_facts(),

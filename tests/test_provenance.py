@@ -37,8 +37,8 @@ def test_the_benchmark_header_is_built_from_the_same_facts():
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    header = module.provenance("bench_x.py", ["--flag"], "a note", model="m", machine={"lib": "1"})
-    assert header["command"] == "python benchmarks/bench_x.py --flag" and header["model"] == "m"
+    header = module.provenance("bench_x.py", ["--note", "a note"], "a note", model="m", machine={"lib": "1"})
+    assert header["command"] == "python benchmarks/bench_x.py --note 'a note'" and header["model"] == "m"
     assert header["git_commit"] == (provenance.git_commit(ROOT) or "unknown")
     assert header["machine"]["lib"] == "1" and header["machine"]["note"] == "a note"
     assert header["machine"]["cores"] == provenance.machine_facts()["cores"]
