@@ -43,3 +43,37 @@ def test_the_benchmark_header_is_built_from_the_same_facts():
     assert header["machine"]["lib"] == "1" and header["machine"]["note"] == "a note"
     assert header["machine"]["cores"] == provenance.machine_facts()["cores"]
     assert header["agentmem_version"] == agentmem.__version__
+
+
+def test_an_eval_result_file_names_its_command_and_version(tmp_path, monkeypatch):
+    """`agentmem eval` (one cell) writes its result file with the command as run and agentmem's version."""
+    import json
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import agentmem.cli.main as cli
+    from agentmem.evaluation import make_environment
+    from agentmem_environments.locomo.demo import DEMO_PATH
+    from tests.helpers import FixedReplyLLM
+
+    llm = FixedReplyLLM()
+    llm.settings = SimpleNamespace(chroma_host=None)  # type: ignore[attr-defined]
+    monkeypatch.setattr(cli, "make_llm", lambda model, api_base: llm)
+    monkeypatch.setattr(cli, "console", Console(record=True, width=200))
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/agentmem", "eval", "--memory", "none", "--limit", "1"])
+    out = tmp_path / "result.json"
+    cli._eval_one(
+        make_environment("locomo", data=str(DEMO_PATH)),
+        ["none"],
+        params={},
+        split="all",
+        limit=1,
+        budget=512,
+        out=out,
+        model=None,
+        api_base=None,
+    )
+    origin = json.loads(out.read_text())["provenance"]
+    assert origin["command"] == "agentmem eval --memory none --limit 1"
+    assert origin["agentmem_version"] == agentmem.__version__ and origin["model"] == "scripted"
