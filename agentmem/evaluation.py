@@ -24,9 +24,10 @@ from agentmem.environment import Action, AgentLike, Answer, Environment, Split, 
 from agentmem.errors import ConfigError
 from agentmem.llm.outage import OutageWatch
 from agentmem.memory import MemoryProgram
+from agentmem.provenance import Provenance
 from agentmem.registry import load_environment
 from agentmem.scratch import make_scratch, remove_tree
-from agentmem.stats import Interval, mean_interval
+from agentmem.stats import Interval, mean_intervals
 from agentmem.toolkit import ChatModel, Embedder, Stores, storage_name
 from agentmem.types import Episode, Event, Query, Recall, Scope
 
@@ -104,7 +105,12 @@ class EvalResult(BaseModel):
     intervals: dict[str, Interval] = Field(
         default_factory=dict,
         description="per metric of `metrics` that is a mean over questions: that mean, its 95% percentile-bootstrap "
-        "interval over the questions (agentmem.stats.mean_interval, 10,000 resamples, seed 0) and n",
+        "interval over the questions (agentmem.stats.mean_intervals, 10,000 resamples, seed 0) and n",
+    )
+    provenance: Provenance | None = Field(
+        None,
+        description="the command, agentmem version and commit, model, date and machine that made this result "
+        "(written by `agentmem eval` and grids; None in results from before it or made in-process)",
     )
 
     def primary(self, metric: str) -> float:
@@ -144,26 +150,41 @@ def metric_intervals(tasks: list[TaskResult], metrics: dict[str, float], *, leve
     """A mean with its ``level`` bootstrap interval and n for each of ``metrics`` that is a mean over questions.
 
     ``f1`` is matched with the questions' own ``f1``, ``f1/<category>`` with
-    that category's questions; a metric is given an interval only when the
-    mean of those per-question values is the reported number (over the
-    questions that carry it, or over all with a missing value as 0, as the
-    environment aggregated it). Counts (``questions``, ``n/...``) and derived
-    numbers (rates under another name, averages of averages) get none.
+    that category's questions, and a rate ``<x>_rate`` with the questions'
+    ``<x>`` (``success_rate`` is the mean of ``success``); a metric is given
+    an interval only when the mean of those per-question values is the
+    reported number (over the questions that carry it, or over all with a
+    missing value as 0, as the environment aggregated it). Counts
+    (``questions``, ``n/...``) and other derived numbers (averages of
+    averages, groups that are not categories) get none.
+
+    All the intervals come from one :func:`agentmem.stats.mean_intervals`
+    call: the metrics over the same questions share one drawn matrix of
+    resamples, and a category's metrics are resampled within that category.
     """
-    out: dict[str, Interval] = {}
+    found: dict[tuple[str, str | None, float | None], list[float]] = {}
+
+    def values_of(metric: str, category: str | None, missing: float | None) -> list[float]:
+        if (metric, category, missing) not in found:
+            found[metric, category, missing] = list(
+                question_scores(tasks, metric, category=category, missing=missing).values()
+            )
+        return found[metric, category, missing]
+
+    columns: dict[str, list[float]] = {}
     for key, reported in metrics.items():
         if key == "questions" or key.startswith("n/"):
             continue
         metric, _, group = key.partition("/")
+        names = list(dict.fromkeys([metric, metric.removesuffix("_rate")]))
         # a category's key is the category (``accuracy/temporal-reasoning``), or LoCoMo's ``f1/cat2`` for category "2"
         categories = list(dict.fromkeys([group, group.removeprefix("cat")])) if group else [None]
-        candidates = (question_scores(tasks, metric, category=c, missing=m) for c in categories for m in (None, 0.0))
-        for scores in candidates:
-            values = list(scores.values())
+        for name, category, missing in ((n, c, m) for n in names for c in categories for m in (None, 0.0)):
+            values = values_of(name, category, missing)
             if values and abs(sum(values) / len(values) - float(reported)) <= 1e-6:
-                out[key] = Interval(**mean_interval(values, level=level).rounded(), level=level)
+                columns[key] = values
                 break
-    return out
+    return {key: Interval(**iv.rounded(), level=level) for key, iv in mean_intervals(columns, level=level).items()}
 
 
 class _CountingAgent:

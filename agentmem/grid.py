@@ -9,6 +9,11 @@ with another split, limit, model or parameters is run again. When the grid is
 complete, ``grid.json``, ``grid.csv``, ``report.md`` and a self-contained
 ``report.html`` (plots of score and cost per configuration) are written beside
 the cells.
+
+``grid.json`` and every cell's file carry their provenance
+(:mod:`agentmem.provenance`: the command as run, agentmem's version and git
+commit, the model, the date, the machine); a resumed cell keeps the
+provenance of the run that made it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pydantic import BaseModel, Field
 from agentmem.environment import Environment
 from agentmem.errors import ConfigError
 from agentmem.evaluation import EvalResult, make_environment, metric_intervals, question_scores, run_eval
+from agentmem.provenance import Provenance, collect
 from agentmem.stats import paired_difference
 from agentmem.toolkit import ChatModel, Embedder
 
@@ -76,13 +82,14 @@ class GridCell(BaseModel):
 
 
 class GridResult(BaseModel):
-    """Every cell's result, in grid order, and which were resumed rather than run."""
+    """Every cell's result, in grid order, which were resumed rather than run, and where this run came from."""
 
     split: str
     limit: int | None
     model: str
     cells: list[EvalResult] = Field(default_factory=list)
     resumed: list[str] = Field(default_factory=list)
+    provenance: Provenance | None = None
 
 
 def _slug(text: str) -> str:
@@ -175,6 +182,7 @@ def run_grid(
     progress: CellProgress | None = None,
     on_cell_done: Callable[[GridCell, EvalResult, bool], None] | None = None,
     environments: dict[str, Environment] | None = None,
+    command: str | list[str] | None = None,
 ) -> GridResult:
     """Run (or resume) the grid ``envs`` x ``configs`` and write every output into ``out_dir``.
 
@@ -182,6 +190,8 @@ def run_grid(
     ask before it runs; ``progress(cell, done, total, metrics)`` after each
     answer; ``on_cell_done(cell, result, resumed)`` when a cell is finished.
     ``environments`` passes instances already built (loading a dataset once).
+    ``command`` is the command line recorded as the grid's provenance (the
+    CLI gives its own; default: ``sys.argv``).
     """
     from agentmem.config import recall_budget
     from agentmem.embedding_cache import shared_embedder
@@ -194,7 +204,7 @@ def run_grid(
     for e in envs:
         if e not in environments:
             environments[e] = make_environment(e, data=data if len(envs) == 1 else None, seed=seed)
-    grid = GridResult(split=split, limit=limit, model=model)
+    grid = GridResult(split=split, limit=limit, model=model, provenance=collect(command, model=model))
     check_grid_params(configs, params or {})  # before any cell runs
     for cell in cells:
         cell_params = params_for(cell.memory, params or {}, strict=False)
@@ -230,6 +240,7 @@ def run_grid(
             chroma_host=chroma_host,
             progress=functools.partial(progress, cell) if progress else None,
         )
+        result.provenance = grid.provenance
         _write_atomic(path, result.model_dump_json(indent=2))
         grid.cells.append(result)
         if on_cell_done:
@@ -345,7 +356,9 @@ def to_csv(table: list[dict[str, Any]]) -> str:
 
 
 def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
-    """``grid.json`` (``rows``, ``cells``, ``pairwise``), ``grid.csv``, ``report.md`` and ``report.html``."""
+    """``grid.json`` (``provenance``, ``rows``, ``cells``, ``pairwise``, ``resumed`` and each cell's provenance),
+    ``grid.csv``, ``report.md`` and ``report.html``.
+    """
     from agentmem.report import grid_html, grid_markdown
 
     table = rows(grid)
@@ -356,13 +369,22 @@ def write_outputs(grid: GridResult, out_dir: Path) -> dict[str, Path]:
         "markdown": out_dir / "report.md",
         "html": out_dir / "report.html",
     }
+    keys = [GridCell(env=r.env, memory=r.memory).key for r in grid.cells]
     summary = {
+        "provenance": grid.provenance.model_dump() if grid.provenance is not None else None,
         "split": grid.split,
         "limit": grid.limit,
         "model": grid.model,
         "rows": table,
-        "cells": [f"cells/{GridCell(env=r.env, memory=r.memory).key}.json" for r in grid.cells],
+        "cells": [f"cells/{key}.json" for key in keys],
         "pairwise": pairs,
+        "resumed": grid.resumed,
+        "cell_provenance": {  # a resumed cell was made by an earlier run, perhaps of other code
+            key: r.provenance.model_dump(include={"when", "git_commit", "git_dirty", "agentmem_version", "command"})
+            if r.provenance is not None
+            else None
+            for key, r in zip(keys, grid.cells, strict=True)
+        },
     }
     _write_atomic(paths["json"], json.dumps(summary, indent=2))
     _write_atomic(paths["csv"], to_csv(table))

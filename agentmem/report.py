@@ -38,6 +38,13 @@ def _by_env(table: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 _INTERVAL_KEYS = ("score_low", "score_high")
+NO_INTERVAL = "no interval (not a mean over questions)"
+#: what the table's columns other than the score are, said once under each table (they carry no interval)
+NOT_MEANS = (
+    "tokens_per_question, llm_calls, cache_hits, seconds, failed_extractions and fallbacks are totals or "
+    "ratios over a whole run: " + NO_INTERVAL + ". The other metrics' intervals, for those that are means over "
+    "questions, are in each cell's result file."
+)
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -75,7 +82,7 @@ def _cell(value: Any) -> str:
 def _value(row: dict[str, Any], column: str) -> str:
     if column == "95% interval":
         low, high = row.get("score_low"), row.get("score_high")
-        return "-" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
+        return NO_INTERVAL if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
     return _cell(row.get(column, ""))
 
 
@@ -86,6 +93,22 @@ def _header(column: str, primary: str) -> str:
 def _interval(row: dict[str, Any]) -> tuple[float, float] | None:
     low, high = row.get("score_low"), row.get("score_high")
     return None if low is None or high is None else (float(low), float(high))
+
+
+def _origin(grid: GridResult) -> dict[str, Any] | None:
+    """Where the grid came from, as display strings: its command, agentmem and its commit, the date, the machine,
+    and the resumed cells an earlier run made with other code.
+    """
+    if grid.provenance is None:
+        return None
+    here = grid.provenance.git_commit, grid.provenance.git_dirty
+    others = []
+    for r in grid.cells:
+        made = r.provenance
+        if made is not None and made is not grid.provenance and (made.git_commit, made.git_dirty) != here:
+            label = "+".join(r.memory) or "none"
+            others.append(f"{r.env} / {label}: {made.short()}")
+    return {"command": grid.provenance.command, "short": grid.provenance.short(), "other_code": others}
 
 
 def _pairs(pairs: list[dict[str, Any]] | None, env: str) -> list[dict[str, str]]:
@@ -133,7 +156,13 @@ def grid_markdown(grid: GridResult, table: list[dict[str, Any]], pairs: list[dic
                 "pairs": _pairs(pairs, env),
             }
         )
-    return _env().get_template("grid.md.j2").render(grid=grid, sections=sections).strip() + "\n"
+    return (
+        _env()
+        .get_template("grid.md.j2")
+        .render(grid=grid, sections=sections, origin=_origin(grid), not_means=NOT_MEANS)
+        .strip()
+        + "\n"
+    )
 
 
 def grid_html(grid: GridResult, table: list[dict[str, Any]], pairs: list[dict[str, Any]] | None = None) -> str:
@@ -181,4 +210,8 @@ def grid_html(grid: GridResult, table: list[dict[str, Any]], pairs: list[dict[st
                 ),
             }
         )
-    return _env().get_template("grid.html.j2").render(grid=grid, sections=sections)
+    return (
+        _env()
+        .get_template("grid.html.j2")
+        .render(grid=grid, sections=sections, origin=_origin(grid), not_means=NOT_MEANS)
+    )

@@ -8,7 +8,8 @@ benchmarks putting a program against a baseline) goes through this module so
 that every such claim comes with its evidence:
 
 * :func:`mean_interval`: a mean with a percentile-bootstrap interval over the
-  questions it averages;
+  questions it averages, and :func:`mean_intervals` for every metric of one
+  evaluation at the cost of about one (the metrics share the drawn resamples);
 * :func:`paired_difference`: the mean of ``a - b`` over the questions both
   programs were scored on, with a percentile-bootstrap interval and an exact
   sign test (wins against losses, ties dropped). Pairing removes the
@@ -37,6 +38,7 @@ __all__ = [
     "PairedDifference",
     "half_width",
     "mean_interval",
+    "mean_intervals",
     "paired_difference",
     "paired_interval",
     "questions_needed",
@@ -137,34 +139,86 @@ def _check(level: float, resamples: int) -> None:
         raise ValueError(f"resamples {resamples} must be at least 1")
 
 
-def _bootstrap(values: np.ndarray, level: float, resamples: int, seed: int) -> tuple[float, float]:
-    """The percentile interval of the mean over ``resamples`` resamples of the values (with replacement)."""
-    n = values.size
+def _bootstrap(columns: list[np.ndarray], level: float, resamples: int, seed: int) -> list[tuple[float, float]]:
+    """The percentile interval of the mean of each column over ``resamples`` resamples of its ``n`` questions.
+
+    Every column has the same ``n``; one matrix of resample indices is drawn
+    (from ``seed``) and each column's resampled means are read off it, so ``k``
+    columns cost one draw and ``k`` gathers instead of ``k`` draws. A column's
+    interval is exactly the one it gets alone: the indices do not depend on
+    the values, and its means are computed the same way.
+    """
+    n = columns[0].size
     rng = np.random.default_rng(seed)
-    if resamples * n <= _MAX_CELLS:
-        means = values[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-    else:  # a big split: the same statistic, drawn in blocks so that memory stays bounded
-        block = max(1, _MAX_CELLS // n)
-        parts = []
-        for start in range(0, resamples, block):
-            rows = min(block, resamples - start)
-            parts.append(values[rng.integers(0, n, size=(rows, n))].mean(axis=1))
-        means = np.concatenate(parts)
+    block = resamples if resamples * n <= _MAX_CELLS else max(1, _MAX_CELLS // n)  # memory stays bounded
+    parts: list[list[np.ndarray]] = [[] for _ in columns]
+    for start in range(0, resamples, block):
+        indices = rng.integers(0, n, size=(min(block, resamples - start), n))
+        for part, values in zip(parts, columns, strict=True):
+            part.append(values[indices].mean(axis=1))
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    out = []
+    for part in parts:
+        low, high = np.percentile(np.concatenate(part), [tail, 100 - tail])
+        out.append((float(low), float(high)))
+    return out
+
+
+def mean_intervals(
+    columns: Mapping[str, Iterable[float]],
+    *,
+    level: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """The mean of each column of per-question values with its ``level`` percentile-bootstrap interval.
+
+    The cheap way to give every metric of one evaluation its interval: the
+    columns that hold the same number of questions (the metrics over all of
+    an evaluation's questions) share one drawn matrix of resample indices.
+    Each column is resampled over its own questions, so a category's metric,
+    holding only that category's questions, is resampled within them (in a
+    draw of its own size). The result for a column is exactly
+    :func:`mean_interval` of that column with the same ``seed``; the
+    intervals are each correct on their own, not a joint statement (two
+    columns over the same questions see the same resamples).
+    """
+    _check(level, resamples)
+    return _intervals(
+        {key: _values(values, f"per-question scores of {key!r}") for key, values in columns.items()},
+        level,
+        resamples,
+        seed,
+    )
+
+
+def _intervals(arrays: dict[str, np.ndarray], level: float, resamples: int, seed: int) -> dict[str, Interval]:
+    by_size: dict[int, list[str]] = {}
+    for key, array in arrays.items():
+        if array.size:
+            by_size.setdefault(int(array.size), []).append(key)
+    bounds: dict[str, tuple[float, float]] = {}
+    for keys in by_size.values():
+        bounds.update(zip(keys, _bootstrap([arrays[k] for k in keys], level, resamples, seed), strict=True))
+    out: dict[str, Interval] = {}
+    for key, array in arrays.items():
+        if array.size == 0:
+            out[key] = Interval(mean=0.0, low=0.0, high=0.0, n=0, level=level)
+        else:
+            low, high = bounds[key]
+            out[key] = Interval(mean=float(array.mean()), low=low, high=high, n=int(array.size), level=level)
+    return out
 
 
 def mean_interval(
     values: Iterable[float], *, level: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0
 ) -> Interval:
-    """The mean of per-question ``values`` with a ``level`` percentile-bootstrap interval over the questions."""
+    """The mean of per-question ``values`` with a ``level`` percentile-bootstrap interval over the questions.
+
+    One column of :func:`mean_intervals` (the same code, the same numbers).
+    """
     _check(level, resamples)
-    array = _values(values, "per-question scores")
-    if array.size == 0:
-        return Interval(mean=0.0, low=0.0, high=0.0, n=0, level=level)
-    low, high = _bootstrap(array, level, resamples, seed)
-    return Interval(mean=float(array.mean()), low=low, high=high, n=int(array.size), level=level)
+    return _intervals({"values": _values(values, "per-question scores")}, level, resamples, seed)["values"]
 
 
 def sign_test(differences: Iterable[float]) -> float:
@@ -198,7 +252,7 @@ def paired_interval(
     ties = int(diffs.size - wins - losses)
     if diffs.size == 0:
         return PairedDifference(mean=0.0, low=0.0, high=0.0, n=0, level=level)
-    low, high = _bootstrap(diffs, level, resamples, seed)
+    ((low, high),) = _bootstrap([diffs], level, resamples, seed)
     return PairedDifference(
         mean=float(diffs.mean()),
         low=low,

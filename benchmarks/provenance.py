@@ -1,51 +1,37 @@
 """Where a benchmark result came from: the header every result file written by these scripts starts with.
 
 One place for it so that every file names its commit, command, machine and (where a model made the numbers)
-model the same way: a number in the docs is traced back through these fields.
+model the same way: a number in the docs is traced back through these fields. The facts themselves are read
+by :mod:`agentmem.provenance`, which grid and ``agentmem eval`` result files use too.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from agentmem import __version__
+from agentmem import provenance as _facts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
     """The checked-out commit, or ``"unknown"`` outside a git checkout."""
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return _facts.git_commit(ROOT) or "unknown"
 
 
 def git_dirty() -> bool | None:
     """Whether tracked files differ from the commit (a dirty tree's number is not that commit's); None outside git."""
-    try:
-        return bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    return _facts.git_dirty(ROOT)
 
 
 def load_average() -> list[float]:
     """The 1, 5 and 15 minute load averages, rounded (a loaded machine makes every timing worse)."""
-    return [round(x, 2) for x in os.getloadavg()]
+    return _facts.load_average()
 
 
 def provenance(
@@ -58,8 +44,9 @@ def provenance(
     commit: str | None = None,
     dirty: bool | None = None,
 ) -> dict[str, Any]:
-    """``when``, ``git_commit``, ``git_dirty``, ``command`` (``python benchmarks/<script> <args>``), ``machine``
-    (with the load average at the end of the run) and, for a benchmark whose numbers come from a model, ``model``.
+    """``when``, ``git_commit``, ``git_dirty``, ``command`` (``python benchmarks/<script> <args>``),
+    ``agentmem_version``, ``machine`` (with the load average at the end of the run) and, for a benchmark whose
+    numbers come from a model, ``model``.
 
     ``machine`` adds the script's own facts about the machine (a library's version, the load at the start);
     ``commit`` and ``dirty`` are the commit and tree state read when a long run started, if the script read them then.
@@ -68,12 +55,10 @@ def provenance(
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": commit or git_commit(),
         "git_dirty": git_dirty() if commit is None else dirty,
-        "command": f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(["python", f"benchmarks/{script}", *(argv if argv is not None else sys.argv[1:])]),
+        "agentmem_version": __version__,
         "machine": {
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "platform": platform.platform(),
+            **_facts.machine_facts(),
             **(machine or {}),
             "load_average_at_end": load_average(),
             "note": note,

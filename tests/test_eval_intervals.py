@@ -78,9 +78,22 @@ def test_each_mean_metric_gets_the_interval_stats_computes():
     expected = mean_interval(values)
     assert got["f1"].model_dump() == {**expected.rounded(), "level": 0.95}
     assert got["f1"].n == 9
-    assert got["f1/cat2"].n == len(cat2) and got["f1/cat2"].mean == round(mean_interval(cat2).mean, 4)
+    # a category's metric is resampled within that category's questions
+    assert got["f1/cat2"].model_dump() == {**mean_interval(cat2).rounded(), "level": 0.95} and got["f1/cat2"].n == 4
     # counts and numbers that are not a mean of these questions get no interval
     assert set(got) == {"f1", "f1/cat2"}
+
+
+def test_a_rate_is_matched_with_its_per_question_values():
+    """textworld's ``success_rate`` is the mean of each question's ``success``: it gets that interval."""
+    tasks = _tasks(A)
+    for t in tasks:
+        for q in t.questions:
+            q.metrics["success"] = float(q.metrics["f1"] == 1.0)
+    success = [float(v == 1.0) for vs in A.values() for v in vs]
+    got = metric_intervals(tasks, {"success_rate": sum(success) / 9, "stale_rate": 0.5})
+    assert got["success_rate"].model_dump() == {**mean_interval(success).rounded(), "level": 0.95}
+    assert "stale_rate" not in got  # no per-question values behind it
 
 
 def test_an_old_result_file_without_intervals_still_gives_them():
@@ -159,3 +172,28 @@ def test_eval_console_table_shows_interval_and_n(monkeypatch):
     line = next(ln for ln in text.splitlines() if ln.strip().startswith("│ f1") or " f1 " in ln)
     assert f"[{f1.low:.3f}, {f1.high:.3f}]" in line and " 9 " in line
     assert "95% interval" in text
+
+
+def test_numbers_that_are_not_means_over_questions_say_so(tmp_path, monkeypatch):
+    """No blank where an interval would be: the report and `agentmem eval` say why there is none."""
+    from rich.console import Console
+
+    import agentmem.cli.main as cli
+    from agentmem.report import NO_INTERVAL
+
+    a = _result("episodic", A)
+    a.metrics["f1"] = 0.123  # a score that is not the mean of the questions' f1 (e.g. an average of averages)
+    a.metrics["f1/by_hand"] = 0.5
+    a.intervals = {}
+    grid = GridResult(split="all", limit=None, model="scripted", cells=[a])
+    assert rows(grid)[0]["score_low"] is None
+    md = write_outputs(grid, tmp_path)["markdown"].read_text()
+    assert f"| {NO_INTERVAL} |" in md
+    assert "tokens_per_question" in md and "totals or ratios over a whole run" in md
+
+    console = Console(record=True, width=200)
+    monkeypatch.setattr(cli, "console", console)
+    cli.print_result(a)
+    lines = console.export_text().splitlines()
+    assert NO_INTERVAL in next(ln for ln in lines if "f1/by_hand" in ln)
+    assert "none (a count)" in next(ln for ln in lines if "questions" in ln and "│" in ln)

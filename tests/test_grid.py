@@ -103,6 +103,7 @@ def test_the_cli_gives_a_grid_param_to_the_configurations_that_declare_it(tmp_pa
 def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_path, embedder):
     llm = FixedReplyLLM()
     out = tmp_path / "grid"
+    command = ["agentmem", "eval", "--env", "locomo", "--memory", "none,full-context", "--limit", "2"]
     grid = run_grid(
         ["locomo"],
         [["none"], ["full-context"]],
@@ -112,6 +113,7 @@ def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_pat
         limit=2,
         data=str(DEMO_PATH),
         embedder=embedder,
+        command=command,
     )
     assert [c.memory for c in grid.cells] == [["none"], ["full-context"]]
     assert llm.calls == 4 and grid.resumed == []
@@ -132,6 +134,17 @@ def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_pat
     html = (out / "report.html").read_text()
     assert html.count("<svg") == 3 and "full-context" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in html
+    # provenance: the command as run, agentmem's version and commit, the model, in grid.json, each cell and the report
+    import agentmem
+
+    origin = json.loads((out / "grid.json").read_text())["provenance"]
+    assert origin["command"] == " ".join(command) and origin["agentmem_version"] == agentmem.__version__
+    assert origin["model"] == grid.model and origin["when"] and origin["machine"]["cores"]
+    assert {"git_commit", "git_dirty"} <= set(origin)  # None outside a git checkout, never an error
+    cell = json.loads((out / "cells" / "locomo__none.json").read_text())
+    assert cell["provenance"]["command"] == origin["command"] and cell["provenance"]["when"] == origin["when"]
+    assert f"Run: `{origin['command']}`" in md and f"agentmem {agentmem.__version__}" in md
+    assert "Run: <code>agentmem eval --env locomo" in html
 
     # interrupted grid: one cell's file is gone; re-running redoes only that cell
     (out / "cells" / "locomo__full-context.json").unlink()
@@ -147,6 +160,10 @@ def test_grid_runs_every_cell_writes_reports_and_resumes_without_redoing(tmp_pat
     )
     assert again.resumed == ["locomo__none"]
     assert llm.calls == 6  # two more answers, for the one missing cell only
+    summary = json.loads((out / "grid.json").read_text())
+    assert summary["provenance"]["command"] != origin["command"]  # this run's own command line (sys.argv)
+    assert summary["cell_provenance"]["locomo__none"]["when"] == origin["when"]  # the resumed cell keeps its origin
+    assert summary["cell_provenance"]["locomo__full-context"]["when"] == summary["provenance"]["when"]
     # a different limit is a different experiment: nothing is reused
     third = run_grid(
         ["locomo"], [["none"]], llm=llm, out_dir=out, split="all", limit=1, data=str(DEMO_PATH), embedder=embedder

@@ -20,6 +20,7 @@ from agentmem.stats import (
     PairedDifference,
     half_width,
     mean_interval,
+    mean_intervals,
     paired_difference,
     paired_interval,
     questions_needed,
@@ -159,6 +160,54 @@ def test_large_splits_are_drawn_in_blocks_with_the_same_answer_shape():
     values = [float(i % 3 == 0) for i in range(3000)]
     iv = mean_interval(values, resamples=2000)  # 6 million draws: more than one block
     assert iv.n == 3000 and iv.low < 1 / 3 < iv.high and iv.half_width < 0.03
+
+
+def _one_draw_per_column(values: list[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """The bootstrap as it was before columns shared their draw: its own seeded draw, in blocks when large."""
+    array = np.asarray(values, dtype=float)
+    n = array.size
+    rng = np.random.default_rng(seed)
+    if resamples * n <= 4_000_000:
+        means = array[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    else:
+        block = max(1, 4_000_000 // n)
+        means = np.concatenate(
+            [
+                array[rng.integers(0, n, size=(min(block, resamples - s), n))].mean(axis=1)
+                for s in range(0, resamples, block)
+            ]
+        )
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_several_columns_share_a_draw_and_each_gets_the_interval_it_gets_alone():
+    rng = np.random.default_rng(5)
+    columns = {
+        "f1": rng.random(300).round(3).tolist(),
+        "accuracy": (rng.random(300) < 0.4).astype(float).tolist(),  # same questions: shares f1's draw
+        "f1/cat2": rng.random(47).round(3).tolist(),  # a category: resampled within its own 47 questions
+        "empty": [],
+    }
+    got = mean_intervals(columns)
+    assert list(got) == list(columns)
+    for key in ("f1", "accuracy", "f1/cat2"):
+        assert got[key] == mean_interval(columns[key])  # the single-metric function is one column of this one
+        assert (got[key].low, got[key].high) == _one_draw_per_column(columns[key])  # and the numbers are as before
+        assert got[key].n == len(columns[key])
+    assert got["empty"].n == 0
+    assert mean_intervals(columns, seed=1)["f1"] == mean_interval(columns["f1"], seed=1)
+    assert mean_intervals(columns, level=0.8)["f1"].half_width < got["f1"].half_width
+
+
+def test_columns_larger_than_the_memory_cap_are_drawn_in_blocks_with_the_same_numbers():
+    rng = np.random.default_rng(6)
+    columns = {"a": rng.random(2500).tolist(), "b": (rng.random(2500) < 0.5).astype(float).tolist()}
+    got = mean_intervals(columns, resamples=2000)  # 5 million indices: two blocks of the 4 million cap
+    for key, values in columns.items():
+        assert (got[key].low, got[key].high) == _one_draw_per_column(values, resamples=2000)
+    with pytest.raises(ValueError, match="'b' must be finite"):
+        mean_intervals({"a": [1.0], "b": [float("nan")]})
 
 
 def test_bad_input_is_one_clear_error():

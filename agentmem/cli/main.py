@@ -354,11 +354,13 @@ def _eval_one(
 
     from agentmem.evaluation import run_eval
     from agentmem.grid import params_for
+    from agentmem.provenance import cli_command, collect
 
     console.print(f"[bold]{environment.name}[/] from {getattr(environment, 'source', '?')}; memory: {'+'.join(names)}")
     member_params = params_for(names, params)
     llm = make_llm(model, api_base)
     console.print(f"model: {llm.describe() if hasattr(llm, 'describe') else llm.model}")
+    origin = collect(cli_command(), model=str(getattr(llm, "model", type(llm).__name__)))  # the code, read up front
     with Progress(*_progress_columns(), console=console, transient=False) as bar:
         job = bar.add_task("questions", total=None, score="")
 
@@ -390,6 +392,7 @@ def _eval_one(
                 f"{exc}; the evaluation stopped and wrote nothing: run it again once the model "
                 "answers (with --out-dir, a grid keeps each finished cell)"
             ) from None
+    result.provenance = origin
     print_result(result)
     out = (
         out
@@ -418,6 +421,8 @@ def _eval_grid(
     from rich.progress import Progress
 
     from agentmem.grid import GridCell, pairwise, rows, run_grid
+    from agentmem.provenance import cli_command
+    from agentmem.report import NO_INTERVAL
 
     out_dir = out_dir or Path("results") / f"grid-{datetime.now():%Y%m%d-%H%M%S}"
     cells = len(envs) * len(configs)
@@ -472,6 +477,7 @@ def _eval_grid(
                 progress=progress,
                 on_cell_done=done,
                 environments=environments,
+                command=cli_command(),
             )
         except LLMUnavailable as exc:
             raise LLMUnavailable(
@@ -497,7 +503,7 @@ def _eval_grid(
             row["env"],
             row["memory"],
             f"{row['primary_metric']} {row['score']:.3f}",
-            "-" if low is None or high is None else f"[{low:.3f}, {high:.3f}]",
+            NO_INTERVAL if low is None or high is None else f"[{low:.3f}, {high:.3f}]",
             str(row["score_n"]),
             f"{row['tokens_per_question']:.0f}",
             str(row["llm_calls"]),
@@ -602,6 +608,8 @@ def sweep_scratch() -> None:
 
 def print_result(result: Any) -> None:
     """The metrics and cost of an EvalResult as rich tables."""
+    from agentmem.report import NO_INTERVAL
+
     table = Table(
         title=f"{result.env} / {'+'.join(result.memory)} ({result.questions} questions, split {result.split})",
         min_width=64,
@@ -616,8 +624,10 @@ def print_result(result: Any) -> None:
         interval = intervals.get(key)
         if interval is not None:  # a mean over questions: with its bootstrap interval and how many questions
             table.add_row(key, f"{value:.3f}", f"[{interval.low:.3f}, {interval.high:.3f}]", str(interval.n))
-        else:
-            table.add_row(key, str(int(value)) if is_count else f"{value:.3f}", "", "")
+        elif is_count:
+            table.add_row(key, str(int(value)), "none (a count)", "")
+        else:  # an average of averages, or a number whose per-question values the result does not hold
+            table.add_row(key, f"{value:.3f}", NO_INTERVAL, "")
     health = getattr(result, "extraction", None)
     if health is not None:  # how the structured calls fared: failures and fallbacks change what memory holds
         table.add_section()
@@ -628,7 +638,7 @@ def print_result(result: Any) -> None:
             ("replies cut and asked again", health.length_retries),
             ("repaired replies", health.repairs),
         ):
-            table.add_row(label, str(count), "", "")
+            table.add_row(label, str(count), "none (a count)", "")
     console.print(table)
     cost = result.cost
     per_q = cost.tokens / result.questions if result.questions else 0

@@ -212,6 +212,23 @@ def run_command(
         Path | None, typer.Option("--run-dir", help="where the run lives (default runs/evolve-<time>)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no live display")] = False,
+    check_config: Annotated[
+        bool,
+        typer.Option(
+            "--check-config",
+            help="check everything, print the resolved config and its worst-case wall time, and exit without "
+            "running or writing anything",
+        ),
+    ] = False,
+    seconds_per_question: Annotated[
+        float | None,
+        typer.Option(
+            "--seconds-per-question",
+            min=0.001,
+            help="with --check-config: the seconds one question takes the task model (default: measured on a "
+            "2-core CPU with the local 0.5B)",
+        ),
+    ] = None,
     allow_unjailed: Annotated[
         bool,
         typer.Option(
@@ -250,6 +267,8 @@ def run_command(
             "sandbox.allow_unjailed": True if allow_unjailed else None,
         },
     )
+    if seconds_per_question is not None and not check_config:
+        raise ConfigError("--seconds-per-question only sizes the estimate of --check-config; add --check-config")
     run_dir = run_dir or Path("runs") / f"evolve-{datetime.now():%Y%m%d-%H%M%S}"
     check_directory_target(run_dir, "--run-dir")
     if (run_dir / CONFIG_FILE).exists():
@@ -259,10 +278,29 @@ def run_command(
         )
     check_run_inputs(cfg)
     _check_jail(cfg)  # before anything is written: a run that cannot sandbox its candidates does not start
+    if check_config:
+        _print_check(cfg, seconds_per_question)
+        return
     controller = Controller.create(run_dir, cfg)
     console.print(f"run directory: [bold]{run_dir}[/] (resume with `agentmem evolve resume {run_dir}`)")
     result = _run(controller, quiet)
     _print_result(run_dir, result)
+
+
+def _print_check(cfg: Any, seconds_per_question: float | None) -> None:
+    """`run --check-config`: the config as the run would record it, and what it will cost at worst."""
+    from agentmem.cli.main import console
+    from agentmem_evolve.estimate import SECONDS_PER_QUESTION, estimate_cost
+
+    console.print(cfg.to_toml(), markup=False, highlight=False)
+    estimate = estimate_cost(cfg, seconds_per_question=seconds_per_question or SECONDS_PER_QUESTION)
+    table = Table(title="worst-case cost (every child past the proxy promoted, no LLM cache hit)")
+    table.add_column("what")
+    table.add_column("estimate", justify="right")
+    for what, value in estimate.lines():
+        table.add_row(what, value)
+    console.print(table)
+    console.print("config OK: nothing was run or written")
 
 
 @evolve_app.command("resume")
