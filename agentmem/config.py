@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(
         DEFAULT_REPLY_TOKENS, ge=16, le=32_768, description="longest reply to a user, in tokens"
     )
+    structured_first_tokens: int = Field(
+        1024,
+        ge=64,
+        le=131_072,
+        description="first token limit of a structured reply whose schema does not bound it (a cut reply that does "
+        "not loop is then given all the room the context leaves)",
+    )
     llm_timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(3, ge=0, le=20)
     max_concurrency: int = Field(4, ge=1, le=1024)

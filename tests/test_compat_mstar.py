@@ -328,18 +328,18 @@ def test_a_session_that_does_not_fit_the_context_is_split_logged_and_counted(tmp
 def test_a_reply_that_runs_past_the_room_splits_the_session_through_the_real_client(tmp_path):
     """The LLM client with a backend that honours max_tokens: a reply cut at all the room the prompt
     leaves (finish_reason length) is not repaired; the adapter gives a smaller input instead."""
-    from tests.test_llm_structured import LengthHonouringBackend, _llm
+    from tests.test_llm_structured import LengthHonouringBackend, _llm, varied_text
 
     class PerInput(LengthHonouringBackend):
         def __call__(self, model, base, key, request, stream=False):
             whole = "Priya: I just adopted" in json.dumps(request["messages"]) and "Daniel: I am running" in json.dumps(
                 request["messages"]
             )
-            self.replies = [json.dumps({"summary": "word " * (3000 if whole else 20)})]
+            self.replies = [json.dumps({"summary": "word " + varied_text(3000 if whole else 20)})]
             return super().__call__(model, base, key, request, stream)
 
     backend = PerInput("{}")
-    llm = _llm(backend, context=1500)
+    llm = _llm(backend, context=1500, structured_first_tokens=4096)  # no first cap below the room
     memory = _memory(RAW_TEXT, tmp_path, llm)
     writes = _count_writes(memory)
     _live_through(memory, ["s1"])
@@ -347,6 +347,23 @@ def test_a_reply_that_runs_past_the_room_splits_the_session_through_the_real_cli
     assert backend.requests[0]["max_tokens"] > 1000  # the first attempt already had all the room: no cap to raise
     assert len(backend.requests) == 3
     assert llm.meter.events() == {"no_room": 1, "split": 1}
+    memory.close()
+
+
+def test_a_looping_reply_is_a_fallback_not_a_split_through_the_real_client(tmp_path):
+    """A reply that loops until its limit cuts it (what the 0.5B does under the JSON grammar) is asked again
+    once with a repetition penalty, then the session is written once with an item built from it: it is not
+    split, and no attempt is given more room."""
+    from tests.test_llm_structured import LOOPING_SUMMARY, LengthHonouringBackend, _llm
+
+    backend = LengthHonouringBackend(LOOPING_SUMMARY)
+    llm = _llm(backend, context=8192)
+    memory = _memory(RAW_TEXT, tmp_path, llm)
+    writes = _count_writes(memory)
+    _live_through(memory, ["s1"])
+    assert writes == [session_text(_events("s1"))]  # one write of the whole session
+    assert len(backend.requests) == 2 and backend.requests[1]["max_tokens"] == backend.requests[0]["max_tokens"]
+    assert llm.meter.events() == {"degenerate": 1, "invalid": 1, "fallback": 1}
     memory.close()
 
 

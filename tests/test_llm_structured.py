@@ -8,6 +8,7 @@ server does: a reply longer than the limit comes back cut, with
 from __future__ import annotations
 
 import json
+import random
 from typing import Literal
 
 import pytest
@@ -15,8 +16,15 @@ from pydantic import BaseModel, Field
 
 from agentmem.config import Settings
 from agentmem.errors import InvalidReply, LLMError, NoRoomForReply
-from agentmem.llm import LLM
-from agentmem.llm.structured import estimate_prompt_tokens, plan_reply, schema_token_bound
+from agentmem.llm import LLM, transport
+from agentmem.llm.structured import (
+    REPETITION_PENALTY,
+    UNBOUNDED_FIRST_LIMIT,
+    estimate_prompt_tokens,
+    looks_degenerate,
+    plan_reply,
+    schema_token_bound,
+)
 from agentmem.llm.tools import ToolSpec
 from agentmem.tokens import count_tokens, truncate_to_tokens
 
@@ -84,7 +92,23 @@ def _llm(backend: LengthHonouringBackend, *, context: int | None = None, **setti
     return llm
 
 
-LONG_SUMMARY = json.dumps({"summary": "Caroline went to the LGBTQ support group on 7 May 2023. " * 60})  # ~900 tokens
+def varied_text(words: int, seed: int = 7) -> str:
+    """Long text that does not repeat itself (a long reply, not a looping one): seeded made-up words."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocabulary = ["".join(rng.choice(letters) for _ in range(rng.randint(3, 8))) for _ in range(2000)]
+    return " ".join(rng.choice(vocabulary) for _ in range(words))
+
+
+#: what the 0.5B wrote for a LoCoMo session under the JSON grammar: two sentences, looping past any room (~12k tokens)
+LOOPING_SUMMARY = json.dumps(
+    {
+        "summary": "Caroline and Melanie had a great time at the pottery workshop. "
+        + "The text also mentions that they are some of my fave memories. The text also mentions that they are "
+        "great friends and community, and that their love and support really helped me through tough times. " * 300
+    }
+)
+LONG_SUMMARY = json.dumps({"summary": "Caroline went to the LGBTQ support group on 7 May 2023. " + varied_text(420)})
 
 
 def test_schema_bounds_follow_lengths_counts_and_enums():
@@ -134,7 +158,7 @@ def test_a_reply_cut_at_the_full_room_raises_no_room_at_once():
 
 
 def test_with_an_unknown_context_the_limit_doubles_until_the_reply_fits():
-    reply = json.dumps({"summary": "word " * 5000})  # ~5,000 tokens: past the first 4,096
+    reply = json.dumps({"summary": "word " + varied_text(4000)})  # ~5,400 tokens: past the first 4,096
     backend = LengthHonouringBackend(reply)
     llm = _llm(backend, context=None)
     assert llm.structured([{"role": "user", "content": "x"}], Summary).summary.startswith("word")
@@ -211,3 +235,78 @@ def test_control_characters_are_read_through_a_schema_that_validates_json_only()
     assert validate_reply(JsonOnly, '{"summary": "a\nb"}').summary == "a\nb"
     with pytest.raises(ValueError):
         validate_reply(JsonOnly, '{"other": 1}')
+
+
+# -- replies that loop -----------------------------------------------------------------------
+
+
+def test_looping_replies_are_told_from_long_ones():
+    assert looks_degenerate(LOOPING_SUMMARY)
+    assert looks_degenerate('{"summary": "a' + " \n" * 800)  # whitespace to the limit
+    assert looks_degenerate('{"summary": "' + "!" * 2000)  # one character
+    assert not looks_degenerate(LONG_SUMMARY) and not looks_degenerate(varied_text(3000))
+    assert not looks_degenerate("ok " * 20)  # too short to judge
+
+
+def test_an_unbounded_schema_is_first_given_the_configured_limit_then_the_room():
+    backend = LengthHonouringBackend(json.dumps({"summary": varied_text(1500)}))  # long, not looping
+    llm = _llm(backend, context=8192)
+    assert llm.structured([{"role": "user", "content": "x"}], Summary).summary
+    limits = [r["max_tokens"] for r in backend.requests]
+    assert limits[0] == UNBOUNDED_FIRST_LIMIT and limits[1] > 7000  # a long varied reply still gets all the room
+    assert not any("frequency_penalty" in r for r in backend.requests)
+    assert llm.meter.events() == {"length_retry": 1}
+    small = LengthHonouringBackend('{"summary": "short"}')
+    _llm(small, context=8192, structured_first_tokens=256).structured([{"role": "user", "content": "x"}], Summary)
+    assert small.requests[0]["max_tokens"] == 256
+    bounded = LengthHonouringBackend('{"action": "ADD"}')
+    _llm(bounded, context=8192).structured([{"role": "user", "content": "x"}], Verdict)
+    assert bounded.requests[0]["max_tokens"] < 100  # a bounded schema keeps its own bound
+
+
+def test_a_looping_cut_reply_is_asked_again_once_with_a_penalty_then_invalid_reply_never_more_room():
+    backend = LengthHonouringBackend(LOOPING_SUMMARY)
+    llm = _llm(backend, context=8192)
+    with pytest.raises(InvalidReply, match="repeated itself") as info:
+        llm.structured([{"role": "user", "content": "Summarise the session."}], Summary, caller="t.summary")
+    assert "\n" not in str(info.value)
+    assert [r["max_tokens"] for r in backend.requests] == [UNBOUNDED_FIRST_LIMIT] * 2  # never more room
+    assert "frequency_penalty" not in backend.requests[0]
+    assert backend.requests[1]["frequency_penalty"] == backend.requests[1]["presence_penalty"] == REPETITION_PENALTY
+    assert backend.requests[1]["messages"] == backend.requests[0]["messages"]  # the same request: no repair
+    assert llm.meter.events() == {"degenerate": 1, "invalid": 1}
+
+
+def test_a_loop_that_the_penalty_cures_gives_the_item():
+    backend = LengthHonouringBackend(LOOPING_SUMMARY, '{"summary": "Caroline and Melanie made pots."}')
+    llm = _llm(backend, context=8192)
+    got = llm.structured([{"role": "user", "content": "x"}], Summary)
+    assert got.summary == "Caroline and Melanie made pots."
+    assert len(backend.requests) == 2 and backend.requests[1]["frequency_penalty"] == REPETITION_PENALTY
+    assert llm.meter.events() == {"degenerate": 1}
+
+
+def test_a_loop_found_after_a_length_retry_is_penalised_back_at_the_first_limit():
+    backend = LengthHonouringBackend(json.dumps({"summary": varied_text(1500)}), LOOPING_SUMMARY, LOOPING_SUMMARY)
+    llm = _llm(backend, context=8192)
+    with pytest.raises(InvalidReply):
+        llm.structured([{"role": "user", "content": "x"}], Summary)
+    limits = [r["max_tokens"] for r in backend.requests]
+    assert limits[0] == limits[2] == UNBOUNDED_FIRST_LIMIT and limits[1] > 7000
+
+
+def test_the_penalty_reaches_the_server_only_when_set(monkeypatch):
+    sent: list[dict] = []
+
+    class FakeLitellm:
+        @staticmethod
+        def completion(**kwargs):
+            sent.append(kwargs)
+
+    monkeypatch.setattr(transport, "import_litellm", lambda: FakeLitellm)
+    target = transport.Target("openai/x", None, None)
+    base = {"messages": [], "max_tokens": 8, "temperature": 0.0}
+    transport.completion(target, base, timeout=1)
+    transport.completion(target, {**base, "frequency_penalty": 0.5, "presence_penalty": 0.5}, timeout=1)
+    assert "frequency_penalty" not in sent[0] and "presence_penalty" not in sent[0]
+    assert sent[1]["frequency_penalty"] == sent[1]["presence_penalty"] == 0.5

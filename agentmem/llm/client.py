@@ -235,13 +235,19 @@ class LLM:
         response_format: dict[str, Any] | None = None,
         caller: str | None = None,
         seed: int | None = None,
+        repetition_penalty: float | None = None,
     ) -> Reply:
         """:meth:`complete`, with the reason the reply stopped (``finish_reason``: ``"length"`` when cut).
 
         A JSON reply (``response_format`` set) cut by its token limit is not
         cached, so an answer from the cache is always a complete one.
+        ``repetition_penalty`` sets the OpenAI ``frequency_penalty`` and
+        ``presence_penalty`` (structured calls use it to ask again after a
+        reply that looped; see :mod:`agentmem.llm.structured`).
         """
         request = self._request(messages, max_tokens, temperature, response_format, seed)
+        if repetition_penalty:
+            request["frequency_penalty"] = request["presence_penalty"] = float(repetition_penalty)
         key = middleware.cache_key(self.identity(), request) if self.cache is not None else None
         hit = middleware.cache_lookup(self.cache, key, self.meter, caller)
         if hit is not None:

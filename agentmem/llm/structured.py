@@ -8,12 +8,26 @@ summaries, notes, M* knowledge items, tool arguments, queries) goes through
 * **The limit follows from the schema and the room left.** A reply may take
   as many tokens as the schema can need (:func:`schema_token_bound`: string
   lengths, item counts, enums) but never more than the context has left after
-  the prompt (:func:`plan_reply`). A schema with unbounded strings or lists
-  may use all of that room.
+  the prompt (:func:`plan_reply`). A schema with unbounded strings or lists is
+  first given at most ``structured_first_tokens`` (setting, default
+  :data:`UNBOUNDED_FIRST_LIMIT`): a summary or a list of facts seldom needs
+  more, and a small model that loops under the JSON grammar would otherwise
+  spend the whole context (thousands of tokens, minutes on a CPU) before the
+  loop is seen.
 * **A cut reply is recognised by its finish reason** (``"length"``), not by a
   JSON error, and is asked again with room: with all the room left when the
   first limit was smaller, or (context unknown) with twice the limit. It is
   never sent back for "repair" under the same limit.
+* **A cut reply that loops is not given more room**, nor is its input split:
+  a reply that repeats itself (:func:`looks_degenerate`: most of the word
+  n-grams at its end are repeats, or its end compresses like a run of one
+  pattern) would loop in any room. It is asked again once at the first limit
+  with a repetition penalty (OpenAI ``frequency_penalty`` and
+  ``presence_penalty``: :data:`REPETITION_PENALTY`); if that reply loops too,
+  the call fails as :class:`~agentmem.errors.InvalidReply` at once (callers
+  fall back as for any invalid reply: the M* adapter writes the raw text with
+  an item built from it). A penalised reply that is long but not looping
+  gets the length retry above, still penalised.
 * **When no room is left**, :class:`~agentmem.errors.NoRoomForReply` is
   raised, before the call when the prompt itself leaves too little room, or
   after a reply cut at the full room. Callers that can give a smaller input
@@ -27,13 +41,15 @@ summaries, notes, M* knowledge items, tool arguments, queries) goes through
 
 Each outcome is counted on the client's meter (:meth:`Meter.note
 <agentmem.llm.meter.Meter.note>`): ``length_retry``, ``repair``, and the two
-ways a call fails, ``no_room`` and ``invalid``; evaluation results report
+ways a call fails, ``no_room`` and ``invalid``, and ``degenerate`` (a looping
+reply asked again with the penalty); evaluation results report
 them (:class:`agentmem.evaluation.ExtractionHealth`).
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -57,6 +73,7 @@ __all__ = [
     "ask_json",
     "estimate_prompt_tokens",
     "extract_json",
+    "looks_degenerate",
     "parse_json_object",
     "plan_reply",
     "schema_token_bound",
@@ -82,6 +99,19 @@ MIN_REPLY_TOKENS = 128
 #: first limit, and the ceiling of doubling, when the model's context size is unknown
 UNKNOWN_CONTEXT_FIRST_LIMIT = 4096
 UNKNOWN_CONTEXT_MAX_LIMIT = 32768
+#: the first limit of a reply whose schema is unbounded, when the settings do not say (``structured_first_tokens``)
+UNBOUNDED_FIRST_LIMIT = 1024
+#: frequency and presence penalty of the one retry after a reply that looped
+REPETITION_PENALTY = 0.5
+#: a cut reply loops when, among the word n-grams of its last words, this share are repeats ...
+_LOOP_NGRAM = 6
+_LOOP_TAIL_WORDS = 400
+_LOOP_MIN_WORDS = 60
+_LOOP_REPEATED_SHARE = 0.5
+#: ... or when its last characters compress this well (a run of whitespace, one character, one short phrase)
+_LOOP_TAIL_CHARS = 4000
+_LOOP_MIN_CHARS = 400
+_LOOP_COMPRESSION = 5.0
 #: the token counter is within ~10% of real tokenizers: keep this much more for the prompt
 _PROMPT_SAFETY = 1.15
 _PROMPT_MARGIN = 32
@@ -101,6 +131,7 @@ class ChatClient(Protocol):
         max_tokens: int | None = None,
         response_format: dict[str, Any] | None = None,
         caller: str | None = None,
+        repetition_penalty: float | None = None,
     ) -> Reply: ...
 
     def describe(self) -> str: ...
@@ -220,12 +251,15 @@ def plan_reply(
     context_window: int | None,
     max_output: int | None = None,
     requested: int | None = None,
+    unbounded_first: int | None = None,
 ) -> ReplyPlan:
     """The limits of a reply to ``messages`` that must match ``schema``.
 
     ``context_window``: the model's context in tokens (``None``: unknown);
     ``max_output``: the most the backend lets a reply take; ``requested``: a
-    caller's own cap for the first attempt (retries may exceed it). Raises
+    caller's own cap for the first attempt (retries may exceed it);
+    ``unbounded_first``: the first limit of a reply whose schema is unbounded
+    when the context is known (``None``: all the room; retries may exceed it). Raises
     :class:`NoRoomForReply` when the prompt leaves less than the reply needs
     (its schema bound, at most :data:`MIN_REPLY_TOKENS`).
     """
@@ -246,9 +280,32 @@ def plan_reply(
             )
     elif max_output is not None:
         room = max_output
-    candidates = [c for c in (requested, bound, room) if c is not None and c > 0]
+    first_cap = unbounded_first if bound is None and room is not None else None
+    candidates = [c for c in (requested, bound, room, first_cap) if c is not None and c > 0]
     first = min(candidates) if candidates else UNKNOWN_CONTEXT_FIRST_LIMIT
     return ReplyPlan(first=first, room=room, bound=bound)
+
+
+def looks_degenerate(text: str) -> bool:
+    """Whether a cut reply is looping rather than long: the small models' failure under a JSON grammar.
+
+    A reply that runs into its limit because it repeats a sentence, a phrase,
+    or whitespace would run into any limit; a long but varied one only needs
+    room. Two cheap signs, either of which suffices: among the last
+    ``_LOOP_TAIL_WORDS`` words, at least half of the ``_LOOP_NGRAM``-word
+    sequences occur earlier in that tail (a loop of sentences), or the last
+    ``_LOOP_TAIL_CHARS`` characters compress ``_LOOP_COMPRESSION`` times or
+    better (whitespace, one character, one short phrase; prose and JSON
+    compress 2-3 times). Short texts are never judged.
+    """
+    tail = text[-_LOOP_TAIL_CHARS:].encode()
+    if len(tail) >= _LOOP_MIN_CHARS and len(tail) >= _LOOP_COMPRESSION * len(zlib.compress(tail)):
+        return True
+    words = text.split()[-_LOOP_TAIL_WORDS:]
+    if len(words) < _LOOP_MIN_WORDS:
+        return False
+    grams = [tuple(words[i : i + _LOOP_NGRAM]) for i in range(len(words) - _LOOP_NGRAM + 1)]
+    return 1 - len(set(grams)) / len(grams) >= _LOOP_REPEATED_SHARE
 
 
 # -- reading a reply -----------------------------------------------------------------
@@ -308,7 +365,7 @@ def ask_json(
     name: str,
     caller: str | None = None,
     max_tokens: int | None = None,
-    send: Callable[[list[dict[str, Any]], int], Reply] | None = None,
+    send: Callable[[list[dict[str, Any]], int, float | None], Reply] | None = None,
     what: str | None = None,
     fix: str = JSON_FIX,
     goal: str | None = None,
@@ -321,24 +378,53 @@ def ask_json(
     asked for (default ``"<name> object"``) and ``fix`` how to answer; if the
     repaired reply is not valid either, :data:`GAVE_UP` says the model did not
     ``goal`` (default ``"return a valid <name>"``). ``send`` makes one call with a token limit
-    (default: :meth:`LLM.complete_reply` with ``response_format``). Raises
+    and a repetition penalty (``None``: none) (default: :meth:`LLM.complete_reply` with
+    ``response_format``). A cut reply that loops (:func:`looks_degenerate`) is asked
+    again once with :data:`REPETITION_PENALTY`, then fails as :class:`InvalidReply`. Raises
     :class:`NoRoomForReply` or :class:`InvalidReply` (both
     :class:`~agentmem.errors.LLMError`).
     """
 
-    def complete(convo: list[dict[str, Any]], limit: int) -> Reply:
-        return llm.complete_reply(convo, max_tokens=limit, response_format=response_format, caller=caller)
+    def complete(convo: list[dict[str, Any]], limit: int, penalty: float | None) -> Reply:
+        if penalty is None:  # clients (and test doubles) that know no penalty are asked as before
+            return llm.complete_reply(convo, max_tokens=limit, response_format=response_format, caller=caller)
+        return llm.complete_reply(
+            convo, max_tokens=limit, response_format=response_format, caller=caller, repetition_penalty=penalty
+        )
 
     call = send or complete
     context_window, max_output = _limits_of(llm)
+    first_cap = _unbounded_first(llm)
     convo = messages
     repaired = False
+    penalty: float | None = None
     error = ""
     try:
-        plan = plan_reply(convo, schema, context_window=context_window, max_output=max_output, requested=max_tokens)
+        plan = plan_reply(
+            convo,
+            schema,
+            context_window=context_window,
+            max_output=max_output,
+            requested=max_tokens,
+            unbounded_first=first_cap,
+        )
         limit = plan.first
         while True:
-            reply = call(convo, limit)
+            reply = call(convo, limit, penalty)
+            if reply.cut and looks_degenerate(reply.text):
+                if penalty is None:  # more room would only hold more of the loop: penalise it once
+                    _note(llm, "degenerate", caller)
+                    penalty = REPETITION_PENALTY
+                    limit = plan.first
+                    continue
+                _note(llm, "invalid", caller)
+                error = f"the reply repeated itself until its {limit}-token limit cut it, twice"
+                raise InvalidReply(
+                    f"{_describe(llm)} did not {goal or f'return a valid {name}'}: the {name} reply repeated itself "
+                    f"until its {limit}-token limit cut it, also with a repetition penalty: try a larger model "
+                    "(--model) or a shorter input",
+                    reason=error,
+                )
             if reply.cut:
                 following = plan.after_cut(limit)
                 if following is None:
@@ -364,7 +450,14 @@ def ask_json(
             _note(llm, "repair", caller)
             request = REPAIR_REQUEST.render(what=what or f"{name} object", error=error, fix=fix)
             convo = [*convo, {"role": "assistant", "content": reply.text}, {"role": "user", "content": request}]
-            plan = plan_reply(convo, schema, context_window=context_window, max_output=max_output, requested=max_tokens)
+            plan = plan_reply(
+                convo,
+                schema,
+                context_window=context_window,
+                max_output=max_output,
+                requested=max_tokens,
+                unbounded_first=first_cap,
+            )
             limit = plan.first
     except NoRoomForReply:
         _note(llm, "no_room", caller)
@@ -398,6 +491,12 @@ def _limits_of(llm: Any) -> tuple[int | None, int | None]:
     window = getattr(llm, "context_window", None)
     output = getattr(llm, "max_output_tokens", None)
     return (window() if callable(window) else None, output() if callable(output) else None)
+
+
+def _unbounded_first(llm: Any) -> int:
+    """The first limit of a reply with an unbounded schema: the client's settings, else the default."""
+    value = getattr(getattr(llm, "settings", None), "structured_first_tokens", None)
+    return int(value) if isinstance(value, int) and value > 0 else UNBOUNDED_FIRST_LIMIT
 
 
 def _describe(llm: Any) -> str:

@@ -464,8 +464,8 @@ def _native_call(
         cap = max(b for b in bounds if b is not None) + 32  # the name and the call's envelope
         max_tokens = cap if max_tokens is None else min(max_tokens, cap)
 
-    def send(convo: list[dict[str, Any]], limit: int) -> Reply:
-        request = {
+    def send(convo: list[dict[str, Any]], limit: int, penalty: float | None) -> Reply:
+        request: dict[str, Any] = {
             "messages": convo,
             "max_tokens": limit,
             "temperature": llm.temperature,
@@ -475,6 +475,8 @@ def _native_call(
         }
         if llm.seed is not None:
             request["seed"] = int(llm.seed)
+        if penalty:  # asked again after a reply that looped (agentmem.llm.structured)
+            request["frequency_penalty"] = request["presence_penalty"] = penalty
         return llm._call_reply(request, caller)  # the text, with native tool_calls as <tool_call> blocks
 
     def checked(text: str) -> ToolCall:

@@ -223,6 +223,9 @@ def completion(target: Target, request: dict[str, Any], *, timeout: float | None
         kwargs["response_format"] = request["response_format"]
     if request.get("seed") is not None:
         kwargs["seed"] = request["seed"]
+    for penalty in ("frequency_penalty", "presence_penalty"):  # set only to stop a degenerate (looping) reply
+        if request.get(penalty):
+            kwargs[penalty] = request[penalty]
     if request.get("tools"):  # native function calling (LLM.call_tool)
         kwargs["tools"] = request["tools"]
         kwargs["tool_choice"] = request.get("tool_choice") or "auto"
