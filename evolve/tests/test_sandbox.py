@@ -11,8 +11,9 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -102,6 +103,7 @@ def _program(
     *,
     params: dict[str, Any] | None = None,
     llm: Any = None,
+    embedder: Any = None,
     limits: SandboxLimits = LIMITS,
 ) -> SandboxedProgram:
     """A sandboxed program whose controller directory is made under ``tmp_path/sandboxes`` (see _scratch_dirs)."""
@@ -110,11 +112,71 @@ def _program(
         scope=Scope(user_id="t"),
         stores=Stores(tmp_path / "stores"),
         llm=llm or MeteredFakeLLM(),
-        embedder=BagEmbedder(),
+        embedder=embedder or BagEmbedder(),
         namespace="candidate",
     )
     (tmp_path / "sandboxes").mkdir(exist_ok=True)
     return SandboxedProgram(text, toolkit, params, limits, scratch_parent=tmp_path / "sandboxes")
+
+
+@pytest.fixture
+def toolprefs() -> Any:
+    from agentmem_environments.toolprefs import ToolPrefsEnvironment
+
+    return ToolPrefsEnvironment()
+
+
+def _sandboxed_eval(
+    env: Any,
+    name: str,
+    source: str | Path,
+    tmp_path: Path,
+    *,
+    limits: SandboxLimits = LIMITS,
+    split: str = "all",
+    limit: int = 1,
+) -> Any:
+    """``run_eval`` of one candidate in the sandbox, with the plumbing fakes (a MeteredFakeLLM that knows ``env``)."""
+    return run_eval(
+        env,
+        [name],
+        llm=MeteredFakeLLM(env),
+        embedder=BagEmbedder(),
+        split=split,
+        limit=limit,
+        workdir=tmp_path,
+        memory_factory=sandboxed_factory(source, limits),
+    )
+
+
+def _validate(source: str | Path, limits: SandboxLimits | None = None) -> Any:
+    """``validate_program`` of a source (or a file's text) with the plumbing fakes, on the first jail by default."""
+    text = source.read_text() if isinstance(source, Path) else source
+    return validate_program(text, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=limits or _limits(FIRST_MODE))
+
+
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, ...), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _pids_in_group(pgid: int, *, live: bool = False) -> list[int]:
+    """The processes in a process group; with ``live``, not those already dead (a zombie awaiting its reaper)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        fields = _proc_stat(entry) if entry.isdigit() else None
+        if fields and int(fields[2]) == pgid and not (live and fields[0] in ("Z", "X")):
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 def _group_gone(pgid: int, wait: float = 3.0) -> bool:
@@ -128,42 +190,37 @@ def _group_gone(pgid: int, wait: float = 3.0) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state not in ("Z", "X"):
-            return True
-    return False
+    return bool(_pids_in_group(pgid, live=True))
+
+
+@contextlib.contextmanager
+def _listener() -> Iterator[socket.socket]:
+    """A loopback TCP server that no candidate may reach (see _nobody_came)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.settimeout(0.2)
+        yield server
+    finally:
+        server.close()
+
+
+def _nobody_came(server: socket.socket) -> None:
+    with pytest.raises(socket.timeout):
+        server.accept()[0].close()
 
 
 # --------------------------------------------------------------------------- benign programs through run_eval
 
 
 @pytest.mark.parametrize("program", ["notes.py", "episodic_plus.py"])
-def test_benign_program_in_the_sandbox_scores_as_in_process(program, tmp_path):
-    from agentmem_environments.toolprefs import ToolPrefsEnvironment
-
-    env = ToolPrefsEnvironment()
+def test_benign_program_in_the_sandbox_scores_as_in_process(program, toolprefs, tmp_path):
+    env = toolprefs
     path = BENIGN / program
     llm_in = MeteredFakeLLM(env)
     inproc = run_eval(env, [str(path)], llm=llm_in, embedder=BagEmbedder(), split="all", limit=2, workdir=tmp_path)
-    llm_sb = MeteredFakeLLM(env)
-    sandboxed = run_eval(
-        env,
-        [path.stem],
-        llm=llm_sb,
-        embedder=BagEmbedder(),
-        split="all",
-        limit=2,
-        workdir=tmp_path,
-        memory_factory=sandboxed_factory(path, LIMITS),
-    )
+    sandboxed = _sandboxed_eval(env, path.stem, path, tmp_path, limit=2)
     assert sandboxed.questions == inproc.questions == 2
     assert sandboxed.metrics == inproc.metrics
     assert [q.recalled for t in sandboxed.tasks for q in t.questions] == [
@@ -342,6 +399,7 @@ class Host:
             "symlink_read.py": {"target": str(self.target), "secret": str(self.secret)},
             "proc_tricks.py": {"target": str(self.target), "secret": str(self.secret)},
             "tamper_archive.py": {"archive": str(self.archive)},
+            "sqlite_attach.py": {"archive": str(self.archive), "target": str(self.target)},
             "read_dataset.py": {
                 "paths": [str(self.secret), str(dataset), str(SHARED_DATA), str(Path.home() / ".cache")]
             },
@@ -548,20 +606,13 @@ def test_without_a_jail_the_sandbox_refuses_unless_told(monkeypatch, tmp_path):
 
 
 def test_network_to_the_local_model_port_is_denied(tmp_path):
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    try:
+    with _listener() as server:
+        port = server.getsockname()[1]
         with pytest.raises(CandidateFailed) as failed:
             program = _program(HOSTILE / "network.py", tmp_path, params={"host": "127.0.0.1", "port": port})
             program.recall(Query(text="x"))
         assert failed.value.kind == "denied" and f"('127.0.0.1', {port})" in str(failed.value)
-        server.settimeout(0.2)
-        with pytest.raises(socket.timeout):
-            server.accept()  # nobody came
-    finally:
-        server.close()
+        _nobody_came(server)
 
 
 def test_huge_output_is_capped_not_fatal(tmp_path):
@@ -577,32 +628,11 @@ def test_huge_output_is_capped_not_fatal(tmp_path):
         program.close()
 
 
-def test_the_run_goes_on_after_a_hostile_candidate(tmp_path):
-    from agentmem_environments.toolprefs import ToolPrefsEnvironment
-
-    env = ToolPrefsEnvironment()
+def test_the_run_goes_on_after_a_hostile_candidate(toolprefs, tmp_path):
     with pytest.raises(CandidateFailed) as failed:
-        run_eval(
-            env,
-            ["loop"],
-            llm=MeteredFakeLLM(env),
-            embedder=BagEmbedder(),
-            split="all",
-            limit=1,
-            workdir=tmp_path,
-            memory_factory=sandboxed_factory(HOSTILE / "loop_recall.py", LIMITS),
-        )
+        _sandboxed_eval(toolprefs, "loop", HOSTILE / "loop_recall.py", tmp_path)
     assert failed.value.kind == "timeout"
-    result = run_eval(
-        env,
-        ["notes"],
-        llm=MeteredFakeLLM(env),
-        embedder=BagEmbedder(),
-        split="all",
-        limit=1,
-        workdir=tmp_path,
-        memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS),
-    )
+    result = _sandboxed_eval(toolprefs, "notes", BENIGN / "notes.py", tmp_path)
     assert result.questions == 1 and result.metrics["param_accuracy"] == 1.0
     assert not list(tmp_path.glob("agentmem-eval-*"))
 
@@ -611,46 +641,35 @@ def test_the_run_goes_on_after_a_hostile_candidate(tmp_path):
 
 
 def test_validate_program_reports_stage_and_a_one_line_error():
-    llm, emb = MeteredFakeLLM(), BagEmbedder()
-    ok = validate_program((BENIGN / "notes.py").read_text(), llm=llm, embedder=emb, limits=LIMITS)
+    ok = _validate(BENIGN / "notes.py", LIMITS)
     assert ok.ok and ok.stage is None and ok.name == "notes"
 
-    syntax = validate_program("def broken(:\n", llm=llm, embedder=emb, limits=LIMITS)
+    syntax = _validate("def broken(:\n", LIMITS)
     assert not syntax.ok and syntax.stage == "import" and "syntax error at line 1" in syntax.error
 
-    raises = validate_program("import json\nraise ValueError('boom at import')\n", llm=llm, embedder=emb, limits=LIMITS)
+    raises = _validate("import json\nraise ValueError('boom at import')\n", LIMITS)
     assert raises.stage == "import" and "boom at import" in raises.error and "ValueError" in raises.traceback
 
-    none = validate_program("from agentmem.memory import MemoryProgram\nX = 1\n", llm=llm, embedder=emb, limits=LIMITS)
+    none = _validate("from agentmem.memory import MemoryProgram\nX = 1\n", LIMITS)
     assert none.stage == "interface" and "exactly one MemoryProgram subclass" in none.error
 
 
 def test_validate_program_checks_the_interface_and_runs_a_smoke_test():
-    llm, emb = MeteredFakeLLM(), BagEmbedder()
-    abstract = validate_program(
-        "from agentmem.memory import MemoryProgram\nclass P(MemoryProgram):\n    pass\n",
-        llm=llm,
-        embedder=emb,
-        limits=LIMITS,
-    )
+    abstract = _validate("from agentmem.memory import MemoryProgram\nclass P(MemoryProgram):\n    pass\n", LIMITS)
     assert abstract.stage == "interface" and "recall" in abstract.error
 
-    greedy = validate_program(
+    greedy = _validate(
         "from agentmem.memory import MemoryProgram\nfrom agentmem.types import Recall, RecallItem\n"
         "class P(MemoryProgram):\n    def recall(self, q):\n"
         "        return Recall(items=[RecallItem(content='word ' * 500, tokens=500)])\n",
-        llm=llm,
-        embedder=emb,
-        limits=LIMITS,
+        LIMITS,
     )
     assert greedy.stage == "smoke" and "over the budget" in greedy.error
 
-    crashing = validate_program(
+    crashing = _validate(
         "from agentmem.memory import MemoryProgram\nclass P(MemoryProgram):\n    def recall(self, q):\n"
         "        return {}['missing']\n",
-        llm=llm,
-        embedder=emb,
-        limits=LIMITS,
+        LIMITS,
     )
     assert crashing.stage == "smoke" and crashing.kind == "error" and "KeyError" in crashing.error
     assert "candidate.py" in crashing.traceback and "missing" in crashing.traceback
@@ -695,7 +714,7 @@ def test_real_model_sandboxed_matches_in_process(local_llm, embedder, tmp_path):
 # --------------------------------------------------------------------------- no answer reaches a candidate
 
 
-def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
+def test_no_expected_answer_ever_reaches_the_worker(toolprefs, tmp_path, monkeypatch):
     """Every frame the controller sends a candidate during a toolprefs evaluation is free of the expected calls.
 
     The worker sees what the agent observed (sessions), queries and episodes; the expected tool call, its
@@ -703,10 +722,9 @@ def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
     """
     import json
 
-    from agentmem_environments.toolprefs import ToolPrefsEnvironment
     from agentmem_evolve import protocol
 
-    env = ToolPrefsEnvironment()
+    env = toolprefs
     sent: list[str] = []
     real_write = protocol.write_frame
 
@@ -715,16 +733,7 @@ def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
         real_write(fd, message, max_bytes)
 
     monkeypatch.setattr(protocol, "write_frame", recording)
-    result = run_eval(
-        env,
-        ["notes"],
-        llm=MeteredFakeLLM(env),
-        embedder=BagEmbedder(),
-        split="all",
-        limit=4,
-        workdir=tmp_path,
-        memory_factory=sandboxed_factory(BENIGN / "notes.py", LIMITS),
-    )
+    result = _sandboxed_eval(env, "notes", BENIGN / "notes.py", tmp_path, limit=4)
     assert result.questions == 4 and sent
     wire = "\n".join(sent)
     questions = [q for t in env.tasks("all", limit=4) for q in t.questions]
@@ -737,7 +746,7 @@ def test_no_expected_answer_ever_reaches_the_worker(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("jail", JAIL_MODES)
-def test_a_candidate_cannot_obtain_any_expected_answer(jail, tmp_path):
+def test_a_candidate_cannot_obtain_any_expected_answer(jail, toolprefs, tmp_path):
     """The strongest peeker: every route to the answers at once (import, regenerate, read files), catching denials."""
     source = """
 import importlib, os
@@ -759,20 +768,8 @@ class Peeker(MemoryProgram):
                 found.append(type(exc).__name__)
         return Recall(items=[RecallItem(content=" | ".join(found))])
 """
-    from agentmem_environments.toolprefs import ToolPrefsEnvironment
-
-    env = ToolPrefsEnvironment()
     with pytest.raises(CandidateFailed) as failed:
-        run_eval(
-            env,
-            ["peeker"],
-            llm=MeteredFakeLLM(env),
-            embedder=BagEmbedder(),
-            split="test",
-            limit=2,
-            workdir=tmp_path,
-            memory_factory=sandboxed_factory(source, _limits(jail)),
-        )
+        _sandboxed_eval(toolprefs, "peeker", source, tmp_path, limits=_limits(jail), split="test", limit=2)
     assert failed.value.kind == "denied" and "agentmem_environments" in str(failed.value)
 
 
@@ -817,14 +814,6 @@ def _attempt(
             program._finalizer()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 _BYPASSES = {
     "subinterpreter.py": "an extension module loads again under a dotted alias ('evil._xxsubinterpreters' passes the "
     "blocked-import check on its first component); a sub-interpreter has no audit hook",
@@ -867,88 +856,119 @@ def test_audit_hook_bypass_attempts_are_contained(filename, jail, host, tmp_path
     if filename == "extension_alias_spawn.py":
         params["linger"] = str(linger)
     lingering = None
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.settimeout(0.2)
-    if filename in ("subinterpreter.py", "uvloop_escape.py"):
-        params.update(host="127.0.0.1", port=server.getsockname()[1])
-    try:
-        program, failure, got = _attempt(filename, tmp_path, _limits(jail), params=params, ops=("recall", "close"))
-        if linger.exists() and linger.read_text().strip().isdigit():
-            lingering = int(linger.read_text())
-        host.assert_untouched()
-        assert SECRET_FILE_TEXT not in got
-        with pytest.raises(socket.timeout):
-            server.accept()[0].close()  # nobody came
-        assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
-        if filename not in ("numpy_poke.py", "gc_swap.py"):  # numpy pokes unseen (reaching nothing in a jail); the
-            # gc swap no longer runs inside the hook, so the program only opens a missing file
-            assert failure is not None and failure.kind == "denied", (
-                f"nothing was denied; the program got: {got[:300]!r}"
-            )
-        assert _scratch_dirs(tmp_path) <= before
-    finally:
-        server.close()
-        if lingering is not None and _alive(lingering):
-            os.kill(lingering, 9)
+    with _listener() as server:
+        if filename in ("subinterpreter.py", "uvloop_escape.py"):
+            params.update(host="127.0.0.1", port=server.getsockname()[1])
+        try:
+            program, failure, got = _attempt(filename, tmp_path, _limits(jail), params=params, ops=("recall", "close"))
+            if linger.exists() and linger.read_text().strip().isdigit():
+                lingering = int(linger.read_text())
+            host.assert_untouched()
+            assert SECRET_FILE_TEXT not in got
+            _nobody_came(server)
+            assert lingering is None or not _alive(lingering), f"process {lingering} outlived the worker"
+            if filename not in ("numpy_poke.py", "gc_swap.py"):  # numpy pokes unseen (reaching nothing in a jail);
+                # the gc swap no longer runs inside the hook, so the program only opens a missing file
+                assert failure is not None and failure.kind == "denied", (
+                    f"nothing was denied; the program got: {got[:300]!r}"
+                )
+            assert _scratch_dirs(tmp_path) <= before
+        finally:
+            if lingering is not None and _alive(lingering):
+                os.kill(lingering, 9)
 
 
-@pytest.mark.parametrize("jail", HOOK_MODES)
-def test_a_fresh_thread_module_is_denied(jail, tmp_path):
-    """_imp.create_builtin (no audit event) would make a fresh _thread with the original start_new_thread."""
-    _, failure, got = _attempt("raw_thread.py", tmp_path, _limits(jail))
-    assert failure is not None and failure.kind == "denied", got
+class Attack(NamedTuple):
+    """One hostile program that must fail the candidate: how it is run, and the failure it must end in."""
+
+    filename: str
+    modes: list[str]  # the jails it runs under (one test each)
+    kinds: tuple[str, ...]  # the failure kinds that count as contained
+    why: str  # the mechanism, and what stops it
+    fragment: str = ""  # a fragment the failure's reason must hold
+    params: Mapping[str, Any] = {}  # besides Host.params
+    limits: Mapping[str, Any] = {}  # updates to _limits(mode)
+    ops: tuple[str, ...] = ("observe", "recall", "close")
+    within: float | None = None  # seconds the whole attempt may take
 
 
-def test_sqlite_cannot_reach_host_files_without_a_jail(host, tmp_path):
-    """ATTACH, VACUUM INTO and file: URIs would open host files by SQL; an authorizer and the URI's path deny them."""
-    params = {"archive": str(host.archive), "target": str(host.target)}
-    _, failure, got = _attempt("sqlite_attach.py", tmp_path, _limits("none"), params=params, ops=("recall", "close"))
+ATTACKS = [
+    Attack(
+        "raw_thread.py",
+        HOOK_MODES,
+        ("denied",),
+        "_imp.create_builtin (no audit event) would make a fresh _thread with the original start_new_thread",
+    ),
+    Attack(
+        "sqlite_attach.py",
+        ["none"],
+        ("denied",),
+        "ATTACH, VACUUM INTO and file: URIs would open host files by SQL; an authorizer and the URI's path deny them",
+        ops=("recall", "close"),
+    ),
+    Attack(
+        "proxy_flood.py",
+        [FIRST_MODE],
+        ("timeout",),
+        "the controller's time serving a program's calls has its own limit (service_seconds), and calls a count",
+        params={"seconds": 3 * LIMITS.op_seconds},
+        limits={"service_seconds": 2.0},
+        ops=("recall", "close"),
+        within=2 * LIMITS.op_seconds + 10,
+    ),
+    Attack(
+        "memfd_hog.py",
+        HOOK_MODES,
+        ("memory",),
+        "memfd_create + posix_fallocate hold memory outside VmRSS and RLIMIT_AS: the watch counts unlinked files too",
+        params={"megabytes": 768},
+    ),
+    Attack(
+        "boot_log_write.py",
+        ["bwrap"],
+        ("output",),
+        "bubblewrap's pid 1 has the worker's own log as its stderr (size-watched), not another host file",
+        fragment="to its log",
+        limits={"audit_hook": False},
+        ops=("recall", "close"),
+    ),
+]
+
+
+def _attack_params() -> list[Any]:
+    out = []
+    for attack in ATTACKS:
+        for mode in attack.modes:
+            missing = mode != "none" and mode not in JAILED
+            marks = [pytest.mark.skip(reason=f"{mode} is not available here")] if missing else []
+            out.append(pytest.param(attack, mode, marks=marks, id=f"{attack.filename}-{mode}"))
+    return out
+
+
+@pytest.mark.parametrize(("attack", "jail"), _attack_params())
+def test_an_attack_fails_the_candidate(attack, jail, host, tmp_path):
+    """Each row of ATTACKS ends in a failure of one of its kinds (its ``why`` says how), and the host is untouched."""
+    params = {**(host.params(attack.filename) or {}), **attack.params} or None
+    started = time.monotonic()
+    _, failure, got = _attempt(attack.filename, tmp_path, _limits(jail, **attack.limits), params=params, ops=attack.ops)
+    assert failure is not None and failure.kind in attack.kinds and attack.fragment in str(failure), (failure, got)
+    if attack.within is not None:
+        assert time.monotonic() - started < attack.within
     host.assert_untouched()
-    assert failure is not None and failure.kind == "denied", got
 
 
 def test_denials_after_a_forged_result_are_read():
     """In close() the program forges a 'result' frame; the denials behind it are still read, and fail it."""
-    report = validate_program(
-        (HOSTILE / "forge_close.py").read_text(),
-        llm=MeteredFakeLLM(),
-        embedder=BagEmbedder(),
-        limits=_limits(FIRST_MODE),
-    )
+    report = _validate(HOSTILE / "forge_close.py")
     assert not report.ok and report.kind == "denied", report
 
 
 def test_a_nested_json_frame_is_an_invalid_candidate():
     try:
-        report = validate_program(
-            (HOSTILE / "json_bomb.py").read_text(),
-            llm=MeteredFakeLLM(),
-            embedder=BagEmbedder(),
-            limits=_limits(FIRST_MODE),
-        )
+        report = _validate(HOSTILE / "json_bomb.py")
     except RecursionError:
         pytest.fail("validate_program raised RecursionError for the candidate's frame")
     assert not report.ok and report.kind == "invalid"
-
-
-def test_proxy_calls_cannot_extend_an_op_without_limit(tmp_path):
-    """The controller's time serving a program's calls has its own limit (service_seconds), and calls a count."""
-    limits = _limits(FIRST_MODE, service_seconds=2.0)
-    started = time.monotonic()
-    _, failure, got = _attempt(
-        "proxy_flood.py", tmp_path, limits, params={"seconds": 3 * limits.op_seconds}, ops=("recall", "close")
-    )
-    assert failure is not None and failure.kind == "timeout", got
-    assert time.monotonic() - started < 2 * limits.op_seconds + 10
-
-
-@pytest.mark.parametrize("jail", HOOK_MODES)
-def test_memory_held_in_memfd_files_is_watched(jail, tmp_path):
-    """memfd_create + posix_fallocate hold memory outside VmRSS and RLIMIT_AS: the watch counts unlinked files too."""
-    _, failure, got = _attempt("memfd_hog.py", tmp_path, _limits(jail), params={"megabytes": 768})
-    assert failure is not None and failure.kind == "memory", got
 
 
 @pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
@@ -1030,12 +1050,7 @@ def test_a_candidate_cannot_overspend_its_recall_budget(tmp_path):
     from agentmem.composition import ComposedMemory
     from agentmem.tokens import count_tokens
 
-    report = validate_program(
-        (HOSTILE / "budget_liar.py").read_text(),
-        llm=MeteredFakeLLM(),
-        embedder=BagEmbedder(),
-        limits=_limits(FIRST_MODE),
-    )
+    report = _validate(HOSTILE / "budget_liar.py")
     assert not report.ok and report.kind == "invalid", report
     program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
     try:
@@ -1055,12 +1070,7 @@ def test_a_failure_reason_is_not_rendered_as_markup():
 
     from agentmem_evolve.display import _describe
 
-    report = validate_program(
-        (HOSTILE / "markup_reason.py").read_text(),
-        llm=MeteredFakeLLM(),
-        embedder=BagEmbedder(),
-        limits=_limits(FIRST_MODE),
-    )
+    report = _validate(HOSTILE / "markup_reason.py")
     assert not report.ok
     line = _describe("validated", {"id": "p1", "ok": False, "error": f"{report.stage}: {report.error}"})
     Console(file=io.StringIO(), width=200).print(line)
@@ -1071,15 +1081,12 @@ def test_embed_calls_cannot_grow_the_controllers_cache(tmp_path):
     from agentmem.evaluation import CachingEmbedder
 
     shared = CachingEmbedder(BagEmbedder())
-    toolkit = Toolkit(
-        scope=Scope(user_id="t"),
-        stores=Stores(tmp_path / "stores"),
-        llm=MeteredFakeLLM(),
+    program = _program(
+        HOSTILE / "embed_cache_flood.py",
+        tmp_path,
+        params={"texts": 8, "megabytes": 1},
         embedder=shared,
-        namespace="candidate",
-    )
-    program = SandboxedProgram(
-        (HOSTILE / "embed_cache_flood.py").read_text(), toolkit, {"texts": 8, "megabytes": 1}, _limits(FIRST_MODE)
+        limits=_limits(FIRST_MODE),
     )
     try:
         program.recall(Query(text="x"))
@@ -1149,28 +1156,6 @@ def test_a_worker_dies_with_its_killed_controller(jail, tmp_path):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _pids_in_group(pgid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    if int(fh.read().rsplit(")", 1)[1].split()[2]) == pgid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
-@pytest.mark.skipif("bwrap" not in JAILED, reason="bubblewrap is not available here")
-def test_the_jails_init_hands_out_only_the_watched_log(tmp_path):
-    """bubblewrap's pid 1 has the worker's own log as its stderr (size-watched), not another host file."""
-    _, failure, got = _attempt(
-        "boot_log_write.py", tmp_path, _limits("bwrap", audit_hook=False), ops=("recall", "close")
-    )
-    assert failure is not None and failure.kind == "output" and "to its log" in str(failure), (failure, got)
-
-
 @_hole(
     "hook-only mode is not a wall: chromadb.PersistentClient on a host directory creates chroma.sqlite3 there "
     "from Rust (no audit event) before the candidate is denied; only the jail stops it"
@@ -1189,7 +1174,7 @@ def test_hole_chroma_writes_a_host_directory_without_a_jail(tmp_path):
 )
 def test_a_source_that_breaks_the_compiler_is_invalid(source):
     try:
-        report = validate_program(source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=_limits(FIRST_MODE))
+        report = _validate(source)
     except (MemoryError, RecursionError) as exc:
         pytest.fail(f"validate_program raised {type(exc).__name__} for the candidate's source")
     assert not report.ok and report.stage == "import"

@@ -13,18 +13,30 @@ ids, dates) comes from one seed, so the file is reproducible::
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
+
+from agentmem_environments.fixture_cli import fixture_main
 
 OUT = Path(__file__).with_name("fixture_longmemeval.json")
 SEED = 16
 
 Turn = tuple[str, str, bool]  # role, content, has_answer
+
+
+class Scenario(TypedDict):
+    """One question of the fixture: a row of :data:`SCENARIOS` (a new question, of any type, is one more row)."""
+
+    type: str  # LongMemEval's question_type
+    question: str
+    answer: str | int
+    sessions: list[tuple[int, list[Turn]]]  # evidence sessions: (day offset from the history's start, turns)
+    abstention: NotRequired[bool]  # the question asks about something never said (the id ends in "_abs")
+
 
 FILLERS: list[list[tuple[str, str]]] = [
     [
@@ -94,8 +106,8 @@ FILLERS: list[list[tuple[str, str]]] = [
     ],
 ]
 
-# Each scenario: type, question, answer, evidence sessions as (day offset, turns), abstention flag.
-SCENARIOS: list[dict[str, Any]] = [
+# The table: build() turns each row into one instance, adding filler sessions, ids and dates from the seed.
+SCENARIOS: list[Scenario] = [
     {
         "type": "single-session-user",
         "question": "What degree did I graduate with?",
@@ -401,18 +413,7 @@ def render(seed: int = SEED) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file differs from a fresh one")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        same = args.out.is_file() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the generator'}")
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out} ({len(build())} instances)")
-    return 0
+    return fixture_main(argv, doc=__doc__ or "", out=OUT, render=render, count=lambda: f"{len(build())} instances")
 
 
 if __name__ == "__main__":

@@ -23,12 +23,13 @@ Deterministic for the seed::
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import sys
 from pathlib import Path
 from typing import Any
+
+from agentmem_environments.fixture_cli import fixture_main
 
 OUT = Path(__file__).with_name("fixture_memoryagentbench.json")
 SEED = 16
@@ -364,20 +365,12 @@ def render(seed: int = SEED) -> str:
     return json.dumps(build(seed), indent=1, ensure_ascii=False) + "\n"
 
 
+def _count() -> str:
+    return f"{sum(len(v) for k, v in build().items() if k != 'entity2id')} rows"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the committed file differs from a fresh one")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        same = args.out.is_file() and args.out.read_text(encoding="utf-8") == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the generator'}")
-        return 0 if same else 1
-    args.out.write_text(text, encoding="utf-8")
-    rows = sum(len(v) for k, v in build().items() if k != "entity2id")
-    print(f"wrote {args.out} ({rows} rows)")
-    return 0
+    return fixture_main(argv, doc=__doc__ or "", out=OUT, render=render, count=_count)
 
 
 if __name__ == "__main__":
