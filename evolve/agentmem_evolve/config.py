@@ -219,6 +219,11 @@ class ProposersConfig(_Section):
     weights: dict[str, float] = Field(default_factory=lambda: {"reflective": 0.5, "mutate": 0.3, "merge": 0.2})
     children_per_iteration: int = Field(2, ge=1)
     repair_attempts: int = Field(2, ge=0, le=10)
+    reflective_mode: Literal["function", "file"] = Field(
+        "function",
+        description="what a reflective child rewrites: one method or the usage template (small models), or the "
+        "whole program file (strong models)",
+    )
     structural: list[str] = Field(
         default_factory=list, description="structural operators the `structural` proposer may use (empty: all of them)"
     )

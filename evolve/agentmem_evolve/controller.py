@@ -490,7 +490,7 @@ class Controller:
     def _propose(self, operator: str, parent: ParentView, ranked: list[ParentView], rng: random.Random) -> Proposal:
         attempts = self.config.proposers.repair_attempts
         if operator == "reflective":
-            proposer = ReflectiveProposer(self.mutation_llm, self.task_info)
+            proposer = ReflectiveProposer(self.mutation_llm, self.task_info, mode=self.config.proposers.reflective_mode)
             references = [v for v in ranked if v.id != parent.id][:2]
             try:
                 return proposer.attempt(parent, rng, references, attempts, check=self._check_source)

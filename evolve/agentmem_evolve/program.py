@@ -20,6 +20,7 @@ with :mod:`ast`:
 from __future__ import annotations
 
 import ast
+import builtins
 import hashlib
 import importlib.metadata
 import inspect
@@ -409,6 +410,36 @@ def _add_imports(source: str, statements: list[str]) -> str:
         ):
             insert_at = node.end_lineno or insert_at
     return "\n".join(lines[:insert_at] + new + lines[insert_at:]) + "\n"
+
+
+def restore_imports(parent_source: str, source: str) -> str:
+    """``source`` with the parent's module-level imports of names it uses but no longer binds put back.
+
+    Models rewriting a whole file often drop an import line (``from agentmem.types import ...``) while
+    the code still uses the names; the parent's own statement is restored, nothing new is imported.
+    """
+    tree = parse(source)
+    bound: set[str] = set(dir(builtins))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    missing = used - bound
+    if not missing:
+        return source
+    restored: list[str] = []
+    for node in parse(parent_source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = {(a.asname or a.name).split(".")[0] for a in node.names}
+            if names & missing:
+                restored.append(ast.get_source_segment(parent_source, node) or "")
+    return _add_imports(source, restored) if restored else source
 
 
 def class_name(source: str) -> str:

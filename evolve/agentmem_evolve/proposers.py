@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -172,6 +173,25 @@ def _aim(diagnosis: dict[str, Any] | None) -> dict[str, Any]:
     return {"aimed_at": diagnosis["largest"]} if diagnosis else {}
 
 
+def rewritten_file(parent_source: str, code: str) -> str:
+    """A whole-file rewrite made whole: what small models leave out of a file they were asked to rewrite.
+
+    A reply with no class but with methods (the model rewrote only what it
+    changed) is spliced into the parent's class; a file that uses a name the
+    parent imported but dropped that import gets the parent's import back.
+    Raises ``ValueError`` with one line for the repair prompt.
+    """
+    try:
+        tree = prog.parse(code)
+    except ValueError as exc:
+        raise ValueError(f"your file does not parse: {exc}") from None
+    if prog.program_class(tree) is None:
+        if not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in tree.body):
+            raise ValueError("your answer defines no class: write the complete file, with its class")
+        return prog.replace_function(parent_source, code).source
+    return prog.restore_imports(parent_source, code.strip("\n") + "\n")
+
+
 class ReflectiveProposer:
     """An LLM rewrites one target of the parent, shown why the parent fails."""
 
@@ -276,9 +296,10 @@ class ReflectiveProposer:
             failures=failures,
             code=parent.source,
             diagnosis=diagnosis,
+            class_name=prog.class_name(parent.source),
         )
         conversation = [
-            {"role": "system", "content": "You improve the memory program of an AI agent."},
+            {"role": "system", "content": render("reflect_file_system.j2", class_name=prog.class_name(parent.source))},
             {"role": "user", "content": user},
         ]
         proposal = Proposal(
@@ -322,10 +343,7 @@ class ReflectiveProposer:
             prog.check_template(text)
             return prog.set_template(parent_source, text)
         if target == "file":
-            prog.parse(code)
-            if prog.program_class(prog.parse(code)) is None:
-                raise ValueError("the file defines no class")
-            return code.rstrip() + "\n"
+            return rewritten_file(parent_source, code)
         return prog.replace_function(parent_source, code, target).source
 
     def repair(
