@@ -72,6 +72,9 @@ class ExtractionHealth(BaseModel):
     splits: int = Field(0, description="inputs split in two because they did not fit the model's context")
     length_retries: int = Field(0, description="replies cut by their token limit and asked again with more room")
     repairs: int = Field(0, description="complete but invalid replies sent back once for repair")
+    loops: int = Field(
+        0, description="cut replies that repeated themselves, asked again once with a repetition penalty"
+    )
 
     @classmethod
     def from_events(cls, events: dict[str, int]) -> ExtractionHealth:
@@ -83,6 +86,7 @@ class ExtractionHealth(BaseModel):
             splits=splits,
             length_retries=events.get("length_retry", 0),
             repairs=events.get("repair", 0),
+            loops=events.get("degenerate", 0),
         )
 
 

@@ -354,6 +354,7 @@ def test_a_looping_reply_is_a_fallback_not_a_split_through_the_real_client(tmp_p
     """A reply that loops until its limit cuts it (what the 0.5B does under the JSON grammar) is asked again
     once with a repetition penalty, then the session is written once with an item built from it: it is not
     split, and no attempt is given more room."""
+    from agentmem.evaluation import ExtractionHealth
     from tests.test_llm_structured import LOOPING_SUMMARY, LengthHonouringBackend, _llm
 
     backend = LengthHonouringBackend(LOOPING_SUMMARY)
@@ -364,6 +365,8 @@ def test_a_looping_reply_is_a_fallback_not_a_split_through_the_real_client(tmp_p
     assert writes == [session_text(_events("s1"))]  # one write of the whole session
     assert len(backend.requests) == 2 and backend.requests[1]["max_tokens"] == backend.requests[0]["max_tokens"]
     assert llm.meter.events() == {"degenerate": 1, "invalid": 1, "fallback": 1}
+    health = ExtractionHealth.from_events(llm.meter.events())  # what an eval result reports
+    assert (health.loops, health.failed, health.fallbacks, health.splits) == (1, 1, 1, 0)
     memory.close()
 
 

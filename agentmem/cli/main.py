@@ -637,6 +637,7 @@ def print_result(result: Any) -> None:
             ("inputs split (too long for the context)", health.splits),
             ("replies cut and asked again", health.length_retries),
             ("repaired replies", health.repairs),
+            ("looping replies asked again", health.loops),
         ):
             table.add_row(label, str(count), "none (a count)", "")
     console.print(table)
