@@ -412,12 +412,8 @@ def _add_imports(source: str, statements: list[str]) -> str:
     return "\n".join(lines[:insert_at] + new + lines[insert_at:]) + "\n"
 
 
-def restore_imports(parent_source: str, source: str) -> str:
-    """``source`` with the parent's module-level imports of names it uses but no longer binds put back.
-
-    Models rewriting a whole file often drop an import line (``from agentmem.types import ...``) while
-    the code still uses the names; the parent's own statement is restored, nothing new is imported.
-    """
+def _unbound_names(source: str) -> set[str]:
+    """Names ``source`` reads that nothing in it binds (nor the builtins)."""
     tree = parse(source)
     bound: set[str] = set(dir(builtins))
     for node in ast.walk(tree):
@@ -429,17 +425,42 @@ def restore_imports(parent_source: str, source: str) -> str:
             bound.add(node.id)
         elif isinstance(node, ast.arg):
             bound.add(node.arg)
-    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    missing = used - bound
-    if not missing:
-        return source
-    restored: list[str] = []
-    for node in parse(parent_source).body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = {(a.asname or a.name).split(".")[0] for a in node.names}
-            if names & missing:
-                restored.append(ast.get_source_segment(parent_source, node) or "")
-    return _add_imports(source, restored) if restored else source
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - bound
+
+
+def _module_bindings(node: ast.stmt) -> set[str]:
+    """The names a module-level import or assignment binds (``DEFAULTS = ...``, ``from x import y``)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    if isinstance(node, ast.Assign):
+        return {t.id for t in node.targets if isinstance(t, ast.Name)}
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return {node.target.id}
+    return set()
+
+
+def restore_dropped_names(parent_source: str, source: str) -> str:
+    """``source`` with the parent's module-level imports and assignments of names it uses but no longer binds.
+
+    Models rewriting a whole file often drop an import line (``from agentmem.types import ...``) or a
+    module-level table (``DEFAULTS``, ``TEMPLATES``: measured with the local 1.5B) while the code still
+    uses the names; the parent's own statements are put back after the imports, in the parent's order,
+    and nothing the parent did not have is added. A restored statement may itself use a dropped name
+    (``DEFAULTS = {**Base.DEFAULTS, ...}``): that one is restored in the next round.
+    """
+    parent = parse(parent_source)
+    for _ in range(4):
+        missing = _unbound_names(source)
+        restored = [
+            ast.get_source_segment(parent_source, node) or ""
+            for node in parent.body
+            if _module_bindings(node) & missing
+        ]
+        grown = _add_imports(source, restored) if restored else source
+        if grown == source:
+            break
+        source = grown
+    return source
 
 
 def class_name(source: str) -> str:

@@ -178,7 +178,8 @@ def rewritten_file(parent_source: str, code: str) -> str:
 
     A reply with no class but with methods (the model rewrote only what it
     changed) is spliced into the parent's class; a file that uses a name the
-    parent imported but dropped that import gets the parent's import back.
+    parent bound at module level (an import, ``DEFAULTS``, ``TEMPLATES``) but dropped gets the parent's
+    statement back.
     Raises ``ValueError`` with one line for the repair prompt.
     """
     try:
@@ -189,7 +190,7 @@ def rewritten_file(parent_source: str, code: str) -> str:
         if not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in tree.body):
             raise ValueError("your answer defines no class: write the complete file, with its class")
         return prog.replace_function(parent_source, code).source
-    return prog.restore_imports(parent_source, code.strip("\n") + "\n")
+    return prog.restore_dropped_names(parent_source, code.strip("\n") + "\n")
 
 
 class ReflectiveProposer:

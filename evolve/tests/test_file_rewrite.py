@@ -85,7 +85,7 @@ def file_mode_config(**models: str) -> RunConfig:
 # --------------------------------------------------------------------------- plumbing
 
 
-def test_a_whole_file_reply_gets_back_the_imports_it_dropped_and_a_partial_one_is_spliced():
+def test_a_whole_file_reply_gets_back_the_imports_and_tables_it_dropped_and_a_partial_one_is_spliced():
     source, _ = prog.seed_source("episodic")
     dropped = source.replace("from agentmem.types import Episode, Event, Query, Recall, RecallItem\n", "")
     child = rewritten_file(source, dropped.replace("        return text\n", "        return text + ' prefer'\n"))
@@ -95,6 +95,15 @@ def test_a_whole_file_reply_gets_back_the_imports_it_dropped_and_a_partial_one_i
     # only the changed method came back: it goes into the parent's class
     partial = rewritten_file(source, "def rewrite_query(self, text):\n    return text.lower()\n")
     assert "text.lower()" in prog.functions(partial)["rewrite_query"] and prog.class_name(partial) == "Program"
+    # what the local 1.5B wrote: the class and its methods, without the imports, DEFAULTS or TEMPLATES
+    body = source[source.index("class Program(Base):") :]
+    bare = "import datetime\n\n" + body.replace("        return text\n", "        return text.strip()\n")
+    whole = rewritten_file(source, bare)
+    compile(whole, "child.py", "exec")
+    assert "DEFAULTS = {" in whole and "TEMPLATES = {" in whole and "import datetime" in whole
+    assert whole.index("from agentmem_episodic import") < whole.index("DEFAULTS = {") < whole.index("class Program")
+    assert prog.functions(whole)["rewrite_query"].endswith("return text.strip()")
+    assert rewritten_file(source, source) == source  # nothing dropped, nothing added
     with pytest.raises(ValueError, match="defines no class"):
         rewritten_file(source, "x = 1\n")
     with pytest.raises(ValueError, match="does not parse"):
