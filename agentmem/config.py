@@ -46,6 +46,8 @@ APP_NAME = "agentmem"
 
 #: The longest reply the agent writes to a user when nothing says otherwise (chat, SDK).
 DEFAULT_REPLY_TOKENS = 512
+#: the first token limit of a structured reply whose schema is unbounded (agentmem.llm.structured)
+DEFAULT_STRUCTURED_FIRST_TOKENS = 1024
 
 ENV_PREFIX = "AGENTMEM_"
 _PATH_FIELDS = (
@@ -139,7 +141,7 @@ class Settings(BaseSettings):
         DEFAULT_REPLY_TOKENS, ge=16, le=32_768, description="longest reply to a user, in tokens"
     )
     structured_first_tokens: int = Field(
-        1024,
+        DEFAULT_STRUCTURED_FIRST_TOKENS,
         ge=64,
         le=131_072,
         description="first token limit of a structured reply whose schema does not bound it (a cut reply that does "

@@ -57,6 +57,7 @@ from typing import Any, Protocol, TypeVar
 from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ValidationError
 
+from agentmem.config import DEFAULT_STRUCTURED_FIRST_TOKENS
 from agentmem.errors import InvalidReply, NoRoomForReply
 from agentmem.llm import schemas
 from agentmem.llm.schemas import extract_json, parse_json_object, validation_summary
@@ -99,8 +100,8 @@ MIN_REPLY_TOKENS = 128
 #: first limit, and the ceiling of doubling, when the model's context size is unknown
 UNKNOWN_CONTEXT_FIRST_LIMIT = 4096
 UNKNOWN_CONTEXT_MAX_LIMIT = 32768
-#: the first limit of a reply whose schema is unbounded, when the settings do not say (``structured_first_tokens``)
-UNBOUNDED_FIRST_LIMIT = 1024
+#: the first limit of a reply whose schema is unbounded, when the client has no settings (``structured_first_tokens``)
+UNBOUNDED_FIRST_LIMIT = DEFAULT_STRUCTURED_FIRST_TOKENS
 #: frequency and presence penalty of the one retry after a reply that looped
 REPETITION_PENALTY = 0.5
 #: a cut reply loops when, among the word n-grams of its last words, this share are repeats ...
