@@ -335,7 +335,7 @@ def replace_function(source: str, code: str, expected: str | None = None) -> Spl
         lines = lines[:end] + block + lines[end:]
     result = "\n".join(lines) + "\n"
     if imports:
-        result = _add_imports(result, [ast.get_source_segment(code, n) or "" for n in imports])
+        result = _insert_after_imports(result, [ast.get_source_segment(code, n) or "" for n in imports])
     parse(result)  # the splice itself must leave valid Python
     return Splice(source=result, replaced=replaced, added=added)
 
@@ -394,7 +394,8 @@ def format_defaults(defaults: dict[str, Any]) -> str:
     return "DEFAULTS = {\n" + rows + "}"
 
 
-def _add_imports(source: str, statements: list[str]) -> str:
+def _insert_after_imports(source: str, statements: list[str]) -> str:
+    """``source`` with ``statements`` not already in it (imports, module-level tables) put after its imports."""
     lines = source.splitlines()
     present = {ln.strip() for ln in lines}
     new = [s for s in statements if s and s.strip() not in present]
@@ -456,7 +457,7 @@ def restore_dropped_names(parent_source: str, source: str) -> str:
             for node in parent.body
             if _module_bindings(node) & missing
         ]
-        grown = _add_imports(source, restored) if restored else source
+        grown = _insert_after_imports(source, restored) if restored else source
         if grown == source:
             break
         source = grown
