@@ -44,6 +44,11 @@ class Cost(BaseModel):
     cache_hits: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    counted_tokens: int = Field(
+        0,
+        description="every call's messages and reply counted here, cache hits included: what the run's calls take "
+        "whoever answered them (tokens is what the model was paid; a warm cache lowers that, not this)",
+    )
     seconds: float = 0.0
     by_caller: dict[str, Any] = Field(default_factory=dict)
     by_tag: dict[str, Any] = Field(default_factory=dict)
@@ -399,6 +404,7 @@ def run_eval(
         cost.cache_hits = spent_total.cache_hits
         cost.prompt_tokens = spent_total.prompt_tokens
         cost.completion_tokens = spent_total.completion_tokens
+        cost.counted_tokens = spent_total.counted_tokens
         cost.by_caller = snapshot.get("by_caller", {})
         cost.by_tag = snapshot.get("by_tag", {})
         extraction = ExtractionHealth.from_events(snapshot.get("events", {}))

@@ -194,6 +194,8 @@ def test_llm_repeated_deterministic_calls_make_no_new_model_call(tmp_path):
     again = _llm(cache=DiskCache(tmp_path / "c.sqlite"), fake=fake2)
     assert again.complete(msgs) == first and fake2.calls == 0
     assert again.meter.total().cache_hits == 1 and again.meter.total().total_tokens == 0
+    # spent nothing, but counted like the call it stands for: a warm cache makes no caller look cheaper
+    assert again.meter.total().counted_tokens == stats.counted_tokens // 2 > 0
 
 
 def test_llm_cache_key_changes_with_model_and_parameters(tmp_path):

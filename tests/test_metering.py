@@ -72,6 +72,7 @@ def test_delta_reports_only_what_changed():
         "seconds": 0.75,
         "cache_hits": 0,
         "errors": 1,
+        "counted_tokens": 0,
     }
     assert set(spent["by_caller"]) == {"a", "b"} and spent["by_caller"]["a"]["calls"] == 1
     assert spent["by_tag"] == {"task": {"new": spent["total"]}}

@@ -310,8 +310,10 @@ class LLM:
             except Exception as exc:
                 middleware.record_failure(self.meter, caller, time.monotonic() - started - setup)
                 raise self._error(exc, middleware.attempts_made(policy)) from None
-        middleware.record_reply(self.meter, caller, response, time.monotonic() - started - setup)
-        return reply_of(response, tools=bool(request.get("tools")))
+        reply = reply_of(response, tools=bool(request.get("tools")))
+        seconds = time.monotonic() - started - setup
+        middleware.record_reply(self.meter, caller, response, seconds, request["messages"], reply.text)
+        return reply
 
     # -- streaming ----------------------------------------------------------------------
     def stream(

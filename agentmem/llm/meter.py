@@ -34,7 +34,7 @@ from agentmem.llm.context import call_context, current_tags
 
 UNTAGGED = "(untagged)"
 
-_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "seconds", "cache_hits", "errors")
+_FIELDS = ("calls", "prompt_tokens", "completion_tokens", "seconds", "cache_hits", "errors", "counted_tokens")
 
 
 class CallStats(BaseModel):
@@ -46,6 +46,10 @@ class CallStats(BaseModel):
     seconds: float = 0.0
     cache_hits: int = 0
     errors: int = 0
+    #: every answered call's messages and reply, cache hits included, counted here (agentmem.tokens): what the
+    #: calls take whoever answered them. Not what was spent (a hit spends nothing), but the one measure by which
+    #: two callers compare fairly when a warm cache answered more of one's calls than the other's
+    counted_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -56,13 +60,22 @@ class CallStats(BaseModel):
         """Calls that reached the model (or tried to): ``calls`` less cache hits."""
         return self.calls - self.cache_hits
 
-    def add(self, prompt_tokens: int, completion_tokens: int, seconds: float, cache_hit: bool, error: bool) -> None:
+    def add(
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        seconds: float,
+        cache_hit: bool,
+        error: bool,
+        counted_tokens: int = 0,
+    ) -> None:
         self.calls += 1
         self.prompt_tokens += int(prompt_tokens or 0)
         self.completion_tokens += int(completion_tokens or 0)
         self.seconds += float(seconds or 0.0)
         self.cache_hits += int(bool(cache_hit))
         self.errors += int(bool(error))
+        self.counted_tokens += int(counted_tokens or 0)
 
 
 # the scopes in force in this context: (the meter they watch, the meter they fill)
@@ -114,13 +127,18 @@ class Meter:
         seconds: float,
         cache_hit: bool = False,
         error: bool = False,
+        counted_tokens: int = 0,
         *,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Count one call under ``caller`` and ``tags`` (default: the current :func:`call_context`)."""
+        """Count one call under ``caller`` and ``tags`` (default: the current :func:`call_context`).
+
+        A cache hit spends no tokens; ``counted_tokens`` is the call's messages and reply counted here, for hits
+        and model calls alike.
+        """
         tags = current_tags() if tags is None else dict(tags)
         key = caller or UNTAGGED
-        stats = (prompt_tokens, completion_tokens, seconds, cache_hit, error)
+        stats = (prompt_tokens, completion_tokens, seconds, cache_hit, error, counted_tokens)
         with self._lock:
             self._total.add(*stats)
             self._by_caller.setdefault(key, CallStats()).add(*stats)

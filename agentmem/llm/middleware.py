@@ -33,6 +33,7 @@ __all__ = [
     "cache_key",
     "cache_lookup",
     "cache_store",
+    "counted_tokens",
     "record_failure",
     "record_reply",
     "record_stream",
@@ -75,8 +76,21 @@ def cache_lookup(
         log.warning("LLM cache lookup failed (%s): calling the model", one_line(exc))
         return None
     if hit is not None:
-        meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True)
+        counted = counted_tokens(key.get("messages") or [], hit)
+        meter.record(caller, 0, 0, time.monotonic() - started, cache_hit=True, counted_tokens=counted)
     return hit
+
+
+def counted_tokens(messages: list[dict[str, Any]], reply: str) -> int:
+    """A call's messages and reply, counted here: the same for a model call and a cache hit of it.
+
+    The server's usage is what was spent, but a cache hit has none; comparing callers by this count instead
+    keeps a warm cache from making one of them look cheaper (the evolution's "cheaper wins a tie" rule).
+    """
+    from agentmem.tokens import count_tokens
+
+    sent = sum(count_tokens(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
+    return sent + count_tokens(reply)
 
 
 def cache_store(cache: CompletionCache | None, key: dict[str, Any] | None, text: str) -> None:
@@ -120,10 +134,12 @@ def attempts_made(policy: Retrying) -> int:
 
 
 # -- metering ---------------------------------------------------------------------------
-def record_reply(meter: Meter, caller: str | None, response: Any, seconds: float) -> None:
-    """Meter one answered call with the tokens its response reports."""
+def record_reply(
+    meter: Meter, caller: str | None, response: Any, seconds: float, messages: list[dict[str, Any]], reply: str
+) -> None:
+    """Meter one answered call with the tokens its response reports (and its :func:`counted_tokens`)."""
     prompt_tokens, completion_tokens = usage_of(response)
-    meter.record(caller, prompt_tokens, completion_tokens, seconds)
+    meter.record(caller, prompt_tokens, completion_tokens, seconds, counted_tokens=counted_tokens(messages, reply))
 
 
 def record_stream(
@@ -137,7 +153,8 @@ def record_stream(
         prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
     if not completion_tokens:
         completion_tokens = count_tokens("".join(pieces))
-    meter.record(caller, prompt_tokens, completion_tokens, seconds)
+    counted = counted_tokens(messages, "".join(pieces))
+    meter.record(caller, prompt_tokens, completion_tokens, seconds, counted_tokens=counted)
 
 
 def record_failure(meter: Meter, caller: str | None, seconds: float, completion_tokens: int = 0) -> None:

@@ -131,6 +131,18 @@ class EvaluationRecord(BaseModel):
             return float(self.cost["tokens"])
         return float(self.cost.get("prompt_tokens", 0)) + float(self.cost.get("completion_tokens", 0))
 
+    @property
+    def program_tokens(self) -> float:
+        """The tokens this evaluation's calls take, whether the model or the LLM cache answered them.
+
+        The program's own price, by which selection compares programs: :attr:`tokens` (what was spent) is lower
+        for a child whose prompts the cache already holds from its parent, which would make any child that
+        changes little look cheaper. An evaluation recorded before calls were counted falls back to ``tokens``.
+        """
+        if "counted_tokens" in self.cost:
+            return float(self.cost["counted_tokens"])
+        return self.tokens
+
 
 class EventRecord(BaseModel):
     """Something that happened in the run (iteration started, child rejected, budget hit, ...)."""
@@ -538,7 +550,7 @@ def _scored(prog: ProgramRecord, group: list[EvaluationRecord]) -> Scored:
     weights = [e.questions for e in group]
     total = sum(weights)
     score = sum(e.score * w for e, w in zip(group, weights)) / total
-    tokens = sum(e.tokens for e in group) / total
+    tokens = sum(e.program_tokens for e in group) / total
     seconds = sum(float(e.cost.get("seconds", 0.0)) for e in group) / total
     calls = sum(float(e.cost.get("llm_calls", 0.0)) for e in group) / total
     metrics: dict[str, float] = {}

@@ -198,11 +198,12 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
         "cache_hits": result.cost.cache_hits,
         "prompt_tokens": result.cost.prompt_tokens,
         "completion_tokens": result.cost.completion_tokens,
+        "counted_tokens": result.cost.counted_tokens,
         "seconds": result.cost.seconds,
         "questions": len(questions),
     }
     outcome.descriptors = {
-        "tokens": round(result.cost.tokens / n, 1),
+        "tokens": round(result.cost.counted_tokens / n, 1),  # the program's price, however warm the LLM cache
         "recall_items": round(sum(len([ln for ln in q.recalled.splitlines() if ln.strip()]) for q in questions) / n, 2),
         "recall_chars": round(sum(len(q.recalled) for q in questions) / n, 1),
     }

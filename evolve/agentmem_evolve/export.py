@@ -230,7 +230,7 @@ def _provenance(archive: Archive, rec: ProgramRecord) -> dict[str, Any]:
                 "split": e.split,
                 "score": e.score,
                 "questions": e.questions,
-                "tokens_per_question": e.tokens / e.questions,
+                "tokens_per_question": e.program_tokens / e.questions,
                 "key": e.key,
             }
         )

@@ -65,7 +65,7 @@ def summary(archive: Archive) -> dict[str, Any]:
             "score": ev.score,
             "scores": {stage: scores.get(stage, {}).get(prog.id) for stage in STAGES},
             "intervals": {stage: _rounded(by_stage_interval[stage].get(prog.id)) for stage in STAGES},
-            "tokens_per_question": round(ev.tokens / ev.questions, 1),
+            "tokens_per_question": round(ev.program_tokens / ev.questions, 1),
             "metrics": ev.metrics,
         }
         verdict = seed_verdict(archive, prog.id)
@@ -277,8 +277,9 @@ def _rows(archive: Archive, programs: list[ProgramRecord], scores: dict[str, dic
     for p in programs:
         mine = evals.get(p.id, [])
         failed = [e for e in mine if e.status == "failed"]
-        tokens = sum(e.tokens for e in mine if e.status == "ok")
-        questions = sum(e.questions for e in mine if e.status == "ok")
+        answered = [e for e in mine if e.status == "ok" and e.stage != "proxy"]  # the proxy asks no LLM
+        tokens = sum(e.program_tokens for e in answered)
+        questions = sum(e.questions for e in answered)
         problem = (
             p.error
             if p.status == "invalid"

@@ -192,3 +192,28 @@ def test_a_foreign_file_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError) as info:
         Archive(tmp_path)
     assert "\n" not in str(info.value) and "archive.sqlite" in str(info.value)
+
+
+def test_a_child_answered_from_the_llm_cache_is_not_cheaper_than_its_parent(tmp_path):
+    """The toolprefs run of 2026-12-05 made a child 'best' as the cheaper of a tie: the cache had answered half
+    its prompts (the same as its parent's), so it spent half the tokens. Programs are priced by their counted
+    tokens, which a cache hit has too, so the tie stays the parent's."""
+    from agentmem_evolve.selection import judge
+
+    with Archive(tmp_path) as archive:
+        parent, child = prog(SEED), prog(SEED + "\n# a change that alters no prompt\n")
+        archive.add_program(parent)
+        archive.add_program(child)
+        per = {"q1": 1.0, "q2": 0.0}
+        paid = {"llm_calls": 2, "prompt_tokens": 1000, "completion_tokens": 40, "counted_tokens": 1030}
+        cached = {"llm_calls": 0, "cache_hits": 2, "prompt_tokens": 0, "completion_tokens": 0, "counted_tokens": 1030}
+        for pid, cost in ((parent.id, paid), (child.id, cached)):
+            record = ev(pid, 0.5, per=per)
+            archive.record_evaluation(record.model_copy(update={"cost": cost}))
+        by_id = {s.program_id: s for s in archive.scored()}
+        assert by_id[child.id].tokens == by_id[parent.id].tokens == pytest.approx(515.0)
+        verdict = judge(by_id[child.id], by_id[parent.id])
+        assert not verdict.replaces and verdict.reason == "not cheaper"
+        assert archive.best()[0].id == parent.id  # the older program keeps a tie
+        # an evaluation recorded before calls were counted is priced by what it spent
+        assert ev(parent.id, 0.5).program_tokens == 100.0
