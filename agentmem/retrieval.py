@@ -45,7 +45,11 @@ def tokenize(text: str, *, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
 
 def jaccard(a: str, b: str) -> float:
     """Word-set overlap of two texts (0..1): a cheap near-duplicate test."""
-    sa, sb = set(tokenize(a)), set(tokenize(b))
+    return word_overlap(set(tokenize(a)), set(tokenize(b)))
+
+
+def word_overlap(sa: set[str], sb: set[str]) -> float:
+    """:func:`jaccard` of two word sets already made (a filter comparing many pairs tokenizes each text once)."""
     if not sa and not sb:
         return 1.0
     return len(sa & sb) / len(sa | sb)
