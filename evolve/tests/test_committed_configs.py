@@ -119,6 +119,8 @@ def _cli(*args: str):
 def test_check_config_prints_the_resolved_config_and_its_cost_and_writes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     config = str(CONFIGS / "toolprefs.toml")
+    default_runs = Path.cwd() / "runs"  # where a run with no --run-dir goes: a checkout that ran one already has it
+    had_runs = sorted(default_runs.iterdir()) if default_runs.exists() else None
     # --allow-unjailed: the check must not depend on this machine's jail; the run itself would check it
     result = _cli("run", "--config", config, "--check-config", "--allow-unjailed", "--run-dir", str(run_dir))
     assert result.exit_code == 0, result.output
@@ -127,7 +129,8 @@ def test_check_config_prints_the_resolved_config_and_its_cost_and_writes_nothing
     faster = _cli("run", "--config", config, "--check-config", "--allow-unjailed", "--seconds-per-question", "4.5")
     assert faster.exit_code == 0, faster.output
     assert "4,860 s" in faster.output  # seeds 537 + 3 iterations, cut at 2,700 + 450 s in flight, + test 1,710
-    assert not run_dir.exists() and not (Path.cwd() / "runs").exists()
+    assert not run_dir.exists()
+    assert (sorted(default_runs.iterdir()) if default_runs.exists() else None) == had_runs
 
 
 def test_seconds_per_question_without_check_config_is_one_line_and_starts_nothing(tmp_path):
