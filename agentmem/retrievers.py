@@ -286,23 +286,21 @@ class NearDuplicateFilter(Stage):
         kept: list[Hit] = []
         kept_words: list[set[str]] = []
         step = max(2 * ctx.k, 1)
-        for start in range(0, len(hits), step):
+        items: dict[str, StoredItem] = {}
+        for i, hit in enumerate(hits):
             if len(kept) >= ctx.k:
                 break
-            batch = hits[start : start + step]
-            items = ctx.items([h.id for h in batch])
-            for hit in batch:
-                if len(kept) >= ctx.k:
-                    break
-                item = items.get(hit.id)
-                if item is None:
+            if i % step == 0:
+                items = ctx.items([h.id for h in hits[i : i + step]])
+            item = items.get(hit.id)
+            if item is None:
+                continue
+            if threshold < 1.0:
+                words = set(tokenize(item.text))
+                if any(word_overlap(words, other) >= threshold for other in kept_words):
                     continue
-                if threshold < 1.0:
-                    words = set(tokenize(item.text))
-                    if any(word_overlap(words, other) >= threshold for other in kept_words):
-                        continue
-                    kept_words.append(words)
-                kept.append(hit)
+                kept_words.append(words)
+            kept.append(hit)
         return kept
 
 

@@ -89,8 +89,14 @@ def counted_tokens(messages: list[dict[str, Any]], reply: str) -> int:
     """
     from agentmem.tokens import count_tokens
 
-    sent = sum(count_tokens(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
-    return sent + count_tokens(reply)
+    return _message_tokens(messages) + count_tokens(reply)
+
+
+def _message_tokens(messages: list[dict[str, Any]]) -> int:
+    """The messages' contents, counted here (a stream's prompt when the server reports no usage, too)."""
+    from agentmem.tokens import count_tokens
+
+    return sum(count_tokens(str(m.get("content") or "")) for m in messages if isinstance(m, dict))
 
 
 def cache_store(cache: CompletionCache | None, key: dict[str, Any] | None, text: str) -> None:
@@ -149,12 +155,9 @@ def record_stream(
     from agentmem.tokens import count_tokens
 
     prompt_tokens, completion_tokens = token_counts(usage)
-    if not prompt_tokens:
-        prompt_tokens = sum(count_tokens(str(m.get("content") or "")) for m in messages)
-    if not completion_tokens:
-        completion_tokens = count_tokens("".join(pieces))
-    counted = counted_tokens(messages, "".join(pieces))
-    meter.record(caller, prompt_tokens, completion_tokens, seconds, counted_tokens=counted)
+    sent, received = _message_tokens(messages), count_tokens("".join(pieces))
+    counted = sent + received  # counted_tokens(messages, reply), from the counts this function needs anyway
+    meter.record(caller, prompt_tokens or sent, completion_tokens or received, seconds, counted_tokens=counted)
 
 
 def record_failure(meter: Meter, caller: str | None, seconds: float, completion_tokens: int = 0) -> None:
