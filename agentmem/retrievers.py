@@ -20,8 +20,12 @@ with ``Module.from_params``.
 
 from __future__ import annotations
 
+import contextvars
 import math
+import os
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -68,11 +72,51 @@ class Probe:
 
     text: str
     _vector: list[float] | None = field(default=None, repr=False)
+    _pending: Future[list[list[float]]] | None = field(default=None, repr=False)
+
+    def prefetch(self, store: Store) -> None:
+        """Start embedding the text in a background thread, so that word search can run meanwhile.
+
+        Measured at 100k items (``benchmarks/bench_recall.py``): the query's embedding and the BM25
+        search were a third and a sixth of an episodic recall, one after the other; the embedder
+        (onnxruntime, one thread) releases the GIL, so on two cores they overlap. Where no thread
+        can be started (a jail that forbids them) the vector is computed when asked for, as before.
+        """
+        if self._vector is not None or self._pending is not None:
+            return
+        try:
+            self._pending = _embedding_thread().submit(contextvars.copy_context().run, store.embed, [self.text])
+        except RuntimeError:  # threads unavailable or the interpreter shutting down
+            self._pending = None
 
     def vector(self, store: Store) -> list[float]:
         if self._vector is None:
-            self._vector = store.embed([self.text])[0]
+            pending, self._pending = self._pending, None
+            self._vector = (pending.result() if pending is not None else store.embed([self.text]))[0]
         return self._vector
+
+
+_EMBEDDING_THREAD: ThreadPoolExecutor | None = None
+_EMBEDDING_THREAD_LOCK = threading.Lock()
+
+
+def _embedding_thread() -> ThreadPoolExecutor:
+    """One worker per process that embeds queries while the caller searches words (see :meth:`Probe.prefetch`)."""
+    global _EMBEDDING_THREAD
+    with _EMBEDDING_THREAD_LOCK:
+        if _EMBEDDING_THREAD is None:
+            _EMBEDDING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentmem-query-embedding")
+        return _EMBEDDING_THREAD
+
+
+def _forget_embedding_thread() -> None:
+    """In a forked child: the executor came along but its thread did not (waiting on it would hang)."""
+    global _EMBEDDING_THREAD, _EMBEDDING_THREAD_LOCK
+    _EMBEDDING_THREAD, _EMBEDDING_THREAD_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_embedding_thread)
 
 
 @dataclass
@@ -154,8 +198,10 @@ class HybridRetriever(Retriever):
     def search(self, store: Store, probe: Probe, k: int) -> list[Hit]:
         p = self.params
         floor = p.min_similarity > 0
-        dense = store.nearest(probe.vector(store), k) if p.dense_weight > 0 or floor else []
+        if (p.dense_weight > 0 or floor) and p.bm25_weight > 0:
+            probe.prefetch(store)  # the query is embedded while BM25 searches
         words = [i for i, _ in store.lexical(probe.text, k)] if p.bm25_weight > 0 else []
+        dense = store.nearest(probe.vector(store), k) if p.dense_weight > 0 or floor else []
         if not floor:
             rankings = [[i for i, _ in dense], words]
             return fuse(rankings, [p.dense_weight, p.bm25_weight], order=store.order({i for r in rankings for i in r}))

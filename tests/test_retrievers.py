@@ -143,3 +143,76 @@ def test_an_empty_store_or_blank_query_retrieves_nothing(tmp_path, embedder):
     assert Retrieval(HybridRetriever()).run(store, "anything", 5)[0] == []
     store.add([StoredItem(text="something")])
     assert Retrieval(HybridRetriever()).run(store, "   ", 5)[0] == []
+
+
+class _ThreadRecordingEmbedder:
+    """Wraps an embedder and records which thread embedded each text."""
+
+    def __init__(self, inner) -> None:
+        import threading
+
+        self.inner, self.name, self.dim = inner, getattr(inner, "name", "recording"), inner.dim
+        self.threads: dict[str, int] = {}
+        self._ident = threading.get_ident
+
+    def embed(self, texts):
+        for t in texts:
+            self.threads[t] = self._ident()
+        return self.inner.embed(texts)
+
+
+def test_hybrid_embeds_the_query_while_bm25_searches_and_ranks_as_before(tmp_path, embedder):
+    import threading
+
+    recording = _ThreadRecordingEmbedder(embedder)
+    store = _store(tmp_path, recording, FILLER)
+    ask = "what is the QZ4817 locker code"
+    hybrid = HybridRetriever().search(store, Probe(ask), 6)
+    assert recording.threads[ask] != threading.get_ident()  # embedded off the calling thread
+    # the same ranking as embedding first, then searching words, one after the other
+    probe = Probe(ask)
+    probe.vector(store)
+    assert HybridRetriever().search(store, probe, 6) == hybrid
+    floored = HybridRetriever(min_similarity=0.05).search(store, Probe(ask + "?"), 6)
+    assert _texts(store, floored)[0] == FILLER[4]
+
+
+def test_a_probe_embeds_in_the_caller_when_no_thread_can_start(tmp_path, embedder, monkeypatch):
+    import threading
+
+    import agentmem.retrievers as retrievers
+
+    def refuse():
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(retrievers, "_embedding_thread", refuse)
+    recording = _ThreadRecordingEmbedder(embedder)
+    store = _store(tmp_path, recording, FILLER)
+    hits = HybridRetriever().search(store, Probe("QZ4817"), 6)
+    assert _texts(store, hits)[0] == FILLER[4]
+    assert recording.threads["QZ4817"] == threading.get_ident()
+
+
+def test_a_forked_child_gets_its_own_embedding_thread(tmp_path, embedder):
+    import multiprocessing
+
+    store = _store(tmp_path, embedder, FILLER)
+    probe = Probe("the piano next door")
+    probe.prefetch(store)
+    probe.vector(store)  # the parent's worker thread now exists
+
+    def child(queue) -> None:
+        fresh = Probe("music at home")
+        fresh.prefetch(store)
+        queue.put(len(fresh.vector(store)))
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(queue,))
+    proc.start()
+    proc.join(60)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive, "the forked child waited forever on its parent's embedding thread"
+    assert queue.get(timeout=5) == embedder.dim

@@ -50,7 +50,7 @@ from agentmem.managers import Consolidate, UsageTracker
 from agentmem.memory import MemoryProgram
 from agentmem.packer import Candidate, Packer
 from agentmem.retrieval import jaccard, tokenize
-from agentmem.retrievers import fuse
+from agentmem.retrievers import Probe, fuse
 from agentmem.store import BATCH, StoredItem
 from agentmem.tokens import truncate_to_tokens
 from agentmem.types import Episode, Event, Query, Recall, RecallItem
@@ -300,22 +300,27 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         if query.budget_tokens <= 0 or (n_queries == 0 and n_insights == 0) or not query.text.strip():
             return Recall(plugin=self.name)
         p = self.params
-        vector = self.queries.embed([query.text])[0]
-        nodes = self._find_tasks(query.text, vector, n_queries) if n_queries else {}
+        probe = Probe(query.text)
+        probe.prefetch(self.queries)  # embedded while BM25 searches the tasks
+        nodes = self._find_tasks(probe, n_queries) if n_queries else {}
         nodes = self._expand(nodes)
-        insight_ranked = self._rank_insights(vector, nodes, n_insights) if p.k_insights and n_insights else []
+        insight_ranked = (
+            self._rank_insights(probe.vector(self.queries), nodes, n_insights) if p.k_insights and n_insights else []
+        )
         traj_ranked = self._rank_trajectories(nodes) if p.k_trajectories else []
         return self._pack(query, insight_ranked, traj_ranked)
 
-    def _find_tasks(self, text: str, vector: list[float], total: int) -> dict[str, float]:
+    def _find_tasks(self, probe: Probe, total: int) -> dict[str, float]:
         """The ``k_queries`` most similar query nodes: dense (task, steps) and BM25 rankings fused."""
         p = self.params
         fetch = min(total, p.k_queries * 3)
+        words = [i for i, _ in self.queries.lexical(probe.text, fetch)]
+        vector = probe.vector(self.queries)
         rankings = [[i for i, _ in self.queries.nearest(vector, fetch)]]
         if self.steps is not None and self.steps.count():
             hits = self.steps.nearest(vector, min(self.steps.count(), p.k_queries * 6))
             rankings.append(list(dict.fromkeys(step_id.rsplit(":", 1)[0] for step_id, _ in hits)))
-        rankings.append([i for i, _ in self.queries.lexical(text, fetch)])
+        rankings.append(words)
         best = fuse(rankings)[: p.k_queries]
         if not best:
             return {}
