@@ -54,6 +54,7 @@ __all__ = [
     "Stage",
     "UtilityBlend",
     "UtilityParams",
+    "allow_background_embedding",
 ]
 
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.)
@@ -80,9 +81,10 @@ class Probe:
         Measured at 100k items (``benchmarks/bench_recall.py``): the query's embedding and the BM25
         search were a third and a sixth of an episodic recall, one after the other; the embedder
         (onnxruntime, one thread) releases the GIL, so on two cores they overlap. Where no thread
-        can be started (a jail that forbids them) the vector is computed when asked for, as before.
+        can be started, or where :func:`allow_background_embedding` turned it off (evolution's sandbox,
+        which forbids threads), the vector is computed when asked for, as before.
         """
-        if self._vector is not None or self._pending is not None:
+        if self._vector is not None or self._pending is not None or not _BACKGROUND_EMBEDDING:
             return
         try:
             self._pending = _embedding_thread().submit(contextvars.copy_context().run, store.embed, [self.text])
@@ -97,6 +99,17 @@ class Probe:
 
 
 _EMBEDDING_THREAD: ThreadPoolExecutor | None = None
+_BACKGROUND_EMBEDDING = True
+
+
+def allow_background_embedding(allowed: bool) -> None:
+    """Whether :meth:`Probe.prefetch` may embed in a background thread (on unless a host forbids threads).
+
+    Evolution's sandbox worker turns it off before its policy: a thread there would be denied (and the
+    candidate failed for it), and the worker's embedder is a channel to the controller that one thread uses.
+    """
+    global _BACKGROUND_EMBEDDING
+    _BACKGROUND_EMBEDDING = bool(allowed)
 _EMBEDDING_THREAD_LOCK = threading.Lock()
 
 

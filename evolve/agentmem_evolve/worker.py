@@ -1140,7 +1140,10 @@ def main() -> None:
     started = time.perf_counter()
     applied = _set_limits(limits)
     _trusted_imports()
+    from agentmem.retrievers import allow_background_embedding
     from agentmem.toolkit import Stores
+
+    allow_background_embedding(False)  # threads are denied below: retrieval embeds queries in the caller
 
     _STORES = Stores(scratch)
     _STORES.chroma  # noqa: B018 - the client (and its native threads) starts before the policy
