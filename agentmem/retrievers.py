@@ -110,6 +110,8 @@ def allow_background_embedding(allowed: bool) -> None:
     """
     global _BACKGROUND_EMBEDDING
     _BACKGROUND_EMBEDDING = bool(allowed)
+
+
 _EMBEDDING_THREAD_LOCK = threading.Lock()
 
 
