@@ -98,7 +98,6 @@ class Probe:
         return self._vector
 
 
-_EMBEDDING_THREAD: ThreadPoolExecutor | None = None
 _BACKGROUND_EMBEDDING = True
 
 
@@ -112,6 +111,7 @@ def allow_background_embedding(allowed: bool) -> None:
     _BACKGROUND_EMBEDDING = bool(allowed)
 
 
+_EMBEDDING_THREAD: ThreadPoolExecutor | None = None
 _EMBEDDING_THREAD_LOCK = threading.Lock()
 
 

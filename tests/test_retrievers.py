@@ -193,6 +193,22 @@ def test_a_probe_embeds_in_the_caller_when_no_thread_can_start(tmp_path, embedde
     assert recording.threads["QZ4817"] == threading.get_ident()
 
 
+def test_background_embedding_can_be_turned_off_for_hosts_that_forbid_threads(tmp_path, embedder):
+    import threading
+
+    from agentmem.retrievers import allow_background_embedding
+
+    recording = _ThreadRecordingEmbedder(embedder)
+    store = _store(tmp_path, recording, FILLER)
+    allow_background_embedding(False)  # what evolution's sandbox worker does before its policy
+    try:
+        hits = HybridRetriever().search(store, Probe("the QZ4817 code"), 6)
+    finally:
+        allow_background_embedding(True)
+    assert _texts(store, hits)[0] == FILLER[4]
+    assert recording.threads["the QZ4817 code"] == threading.get_ident()
+
+
 def test_a_forked_child_gets_its_own_embedding_thread(tmp_path, embedder):
     import multiprocessing
 
