@@ -116,11 +116,17 @@ _EMBEDDING_THREAD_LOCK = threading.Lock()
 
 
 def _embedding_thread() -> ThreadPoolExecutor:
-    """One worker per process that embeds queries while the caller searches words (see :meth:`Probe.prefetch`)."""
+    """The process's pool that embeds queries while callers search words (see :meth:`Probe.prefetch`).
+
+    As many workers as cores (at most 8, started only when needed): recalls made at once from several
+    threads (an MCP server's clients, a threaded evaluation) still embed in parallel, as they did inline.
+    """
     global _EMBEDDING_THREAD
     with _EMBEDDING_THREAD_LOCK:
         if _EMBEDDING_THREAD is None:
-            _EMBEDDING_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentmem-query-embedding")
+            _EMBEDDING_THREAD = ThreadPoolExecutor(
+                max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="agentmem-query-embedding"
+            )
         return _EMBEDDING_THREAD
 
 

@@ -4,6 +4,8 @@ neighbours, utility.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -232,3 +234,33 @@ def test_a_forked_child_gets_its_own_embedding_thread(tmp_path, embedder):
         proc.kill()
     assert not alive, "the forked child waited forever on its parent's embedding thread"
     assert queue.get(timeout=5) == embedder.dim
+
+
+def test_recalls_from_several_threads_embed_in_parallel(tmp_path, embedder):
+    import threading
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the pool has one worker")
+    both_in_flight = threading.Barrier(2, timeout=10)
+
+    class MeetingEmbedder(_ThreadRecordingEmbedder):
+        meet = False
+
+        def embed(self, texts):
+            if self.meet:
+                both_in_flight.wait()  # broken (and the search fails) if the two embeddings were serialised
+            return super().embed(texts)
+
+    meeting = MeetingEmbedder(embedder)
+    store = _store(tmp_path, meeting, FILLER)
+    meeting.meet = True
+    results: list[list] = []
+    callers = [
+        threading.Thread(target=lambda n=n: results.append(HybridRetriever().search(store, Probe(f"code {n}"), 3)))
+        for n in range(2)
+    ]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join(30)
+    assert len(results) == 2 and not both_in_flight.broken
