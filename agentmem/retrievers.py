@@ -87,9 +87,9 @@ class Probe:
         if self._vector is not None or self._pending is not None or not _BACKGROUND_EMBEDDING:
             return
         try:
-            self._pending = _embedding_thread().submit(contextvars.copy_context().run, store.embed, [self.text])
-        except RuntimeError:  # threads unavailable or the interpreter shutting down
-            self._pending = None
+            self._pending = _embedding_pool().submit(contextvars.copy_context().run, store.embed, [self.text])
+        except RuntimeError:  # threads unavailable or the interpreter shutting down: embed when asked
+            pass
 
     def vector(self, store: Store) -> list[float]:
         if self._vector is None:
@@ -111,33 +111,33 @@ def allow_background_embedding(allowed: bool) -> None:
     _BACKGROUND_EMBEDDING = bool(allowed)
 
 
-_EMBEDDING_THREAD: ThreadPoolExecutor | None = None
-_EMBEDDING_THREAD_LOCK = threading.Lock()
+_EMBEDDING_POOL: ThreadPoolExecutor | None = None
+_EMBEDDING_POOL_LOCK = threading.Lock()
 
 
-def _embedding_thread() -> ThreadPoolExecutor:
+def _embedding_pool() -> ThreadPoolExecutor:
     """The process's pool that embeds queries while callers search words (see :meth:`Probe.prefetch`).
 
     As many workers as cores (at most 8, started only when needed): recalls made at once from several
     threads (an MCP server's clients, a threaded evaluation) still embed in parallel, as they did inline.
     """
-    global _EMBEDDING_THREAD
-    with _EMBEDDING_THREAD_LOCK:
-        if _EMBEDDING_THREAD is None:
-            _EMBEDDING_THREAD = ThreadPoolExecutor(
+    global _EMBEDDING_POOL
+    with _EMBEDDING_POOL_LOCK:
+        if _EMBEDDING_POOL is None:
+            _EMBEDDING_POOL = ThreadPoolExecutor(
                 max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="agentmem-query-embedding"
             )
-        return _EMBEDDING_THREAD
+        return _EMBEDDING_POOL
 
 
-def _forget_embedding_thread() -> None:
+def _forget_embedding_pool() -> None:
     """In a forked child: the executor came along but its thread did not (waiting on it would hang)."""
-    global _EMBEDDING_THREAD, _EMBEDDING_THREAD_LOCK
-    _EMBEDDING_THREAD, _EMBEDDING_THREAD_LOCK = None, threading.Lock()
+    global _EMBEDDING_POOL, _EMBEDDING_POOL_LOCK
+    _EMBEDDING_POOL, _EMBEDDING_POOL_LOCK = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_embedding_thread)
+    os.register_at_fork(after_in_child=_forget_embedding_pool)
 
 
 @dataclass
@@ -219,10 +219,11 @@ class HybridRetriever(Retriever):
     def search(self, store: Store, probe: Probe, k: int) -> list[Hit]:
         p = self.params
         floor = p.min_similarity > 0
-        if (p.dense_weight > 0 or floor) and p.bm25_weight > 0:
+        needs_vector = p.dense_weight > 0 or floor
+        if needs_vector and p.bm25_weight > 0:
             probe.prefetch(store)  # the query is embedded while BM25 searches
         words = [i for i, _ in store.lexical(probe.text, k)] if p.bm25_weight > 0 else []
-        dense = store.nearest(probe.vector(store), k) if p.dense_weight > 0 or floor else []
+        dense = store.nearest(probe.vector(store), k) if needs_vector else []
         if not floor:
             rankings = [[i for i, _ in dense], words]
             return fuse(rankings, [p.dense_weight, p.bm25_weight], order=store.order({i for r in rankings for i in r}))

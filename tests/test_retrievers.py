@@ -187,7 +187,7 @@ def test_a_probe_embeds_in_the_caller_when_no_thread_can_start(tmp_path, embedde
     def refuse():
         raise RuntimeError("can't start new thread")
 
-    monkeypatch.setattr(retrievers, "_embedding_thread", refuse)
+    monkeypatch.setattr(retrievers, "_embedding_pool", refuse)
     recording = _ThreadRecordingEmbedder(embedder)
     store = _store(tmp_path, recording, FILLER)
     hits = HybridRetriever().search(store, Probe("QZ4817"), 6)
