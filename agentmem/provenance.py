@@ -100,10 +100,17 @@ def git_commit(where: Path | None = None) -> str | None:
     return out.strip()
 
 
+#: tracked folders of result files, not code: a benchmark that runs after another in one sitting (which rewrote
+#: its committed result file) still measured a clean commit
+_NOT_CODE = ("benchmarks/results",)
+
+
 def git_dirty(where: Path | None = None) -> bool | None:
-    """Whether tracked files differ from the commit at ``where`` (default: agentmem's own); None outside git."""
+    """Whether tracked files other than result files (``_NOT_CODE``) differ from the commit at ``where``
+    (default: agentmem's own checkout); None outside git."""
     checkout = _checkout(where)
-    out = _git(["status", "--porcelain", "--untracked-files=no"], checkout) if checkout is not None else None
+    spec = ["--", ":(top)", *(f":(top,exclude){folder}" for folder in _NOT_CODE)]
+    out = _git(["status", "--porcelain", "--untracked-files=no", *spec], checkout) if checkout is not None else None
     return bool(out.strip()) if out is not None else None
 
 

@@ -9,7 +9,10 @@ code shrinks". This script checks both on real runs:
 * **scores**: ``agentmem eval`` of each plugin on LoCoMo (the 40 questions of
   the subset that docs/memory-plugins.md uses) and on toolprefs' validation
   split, run once with the code of each commit, and the paired difference
-  after - before over the same questions with a 95% bootstrap interval.
+  after - before over the same questions with a 95% bootstrap interval;
+* **recall speed**: today's ``benchmarks/bench_recall.py`` (hash embedder,
+  100,000 items, 200 questions) run by each commit's interpreter, so the same
+  measurement times both codes one after the other on the same machine.
 
 "Before" runs in a separate checkout of the older commit with its own virtual
 environment (``git worktree add --detach DIR 499a624`` then ``uv sync
@@ -60,6 +63,9 @@ CELLS = {  # environment cell -> (env, primary metric, extra eval arguments)
 }
 
 
+RECALL_ARGS = ["--items", "100000", "--queries", "200", "--embedder", "hash", "--plugins", ",".join(PLUGINS)]
+
+
 def _git(*args: str, cwd: Path = ROOT) -> str:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
 
@@ -102,6 +108,42 @@ def run_cell(checkout: Path, version: str, cell: str, plugin: str, work: Path) -
     return json.loads(out.read_text())
 
 
+def run_recall(checkout: Path, version: str, work: Path) -> dict[str, Any]:
+    """Today's recall benchmark under ``checkout``'s interpreter (skipped when its result file exists)."""
+    out = work / f"{version}-recall.json"
+    if not out.exists():
+        script = ROOT / "benchmarks" / "bench_recall.py"
+        cmd = [str(checkout / ".venv" / "bin" / "python"), str(script), *RECALL_ARGS, "--out", str(out)]
+        print(f"[{datetime.now():%H:%M:%S}] {version} recall: bench_recall.py {' '.join(RECALL_ARGS)}", flush=True)
+        proc = subprocess.run(cmd, cwd=checkout, env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        if proc.returncode != 0 or not out.exists():
+            raise SystemExit(f"{version} recall: bench_recall.py failed with status {proc.returncode}")
+    return json.loads(out.read_text())
+
+
+def recall_rows(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per plugin: each side's recall p50 / p99 in ms and after / before (below 1 is faster than before)."""
+    b = {row["plugin"]: row for row in before["results"]}
+    rows = []
+    for row in after["results"]:
+        old = b.get(row["plugin"])
+        if old is None:
+            continue
+        rows.append(
+            {
+                "plugin": row["plugin"],
+                "items": row["items"],
+                "before_p50_ms": old["p50_ms"],
+                "before_p99_ms": old["p99_ms"],
+                "after_p50_ms": row["p50_ms"],
+                "after_p99_ms": row["p99_ms"],
+                "p50_ratio": round(row["p50_ms"] / old["p50_ms"], 2) if old["p50_ms"] else None,
+                "p99_ratio": round(row["p99_ms"] / old["p99_ms"], 2) if old["p99_ms"] else None,
+            }
+        )
+    return rows
+
+
 def per_question(result: dict[str, Any], metric: str) -> dict[str, float]:
     return {
         q["question_id"]: float(q["metrics"].get(metric, 0.0))
@@ -116,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE, help="the commit before the rebuild")
     parser.add_argument("--plugins", default=",".join(PLUGINS))
     parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument("--no-recall", action="store_true", help="skip the recall-speed comparison")
     parser.add_argument("--work", type=Path, default=ROOT / "results" / "design-space")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", nargs="?", const=str(RESULTS), help="print the Markdown table of a result file")
@@ -136,6 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.work.mkdir(parents=True, exist_ok=True)
     plugins = [p for p in args.plugins.split(",") if p]
+    recall: dict[str, Any] = {}
+    if not args.no_recall:  # first: minutes, and the LLM cells after it cannot disturb it
+        before_recall = run_recall(args.before_checkout, "before", args.work)
+        after_recall = run_recall(ROOT, "after", args.work)
+        recall = {
+            "command": "python benchmarks/bench_recall.py " + " ".join(RECALL_ARGS),
+            "before_commit": before_recall.get("git_commit"),
+            "after_commit": after_recall.get("git_commit"),
+            "rows": recall_rows(before_recall, after_recall),
+        }
+        print(recall_table(recall), flush=True)
     rows: list[dict[str, Any]] = []
     for cell in [c for c in args.cells.split(",") if c]:
         metric = CELLS[cell][1]
@@ -169,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         "before_commit": _git("rev-parse", args.before).strip(),
         "lines": lines,
         "scores": rows,
+        "recall": recall,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -188,6 +243,21 @@ def table(result: dict[str, Any]) -> str:
             f"| {row['plugin']} | {lines.get('before', '')} | {lines.get('after', '')} | {row['cell']} "
             f"({row['metric']}) | {row['n']} | {row['before']:.3f} | {row['after']:.3f} | "
             f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |"
+        )
+    if result.get("recall"):
+        out += ["", recall_table(result["recall"])]
+    return "\n".join(out)
+
+
+def recall_table(recall: dict[str, Any]) -> str:
+    out = [
+        "| plugin | items | before p50 / p99 ms | after p50 / p99 ms | after / before p50 | after / before p99 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in recall["rows"]:
+        out.append(
+            f"| {row['plugin']} | {row['items']:,} | {row['before_p50_ms']:.2f} / {row['before_p99_ms']:.2f} | "
+            f"{row['after_p50_ms']:.2f} / {row['after_p99_ms']:.2f} | {row['p50_ratio']} | {row['p99_ratio']} |"
         )
     return "\n".join(out)
 

@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from provenance import provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
+from provenance import measured_commit, provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "recall.json"
@@ -146,6 +146,35 @@ class BenchEmbedder:
         return self.corpus.embed(texts)
 
 
+class _Memo:
+    """An unbounded in-process memo of float32 vectors: the corpus memo for an agentmem from before
+    ``agentmem.embedding_cache`` (bench_design_space's "before" side), whose own memo evicted within a batch."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.computed = 0
+        self._vectors: dict[str, Any] = {}
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        for text, vector in zip(missing, self.inner.embed(missing) if missing else []):
+            self._vectors[text] = np.asarray(vector, dtype=np.float32)
+        self.computed += len(missing)
+        return [self._vectors[t].tolist() for t in texts]
+
+
+def corpus_memo(live: Any, max_items: int, *, persistent: bool) -> Any:
+    """The memo the corpus is embedded through once for every plugin, size and the floor (with the user's
+    shared embedding store when ``persistent``, so MiniLM vectors survive between runs)."""
+    try:
+        from agentmem.embedding_cache import CachingEmbedder, default_store
+    except ImportError:  # an older agentmem being measured
+        return _Memo(live)
+    return CachingEmbedder(live, max_items=max_items, store=default_store() if persistent else None)
+
+
 class HashEmbedder:
     """A fast, deterministic bag-of-words hashing embedder (retrieval-only timings)."""
 
@@ -181,6 +210,13 @@ def _events(texts: list[str]) -> list[Any]:
     ]
 
 
+def _evidence(memory: Any) -> str:
+    """The import field naming an item's source turns: ``event_ids``, or ``dia_ids`` in a plugin from before the
+    design-space rebuild (bench_design_space runs this script under that commit's interpreter too)."""
+    item = getattr(sys.modules[type(memory).__module__], "ImportItem", None)
+    return "dia_ids" if "dia_ids" in getattr(item, "model_fields", {}) else "event_ids"
+
+
 def _observe_all(memory: Any, texts: list[str]) -> None:
     for event in _events(texts):
         memory.observe(event)
@@ -195,6 +231,7 @@ def _import_items(memory: Any, texts: list[str]) -> None:
 
 
 def _import_facts(memory: Any, texts: list[str]) -> None:
+    key = _evidence(memory)
     memory.import_items(
         [
             {
@@ -202,7 +239,7 @@ def _import_facts(memory: Any, texts: list[str]) -> None:
                 "subject": text.split()[0].rstrip("'s"),
                 "key": f"fact {i % 97}",
                 "date": f"{1 + i % 28} May 2023",
-                "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
+                key: [f"D{i // 20 + 1}:{i % 20 + 1}"],
             }
             for i, text in enumerate(texts)
         ]
@@ -210,6 +247,7 @@ def _import_facts(memory: Any, texts: list[str]) -> None:
 
 
 def _import_tasks(memory: Any, texts: list[str]) -> None:
+    key = _evidence(memory)
     memory.import_items(
         [
             {
@@ -217,7 +255,7 @@ def _import_tasks(memory: Any, texts: list[str]) -> None:
                 "steps": [f"look at {text.split()[-1]}", f"do step {i % 7}", "check the result"],
                 "success": i % 3 != 0,
                 "outcome": "done" if i % 3 else "failed",
-                "event_ids": [f"D{i // 20 + 1}:{i % 20 + 1}"],
+                key: [f"D{i // 20 + 1}:{i % 20 + 1}"],
                 "insights": [f"When handling {THINGS[i % len(THINGS)]}, check the inventory first."]
                 if i % 10 == 0
                 else [],
@@ -392,17 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"no bulk loader for {', '.join(unknown)}; known: {', '.join(LOADERS)}", file=sys.stderr)
         return 2
-    from agentmem.embedding_cache import CachingEmbedder, default_store
     from agentmem.embeddings import default_embedder
 
+    commit, dirty = measured_commit()  # read before the run, as a long run's commit should be
     texts = sentences(max(sizes))
     asks = queries(args.queries)
-    if args.embedder == "minilm":
-        live: Any = default_embedder()
-        corpus: Any = CachingEmbedder(live, max_items=max(sizes) + 1000, store=default_store())
-    else:
-        live = HashEmbedder()
-        corpus = CachingEmbedder(live, max_items=max(sizes) + 1000)
+    live: Any = default_embedder() if args.embedder == "minilm" else HashEmbedder()
+    corpus = corpus_memo(live, max(sizes) + 1000, persistent=args.embedder == "minilm")
     t0 = time.perf_counter()
     for start in range(0, len(texts), 512):  # the corpus once, shared by every plugin, size and the floor
         corpus.embed(texts[start : start + 512])
@@ -460,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(
         json.dumps(
             {
-                **provenance("bench_recall.py", argv, args.note),
+                # the commit of the agentmem measured, which is not this script's when an older checkout's
+                # interpreter runs it
+                **provenance("bench_recall.py", argv, args.note, commit=commit, dirty=dirty),
                 "embedder": args.embedder,
                 "query_embedding_ms": query_embedding,
                 "queries": args.queries,

@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from agentmem import __version__
-from agentmem import provenance as _facts
+
+try:
+    from agentmem import provenance as _facts
+except ImportError:  # an older agentmem being measured (bench_design_space's "before" recall): this checkout's reader
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "_agentmem_provenance", Path(__file__).resolve().parent.parent / "agentmem" / "provenance.py"
+    )
+    assert _spec is not None and _spec.loader is not None
+    _facts = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_facts)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +38,15 @@ def git_commit() -> str:
 def git_dirty() -> bool | None:
     """Whether tracked files differ from the commit (a dirty tree's number is not that commit's); None outside git."""
     return _facts.git_dirty(ROOT)
+
+
+def measured_commit() -> tuple[str | None, bool | None]:
+    """The commit and tree state of the agentmem this interpreter imports: an older checkout's when its virtual
+    environment runs a current script (the numbers are that code's, so the header names its commit)."""
+    import agentmem
+
+    where = Path(agentmem.__file__).resolve().parent.parent
+    return _facts.git_commit(where), _facts.git_dirty(where)
 
 
 def load_average() -> list[float]:

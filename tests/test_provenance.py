@@ -32,6 +32,28 @@ def test_outside_a_git_checkout_there_is_no_commit_and_no_error(tmp_path, monkey
     assert provenance.git_commit(ROOT) is None
 
 
+def test_a_rewritten_result_file_does_not_make_the_tree_dirty(tmp_path):
+    """Benchmarks run one after another rewrite committed result files; only a change to code is "dirty"."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    assert provenance.git_dirty(tmp_path) is False
+    (tmp_path / "benchmarks" / "results" / "a.json").write_text('{"p50_ms": 1}')
+    assert provenance.git_dirty(tmp_path) is False
+    assert provenance.git_dirty(tmp_path / "benchmarks") is False  # from a folder below the top, the same
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_dirty(tmp_path) is True
+    assert provenance.git_dirty(tmp_path / "benchmarks") is True
+
+
 def test_the_benchmark_header_is_built_from_the_same_facts():
     spec = importlib.util.spec_from_file_location("bench_provenance", ROOT / "benchmarks" / "provenance.py")
     assert spec is not None and spec.loader is not None
