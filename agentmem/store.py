@@ -18,7 +18,7 @@ procedural lessons, hierarchical tasks and insights):
 * **A BM25 index over the active items' words** is built from SQLite on
   first use and kept up to date incrementally by every write. (SQLite FTS5
   was measured as the alternative: ``benchmarks/bench_lexical.py`` found it
-  some 12x slower to search at 100k items, so the in-memory index stays.)
+  some 13x slower to search at 100k items, so the in-memory index stays.)
 
 The store does no ranking of its own: retrievers (:mod:`agentmem.retrievers`)
 ask it for nearest vectors and BM25 hits, managers (:mod:`agentmem.managers`)

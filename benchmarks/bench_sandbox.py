@@ -24,13 +24,12 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from provenance import provenance  # benchmarks/provenance.py: the shared result header
+from provenance import measured_commit, provenance  # benchmarks/provenance.py: the shared result header
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "sandbox.json"
@@ -110,17 +109,6 @@ def _measure(jail: str, starts: int, ops: int) -> dict[str, Any]:
     }
 
 
-def _git(*args: str) -> str:
-    """Git facts of the checkout whose sandbox is measured (an earlier commit's, with PYTHONPATH)."""
-    import agentmem_evolve
-
-    where = Path(agentmem_evolve.__file__).resolve().parent
-    try:
-        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
@@ -128,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jails", default="bwrap,unshare,none")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
+    commit, dirty = measured_commit("agentmem_evolve")  # the sandbox measured: an earlier checkout's with PYTHONPATH
     rows = []
     for jail in [j.strip() for j in args.jails.split(",") if j.strip()]:
         try:
@@ -149,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         **provenance(
             "bench_sandbox.py",
             argv,
-            commit=_git("rev-parse", "HEAD") or None,
-            dirty=bool(_git("status", "--porcelain")),
+            commit=commit,
+            dirty=dirty,
         ),
         "program": str(PROGRAM.relative_to(ROOT)),
         "rows": rows,

@@ -40,12 +40,12 @@ def git_dirty() -> bool | None:
     return _facts.git_dirty(ROOT)
 
 
-def measured_commit() -> tuple[str | None, bool | None]:
-    """The commit and tree state of the agentmem this interpreter imports: an older checkout's when its virtual
-    environment runs a current script (the numbers are that code's, so the header names its commit)."""
-    import agentmem
+def measured_commit(package: str = "agentmem") -> tuple[str | None, bool | None]:
+    """The commit and tree state of the checkout ``package`` is imported from: an older checkout's when its virtual
+    environment (or ``PYTHONPATH``) runs a current script (the numbers are that code's, so the header names it)."""
+    import importlib
 
-    where = Path(agentmem.__file__).resolve().parent.parent
+    where = Path(importlib.import_module(package).__file__ or ".").resolve().parent
     return _facts.git_commit(where), _facts.git_dirty(where)
 
 

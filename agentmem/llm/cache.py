@@ -16,7 +16,7 @@ Why not ``diskcache`` (already installed, llama-cpp-python needs it), which is
 also an SQLite cache with a least-recently-used bound shared by processes:
 measured side by side on the same keys and ~1 KB answers
 (``python benchmarks/bench_llm_cache.py`` -> ``benchmarks/results/llm_cache.json``),
-its LRU mode took 2.3x as long per write and 1.8x per hit on this machine (it
+its LRU mode took 1.9x as long per write and 2.7x per hit on this machine (it
 updates access metadata in more columns and indexes); its bound counts
 SQLite pages, so under a 64 KiB bound it kept 20 answers where this keeps 52;
 it cannot say how many entries it evicted (``stats()["evictions"]``, which

@@ -39,7 +39,8 @@ __all__ = [
 SECONDS_PER_QUESTION = 9.0
 #: seconds one proxy-stage evaluation (sandbox start, ingestion with cached embeddings, recall, no LLM) is
 #: assumed to take: a guess, about the cost of re-ingesting one LoCoMo conversation
-#: (benchmarks/results/ingest.json: 9.5 s) plus worker start-up and a few hundred recalls
+#: (benchmarks/results/ingest.json: 0.5 s with cached vectors, 10 s without) plus worker start-up and a few
+#: hundred recalls
 PROXY_SECONDS = 60.0
 #: seconds one reflective proposal by the 1.5B mutation model is assumed to take, repairs included (a guess)
 MUTATION_SECONDS = 240.0
