@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from provenance import provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
+from provenance import git_dirty, provenance  # benchmarks/provenance.py: the script's own folder is on sys.path
 
 from agentmem.stats import paired_interval  # the same seeded bootstrap as the M* benchmark and agentmem evolve
 
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--before-checkout must name a checkout of {args.before} with a .venv "
             f"(git worktree add --detach DIR {args.before}; cd DIR; uv sync --all-packages)"
         )
-    head = _git("rev-parse", "HEAD").strip()
+    head, dirty = _git("rev-parse", "HEAD").strip(), git_dirty()
     before_head = _git("rev-parse", "HEAD", cwd=args.before_checkout).strip()
     if not before_head.startswith(_git("rev-parse", args.before).strip()):
         raise SystemExit(
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     models = sorted({row["model"] for row in rows if row["model"]})
     result = {
         "benchmark": "design-space",
-        **provenance("bench_design_space.py", argv, model=", ".join(models), commit=head),
+        **provenance("bench_design_space.py", argv, model=", ".join(models), commit=head, dirty=dirty),
         "before_commit": _git("rev-parse", args.before).strip(),
         "lines": lines,
         "scores": rows,

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from provenance import git_commit, load_average, provenance  # benchmarks/provenance.py: the shared result header
+from provenance import git_commit, git_dirty, load_average, provenance  # benchmarks/provenance.py: shared header
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "llm.json"
@@ -226,7 +226,7 @@ def main() -> None:
     from agentmem.llm.models import DEFAULT_MODEL
     from agentmem.llm.server import default_threads
 
-    commit, load_start = git_commit(), load_average()  # read at the start: a run takes a while
+    commit, dirty, load_start = git_commit(), git_dirty(), load_average()  # read at the start: a run takes a while
     report: dict[str, Any] = {}
     if not args.skip_throughput:
         levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
@@ -241,6 +241,7 @@ def main() -> None:
             None,
             model=DEFAULT_MODEL,
             commit=commit,
+            dirty=dirty,
             machine={
                 "llama_threads": default_threads(),
                 "llama_cpp_python": llama_cpp.__version__,
