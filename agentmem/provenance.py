@@ -82,13 +82,17 @@ def _git(args: list[str], where: Path) -> str | None:
     return done.stdout
 
 
+def package_checkout(package_dir: Path) -> Path | None:
+    """``package_dir`` when the checkout it sits in tracks its files, else None: an installed package, or one
+    beside someone else's repository (a virtual environment inside a checkout), has no commit of its own."""
+    if _git(["ls-files", "--error-unmatch", "__init__.py"], package_dir) is None:
+        return None
+    return package_dir
+
+
 def _checkout(where: Path | None) -> Path | None:
     """``where``, or agentmem's own folder when its files are tracked by the checkout it sits in."""
-    if where is not None:
-        return where
-    if _git(["ls-files", "--error-unmatch", "__init__.py"], PACKAGE_DIR) is None:
-        return None  # an installed package, or one beside someone else's repository: not our commit
-    return PACKAGE_DIR
+    return where if where is not None else package_checkout(PACKAGE_DIR)
 
 
 def git_commit(where: Path | None = None) -> str | None:

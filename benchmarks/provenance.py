@@ -45,7 +45,9 @@ def measured_commit(package: str = "agentmem") -> tuple[str | None, bool | None]
     environment (or ``PYTHONPATH``) runs a current script (the numbers are that code's, so the header names it)."""
     import importlib
 
-    where = Path(importlib.import_module(package).__file__ or ".").resolve().parent
+    where = _facts.package_checkout(Path(importlib.import_module(package).__file__ or ".").resolve().parent)
+    if where is None:  # an installed copy: no commit of its own (the header then names this checkout's)
+        return None, None
     return _facts.git_commit(where), _facts.git_dirty(where)
 
 

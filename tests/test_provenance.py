@@ -54,6 +54,20 @@ def test_a_rewritten_result_file_does_not_make_the_tree_dirty(tmp_path):
     assert provenance.git_dirty(tmp_path / "benchmarks") is True
 
 
+def test_a_package_has_a_commit_only_where_its_checkout_tracks_it(tmp_path):
+    """A package copied into a checkout that does not track it (a virtual environment inside a repository) is
+    not that repository's commit: benchmarks that name the commit of the code they measure must not take it."""
+    import subprocess
+
+    for name in ("tracked", "installed"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "tracked"], cwd=tmp_path, check=True)
+    assert provenance.package_checkout(tmp_path / "tracked") == tmp_path / "tracked"
+    assert provenance.package_checkout(tmp_path / "installed") is None
+
+
 def test_the_benchmark_header_is_built_from_the_same_facts():
     spec = importlib.util.spec_from_file_location("bench_provenance", ROOT / "benchmarks" / "provenance.py")
     assert spec is not None and spec.loader is not None
