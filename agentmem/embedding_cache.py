@@ -180,6 +180,7 @@ class CachingEmbedder:
         self.name = inner.name
         self.dim = inner.dim
         self.identity: str | None = getattr(inner, "identity", None)
+        self.releases_gil = bool(getattr(inner, "releases_gil", False))
         self.store = store if self.identity else None
         self._cache: OrderedDict[bytes, Any] = OrderedDict()
         self._max = max_items

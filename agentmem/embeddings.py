@@ -509,6 +509,7 @@ class MiniLMEmbedder:
 
     name = MODEL_NAME
     dim = 384
+    releases_gil = True  # the forward pass runs in onnxruntime or BLAS: a query can embed beside a word search
 
     def __init__(
         self,

@@ -80,11 +80,16 @@ class Probe:
 
         Measured at 100k items (``benchmarks/bench_recall.py``): the query's embedding and the BM25
         search were a third and a sixth of an episodic recall, one after the other; the embedder
-        (onnxruntime, one thread) releases the GIL, so on two cores they overlap. Where no thread
-        can be started, or where :func:`allow_background_embedding` turned it off (evolution's sandbox,
-        which forbids threads), the vector is computed when asked for, as before.
+        (onnxruntime, one thread) releases the GIL, so on two cores they overlap. Only an embedder
+        that declares so (``releases_gil``, see :class:`agentmem.toolkit.Embedder`) is run in a thread;
+        where it does not, where no thread can be started, or where :func:`allow_background_embedding`
+        turned it off (evolution's sandbox, which forbids threads), the vector is computed when asked for.
         """
         if self._vector is not None or self._pending is not None or not _BACKGROUND_EMBEDDING:
+            return
+        if not getattr(store.toolkit.embedder, "releases_gil", False):
+            # an embedder in pure Python holds the GIL: a thread would only take turns with the word search
+            # (measured with bench_recall's hashing embedder: hierarchical 11% slower at p50 at 100k items)
             return
         try:
             self._pending = _embedding_pool().submit(contextvars.copy_context().run, store.embed, [self.text])

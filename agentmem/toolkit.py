@@ -65,7 +65,14 @@ class ChatModel(Protocol):
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Turns texts into unit vectors (see :class:`agentmem.embeddings.MiniLMEmbedder`)."""
+    """Turns texts into unit vectors (see :class:`agentmem.embeddings.MiniLMEmbedder`).
+
+    Optional attributes: ``identity`` (a stable name of the model and its weights: vectors are then shared
+    through the embedding store, :mod:`agentmem.embedding_cache`) and ``releases_gil`` (``True`` when
+    ``embed`` spends its time outside Python's GIL, in onnxruntime or BLAS: retrieval then embeds a query in
+    a background thread while it searches words, :meth:`agentmem.retrievers.Probe.prefetch`; an embedder
+    that does not say so is called in the caller, since a thread would only wait for the GIL).
+    """
 
     name: str
     dim: int

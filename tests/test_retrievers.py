@@ -154,6 +154,7 @@ class _ThreadRecordingEmbedder:
         import threading
 
         self.inner, self.name, self.dim = inner, getattr(inner, "name", "recording"), inner.dim
+        self.releases_gil = True  # as the real embedder it stands for
         self.threads: dict[str, int] = {}
         self._ident = threading.get_ident
 
@@ -177,6 +178,18 @@ def test_hybrid_embeds_the_query_while_bm25_searches_and_ranks_as_before(tmp_pat
     assert HybridRetriever().search(store, probe, 6) == hybrid
     floored = HybridRetriever(min_similarity=0.05).search(store, Probe(ask + "?"), 6)
     assert _texts(store, floored)[0] == FILLER[4]
+
+
+def test_an_embedder_that_holds_the_gil_embeds_in_the_caller(tmp_path, embedder):
+    """A thread cannot overlap a pure-Python embedder with the word search: it would only take turns."""
+    import threading
+
+    recording = _ThreadRecordingEmbedder(embedder)
+    recording.releases_gil = False
+    store = _store(tmp_path, recording, FILLER)
+    hits = HybridRetriever().search(store, Probe("the QZ4817 code"), 6)
+    assert _texts(store, hits)[0] == FILLER[4]
+    assert recording.threads["the QZ4817 code"] == threading.get_ident()
 
 
 def test_a_probe_embeds_in_the_caller_when_no_thread_can_start(tmp_path, embedder, monkeypatch):
