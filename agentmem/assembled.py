@@ -20,6 +20,11 @@ Encodings (all LLM-free; an LLM-extracted fact is what ``+semantic`` adds):
 * ``fact`` - only the sentences of a turn that state something about the
   speaker (first-person statements, preferences), one item each.
 
+``own_turns`` (default on) keeps the agent's own replies (events spoken by
+``assistant``); off, only what the others said is stored: in a chat where the
+assistant mostly acknowledges ("Got it."), its replies take recall slots that
+the user's statements need.
+
 Managers: ``supersede`` (a later item on the same subject - its speaker and
 first content words, values left out - hides the earlier one, history kept),
 ``consolidate`` (an exact repeat is merged into the stored item) and
@@ -86,6 +91,8 @@ RetrieverName = Literal["dense", "lexical", "hybrid", "recency"]
 ManagerName = Literal["supersede", "consolidate", "prune"]
 
 _FLUSH_EVENTS = 64
+AGENT_SPEAKER = "assistant"
+"""The speaker of the agent's own messages (what the SDK agent and ``agentmem chat`` record)."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|i've|i'd|i'll|my|mine|me|we|our|us)\b", re.IGNORECASE)
 _PREFERENCE = re.compile(
@@ -104,6 +111,7 @@ class Design(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     encode: Encoding = "turn"
+    own_turns: bool = Field(True, description="store the agent's own replies (speaker 'assistant') too")
     retriever: RetrieverName = "hybrid"
     neighbours: bool = False
     dedup: bool = True
@@ -278,6 +286,8 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
 
     def _encode(self, events: list[Event]) -> list[StoredItem]:
         p = self.params
+        if not self.shape.own_turns:
+            events = [e for e in events if (e.speaker or "").lower() != AGENT_SPEAKER]
         if self.shape.encode == "fact":
             return [
                 self._item([e], f"{e.speaker}: {fact}" if e.speaker else fact)

@@ -91,6 +91,18 @@ def test_fact_encoding_keeps_statements_about_the_speaker_and_drops_chatter(tmp_
     assert item.content.endswith("Ann: I am allergic to peanuts.") and item.event_ids == ["e1"]
 
 
+def test_without_own_turns_only_what_the_others_said_is_stored(tmp_path, embedder):
+    """The assistant's acknowledgements take no recall slot the user's statements need."""
+    with assembled({"own_turns": False})(toolkit(tmp_path, embedder, "others")) as memory:
+        for i, (speaker, line) in enumerate(
+            [("user", "I always want a window seat."), ("assistant", "Got it."), ("Assistant", "Noted, window seat.")]
+        ):
+            memory.observe(Event.message(line, speaker=speaker, session_id="s", id=f"e{i}"))
+        got = memory.recall(Query(text="window seat", budget_tokens=200))
+        assert contents(got) and all("user: I always want a window seat." in c for c in contents(got))
+        assert memory.store.count() == 1
+
+
 def test_supersede_by_subject_keeps_only_the_newest_value_with_its_history(tmp_path, embedder):
     lines = ["I prefer 22 degrees in the living room.", "Actually make it 24 degrees in the living room."]
     assert subject_key("Ann", lines[0]) == subject_key("Ann", lines[1]) != ""

@@ -13,7 +13,9 @@ then validated in the sandbox like every child).
 * ``neighbours`` - widen each hit with the items stored beside it (or stop);
 * ``compose`` - recall another installed plugin beside this one under a
   weight (``+semantic``, ``+procedural``), reweight it, or drop it;
-* ``encode`` - verbatim turn, turn with its session summary, extracted fact.
+* ``encode`` - verbatim turn, turn with its session summary, extracted fact;
+* ``own-turns`` - stop storing the agent's own replies (only what the others
+  said is kept), or start again.
 
 A parent seeded from the ``episodic`` plugin is first *lifted*: rewritten as
 the assembled program with the same modules (hybrid retrieval, recency,
@@ -317,8 +319,18 @@ class Encode(Operator):
         ]
 
 
+class OwnTurns(Operator):
+    name = "own-turns"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        keep = not design.get("own_turns", True)
+        what = "stored the agent's own replies again" if keep else "stopped storing the agent's own replies"
+        return [Change({**design, "own_turns": keep}, what)]
+
+
 OPERATORS: dict[str, Operator] = {
-    op.name: op for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode())
+    op.name: op
+    for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode(), OwnTurns())
 }
 
 

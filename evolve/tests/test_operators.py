@@ -140,6 +140,7 @@ OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
     "neighbours": "widened each hit with 1 neighbour(s) on each side",
     "compose": "composed +semantic at weight 0.5",
     "encode": "encode turn -> fact",
+    "own-turns": "stopped storing the agent's own replies",
 }
 
 
