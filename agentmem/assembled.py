@@ -27,9 +27,11 @@ the user's statements need.
 
 Managers: ``supersede`` (a later item on the same subject - its speaker and
 first content words, values left out - hides the earlier one, history kept),
-``consolidate`` (an exact repeat is merged into the stored item) and
+``consolidate`` (an exact repeat is merged into the stored item),
 ``prune`` (items recalled in episodes that keep failing are deleted at
-``reflect``).
+``reflect``) and ``correct`` (a statement that announces a change - "from now
+on", "switched", "not X" - hides the earlier statement of its speaker closest
+to it in meaning: supersede where no slot key is shared).
 """
 
 from __future__ import annotations
@@ -45,7 +47,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentmem.composition import split_budget
 from agentmem.encode import event_text, event_when, group_turns
 from agentmem.errors import ConfigError
-from agentmem.managers import Consolidate, ConsolidateParams, Prune, PruneParams, Supersede, UsageTracker
+from agentmem.managers import (
+    Consolidate,
+    ConsolidateParams,
+    Correction,
+    CorrectionParams,
+    Prune,
+    PruneParams,
+    Supersede,
+    UsageTracker,
+)
 from agentmem.memory import MemoryProgram
 from agentmem.packer import Packer, candidate
 from agentmem.retrieval import tokenize
@@ -84,11 +95,11 @@ __all__ = [
 
 ENCODINGS = ("turn", "turn+summary", "fact")
 RETRIEVERS = ("dense", "lexical", "hybrid", "recency")
-MANAGERS = ("supersede", "consolidate", "prune")
+MANAGERS = ("supersede", "consolidate", "prune", "correct")
 
 Encoding = Literal["turn", "turn+summary", "fact"]
 RetrieverName = Literal["dense", "lexical", "hybrid", "recency"]
-ManagerName = Literal["supersede", "consolidate", "prune"]
+ManagerName = Literal["supersede", "consolidate", "prune", "correct"]
 
 _FLUSH_EVENTS = 64
 AGENT_SPEAKER = "assistant"
@@ -135,7 +146,7 @@ class Design(BaseModel):
 
 
 class AssembledParams(
-    HybridParams, RecencyParams, NeighbourParams, NearDuplicateParams, ConsolidateParams, PruneParams
+    HybridParams, RecencyParams, NeighbourParams, NearDuplicateParams, ConsolidateParams, PruneParams, CorrectionParams
 ):
     """The knobs of every module a design may use, plus the program's own; unused ones are inert."""
 
@@ -234,6 +245,7 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
         self.consolidate = Consolidate.from_params(p) if "consolidate" in self.shape.managers else None
         self.usage = UsageTracker(self.store) if "prune" in self.shape.managers else None
         self.prune = Prune.from_params(p) if "prune" in self.shape.managers else None
+        self.correction = Correction.from_params(p) if "correct" in self.shape.managers else None
         self.members: dict[str, MemoryProgram[Any]] = {}
         if self.shape.compose:
             for member in self.shape.compose:
@@ -326,20 +338,28 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
             group=first.session_id or "",
             ts=first.timestamp.timestamp(),
             event_ids=[e.id for e in group],
-            data={"when": when, "shown": shown},
+            data={"when": when, "shown": shown, "speaker": first.speaker or ""},
         )
 
     def _write(self, items: list[StoredItem]) -> None:
+        written: list[StoredItem] = []
         if self.supersede is not None:
             for item in items:
                 if item.key:
-                    self.supersede.put(self.store, item)
+                    written.append(self.supersede.put(self.store, item)[1])
                 else:
-                    self.store.add([item])
+                    written += self.store.add([item])
         elif self.consolidate is not None:
-            self.consolidate.absorb(self.store, items)
+            written = self.consolidate.absorb(self.store, items)
         elif items:
-            self.store.add(items)
+            written = self.store.add(items)
+        if self.correction is not None:
+            for item in written:
+
+                def same_speaker(other: StoredItem, speaker: str = item.data.get("speaker", "")) -> bool:
+                    return bool(other.data.get("speaker", "") == speaker)
+
+                self.correction.correct(self.store, item, self.store.embed([item.dense])[0], same=same_speaker)
 
     # -- retrieve -----------------------------------------------------------------------------------
     def recall(self, query: Query) -> Recall:

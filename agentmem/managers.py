@@ -7,6 +7,10 @@ leave a history row for every change, so nothing a manager does is lost:
   version; the old text stays in history and in ``data["previous"]``);
   :meth:`Supersede.put` does it by slot: a new item whose ``key`` matches an
   active one updates it instead of standing beside it.
+* :class:`Correction` - a statement that says it changes something ("from
+  now on", "switched", "not X anymore") hides the earlier statement of the
+  same speaker it is closest to in meaning (a soft delete, history kept):
+  supersede without a slot key, LLM-free.
 * :class:`Consolidate` - near-duplicates found through the vector index
   (cosine, or word overlap) are merged: counters summed, sources united, the
   dropped item logged.
@@ -19,6 +23,7 @@ leave a history row for every change, so nothing a manager does is lost:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +36,8 @@ from agentmem.store import Store, StoredItem
 __all__ = [
     "Consolidate",
     "ConsolidateParams",
+    "Correction",
+    "CorrectionParams",
     "Forget",
     "Prune",
     "PruneParams",
@@ -137,6 +144,75 @@ class Forget(Manager):
             data=data,
         )
         return True
+
+
+_CHANGE_CUE = re.compile(
+    r"\b(now|from now on|anymore|any more|no longer|instead|actually|switch\w*|chang\w*|moved|forget|"
+    r"update\w*|tired of|gone off|not)\b",
+    re.IGNORECASE,
+)
+
+
+def says_it_changes(text: str) -> bool:
+    """Whether ``text`` announces a change of something said before ("from now on", "switched", "not X")."""
+    return bool(_CHANGE_CUE.search(text))
+
+
+class CorrectionParams(BaseModel):
+    """Knobs of correction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    correction_similarity: float = Field(
+        0.5,
+        ge=0.2,
+        le=0.95,
+        description="cosine at which a correction hides the earlier statement it is closest to",
+    )
+
+
+class Correction(Manager):
+    """A later statement that announces a change hides the closest earlier statement of its speaker.
+
+    Supersede needs a slot key the two statements share; people correct
+    themselves in other words ("My back is better now, so a twin bed is what I
+    want in hotels" replaces "In hotels I sleep best in a king bed"). Here the
+    new statement must carry a change cue (:func:`says_it_changes`) and the
+    earlier one must be the nearest active item of the same speaker, at least
+    ``correction_similarity`` close: it is soft-deleted with a ``CORRECT``
+    history row naming the correction, so nothing is lost.
+    """
+
+    name = "correct"
+    Params = CorrectionParams
+    params: CorrectionParams
+
+    def correct(
+        self, store: Store, item: StoredItem, vector: Sequence[float], *, same: Callable[[StoredItem], bool]
+    ) -> str | None:
+        """Hide the earlier statement ``item`` (already stored) corrects; its id, or ``None``."""
+        if not says_it_changes(item.text):
+            return None
+        for other_id, sim in store.nearest(vector, 4):
+            if other_id == item.id:
+                continue
+            if sim < self.params.correction_similarity:
+                return None
+            other = store.get_one(other_id)
+            if other is None or other.ts > item.ts or not same(other):
+                continue
+            store.update(other_id, status="deleted", version=other.version + 1)
+            store.record(
+                other_id,
+                "CORRECT",
+                version=other.version + 1,
+                old_text=other.text,
+                new_text=item.text,
+                event_ids=item.event_ids,
+                reason=f"corrected by {item.id}",
+            )
+            return other_id
+        return None
 
 
 class ConsolidateParams(BaseModel):

@@ -119,6 +119,33 @@ def test_supersede_by_subject_keeps_only_the_newest_value_with_its_history(tmp_p
         assert len(memory.recall(query).items) == 2
 
 
+def test_a_correction_in_other_words_hides_the_statement_it_changes(tmp_path, embedder):
+    """No slot key links "king bed" and "twin bed ... now": the change cue and closeness in meaning do."""
+    said = [
+        ("user", "In hotels I sleep best in a king bed."),
+        ("user", "At home the thermostat should be set to 18 degrees."),
+        ("guest", "From now on I want a sofa bed in hotels."),  # another speaker's change hides nothing of ours
+        ("user", "I also like quiet rooms in hotels."),  # no change cue: hides nothing
+        ("user", "My back is better now, so a twin bed is what I want in hotels."),
+    ]
+    with assembled({"managers": ["consolidate", "correct"]})(toolkit(tmp_path, embedder, "correct")) as memory:
+        for i, (speaker, line) in enumerate(said):
+            memory.observe(
+                Event.message(
+                    line,
+                    speaker=speaker,
+                    session_id=f"s{i}",
+                    timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
+                    id=f"e{i}",
+                )
+            )
+        got = " ".join(contents(memory.recall(Query(text="Book me a hotel room", budget_tokens=400))))
+        (row,) = [h for h in memory.store.history() if h.op == "CORRECT"]
+        assert memory.store.count() == 4
+    assert "twin bed" in got and "king bed" not in got and "sofa bed" in got and "quiet rooms" in got
+    assert "king bed" in row.old_text and "twin bed" in row.new_text and row.event_ids == ["e4"]
+
+
 def test_prune_drops_items_recalled_in_episodes_that_keep_failing(tmp_path, embedder):
     params = {"min_uses": 2, "prune_below": 0.5, "top_k": 1}
     with fill(assembled({"managers": ["prune"]})(toolkit(tmp_path, embedder, "prune"), params), FACTS[:2]) as memory:

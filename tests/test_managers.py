@@ -1,8 +1,8 @@
-"""The core managers: supersede with history, forget, consolidate/merge, usage credit, prune by utility."""
+"""The core managers: supersede with history, correction, forget, consolidate/merge, usage credit, prune by utility."""
 
 from __future__ import annotations
 
-from agentmem.managers import Consolidate, Forget, Prune, Supersede, UsageTracker
+from agentmem.managers import Consolidate, Correction, Forget, Prune, Supersede, UsageTracker, says_it_changes
 from agentmem.store import Store, StoredItem
 from agentmem.toolkit import Stores, Toolkit
 from agentmem.types import Scope
@@ -96,3 +96,25 @@ def test_usage_is_credited_with_the_outcome_and_low_utility_is_pruned(tmp_path, 
     usage.served([good.id])
     usage.transfer(good.id, "survivor")
     assert usage.pending() == ["survivor"]
+
+
+def test_correction_hides_the_nearest_earlier_statement_only_when_told_of_a_change(tmp_path, embedder):
+    assert says_it_changes("For flights, change my meal to halal from now on.")
+    assert not says_it_changes("On flights please always order me the vegan meal.")
+    store = _store(tmp_path, embedder)
+    old, other = store.add(
+        [
+            StoredItem(text="On flights please always order me the vegan meal.", ts=1.0),
+            StoredItem(text="My airline of choice is KLM.", ts=2.0),
+        ]
+    )
+    correction = Correction(correction_similarity=0.3)
+    (plain,) = store.add([StoredItem(text="I like the vegetarian meal on flights too.", ts=3.0)])
+    assert correction.correct(store, plain, store.embed([plain.text])[0], same=lambda o: True) is None
+    (new,) = store.add([StoredItem(text="For flights, change my meal to halal from now on.", ts=4.0, event_ids=["e4"])])
+    assert correction.correct(store, new, store.embed([new.text])[0], same=lambda o: o.id != plain.id) == old.id
+    assert store.get_one(old.id).status == "deleted" and store.get_one(other.id).status == "active"
+    assert [h.op for h in store.history(old.id)] == ["CORRECT"] and store.count() == 3
+    strict = Correction(correction_similarity=0.95)  # nothing that close: nothing hidden
+    (again,) = store.add([StoredItem(text="Switch my airline to SAS from now on.", ts=5.0)])
+    assert strict.correct(store, again, store.embed([again.text])[0], same=lambda o: True) is None

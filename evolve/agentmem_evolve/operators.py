@@ -9,7 +9,8 @@ checked against :class:`~agentmem.assembled.Design` before it is written,
 then validated in the sandbox like every child).
 
 * ``swap-retriever`` - dense / lexical / hybrid / recency-blended hybrid;
-* ``add-manager`` / ``remove-manager`` - supersede by subject, consolidate, prune;
+* ``add-manager`` / ``remove-manager`` - supersede by subject, consolidate, prune, correct
+  (a statement announcing a change hides the one it changes);
 * ``neighbours`` - widen each hit with the items stored beside it (or stop);
 * ``compose`` - recall another installed plugin beside this one under a
   weight (``+semantic``, ``+procedural``), reweight it, or drop it;
