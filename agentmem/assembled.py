@@ -123,6 +123,7 @@ class Design(BaseModel):
 
     encode: Encoding = "turn"
     own_turns: bool = Field(True, description="store the agent's own replies (speaker 'assistant') too")
+    dates: bool = Field(True, description="show each memory with its date (off: the text alone, in time order)")
     retriever: RetrieverName = "hybrid"
     neighbours: bool = False
     dedup: bool = True
@@ -323,7 +324,8 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
     def _item(self, group: list[Event], text: str, summary: str = "") -> StoredItem:
         first = group[0]
         when = event_when(first)
-        shown = f"[{when}] {text}" + (f" (session about: {summary})" if summary else "")
+        dated = f"[{when}] {text}" if self.shape.dates else text
+        shown = dated + (f" (session about: {summary})" if summary else "")
         if self.supersede is not None:
             key = subject_key(first.speaker or "", text.partition(": ")[2] if first.speaker else text)
         elif self.consolidate is not None:

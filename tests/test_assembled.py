@@ -103,6 +103,12 @@ def test_without_own_turns_only_what_the_others_said_is_stored(tmp_path, embedde
         assert memory.store.count() == 1
 
 
+def test_without_dates_a_memory_is_its_text_alone(tmp_path, embedder):
+    with fill(assembled({"dates": False})(toolkit(tmp_path, embedder, "undated")), FACTS[:2]) as memory:
+        got = contents(memory.recall(Query(text=FACTS[0], budget_tokens=300)))
+    assert got and all(not c.startswith("[") and c.startswith("Ann: ") for c in got)
+
+
 def test_supersede_by_subject_keeps_only_the_newest_value_with_its_history(tmp_path, embedder):
     lines = ["I prefer 22 degrees in the living room.", "Actually make it 24 degrees in the living room."]
     assert subject_key("Ann", lines[0]) == subject_key("Ann", lines[1]) != ""

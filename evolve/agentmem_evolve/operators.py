@@ -16,7 +16,9 @@ then validated in the sandbox like every child).
   weight (``+semantic``, ``+procedural``), reweight it, or drop it;
 * ``encode`` - verbatim turn, turn with its session summary, extracted fact;
 * ``own-turns`` - stop storing the agent's own replies (only what the others
-  said is kept), or start again.
+  said is kept), or start again;
+* ``dates`` - show memories without their dates (the usage template's "each
+  line starts with its date" goes with them), or with them again.
 
 A parent seeded from the ``episodic`` plugin is first *lifted*: rewritten as
 the assembled program with the same modules (hybrid retrieval, recency,
@@ -62,6 +64,8 @@ class Change:
     design: dict[str, Any]
     what: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    template: tuple[str, str] | None = None
+    """(old, new): a phrase of the usage template replaced with the change, where the template has it."""
 
 
 # -- the DESIGN literal ------------------------------------------------------------------------
@@ -329,9 +333,22 @@ class OwnTurns(Operator):
         return [Change({**design, "own_turns": keep}, what)]
 
 
+DATED_PHRASE = "; each line starts with its date"
+"""How the usage templates of episodic and the assembled program say that lines are dated."""
+
+
+class Dates(Operator):
+    name = "dates"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        if design.get("dates", True):
+            return [Change({**design, "dates": False}, "stopped showing dates", template=(DATED_PHRASE, ""))]
+        return [Change({**design, "dates": True}, "showed dates again")]
+
+
 OPERATORS: dict[str, Operator] = {
     op.name: op
-    for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode(), OwnTurns())
+    for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode(), OwnTurns(), Dates())
 }
 
 
@@ -373,6 +390,9 @@ class StructuralProposer:
             knobs = {**defaults, **change.defaults}
             AssembledParams.model_validate(knobs)  # a knob an operator sets stays within its bounds
             child = prog.set_defaults(child, knobs)
+        usage = prog.read_template(child) if change.template else None
+        if change.template and usage and change.template[0] in usage:
+            child = prog.set_template(child, usage.replace(*change.template))
         what = change.what if lifted_from is None else f"lifted {lifted_from} into modules; {change.what}"
         return Proposal(
             source=child,

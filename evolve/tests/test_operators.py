@@ -141,6 +141,7 @@ OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
     "compose": "composed +semantic at weight 0.5",
     "encode": "encode turn -> fact",
     "own-turns": "stopped storing the agent's own replies",
+    "dates": "stopped showing dates",
 }
 
 
@@ -155,6 +156,17 @@ def test_each_structural_operator_makes_a_valid_program_that_runs_in_the_sandbox
     assert child.operator == f"structural:{name}"
     report = validate_program(child.source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=LIMITS)
     assert report.ok, f"{name}: {report.stage}: {report.error}\n{report.traceback}"
+
+
+def test_without_dates_the_usage_template_no_longer_promises_them():
+    child = StructuralProposer(["dates"]).propose(seed_view(), random.Random(0))
+    assert read_design(child.source)["dates"] is False
+    assert "starts with its date" in prog.read_template(seed_view().source)
+    assert "starts with its date" not in prog.read_template(child.source)
+    back = StructuralProposer(["dates"]).propose(
+        ParentView(id="c", source=child.source, score=0.4, meta=child.meta), random.Random(0)
+    )
+    assert read_design(back.source)["dates"] is True and back.meta["change"] == "showed dates again"
 
 
 def test_a_design_the_program_cannot_build_fails_validation_at_the_interface():
