@@ -20,6 +20,9 @@ Encodings (all LLM-free; an LLM-extracted fact is what ``+semantic`` adds):
 * ``fact`` - only the sentences of a turn that state something about the
   speaker (first-person statements, preferences), one item each.
 
+``dates`` (default on) shows each memory with its date; off, the text alone
+(still in time order): for a task whose requests carry dates of their own.
+
 ``own_turns`` (default on) keeps the agent's own replies (events spoken by
 ``assistant``); off, only what the others said is stored: in a chat where the
 assistant mostly acknowledges ("Got it."), its replies take recall slots that
