@@ -43,6 +43,7 @@ import importlib
 import re
 from collections import Counter
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -181,6 +182,10 @@ def extract_facts(text: str) -> list[str]:
     return [
         s.strip() for s in _SENTENCE.split(text) if s.strip() and (_FIRST_PERSON.search(s) or _PREFERENCE.search(s))
     ]
+
+
+def _spoken_by(speaker: str, item: StoredItem) -> bool:
+    return bool(item.data.get("speaker", "") == speaker)
 
 
 def check_design(design: Mapping[str, Any], owner: str = "the program") -> Design:
@@ -360,11 +365,7 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
             written = self.store.add(items)
         if self.correction is not None:
             for item in written:
-
-                def same_speaker(other: StoredItem, speaker: str = item.data.get("speaker", "")) -> bool:
-                    return bool(other.data.get("speaker", "") == speaker)
-
-                self.correction.correct(self.store, item, self.store.embed([item.dense])[0], same=same_speaker)
+                self.correction.correct(self.store, item, same=partial(_spoken_by, item.data.get("speaker", "")))
 
     # -- retrieve -----------------------------------------------------------------------------------
     def recall(self, query: Query) -> Recall:

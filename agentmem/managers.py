@@ -126,8 +126,12 @@ class Forget(Manager):
         op: str = "DELETE",
         event_ids: Sequence[str] = (),
         data: dict[str, Any] | None = None,
+        new_text: str | None = None,
     ) -> bool:
-        """Soft-delete ``item_id``; ``True`` when the store holds it (a second call changes nothing)."""
+        """Soft-delete ``item_id``; ``True`` when the store holds it (a second call changes nothing).
+
+        ``new_text`` is what replaced it, for the history row (a correction's text, say).
+        """
         current = store.get_one(item_id)
         if current is None:
             return False
@@ -139,6 +143,7 @@ class Forget(Manager):
             op,
             version=current.version + 1,
             old_text=current.text,
+            new_text=new_text,
             event_ids=event_ids,
             reason=reason,
             data=data,
@@ -187,13 +192,14 @@ class Correction(Manager):
     Params = CorrectionParams
     params: CorrectionParams
 
-    def correct(
-        self, store: Store, item: StoredItem, vector: Sequence[float], *, same: Callable[[StoredItem], bool]
-    ) -> str | None:
-        """Hide the earlier statement ``item`` (already stored) corrects; its id, or ``None``."""
+    def correct(self, store: Store, item: StoredItem, *, same: Callable[[StoredItem], bool]) -> str | None:
+        """Hide the earlier statement ``item`` (already stored) corrects; its id, or ``None``.
+
+        Only a statement with a change cue is embedded and searched, so most items cost nothing here.
+        """
         if not says_it_changes(item.text):
             return None
-        for other_id, sim in store.nearest(vector, 4):
+        for other_id, sim in store.nearest(store.embed([item.dense])[0], 4):
             if other_id == item.id:
                 continue
             if sim < self.params.correction_similarity:
@@ -201,15 +207,13 @@ class Correction(Manager):
             other = store.get_one(other_id)
             if other is None or other.ts > item.ts or not same(other):
                 continue
-            store.update(other_id, status="deleted", version=other.version + 1)
-            store.record(
+            Forget().forget(
+                store,
                 other_id,
-                "CORRECT",
-                version=other.version + 1,
-                old_text=other.text,
-                new_text=item.text,
-                event_ids=item.event_ids,
+                op="CORRECT",
                 reason=f"corrected by {item.id}",
+                event_ids=item.event_ids,
+                new_text=item.text,
             )
             return other_id
         return None

@@ -20,12 +20,14 @@ def assembled(design: dict[str, Any]) -> type[AssembledMemory]:
     return type("Designed", (AssembledMemory,), {"design": design})
 
 
-def fill(memory: Any, lines: list[str], *, speaker: str = "Ann", per_session: int = 2) -> Any:
-    for i, line in enumerate(lines):
+def fill(memory: Any, lines: list[str] | list[tuple[str, str]], *, speaker: str = "Ann", per_session: int = 2) -> Any:
+    """Each line (or ``(speaker, line)``) as one message, a day apart, ``per_session`` to a session."""
+    for i, said in enumerate(lines):
+        who, line = said if isinstance(said, tuple) else (speaker, said)
         memory.observe(
             Event.message(
                 line,
-                speaker=speaker,
+                speaker=who,
                 session_id=f"s{i // per_session}",
                 timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
                 id=f"e{i}",
@@ -93,11 +95,8 @@ def test_fact_encoding_keeps_statements_about_the_speaker_and_drops_chatter(tmp_
 
 def test_without_own_turns_only_what_the_others_said_is_stored(tmp_path, embedder):
     """The assistant's acknowledgements take no recall slot the user's statements need."""
-    with assembled({"own_turns": False})(toolkit(tmp_path, embedder, "others")) as memory:
-        for i, (speaker, line) in enumerate(
-            [("user", "I always want a window seat."), ("assistant", "Got it."), ("Assistant", "Noted, window seat.")]
-        ):
-            memory.observe(Event.message(line, speaker=speaker, session_id="s", id=f"e{i}"))
+    said = [("user", "I always want a window seat."), ("assistant", "Got it."), ("Assistant", "Noted, window seat.")]
+    with fill(assembled({"own_turns": False})(toolkit(tmp_path, embedder, "others")), said, per_session=3) as memory:
         got = memory.recall(Query(text="window seat", budget_tokens=200))
         assert contents(got) and all("user: I always want a window seat." in c for c in contents(got))
         assert memory.store.count() == 1
@@ -134,17 +133,9 @@ def test_a_correction_in_other_words_hides_the_statement_it_changes(tmp_path, em
         ("user", "I also like quiet rooms in hotels."),  # no change cue: hides nothing
         ("user", "My back is better now, so a twin bed is what I want in hotels."),
     ]
-    with assembled({"managers": ["consolidate", "correct"]})(toolkit(tmp_path, embedder, "correct")) as memory:
-        for i, (speaker, line) in enumerate(said):
-            memory.observe(
-                Event.message(
-                    line,
-                    speaker=speaker,
-                    session_id=f"s{i}",
-                    timestamp=datetime(2024, 1, 1 + i, tzinfo=UTC),
-                    id=f"e{i}",
-                )
-            )
+    with fill(
+        assembled({"managers": ["consolidate", "correct"]})(toolkit(tmp_path, embedder, "correct")), said, per_session=1
+    ) as memory:
         got = " ".join(contents(memory.recall(Query(text="Book me a hotel room", budget_tokens=400))))
         (row,) = [h for h in memory.store.history() if h.op == "CORRECT"]
         assert memory.store.count() == 4

@@ -110,11 +110,11 @@ def test_correction_hides_the_nearest_earlier_statement_only_when_told_of_a_chan
     )
     correction = Correction(correction_similarity=0.3)
     (plain,) = store.add([StoredItem(text="I like the vegetarian meal on flights too.", ts=3.0)])
-    assert correction.correct(store, plain, store.embed([plain.text])[0], same=lambda o: True) is None
+    assert correction.correct(store, plain, same=lambda o: True) is None
     (new,) = store.add([StoredItem(text="For flights, change my meal to halal from now on.", ts=4.0, event_ids=["e4"])])
-    assert correction.correct(store, new, store.embed([new.text])[0], same=lambda o: o.id != plain.id) == old.id
+    assert correction.correct(store, new, same=lambda o: o.id != plain.id) == old.id
     assert store.get_one(old.id).status == "deleted" and store.get_one(other.id).status == "active"
     assert [h.op for h in store.history(old.id)] == ["CORRECT"] and store.count() == 3
     strict = Correction(correction_similarity=0.95)  # nothing that close: nothing hidden
     (again,) = store.add([StoredItem(text="Switch my airline to SAS from now on.", ts=5.0)])
-    assert strict.correct(store, again, store.embed([again.text])[0], same=lambda o: True) is None
+    assert strict.correct(store, again, same=lambda o: True) is None
