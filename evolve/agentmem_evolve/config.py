@@ -227,6 +227,13 @@ class ProposersConfig(_Section):
     structural: list[str] = Field(
         default_factory=list, description="structural operators the `structural` proposer may use (empty: all of them)"
     )
+    structural_steps: int = Field(
+        1,
+        ge=1,
+        le=8,  # there are 8 operators, each applied at most once a child
+        description="a structural child applies between 1 and this many different operators (the count drawn "
+        "uniformly): above 1, a combination of module changes is reached in one select evaluation",
+    )
 
     @field_validator("weights")
     @classmethod

@@ -502,7 +502,9 @@ class Controller:
             from agentmem_evolve.operators import StructuralProposer
 
             try:
-                return StructuralProposer(self.config.proposers.structural or None).propose(parent, rng)
+                return StructuralProposer(
+                    self.config.proposers.structural or None, steps=self.config.proposers.structural_steps
+                ).propose(parent, rng)
             except ProposalFailed as exc:  # a program no operator applies to: a cheap mutation instead
                 self.emit("structural_skipped", parent=parent.id, reason=str(exc))
         if operator == "merge":

@@ -169,6 +169,38 @@ def test_without_dates_the_usage_template_no_longer_promises_them():
     assert read_design(back.source)["dates"] is True and back.meta["change"] == "showed dates again"
 
 
+def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_program():
+    parent, toolprefs_ops = seed_view(), ["add-manager", "encode", "own-turns", "dates"]
+    children = [StructuralProposer(toolprefs_ops, steps=4).propose(parent, random.Random(i)) for i in range(200)]
+    for child in children:  # each operator at most once, each named in the label, the design reads back
+        used = child.meta["structure"].split("+")
+        assert child.operator == f"structural:{child.meta['structure']}" and len(set(used)) == len(used) <= 4
+        assert read_design(child.source) == child.meta["design"] and child.meta["change"].count(";") == len(used) - 1
+    assert {len(c.meta["structure"].split("+")) for c in children} == {1, 2, 3, 4}
+    # the four changes that toolprefs' episodic seed needs are one child away, not four iterations
+    combined = next(
+        c
+        for c in children
+        if c.meta["design"]["encode"] == "fact"
+        and "correct" in c.meta["design"]["managers"]
+        and c.meta["design"]["own_turns"] is False
+        and c.meta["design"]["dates"] is False
+    )
+    assert "starts with its date" not in prog.read_template(combined.source)
+    report = validate_program(combined.source, llm=MeteredFakeLLM(), embedder=BagEmbedder(), limits=LIMITS)
+    assert report.ok, f"{report.stage}: {report.error}\n{report.traceback}"
+    # one step (the default) is the single-operator child of before, draw for draw
+    assert StructuralProposer().propose(parent, random.Random(5)).source == (
+        StructuralProposer(steps=1).propose(parent, random.Random(5)).source
+    )
+    with pytest.raises(ValueError, match="at least 1"):
+        StructuralProposer(steps=0)
+    with pytest.raises(ConfigError, match="structural_steps"):
+        RunConfig.from_dict(
+            {"seeds": ["episodic"], "environment": {"name": "toolprefs"}, "proposers": {"structural_steps": 9}}
+        )
+
+
 def test_a_design_the_program_cannot_build_fails_validation_at_the_interface():
     lifted, _ = lift(seed_view().source, {"base_plugin": "episodic"})
     broken = lifted.replace("'retriever': 'hybrid'", "'retriever': 'psychic'")
