@@ -322,6 +322,29 @@ class Store:
                 found[row["id"]] = _item(row)
         return {i: found[i] for i in wanted if i in found}
 
+    def data_values(self, ids: Iterable[str], field: str) -> dict[str, Any]:
+        """One field of the payload (``data[field]``) of many items, read by SQLite without decoding the rest.
+
+        For ranking: hierarchical weighs every task its graph walk reached by
+        its ``success`` flag but shows only the few best, with their steps;
+        decoding each reached task's whole payload made its recall slower than
+        before the store existed (``benchmarks/bench_recall.py`` at 100k
+        items). Every item found is in the result, in the order asked, with
+        ``None`` where its payload lacks the field; missing ids are left out.
+        """
+        wanted = list(dict.fromkeys(i for i in ids if i))
+        path = "$." + json.dumps(field)  # quoted: any key is one path step
+        found: dict[str, Any] = {}
+        for part in _batches(wanted):
+            sql = f"SELECT id, json_extract(data, ?), json_type(data, ?) FROM {self.table} WHERE id IN ({_marks(part)})"
+            for item_id, value, kind in self.toolkit.db.execute(sql, [path, path, *part]):
+                if kind in ("true", "false"):
+                    value = kind == "true"  # SQLite gives JSON booleans as 1 and 0
+                elif kind in ("object", "array"):
+                    value = json.loads(value)
+                found[item_id] = value
+        return {i: found[i] for i in wanted if i in found}
+
     def get_one(self, item_id: str) -> StoredItem | None:
         return self.get([item_id]).get(item_id)
 

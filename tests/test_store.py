@@ -44,6 +44,25 @@ def test_items_round_trip_in_insertion_order_with_their_payload(tmp_path, embedd
     assert store.newest_ts() == 3.0
 
 
+def test_one_payload_field_is_read_for_many_items_without_their_whole_payload(tmp_path, embedder):
+    store = Store(_toolkit(tmp_path, embedder), "tasks")
+    payloads = [
+        {"success": True, "steps": [1, 2]},
+        {"success": False},
+        {"steps": []},
+        {"success": None, "a.b": {"x": 1}},
+    ]
+    ids = [i.id for i in store.add([StoredItem(text=f"task {n}", kind="task", data=d) for n, d in enumerate(payloads)])]
+    assert store.data_values([ids[3], "missing", *ids[:3]], "success") == {
+        ids[3]: None,
+        ids[0]: True,
+        ids[1]: False,
+        ids[2]: None,
+    }
+    assert store.data_values(ids, "steps") == {ids[0]: [1, 2], ids[1]: None, ids[2]: [], ids[3]: None}
+    assert store.data_values(ids[3:], "a.b") == {ids[3]: {"x": 1}}  # a key with a dot is one key
+
+
 def test_the_dense_mirror_finds_meaning_and_bm25_finds_exact_words(tmp_path, embedder):
     store = _filled(tmp_path, embedder)
     (best, sim), *_ = store.nearest(store.embed(["Which dog did Ann get?"])[0], 2)

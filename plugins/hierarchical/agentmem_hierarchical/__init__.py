@@ -368,15 +368,13 @@ Write 1 or 2 general rules for similar tasks (one sentence each, e.g. "Always <d
         if not nodes:
             return []
         penalty = 1.0 - self.params.prefer_success
-        found = self.queries.get(list(nodes))
+        success = self.queries.data_values(nodes, "success")  # every reached task's flag, none of its steps
         scored = sorted(
-            (
-                (item, nodes[item.id] * (penalty if item.data.get("success") is False else 1.0))
-                for item in found.values()
-            ),
-            key=lambda t: (-t[1], t[0].id),
-        )
-        return [(_node(item), _steps(item), score) for item, score in scored[: self.params.k_trajectories]]
+            ((i, nodes[i] * (penalty if flag is False else 1.0)) for i, flag in success.items()),
+            key=lambda t: (-t[1], t[0]),
+        )[: self.params.k_trajectories]
+        found = self.queries.get(i for i, _ in scored)
+        return [(_node(found[i]), _steps(found[i]), score) for i, score in scored if i in found]
 
     def _pack(
         self,
