@@ -92,6 +92,13 @@ def test_tool_runs_and_its_result_reaches_the_answer_prompt(tmp_path: Path) -> N
         assert agent.chat("thanks!", thread_id="t").trace.tool_calls == []
 
 
+def test_an_empty_answer_after_a_tool_ran_gives_the_tools_result(tmp_path: Path) -> None:
+    model = ScriptedModel("", tool="get_weather", trigger="weather", arguments={"city": "Paris"})
+    with Agent(model=model, tools=[get_weather], store_dir=tmp_path) as agent:
+        assert agent.chat("what's the weather in Paris?").text == "Sunny, 23 degrees in Paris"
+        assert agent.chat("thanks!").text == ""  # no tool ran: nothing to fall back on
+
+
 def test_a_failing_tool_becomes_its_result_not_a_crash(tmp_path: Path) -> None:
     model = ScriptedModel("Sorry, no weather now.", tool="broken_tool", trigger="weather", arguments={"city": "Oslo"})
     with Agent(model=model, tools=[broken_tool], store_dir=tmp_path) as agent:

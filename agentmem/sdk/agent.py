@@ -552,6 +552,14 @@ class Agent:
             text = llm.complete(self._prompt(state, with_results=True), max_tokens=room, caller="agent.respond")
             write({"token": text})
         answer = text.strip()
+        if not answer:
+            # A small model sometimes ends its turn with nothing after a tool ran (the local 0.5B did, under load,
+            # once in many runs): the tool's result is then the answer, rather than an empty reply.
+            answer = next(
+                (str(c.get("result")) for c in reversed(state.get("tool_calls") or []) if c.get("result")), ""
+            )
+            if answer:
+                write({"token": answer})
         return {"answer": answer, "messages": [{"role": "assistant", "content": answer, "ts": _now()}]}
 
     def _observe_node(self, state: _State) -> dict[str, Any]:
