@@ -11,7 +11,7 @@ code shrinks". This script checks both on real runs:
   split, run once with the code of each commit, and the paired difference
   after - before over the same questions with a 95% bootstrap interval;
 * **recall speed**: today's ``benchmarks/bench_recall.py`` (hash embedder,
-  100,000 items, 200 questions) run by each commit's interpreter, so the same
+  100,000 items, 200 questions each asked three times) run by each commit's interpreter, so the same
   measurement times both codes one after the other on the same machine.
 
 "Before" runs in a separate checkout of the older commit with its own virtual
@@ -68,7 +68,10 @@ CELLS = {  # environment cell -> (env, primary metric, extra eval arguments)
 # hour on 2 cores (measured: 3,959 s before the rebuild), and the docs' setting is the one users see quoted.
 PARAMS: dict[tuple[str, str], list[str]] = {("locomo", "semantic"): ["-p", "batch_turns=24"]}
 
-RECALL_ARGS = ["--items", "100000", "--queries", "200", "--embedder", "hash", "--plugins", ",".join(PLUGINS)]
+RECALL_ARGS = [
+    *("--items", "100000", "--queries", "200", "--repeats", "3", "--embedder", "hash"),
+    *("--plugins", ",".join(PLUGINS)),
+]
 
 
 def _git(*args: str, cwd: Path = ROOT) -> str:

@@ -3,7 +3,9 @@
 Each plugin is filled through its own LLM-free bulk loader (``import_items``
 or plain ``observe`` for the event stores) with synthetic, varied
 sentences, then asked ``--queries`` distinct questions; the wall time of each
-``recall`` call is recorded and reported as p50 / p99 / mean. Load time (items
+``recall`` call is recorded and reported as p50 / p99 / mean (with ``--repeats
+N`` every question is asked N times and its median time kept, which steadies
+a comparison of two versions on a noisy machine). Load time (items
 per second) is reported too, for information.
 
 Embeddings: by default (``--embedder minilm``) the real embedder users get
@@ -22,7 +24,7 @@ Usage::
 
     python benchmarks/bench_recall.py [--items 100000 | --sizes 1000,10000,100000]
                                       [--plugins episodic,semantic,hierarchical] [--queries 50]
-                                      [--budget 1024] [--embedder minilm|hash] [--out FILE]
+                                      [--budget 1024] [--embedder minilm|hash] [--repeats 1] [--out FILE]
 
 Prints a table and writes ``benchmarks/results/recall.json`` (or ``--out``).
 """
@@ -337,7 +339,9 @@ class _ChromaQueries:
         Collection.query = self._original  # type: ignore[method-assign]
 
 
-def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder: Any, budget: int) -> dict[str, Any]:
+def bench_one(
+    name: str, size: int, texts: list[str], asks: list[str], embedder: Any, budget: int, repeats: int = 1
+) -> dict[str, Any]:
     from agentmem.types import Query
 
     root = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -347,15 +351,22 @@ def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder:
         LOADERS[name](memory, texts[:size])
         load_s = time.perf_counter() - started
         memory.recall(Query(text="warm-up question", budget_tokens=budget))  # first-use index builds
-        times = []
+        passes: list[list[float]] = []
         items = []
         with _ChromaQueries() as chroma:
-            for ask in asks:
-                t0 = time.perf_counter()
-                got = memory.recall(Query(text=ask, budget_tokens=budget))
-                times.append((time.perf_counter() - t0) * 1000.0)
-                items.append(len(got.items))
+            for number in range(repeats):
+                times = []
+                for ask in asks:
+                    t0 = time.perf_counter()
+                    got = memory.recall(Query(text=ask, budget_tokens=budget))
+                    times.append((time.perf_counter() - t0) * 1000.0)
+                    if number == 0:
+                        items.append(len(got.items))
+                passes.append(times)
         memory.close()
+        # each question's median over the passes: one pass right after a long load is at the mercy of whatever
+        # else the machine does in those seconds, and comparing two versions needs less noise than that
+        times = [statistics.median(column) for column in zip(*passes)]
         return {
             "plugin": name,
             "items": size,
@@ -366,7 +377,8 @@ def bench_one(name: str, size: int, texts: list[str], asks: list[str], embedder:
             "mean_ms": round(statistics.fmean(times), 2),
             "mean_items": round(statistics.fmean(items), 1),
             "chroma_k": max(chroma.k) if chroma.k else None,
-            "chroma_queries_per_recall": round(len(chroma.k) / len(asks), 2),
+            "chroma_queries_per_recall": round(len(chroma.k) / len(asks) / repeats, 2),
+            "repeats": repeats,
         }
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -420,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plugins", default="episodic,semantic,hierarchical")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--budget", type=int, default=1024)
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="ask every question this many times; its median time is recorded"
+    )
     parser.add_argument("--embedder", choices=["minilm", "hash"], default="minilm")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--note", default="", help="a line about the machine's state (e.g. its load)")
@@ -468,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         at_size = []
         for name in names:
-            row = bench_one(name, size, texts, asks, embedder, args.budget)
+            row = bench_one(name, size, texts, asks, embedder, args.budget, args.repeats)
             at_size.append(row)
             print(
                 f"{name:>13} {size:>7} items: p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
@@ -500,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                 "embedder": args.embedder,
                 "query_embedding_ms": query_embedding,
                 "queries": args.queries,
+                "repeats": args.repeats,
                 "budget_tokens": args.budget,
                 "results": rows,
                 "floor": floors,
