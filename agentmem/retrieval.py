@@ -188,7 +188,7 @@ class BM25Index:
             return []
         take = min(k, int(hits.size))
         # a margin past k keeps ties at the cut resolvable by id; partitioning only the documents that share a
-        # term (not all of them) took the selection from 0.64 ms to a few microseconds per query at 100k documents
+        # term (not all of them) took the selection from 0.65 ms to 0.19 ms per query at 100k documents (cProfile)
         pool = min(int(hits.size), take + 32)
         if pool < hits.size:
             hits = hits[np.argpartition(-total[hits], pool - 1)[:pool]]
