@@ -439,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--note", default="", help="a line about the machine's state (e.g. its load)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: each question must be timed at least once; give 1 or more")
     sizes = [args.items] if args.items else [int(s) for s in args.sizes.split(",") if s]
     names = [n for n in args.plugins.split(",") if n]
     unknown = [n for n in names if n not in LOADERS]
