@@ -23,6 +23,11 @@ Encodings (all LLM-free; an LLM-extracted fact is what ``+semantic`` adds):
 ``dates`` (default on) shows each memory with its date; off, the text alone
 (still in time order): for a task whose requests carry dates of their own.
 
+``order`` (default ``time``) is the order recalled memories are shown in:
+``time`` (oldest first), ``best-first`` (the best match first) or
+``best-last`` (the best match last, nearest the request that follows the
+memory block, for a model that copies most from what it read last).
+
 ``own_turns`` (default on) keeps the agent's own replies (events spoken by
 ``assistant``); off, only what the others said is stored: in a chat where the
 assistant mostly acknowledges ("Got it."), its replies take recall slots that
@@ -62,7 +67,7 @@ from agentmem.managers import (
     UsageTracker,
 )
 from agentmem.memory import MemoryProgram
-from agentmem.packer import Packer, candidate
+from agentmem.packer import Order, Packer, candidate
 from agentmem.retrieval import tokenize
 from agentmem.retrievers import (
     DenseRetriever,
@@ -87,6 +92,7 @@ __all__ = [
     "AssembledParams",
     "Design",
     "ENCODINGS",
+    "ORDERS",
     "MANAGERS",
     "RETRIEVERS",
     "extract_facts",
@@ -98,14 +104,17 @@ __all__ = [
 ]
 
 ENCODINGS = ("turn", "turn+summary", "fact")
+ORDERS = ("time", "best-first", "best-last")
 RETRIEVERS = ("dense", "lexical", "hybrid", "recency")
 MANAGERS = ("supersede", "consolidate", "prune", "correct")
 
 Encoding = Literal["turn", "turn+summary", "fact"]
 RetrieverName = Literal["dense", "lexical", "hybrid", "recency"]
+OrderName = Literal["time", "best-first", "best-last"]
 ManagerName = Literal["supersede", "consolidate", "prune", "correct"]
 
 _FLUSH_EVENTS = 64
+_PACKER_ORDER: dict[str, Order] = {"time": "position", "best-first": "score", "best-last": "score-last"}
 AGENT_SPEAKER = "assistant"
 """The speaker of the agent's own messages (what the SDK agent and ``agentmem chat`` record)."""
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -128,6 +137,7 @@ class Design(BaseModel):
     encode: Encoding = "turn"
     own_turns: bool = Field(True, description="store the agent's own replies (speaker 'assistant') too")
     dates: bool = Field(True, description="show each memory with its date (off: the text alone, in time order)")
+    order: OrderName = Field("time", description="how recalled memories are shown: oldest first, best first or last")
     retriever: RetrieverName = "hybrid"
     neighbours: bool = False
     dedup: bool = True
@@ -249,7 +259,7 @@ class AssembledMemory(MemoryProgram[AssembledParams]):
         self.buffer = self.open_buffer(sync_every=_FLUSH_EVENTS)
         self.store = self.open_store("items")
         self.retrieval = Retrieval(self._retriever(), *self._stages())
-        self.packer = Packer(order="position")
+        self.packer = Packer(order=_PACKER_ORDER[self.shape.order])
         self.supersede = Supersede() if "supersede" in self.shape.managers else None
         self.consolidate = Consolidate.from_params(p) if "consolidate" in self.shape.managers else None
         self.usage = UsageTracker(self.store) if "prune" in self.shape.managers else None

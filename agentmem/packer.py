@@ -4,7 +4,9 @@ The budget is a hard limit, and a recall says what it cut: the packer takes
 candidates best first, keeps each one that still fits (or, as a contiguous
 window, stops at the first that does not), counts those it left out, and
 presents what it kept in the order the program declares - best first
-(``score``) or in time / transcript order (``position``).
+(``score``), best last (``score-last``: the best match nearest what follows
+the memory block, where a small model looks) or in time / transcript order
+(``position``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from agentmem.types import RecallItem
 
 __all__ = ["Candidate", "Packed", "Packer", "candidate"]
 
-Order = Literal["score", "position", "given"]
+Order = Literal["score", "score-last", "position", "given"]
 
 
 @dataclass
@@ -68,8 +70,9 @@ class Packer(Module[Any]):
 
     Candidates are considered best first (``rank="score"``) or as given
     (``rank="given"``: the caller's order, a member's own ranking). ``order``
-    is how kept items are presented: ``score`` (best first), ``position``
-    (ascending: oldest first, transcript order) or ``given``. ``contiguous``
+    is how kept items are presented: ``score`` (best first), ``score-last``
+    (best last), ``position`` (ascending: oldest first, transcript order) or
+    ``given``. ``contiguous``
     takes candidates as given and stops at the first that does not fit (a
     window of the newest events, say) instead of skipping it and trying the
     next. ``limit`` caps how many are kept.
@@ -117,6 +120,8 @@ class Packer(Module[Any]):
             kept.sort(key=lambda c: c.position)
         elif self.order == "score" and self.rank == "given":
             kept.sort(key=lambda c: -c.item.score)
+        elif self.order == "score-last":
+            kept.sort(key=lambda c: c.item.score)  # stable: equal scores keep the order they were kept in
         return Packed([c.item for c in kept], omitted)
 
     def __repr__(self) -> str:

@@ -108,6 +108,19 @@ def test_without_dates_a_memory_is_its_text_alone(tmp_path, embedder):
     assert got and all(not c.startswith("[") and c.startswith("Ann: ") for c in got)
 
 
+def test_order_shows_the_same_memories_oldest_first_best_first_or_best_last(tmp_path, embedder):
+    shown = {}
+    for order in ("time", "best-first", "best-last"):
+        memory = assembled({"order": order})(toolkit(tmp_path / order, embedder, order))
+        with fill(memory, FACTS) as memory:
+            shown[order] = memory.recall(Query(text=FACTS[3], budget_tokens=2000)).items
+    assert len({frozenset(i.content for i in items) for items in shown.values()}) == 1  # the same items
+    assert [i.content for i in shown["time"]] == sorted(i.content for i in shown["time"])  # dated: time order
+    assert shown["best-first"][0].score == max(i.score for i in shown["best-first"])
+    assert [i.content for i in shown["best-last"]] == [i.content for i in reversed(shown["best-first"])]
+    assert FACTS[3] in shown["best-last"][-1].content
+
+
 def test_supersede_by_subject_keeps_only_the_newest_value_with_its_history(tmp_path, embedder):
     lines = ["I prefer 22 degrees in the living room.", "Actually make it 24 degrees in the living room."]
     assert subject_key("Ann", lines[0]) == subject_key("Ann", lines[1]) != ""

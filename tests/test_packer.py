@@ -29,6 +29,11 @@ def test_presented_by_position():
     assert [i.content for i in packed.items] == ["alpha beta gamma delta epsilon zeta", "three four five", "one two"]
 
 
+def test_presented_best_last():
+    packed = Packer(order="score-last").pack(_cands(("a", 0.5, 1.0), ("b", 0.9, 2.0), ("c", 0.2, 3.0)), 100)
+    assert [i.content for i in packed.items] == ["c", "a", "b"]
+
+
 def test_a_contiguous_window_stops_at_the_first_miss():
     newest_first = _cands(("new one", 1, 3), ("a much longer middle event here", 1, 2), ("old", 1, 1))
     packed = Packer(order="position", contiguous=True).pack(newest_first, 4)

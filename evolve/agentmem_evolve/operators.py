@@ -18,7 +18,9 @@ then validated in the sandbox like every child).
 * ``own-turns`` - stop storing the agent's own replies (only what the others
   said is kept), or start again;
 * ``dates`` - show memories without their dates (the usage template's "each
-  line starts with its date" goes with them), or with them again.
+  line starts with its date" goes with them), or with them again;
+* ``order`` - show recalled memories oldest first, best match first or best
+  match last (the usage template's "oldest first" says which).
 
 A parent seeded from the ``episodic`` plugin is first *lifted*: rewritten as
 the assembled program with the same modules (hybrid retrieval, recency,
@@ -34,7 +36,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentmem.assembled import ENCODINGS, MANAGERS, RETRIEVERS, AssembledParams, Design
+from agentmem.assembled import ENCODINGS, MANAGERS, ORDERS, RETRIEVERS, AssembledParams, Design
 from agentmem_evolve import program as prog
 from agentmem_evolve.proposers import ParentView, Proposal, ProposalFailed
 
@@ -346,9 +348,39 @@ class Dates(Operator):
         return [Change({**design, "dates": True}, "showed dates again")]
 
 
+ORDER_PHRASES = {"time": "oldest first", "best-first": "best match first", "best-last": "best match last"}
+"""How a usage template says in which order its lines come (episodic's and the assembled program's: "oldest first")."""
+
+
+class Order(Operator):
+    name = "order"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        now = design.get("order", "time")
+        return [
+            Change(
+                {**design, "order": o},
+                f"showed memories {ORDER_PHRASES[o]} (was {ORDER_PHRASES[now]})",
+                template=(ORDER_PHRASES[now], ORDER_PHRASES[o]),
+            )
+            for o in ORDERS
+            if o != now
+        ]
+
+
 OPERATORS: dict[str, Operator] = {
     op.name: op
-    for op in (SwapRetriever(), AddManager(), RemoveManager(), Neighbours(), Compose(), Encode(), OwnTurns(), Dates())
+    for op in (
+        SwapRetriever(),
+        AddManager(),
+        RemoveManager(),
+        Neighbours(),
+        Compose(),
+        Encode(),
+        OwnTurns(),
+        Dates(),
+        Order(),
+    )
 }
 
 

@@ -142,6 +142,7 @@ OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
     "encode": "encode turn -> fact",
     "own-turns": "stopped storing the agent's own replies",
     "dates": "stopped showing dates",
+    "order": "showed memories best match last (was oldest first)",
 }
 
 
@@ -167,6 +168,23 @@ def test_without_dates_the_usage_template_no_longer_promises_them():
         ParentView(id="c", source=child.source, score=0.4, meta=child.meta), random.Random(0)
     )
     assert read_design(back.source)["dates"] is True and back.meta["change"] == "showed dates again"
+
+
+def test_the_order_operator_reorders_recall_and_says_so_in_the_usage_template():
+    children = {
+        read_design(c.source)["order"]: c
+        for c in (StructuralProposer(["order"]).propose(seed_view(), random.Random(i)) for i in range(20))
+    }
+    assert set(children) == {"best-first", "best-last"}  # never the parent's own order
+    assert "oldest first" in prog.read_template(seed_view().source)
+    for order, phrase in (("best-first", "best match first"), ("best-last", "best match last")):
+        usage = prog.read_template(children[order].source)
+        assert phrase in usage and "oldest first" not in usage
+    back = StructuralProposer(["order"]).propose(
+        ParentView(id="c", source=children["best-last"].source, score=0.4, meta=children["best-last"].meta),
+        random.Random(0),
+    )
+    assert read_design(back.source)["order"] in {"time", "best-first"}
 
 
 def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_program():
