@@ -7,7 +7,11 @@ large and machine-specific; what the project commits is this summary of it
 * ``status.json``: `agentmem evolve status`'s summary (every program's
   scores with n and 95% interval, the best against every seed on test as a
   paired difference, the proxy-vs-LLM rank correlation, the spend), plus the
-  children funnel and the provenance header of every benchmark result;
+  children funnel, every paired verdict on a child (``judgements``: against
+  whom, the difference with its interval, wins and losses, why it did or did
+  not replace), every evaluation's aggregate metrics (``metrics``: what the
+  environment reports beside the score, such as evidence recall) and the
+  provenance header of every benchmark result;
 * ``report.md``: the report's tables in Markdown: the run, the funnel
   (proposed / valid / screened out by the proxy / scored with the LLM), the
   best against the seeds on test, every program's scores, which operators
@@ -60,6 +64,19 @@ def funnel(archive: Any) -> dict[str, int]:
         "scored_with_llm": sum(1 for p in children if p.id in llm_scored),
         "reached_select": sum(1 for p in children if p.id in selected),
     }
+
+
+def judgements(archive: Any) -> list[dict[str, Any]]:
+    """Every paired verdict the controller reached on a child (the archive's ``judged`` events), oldest first."""
+    return [e.payload for e in archive.events(kind="judged")]
+
+
+def stage_metrics(archive: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """Each program's aggregate metrics per stage (its latest successful evaluation there)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for rec in archive.evaluations(status="ok"):
+        out.setdefault(rec.program_id, {})[rec.stage] = {k: round(v, 4) for k, v in rec.metrics.items()}
+    return out
 
 
 def best_diff(archive: Any) -> tuple[str, dict[str, Any] | None]:
@@ -233,10 +250,19 @@ def summarize(run_dir: Path, out_dir: Path, argv: list[str] | None = None) -> di
     with Archive(run_dir) as archive:
         info = summary(archive)
         counts = funnel(archive)
+        verdicts = judgements(archive)
+        metrics = stage_metrics(archive)
         diff, compared = best_diff(archive)
         markdown = report_markdown(archive, info, counts, config)
     model = config.models.task if config is not None else None
-    status = {**provenance("evolve/summarize.py", argv, model=model), **info, "funnel": counts, "diff": compared}
+    status = {
+        **provenance("evolve/summarize.py", argv, model=model),
+        **info,
+        "funnel": counts,
+        "judgements": verdicts,
+        "metrics": metrics,
+        "diff": compared,
+    }
     status["run_dir"] = run_dir.name  # the machine's path says nothing to a reader of the committed file
     paths = {
         "status": out_dir / "status.json",

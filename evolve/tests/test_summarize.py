@@ -67,11 +67,14 @@ def run_dir(tmp_path):
         archive.set_state("controller_spend", {"llm_calls": 2, "tokens": 900})
         for pid, proxy in ((seed.id, 0.5), (best.id, 0.8), (cut.id, 0.1)):
             archive.record_evaluation(scored(pid, "proxy", [proxy] * 10))
-        archive.record_evaluation(scored(seed.id, "select", [0.4] * 30))
+        archive.record_evaluation(
+            scored(seed.id, "select", [0.4] * 30).model_copy(update={"metrics": {"f1": 0.4, "evidence_recall": 0.5}})
+        )
         archive.record_evaluation(scored(best.id, "select", [0.4] * 10 + [0.8] * 20))
         archive.record_evaluation(scored(seed.id, "test", [0.4] * 40))
         archive.record_evaluation(scored(best.id, "test", [0.4] * 10 + [0.9] * 30))
         archive.log_event("proposal_failed", operator="reflective", parent=seed.id, reason="no reply")
+        archive.log_event("judged", id=best.id, against="parent", replaces=True, wins=20, losses=0)
     return run_dir, {"seed": seed, "best": best, "cut": cut}
 
 
@@ -99,6 +102,11 @@ def test_a_run_is_summarized_into_status_report_and_diff(summarize, run_dir, tmp
     assert vs_seed["n"] == 40 and vs_seed["low"] > 0 and vs_seed["own_seed"]
     assert status["diff"] == {"seed": programs["seed"].id, "best": programs["best"].id}
     assert status["spend"]["seconds"] == 1234.5
+    # what the docs quote beside the scores: each paired verdict and each evaluation's own metrics
+    assert status["judgements"] == [
+        {"id": programs["best"].id, "against": "parent", "replaces": True, "wins": 20, "losses": 0}
+    ]
+    assert status["metrics"][programs["seed"].id]["select"] == {"f1": 0.4, "evidence_recall": 0.5}
 
     report = (out / "report.md").read_text()
     assert "| proposed | failed proposals | valid |" in report and "| 4 | 1 | 2 | 1 | 1 | 1 | 1 |" in report
