@@ -21,12 +21,12 @@ Encodings (all LLM-free; an LLM-extracted fact is what ``+semantic`` adds):
   speaker (first-person statements, preferences), one item each.
 
 ``dates`` (default on) shows each memory with its date; off, the text alone
-(still in time order): for a task whose requests carry dates of their own.
+(in the design's ``order``): for a task whose requests carry dates of their own.
 
 ``order`` (default ``time``) is the order recalled memories are shown in:
 ``time`` (oldest first), ``best-first`` (the best match first) or
 ``best-last`` (the best match last, nearest the request that follows the
-memory block, for a model that copies most from what it read last).
+memory block).
 
 ``own_turns`` (default on) keeps the agent's own replies (events spoken by
 ``assistant``); off, only what the others said is stored: in a chat where the
@@ -136,7 +136,7 @@ class Design(BaseModel):
 
     encode: Encoding = "turn"
     own_turns: bool = Field(True, description="store the agent's own replies (speaker 'assistant') too")
-    dates: bool = Field(True, description="show each memory with its date (off: the text alone, in time order)")
+    dates: bool = Field(True, description="show each memory with its date (off: the text alone)")
     order: OrderName = Field("time", description="how recalled memories are shown: oldest first, best first or last")
     retriever: RetrieverName = "hybrid"
     neighbours: bool = False

@@ -5,8 +5,7 @@ candidates best first, keeps each one that still fits (or, as a contiguous
 window, stops at the first that does not), counts those it left out, and
 presents what it kept in the order the program declares - best first
 (``score``), best last (``score-last``: the best match nearest what follows
-the memory block, where a small model looks) or in time / transcript order
-(``position``).
+the memory block) or in time / transcript order (``position``).
 """
 
 from __future__ import annotations
@@ -72,10 +71,9 @@ class Packer(Module[Any]):
     (``rank="given"``: the caller's order, a member's own ranking). ``order``
     is how kept items are presented: ``score`` (best first), ``score-last``
     (best last), ``position`` (ascending: oldest first, transcript order) or
-    ``given``. ``contiguous``
-    takes candidates as given and stops at the first that does not fit (a
-    window of the newest events, say) instead of skipping it and trying the
-    next. ``limit`` caps how many are kept.
+    ``given``. ``contiguous`` takes candidates as given and stops at the first
+    that does not fit (a window of the newest events, say) instead of skipping
+    it and trying the next. ``limit`` caps how many are kept.
     """
 
     name = "packer"
