@@ -20,7 +20,12 @@ then validated in the sandbox like every child).
 * ``dates`` - show memories without their dates (the usage template's "each
   line starts with its date" goes with them), or with them again;
 * ``order`` - show recalled memories oldest first, best match first or best
-  match last (the usage template's "oldest first" says which).
+  match last (the usage template's "oldest first" says which);
+* ``usage`` - the first line of the usage template, which tells the agent
+  what the recalled lines are: "excerpts from earlier conversations" (a
+  description) or "what the user told you before ... use the value stated
+  here, word for word, not a default" (a directive). Recall is unchanged;
+  only what the agent is told to do with it.
 
 A parent seeded from the ``episodic`` plugin is first *lifted*: rewritten as
 the assembled program with the same modules (hybrid retrieval, recency,
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,6 +236,10 @@ class Operator:
     def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
         raise NotImplementedError
 
+    def changes_for(self, design: dict[str, Any], defaults: dict[str, Any], usage: str) -> list[Change]:
+        """The changes for a program whose usage template is ``usage`` (most operators need only the design)."""
+        return self.changes(design, defaults)
+
 
 class SwapRetriever(Operator):
     name = "swap-retriever"
@@ -368,6 +378,59 @@ class Order(Operator):
         ]
 
 
+USAGE_DESCRIPTION = re.compile(
+    r"Excerpts from earlier conversations, (?P<order>oldest first|best match first|best match last)"
+    r"(?:; each line starts with its date)?\."
+)
+USAGE_DIRECTIVE = re.compile(
+    r"What the user told you before \((?P<order>oldest first|best match first|best match last)"
+    r"(?:; when two lines disagree, the later one is right)?\)\. For every parameter the request leaves open, "
+    r"use the value the user stated here, word for word, not a default\."
+)
+
+
+def _usage_line(style: str, order: str, dated: bool) -> str:
+    """The usage template's first line in one ``style`` ("description" or "directive")."""
+    if style == "description":
+        return f"Excerpts from earlier conversations, {order}{DATED_PHRASE if dated else ''}."
+    later = "; when two lines disagree, the later one is right" if order == ORDER_PHRASES["time"] else ""
+    return (
+        f"What the user told you before ({order}{later}). For every parameter the request leaves open, "
+        "use the value the user stated here, word for word, not a default."
+    )
+
+
+class Usage(Operator):
+    """Switches the usage template's first line between describing the recalled lines and directing their use.
+
+    Why: on toolprefs the episodic seed recalled the grounding of 87% of the
+    requests, yet the 0.5B got only 42% of the memory-dependent parameters
+    right (evidence_recall 0.867, memory_accuracy 0.424:
+    benchmarks/results/toolprefs-readme): with the value in its prompt, it
+    filled the open parameter with a default. Telling it to take the value
+    from the lines, and that a later line overrides an earlier one, is a
+    change to the prompt no recall-side operator can make. The directive
+    names parameters, so it fits tool-calling environments; the description
+    is the seed's line. The template's other lines are kept.
+    """
+
+    name = "usage"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        return []  # the change depends on the template's wording: see changes_for
+
+    def changes_for(self, design: dict[str, Any], defaults: dict[str, Any], usage: str) -> list[Change]:
+        for style, pattern, other in (
+            ("description", USAGE_DESCRIPTION, "directive"),
+            ("directive", USAGE_DIRECTIVE, "description"),
+        ):
+            found = pattern.search(usage)
+            if found:
+                new = _usage_line(other, found["order"], bool(design.get("dates", True)))
+                return [Change(dict(design), f"usage text {style} -> {other}", template=(found[0], new))]
+        return []  # a template in other words (a reflective rewrite): nothing this operator can switch
+
+
 OPERATORS: dict[str, Operator] = {
     op.name: op
     for op in (
@@ -380,6 +443,7 @@ OPERATORS: dict[str, Operator] = {
         OwnTurns(),
         Dates(),
         Order(),
+        Usage(),
     )
 }
 
@@ -429,11 +493,12 @@ class StructuralProposer:
             design = read_design(source)
             assert design is not None
             defaults = prog.read_defaults(source)
+            usage = prog.read_template(source) or ""
             options = [
                 (op, changes)
                 for op in pool
                 if op.name not in used
-                for changes in [op.changes(design, defaults)]
+                for changes in [op.changes_for(design, defaults, usage)]
                 if changes
             ]
             if not options:

@@ -143,6 +143,7 @@ OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
     "own-turns": "stopped storing the agent's own replies",
     "dates": "stopped showing dates",
     "order": "showed memories best match last (was oldest first)",
+    "usage": "usage text description -> directive",
 }
 
 
@@ -185,6 +186,47 @@ def test_the_order_operator_reorders_recall_and_says_so_in_the_usage_template():
         random.Random(0),
     )
     assert read_design(back.source)["order"] in {"time", "best-first"}
+
+
+def test_the_usage_operator_switches_the_template_between_description_and_directive_and_nothing_else():
+    parent = seed_view()
+    lifted, _ = lift(parent.source, parent.meta)
+    child = StructuralProposer(["usage"]).propose(parent, random.Random(0))
+    usage = prog.read_template(child.source)
+    assert usage.startswith("What the user told you before (oldest first; when two lines disagree, the later one")
+    assert "use the value the user stated here, word for word, not a default." in usage
+    assert "{{ context }}" in usage and "did not fit" in usage  # the template's other lines are kept
+    # recall is untouched: same design, same knobs; only the template differs from the lifted parent
+    assert read_design(child.source) == read_design(lifted)
+    assert prog.read_defaults(child.source) == prog.read_defaults(lifted)
+    assert child.source == prog.set_template(lifted, usage)
+    back = StructuralProposer(["usage"]).propose(
+        ParentView(id="c", source=child.source, score=0.4, meta=child.meta), random.Random(0)
+    )
+    assert back.meta["change"] == "usage text directive -> description"
+    assert prog.read_template(back.source) == prog.read_template(lifted)
+    # a description written back follows the design: no date promise without dates
+    undated = StructuralProposer(["dates"]).propose(parent, random.Random(0))
+    directed = StructuralProposer(["usage"]).propose(
+        ParentView(id="d", source=undated.source, score=0.4, meta=undated.meta), random.Random(0)
+    )
+    described = StructuralProposer(["usage"]).propose(
+        ParentView(id="e", source=directed.source, score=0.4, meta=directed.meta), random.Random(0)
+    )
+    assert prog.read_template(described.source).startswith("Excerpts from earlier conversations, oldest first.\n")
+    # in best-match order "the later line is right" would send the agent to the wrong line: not said
+    ranked = set_design(lifted, {**read_design(lifted), "order": "best-first"})
+    ranked = prog.set_template(ranked, prog.read_template(lifted).replace("oldest first", "best match first"))
+    directive = prog.read_template(
+        StructuralProposer(["usage"])
+        .propose(ParentView(id="f", source=ranked, score=0.4, meta={}), random.Random(0))
+        .source
+    )
+    assert directive.startswith("What the user told you before (best match first). For every parameter")
+    # a template a reflective rewrite put in other words is left alone: no usage change applies
+    reworded = prog.set_template(lifted, "Notes:\n{{ context }}")
+    with pytest.raises(ProposalFailed, match="no structural change applies"):
+        StructuralProposer(["usage"]).propose(ParentView(id="r", source=reworded, score=0.4, meta={}), random.Random(0))
 
 
 def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_program():
