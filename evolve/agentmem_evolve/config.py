@@ -275,7 +275,11 @@ class CascadeConfig(_Section):
         200, ge=1, description="questions of the screen split the proxy stage scores (None = all)"
     )
     proxy_keep: float = Field(
-        0.5, gt=0, le=1, description="fraction of the proxy-scored children of an iteration that go on (at least one)"
+        0.5,
+        gt=0,
+        le=1,
+        description="fraction of the proxy-scored children of an iteration that go on (at least one; and one more "
+        "that the proxy cannot tell from its parent)",
     )
     proxy_floor: float = Field(
         0.0,

@@ -157,14 +157,28 @@ class Controller:
         if undecided:
             self._evaluate([(c, "proxy") for c in undecided])
             scores = {c.id: self._score(c.id, "proxy") for c in undecided}
+            unseen = {c.id for c in undecided if self._proxy_cannot_tell(c)}
             cascade = self.config.cascade
-            kept, dropped = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor)
+            best, _ = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor)
+            kept, dropped = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor, unseen=unseen)
             self.archive.set_state(REJECTED_STATE, rejected + dropped)
             self.archive.set_state(KEPT_STATE, passed + kept)
             passed += kept
             for c in undecided:
-                self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept)
+                extra = {"unseen": True} if c.id in kept and c.id not in best else {}
+                self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept, **extra)
         return [c for c in children if c.operator == "seed" or c.id in passed]
+
+    def _proxy_cannot_tell(self, child: ProgramRecord) -> bool:
+        """Whether ``child`` scored on the proxy exactly as one of its parents did, question by question."""
+        from agentmem_evolve.proxy import same_as_parent
+
+        mine = self.archive.evaluation(child.id, "proxy", self._keys["proxy"])
+        if mine is None or mine.status != "ok":
+            return False
+        parents = [self.archive.evaluation(p, "proxy", self._keys["proxy"]) for p in child.parents]
+        scored = [p.per_instance for p in parents if p is not None and p.status == "ok"]
+        return same_as_parent(mine.per_instance, scored)
 
     def _stage_options(self, stage: str) -> dict[str, Any]:
         """The environment's options for one stage: the test stage also gets the held-out seed."""

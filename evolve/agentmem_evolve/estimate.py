@@ -4,7 +4,8 @@ A run on a CPU is dominated by the task model answering questions, one
 after another (``concurrency = 1`` on a 2-core machine). Given the seconds
 one question takes, the cost of a run follows from its config: the seeds are
 scored on the minibatch and the select split, each iteration sends at most
-``ceil(children * proxy_keep)`` children past the LLM-free proxy stage to
+``ceil(children * proxy_keep)`` children past the LLM-free proxy stage (and
+one more that the proxy cannot tell from its parent) to
 the minibatch and the select split, and at the end the best and every seed
 answer the test split. The wall-clock budget is checked between steps, so a
 run can overrun ``max_wall_seconds`` by the one step it had started (a
@@ -23,6 +24,8 @@ import math
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from agentmem_evolve.proxy import UNSEEN_PLACES
 
 __all__ = [
     "MUTATION_SECONDS",
@@ -140,7 +143,8 @@ def estimate_cost(
     spq = seconds_per_question
     seeds = len(config.seeds)
     k = config.proposers.children_per_iteration
-    past = max(1, math.ceil(k * config.cascade.proxy_keep)) if has_proxy else k
+    # the best fraction, and the child the proxy could not tell from its parent (proxy.UNSEEN_PLACES)
+    past = min(k, max(1, math.ceil(k * config.cascade.proxy_keep)) + UNSEEN_PLACES) if has_proxy else k
     weights = config.proposers.weights
     reflective_share = weights.get("reflective", 0.0) / sum(weights.values())
     proxy_each = proxy_seconds if has_proxy else 0.0

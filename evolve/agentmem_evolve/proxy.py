@@ -13,25 +13,57 @@ whether the proxy ranks programs as the task model does in that environment.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 REJECTED_STATE = "proxy_rejected"  # archive state: ids of children the proxy stage screened out
 KEPT_STATE = "proxy_kept"  # ... and of those it sent on (a replay after a crash keeps both decisions)
+UNSEEN_PLACES = 1
+"""Children per iteration that go on because the proxy cannot tell them from their parent (see keep_best)."""
 
 
-def keep_best(scores: dict[str, float | None], fraction: float, floor: float = 0.0) -> tuple[list[str], list[str]]:
-    """(kept, screened out) ids: the best ``fraction`` (at least one) of those scoring above ``floor``.
+def keep_best(
+    scores: dict[str, float | None],
+    fraction: float,
+    floor: float = 0.0,
+    unseen: Iterable[str] = (),
+    unseen_places: int = UNSEEN_PLACES,
+) -> tuple[list[str], list[str]]:
+    """(kept, screened out) ids: the best ``fraction`` (at least one) of those scoring above ``floor``, and up to
+    ``unseen_places`` more from ``unseen``.
 
     A candidate with no proxy score (its recall-only run failed) or one at or
     below ``floor`` (with the default 0: it recalled none of the grounding)
     never goes on. Ties at the cut are broken by id, so a replay cuts the same.
+
+    ``unseen`` are the children the proxy cannot tell from their parent (the
+    same score on every question: see :func:`same_as_parent`), such as a
+    child that changes only the usage text the agent reads. Their proxy score
+    is their parent's, so the cut would rank them against children that
+    change recall by a number that says nothing about their change, and drop
+    them whenever a sibling recalls more. The first ``unseen_places`` of them
+    above ``floor`` (by id) go on beside the best fraction, to the minibatch
+    where their change can be seen; a capped number, so a run's worst-case
+    cost stays known (:mod:`agentmem_evolve.estimate`).
     """
     eligible = sorted(
         ((s, pid) for pid, s in scores.items() if s is not None and s > floor), key=lambda t: (-t[0], t[1])
     )
     n = max(1, math.ceil(len(eligible) * fraction)) if eligible else 0
     kept = [pid for _, pid in eligible[:n]]
+    above = {pid for _, pid in eligible}
+    extra = [pid for pid in sorted(set(unseen)) if pid in above and pid not in kept][: max(0, unseen_places)]
+    kept += extra
     return kept, [pid for pid in scores if pid not in kept]
+
+
+def same_as_parent(child: dict[str, float], parents: Iterable[dict[str, float]]) -> bool:
+    """Whether the proxy cannot tell a child from one of its parents: the same score on every question.
+
+    ``child`` and each parent are per-question proxy scores (question id ->
+    score) on the same question set; an empty one proves nothing.
+    """
+    return bool(child) and any(child == parent for parent in parents)
 
 
 def _ranks(values: list[float]) -> list[float]:

@@ -16,7 +16,7 @@ from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
 from agentmem_evolve.controller import Controller
 from agentmem_evolve.executor import InlineExecutor
-from agentmem_evolve.proxy import REJECTED_STATE, keep_best, proxy_summary, spearman
+from agentmem_evolve.proxy import REJECTED_STATE, keep_best, proxy_summary, same_as_parent, spearman
 from agentmem_evolve.report import summary
 from tests.helpers import BagEmbedder
 
@@ -117,6 +117,51 @@ def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_c
         ctl.close()
 
 
+def test_a_child_the_proxy_cannot_tell_from_its_parent_gets_a_place_of_its_own(tmp_path):
+    """A change the proxy cannot see (here, only the source differs; in a run, the usage text) scores exactly as
+    its parent: ranked against its siblings it would go on only by the id order of a tie. One such child a round
+    goes on beside the best fraction; a child that recalls nothing still never does."""
+    llm = NeverCalled()
+    embedder = BagEmbedder()
+    ctl = Controller.create(
+        tmp_path / "run",
+        _config(proxy_keep=0.1),  # the best fraction is one child
+        executor=InlineExecutor(llm=llm, embedder=embedder),
+        task_llm=llm,
+        mutation_llm=llm,
+        embedder=embedder,
+    )
+    try:
+        source, meta = prog.seed_source("episodic")
+        seed = ProgramRecord(source=source, operator="seed", meta=meta)
+        ctl.archive.add_program(seed)
+        ctl.archive.set_status(seed.id, "valid")
+        ctl._evaluate([(seed, "proxy")])
+
+        def child_of_seed(new_source: str) -> ProgramRecord:
+            record = ProgramRecord(source=new_source, parents=[seed.id], operator="structural:usage", meta=meta)
+            ctl.archive.add_program(record)
+            ctl.archive.set_status(record.id, "valid")
+            return record
+
+        twins = [child_of_seed(source.replace("return recall\n", f"return recall  # {n}\n")) for n in "ab"]
+        blind = child_of_seed(
+            prog.replace_function(
+                source, "def after_recall(self, query, recall):\n    return Recall()\n", "after_recall"
+            ).source
+        )
+        kept = ctl._proxy_screen([*twins, blind])
+        assert {c.id for c in kept} == {t.id for t in twins}  # the best fraction (1) and the unseen place (1)
+        assert llm.calls == 0
+        scores = {c.id: ctl._score(c.id, "proxy") for c in (seed, *twins)}
+        assert len(set(scores.values())) == 1  # all three recall the same: the proxy cannot tell them apart
+        screened = {e.payload["id"]: e.payload for e in ctl.archive.events() if e.kind == "proxy_screened"}
+        assert [screened[t.id].get("unseen", False) for t in sorted(twins, key=lambda t: t.id)] == [False, True]
+        assert screened[blind.id]["kept"] is False
+    finally:
+        ctl.close()
+
+
 def test_the_proxy_stage_is_off_when_the_run_turns_it_off(tmp_path):
     llm = NeverCalled()
     ctl = Controller.create(
@@ -143,6 +188,21 @@ def test_keep_best_cuts_to_the_best_fraction_and_never_keeps_a_blind_or_failed_c
     assert keep_best({"a": 0.0, "b": None}, 1.0) == ([], ["a", "b"])
     assert keep_best({"a": 0.2}, 0.1) == (["a"], [])  # at least one goes on
     assert keep_best({"a": 0.2, "b": 0.4}, 1.0, floor=0.3) == (["b"], ["a"])
+    # children the proxy cannot tell from their parent: one more place, above the floor, by id
+    scores = {"a": 0.9, "b": 0.8, "u": 0.7, "v": 0.7, "z": 0.0}
+    assert keep_best(scores, 0.2) == (["a"], ["b", "u", "v", "z"])
+    assert keep_best(scores, 0.2, unseen={"v", "u", "z"}) == (["a", "u"], ["b", "v", "z"])
+    assert keep_best(scores, 0.2, unseen={"z"}) == (["a"], ["b", "u", "v", "z"])  # recalls nothing: never
+    assert keep_best(scores, 0.2, unseen={"a", "v"}) == (["a", "v"], ["b", "u", "z"])  # kept anyway: no place used
+    assert keep_best(scores, 0.2, unseen={"u", "v"}, unseen_places=2)[0] == ["a", "u", "v"]
+
+
+def test_same_as_parent_means_the_same_proxy_score_on_every_question():
+    parent = {"q1": 1.0, "q2": 0.5}
+    assert same_as_parent({"q1": 1.0, "q2": 0.5}, [{"q1": 0.0}, parent])
+    assert not same_as_parent({"q1": 1.0, "q2": 0.0}, [parent])
+    assert not same_as_parent({}, [{}])  # nothing scored proves nothing
+    assert not same_as_parent(parent, [])
 
 
 def test_spearman_rank_correlation():
