@@ -141,7 +141,8 @@ class Controller:
             return False
 
     def _proxy_screen(self, children: list[ProgramRecord]) -> list[ProgramRecord]:
-        """Stage 0: children scored on the proxy, only the best fraction returned (seeds always pass).
+        """Stage 0: children scored on the proxy; the best fraction returned, and one the proxy cannot tell from its
+        parent (seeds always pass).
 
         The cut is recorded (state ``proxy_rejected``), so a resumed run never
         screens a rejected child on the minibatch.
@@ -149,36 +150,35 @@ class Controller:
         fresh = [c for c in children if c.operator != "seed"]
         if not self.proxy_on or not fresh:
             return children
-        from agentmem_evolve.proxy import KEPT_STATE, REJECTED_STATE, keep_best
+        from agentmem_evolve.proxy import KEPT_STATE, REJECTED_STATE, UNSEEN_PLACES, cut, same_as_parent
 
         rejected = list(self.archive.get_state(REJECTED_STATE, []) or [])
         passed = list(self.archive.get_state(KEPT_STATE, []) or [])
         undecided = [c for c in fresh if c.id not in rejected and c.id not in passed]  # a replay keeps earlier cuts
         if undecided:
             self._evaluate([(c, "proxy") for c in undecided])
-            scores = {c.id: self._score(c.id, "proxy") for c in undecided}
-            unseen = {c.id for c in undecided if self._proxy_cannot_tell(c)}
+            records = {c.id: self._proxy_record(c.id) for c in undecided}
+            scores = {pid: (r.score if r is not None else None) for pid, r in records.items()}
+            unseen = set()
+            for c in undecided:
+                mine, parents = records[c.id], [self._proxy_record(p) for p in c.parents]
+                if mine is not None and same_as_parent(mine.per_instance, [p.per_instance for p in parents if p]):
+                    unseen.add(c.id)
             cascade = self.config.cascade
-            best, _ = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor)
-            kept, dropped = keep_best(scores, cascade.proxy_keep, cascade.proxy_floor, unseen=unseen)
-            self.archive.set_state(REJECTED_STATE, rejected + dropped)
+            best, extra = cut(scores, cascade.proxy_keep, cascade.proxy_floor, unseen, UNSEEN_PLACES)
+            kept = best + extra
+            self.archive.set_state(REJECTED_STATE, rejected + [c.id for c in undecided if c.id not in kept])
             self.archive.set_state(KEPT_STATE, passed + kept)
             passed += kept
             for c in undecided:
-                extra = {"unseen": True} if c.id in kept and c.id not in best else {}
-                self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept, **extra)
+                flag = {"unseen": True} if c.id in extra else {}
+                self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept, **flag)
         return [c for c in children if c.operator == "seed" or c.id in passed]
 
-    def _proxy_cannot_tell(self, child: ProgramRecord) -> bool:
-        """Whether ``child`` scored on the proxy exactly as one of its parents did, question by question."""
-        from agentmem_evolve.proxy import same_as_parent
-
-        mine = self.archive.evaluation(child.id, "proxy", self._keys["proxy"])
-        if mine is None or mine.status != "ok":
-            return False
-        parents = [self.archive.evaluation(p, "proxy", self._keys["proxy"]) for p in child.parents]
-        scored = [p.per_instance for p in parents if p is not None and p.status == "ok"]
-        return same_as_parent(mine.per_instance, scored)
+    def _proxy_record(self, program_id: str) -> EvaluationRecord | None:
+        """A program's successful proxy evaluation (``None`` when it has none)."""
+        rec = self.archive.evaluation(program_id, "proxy", self._keys["proxy"])
+        return rec if rec is not None and rec.status == "ok" else None
 
     def _stage_options(self, stage: str) -> dict[str, Any]:
         """The environment's options for one stage: the test stage also gets the held-out seed."""

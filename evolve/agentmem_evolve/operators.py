@@ -378,26 +378,28 @@ class Order(Operator):
         ]
 
 
+DESCRIPTION_OPENING = "Excerpts from earlier conversations, "
+DIRECTIVE_OPENING = "What the user told you before ("
+DIRECTIVE_LATER = "; when two lines disagree, the later one is right"
+DIRECTIVE_TAIL = (
+    "). For every parameter the request leaves open, use the value the user stated here, word for word, not a default."
+)
+_ORDERS = "|".join(re.escape(p) for p in ORDER_PHRASES.values())
 USAGE_DESCRIPTION = re.compile(
-    r"Excerpts from earlier conversations, (?P<order>oldest first|best match first|best match last)"
-    r"(?:; each line starts with its date)?\."
+    re.escape(DESCRIPTION_OPENING) + f"(?P<order>{_ORDERS})(?:{re.escape(DATED_PHRASE)})?\\."
 )
 USAGE_DIRECTIVE = re.compile(
-    r"What the user told you before \((?P<order>oldest first|best match first|best match last)"
-    r"(?:; when two lines disagree, the later one is right)?\)\. For every parameter the request leaves open, "
-    r"use the value the user stated here, word for word, not a default\."
+    re.escape(DIRECTIVE_OPENING) + f"(?P<order>{_ORDERS})(?:{re.escape(DIRECTIVE_LATER)})?" + re.escape(DIRECTIVE_TAIL)
 )
+"""The two first lines the ``usage`` operator switches between, in any order and with or without dates."""
 
 
 def _usage_line(style: str, order: str, dated: bool) -> str:
     """The usage template's first line in one ``style`` ("description" or "directive")."""
     if style == "description":
-        return f"Excerpts from earlier conversations, {order}{DATED_PHRASE if dated else ''}."
-    later = "; when two lines disagree, the later one is right" if order == ORDER_PHRASES["time"] else ""
-    return (
-        f"What the user told you before ({order}{later}). For every parameter the request leaves open, "
-        "use the value the user stated here, word for word, not a default."
-    )
+        return f"{DESCRIPTION_OPENING}{order}{DATED_PHRASE if dated else ''}."
+    later = DIRECTIVE_LATER if order == ORDER_PHRASES["time"] else ""
+    return f"{DIRECTIVE_OPENING}{order}{later}{DIRECTIVE_TAIL}"
 
 
 class Usage(Operator):

@@ -46,15 +46,23 @@ def keep_best(
     where their change can be seen; a capped number, so a run's worst-case
     cost stays known (:mod:`agentmem_evolve.estimate`).
     """
+    best, extra = cut(scores, fraction, floor, unseen, unseen_places)
+    kept = best + extra
+    return kept, [pid for pid in scores if pid not in kept]
+
+
+def cut(
+    scores: dict[str, float | None], fraction: float, floor: float, unseen: Iterable[str], unseen_places: int
+) -> tuple[list[str], list[str]]:
+    """(the best fraction, the unseen children that go on beside it): :func:`keep_best`'s two parts."""
     eligible = sorted(
         ((s, pid) for pid, s in scores.items() if s is not None and s > floor), key=lambda t: (-t[0], t[1])
     )
     n = max(1, math.ceil(len(eligible) * fraction)) if eligible else 0
-    kept = [pid for _, pid in eligible[:n]]
+    best = [pid for _, pid in eligible[:n]]
     above = {pid for _, pid in eligible}
-    extra = [pid for pid in sorted(set(unseen)) if pid in above and pid not in kept][: max(0, unseen_places)]
-    kept += extra
-    return kept, [pid for pid in scores if pid not in kept]
+    extra = [pid for pid in sorted(set(unseen)) if pid in above and pid not in best][: max(0, unseen_places)]
+    return best, extra
 
 
 def same_as_parent(child: dict[str, float], parents: Iterable[dict[str, float]]) -> bool:

@@ -7,6 +7,7 @@ environments/tests/test_proxy.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,6 +56,19 @@ def _config(**cascade: Any) -> RunConfig:
     )
 
 
+def _controller(tmp_path: Path, llm: NeverCalled, **cascade: Any) -> Controller:
+    """A run whose every model is ``llm`` (the proxy stage must never call it) and whose embedder is a bag of words."""
+    embedder = BagEmbedder()
+    return Controller.create(
+        tmp_path / "run",
+        _config(**cascade),
+        executor=InlineExecutor(llm=llm, embedder=embedder),
+        task_llm=llm,
+        mutation_llm=llm,
+        embedder=embedder,
+    )
+
+
 def _child(ctl: Controller, source: str, meta: dict[str, Any]) -> ProgramRecord:
     record = ProgramRecord(source=source, operator="mutate", generation=1, meta=meta)
     ctl.archive.add_program(record)
@@ -66,15 +80,7 @@ def _child(ctl: Controller, source: str, meta: dict[str, Any]) -> ProgramRecord:
 
 def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_call(tmp_path):
     llm = NeverCalled()
-    embedder = BagEmbedder()
-    ctl = Controller.create(
-        tmp_path / "run",
-        _config(proxy_keep=1.0),
-        executor=InlineExecutor(llm=llm, embedder=embedder),
-        task_llm=llm,
-        mutation_llm=llm,
-        embedder=embedder,
-    )
+    ctl = _controller(tmp_path, llm, proxy_keep=1.0)
     try:
         source, meta = prog.seed_source("episodic")
         blind = _child(
@@ -122,15 +128,7 @@ def test_a_child_the_proxy_cannot_tell_from_its_parent_gets_a_place_of_its_own(t
     its parent: ranked against its siblings it would go on only by the id order of a tie. One such child a round
     goes on beside the best fraction; a child that recalls nothing still never does."""
     llm = NeverCalled()
-    embedder = BagEmbedder()
-    ctl = Controller.create(
-        tmp_path / "run",
-        _config(proxy_keep=0.1),  # the best fraction is one child
-        executor=InlineExecutor(llm=llm, embedder=embedder),
-        task_llm=llm,
-        mutation_llm=llm,
-        embedder=embedder,
-    )
+    ctl = _controller(tmp_path, llm, proxy_keep=0.1)  # the best fraction is one child
     try:
         source, meta = prog.seed_source("episodic")
         seed = ProgramRecord(source=source, operator="seed", meta=meta)
@@ -164,14 +162,7 @@ def test_a_child_the_proxy_cannot_tell_from_its_parent_gets_a_place_of_its_own(t
 
 def test_the_proxy_stage_is_off_when_the_run_turns_it_off(tmp_path):
     llm = NeverCalled()
-    ctl = Controller.create(
-        tmp_path / "run",
-        _config(proxy=False),
-        executor=InlineExecutor(llm=llm, embedder=BagEmbedder()),
-        task_llm=llm,
-        mutation_llm=llm,
-        embedder=BagEmbedder(),
-    )
+    ctl = _controller(tmp_path, llm, proxy=False)
     try:
         source, meta = prog.seed_source("episodic")
         child = _child(ctl, source.replace("return recall\n", "return recall  # x\n"), meta)
