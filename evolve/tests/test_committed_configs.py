@@ -128,10 +128,10 @@ def test_check_config_prints_the_resolved_config_and_its_cost_and_writes_nothing
     result = _cli("run", "--config", config, "--check-config", "--allow-unjailed", "--run-dir", str(run_dir))
     assert result.exit_code == 0, result.output
     assert 'name = "toolprefs"' in result.output and 'mutation = "local/qwen2.5-coder-1.5b"' in result.output
-    assert "6,828 s" in result.output and "nothing was run or written" in result.output
+    assert "6,732 s" in result.output and "nothing was run or written" in result.output
     faster = _cli("run", "--config", config, "--check-config", "--allow-unjailed", "--seconds-per-question", "4.5")
     assert faster.exit_code == 0, faster.output
-    assert "5,073 s" in faster.output  # seeds 537 + 2 iterations of 1,413 s (under 2,700 + 900) + test 1,710
+    assert "4,881 s" in faster.output  # seeds 537 + 2 iterations of 1,317 s (under 2,700 + 900) + test 1,710
     assert not run_dir.exists()
     assert (sorted(default_runs.iterdir()) if default_runs.exists() else None) == had_runs
 
