@@ -9,6 +9,7 @@ becomes the cost of the run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import inspect
 import time
 from collections.abc import Callable
@@ -237,8 +238,16 @@ class RecallOnlyAgent:
     that recall; the answer metrics of such a run mean nothing.
     """
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, shown: list[str] | None = None) -> None:
         self._agent = agent  # an agentmem.Agent (or MemoryAgent): its memory and budget are used, never its model
+        self._shown = shown
+
+    def _show(self, text: str, recall: Recall) -> Recall:
+        """Note a digest of the memory block the real agent would have read for ``text`` (usage text included)."""
+        if self._shown is not None:
+            block = recall.instructions or recall.text()  # what Agent puts in the prompt (sdk.agent.Agent._recall)
+            self._shown.append(hashlib.sha256(f"{text}\x00{block}".encode()).hexdigest())
+        return recall
 
     def observe(self, event: Event) -> None:
         self._agent.observe(event)
@@ -256,12 +265,14 @@ class RecallOnlyAgent:
 
     def answer(self, question: str, *, context: dict[str, Any] | None = None) -> Answer:
         started = time.perf_counter()
-        return Answer(text="", recall=self._recall(question), seconds=time.perf_counter() - started)
+        return Answer(
+            text="", recall=self._show(question, self._recall(question)), seconds=time.perf_counter() - started
+        )
 
     def act(self, instruction: str, tools: list[Any], *, context: dict[str, Any] | None = None) -> Action:
         started = time.perf_counter()
         return Action(
-            recall=self._recall(instruction),
+            recall=self._show(instruction, self._recall(instruction)),
             error="recall only: no call was made",
             seconds=time.perf_counter() - started,
         )
@@ -313,6 +324,7 @@ def run_eval(
     progress: Progress | None = None,
     memory_factory: MemoryFactory | None = None,
     recall_only: bool = False,
+    shown: list[str] | None = None,
 ) -> EvalResult:
     """Run ``memory`` (plugin names or program paths) through ``env`` and score it.
 
@@ -322,7 +334,11 @@ def run_eval(
     when given, builds each task's programs instead (evolution passes one that
     runs candidates in a sandbox); ``memory`` is then only the result's label.
     ``recall_only`` asks no question of the model (:class:`RecallOnlyAgent`):
-    only an environment's LLM-free proxy metrics are meaningful then.
+    only an environment's LLM-free proxy metrics are meaningful then; a
+    ``shown`` list then receives, for each question, a digest of the memory
+    block the agent would have read (the usage text included), so that two
+    programs that would put the same prompts before the model can be told
+    from two that only recall the same.
 
     When the model cannot be reached (:class:`~agentmem.errors.LLMUnavailable`
     after the client's retries) the evaluation raises it, even where a plugin,
@@ -375,7 +391,7 @@ def run_eval(
                     # the agent SDK users run; memory sees what the task feeds it, never the agent's answers
                     agent = Agent.for_tasks(llm, programs, budget_tokens=budget_tokens, remember_turns=False)
                     if recall_only:
-                        agent = RecallOnlyAgent(agent)  # type: ignore[assignment]
+                        agent = RecallOnlyAgent(agent, shown)  # type: ignore[assignment]
                     try:
                         result = environment.run_task(task, _CountingAgent(agent, tick))
                     except Exception:

@@ -62,6 +62,7 @@ def _accepts(environment: str, option: str) -> bool:
 
 
 MUTATION_TIMEOUT = 900.0  # seconds one code-writing call may take
+REPEAT_REDRAWS = 3  # a proposal that repeats a program already in the archive is drawn again this many times
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -150,7 +151,7 @@ class Controller:
         fresh = [c for c in children if c.operator != "seed"]
         if not self.proxy_on or not fresh:
             return children
-        from agentmem_evolve.proxy import KEPT_STATE, REJECTED_STATE, UNSEEN_PLACES, cut, same_as_parent
+        from agentmem_evolve.proxy import KEPT_STATE, REJECTED_STATE, UNSEEN_PLACES, cut, same_as_parent, same_prompts
 
         rejected = list(self.archive.get_state(REJECTED_STATE, []) or [])
         passed = list(self.archive.get_state(KEPT_STATE, []) or [])
@@ -159,19 +160,24 @@ class Controller:
             self._evaluate([(c, "proxy") for c in undecided])
             records = {c.id: self._proxy_record(c.id) for c in undecided}
             scores = {pid: (r.score if r is not None else None) for pid, r in records.items()}
-            unseen = set()
+            unseen, inert = set(), set()
             for c in undecided:
-                mine, parents = records[c.id], [self._proxy_record(p) for p in c.parents]
-                if mine is not None and same_as_parent(mine.per_instance, [p.per_instance for p in parents if p]):
+                mine, parents = records[c.id], [p for p in map(self._proxy_record, c.parents) if p]
+                if mine is None:
+                    continue
+                if same_prompts(mine.metrics, [p.metrics for p in parents]):
+                    inert.add(c.id)  # the model would read what it reads for the parent: nothing new to score
+                elif same_as_parent(mine.per_instance, [p.per_instance for p in parents]):
                     unseen.add(c.id)
             cascade = self.config.cascade
-            best, extra = cut(scores, cascade.proxy_keep, cascade.proxy_floor, unseen, UNSEEN_PLACES)
+            ranked = {pid: (None if pid in inert else s) for pid, s in scores.items()}
+            best, extra = cut(ranked, cascade.proxy_keep, cascade.proxy_floor, unseen, UNSEEN_PLACES)
             kept = best + extra
             self.archive.set_state(REJECTED_STATE, rejected + [c.id for c in undecided if c.id not in kept])
             self.archive.set_state(KEPT_STATE, passed + kept)
             passed += kept
             for c in undecided:
-                flag = {"unseen": True} if c.id in extra else {}
+                flag = {"unseen": True} if c.id in extra else {"inert": True} if c.id in inert else {}
                 self.emit("proxy_screened", id=c.id, score=scores[c.id], kept=c.id in kept, **flag)
         return [c for c in children if c.operator == "seed" or c.id in passed]
 
@@ -444,25 +450,35 @@ class Controller:
             self._check_budget()
             parent = views[parent_ids[index % len(parent_ids)]]
             child_rng = random.Random(f"{self.config.seed}:{iteration}:{index}")  # a replayed child draws as before
-            operator = self._pick_operator(child_rng, parent, ranked)
-            before = self._meter_snapshot()
-            try:
-                proposal = self._propose(operator, parent, ranked, child_rng)
-            except ProposalFailed as exc:
+            for draw in range(1 + REPEAT_REDRAWS):
+                operator = self._pick_operator(child_rng, parent, ranked)
+                before = self._meter_snapshot()
+                try:
+                    proposal = self._propose(operator, parent, ranked, child_rng)
+                except ProposalFailed as exc:
+                    self._account(before)
+                    self._record_failed_proposal(exc, operator, parent, iteration)
+                    proposal = None
+                    break
                 self._account(before)
-                self._record_failed_proposal(exc, operator, parent, iteration)
+                record = ProgramRecord(
+                    source=proposal.source,
+                    parents=proposal.parents,
+                    operator=proposal.operator,
+                    generation=iteration + 1,
+                    island=self.strategy.assign_island(proposal.parents, child_rng),
+                    meta={**proposal.meta, "validated": proposal.operator == "reflective"},
+                )
+                if draw == REPEAT_REDRAWS or self.archive.program(record.id) is None:
+                    break
+                # The same program as one already in the archive (a structural draw repeats more often than it
+                # seems: few operators apply to a given design): it would only take this child's place and be
+                # scored from the cache, so this place draws again.
+                self.emit("proposal_repeated", operator=proposal.operator, parent=parent.id, id=record.id)
+            if proposal is None:
                 made.append(None)
                 self.archive.set_state(made_key, made)
                 continue
-            self._account(before)
-            record = ProgramRecord(
-                source=proposal.source,
-                parents=proposal.parents,
-                operator=proposal.operator,
-                generation=iteration + 1,
-                island=self.strategy.assign_island(proposal.parents, child_rng),
-                meta={**proposal.meta, "validated": proposal.operator == "reflective"},
-            )
             if self.archive.add_program(record):
                 self.emit(
                     "program_added",
@@ -480,7 +496,7 @@ class Controller:
             made.append(record.id)
             self.archive.set_state(made_key, made)
             stored = self.archive.program(record.id)
-            if stored is not None and stored.status == "valid":
+            if stored is not None and stored.status == "valid" and all(c.id != stored.id for c in children):
                 children.append(stored)
         children = self._proxy_screen(children)
         self._evaluate([(c, "screen") for c in children] + self._parent_screens(children))

@@ -94,6 +94,8 @@ def _describe(kind: str, p: dict[str, Any]) -> str:
         return f"  [red]x {text(p['id'])} invalid[/]: {text(p.get('error'))}"
     if kind == "proposal_failed":
         return f"  [yellow]! {text(p['operator'])} from {text(p['parent'])} failed[/]: {text(p.get('reason'))}"
+    if kind == "proposal_repeated":
+        return f"  [dim]= {text(p['operator'])} from {text(p['parent'])} repeated {text(p['id'])}: drawn again[/]"
     if kind == "evaluated":
         if p.get("status") != "ok":
             return f"  [red]{text(p['stage'])} {text(p['id'])} failed[/]: {text(p.get('reason'))}"

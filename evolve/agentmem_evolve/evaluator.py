@@ -146,6 +146,7 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
                 raise ValueError(f"{job.env} has no LLM-free proxy; turn the proxy stage off ([cascade] proxy = false)")
             metric = PROXY_METRIC
         limits = SandboxLimits(**job.sandbox)
+        shown: list[str] = []
         result = run_eval(
             environment,
             [f"candidate-{job.program_id}"],
@@ -157,6 +158,7 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
             seed=job.seed,
             memory_factory=sandboxed_factory(job.source, limits),
             recall_only=job.recall_only,
+            shown=shown if job.recall_only else None,
         )
     except LLMUnavailable as exc:  # the model's outage, not the candidate's failure: no score either way
         outcome.status = "unavailable"
@@ -181,6 +183,8 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
     questions = [q for task in result.tasks for q in task.questions]
     if job.recall_only:
         _score_proxy(outcome, result, metric)
+        if shown:
+            outcome.metrics[PROMPT_DIGEST] = prompt_digest(shown)
     else:
         outcome.metrics = result.metrics
         outcome.score = round(result.primary(metric), 4)
@@ -217,6 +221,22 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
         outcome.traces = pick_traces(questions, metric, job.max_traces, diagnosis=diagnosis)
     outcome.finished_at = _now()
     return outcome
+
+
+PROMPT_DIGEST = "prompt_digest"
+"""Proxy-stage metric: one number for every memory block the agent would have read (see :func:`prompt_digest`)."""
+
+
+def prompt_digest(shown: list[str]) -> float:
+    """One number for a proxy run's memory blocks (one digest a question, usage text included).
+
+    Two programs with the same digest would put the same prompts before the
+    task model on every proxy question, so the LLM (and its cache) would
+    answer them alike: a child with its parent's digest changes nothing the
+    model sees there. 48 bits of a SHA-256, so the number is exact as a float
+    among the evaluation's float metrics.
+    """
+    return float(int(hashlib.sha256("\n".join(shown).encode()).hexdigest()[:12], 16))
 
 
 def _score_proxy(outcome: EvalOutcome, result: Any, metric: str) -> None:

@@ -74,6 +74,21 @@ def same_as_parent(child: dict[str, float], parents: Iterable[dict[str, float]])
     return bool(child) and any(child == parent for parent in parents)
 
 
+def same_prompts(child: dict[str, float], parents: Iterable[dict[str, float]]) -> bool:
+    """Whether a child would show the task model exactly what a parent shows, on every proxy question.
+
+    ``child`` and each parent are proxy-stage metrics; the comparison is of
+    their ``prompt_digest`` (:func:`agentmem_evolve.evaluator.prompt_digest`),
+    and an evaluation without one (made before digests were kept) proves
+    nothing. Such a child is inert there: every LLM score of it would be
+    its parent's, answered from the cache, so it takes no place in the cut.
+    """
+    from agentmem_evolve.evaluator import PROMPT_DIGEST
+
+    mine = child.get(PROMPT_DIGEST)
+    return mine is not None and any(parent.get(PROMPT_DIGEST) == mine for parent in parents)
+
+
 def _ranks(values: list[float]) -> list[float]:
     """Ranks from 1, ties sharing their mean rank."""
     order = sorted(range(len(values)), key=lambda i: values[i])

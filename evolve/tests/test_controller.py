@@ -226,3 +226,32 @@ def test_a_run_without_a_jail_refuses_before_writing_anything_unless_told(tmp_pa
         assert info["sandbox"]["jail"] == "none" and info["sandbox"]["weaker"] is True
         page = render_report(archive).read_text()
     assert "audit hook only (--allow-unjailed)" in page
+
+
+def test_a_proposal_that_repeats_a_program_is_drawn_again_and_never_takes_two_places(tmp_path):
+    # Only one structural change applies to the seed (dates off), so the second place of the iteration first
+    # draws the same program again; it draws again (here: a numeric mutation or the same repeat, by the seed)
+    # and the iteration never holds the same child twice.
+    cfg = config(
+        budget={"iterations": 1},
+        proposers={
+            "weights": {"structural": 1.0, "mutate": 0.3},
+            "structural": ["dates"],
+            "children_per_iteration": 3,
+        },
+    )
+    ctl = controller(tmp_path / "run", cfg, MemoryBoundModel())
+    try:
+        ctl.run()
+        events = list(ctl.archive.events())
+        added = [e.payload["id"] for e in events if e.kind == "program_added" and e.payload["operator"] != "seed"]
+        repeated = [e.payload for e in events if e.kind == "proposal_repeated"]
+        assert len(added) == len(set(added))  # no program added twice
+        assert repeated and all(r["id"] in added for r in repeated)  # each repeat was of a program already made
+        assert any(e.payload["operator"] == "structural:dates" for e in events if e.kind == "program_added")
+        screened = [e.payload["id"] for e in events if e.kind == "proxy_screened"]
+        assert len(screened) == len(set(screened))  # one proxy verdict per child
+        made = [m for m in ctl.archive.get_state("iteration_0_proposals", []) if m]
+        assert len(made) == 3 and set(made) <= set(added)
+    finally:
+        ctl.close()

@@ -17,7 +17,7 @@ from agentmem_evolve.archive import Archive, EvaluationRecord, ProgramRecord
 from agentmem_evolve.config import RunConfig
 from agentmem_evolve.controller import Controller
 from agentmem_evolve.executor import InlineExecutor
-from agentmem_evolve.proxy import REJECTED_STATE, keep_best, proxy_summary, same_as_parent, spearman
+from agentmem_evolve.proxy import REJECTED_STATE, keep_best, proxy_summary, same_as_parent, same_prompts, spearman
 from agentmem_evolve.report import summary
 from tests.helpers import BagEmbedder
 
@@ -124,9 +124,12 @@ def test_a_child_that_recalls_nothing_is_screened_out_by_the_proxy_with_no_llm_c
 
 
 def test_a_child_the_proxy_cannot_tell_from_its_parent_gets_a_place_of_its_own(tmp_path):
-    """A change the proxy cannot see (here, only the source differs; in a run, the usage text) scores exactly as
-    its parent: ranked against its siblings it would go on only by the id order of a tie. One such child a round
-    goes on beside the best fraction; a child that recalls nothing still never does."""
+    """A change the proxy cannot see (the usage text the agent reads) scores exactly as its parent: ranked against
+    its siblings it would go on only by the id order of a tie. One such child a round goes on beside the best
+    fraction; a child that would show the model exactly its parent's prompts (inert) goes on nowhere; a child that
+    recalls nothing never does."""
+    from agentmem_evolve.operators import lift
+
     llm = NeverCalled()
     ctl = _controller(tmp_path, llm, proxy_keep=0.1)  # the best fraction is one child
     try:
@@ -142,20 +145,29 @@ def test_a_child_the_proxy_cannot_tell_from_its_parent_gets_a_place_of_its_own(t
             ctl.archive.set_status(record.id, "valid")
             return record
 
-        twins = [child_of_seed(source.replace("return recall\n", f"return recall  # {n}\n")) for n in "ab"]
+        lifted, _ = lift(source, meta)
+        opening = "Excerpts from earlier conversations"
+        assert opening in lifted
+        worded = [
+            child_of_seed(lifted.replace(opening, f"{word} from earlier conversations")) for word in ("Lines", "Notes")
+        ]
+        inert = child_of_seed(source.replace("return recall\n", "return recall  # the same prompts\n"))
         blind = child_of_seed(
             prog.replace_function(
                 source, "def after_recall(self, query, recall):\n    return Recall()\n", "after_recall"
             ).source
         )
-        kept = ctl._proxy_screen([*twins, blind])
-        assert {c.id for c in kept} == {t.id for t in twins}  # the best fraction (1) and the unseen place (1)
+        kept = ctl._proxy_screen([*worded, inert, blind])
+        assert {c.id for c in kept} == {w.id for w in worded}  # the best fraction (1) and the unseen place (1)
         assert llm.calls == 0
-        scores = {c.id: ctl._score(c.id, "proxy") for c in (seed, *twins)}
-        assert len(set(scores.values())) == 1  # all three recall the same: the proxy cannot tell them apart
+        scores = {c.id: ctl._score(c.id, "proxy") for c in (seed, *worded, inert)}
+        assert len(set(scores.values())) == 1  # all four recall the same: the proxy cannot tell them apart
         screened = {e.payload["id"]: e.payload for e in ctl.archive.events() if e.kind == "proxy_screened"}
-        assert [screened[t.id].get("unseen", False) for t in sorted(twins, key=lambda t: t.id)] == [False, True]
-        assert screened[blind.id]["kept"] is False
+        assert [screened[w.id].get("unseen", False) for w in sorted(worded, key=lambda w: w.id)] == [False, True]
+        assert screened[inert.id]["kept"] is False and screened[inert.id].get("inert") is True
+        assert screened[blind.id]["kept"] is False and not screened[blind.id].get("inert")
+        digests = {c.id: ctl._proxy_record(c.id).metrics["prompt_digest"] for c in (seed, *worded, inert)}
+        assert digests[inert.id] == digests[seed.id] and len(set(digests.values())) == 3
     finally:
         ctl.close()
 
@@ -194,6 +206,13 @@ def test_same_as_parent_means_the_same_proxy_score_on_every_question():
     assert not same_as_parent({"q1": 1.0, "q2": 0.0}, [parent])
     assert not same_as_parent({}, [{}])  # nothing scored proves nothing
     assert not same_as_parent(parent, [])
+
+
+def test_same_prompts_compares_the_proxy_runs_prompt_digests_and_an_evaluation_without_one_proves_nothing():
+    assert same_prompts({"prompt_digest": 7.0, "proxy": 0.5}, [{"prompt_digest": 3.0}, {"prompt_digest": 7.0}])
+    assert not same_prompts({"prompt_digest": 7.0}, [{"prompt_digest": 3.0}])
+    assert not same_prompts({"proxy": 0.5}, [{"proxy": 0.5}])  # made before digests were kept
+    assert not same_prompts({"prompt_digest": 7.0}, [])
 
 
 def test_spearman_rank_correlation():
