@@ -450,35 +450,12 @@ class Controller:
             self._check_budget()
             parent = views[parent_ids[index % len(parent_ids)]]
             child_rng = random.Random(f"{self.config.seed}:{iteration}:{index}")  # a replayed child draws as before
-            for draw in range(1 + REPEAT_REDRAWS):
-                operator = self._pick_operator(child_rng, parent, ranked)
-                before = self._meter_snapshot()
-                try:
-                    proposal = self._propose(operator, parent, ranked, child_rng)
-                except ProposalFailed as exc:
-                    self._account(before)
-                    self._record_failed_proposal(exc, operator, parent, iteration)
-                    proposal = None
-                    break
-                self._account(before)
-                record = ProgramRecord(
-                    source=proposal.source,
-                    parents=proposal.parents,
-                    operator=proposal.operator,
-                    generation=iteration + 1,
-                    island=self.strategy.assign_island(proposal.parents, child_rng),
-                    meta={**proposal.meta, "validated": proposal.operator == "reflective"},
-                )
-                if draw == REPEAT_REDRAWS or self.archive.program(record.id) is None:
-                    break
-                # The same program as one already in the archive (a structural draw repeats more often than it
-                # seems: few operators apply to a given design): it would only take this child's place and be
-                # scored from the cache, so this place draws again.
-                self.emit("proposal_repeated", operator=proposal.operator, parent=parent.id, id=record.id)
-            if proposal is None:
+            drawn = self._draw_child(parent, ranked, child_rng, iteration)
+            if drawn is None:
                 made.append(None)
                 self.archive.set_state(made_key, made)
                 continue
+            record, proposal = drawn
             if self.archive.add_program(record):
                 self.emit(
                     "program_added",
@@ -504,6 +481,39 @@ class Controller:
         for c in children:
             self.emit("screened", id=c.id, promoted=c in promoted, score=self._score(c.id, "screen"))
         self._evaluate([(c, "select") for c in promoted])
+
+    def _draw_child(
+        self, parent: ParentView, ranked: list[ParentView], rng: random.Random, iteration: int
+    ) -> tuple[ProgramRecord, Proposal] | None:
+        """One child of ``parent`` (not yet stored), or ``None`` when its proposal failed (recorded as such).
+
+        A proposal that is a program the archive already has is drawn again, up
+        to ``REPEAT_REDRAWS`` times: few structural changes apply to a given
+        design, so the same one comes twice more often than it seems, and a
+        repeat would only take a new child's place and be scored from the cache.
+        """
+        for draw in range(1 + REPEAT_REDRAWS):
+            operator = self._pick_operator(rng, parent, ranked)
+            before = self._meter_snapshot()
+            try:
+                proposal = self._propose(operator, parent, ranked, rng)
+            except ProposalFailed as exc:
+                self._account(before)
+                self._record_failed_proposal(exc, operator, parent, iteration)
+                return None
+            self._account(before)
+            record = ProgramRecord(
+                source=proposal.source,
+                parents=proposal.parents,
+                operator=proposal.operator,
+                generation=iteration + 1,
+                island=self.strategy.assign_island(proposal.parents, rng),
+                meta={**proposal.meta, "validated": proposal.operator == "reflective"},
+            )
+            if draw == REPEAT_REDRAWS or self.archive.program(record.id) is None:
+                break
+            self.emit("proposal_repeated", operator=proposal.operator, parent=parent.id, id=record.id)
+        return record, proposal
 
     def _pick_operator(self, rng: random.Random, parent: ParentView, ranked: list[ParentView]) -> str:
         weights = dict(self.config.proposers.weights)
