@@ -245,7 +245,7 @@ class ComposedMemory(MemoryProgram):
     def merge(self, recalls: list[Recall], names: list[str] | None = None) -> Recall:
         """One Recall from several: items in member order (each keeps its ``source``), omissions summed."""
         names = names or [r.plugin for r in recalls]
-        blocks = [r.instructions or r.text() for r in recalls if r.items]
+        blocks = [r.block() for r in recalls if r.items]
         return Recall(
             items=[item for r in recalls for item in r.items],
             omitted=sum(r.omitted for r in recalls),

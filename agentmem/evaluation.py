@@ -245,8 +245,7 @@ class RecallOnlyAgent:
     def _show(self, text: str, recall: Recall) -> Recall:
         """Note a digest of the memory block the real agent would have read for ``text`` (usage text included)."""
         if self._shown is not None:
-            block = recall.instructions or recall.text()  # what Agent puts in the prompt (sdk.agent.Agent._recall)
-            self._shown.append(hashlib.sha256(f"{text}\x00{block}".encode()).hexdigest())
+            self._shown.append(hashlib.sha256(f"{text}\x00{recall.block()}".encode()).hexdigest())
         return recall
 
     def observe(self, event: Event) -> None:

@@ -187,6 +187,11 @@ class Recall(BaseModel):
         """The recalled items as a context block for a prompt (empty if none)."""
         return "\n".join(i.content for i in self.items)
 
+    def block(self) -> str:
+        """What an agent puts in its prompt for this recall: the memory's own usage text (``instructions``, which
+        embeds the items) when it wrote one, else :meth:`text`."""
+        return self.instructions or self.text()
+
     def metadata_values(self, key: str) -> list[Any]:
         """Every value of ``metadata[key]`` across items (lists are flattened)."""
         out: list[Any] = []

@@ -631,7 +631,7 @@ class Agent:
             return [], ""
         merged = self._last_recall = self.memory.recall(Query(text=query, budget_tokens=budget))
         details = [_detail(name, r) for name, r in self.memory.last_recalls.items()]
-        return details, merged.instructions or merged.text()
+        return details, merged.block()
 
     def search_memory(self, query: str, budget_tokens: int | None = None) -> list[RecallDetail]:
         """What each memory plugin recalls for ``query`` (as the agent would see it), without chatting."""

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from agentmem.environment import Split
 from agentmem.types import DEFAULT_RECALL_BUDGET
+from agentmem_evolve.proxy import PROMPT_DIGEST, prompt_digest
 
 Stage = Literal["proxy", "screen", "select", "test"]
 
@@ -221,22 +222,6 @@ def run_job(job: EvalJob, *, llm: Any = None, embedder: Any = None) -> EvalOutco
         outcome.traces = pick_traces(questions, metric, job.max_traces, diagnosis=diagnosis)
     outcome.finished_at = _now()
     return outcome
-
-
-PROMPT_DIGEST = "prompt_digest"
-"""Proxy-stage metric: one number for every memory block the agent would have read (see :func:`prompt_digest`)."""
-
-
-def prompt_digest(shown: list[str]) -> float:
-    """One number for a proxy run's memory blocks (one digest a question, usage text included).
-
-    Two programs with the same digest would put the same prompts before the
-    task model on every proxy question, so the LLM (and its cache) would
-    answer them alike: a child with its parent's digest changes nothing the
-    model sees there. 48 bits of a SHA-256, so the number is exact as a float
-    among the evaluation's float metrics.
-    """
-    return float(int(hashlib.sha256("\n".join(shown).encode()).hexdigest()[:12], 16))
 
 
 def _score_proxy(outcome: EvalOutcome, result: Any, metric: str) -> None:

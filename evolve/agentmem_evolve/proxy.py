@@ -12,6 +12,7 @@ whether the proxy ranks programs as the task model does in that environment.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -74,17 +75,31 @@ def same_as_parent(child: dict[str, float], parents: Iterable[dict[str, float]])
     return bool(child) and any(child == parent for parent in parents)
 
 
+PROMPT_DIGEST = "prompt_digest"
+"""Proxy-stage metric: one number for every memory block the agent would have read (see :func:`prompt_digest`)."""
+
+
+def prompt_digest(shown: list[str]) -> float:
+    """One number for a proxy run's memory blocks (one digest a question, usage text included).
+
+    Two programs with the same digest would put the same prompts before the
+    task model on every proxy question, so the LLM (and its cache) would
+    answer them alike: a child with its parent's digest changes nothing the
+    model sees there. 48 bits of a SHA-256, so the number is exact as a float
+    among the evaluation's float metrics.
+    """
+    return float(int(hashlib.sha256("\n".join(shown).encode()).hexdigest()[:12], 16))
+
+
 def same_prompts(child: dict[str, float], parents: Iterable[dict[str, float]]) -> bool:
     """Whether a child would show the task model exactly what a parent shows, on every proxy question.
 
     ``child`` and each parent are proxy-stage metrics; the comparison is of
-    their ``prompt_digest`` (:func:`agentmem_evolve.evaluator.prompt_digest`),
+    their ``prompt_digest`` (:func:`prompt_digest`),
     and an evaluation without one (made before digests were kept) proves
     nothing. Such a child is inert there: every LLM score of it would be
     its parent's, answered from the cache, so it takes no place in the cut.
     """
-    from agentmem_evolve.evaluator import PROMPT_DIGEST
-
     mine = child.get(PROMPT_DIGEST)
     return mine is not None and any(parent.get(PROMPT_DIGEST) == mine for parent in parents)
 

@@ -1055,7 +1055,7 @@ def test_a_candidate_cannot_overspend_its_recall_budget(tmp_path):
     program = _program(HOSTILE / "budget_liar.py", tmp_path, limits=_limits(FIRST_MODE))
     try:
         got = ComposedMemory([program]).recall(Query(text="x", budget_tokens=64))
-        shown = got.instructions or got.text()  # what the agent puts in its prompt (agentmem.Agent._recall)
+        shown = got.block()  # what the agent puts in its prompt
         assert count_tokens(shown) <= 64 + LIMITS.instruction_tokens, f"the agent is shown {count_tokens(shown)} tokens"
     except CandidateFailed as failed:
         assert failed.kind == "invalid" and "budget" in str(failed) or "instructions" in str(failed)
