@@ -108,6 +108,19 @@ def test_without_dates_a_memory_is_its_text_alone(tmp_path, embedder):
     assert got and all(not c.startswith("[") and c.startswith("Ann: ") for c in got)
 
 
+def test_notes_show_the_same_memories_as_bullets_with_the_user_unnamed(tmp_path, embedder):
+    said = [("user", "I always want a window seat."), ("Ann", "Window seats are cold."), ("user", "I fly on Mondays.")]
+    shown = {}
+    for style in ("transcript", "notes"):
+        memory = assembled({"style": style, "dates": False})(toolkit(tmp_path / style, embedder, style))
+        with fill(memory, said, per_session=3) as memory:
+            shown[style] = memory.recall(Query(text="window seat", budget_tokens=400)).items
+    assert [i.event_ids for i in shown["notes"]] == [i.event_ids for i in shown["transcript"]]  # the same recall
+    notes = {i.event_ids[0]: i.content for i in shown["notes"]}
+    assert notes["e0"] == "- I always want a window seat." and notes["e1"] == "- Ann: Window seats are cold."
+    assert {i.event_ids[0]: i.content for i in shown["transcript"]}["e0"] == "user: I always want a window seat."
+
+
 def test_order_shows_the_same_memories_oldest_first_best_first_or_best_last(tmp_path, embedder):
     shown = {}
     for order in ("time", "best-first", "best-last"):

@@ -21,6 +21,11 @@ then validated in the sandbox like every child).
   line starts with its date" goes with them), or with them again;
 * ``order`` - show recalled memories oldest first, best match first or best
   match last (the usage template's "oldest first" says which);
+* ``style`` - show each recalled memory as it was said (``[date] user: ...``)
+  or as a note (``- ...``: a bullet, the user's words without their name);
+  what is recalled stays the same;
+* ``top-k`` - recall half as many items, or twice as many (``top_k``
+  between 2 and 32): fewer lines leave a small model less to confuse;
 * ``usage`` - the first line of the usage template, which tells the agent
   what the recalled lines are: "excerpts from earlier conversations" (a
   description) or "what the user told you before ... use the value stated
@@ -42,7 +47,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentmem.assembled import ENCODINGS, MANAGERS, ORDERS, RETRIEVERS, AssembledParams, Design
+from agentmem.assembled import ENCODINGS, MANAGERS, ORDERS, RETRIEVERS, STYLES, AssembledParams, Design
 from agentmem_evolve import program as prog
 from agentmem_evolve.proposers import ParentView, Proposal, ProposalFailed
 
@@ -378,6 +383,51 @@ class Order(Operator):
         ]
 
 
+class Style(Operator):
+    """Switches how a recalled memory is shown: as said, or as a note.
+
+    Why: the 0.5B answering toolprefs' requests copied a remembered value
+    more often from ``- My lights should always be cool white.`` than from
+    ``user: My lights should always be cool white.``: +0.057 on the same
+    four recalled statements a request (100 requests,
+    benchmarks/results/evolve/render.json). Recall is unchanged, so the proxy
+    cannot see this change; a child with it takes the place kept for such
+    children (step 4 of docs/evolution.md, "One iteration").
+    """
+
+    name = "style"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        now = design.get("style", "transcript")
+        return [Change({**design, "style": s}, f"showed memories as {s} (was {now})") for s in STYLES if s != now]
+
+
+TOP_K_BOUNDS = (2, 32)
+"""The ``top_k`` values the ``top-k`` operator moves between (AssembledParams allows 1 to 50)."""
+
+
+class TopK(Operator):
+    """Halves or doubles how many items a recall returns (``top_k``).
+
+    Why: numeric mutation moves ``top_k`` by small steps among a dozen knobs;
+    halving it is a change of kind: on toolprefs the 0.5B filled more
+    parameters right from the four statements most like the request than
+    from the eight the seed recalls (+0.041 with both shown as notes, 100
+    requests, benchmarks/results/evolve/render.json).
+    """
+
+    name = "top-k"
+
+    def changes(self, design: dict[str, Any], defaults: dict[str, Any]) -> list[Change]:
+        k = int(defaults.get("top_k", AssembledParams().top_k))
+        low, high = TOP_K_BOUNDS
+        return [
+            Change(dict(design), f"recalled {n} items (was {k})", {"top_k": n})
+            for n in (max(low, k // 2), min(high, k * 2))
+            if n != k
+        ]
+
+
 DESCRIPTION_OPENING = "Excerpts from earlier conversations, "
 DIRECTIVE_OPENING = "What the user told you before ("
 DIRECTIVE_LATER = "; when two lines disagree, the later one is right"
@@ -445,6 +495,8 @@ OPERATORS: dict[str, Operator] = {
         OwnTurns(),
         Dates(),
         Order(),
+        Style(),
+        TopK(),
         Usage(),
     )
 }

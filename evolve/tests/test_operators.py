@@ -70,7 +70,7 @@ def test_structural_children_are_deterministic_and_stay_within_the_design_space(
     first = StructuralProposer().propose(parent, random.Random(7))
     assert first.source == StructuralProposer().propose(parent, random.Random(7)).source
     rng, view, seen = random.Random(3), parent, set()
-    for step in range(30):  # a chain of structural edits: every child is a program whose design reads back
+    for step in range(60):  # a chain of structural edits: every child is a program whose design reads back
         child = StructuralProposer().propose(view, rng)
         assert child.operator.startswith("structural:") and child.meta["structure"] in OPERATORS
         assert read_design(child.source) == child.meta["design"]
@@ -143,6 +143,8 @@ OPERATOR_CHANGES = {  # one change of each operator, on the lifted episodic seed
     "own-turns": "stopped storing the agent's own replies",
     "dates": "stopped showing dates",
     "order": "showed memories best match last (was oldest first)",
+    "style": "showed memories as notes (was transcript)",
+    "top-k": "recalled 4 items (was 8)",
     "usage": "usage text description -> directive",
 }
 
@@ -227,6 +229,29 @@ def test_the_usage_operator_switches_the_template_between_description_and_direct
     reworded = prog.set_template(lifted, "Notes:\n{{ context }}")
     with pytest.raises(ProposalFailed, match="no structural change applies"):
         StructuralProposer(["usage"]).propose(ParentView(id="r", source=reworded, score=0.4, meta={}), random.Random(0))
+
+
+def test_style_and_top_k_change_only_how_memories_are_shown_and_how_many():
+    parent = seed_view()
+    lifted, _ = lift(parent.source, parent.meta)
+    noted = StructuralProposer(["style"]).propose(parent, random.Random(0))
+    assert read_design(noted.source) == {**read_design(lifted), "style": "notes"}
+    assert prog.read_defaults(noted.source) == prog.read_defaults(lifted)  # recall untouched
+    back = StructuralProposer(["style"]).propose(
+        ParentView(id="n", source=noted.source, score=0.4, meta=noted.meta), random.Random(0)
+    )
+    assert read_design(back.source)["style"] == "transcript"
+    sizes = {
+        prog.read_defaults(c.source)["top_k"]: c.meta["change"]
+        for c in (StructuralProposer(["top-k"]).propose(parent, random.Random(i)) for i in range(20))
+    }
+    assert sizes == {4: "recalled 4 items (was 8)", 16: "recalled 16 items (was 8)"}
+    smallest = prog.set_defaults(lifted, {**prog.read_defaults(lifted), "top_k": 2})
+    only = StructuralProposer(["top-k"]).propose(
+        ParentView(id="s", source=smallest, score=0.4, meta={}), random.Random(0)
+    )
+    assert only.meta["change"] == "recalled 4 items (was 2)"  # never below 2
+    assert read_design(only.source) == read_design(lifted)
 
 
 def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_program():

@@ -1,0 +1,163 @@
+"""How the 0.5B's toolprefs score moves with the way the same recalled memories are shown (issue 15).
+
+The episodic seed's recall for the first 100 validation requests (152 users,
+the split of benchmarks/evolve/toolprefs.toml's select step) is taken from one
+``agentmem eval`` run; each variant then shows the model the *same* recalled
+statements, only rendered differently (or fewer of them: the k most similar to
+the request by the default embedder, kept in time order), and the agent acts
+as in the environment. Paired differences say which rendering helps; the
+``style`` and ``top-k`` structural operators (evolve/agentmem_evolve/operators.py)
+are the changes a program can make to get there.
+
+    python benchmarks/evolve/render.py                      # writes benchmarks/results/evolve/render.json
+
+Every prompt goes through the LLM cache, so a rerun costs minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from agentmem.embeddings import default_embedder
+from agentmem.sdk.agent import Agent
+from agentmem.stats import Interval, mean_interval, paired_difference
+from agentmem_environments.toolprefs import ToolPrefsEnvironment
+from agentmem_environments.toolprefs.scoring import score_call
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/provenance.py
+from provenance import provenance  # the shared result header
+
+ROOT = Path(__file__).resolve().parents[2]
+DATED = re.compile(r"^\[[^\]]*\] ")
+SEED_HEADER = "Excerpts from earlier conversations, oldest first; each line starts with its date.\n"
+UNDATED_HEADER = "Excerpts from earlier conversations, oldest first.\n"
+NOTES_HEADER = "What the user told you, oldest first:\n"
+
+
+def user_lines(recalled: str) -> list[str]:
+    """The user's statements among the recalled lines, without date or name (the agent's replies dropped)."""
+    lines = (DATED.sub("", line) for line in recalled.split("\n"))
+    return [line[len("user: ") :] for line in lines if line.startswith("user: ")]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="local/qwen2.5-coder-0.5b")
+    parser.add_argument("--users", type=int, default=152)
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/evolve/render.json")
+    args = parser.parse_args(argv)
+    embedder = default_embedder()
+
+    def most_similar(request: str, lines: list[str], k: int) -> list[str]:
+        if len(lines) <= k:
+            return lines
+        vectors = embedder.embed_array([request, *lines])
+        keep = set(np.argsort(-(vectors[1:] @ vectors[0]))[:k].tolist())
+        return [line for i, line in enumerate(lines) if i in keep]
+
+    def notes(header: str, k: int | None) -> Callable[[str, str], str]:
+        def render(request: str, recalled: str) -> str:
+            lines = user_lines(recalled)
+            lines = most_similar(request, lines, k) if k else lines
+            return header + "\n".join(f"- {line}" for line in lines)
+
+        return render
+
+    variants: dict[str, tuple[str, Callable[[str, str], str]]] = {
+        "seed": ("the seed's block: its usage line, 8 dated lines of both speakers", lambda q, r: SEED_HEADER + r),
+        "transcript-4": (
+            "the 4 user statements most like the request, as 'user: ...', undated, the seed's usage line",
+            lambda q, r: UNDATED_HEADER + "\n".join(f"user: {line}" for line in most_similar(q, user_lines(r), 4)),
+        ),
+        "notes-8": ("every recalled user statement as a note ('- ...'), undated", notes(NOTES_HEADER, None)),
+        "notes-4-seed-line": ("the 4 most like the request as notes, the seed's usage line", notes(UNDATED_HEADER, 4)),
+        "notes-4": ("the 4 most like the request as notes", notes(NOTES_HEADER, 4)),
+        "notes-3": ("the 3 most like the request as notes", notes(NOTES_HEADER, 3)),
+    }
+
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [
+            str(Path(sys.executable).with_name("agentmem")), "eval", "--env", "toolprefs", "--memory", "episodic",
+            "--data", f"users={args.users}", "--split", "validation", "--limit", str(args.limit),
+            "--model", args.model, "--out-dir", scratch,
+        ]  # fmt: skip
+        subprocess.run(command, check=True, cwd=ROOT)
+        cell = json.loads(next(Path(scratch, "cells").glob("toolprefs__episodic*.json")).read_text())
+    recalled = {q["question_id"]: q.get("recalled") or "" for t in cell["tasks"] for q in t["questions"]}
+
+    env = ToolPrefsEnvironment(users=args.users)
+    tasks = env.tasks("validation", limit=args.limit)
+    with tempfile.TemporaryDirectory() as store:
+        agent = Agent(model=args.model, memory=None, store_dir=store)
+        shown: dict[str, str] = {}
+        agent._recall = lambda query, budget: ([], shown["block"])  # type: ignore[method-assign]
+        scores: dict[str, dict[str, float]] = {}
+        for name, (_, render) in variants.items():
+            scores[name] = {}
+            for task in tasks:
+                for question in task.questions:
+                    if question.id not in recalled:
+                        continue
+                    shown["block"] = render(question.text, recalled[question.id])
+                    context = {"category": question.category, "now": task.metadata.get("now")}
+                    action = agent.act(question.text, env.tools_for(question), context=context)
+                    meta = question.metadata
+                    metrics = score_call(
+                        action.tool,
+                        action.arguments,
+                        meta["tool"],
+                        meta["arguments"],
+                        memory_params=meta.get("memory_params", ()),
+                        stale=meta.get("stale") or None,
+                    )
+                    scores[name][question.id] = metrics["param_accuracy"]
+            print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
+        agent.close()
+
+    def pair(a: str, b: str) -> dict[str, float | int]:
+        d = paired_difference(scores[a], scores[b])
+        return {"mean": round(d.mean, 3), "low": round(d.low, 3), "high": round(d.high, 3), "n": d.n,
+                "better": d.wins, "worse": d.losses, "tied": d.ties}  # fmt: skip
+
+    result = {
+        **provenance("evolve/render.py", argv, model=args.model),
+        "data": f"toolprefs users={args.users}, validation split, first {args.limit} requests",
+        "recall": "agentmem eval --memory episodic (the seed); every variant shows the same recalled statements",
+        "variants": {
+            name: {"what": what, "param_accuracy": _interval(mean_interval(list(scores[name].values())))}
+            for name, (what, _) in variants.items()
+        },
+        "paired": {
+            f"{b} - {a}": pair(b, a)
+            for a, b in [
+                ("seed", "notes-8"),
+                ("seed", "transcript-4"),
+                ("seed", "notes-4"),
+                ("transcript-4", "notes-4"),
+                ("notes-4-seed-line", "notes-4"),
+                ("notes-8", "notes-4"),
+                ("notes-4", "notes-3"),
+            ]
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
+def _interval(value: Interval) -> dict[str, float]:
+    return {"mean": round(value.mean, 3), "low": round(value.low, 3), "high": round(value.high, 3), "n": value.n}
+
+
+if __name__ == "__main__":
+    main()
