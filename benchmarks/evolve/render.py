@@ -24,6 +24,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,8 @@ from agentmem.sdk.agent import Agent
 from agentmem.stats import Interval, mean_interval, paired_difference
 from agentmem_environments.toolprefs import ToolPrefsEnvironment
 from agentmem_environments.toolprefs.scoring import score_call
+from agentmem_evolve import program as prog
+from agentmem_evolve.operators import DATED_PHRASE, lift, read_design, set_design
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/provenance.py
 from provenance import provenance  # the shared result header
@@ -85,14 +88,19 @@ def main(argv: list[str] | None = None) -> None:
         "notes-3": ("the 3 most like the request as notes", notes(NOTES_HEADER, 3)),
     }
 
-    with tempfile.TemporaryDirectory() as scratch:
-        command = [
-            str(Path(sys.executable).with_name("agentmem")), "eval", "--env", "toolprefs", "--memory", "episodic",
-            "--data", f"users={args.users}", "--split", "validation", "--limit", str(args.limit),
-            "--model", args.model, "--out-dir", scratch,
-        ]  # fmt: skip
-        subprocess.run(command, check=True, cwd=ROOT)
-        cell = json.loads(next(Path(scratch, "cells").glob("toolprefs__episodic*.json")).read_text())
+    def evaluate(memory: str) -> dict[str, Any]:
+        """One ``agentmem eval`` cell of ``memory`` on the requests every variant is shown."""
+        with tempfile.TemporaryDirectory() as scratch:
+            command = [
+                str(Path(sys.executable).with_name("agentmem")), "eval", "--env", "toolprefs", "--memory", memory,
+                "--data", f"users={args.users}", "--split", "validation", "--limit", str(args.limit),
+                "--model", args.model, "--out-dir", scratch,
+            ]  # fmt: skip
+            subprocess.run(command, check=True, cwd=ROOT)
+            cell: dict[str, Any] = json.loads(next(Path(scratch, "cells").glob("toolprefs__*.json")).read_text())
+        return cell
+
+    cell = evaluate("episodic")
     recalled = {q["question_id"]: q.get("recalled") or "" for t in cell["tasks"] for q in t["questions"]}
 
     env = ToolPrefsEnvironment(users=args.users)
@@ -124,6 +132,30 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
         agent.close()
 
+    # The programs a structural child would be: the seed lifted into modules, then the operators' choices. What
+    # they recall is their own (top_k 4 of the user's statements by the retriever, not 4 of the seed's 8).
+    source, meta = prog.seed_source("episodic")
+    lifted, _ = lift(source, meta)
+    designs = {
+        "design: notes, 4 items, no own replies, no dates": {"retriever": "hybrid"},
+        "design: the same with dense retrieval": {"retriever": "dense"},
+    }
+    with tempfile.TemporaryDirectory() as programs:
+        for i, (name, choice) in enumerate(designs.items()):
+            child = set_design(
+                lifted, {**read_design(lifted), "own_turns": False, "dates": False, "style": "notes", **choice}
+            )
+            child = prog.set_defaults(child, {**prog.read_defaults(child), "top_k": 4})
+            child = prog.set_template(child, (prog.read_template(child) or "").replace(DATED_PHRASE, ""))
+            path = Path(programs, f"design{i}.py")
+            path.write_text(child)
+            designed = evaluate(str(path))
+            scores[name] = {
+                q["question_id"]: q["metrics"]["param_accuracy"] for t in designed["tasks"] for q in t["questions"]
+            }
+            variants[name] = (f"a real program: {read_design(child)}, top_k 4", variants["seed"][1])
+            print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
+
     def pair(a: str, b: str) -> dict[str, float | int]:
         d = paired_difference(scores[a], scores[b])
         return {"mean": round(d.mean, 3), "low": round(d.low, 3), "high": round(d.high, 3), "n": d.n,
@@ -147,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                 ("notes-4-seed-line", "notes-4"),
                 ("notes-8", "notes-4"),
                 ("notes-4", "notes-3"),
+                *(("seed", name) for name in designs),
             ]
         },
     }
