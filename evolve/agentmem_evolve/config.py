@@ -211,6 +211,13 @@ class SelectionConfig(_Section):
         description="when neither program is better with confidence, the challenger wins only with at least this "
         "fraction fewer tokens per question",
     )
+    tie_margin: float | None = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="... and only when the paired interval rules out a loss larger than this (its low end at least "
+        "-tie_margin: non-inferiority); null turns the check off",
+    )
 
 
 class ProposersConfig(_Section):

@@ -61,7 +61,12 @@ def _settings(selection: Any) -> dict[str, Any]:
         "level": float(get("confidence", 0.95)),
         "method": get("paired_test", "both"),
         "cost_margin": float(get("tie_cost_margin", 0.05)),
+        "tie_margin": _margin(get("tie_margin", 0.05)),
     }
+
+
+def _margin(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def judge_new(archive: Archive, key: str, selection: Any, emit: EventSink | None = None) -> list[Verdict]:

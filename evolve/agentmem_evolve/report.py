@@ -417,7 +417,12 @@ def _config(archive: Archive) -> dict[str, Any]:
             "models": f"task {cfg.models.task}, mutation {cfg.models.mutation}",
             "selection": f"{cfg.selection.strategy}; a child replaces its parent or the best when better on shared "
             f"questions ({cfg.selection.paired_test}, {cfg.selection.confidence:.0%}), or as good and at least "
-            f"{cfg.selection.tie_cost_margin:.0%} cheaper",
+            f"{cfg.selection.tie_cost_margin:.0%} cheaper"
+            + (
+                f" and not worse by more than {cfg.selection.tie_margin:g}"
+                if cfg.selection.tie_margin is not None
+                else ""
+            ),
             "budget": f"{cfg.budget.iterations} iterations"
             + (f", {cfg.budget.max_llm_tokens:,} tokens" if cfg.budget.max_llm_tokens else "")
             + (f", {cfg.budget.max_wall_seconds:.0f} s" if cfg.budget.max_wall_seconds else ""),

@@ -85,6 +85,25 @@ def test_ties_go_to_the_cheaper_program():
     assert not worse.replaces and worse.reason == "worse"
 
 
+def test_a_cheaper_tie_that_may_be_much_worse_does_not_replace():
+    """Non-inferiority: 'not worse with confidence' is not enough when the interval admits a large loss."""
+    rng = random.Random(4)
+    parent = answers(rng, 100, 0.5)
+    for seed in range(200):  # a child a little worse on the mean, not worse with confidence, its interval wide
+        child = changed(random.Random(seed), parent, fix=0.12, break_=0.16)
+        verdict = judge(scored("child", child, tokens=80), scored("parent", parent, tokens=100))
+        if verdict.difference.mean < 0 and verdict.difference.high > 0 and verdict.difference.low < -0.05:
+            break
+    assert not verdict.replaces and verdict.reason == "maybe worse"
+    assert "maybe worse" in verdict.text()
+    off = judge(scored("child", child, tokens=80), scored("parent", parent, tokens=100), tie_margin=None)
+    assert off.replaces and off.reason == "cheaper"  # the rule before the margin
+    loose = judge(scored("child", child, tokens=80), scored("parent", parent, tokens=100), tie_margin=0.5)
+    assert loose.replaces and loose.reason == "cheaper"
+    cfg = RunConfig.model_validate({"seeds": ["x"], "environment": {"name": "toolprefs"}})
+    assert cfg.selection.tie_margin == 0.05
+
+
 def test_the_level_and_the_test_are_the_run_s_choice():
     rng = random.Random(2)
     parent = answers(rng, 60, 0.5)
