@@ -32,7 +32,6 @@ from agentmem.embeddings import default_embedder
 from agentmem.sdk.agent import Agent
 from agentmem.stats import Interval, mean_interval, paired_difference
 from agentmem_environments.toolprefs import ToolPrefsEnvironment
-from agentmem_environments.toolprefs.scoring import score_call
 from agentmem_evolve import program as prog
 from agentmem_evolve.operators import DATED_PHRASE, lift, read_design, set_design
 
@@ -119,15 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                     shown["block"] = render(question.text, recalled[question.id])
                     context = {"category": question.category, "now": task.metadata.get("now")}
                     action = agent.act(question.text, env.tools_for(question), context=context)
-                    meta = question.metadata
-                    metrics = score_call(
-                        action.tool,
-                        action.arguments,
-                        meta["tool"],
-                        meta["arguments"],
-                        memory_params=meta.get("memory_params", ()),
-                        stale=meta.get("stale") or None,
-                    )
+                    metrics = env.score_action(question, action.tool, action.arguments)
                     scores[name][question.id] = metrics["param_accuracy"]
             print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
         agent.close()

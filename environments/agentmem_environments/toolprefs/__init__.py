@@ -126,6 +126,19 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
         """The tools offered for a request: every tool of its domain."""
         return [_spec(name) for name in question.metadata["tools"]]
 
+    @staticmethod
+    def score_action(question: Question, tool: str, arguments: dict[str, Any]) -> dict[str, float]:
+        """The metrics of one tool call answering ``question`` (see the module's notes)."""
+        meta = question.metadata
+        return score_call(
+            tool,
+            arguments,
+            meta["tool"],
+            meta["arguments"],
+            memory_params=meta.get("memory_params", ()),
+            stale=meta.get("stale") or None,
+        )
+
     # ------------------------------------------------------------------ protocol
 
     def run_task(self, task: Task, agent: AgentLike) -> TaskResult:
@@ -142,15 +155,7 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
         results: list[QuestionResult] = []
         for question in task.questions:
             action = act(question.text, self.tools_for(question), context={"category": question.category, "now": now})
-            meta = question.metadata
-            metrics = score_call(
-                action.tool,
-                action.arguments,
-                meta["tool"],
-                meta["arguments"],
-                memory_params=meta.get("memory_params", ()),
-                stale=meta.get("stale") or None,
-            )
+            metrics = self.score_action(question, action.tool, action.arguments)
             items = action.recall.items if self.top_k is None else action.recall.items[: self.top_k]
             er = evidence_recall(recalled_dia_ids(items, turns), question.evidence)
             if er is not None:
