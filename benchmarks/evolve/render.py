@@ -33,7 +33,7 @@ from agentmem.sdk.agent import Agent
 from agentmem.stats import Interval, mean_interval, paired_difference
 from agentmem_environments.toolprefs import ToolPrefsEnvironment
 from agentmem_evolve import program as prog
-from agentmem_evolve.operators import DATED_PHRASE, lift, read_design, set_design
+from agentmem_evolve.operators import DATED_PHRASE, lift, read_design, set_design, usage_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/provenance.py
 from provenance import provenance  # the shared result header
@@ -127,17 +127,21 @@ def main(argv: list[str] | None = None) -> None:
     # they recall is their own (top_k 4 of the user's statements by the retriever, not 4 of the seed's 8).
     source, meta = prog.seed_source("episodic")
     lifted, _ = lift(source, meta)
+    # The third is the second with the description line the ``style`` operator now writes for notes.
+    undated, notes_line = UNDATED_HEADER.strip(), usage_line("description", "oldest first", False, "notes")
     designs = {
-        "design: notes, 4 items, no own replies, no dates": {"retriever": "hybrid"},
-        "design: the same with dense retrieval": {"retriever": "dense"},
-    }
+        "design: notes, 4 items, no own replies, no dates": ({"retriever": "hybrid"}, undated),
+        "design: the same with dense retrieval": ({"retriever": "dense"}, undated),
+        "design: the same, under the notes line": ({"retriever": "dense"}, notes_line),
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as programs:
-        for i, (name, choice) in enumerate(designs.items()):
+        for i, (name, (choice, line)) in enumerate(designs.items()):
             child = set_design(
                 lifted, {**read_design(lifted), "own_turns": False, "dates": False, "style": "notes", **choice}
             )
             child = prog.set_defaults(child, {**prog.read_defaults(child), "top_k": 4})
-            child = prog.set_template(child, (prog.read_template(child) or "").replace(DATED_PHRASE, ""))
+            usage = (prog.read_template(child) or "").replace(DATED_PHRASE, "")
+            child = prog.set_template(child, usage.replace(undated, line))
             path = Path(programs, f"design{i}.py")
             path.write_text(child)
             designed = evaluate(str(path))
@@ -171,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                 ("notes-8", "notes-4"),
                 ("notes-4", "notes-3"),
                 *(("seed", name) for name in designs),
+                ("design: the same with dense retrieval", "design: the same, under the notes line"),
             ]
         },
     }

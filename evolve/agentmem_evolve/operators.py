@@ -401,6 +401,27 @@ class Style(Operator):
         now = design.get("style", "transcript")
         return [Change({**design, "style": s}, f"showed memories as {s} (was {now})") for s in STYLES if s != now]
 
+    def changes_for(self, design: dict[str, Any], defaults: dict[str, Any], usage: str) -> list[Change]:
+        """The switch, with the usage template's description line saying whose lines they are.
+
+        Notes drop the user's name, so the line that introduces them names
+        the user instead ("What the user told you, oldest first:" for
+        "Excerpts from earlier conversations, oldest first."). Measured: the
+        same four recalled statements as notes under the first line scored
+        0.573 against 0.533 under the second (100 toolprefs requests).
+        A directive (the ``usage`` operator's) is left as it is.
+        """
+        found = USAGE_DESCRIPTION.search(usage)
+        out = []
+        for change in self.changes(design, defaults):
+            if found:
+                line = usage_line(
+                    "description", found["order"], bool(design.get("dates", True)), change.design["style"]
+                )
+                change = Change(change.design, change.what, template=(found[0], line))
+            out.append(change)
+        return out
+
 
 TOP_K_BOUNDS = (2, 32)
 """The ``top_k`` values the ``top-k`` operator moves between (AssembledParams allows 1 to 50)."""
@@ -429,6 +450,8 @@ class TopK(Operator):
 
 
 DESCRIPTION_OPENING = "Excerpts from earlier conversations, "
+NOTES_OPENING = "What the user told you, "
+"""The description line's opening for memories shown as notes (the ``style`` operator's), ending in a colon."""
 DIRECTIVE_OPENING = "What the user told you before ("
 DIRECTIVE_LATER = "; when two lines disagree, the later one is right"
 DIRECTIVE_TAIL = (
@@ -436,7 +459,8 @@ DIRECTIVE_TAIL = (
 )
 _ORDERS = "|".join(re.escape(p) for p in ORDER_PHRASES.values())
 USAGE_DESCRIPTION = re.compile(
-    re.escape(DESCRIPTION_OPENING) + f"(?P<order>{_ORDERS})(?:{re.escape(DATED_PHRASE)})?\\."
+    f"(?:{re.escape(DESCRIPTION_OPENING)}|{re.escape(NOTES_OPENING)})"
+    + f"(?P<order>{_ORDERS})(?:{re.escape(DATED_PHRASE)})?[.:]"
 )
 USAGE_DIRECTIVE = re.compile(
     re.escape(DIRECTIVE_OPENING) + f"(?P<order>{_ORDERS})(?:{re.escape(DIRECTIVE_LATER)})?" + re.escape(DIRECTIVE_TAIL)
@@ -444,8 +468,10 @@ USAGE_DIRECTIVE = re.compile(
 """The two first lines the ``usage`` operator switches between, in any order and with or without dates."""
 
 
-def _usage_line(style: str, order: str, dated: bool) -> str:
-    """The usage template's first line in one ``style`` ("description" or "directive")."""
+def usage_line(style: str, order: str, dated: bool, shown: str = "transcript") -> str:
+    """The usage template's first line in one ``style`` ("description" or "directive") for memories ``shown`` so."""
+    if style == "description" and shown == "notes":
+        return f"{NOTES_OPENING}{order}{DATED_PHRASE if dated else ''}:"
     if style == "description":
         return f"{DESCRIPTION_OPENING}{order}{DATED_PHRASE if dated else ''}."
     later = DIRECTIVE_LATER if order == ORDER_PHRASES["time"] else ""
@@ -478,7 +504,8 @@ class Usage(Operator):
         ):
             found = pattern.search(usage)
             if found:
-                new = _usage_line(other, found["order"], bool(design.get("dates", True)))
+                dated, shown = bool(design.get("dates", True)), str(design.get("style", "transcript"))
+                new = usage_line(other, found["order"], dated, shown)
                 return [Change(dict(design), f"usage text {style} -> {other}", template=(found[0], new))]
         return []  # a template in other words (a reflective rewrite): nothing this operator can switch
 

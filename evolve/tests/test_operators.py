@@ -231,16 +231,41 @@ def test_the_usage_operator_switches_the_template_between_description_and_direct
         StructuralProposer(["usage"]).propose(ParentView(id="r", source=reworded, score=0.4, meta={}), random.Random(0))
 
 
+def back_to(child):
+    """``child`` as the parent of the next proposal."""
+    return ParentView(id="c", source=child.source, score=0.4, meta=child.meta)
+
+
 def test_style_and_top_k_change_only_how_memories_are_shown_and_how_many():
     parent = seed_view()
     lifted, _ = lift(parent.source, parent.meta)
     noted = StructuralProposer(["style"]).propose(parent, random.Random(0))
     assert read_design(noted.source) == {**read_design(lifted), "style": "notes"}
     assert prog.read_defaults(noted.source) == prog.read_defaults(lifted)  # recall untouched
+    # notes drop the user's name, so the description line names the user; nothing else in the template changes
+    line = "Excerpts from earlier conversations, oldest first; each line starts with its date."
+    noted_line = "What the user told you, oldest first; each line starts with its date:"
+    assert prog.read_template(noted.source) == prog.read_template(lifted).replace(line, noted_line)
     back = StructuralProposer(["style"]).propose(
         ParentView(id="n", source=noted.source, score=0.4, meta=noted.meta), random.Random(0)
     )
-    assert read_design(back.source)["style"] == "transcript"
+    assert read_design(back.source)["style"] == "transcript" and prog.read_template(back.source) == prog.read_template(
+        lifted
+    )
+    # the dates and usage operators still find the notes line: undated it is the measured "..., oldest first:"
+    undated = next(
+        c
+        for c in (StructuralProposer(["dates"]).propose(back_to(noted), random.Random(i)) for i in range(5))
+        if c.meta["change"] == "stopped showing dates"
+    )
+    assert "What the user told you, oldest first:\n" in prog.read_template(undated.source)
+    directed = StructuralProposer(["usage"]).propose(back_to(undated), random.Random(0))
+    assert "What the user told you before (oldest first;" in prog.read_template(directed.source)
+    described = StructuralProposer(["usage"]).propose(back_to(directed), random.Random(0))
+    assert prog.read_template(described.source) == prog.read_template(undated.source)  # notes: the notes line back
+    # a directive is not the style's to rewrite
+    restyled = StructuralProposer(["style"]).propose(back_to(directed), random.Random(0))
+    assert prog.read_template(restyled.source) == prog.read_template(directed.source)
     sizes = {
         prog.read_defaults(c.source)["top_k"]: c.meta["change"]
         for c in (StructuralProposer(["top-k"]).propose(parent, random.Random(i)) for i in range(20))
