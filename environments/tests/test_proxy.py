@@ -18,7 +18,7 @@ from agentmem.types import Recall, RecallItem
 from agentmem_environments.bfcl import BFCLMemoryEnvironment
 from agentmem_environments.locomo import LocomoEnvironment
 from agentmem_environments.locomo.demo import DEMO_PATH
-from agentmem_environments.toolprefs import ToolPrefsEnvironment
+from agentmem_environments.toolprefs import PROXY_BETA, ToolPrefsEnvironment, f_beta
 from tests.helpers import BagEmbedder
 
 
@@ -75,15 +75,34 @@ def test_toolprefs_proxy_wants_the_current_preference_and_not_the_stale_one_firs
     assert env.proxy_score(task, question, Recall()).score == 0.0
     right = env.proxy_score(task, question, Recall(items=_items(task, everything)))
     assert right.score == 1.0 and not right.stale
-    # the stale statement recalled after its correction does no harm
-    assert env.proxy_score(task, question, Recall(items=_items(task, everything + [stale]))).score == 1.0
+    n = len(everything)
+    # the stale statement recalled after its correction costs only focus: one line of n + 1 grounds nothing
+    after = env.proxy_score(task, question, Recall(items=_items(task, everything + [stale])))
+    assert not after.stale and after.score == pytest.approx(f_beta(1.0, n / (n + 1), PROXY_BETA)) and after.score < 1
     # ahead of it, the corrected preference earns nothing and the verdict says stale
     ahead = env.proxy_score(task, question, Recall(items=_items(task, [stale] + everything)))
-    assert ahead.stale and ahead.score == pytest.approx((len(set(everything)) - 1) / len(set(everything)))
-    assert ahead.evidence == 1.0
+    assert ahead.stale and ahead.score == pytest.approx(f_beta((n - 1) / n, n / (n + 1), PROXY_BETA))
+    assert ahead.score < after.score and ahead.evidence == 1.0
     # the stale one instead of the correction
     instead = env.proxy_score(task, question, Recall(items=_items(task, [stale] + list(dict.fromkeys(others)))))
     assert instead.stale and instead.score < 1.0
+
+
+def test_toolprefs_proxy_prefers_the_same_grounding_among_fewer_other_lines():
+    env = ToolPrefsEnvironment(users=4, corrections=3)
+    task, question = _corrected_question(env)
+    grounding = list(dict.fromkeys(question.metadata["grounding"].values()))
+    stale = set(question.metadata["stale_grounding"].values())
+    others = [d for d in _event_ids(task) if d not in grounding and d not in stale]
+    scores = [
+        env.proxy_score(task, question, Recall(items=_items(task, grounding + others[:k]))).score for k in (0, 2, 6, 14)
+    ]
+    assert scores[0] == 1.0 and scores == sorted(scores, reverse=True) and scores[-1] < 0.5
+    # focus never makes up for grounding not found: half the grounding alone scores below all of it among 2 others
+    half = env.proxy_score(task, question, Recall(items=_items(task, grounding[: len(grounding) // 2] or grounding)))
+    if len(grounding) > 1:
+        assert half.score < scores[1]
+    assert f_beta(0.0, 1.0, PROXY_BETA) == 0.0 == f_beta(1.0, 0.0, PROXY_BETA)
 
 
 def test_toolprefs_metrics_carry_the_proxy_facts_for_diagnosis():

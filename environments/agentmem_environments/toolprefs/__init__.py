@@ -15,9 +15,10 @@ expected parameters exactly right after light normalisation: the primary
 metric, partial credit that moves with each remembered preference);
 ``exact`` (the whole call right); ``memory_accuracy`` (the parameters only
 memory can supply); ``stale`` (a corrected preference answered with its old
-value). The LLM-free proxy is ``evidence_recall``: the fraction of grounding
-statements (their ``dia_id``s) that recall surfaced. ``aggregate`` also
-breaks quality down by domain.
+value). The LLM-free proxy (:meth:`ToolPrefsEnvironment.proxy_score`) weighs
+the grounding statements recall surfaced (their ``dia_id``s, a corrected one
+only ahead of its stale value) against the lines that ground nothing.
+``aggregate`` also breaks quality down by domain.
 
 The data needs no download: it is generated from the seed, the same every
 time. Users are split 50/25/25 into train / validation / test by the seed.
@@ -58,6 +59,17 @@ from agentmem_environments.toolprefs.scoring import evidence_recall, recalled_di
 __all__ = ["ToolPrefsEnvironment", "GeneratorOptions"]
 
 log = logging.getLogger(__name__)
+
+PROXY_BETA = 2.0
+"""How many times the proxy weighs finding the grounding over recalling few other lines (see proxy_score)."""
+
+
+def f_beta(credit: float, focus: float, beta: float) -> float:
+    """The F-beta of ``credit`` (how much of the grounding recall found) and ``focus`` (its share of the lines)."""
+    if credit <= 0.0 or focus <= 0.0:
+        return 0.0
+    return (1 + beta * beta) * credit * focus / (beta * beta * focus + credit)
+
 
 _RECALLED_TEXT_CHARS = 2000
 _KNOBS = tuple(GeneratorOptions.model_fields)
@@ -179,12 +191,26 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
     def proxy_score(
         self, task: Task, question: Question, recall: Recall, turns: dict[str, str] | None = None
     ) -> ProxyScore | None:
-        """The fraction of grounding statements recalled, each with no superseded value ranked ahead of it.
+        """How well recall grounds the request: its grounding statements found, against the lines around them.
 
-        A corrected preference earns credit only when its current statement is
-        recalled and the stale statement it replaced is not recalled before it
-        (an item that holds both counts as current first). ``stale`` is set when
-        any stale statement was recalled ahead of (or instead of) its correction.
+        Credit is the fraction of grounding statements recalled, a corrected
+        preference only when its current statement is recalled and the stale
+        one it replaced is not recalled before it (an item that holds both
+        counts as current first); ``stale`` is set when any stale statement was
+        recalled ahead of (or instead of) its correction. Focus is the
+        fraction of recalled items that hold a current grounding statement.
+        The score is their F-beta (:data:`PROXY_BETA`: credit counts four
+        times as much as focus), so a recall that finds the same statements
+        among fewer other lines scores higher.
+
+        Why focus: the 0.5B that answers toolprefs requests is misled by the
+        lines around the grounding. Recall-only, the proxy ranked children
+        with 16 items first (0.81 to 0.82 against the seed's 0.74), and each
+        of them then lost the 6-request screen (0.34 to 0.40;
+        benchmarks/results/evolve/toolprefs-4 and toolprefs-5), while it cut
+        every child with 4 items; a program that recalls 4 items scored +0.057
+        [+0.003, +0.109] over the seed's 8 on the 100 select requests
+        (benchmarks/results/evolve/render.json).
         """
         turns = turns if turns is not None else turn_ids(task)
         grounding: dict[str, str] = dict(question.metadata.get("grounding") or {})
@@ -207,7 +233,14 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
             stale = stale or ahead
             credit += float(at is not None and not ahead)
         evidence = sum(1 for current, _ in checks if current in first_at) / len(checks)
-        return ProxyScore(score=credit / len(checks), evidence=evidence, stale=stale)
+        currents = {current for current, _ in checks}
+        grounding_items = sum(
+            1
+            for item in recall.items
+            if any(str(d).strip().upper() in currents for d in recalled_dia_ids([item], turns))
+        )
+        focus = grounding_items / len(recall.items) if recall.items else 0.0
+        return ProxyScore(score=f_beta(credit / len(checks), focus, PROXY_BETA), evidence=evidence, stale=stale)
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:
         questions = [q for r in results for q in r.questions]
