@@ -408,7 +408,8 @@ class Style(Operator):
         the user instead ("What the user told you, oldest first:" for
         "Excerpts from earlier conversations, oldest first."). Measured: the
         same four recalled statements as notes under the first line scored
-        0.573 against 0.533 under the second (100 toolprefs requests).
+        0.573 against 0.533 under the second (100 toolprefs requests,
+        benchmarks/results/evolve/render.json).
         A directive (the ``usage`` operator's) is left as it is.
         """
         found = USAGE_DESCRIPTION.search(usage)

@@ -217,10 +217,11 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
         if not grounding:
             return None
         stale_of: dict[str, str] = dict(question.metadata.get("stale_grounding") or {})
+        recalled = [{str(dia).strip().upper() for dia in recalled_dia_ids([item], turns)} for item in recall.items]
         first_at: dict[str, int] = {}
-        for rank, item in enumerate(recall.items):
-            for dia in recalled_dia_ids([item], turns):
-                first_at.setdefault(str(dia).strip().upper(), rank)
+        for rank, dias in enumerate(recalled):
+            for dia in dias:
+                first_at.setdefault(dia, rank)
         checks = dict.fromkeys(
             (str(dia).upper(), str(stale_of[p]).upper() if p in stale_of else None) for p, dia in grounding.items()
         )
@@ -234,12 +235,7 @@ class ToolPrefsEnvironment(TaskSetEnvironment, ProxyScoring):
             credit += float(at is not None and not ahead)
         evidence = sum(1 for current, _ in checks if current in first_at) / len(checks)
         currents = {current for current, _ in checks}
-        grounding_items = sum(
-            1
-            for item in recall.items
-            if any(str(d).strip().upper() in currents for d in recalled_dia_ids([item], turns))
-        )
-        focus = grounding_items / len(recall.items) if recall.items else 0.0
+        focus = sum(1 for dias in recalled if dias & currents) / len(recalled) if recalled else 0.0
         return ProxyScore(score=f_beta(credit / len(checks), focus, PROXY_BETA), evidence=evidence, stale=stale)
 
     def aggregate(self, results: list[TaskResult]) -> dict[str, float]:
