@@ -70,6 +70,11 @@ def attribute_hint(error: str) -> str:
             f"The program has no self.{wrong}; a hook may use only its own arguments, "
             "self.params (its settings, read as attributes) and plain Python."
         )
+    if kind == "NoneType":  # a hook fell off its end on some path (the 1.5B's rewrite_query in the sixth run)
+        return (
+            "A value is None where the program needs one: every path of the method must return, "
+            "rewrite_query a str, after_recall the Recall, before_store the Event or None to drop it."
+        )
     if kind not in FIELDS:
         return ""
     return f"{kind} has no .{wrong}; its attributes are {FIELDS[kind]}."

@@ -173,6 +173,8 @@ def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
     assert "Event has no .text" in hint and ".content" in hint
     own = attribute_hint("smoke: error: observe raised AttributeError: 'Program' object has no attribute 'memory'")
     assert "no self.memory" in own and "self.params" in own
+    fell_off = attribute_hint("smoke: error: recall raised AttributeError: 'NoneType' object has no attribute 'strip'")
+    assert "every path of the method must return" in fell_off and "rewrite_query a str" in fell_off
     model = ScriptedModel(
         [
             "```python\ndef before_store(self, event):\n    return event if event.text else None\n```",
