@@ -36,8 +36,10 @@ HOOK_PURPOSE = {
     "after_recall": "is called with what memory found for a request, before the agent sees it; return the Recall",
 }
 HOOK_HINT = {
-    "before_store": "Ideas: drop small talk that is never asked about later; keep statements of preferences, "
-    "facts and corrections.",
+    # "never asked about later" sent the 1.5B to look the future up in self.memory, which a hook has not
+    # (three reflective children of the committed runs failed on it): name what the event itself shows
+    "before_store": "Ideas: drop small talk (greetings, thanks, one-word replies), judged from the event's own "
+    "text; keep statements of preferences, facts and corrections.",
     "rewrite_query": "Ideas: add words that the remembered statements would contain (e.g. 'prefer', 'always', "
     "'usually'); remove filler words.",
     "after_recall": "Ideas: drop items with a low score; put the most relevant first; when two items say "
@@ -67,6 +69,11 @@ def attribute_hint(error: str) -> str:
         return (
             f"The program has no self.{wrong}; a hook may use only its own arguments, "
             "self.params (its settings, read as attributes) and plain Python."
+        )
+    if kind == "NoneType":  # a hook fell off its end on some path (the 1.5B's rewrite_query in the sixth run)
+        return (
+            "A value is None where the program needs one: every path of the method must return, "
+            "rewrite_query a str, after_recall the Recall, before_store the Event or None to drop it."
         )
     if kind not in FIELDS:
         return ""
@@ -391,6 +398,7 @@ class ReflectiveProposer:
             error, proposal = str(exc), exc.proposal
         tries = 1
         detail = ""
+        repeated = ""  # the error a repair was asked to fix
         while True:
             if not error and proposal is not None:
                 if check is None:
@@ -403,6 +411,11 @@ class ReflectiveProposer:
                 raise ProposalFailed(
                     f"{error} (after {tries} tries)", source=spliced if spliced != parent.source else None
                 )
+            # A small model shown its own mistake tends to repeat it (the 1.5B kept self.memory through three
+            # repairs): when a repair brought the same error back, the next try starts a fresh conversation.
+            if proposal is not None and error == repeated:
+                proposal = None
+            repeated = error
             try:
                 if proposal is None:  # nothing to continue: start a fresh conversation
                     proposal = self.propose(parent, rng, references, target=target)

@@ -173,6 +173,8 @@ def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
     assert "Event has no .text" in hint and ".content" in hint
     own = attribute_hint("smoke: error: observe raised AttributeError: 'Program' object has no attribute 'memory'")
     assert "no self.memory" in own and "self.params" in own
+    fell_off = attribute_hint("smoke: error: recall raised AttributeError: 'NoneType' object has no attribute 'strip'")
+    assert "every path of the method must return" in fell_off and "rewrite_query a str" in fell_off
     model = ScriptedModel(
         [
             "```python\ndef before_store(self, event):\n    return event if event.text else None\n```",
@@ -190,6 +192,25 @@ def test_a_wrong_attribute_gets_the_real_attribute_names_in_the_repair():
     )
     assert "event.content" in proposal.source
     assert ".content (the text)" in model.seen[1][-1]["content"]
+
+
+def test_a_repair_that_brings_the_same_error_back_is_followed_by_a_fresh_conversation():
+    """The 1.5B kept self.memory through three repairs: the third try forgets the anchoring conversation."""
+    memory = "```python\ndef before_store(self, event):\n    return event if self.memory.asked(event) else None\n```"
+    fixed = "```python\ndef before_store(self, event):\n    return None if event.content == 'Thanks!' else event\n```"
+    model = ScriptedModel([memory, memory, fixed])
+    error = "smoke: error: observe raised AttributeError: 'Program' object has no attribute 'memory'"
+
+    def check(source):
+        return ("self.memory" not in source, error if "self.memory" in source else "", "")
+
+    proposal = ReflectiveProposer(model, TASK).attempt(
+        seed_view(), random.Random(0), [], 2, check=check, target="before_store"
+    )
+    assert "Thanks!" in proposal.source and proposal.meta["repairs"] == 2
+    assert len(model.seen[1]) == 4 and "no self.memory" in model.seen[1][-1]["content"]  # the first repair
+    assert len(model.seen[2]) == 2  # then a fresh conversation: system prompt and the request only
+    assert "no self.memory" in model.seen[2][0]["content"]  # which says a hook has no memory to look into
 
 
 def test_only_the_asked_for_method_is_replaced():
