@@ -141,16 +141,9 @@ def main(argv: list[str] | None = None) -> None:
             path = Path(programs, f"design{i}.py")
             path.write_text(child)
             designed = evaluate(str(path))
-            scores[name] = {
-                q["question_id"]: q["metrics"]["param_accuracy"] for t in designed["tasks"] for q in t["questions"]
-            }
+            scores[name] = param_accuracy(designed)
             variants[name] = (f"a real program: {read_design(child)}, top_k 4", variants["seed"][1])
             print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
-
-    def pair(a: str, b: str) -> dict[str, float | int]:
-        d = paired_difference(scores[a], scores[b])
-        return {"mean": round(d.mean, 3), "low": round(d.low, 3), "high": round(d.high, 3), "n": d.n,
-                "better": d.wins, "worse": d.losses, "tied": d.ties}  # fmt: skip
 
     result = {
         **provenance("evolve/render.py", argv, model=args.model),
@@ -161,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, (what, _) in variants.items()
         },
         "paired": {
-            f"{b} - {a}": pair(b, a)
+            f"{b} - {a}": paired(scores[b], scores[a])
             for a, b in [
                 ("seed", "notes-8"),
                 ("seed", "transcript-4"),
@@ -214,33 +207,32 @@ def confirm(args: argparse.Namespace, argv: list[str] | None) -> None:
         path.write_text(designed_program({"retriever": "dense"}, line))
         for label, memory in (("seed", "episodic"), (name, str(path))):
             cell = evaluate_cell(memory, args.users, "test", None, args.model)
-            scores[label] = {
-                q["question_id"]: q["metrics"]["param_accuracy"] for t in cell["tasks"] for q in t["questions"]
-            }
+            scores[label] = param_accuracy(cell)
             print(f"{label}: {np.mean(list(scores[label].values())):.3f}", flush=True)
-    d = paired_difference(scores[name], scores["seed"])
     result = {
         **provenance("evolve/render.py", argv, model=args.model),
         "data": f"toolprefs users={args.users}, the whole test split (users no measurement or run selected on)",
         "variants": {
             label: {"param_accuracy": _interval(mean_interval(list(s.values())))} for label, s in scores.items()
         },
-        "paired": {
-            f"{name} - seed": {
-                "mean": round(d.mean, 3),
-                "low": round(d.low, 3),
-                "high": round(d.high, 3),
-                "n": d.n,
-                "better": d.wins,
-                "worse": d.losses,
-                "tied": d.ties,
-            },
-        },
+        "paired": {f"{name} - seed": paired(scores[name], scores["seed"])},
     }
     out = args.out or RESULTS / "render-test.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written: {out}")
+
+
+def param_accuracy(cell: dict[str, Any]) -> dict[str, float]:
+    """Each request's param_accuracy in an ``agentmem eval`` cell, by question id."""
+    return {q["question_id"]: q["metrics"]["param_accuracy"] for t in cell["tasks"] for q in t["questions"]}
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float | int]:
+    """a - b on the requests both were scored on, as the result files write it."""
+    d = paired_difference(a, b)
+    return {"mean": round(d.mean, 3), "low": round(d.low, 3), "high": round(d.high, 3), "n": d.n,
+            "better": d.wins, "worse": d.losses, "tied": d.ties}  # fmt: skip
 
 
 def _interval(value: Interval) -> dict[str, float]:
