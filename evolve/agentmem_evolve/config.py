@@ -237,7 +237,7 @@ class ProposersConfig(_Section):
     structural_steps: int = Field(
         1,
         ge=1,
-        le=8,  # there are 8 operators, each applied at most once a child
+        le=12,  # there are 12 operators (agentmem_evolve.operators.OPERATORS), each applied at most once a child
         description="a structural child applies between 1 and this many different operators (the count drawn "
         "uniformly): above 1, a combination of module changes is reached in one select evaluation",
     )
