@@ -10,7 +10,9 @@ large and machine-specific; what the project commits is this summary of it
   children funnel, every paired verdict on a child (``judgements``: against
   whom, the difference with its interval, wins and losses, why it did or did
   not replace), every evaluation's aggregate metrics (``metrics``: what the
-  environment reports beside the score, such as evidence recall) and the
+  environment reports beside the score, such as evidence recall), every
+  LLM-scored evaluation's questions and wall seconds (``timings``: the
+  measured speed a committed config's estimate is sized at) and the
   provenance header of every benchmark result;
 * ``report.md``: the report's tables in Markdown: the run, the funnel
   (proposed / valid / screened out by the proxy / scored with the LLM), the
@@ -76,6 +78,28 @@ def stage_metrics(archive: Any) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
     for rec in archive.evaluations(status="ok"):
         out.setdefault(rec.program_id, {})[rec.stage] = {k: round(v, 4) for k, v in rec.metrics.items()}
+    return out
+
+
+def stage_timings(archive: Any) -> dict[str, dict[str, dict[str, float]]]:
+    """Each program's LLM-scored evaluations per stage: questions, wall seconds, seconds per question, cache hits.
+
+    The speed a committed config's worst-case estimate is sized at
+    (``budget.seconds_per_question``) is read from here: the slowest
+    LLM-scored evaluation of a run with no cache hits is the task model's
+    speed on that machine with nothing else running.
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for rec in archive.evaluations(status="ok"):
+        seconds, questions = rec.cost.get("seconds"), rec.cost.get("questions")
+        if rec.stage == "proxy" or not seconds or not questions:
+            continue
+        out.setdefault(rec.program_id, {})[rec.stage] = {
+            "questions": int(questions),
+            "seconds": round(float(seconds), 1),
+            "seconds_per_question": round(float(seconds) / float(questions), 2),
+            "cache_hits": int(rec.cost.get("cache_hits", 0)),
+        }
     return out
 
 
@@ -252,6 +276,7 @@ def summarize(run_dir: Path, out_dir: Path, argv: list[str] | None = None) -> di
         counts = funnel(archive)
         verdicts = judgements(archive)
         metrics = stage_metrics(archive)
+        timings = stage_timings(archive)
         diff, compared = best_diff(archive)
         markdown = report_markdown(archive, info, counts, config)
     model = config.models.task if config is not None else None
@@ -261,6 +286,7 @@ def summarize(run_dir: Path, out_dir: Path, argv: list[str] | None = None) -> di
         "funnel": counts,
         "judgements": verdicts,
         "metrics": metrics,
+        "timings": timings,
         "diff": compared,
     }
     status["run_dir"] = run_dir.name  # the machine's path says nothing to a reader of the committed file
