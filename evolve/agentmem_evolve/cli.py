@@ -225,8 +225,8 @@ def run_command(
         typer.Option(
             "--seconds-per-question",
             min=0.001,
-            help="with --check-config: the seconds one question takes the task model (default: measured on a "
-            "2-core CPU with the local 0.5B)",
+            help="with --check-config: the seconds one question takes the task model (default: the config's "
+            "budget.seconds_per_question, else measured on a 2-core CPU with the local 0.5B)",
         ),
     ] = None,
     allow_unjailed: Annotated[
@@ -290,10 +290,10 @@ def run_command(
 def _print_check(cfg: Any, seconds_per_question: float | None) -> None:
     """`run --check-config`: the config as the run would record it, and what it will cost at worst."""
     from agentmem.cli.main import console
-    from agentmem_evolve.estimate import SECONDS_PER_QUESTION, estimate_cost
+    from agentmem_evolve.estimate import estimate_cost
 
     console.print(cfg.to_toml(), markup=False, highlight=False)
-    estimate = estimate_cost(cfg, seconds_per_question=seconds_per_question or SECONDS_PER_QUESTION)
+    estimate = estimate_cost(cfg, seconds_per_question=seconds_per_question)
     table = Table(title="worst-case cost (every child past the proxy promoted, no LLM cache hit)")
     table.add_column("what")
     table.add_column("estimate", justify="right")

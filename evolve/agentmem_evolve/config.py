@@ -175,6 +175,13 @@ class BudgetConfig(_Section):
     iterations: int = Field(6, ge=0)
     max_llm_tokens: int | None = Field(None, ge=1, description="all LLM tokens of the run (None = unlimited)")
     max_wall_seconds: float | None = Field(None, gt=0, description="wall-clock seconds of the run (None = unlimited)")
+    seconds_per_question: float | None = Field(
+        None,
+        gt=0,
+        description="the task model's measured seconds per question on the machine this config is sized for: the "
+        "speed `--check-config` estimates the worst case at (None: agentmem_evolve.estimate.SECONDS_PER_QUESTION); "
+        "it limits nothing",
+    )
 
 
 class SelectionConfig(_Section):

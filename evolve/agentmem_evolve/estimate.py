@@ -128,7 +128,7 @@ def estimate_cost(
     config: Any,
     questions: dict[str, int] | None = None,
     *,
-    seconds_per_question: float = SECONDS_PER_QUESTION,
+    seconds_per_question: float | None = None,
     proxy_seconds: float = PROXY_SECONDS,
     mutation_seconds: float = MUTATION_SECONDS,
     proxy: bool | None = None,
@@ -140,7 +140,8 @@ def estimate_cost(
     """
     q = questions if questions is not None else stage_questions(config)
     has_proxy = _has_proxy(config) if proxy is None else proxy
-    spq = seconds_per_question
+    # the caller's speed, else the one the config was sized at, else the project's measured default
+    spq = seconds_per_question or getattr(config.budget, "seconds_per_question", None) or SECONDS_PER_QUESTION
     seeds = len(config.seeds)
     k = config.proposers.children_per_iteration
     # the best fraction, and the child the proxy could not tell from its parent (proxy.UNSEEN_PLACES)
