@@ -307,7 +307,7 @@ def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_prog
         StructuralProposer(steps=0)
     with pytest.raises(ConfigError, match="structural_steps"):
         RunConfig.from_dict(
-            {"seeds": ["episodic"], "environment": {"name": "toolprefs"}, "proposers": {"structural_steps": 9}}
+            {"seeds": ["episodic"], "environment": {"name": "toolprefs"}, "proposers": {"structural_steps": 13}}
         )
 
 
