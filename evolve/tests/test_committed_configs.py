@@ -31,6 +31,13 @@ TWO_HOURS = 7200.0
 SELECT_HALF_WIDTH = 0.07
 
 
+COUNTED = {
+    "toolprefs": {"proxy": 200, "screen": 6, "select": 100, "test": 290},
+    "locomo": {"proxy": 199, "screen": 6, "select": 100, "test": 190},
+}
+"""The questions each committed config's stages score, counted from the environments by the two tests below."""
+
+
 def load(name: str) -> RunConfig:
     return RunConfig.load(CONFIGS / f"{name}.toml")
 
@@ -68,7 +75,7 @@ def _check_splits(questions: dict[str, int]) -> None:
 
 def test_the_toolprefs_splits_detect_what_the_config_says():
     questions = stage_questions(load("toolprefs"))
-    assert questions == {"proxy": 200, "screen": 6, "select": 100, "test": 290}
+    assert questions == COUNTED["toolprefs"]
     _check_splits(questions)
 
 
@@ -76,7 +83,7 @@ def test_the_locomo_splits_detect_what_the_config_says(locomo6):
     cfg = load("locomo")
     cfg.environment.data = str(locomo6)  # the same file, wherever the shared data lives on this machine
     questions = stage_questions(cfg)
-    assert questions == {"proxy": 199, "screen": 6, "select": 100, "test": 190}
+    assert questions == COUNTED["locomo"]
     _check_splits(questions)
 
 
@@ -98,13 +105,6 @@ def _measured_seconds_per_question() -> dict[str, float]:
     result = json.loads(path.read_text(encoding="utf-8"))
     llm_seconds = sum(c["seconds"] for c in result["cost"]["by_caller"].values())
     return {"toolprefs": max(uncached), "locomo": llm_seconds / result["metrics"]["questions"]}
-
-
-COUNTED = {
-    "toolprefs": {"proxy": 200, "screen": 6, "select": 100, "test": 290},
-    "locomo": {"proxy": 200, "screen": 6, "select": 100, "test": 190},
-}
-"""The questions the tests above count (a proxy evaluation is priced whole, so its count does not matter)."""
 
 
 @pytest.mark.parametrize("name", ["toolprefs", "locomo"])

@@ -307,8 +307,16 @@ def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_prog
         StructuralProposer(steps=0)
     with pytest.raises(ConfigError, match="structural_steps"):
         RunConfig.from_dict(
-            {"seeds": ["episodic"], "environment": {"name": "toolprefs"}, "proposers": {"structural_steps": 13}}
+            {
+                "seeds": ["episodic"],
+                "environment": {"name": "toolprefs"},
+                "proposers": {"structural_steps": len(OPERATORS) + 1},
+            }
         )
+    # the config's bound is the number of operators there are (each applied at most once a child)
+    RunConfig.from_dict(
+        {"seeds": ["episodic"], "environment": {"name": "toolprefs"}, "proposers": {"structural_steps": len(OPERATORS)}}
+    )
 
 
 def test_a_design_the_program_cannot_build_fails_validation_at_the_interface():
