@@ -245,9 +245,26 @@ class ProposersConfig(_Section):
         1,
         ge=1,
         le=12,  # there are 12 operators (agentmem_evolve.operators.OPERATORS), each applied at most once a child
-        description="a structural child applies between 1 and this many different operators (the count drawn "
-        "uniformly): above 1, a combination of module changes is reached in one select evaluation",
+        description="a structural child applies between `structural_min_steps` and this many different operators "
+        "(the count drawn uniformly): above 1, a combination of module changes is reached in one select evaluation",
     )
+    structural_min_steps: int = Field(
+        1,
+        ge=1,
+        le=12,
+        description="the fewest operators a structural child applies (at most `structural_steps`): raised when "
+        "the program worth reaching differs from its parent in several modules, so fewer children are spent on "
+        "single changes",
+    )
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> ProposersConfig:
+        if self.structural_min_steps > self.structural_steps:
+            raise ValueError(
+                f"structural_min_steps ({self.structural_min_steps}) is above structural_steps "
+                f"({self.structural_steps}); lower it or raise structural_steps"
+            )
+        return self
 
     @field_validator("weights")
     @classmethod

@@ -543,7 +543,9 @@ class Controller:
 
             try:
                 return StructuralProposer(
-                    self.config.proposers.structural or None, steps=self.config.proposers.structural_steps
+                    self.config.proposers.structural or None,
+                    steps=self.config.proposers.structural_steps,
+                    min_steps=self.config.proposers.structural_min_steps,
                 ).propose(parent, rng)
             except ProposalFailed as exc:  # a program no operator applies to: a cheap mutation instead
                 self.emit("structural_skipped", parent=parent.id, reason=str(exc))

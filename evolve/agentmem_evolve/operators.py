@@ -540,11 +540,11 @@ def operator_names() -> list[str]:
 class StructuralProposer:
     """Picks structural operators the parent's design allows, and one change of each (uniformly, by ``rng``).
 
-    With ``steps`` above 1 a child applies between 1 and ``steps`` different
-    operators, one after the other (the count drawn uniformly). One change
-    a child is the clean experiment, but it reaches a combination of changes
-    only across several iterations, and each iteration costs a select
-    evaluation: a program that differs from its seed in four module choices
+    With ``steps`` above 1 a child applies between ``min_steps`` (1 unless
+    raised) and ``steps`` different operators, one after the other (the
+    count drawn uniformly). One change a child is the clean experiment, but
+    it reaches a combination of changes only across several iterations, and
+    each iteration costs a select evaluation: a program that differs from its seed in four module choices
     (say, facts encoded, the agent's own replies not stored, no dates, a
     `correct` manager) is four promoted children away at one operator each,
     about the whole search budget of a 2-hour run on a 2-core machine.
@@ -556,19 +556,22 @@ class StructuralProposer:
 
     name = "structural"
 
-    def __init__(self, operators: list[str] | None = None, steps: int = 1) -> None:
+    def __init__(self, operators: list[str] | None = None, steps: int = 1, min_steps: int = 1) -> None:
         unknown = sorted(set(operators or []) - set(OPERATORS))
         if unknown:
             raise ValueError(f"unknown structural operator(s) {', '.join(unknown)}; known: {', '.join(OPERATORS)}")
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
+        if not 1 <= min_steps <= steps:
+            raise ValueError(f"min_steps must be between 1 and steps ({steps}), got {min_steps}")
         self.operators = [OPERATORS[n] for n in (operators or OPERATORS)]
         self.steps = steps
+        self.min_steps = min_steps
 
     def propose(self, parent: ParentView, rng: random.Random, *, operator: str | None = None) -> Proposal:
         source, lifted_from = lift(parent.source, parent.meta)
         pool = [op for op in self.operators if operator is None or op.name == operator]
-        wanted = rng.randint(1, self.steps) if operator is None and self.steps > 1 else 1
+        wanted = rng.randint(self.min_steps, self.steps) if operator is None and self.steps > 1 else 1
         used: list[str] = []
         whats: list[str] = []
         while len(used) < wanted:

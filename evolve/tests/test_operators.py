@@ -305,6 +305,20 @@ def test_a_structural_child_can_combine_several_operators_and_stays_a_valid_prog
     )
     with pytest.raises(ValueError, match="at least 1"):
         StructuralProposer(steps=0)
+    # a raised minimum: every child applies at least that many operators (here 3 or 4 of the four)
+    four = ["style", "top-k", "dates", "own-turns"]
+    raised = [StructuralProposer(four, steps=4, min_steps=3).propose(parent, random.Random(i)) for i in range(12)]
+    assert {len(c.meta["structure"].split("+")) for c in raised} == {3, 4}
+    with pytest.raises(ValueError, match="min_steps must be between 1 and steps"):
+        StructuralProposer(four, steps=2, min_steps=3)
+    with pytest.raises(ConfigError, match="structural_min_steps"):
+        RunConfig.from_dict(
+            {
+                "seeds": ["episodic"],
+                "environment": {"name": "toolprefs"},
+                "proposers": {"structural_steps": 2, "structural_min_steps": 3},
+            }
+        )
     with pytest.raises(ConfigError, match="structural_steps"):
         RunConfig.from_dict(
             {
