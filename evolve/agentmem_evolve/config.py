@@ -250,8 +250,7 @@ class ProposersConfig(_Section):
     )
     structural_min_steps: int = Field(
         1,
-        ge=1,
-        le=12,
+        ge=1,  # the upper bound is structural_steps (checked below)
         description="the fewest operators a structural child applies (at most `structural_steps`): raised when "
         "the program worth reaching differs from its parent in several modules, so fewer children are spent on "
         "single changes",

@@ -544,10 +544,11 @@ class StructuralProposer:
     raised) and ``steps`` different operators, one after the other (the
     count drawn uniformly). One change a child is the clean experiment, but
     it reaches a combination of changes only across several iterations, and
-    each iteration costs a select evaluation: a program that differs from its seed in four module choices
-    (say, facts encoded, the agent's own replies not stored, no dates, a
-    `correct` manager) is four promoted children away at one operator each,
-    about the whole search budget of a 2-hour run on a 2-core machine.
+    each iteration costs a select evaluation: a program that differs from its
+    seed in four module choices (say, facts encoded, the agent's own replies
+    not stored, no dates, a `correct` manager) is four promoted children away
+    at one operator each, about the whole search budget of a 2-hour run on
+    a 2-core machine.
 
     The child's operator is ``structural:<name>`` (``structural:<a>+<b>``
     for several), so the archive and the report tell which structural edits
