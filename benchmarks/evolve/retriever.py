@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,31 +36,44 @@ from render import RESULTS, _interval, designed_program, evaluate_cell, paired, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    compare(
+        "evolve/retriever.py", argv, {"hybrid": {"retriever": "hybrid"}, "dense": {"retriever": "dense"}},
+        RESULTS / "retriever.json", __doc__,
+    )  # fmt: skip
+
+
+def compare(
+    script: str, argv: list[str] | None, variants: dict[str, dict[str, Any]], default_out: Path, doc: str | None
+) -> None:
+    """Each variant of the program render.py measured (``designed_program`` under the notes line, with the
+    variant's design choices on top), paired against the first, on render.py's 100 select requests."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--model", default="local/qwen2.5-coder-0.5b")
     parser.add_argument("--users", type=int, default=152)
     parser.add_argument("--limit", type=int, default=100)
-    parser.add_argument("--out", type=Path, default=RESULTS / "retriever.json")
+    parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
 
     line = usage_line("description", "oldest first", False, "notes")
     scores: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as programs:
-        for retriever in ("hybrid", "dense"):
-            path = Path(programs, f"{retriever}.py")
-            path.write_text(designed_program({"retriever": retriever}, line))
+        for i, (name, choice) in enumerate(variants.items()):
+            path = Path(programs, f"variant{i}.py")
+            path.write_text(designed_program(choice, line))
             cell = evaluate_cell(str(path), args.users, "validation", args.limit, args.model)
-            scores[retriever] = param_accuracy(cell)
-            print(f"{retriever}: {np.mean(list(scores[retriever].values())):.3f}", flush=True)
+            scores[name] = param_accuracy(cell)
+            print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
 
+    first, *others = variants
     result = {
-        **provenance("evolve/retriever.py", argv, model=args.model),
+        **provenance(script, argv, model=args.model),
         "data": f"toolprefs users={args.users}, validation split, first {args.limit} requests (render.py's)",
         "program": "the lifted episodic seed: notes under the notes line, top_k 4, no stored replies, no dates",
         "variants": {
-            name: {"param_accuracy": _interval(mean_interval(list(values.values())))} for name, values in scores.items()
+            name: {"design": variants[name], "param_accuracy": _interval(mean_interval(list(values.values())))}
+            for name, values in scores.items()
         },
-        "paired": {"dense - hybrid": paired(scores["dense"], scores["hybrid"])},
+        "paired": {f"{name} - {first}": paired(scores[name], scores[first]) for name in others},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
