@@ -1,7 +1,8 @@
 """A real tiny evolution run with the local model: it runs, survives being killed, resumes and exports.
 
-This is the issue's "done when": toolprefs, a few questions per evaluation,
-two iterations; the process is SIGKILLed midway, `agentmem evolve resume`
+This is the issue's "done when": toolprefs, two questions per LLM-scored
+evaluation, one iteration; the process is SIGKILLed midway (once the seed is
+scored), `agentmem evolve resume`
 finishes it with every completed evaluation intact and none done twice, and
 the exported plugin is found by `agentmem plugins list`.
 """
@@ -33,11 +34,11 @@ seed = 0
 [environment]
 name = "toolprefs"
 minibatch = 2
-validation_limit = 3
-test_limit = 3
+validation_limit = 2
+test_limit = 2
 
 [budget]
-iterations = {over.get("iterations", 2)}
+iterations = {over.get("iterations", 1)}
 
 [cascade]
 proxy_questions = 20  # the stage runs and gates as with 200; each program's proxy costs ~5 s, not ~55
@@ -92,7 +93,7 @@ def test_run_killed_midway_resumes_without_redoing_work_and_exports(tmp_path, lo
         start_new_session=True,
     )
     try:
-        # kill once the seed is scored and the first child has been screened
+        # kill once the seed is scored (proxy, screen, select): the iteration and the test stage are left to resume
         _wait_for(lambda: (run / "archive.sqlite").exists() and len(_evaluations(run)) >= 3, 600, proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
