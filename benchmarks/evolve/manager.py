@@ -19,8 +19,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # retriever.py and render.py beside this file
-from retriever import RESULTS, compare
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # render.py beside this file
+from render import RESULTS, compare
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -197,6 +197,44 @@ def designed_program(choice: dict[str, Any], line: str) -> str:
     return prog.set_template(child, usage.replace(UNDATED_HEADER.strip(), line))
 
 
+def compare(
+    script: str, argv: list[str] | None, variants: dict[str, dict[str, Any]], default_out: Path, doc: str | None
+) -> None:
+    """Each variant of the program render.py measured (``designed_program`` under the notes line, with the
+    variant's design choices on top), paired against the first, on render.py's 100 select requests."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--model", default="local/qwen2.5-coder-0.5b")
+    parser.add_argument("--users", type=int, default=152)
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=default_out)
+    args = parser.parse_args(argv)
+
+    line = usage_line("description", "oldest first", False, "notes")
+    scores: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as programs:
+        for i, (name, choice) in enumerate(variants.items()):
+            path = Path(programs, f"variant{i}.py")
+            path.write_text(designed_program(choice, line))
+            cell = evaluate_cell(str(path), args.users, "validation", args.limit, args.model)
+            scores[name] = param_accuracy(cell)
+            print(f"{name}: {np.mean(list(scores[name].values())):.3f}", flush=True)
+
+    first, *others = variants
+    result = {
+        **provenance(script, argv, model=args.model),
+        "data": f"toolprefs users={args.users}, validation split, first {args.limit} requests (render.py's)",
+        "program": "the lifted episodic seed: notes under the notes line, top_k 4, no stored replies, no dates",
+        "variants": {
+            name: {"design": variants[name], "param_accuracy": _interval(mean_interval(list(values.values())))}
+            for name, values in scores.items()
+        },
+        "paired": {f"{name} - {first}": paired(scores[name], scores[first]) for name in others},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
 def confirm(args: argparse.Namespace, argv: list[str] | None) -> None:
     """The seed and the notes-line program on the whole test split: does render.json's gain hold on new users?"""
     name = "design: notes, 4 items, no own replies, no dates, dense, under the notes line"
