@@ -2,9 +2,9 @@
 
 This is the issue's "done when": toolprefs, two questions per LLM-scored
 evaluation, one iteration; the process is SIGKILLed midway (once the seed is
-scored), `agentmem evolve resume`
-finishes it with every completed evaluation intact and none done twice, and
-the exported plugin is found by `agentmem plugins list`.
+scored), `agentmem evolve resume` finishes it with every completed
+evaluation intact and none done twice, and the exported plugin is found by
+`agentmem plugins list`.
 """
 
 from __future__ import annotations
